@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# install-deps.sh — install what updraft needs to build, test and run its demo on Debian 12.
+#
+# Idempotent: asks dpkg what is already there and runs apt-get only for what is missing.
+# Needs root (or sudo) only when something is missing.
+#
+#   deploy/install-deps.sh            build + test + demo dependencies
+#   deploy/install-deps.sh --peers    also PyTorch and NumPy, for the side-by-side benchmarks
+set -euo pipefail
+
+pkgs=(
+    build-essential cmake pkg-config git
+    libopenblas-dev libmsgpack-dev libzmq3-dev
+    libopenmpi-dev openmpi-bin
+    libcurl4-openssl-dev libcmocka-dev
+    zlib1g-dev libpng-dev libjpeg62-turbo-dev libsodium-dev
+    dataset-fashion-mnist
+)
+for arg in "$@"; do
+    case "$arg" in
+    --peers) pkgs+=(python3-torch python3-numpy) ;;
+    -h | --help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) echo "install-deps.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+missing=()
+for p in "${pkgs[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+
+echo "install-deps.sh: installing ${missing[*]}" >&2
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        sudo="sudo"
+    else
+        echo "install-deps.sh: need root (or sudo) to install: ${missing[*]}" >&2
+        exit 1
+    fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+# A fresh machine has no package lists yet; refresh them once if a package is not known.
+if ! apt-cache show "${missing[0]}" >/dev/null 2>&1 || [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v lock)" ]; then
+    $sudo apt-get update -qq
+fi
+if ! $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/updraft-apt.log 2>&1; then
+    # Package lists may be stale on a machine that was set up long ago: refresh once and retry.
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" || {
+        echo "install-deps.sh: apt-get install failed; see /tmp/updraft-apt.log" >&2
+        exit 1
+    }
+fi
