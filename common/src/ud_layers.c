@@ -1,0 +1,659 @@
+/*  ud_layers.c — forward and backward passes of every layer, in two backends.
+ *
+ *  The reference backend is naive loops over (B, C, H, W) tensors: easy to read and to trust.
+ *  The fast backend uses GEMM (ud_sgemm) for dense and conv layers, im2col over the whole batch,
+ *  and keeps conv/pool activations channel-major (C, B, H, W) so that no transposes are needed
+ *  until flatten. Tests check the two against each other and against finite differences.
+ */
+#include "ud_model_impl.h"
+#include "updraft/ud_kernels.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ud__model_layout(struct ud_model *m)
+{
+    struct ud_shape s = m->arch.input;
+    size_t off = 0;
+    m->input_size = ud_shape_size(s);
+    m->nspans = 0;
+    m->lowest_updatable = -1;
+    for (int i = 0; i < m->arch.nlayers; i++) {
+        const struct ud_layer_spec *A = &m->arch.layer[i];
+        struct ud_layer_rt *L = &m->L[i];
+        L->in = s;
+        L->out = s = ud_arch_shape(&m->arch, i);
+        L->in_size = ud_shape_size(L->in);
+        L->out_size = ud_shape_size(L->out);
+        L->w = L->b = (struct ud_span){0, 0};
+        if (A->kind == UD_LAYER_DENSE) {
+            L->w = (struct ud_span){off, L->in_size * (size_t)A->units};
+            L->b = (struct ud_span){off + L->w.count, (size_t)A->units};
+        } else if (A->kind == UD_LAYER_CONV2D) {
+            L->w = (struct ud_span){off, (size_t)A->filters * L->in.c * A->kernel * A->kernel};
+            L->b = (struct ud_span){off + L->w.count, (size_t)A->filters};
+        }
+        off += L->w.count + L->b.count;
+        if (L->w.count && A->updatable) {
+            m->spans[m->nspans++] = L->w;
+            m->spans[m->nspans++] = L->b;
+            if (m->lowest_updatable < 0)
+                m->lowest_updatable = i;
+        }
+        if (A->kind == UD_LAYER_DENSE)
+            m->nclasses = A->units; /* the last dense layer wins */
+    }
+    m->nparams = off;
+}
+
+void ud__model_free_workspace(struct ud_model *m)
+{
+    free(m->x_in);
+    free(m->probs);
+    free(m->delta[0]);
+    free(m->delta[1]);
+    for (int i = 0; i < UD_MAX_LAYERS; i++) {
+        free(m->bufs[i]);
+        free(m->cols[i]);
+        free(m->argmaxes[i]);
+        free(m->masks[i]);
+        m->bufs[i] = m->cols[i] = m->masks[i] = NULL;
+        m->argmaxes[i] = NULL;
+    }
+    m->x_in = m->probs = m->delta[0] = m->delta[1] = NULL;
+    m->cap = 0;
+    m->last_B = 0;
+}
+
+static void *walloc(size_t bytes)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0)
+        return NULL;
+    return p;
+}
+
+/* Does layer i write its output into its input's buffer? */
+static int layer_inplace(const struct ud_model *m, int i, enum ud_backend be)
+{
+    enum ud_layer_kind k = m->arch.layer[i].kind;
+    if (k == UD_LAYER_RELU || k == UD_LAYER_DROPOUT)
+        return 1;
+    if (k == UD_LAYER_FLATTEN) {
+        /* Only a channel-major input needs a transpose. */
+        if (be == UD_BACKEND_REFERENCE)
+            return 1;
+        for (int j = i - 1; j >= 0; j--) {
+            enum ud_layer_kind kj = m->arch.layer[j].kind;
+            if (kj == UD_LAYER_CONV2D || kj == UD_LAYER_MAXPOOL2D)
+                return 0;
+            if (kj == UD_LAYER_FLATTEN || kj == UD_LAYER_DENSE)
+                return 1;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+int ud__model_reserve(struct ud_model *m, int B)
+{
+    if (B <= m->cap)
+        return 0;
+    ud__model_free_workspace(m);
+    size_t b = (size_t)B, maxact = m->input_size;
+    int ok = 1;
+    ok &= !!(m->x_in = walloc(b * m->input_size * sizeof(float)));
+    ok &= !!(m->probs = walloc(b * (size_t)m->nclasses * sizeof(float)));
+    for (int i = 0; ok && i < m->arch.nlayers; i++) {
+        const struct ud_layer_spec *A = &m->arch.layer[i];
+        struct ud_layer_rt *L = &m->L[i];
+        if (L->out_size > maxact)
+            maxact = L->out_size;
+        /* Both backends may run on the same model: size for the larger need. */
+        if (!layer_inplace(m, i, UD_BACKEND_FAST) || A->kind == UD_LAYER_FLATTEN)
+            ok &= !!(m->bufs[i] = walloc(b * L->out_size * sizeof(float)));
+        if (A->kind == UD_LAYER_CONV2D) {
+            size_t rows = (size_t)L->in.c * A->kernel * A->kernel;
+            size_t cols = b * (size_t)L->out.h * L->out.w;
+            ok &= !!(m->cols[i] = walloc(rows * cols * sizeof(float)));
+        } else if (A->kind == UD_LAYER_MAXPOOL2D) {
+            ok &= !!(m->argmaxes[i] = walloc(b * L->out_size * sizeof(int32_t)));
+        } else if (A->kind == UD_LAYER_DROPOUT) {
+            ok &= !!(m->masks[i] = walloc(b * L->out_size * sizeof(float)));
+        }
+    }
+    if (ok) {
+        ok &= !!(m->delta[0] = walloc(b * maxact * sizeof(float)));
+        ok &= !!(m->delta[1] = walloc(b * maxact * sizeof(float)));
+    }
+    if (!ok) {
+        ud__model_free_workspace(m);
+        return UD_ENOMEM;
+    }
+    m->cap = B;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- shared elementwise parts */
+
+static void relu_forward(float *restrict x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+static void relu_backward(float *restrict d, const float *restrict y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        d[i] = y[i] > 0.0f ? d[i] : 0.0f;
+}
+
+static void softmax_rows(const float *in, float *out, int B, int n)
+{
+    for (int b = 0; b < B; b++) {
+        const float *x = in + (size_t)b * n;
+        float *y = out + (size_t)b * n;
+        float mx = x[0];
+        for (int j = 1; j < n; j++)
+            mx = x[j] > mx ? x[j] : mx;
+        float sum = 0.0f;
+        for (int j = 0; j < n; j++)
+            sum += (y[j] = expf(x[j] - mx));
+        float inv = 1.0f / sum;
+        for (int j = 0; j < n; j++)
+            y[j] *= inv;
+    }
+}
+
+/* Maxpool over planes of (H, W): layout-agnostic, a plane is a plane. */
+static void maxpool_forward(const float *in, float *out, int32_t *argmax, size_t planes, int H,
+                            int W, int P)
+{
+    int Ho = H / P, Wo = W / P;
+    for (size_t p = 0; p < planes; p++) {
+        const float *x = in + p * (size_t)H * W;
+        float *y = out + p * (size_t)Ho * Wo;
+        int32_t *am = argmax + p * (size_t)Ho * Wo;
+        for (int oy = 0; oy < Ho; oy++)
+            for (int ox = 0; ox < Wo; ox++) {
+                int best = (oy * P) * W + ox * P;
+                float bv = x[best];
+                for (int dy = 0; dy < P; dy++)
+                    for (int dx = 0; dx < P; dx++) {
+                        int idx = (oy * P + dy) * W + ox * P + dx;
+                        if (x[idx] > bv) {
+                            bv = x[idx];
+                            best = idx;
+                        }
+                    }
+                y[oy * Wo + ox] = bv;
+                am[oy * Wo + ox] = best;
+            }
+    }
+}
+
+static void maxpool_backward(const float *dout, float *din, const int32_t *argmax, size_t planes,
+                             int H, int W, int P)
+{
+    int Ho = H / P, Wo = W / P;
+    memset(din, 0, planes * (size_t)H * W * sizeof(float));
+    for (size_t p = 0; p < planes; p++) {
+        const float *d = dout + p * (size_t)Ho * Wo;
+        const int32_t *am = argmax + p * (size_t)Ho * Wo;
+        float *g = din + p * (size_t)H * W;
+        for (int k = 0; k < Ho * Wo; k++)
+            g[am[k]] += d[k];
+    }
+}
+
+static void dropout_forward(struct ud_model *m, float *x, float *mask, size_t n, float rate)
+{
+    float keep = 1.0f / (1.0f - rate);
+    for (size_t i = 0; i < n; i++) {
+        mask[i] = ud_rng_uniform(&m->rng) < rate ? 0.0f : keep;
+        x[i] *= mask[i];
+    }
+}
+
+/* ------------------------------------------------------------------ reference backend */
+
+static void ref_dense_forward(const float *x, const float *W, const float *bias, float *y, int B,
+                              int in, int out)
+{
+    for (int b = 0; b < B; b++)
+        for (int o = 0; o < out; o++) {
+            double s = bias[o];
+            for (int k = 0; k < in; k++)
+                s += (double)x[(size_t)b * in + k] * W[(size_t)o * in + k];
+            y[(size_t)b * out + o] = (float)s;
+        }
+}
+
+static void ref_dense_backward(const float *x, const float *W, const float *dy, float *dW,
+                               float *db, float *dx, int B, int in, int out)
+{
+    for (int o = 0; o < out; o++) {
+        double sb = 0;
+        for (int b = 0; b < B; b++)
+            sb += dy[(size_t)b * out + o];
+        db[o] = (float)sb;
+        for (int k = 0; k < in; k++) {
+            double s = 0;
+            for (int b = 0; b < B; b++)
+                s += (double)dy[(size_t)b * out + o] * x[(size_t)b * in + k];
+            dW[(size_t)o * in + k] = (float)s;
+        }
+    }
+    if (dx)
+        for (int b = 0; b < B; b++)
+            for (int k = 0; k < in; k++) {
+                double s = 0;
+                for (int o = 0; o < out; o++)
+                    s += (double)dy[(size_t)b * out + o] * W[(size_t)o * in + k];
+                dx[(size_t)b * in + k] = (float)s;
+            }
+}
+
+static void ref_conv_forward(const float *x, const float *W, const float *bias, float *y, int B,
+                             struct ud_shape in, struct ud_shape out,
+                             const struct ud_layer_spec *A)
+{
+    int K = A->kernel, S = A->stride, P = A->pad;
+    for (int b = 0; b < B; b++)
+        for (int f = 0; f < out.c; f++)
+            for (int oy = 0; oy < out.h; oy++)
+                for (int ox = 0; ox < out.w; ox++) {
+                    double s = bias[f];
+                    for (int c = 0; c < in.c; c++)
+                        for (int ky = 0; ky < K; ky++)
+                            for (int kx = 0; kx < K; kx++) {
+                                int iy = oy * S - P + ky, ix = ox * S - P + kx;
+                                if (iy < 0 || iy >= in.h || ix < 0 || ix >= in.w)
+                                    continue;
+                                s += (double)x[(((size_t)b * in.c + c) * in.h + iy) * in.w + ix] *
+                                     W[(((size_t)f * in.c + c) * K + ky) * K + kx];
+                            }
+                    y[(((size_t)b * out.c + f) * out.h + oy) * out.w + ox] = (float)s;
+                }
+}
+
+static void ref_conv_backward(const float *x, const float *W, const float *dy, float *dW,
+                              float *db, float *dx, int B, struct ud_shape in,
+                              struct ud_shape out, const struct ud_layer_spec *A)
+{
+    int K = A->kernel, S = A->stride, P = A->pad;
+    size_t nw = (size_t)out.c * in.c * K * K;
+    double *gw = calloc(nw + (size_t)out.c, sizeof(double));
+    if (!gw)
+        abort(); /* test-only path: tiny sizes */
+    double *gb = gw + nw;
+    if (dx)
+        memset(dx, 0, (size_t)B * ud_shape_size(in) * sizeof(float));
+    for (int b = 0; b < B; b++)
+        for (int f = 0; f < out.c; f++)
+            for (int oy = 0; oy < out.h; oy++)
+                for (int ox = 0; ox < out.w; ox++) {
+                    float g = dy[(((size_t)b * out.c + f) * out.h + oy) * out.w + ox];
+                    gb[f] += g;
+                    for (int c = 0; c < in.c; c++)
+                        for (int ky = 0; ky < K; ky++)
+                            for (int kx = 0; kx < K; kx++) {
+                                int iy = oy * S - P + ky, ix = ox * S - P + kx;
+                                if (iy < 0 || iy >= in.h || ix < 0 || ix >= in.w)
+                                    continue;
+                                size_t xi = (((size_t)b * in.c + c) * in.h + iy) * in.w + ix;
+                                size_t wi = (((size_t)f * in.c + c) * K + ky) * K + kx;
+                                gw[wi] += (double)g * x[xi];
+                                if (dx)
+                                    dx[xi] += g * W[wi];
+                            }
+                }
+    for (size_t i = 0; i < nw; i++)
+        dW[i] = (float)gw[i];
+    for (int f = 0; f < out.c; f++)
+        db[f] = (float)gb[f];
+    free(gw);
+}
+
+/* ------------------------------------------------------------------------ fast backend */
+
+/* Strides of element (c, b) of a (B, C, H, W) or (C, B, H, W) tensor with planes of hw. */
+static inline void layout_strides(int layout, int B, int C, size_t hw, size_t *cs, size_t *bs)
+{
+    if (layout == UD_LAYOUT_CBHW) {
+        *cs = (size_t)B * hw;
+        *bs = hw;
+    } else {
+        *cs = hw;
+        *bs = (size_t)C * hw;
+    }
+}
+
+/* col (C*K*K, B*Ho*Wo): row (c, ky, kx), column (b, oy, ox). */
+static void im2col(const float *x, float *col, int layout, int B, struct ud_shape in,
+                   struct ud_shape out, int K, int S, int P)
+{
+    size_t cs, bs, N = (size_t)B * out.h * out.w;
+    layout_strides(layout, B, in.c, (size_t)in.h * in.w, &cs, &bs);
+    for (int c = 0; c < in.c; c++)
+        for (int ky = 0; ky < K; ky++)
+            for (int kx = 0; kx < K; kx++) {
+                float *row = col + ((size_t)(c * K + ky) * K + kx) * N;
+                for (int b = 0; b < B; b++) {
+                    const float *plane = x + c * cs + b * bs;
+                    for (int oy = 0; oy < out.h; oy++) {
+                        float *dst = row + ((size_t)b * out.h + oy) * out.w;
+                        int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= in.h) {
+                            memset(dst, 0, (size_t)out.w * sizeof(float));
+                            continue;
+                        }
+                        const float *src = plane + (size_t)iy * in.w;
+                        if (S == 1) {
+                            int lo = P - kx, hi = in.w + P - kx; /* ox range with ix in [0, W) */
+                            lo = lo < 0 ? 0 : lo;
+                            hi = hi > out.w ? out.w : hi;
+                            for (int ox = 0; ox < lo; ox++)
+                                dst[ox] = 0.0f;
+                            if (hi > lo)
+                                memcpy(dst + lo, src + lo - P + kx,
+                                       (size_t)(hi - lo) * sizeof(float));
+                            for (int ox = hi > lo ? hi : lo; ox < out.w; ox++)
+                                dst[ox] = 0.0f;
+                        } else {
+                            for (int ox = 0; ox < out.w; ox++) {
+                                int ix = ox * S - P + kx;
+                                dst[ox] = ix >= 0 && ix < in.w ? src[ix] : 0.0f;
+                            }
+                        }
+                    }
+                }
+            }
+}
+
+static void col2im(const float *col, float *dx, int layout, int B, struct ud_shape in,
+                   struct ud_shape out, int K, int S, int P)
+{
+    size_t cs, bs, N = (size_t)B * out.h * out.w;
+    layout_strides(layout, B, in.c, (size_t)in.h * in.w, &cs, &bs);
+    memset(dx, 0, (size_t)B * ud_shape_size(in) * sizeof(float));
+    for (int c = 0; c < in.c; c++)
+        for (int ky = 0; ky < K; ky++)
+            for (int kx = 0; kx < K; kx++) {
+                const float *row = col + ((size_t)(c * K + ky) * K + kx) * N;
+                for (int b = 0; b < B; b++) {
+                    float *plane = dx + c * cs + b * bs;
+                    for (int oy = 0; oy < out.h; oy++) {
+                        int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= in.h)
+                            continue;
+                        const float *src = row + ((size_t)b * out.h + oy) * out.w;
+                        float *restrict dst = plane + (size_t)iy * in.w;
+                        for (int ox = 0; ox < out.w; ox++) {
+                            int ix = ox * S - P + kx;
+                            if (ix >= 0 && ix < in.w)
+                                dst[ix] += src[ox];
+                        }
+                    }
+                }
+            }
+}
+
+static void fast_dense_forward(const float *x, const float *W, const float *bias, float *y, int B,
+                               int in, int out)
+{
+    for (int b = 0; b < B; b++)
+        memcpy(y + (size_t)b * out, bias, (size_t)out * sizeof(float));
+    ud_sgemm(false, true, B, out, in, 1.0f, x, in, W, in, 1.0f, y, out);
+}
+
+static void fast_dense_backward(const float *x, const float *W, const float *dy, float *dW,
+                                float *db, float *dx, int B, int in, int out)
+{
+    ud_sgemm(true, false, out, in, B, 1.0f, dy, out, x, in, 0.0f, dW, in);
+    memset(db, 0, (size_t)out * sizeof(float));
+    for (int b = 0; b < B; b++) {
+        const float *restrict d = dy + (size_t)b * out;
+        for (int o = 0; o < out; o++)
+            db[o] += d[o];
+    }
+    if (dx)
+        ud_sgemm(false, false, B, in, out, 1.0f, dy, out, W, in, 0.0f, dx, in);
+}
+
+/* (C, B, hw) <-> (B, C, hw) */
+static void transpose_cb(const float *src, float *dst, int C, int B, size_t hw, int to_bchw)
+{
+    for (int c = 0; c < C; c++)
+        for (int b = 0; b < B; b++) {
+            const float *s = to_bchw ? src + ((size_t)c * B + b) * hw : src + ((size_t)b * C + c) * hw;
+            float *d = to_bchw ? dst + ((size_t)b * C + c) * hw : dst + ((size_t)c * B + b) * hw;
+            memcpy(d, s, hw * sizeof(float));
+        }
+}
+
+/* --------------------------------------------------------------------------- passes */
+
+int ud_model_forward(ud_model_t *m, const float *x, int B, bool training)
+{
+    if (B <= 0)
+        return UD_EINVAL;
+    int rc = ud__model_reserve(m, B);
+    if (rc)
+        return rc;
+    enum ud_backend be = m->backend;
+    memcpy(m->x_in, x, (size_t)B * m->input_size * sizeof(float));
+    float *cur = m->x_in;
+    int layout = UD_LAYOUT_BCHW;
+    for (int i = 0; i < m->arch.nlayers; i++) {
+        const struct ud_layer_spec *A = &m->arch.layer[i];
+        struct ud_layer_rt *L = &m->L[i];
+        const float *W = m->params + L->w.offset, *bias = m->params + L->b.offset;
+        L->layout_in = layout;
+        L->inplace = layer_inplace(m, i, be);
+        float *out = L->inplace ? cur : m->bufs[i];
+        size_t n = (size_t)B * L->out_size;
+        switch (A->kind) {
+        case UD_LAYER_DENSE:
+            if (be == UD_BACKEND_REFERENCE)
+                ref_dense_forward(cur, W, bias, out, B, (int)L->in_size, A->units);
+            else
+                fast_dense_forward(cur, W, bias, out, B, (int)L->in_size, A->units);
+            break;
+        case UD_LAYER_CONV2D:
+            if (be == UD_BACKEND_REFERENCE) {
+                ref_conv_forward(cur, W, bias, out, B, L->in, L->out, A);
+            } else {
+                size_t hw = (size_t)L->out.h * L->out.w, N = (size_t)B * hw;
+                int KK = L->in.c * A->kernel * A->kernel;
+                L->col = m->cols[i];
+                im2col(cur, L->col, layout, B, L->in, L->out, A->kernel, A->stride, A->pad);
+                for (int f = 0; f < A->filters; f++) {
+                    float *row = out + (size_t)f * N;
+                    for (size_t k = 0; k < N; k++)
+                        row[k] = bias[f];
+                }
+                ud_sgemm(false, false, A->filters, (int)N, KK, 1.0f, W, KK, L->col, (int)N, 1.0f,
+                         out, (int)N);
+                layout = UD_LAYOUT_CBHW;
+            }
+            break;
+        case UD_LAYER_MAXPOOL2D:
+            L->argmax = m->argmaxes[i];
+            maxpool_forward(cur, out, L->argmax, (size_t)B * L->in.c, L->in.h, L->in.w, A->pool);
+            break;
+        case UD_LAYER_RELU:
+            relu_forward(out, n);
+            break;
+        case UD_LAYER_DROPOUT:
+            L->mask = m->masks[i];
+            if (training && A->rate > 0.0f)
+                dropout_forward(m, out, L->mask, n, A->rate);
+            else
+                for (size_t k = 0; k < n; k++)
+                    L->mask[k] = 1.0f;
+            break;
+        case UD_LAYER_FLATTEN:
+            if (!L->inplace)
+                transpose_cb(cur, out, L->in.c, B, (size_t)L->in.h * L->in.w, 1);
+            layout = UD_LAYOUT_BCHW;
+            break;
+        case UD_LAYER_SOFTMAX:
+            out = m->probs;
+            softmax_rows(cur, out, B, m->nclasses);
+            break;
+        }
+        L->act = out;
+        L->layout_out = layout;
+        cur = out;
+    }
+    m->last_B = B;
+    m->last_training = training;
+    m->last_backend = be;
+    return 0;
+}
+
+const float *ud_model_output(const ud_model_t *m)
+{
+    return m->probs;
+}
+
+int ud_model_loss(const ud_model_t *m, const int32_t *labels, int B, double *loss, int *correct,
+                  struct ud_err *e)
+{
+    if (B != m->last_B || B <= 0)
+        return ud_err_set(e, UD_ESTATE, "loss for %d samples without a matching forward", B);
+    double sum = 0.0;
+    int ok = 0, C = m->nclasses;
+    for (int b = 0; b < B; b++) {
+        if (labels[b] < 0 || labels[b] >= C)
+            return ud_err_set(e, UD_ERANGE, "label %d of sample %d is outside [0, %d)",
+                              (int)labels[b], b, C);
+        const float *p = m->probs + (size_t)b * C;
+        float pt = p[labels[b]];
+        sum += -log(pt > 1e-30f ? (double)pt : 1e-30);
+        int best = 0;
+        for (int j = 1; j < C; j++)
+            if (p[j] > p[best])
+                best = j;
+        ok += best == labels[b];
+    }
+    if (loss)
+        *loss = sum / B;
+    if (correct)
+        *correct = ok;
+    return 0;
+}
+
+int ud_model_backward(ud_model_t *m, const int32_t *labels, int B, float scale,
+                      ud_grad_ready_fn ready, void *user)
+{
+    if (B != m->last_B || B <= 0)
+        return UD_ESTATE;
+    if (m->lowest_updatable < 0)
+        return 0;
+    int C = m->nclasses, nl = m->arch.nlayers;
+    enum ud_backend be = m->last_backend;
+    /* d: gradient of the loss with respect to the current layer's output. */
+    float *d = m->delta[0], *spare = m->delta[1];
+    for (int b = 0; b < B; b++) {
+        if (labels[b] < 0 || labels[b] >= C)
+            return UD_ERANGE;
+        const float *p = m->probs + (size_t)b * C;
+        float *g = d + (size_t)b * C;
+        for (int j = 0; j < C; j++)
+            g[j] = p[j] * scale;
+        g[labels[b]] -= scale;
+    }
+    for (int i = nl - 2; i >= m->lowest_updatable; i--) {
+        const struct ud_layer_spec *A = &m->arch.layer[i];
+        struct ud_layer_rt *L = &m->L[i];
+        int need_dx = i > m->lowest_updatable;
+        const float *in = i > 0 ? m->L[i - 1].act : m->x_in;
+        const float *W = m->params + L->w.offset;
+        float *dW = m->grads + L->w.offset, *db = m->grads + L->b.offset;
+        int upd = A->updatable;
+        switch (A->kind) {
+        case UD_LAYER_DENSE:
+            if (upd) {
+                if (be == UD_BACKEND_REFERENCE)
+                    ref_dense_backward(in, W, d, dW, db, need_dx ? spare : NULL, B,
+                                       (int)L->in_size, A->units);
+                else
+                    fast_dense_backward(in, W, d, dW, db, need_dx ? spare : NULL, B,
+                                        (int)L->in_size, A->units);
+            } else if (need_dx) {
+                ud_sgemm(false, false, B, (int)L->in_size, A->units, 1.0f, d, A->units, W,
+                         (int)L->in_size, 0.0f, spare, (int)L->in_size);
+            }
+            break;
+        case UD_LAYER_CONV2D:
+            if (be == UD_BACKEND_REFERENCE) {
+                float *tmpW = upd ? dW : NULL, *tmpb = upd ? db : NULL;
+                float *scratch = NULL;
+                if (!upd) {
+                    scratch = malloc((L->w.count + L->b.count) * sizeof(float));
+                    if (!scratch)
+                        return UD_ENOMEM;
+                    tmpW = scratch;
+                    tmpb = scratch + L->w.count;
+                }
+                ref_conv_backward(in, W, d, tmpW, tmpb, need_dx ? spare : NULL, B, L->in,
+                                  L->out, A);
+                free(scratch);
+            } else {
+                size_t N = (size_t)B * L->out.h * L->out.w;
+                int KK = L->in.c * A->kernel * A->kernel;
+                if (upd) {
+                    for (int f = 0; f < A->filters; f++) {
+                        const float *row = d + (size_t)f * N;
+                        float s = 0.0f;
+                        for (size_t k = 0; k < N; k++)
+                            s += row[k];
+                        db[f] = s;
+                    }
+                    ud_sgemm(false, true, A->filters, KK, (int)N, 1.0f, d, (int)N, L->col, (int)N,
+                             0.0f, dW, KK);
+                }
+                if (need_dx) {
+                    /* The columns are spent: reuse their buffer for the column gradients. */
+                    ud_sgemm(true, false, KK, (int)N, A->filters, 1.0f, W, KK, d, (int)N, 0.0f,
+                             L->col, (int)N);
+                    col2im(L->col, spare, L->layout_in, B, L->in, L->out, A->kernel, A->stride,
+                           A->pad);
+                }
+            }
+            break;
+        case UD_LAYER_MAXPOOL2D:
+            if (need_dx)
+                maxpool_backward(d, spare, L->argmax, (size_t)B * L->in.c, L->in.h, L->in.w,
+                                 A->pool);
+            break;
+        case UD_LAYER_RELU:
+            relu_backward(d, L->act, (size_t)B * L->out_size);
+            continue; /* in place: d stays d */
+        case UD_LAYER_DROPOUT: {
+            size_t n = (size_t)B * L->out_size;
+            for (size_t k = 0; k < n; k++)
+                d[k] *= L->mask[k];
+            continue;
+        }
+        case UD_LAYER_FLATTEN:
+            if (L->inplace)
+                continue;
+            if (need_dx)
+                transpose_cb(d, spare, L->in.c, B, (size_t)L->in.h * L->in.w, 0);
+            break;
+        case UD_LAYER_SOFTMAX:
+            break;
+        }
+        if (upd && L->w.count && ready)
+            ready(user, i, (struct ud_span){L->w.offset, L->w.count + L->b.count});
+        float *t = d;
+        d = spare;
+        spare = t;
+    }
+    return 0;
+}

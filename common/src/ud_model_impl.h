@@ -1,0 +1,70 @@
+/*  ud_model_impl.h — the model's private layout, shared by ud_model.c (object, accessors) and
+ *  ud_layers.c (forward and backward). Nothing outside common/src includes this. */
+#ifndef UD_MODEL_IMPL_H
+#define UD_MODEL_IMPL_H
+
+#include "updraft/ud_model.h"
+
+/* Activation layouts. The reference backend keeps everything (B, C, H, W). The fast backend
+ * keeps conv and pool outputs channel-major, (C, B, H, W), so that one GEMM covers the whole
+ * batch (im2col columns are (b, y, x)); flatten turns them back into (B, C*H*W). */
+enum { UD_LAYOUT_BCHW = 0, UD_LAYOUT_CBHW = 1 };
+
+struct ud_layer_rt {
+    struct ud_shape in, out;
+    size_t in_size, out_size; /* per sample */
+    struct ud_span w, b;
+    int layout_in, layout_out; /* for the current forward's backend */
+    int inplace;               /* output shares the input's buffer (relu, dropout, BCHW flatten) */
+    float *act;                /* output, (B, out_size) floats; borrowed from the workspace */
+    float *col;                /* conv (fast): im2col columns, (C*K*K, B*Ho*Wo) */
+    int32_t *argmax;           /* maxpool: index into the input of each output */
+    float *mask;               /* dropout: 0 or 1/(1-rate) per output */
+};
+
+struct ud_metric {
+    char *key;
+    double value;
+};
+
+struct ud_model {
+    struct ud_arch arch;
+    int nclasses;
+    size_t input_size;
+    struct ud_layer_rt L[UD_MAX_LAYERS];
+    size_t nparams;
+    float *params, *grads;
+    struct ud_span spans[2 * UD_MAX_LAYERS];
+    size_t nspans;
+    int lowest_updatable; /* -1: nothing updatable */
+    enum ud_backend backend;
+    struct ud_rng rng; /* dropout */
+
+    char **labels;
+    struct ud_metadata meta;
+    struct ud_input_desc input;
+    struct ud_update_defaults defaults;
+    struct ud_metric *metrics;
+    size_t nmetrics;
+
+    /* Workspace, sized for `cap` samples; grown on demand by forward. */
+    int cap;
+    int last_B;           /* batch of the last forward; 0: none yet */
+    int last_training;
+    enum ud_backend last_backend;
+    float *x_in;          /* copy of the last input, (B, input_size) */
+    float *probs;         /* (B, nclasses) */
+    float *delta[2];      /* backward scratch, each (B, max activation size) */
+    float *bufs[UD_MAX_LAYERS];  /* owned activation buffers (NULL where in place) */
+    float *cols[UD_MAX_LAYERS];  /* owned im2col buffers */
+    int32_t *argmaxes[UD_MAX_LAYERS];
+    float *masks[UD_MAX_LAYERS];
+};
+
+/* ud_layers.c */
+int ud__model_reserve(struct ud_model *m, int B);
+void ud__model_free_workspace(struct ud_model *m);
+/* Recomputes per-layer shapes, spans and the lowest updatable layer from m->arch. */
+void ud__model_layout(struct ud_model *m);
+
+#endif
