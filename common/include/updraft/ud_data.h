@@ -1,7 +1,7 @@
 /*  ud_data.h — labeled data: Create ML's data sources, the batch provider, validation splits.
  *
  *  Sources (ud_dataset_load picks by what the path is):
- *    - a directory of class folders, DIR/<label>/*.png|*.jpg|*.jpeg (libpng, libjpeg-turbo),
+ *    - a directory of class folders, DIR/<label>/<name>.png|.jpg|.jpeg (libpng, libjpeg-turbo),
  *      grey or RGB, resized (bilinear) to the requested (C, H, W);
  *    - IDX files (MNIST, Fashion-MNIST), optionally gzip-compressed: given
  *      ".../train-images-idx3-ubyte[.gz]", the labels are ".../train-labels-idx1-ubyte[.gz]";
