@@ -104,6 +104,11 @@ int ud_dataset_map_classes(ud_dataset_t *ds, const char *const *classes, int ncl
 void ud_dataset_provider(ud_dataset_t *ds, const uint32_t *idx, size_t n,
                          struct ud_batch_provider *out);
 
+/* Decodes one image file (PNG or JPEG, by content) to the given (C, H, W): channels converted,
+ * bilinear resize, values scaled to [0, 1] into x (C*H*W floats, (C, H, W) order). For
+ * `updraft predict` and anything else that meets images one at a time. Errors name the file. */
+int ud_image_load(const char *path, struct ud_shape shape, float *x, struct ud_err *e);
+
 /* ---- Validation splits: Create ML's MLSplitStrategy ---- */
 
 enum ud_split_kind {
