@@ -1,0 +1,20 @@
+/*  ud_jsonw.h — writing JSON values to a stream (output only: programs print JSON lines).
+ *  Parsing JSON is jansson's job, not ours. */
+#ifndef UD_JSONW_H
+#define UD_JSONW_H
+
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Writes s as a JSON string literal (quoted, escaped; NULL writes null). */
+void ud_json_str(FILE *f, const char *s);
+/* Writes v as a JSON number with up to 9 significant digits, or null when not finite. */
+void ud_json_num(FILE *f, double v);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
