@@ -9,7 +9,7 @@
 set -euo pipefail
 
 pkgs=(
-    build-essential cmake pkg-config git
+    build-essential cmake pkg-config git clang-format python3
     libopenblas-dev libmsgpack-dev libzmq3-dev
     libopenmpi-dev openmpi-bin
     libcurl4-openssl-dev libcmocka-dev
