@@ -12,6 +12,28 @@
  *  Bad input (unreadable or corrupt image, empty class folder, labels that do not match their
  *  images, a CSV row with the wrong number of fields) fails with an error naming the file and
  *  line; with skip_bad the sample is left out, counted, and reported through warn.
+ *
+ *  Details the loaders settle:
+ *    - Images: classes are the folder names sorted with strcmp, files in a class likewise;
+ *      hidden entries and other extensions (compared case-insensitively) are ignored. The
+ *      decoder is chosen by the file's first bytes. RGB -> grey by luminance (0.299, 0.587,
+ *      0.114), grey -> RGB by replication, alpha dropped, palettes and 16-bit samples brought
+ *      to 8 bits; bilinear with half-pixel centres (PyTorch's align_corners=False). Under
+ *      skip_bad a class folder that yields no image (empty, or every image bad) is left out
+ *      with a warning and the remaining classes keep their order; max_samples never drops a
+ *      class. Image files may be at most 16384 pixels a side (checked before decoding).
+ *    - IDX: classes "0".."K-1" for K = largest label + 1, or the Fashion-MNIST names when the
+ *      path contains "fashion" (any case) and K = 10. Data after what the header declares is
+ *      an error.
+ *    - CSV: RFC 4180 quoting, LF or CRLF, optional UTF-8 BOM, blank lines ignored; at most
+ *      UD_MAX_DIM feature columns; numbers in the C locale whatever the program's locale;
+ *      NaN and infinities are errors; classes are the distinct labels sorted with strcmp.
+ *  Limits are checked before allocating: the IDX buffer grows with the data actually read, so a
+ *  forged header cannot make it allocate more than twice what the file holds.
+ *
+ *  Thread-safety: loading, ud_dataset_set_*, ud_dataset_map_classes and ud_dataset_provider
+ *  change the dataset and need it to themselves; the read-only calls (ud_dataset_get, a
+ *  provider's count and get) may run on several threads at once.
  */
 #ifndef UD_DATA_H
 #define UD_DATA_H
@@ -53,10 +75,10 @@ static inline int ud_batch_provider_get(const struct ud_batch_provider *p, size_
 typedef struct ud_dataset ud_dataset_t;
 
 struct ud_load_opts {
-    struct ud_shape shape; /* images: target (C, H, W); zeros: take it from the first image */
-    int skip_bad;          /* leave bad samples out (counted) instead of failing */
+    struct ud_shape shape;    /* images: target (C, H, W); zeros: take it from the first image */
+    int skip_bad;             /* leave bad samples out (counted) instead of failing */
     const char *label_column; /* CSV: name of the label column (NULL: "label", else last) */
-    size_t max_samples;    /* 0: no limit; else keep the first max_samples */
+    size_t max_samples;       /* 0: no limit; else keep the first max_samples */
     /* Receives one line per skipped sample when skip_bad is set; may be NULL. */
     void (*warn)(void *user, const char *msg);
     void *warn_user;
@@ -73,7 +95,10 @@ ud_dataset_t *ud_dataset_load_csv(const char *path, const struct ud_load_opts *o
                                   struct ud_err *e);
 
 /* An empty dataset of byte pixels (u8 != 0, scaled by 1/255) or float features, for
- * n samples of the given shape and class names (copied). Fill with ud_dataset_set_*. */
+ * n samples of the given shape and class names (copied; NULL: "0".."nclasses-1"; duplicates
+ * are UD_EINVAL). Samples start zeroed with label 0. Fill with ud_dataset_set_*, which return
+ * 0, UD_ERANGE (i or label out of range), UD_EINVAL (u8 on a float dataset or the reverse) or
+ * UD_ENONFINITE (set_f32 with NaN or infinity). */
 ud_dataset_t *ud_dataset_new(size_t n, struct ud_shape shape, int u8, const char *const *classes,
                              int nclasses, struct ud_err *e);
 int ud_dataset_set_u8(ud_dataset_t *ds, size_t i, const uint8_t *pixels, int32_t label);
@@ -84,9 +109,9 @@ size_t ud_dataset_count(const ud_dataset_t *ds);
 struct ud_shape ud_dataset_shape(const ud_dataset_t *ds);
 size_t ud_dataset_input_size(const ud_dataset_t *ds);
 int ud_dataset_num_classes(const ud_dataset_t *ds);
-const char *ud_dataset_class_name(const ud_dataset_t *ds, int c); /* borrowed */
-int32_t ud_dataset_label(const ud_dataset_t *ds, size_t i);
-/* Writes sample i as floats (scaled) to x. */
+const char *ud_dataset_class_name(const ud_dataset_t *ds, int c); /* borrowed; NULL if no c */
+int32_t ud_dataset_label(const ud_dataset_t *ds, size_t i);       /* -1 if i >= count */
+/* Writes sample i as floats (scaled) to x (input_size floats). Returns 0 or UD_ERANGE. */
 int ud_dataset_get(const ud_dataset_t *ds, size_t i, float *x);
 /* Samples left out under skip_bad while loading. */
 size_t ud_dataset_skipped(const ud_dataset_t *ds);
@@ -95,12 +120,16 @@ const char *ud_dataset_source(const ud_dataset_t *ds, size_t i);
 
 /* Renumbers the labels to follow `classes` (e.g. a model's labels), so that a test set with
  * the same class names in another order, or a subset of them, scores correctly. A class name
- * of ds that is not in classes is UD_ENOTFOUND naming it. */
+ * of ds that is not in classes is UD_ENOTFOUND naming it; duplicates in classes are UD_EINVAL.
+ * On error ds is unchanged; on success its class list is a copy of classes. */
 int ud_dataset_map_classes(ud_dataset_t *ds, const char *const *classes, int nclasses,
                            struct ud_err *e);
 
-/* A batch provider over ds, or over the subset idx[0..n) of it (idx NULL: all of ds).
- * The provider borrows ds and idx; they must outlive it. */
+/* A batch provider over ds, or over the subset idx[0..n) of it (idx NULL: all of ds, n
+ * ignored). The provider borrows ds and idx; they must outlive it. Its small state is owned by
+ * ds (freed with it), so there is nothing to destroy. get() returns UD_ERANGE with a message
+ * for a position >= n or an idx entry outside ds. Should that state not be allocatable, the
+ * provider counts 0 and its get() returns UD_ENOMEM. */
 void ud_dataset_provider(ud_dataset_t *ds, const uint32_t *idx, size_t n,
                          struct ud_batch_provider *out);
 
@@ -122,7 +151,10 @@ struct ud_split {
     uint64_t seed; /* which samples go to validation */
 };
 /* Splits n samples; *train and *val are fresh arrays (caller frees) of indices, each ascending.
- * *val may be NULL with *nval 0. */
+ * *val may be NULL with *nval 0; *train is never NULL on success. s NULL: automatic, seed 0.
+ * The validation set is the first round(n * ratio) entries of the permutation drawn from
+ * (seed, UD_RNG_SPLIT). Errors: UD_ERANGE (fixed ratio outside [0, 1] or NaN), UD_EINVAL,
+ * UD_ELIMIT (n > UINT32_MAX), UD_ENOMEM. */
 int ud_split_indices(size_t n, const struct ud_split *s, uint32_t **train, size_t *ntrain,
                      uint32_t **val, size_t *nval, struct ud_err *e);
 /* The validation fraction the automatic strategy picks for n samples. */

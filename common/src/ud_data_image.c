@@ -1,0 +1,712 @@
+/*  ud_data_image.c — a directory of class folders of PNG and JPEG images.
+ *
+ *  DIR/<class>/<file>.png|.jpg|.jpeg (extensions in any case; hidden entries and other files
+ *  ignored). Classes are the folder names sorted with strcmp, files within a class likewise, so
+ *  that two loads of the same tree give the same samples in the same order.
+ *
+ *  Decoding reads each file into memory and picks the decoder by its first bytes (so a PNG
+ *  named .jpg still loads). Both libraries report errors by longjmp from our handlers, which
+ *  also keep their warnings from reaching stderr: a corrupt file is an error naming it (JPEG
+ *  warnings such as "premature end of data" count as corrupt), never a crash or a message on
+ *  the terminal. Sizes from the file header are checked before the pixels are decoded.
+ *
+ *  Pixels are converted to the target channel count (RGB -> grey by luminance 0.299, 0.587,
+ *  0.114; grey -> RGB by replication; alpha dropped; palettes and 16-bit samples expanded or
+ *  scaled to 8 bits) and resized bilinearly with half-pixel centres (PyTorch's
+ *  align_corners=False, no antialiasing) into the dataset's (C, H, W) bytes.
+ */
+#include "ud_data_impl.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdio.h> /* before jpeglib.h, which uses FILE */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include <jpeglib.h>
+#include <png.h>
+
+/* A decoded image: (h, w, c) interleaved bytes, c = 1 (grey) or 3 (RGB). */
+struct image {
+    int w, h, c;
+    uint8_t *px;
+};
+
+/* ---- PNG ---- */
+
+struct png_job {
+    const uint8_t *data;
+    size_t len, pos;
+    png_structp png;
+    png_infop info;
+    png_bytep *rows;
+    struct image *im;
+    char msg[200];
+};
+
+static void png_on_error(png_structp png, png_const_charp msg)
+{
+    struct png_job *j = png_get_error_ptr(png);
+    snprintf(j->msg, sizeof j->msg, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+static void png_on_warning(png_structp png, png_const_charp msg)
+{
+    /* Benign (e.g. an unknown or bad ancillary chunk): the pixels are fine. Not printed. */
+}
+
+static void png_on_read(png_structp png, png_bytep out, size_t n)
+{
+    struct png_job *j = png_get_io_ptr(png);
+    if (n > j->len - j->pos)
+        png_error(png, "file ends early (truncated)");
+    memcpy(out, j->data + j->pos, n);
+    j->pos += n;
+}
+
+/* The part that runs under setjmp; everything it changes lives in *j, not in locals. */
+static int png_decode_run(struct png_job *j)
+{
+    if (setjmp(png_jmpbuf(j->png)))
+        return -1;
+    png_set_read_fn(j->png, j, png_on_read);
+    /* libpng's own limit (1e6) would fail as a format error; ours, below, says UD_ELIMIT. */
+    png_set_user_limits(j->png, 0x7fffffff, 0x7fffffff);
+    png_set_chunk_malloc_max(j->png, (png_alloc_size_t)1 << 24);
+    png_read_info(j->png, j->info);
+    png_uint_32 w = png_get_image_width(j->png, j->info);
+    png_uint_32 h = png_get_image_height(j->png, j->info);
+    if (w == 0 || h == 0 || w > UD_DATA_MAX_IMAGE_SIDE || h > UD_DATA_MAX_IMAGE_SIDE) {
+        snprintf(j->msg, sizeof j->msg, "image of %u x %u pixels (limit %d x %d)", (unsigned)w,
+                 (unsigned)h, UD_DATA_MAX_IMAGE_SIDE, UD_DATA_MAX_IMAGE_SIDE);
+        return -2;
+    }
+    png_set_expand(j->png); /* palette -> RGB, grey < 8 bits -> 8, tRNS -> alpha */
+    png_set_scale_16(j->png);
+    png_set_strip_alpha(j->png);
+    png_set_interlace_handling(j->png);
+    png_read_update_info(j->png, j->info);
+    int c = png_get_channels(j->png, j->info);
+    if ((c != 1 && c != 3) || png_get_rowbytes(j->png, j->info) != (size_t)w * (size_t)c) {
+        snprintf(j->msg, sizeof j->msg, "unexpected PNG pixel layout (%d channels)", c);
+        return -1;
+    }
+    j->im->px = malloc((size_t)w * h * (size_t)c);
+    j->rows = malloc(h * sizeof *j->rows);
+    if (!j->im->px || !j->rows) {
+        snprintf(j->msg, sizeof j->msg, "out of memory for %u x %u pixels", (unsigned)w,
+                 (unsigned)h);
+        return -3;
+    }
+    for (png_uint_32 y = 0; y < h; y++)
+        j->rows[y] = j->im->px + (size_t)y * w * (size_t)c;
+    png_read_image(j->png, j->rows);
+    png_read_end(j->png, NULL);
+    j->im->w = (int)w;
+    j->im->h = (int)h;
+    j->im->c = c;
+    return 0;
+}
+
+/* Returns 0, or a UD_E* code with the reason in msg. */
+static int png_decode(const uint8_t *data, size_t len, struct image *im, char *msg, size_t msz)
+{
+    struct png_job j = {.data = data, .len = len, .im = im};
+    j.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &j, png_on_error, png_on_warning);
+    if (!j.png) {
+        snprintf(msg, msz, "out of memory for the PNG decoder");
+        return UD_ENOMEM;
+    }
+    j.info = png_create_info_struct(j.png);
+    int r = j.info ? png_decode_run(&j) : -3;
+    png_destroy_read_struct(&j.png, j.info ? &j.info : NULL, NULL);
+    free(j.rows);
+    if (r == 0)
+        return 0;
+    free(im->px);
+    im->px = NULL;
+    snprintf(msg, msz, "%s%s",
+             r == -1 ? "corrupt PNG: " : "PNG: ", j.msg[0] ? j.msg : "out of memory");
+    return r == -1 ? UD_EFORMAT : r == -2 ? UD_ELIMIT : UD_ENOMEM;
+}
+
+/* ---- JPEG ---- */
+
+struct jpeg_job {
+    struct jpeg_decompress_struct cinfo;
+    struct jpeg_error_mgr jerr;
+    jmp_buf jb;
+    struct image *im;
+    char msg[JMSG_LENGTH_MAX + 32];
+};
+
+static void jpeg_on_error(j_common_ptr cinfo)
+{
+    struct jpeg_job *j = (struct jpeg_job *)cinfo->client_data;
+    char buf[JMSG_LENGTH_MAX];
+    cinfo->err->format_message(cinfo, buf);
+    snprintf(j->msg, sizeof j->msg, "%s", buf);
+    longjmp(j->jb, 1);
+}
+
+/* Level -1 is a warning about corrupt data (truncation, bad Huffman codes): an error for us.
+ * Trace levels (>= 0) are ignored. Nothing is printed. */
+static void jpeg_on_message(j_common_ptr cinfo, int level)
+{
+    if (level < 0)
+        jpeg_on_error(cinfo);
+}
+
+static void jpeg_on_output(j_common_ptr cinfo)
+{
+}
+
+static int jpeg_decode_run(struct jpeg_job *j, const uint8_t *data, size_t len)
+{
+    if (setjmp(j->jb))
+        return -1;
+    jpeg_create_decompress(&j->cinfo);
+    j->cinfo.mem->max_memory_to_use = (long)1 << 30;
+    jpeg_mem_src(&j->cinfo, data, (unsigned long)len);
+    jpeg_read_header(&j->cinfo, TRUE);
+    JDIMENSION w = j->cinfo.image_width, h = j->cinfo.image_height;
+    if (w == 0 || h == 0 || w > UD_DATA_MAX_IMAGE_SIDE || h > UD_DATA_MAX_IMAGE_SIDE) {
+        snprintf(j->msg, sizeof j->msg, "image of %u x %u pixels (limit %d x %d)", (unsigned)w,
+                 (unsigned)h, UD_DATA_MAX_IMAGE_SIDE, UD_DATA_MAX_IMAGE_SIDE);
+        return -2;
+    }
+    switch (j->cinfo.jpeg_color_space) {
+    case JCS_GRAYSCALE:
+        j->cinfo.out_color_space = JCS_GRAYSCALE;
+        break;
+    case JCS_RGB:
+    case JCS_YCbCr:
+        j->cinfo.out_color_space = JCS_RGB;
+        break;
+    default:
+        snprintf(j->msg, sizeof j->msg, "unsupported JPEG colour space %d (CMYK?)",
+                 (int)j->cinfo.jpeg_color_space);
+        return -4;
+    }
+    jpeg_start_decompress(&j->cinfo);
+    int c = j->cinfo.output_components;
+    if ((c != 1 && c != 3) || j->cinfo.output_width != w || j->cinfo.output_height != h) {
+        snprintf(j->msg, sizeof j->msg, "unexpected JPEG output layout");
+        return -1;
+    }
+    j->im->px = malloc((size_t)w * h * (size_t)c);
+    if (!j->im->px) {
+        snprintf(j->msg, sizeof j->msg, "out of memory for %u x %u pixels", (unsigned)w,
+                 (unsigned)h);
+        return -3;
+    }
+    while (j->cinfo.output_scanline < h) {
+        JSAMPROW row = j->im->px + (size_t)j->cinfo.output_scanline * w * (size_t)c;
+        if (jpeg_read_scanlines(&j->cinfo, &row, 1) != 1) {
+            snprintf(j->msg, sizeof j->msg, "JPEG data ends early");
+            return -1;
+        }
+    }
+    jpeg_finish_decompress(&j->cinfo);
+    j->im->w = (int)w;
+    j->im->h = (int)h;
+    j->im->c = c;
+    return 0;
+}
+
+static int jpeg_decode(const uint8_t *data, size_t len, struct image *im, char *msg, size_t msz)
+{
+    struct jpeg_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        snprintf(msg, msz, "out of memory for the JPEG decoder");
+        return UD_ENOMEM;
+    }
+    j->im = im;
+    j->cinfo.err = jpeg_std_error(&j->jerr);
+    j->jerr.error_exit = jpeg_on_error;
+    j->jerr.emit_message = jpeg_on_message;
+    j->jerr.output_message = jpeg_on_output;
+    j->cinfo.client_data = j;
+    int r = jpeg_decode_run(j, data, len);
+    jpeg_destroy_decompress(&j->cinfo);
+    int rc = 0;
+    if (r != 0) {
+        free(im->px);
+        im->px = NULL;
+        snprintf(msg, msz, "%s%s", r == -1 ? "corrupt JPEG: " : "JPEG: ", j->msg);
+        rc = r == -2 ? UD_ELIMIT : r == -3 ? UD_ENOMEM : r == -4 ? UD_EUNSUPPORTED : UD_EFORMAT;
+    }
+    free(j);
+    return rc;
+}
+
+/* ---- Decoding one file ---- */
+
+static int image_decode_file(const char *path, struct image *im, char *msg, size_t msz,
+                             struct ud_err *e)
+{
+    char *data;
+    size_t len;
+    im->px = NULL;
+    int rc = ud__data_read_file(path, UD_DATA_MAX_IMAGE_FILE, &data, &len, e);
+    if (rc) {
+        /* The caller names the file; keep only the reason. */
+        const char *why = e->msg;
+        size_t lp = strlen(path);
+        if (strncmp(why, path, lp) == 0 && strncmp(why + lp, ": ", 2) == 0)
+            why += lp + 2;
+        snprintf(msg, msz, "%s", why);
+        return rc;
+    }
+    const uint8_t *d = (const uint8_t *)data;
+    if (len >= 8 && png_sig_cmp(d, 0, 8) == 0) {
+        rc = png_decode(d, len, im, msg, msz);
+    } else if (len >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF) {
+        rc = jpeg_decode(d, len, im, msg, msz);
+    } else {
+        snprintf(msg, msz, "not a PNG or JPEG file (%zu bytes)", len);
+        rc = UD_EFORMAT;
+    }
+    free(data);
+    return rc;
+}
+
+/* Converts im to t.c channels and resizes it bilinearly into out, (t.c, t.h, t.w) planar. */
+static int image_to_sample(const struct image *im, struct ud_shape t, uint8_t *out)
+{
+    const uint8_t *src = im->px;
+    uint8_t *grey = NULL;
+    int sc = im->c;
+    if (t.c == 1 && im->c == 3) {
+        size_t np = (size_t)im->w * (size_t)im->h;
+        grey = malloc(np);
+        if (!grey)
+            return UD_ENOMEM;
+        for (size_t p = 0; p < np; p++) {
+            const uint8_t *q = im->px + 3 * p;
+            grey[p] = (uint8_t)((299u * q[0] + 587u * q[1] + 114u * q[2] + 500u) / 1000u);
+        }
+        src = grey;
+        sc = 1;
+    }
+    const int sw = im->w, sh = im->h;
+    size_t plane = (size_t)t.h * (size_t)t.w;
+    if (sw == t.w && sh == t.h) {
+        for (int k = 0; k < t.c; k++) {
+            int ch = sc == 1 ? 0 : k;
+            uint8_t *o = out + (size_t)k * plane;
+            for (size_t p = 0; p < plane; p++)
+                o[p] = src[p * (size_t)sc + (size_t)ch];
+        }
+        free(grey);
+        return 0;
+    }
+    int *x0 = malloc((size_t)t.w * 2 * sizeof *x0);
+    float *fx = malloc((size_t)t.w * sizeof *fx);
+    if (!x0 || !fx) {
+        free(x0);
+        free(fx);
+        free(grey);
+        return UD_ENOMEM;
+    }
+    int *x1 = x0 + t.w;
+    const float scx = (float)sw / (float)t.w, scy = (float)sh / (float)t.h;
+    for (int x = 0; x < t.w; x++) {
+        float s = ((float)x + 0.5f) * scx - 0.5f;
+        if (s < 0.0f)
+            s = 0.0f;
+        int i0 = (int)s;
+        if (i0 > sw - 1)
+            i0 = sw - 1;
+        x0[x] = i0;
+        x1[x] = i0 + 1 < sw ? i0 + 1 : sw - 1;
+        fx[x] = s - (float)i0;
+        if (fx[x] > 1.0f)
+            fx[x] = 1.0f;
+    }
+    for (int y = 0; y < t.h; y++) {
+        float s = ((float)y + 0.5f) * scy - 0.5f;
+        if (s < 0.0f)
+            s = 0.0f;
+        int y0 = (int)s;
+        if (y0 > sh - 1)
+            y0 = sh - 1;
+        int y1 = y0 + 1 < sh ? y0 + 1 : sh - 1;
+        float fy = s - (float)y0;
+        if (fy > 1.0f)
+            fy = 1.0f;
+        const uint8_t *r0 = src + (size_t)y0 * (size_t)sw * (size_t)sc;
+        const uint8_t *r1 = src + (size_t)y1 * (size_t)sw * (size_t)sc;
+        for (int k = 0; k < t.c; k++) {
+            int ch = sc == 1 ? 0 : k;
+            uint8_t *o = out + (size_t)k * plane + (size_t)y * (size_t)t.w;
+            for (int x = 0; x < t.w; x++) {
+                size_t a = (size_t)x0[x] * (size_t)sc + (size_t)ch;
+                size_t b = (size_t)x1[x] * (size_t)sc + (size_t)ch;
+                float top = (float)r0[a] + ((float)r0[b] - (float)r0[a]) * fx[x];
+                float bot = (float)r1[a] + ((float)r1[b] - (float)r1[a]) * fx[x];
+                float v = top + (bot - top) * fy + 0.5f;
+                o[x] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)v;
+            }
+        }
+    }
+    free(x0);
+    free(fx);
+    free(grey);
+    return 0;
+}
+
+/* ---- Listing the tree ---- */
+
+struct names {
+    char **v;
+    size_t n, cap;
+};
+
+static void names_free(struct names *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+    s->v = NULL;
+    s->n = s->cap = 0;
+}
+
+static int names_push(struct names *s, const char *name)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        char **v = realloc(s->v, cap * sizeof *v);
+        if (!v)
+            return UD_ENOMEM;
+        s->v = v;
+        s->cap = cap;
+    }
+    if (!(s->v[s->n] = strdup(name)))
+        return UD_ENOMEM;
+    s->n++;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int is_image_name(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    return dot && dot != name &&
+           (strcasecmp(dot, ".png") == 0 || strcasecmp(dot, ".jpg") == 0 ||
+            strcasecmp(dot, ".jpeg") == 0);
+}
+
+/* Lists the non-hidden entries of dir that are directories (want_dirs) or image files, sorted. */
+static int list_dir(const char *dir, int want_dirs, struct names *out, struct ud_err *e)
+{
+    int rc = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return ud__data_errno(e, errno, "open the directory", dir);
+    struct dirent *ent;
+    for (;;) {
+        errno = 0;
+        ent = readdir(d);
+        if (!ent) {
+            if (errno)
+                rc = ud__data_errno(e, errno, "read the directory", dir);
+            break;
+        }
+        if (ent->d_name[0] == '.')
+            continue;
+        if (!want_dirs && !is_image_name(ent->d_name))
+            continue;
+        char *p = ud__path_join(dir, ent->d_name);
+        if (!p) {
+            rc = ud_err_set(e, UD_ENOMEM, "out of memory listing %s", dir);
+            break;
+        }
+        struct stat st;
+        int ok = stat(p, &st) == 0 && (want_dirs ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode));
+        free(p);
+        if (ok && names_push(out, ent->d_name)) {
+            rc = ud_err_set(e, UD_ENOMEM, "out of memory listing %s", dir);
+            break;
+        }
+    }
+    closedir(d);
+    if (rc == 0 && out->n > 1)
+        qsort(out->v, out->n, sizeof *out->v, cmp_str);
+    return rc;
+}
+
+/* ---- The loader ---- */
+
+struct file_ref {
+    char *path;
+    int cls;
+};
+
+ud_dataset_t *ud_dataset_load_images(const char *dir, const struct ud_load_opts *opts,
+                                     struct ud_err *e)
+{
+    static const struct ud_load_opts no_opts;
+    if (!opts)
+        opts = &no_opts;
+    struct ud_shape t = opts->shape;
+    int have_shape = !(t.c == 0 && t.h == 0 && t.w == 0);
+    if (have_shape && (!(t.c == 1 || t.c == 3) || !ud__shape_valid(t))) {
+        ud_err_set(e, UD_ESHAPE,
+                   "image shape (%d, %d, %d): need 1 or 3 channels and sides in 1..%d", t.c, t.h,
+                   t.w, UD_MAX_DIM);
+        return NULL;
+    }
+
+    ud_dataset_t *ds = NULL;
+    struct names cls = {0};
+    struct file_ref *files = NULL;
+    size_t nfiles = 0, capfiles = 0;
+    size_t *cls_files = NULL, *cls_tried = NULL, *cls_good = NULL;
+    int *remap = NULL;
+    struct ud__sbuf src = {0};
+    struct image im = {0};
+    char msg[UD_ERRMSG_MAX];
+
+    if (list_dir(dir, 1, &cls, e))
+        goto out_fail;
+    if (cls.n == 0) {
+        ud_err_set(e, UD_EEMPTY, "%s: no class folders (expected %s/<class>/*.png|*.jpg)", dir,
+                   dir);
+        goto out_fail;
+    }
+    if (cls.n > UD_MAX_CLASSES) {
+        ud_err_set(e, UD_ELIMIT, "%s: %zu class folders, over the limit of %d", dir, cls.n,
+                   UD_MAX_CLASSES);
+        goto out_fail;
+    }
+    cls_files = calloc(cls.n, sizeof *cls_files);
+    cls_tried = calloc(cls.n, sizeof *cls_tried);
+    cls_good = calloc(cls.n, sizeof *cls_good);
+    remap = calloc(cls.n, sizeof *remap);
+    if (!cls_files || !cls_tried || !cls_good || !remap) {
+        ud_err_set(e, UD_ENOMEM, "out of memory");
+        goto out_fail;
+    }
+
+    /* List every file first: an empty class folder fails before anything is decoded. */
+    for (size_t c = 0; c < cls.n; c++) {
+        struct names fn = {0};
+        char *cdir = ud__path_join(dir, cls.v[c]);
+        if (!cdir) {
+            ud_err_set(e, UD_ENOMEM, "out of memory");
+            goto out_fail;
+        }
+        int rc = list_dir(cdir, 0, &fn, e);
+        if (rc == 0 && fn.n == 0 && !opts->skip_bad) {
+            ud_err_set(e, UD_EEMPTY, "%s: empty class folder (no .png, .jpg or .jpeg images)",
+                       cdir);
+            rc = UD_EEMPTY;
+        }
+        if (rc == 0 && nfiles + fn.n > UD_DATA_MAX_SAMPLES) {
+            ud_err_set(e, UD_ELIMIT, "%s: more than %zu images", dir, (size_t)UD_DATA_MAX_SAMPLES);
+            rc = UD_ELIMIT;
+        }
+        if (rc == 0 && nfiles + fn.n > capfiles) {
+            size_t cap = capfiles ? capfiles : 64;
+            while (cap < nfiles + fn.n)
+                cap *= 2;
+            struct file_ref *nf = realloc(files, cap * sizeof *nf);
+            if (nf) {
+                files = nf;
+                capfiles = cap;
+            } else {
+                rc = ud_err_set(e, UD_ENOMEM, "out of memory listing %s", cdir);
+            }
+        }
+        for (size_t k = 0; rc == 0 && k < fn.n; k++) {
+            char *p = ud__path_join(cdir, fn.v[k]);
+            if (!p) {
+                rc = ud_err_set(e, UD_ENOMEM, "out of memory listing %s", cdir);
+                break;
+            }
+            files[nfiles].path = p;
+            files[nfiles].cls = (int)c;
+            nfiles++;
+        }
+        cls_files[c] = fn.n;
+        names_free(&fn);
+        free(cdir);
+        if (rc)
+            goto out_fail;
+    }
+
+    size_t cap = nfiles;
+    if (opts->max_samples && opts->max_samples < cap)
+        cap = opts->max_samples;
+    ds = ud__dataset_alloc(e);
+    if (!ds)
+        goto out_fail;
+    ds->u8 = 1;
+    ds->label = malloc((cap ? cap : 1) * sizeof *ds->label);
+    ds->src_off = malloc((cap ? cap : 1) * sizeof *ds->src_off);
+    if (!ds->label || !ds->src_off) {
+        ud_err_set(e, UD_ENOMEM, "out of memory for %zu samples", cap);
+        goto out_fail;
+    }
+
+    size_t n = 0;
+    for (size_t f = 0; f < nfiles && n < cap; f++) {
+        const char *path = files[f].path;
+        int c = files[f].cls;
+        cls_tried[c]++;
+        struct ud_err fe = {0};
+        int rc = image_decode_file(path, &im, msg, sizeof msg, &fe);
+        if (rc == 0 && !ds->px) {
+            /* The first good image fixes the shape when none was asked for. */
+            if (!have_shape) {
+                if (im.w > UD_MAX_DIM || im.h > UD_MAX_DIM) {
+                    ud_err_set(e, UD_ELIMIT,
+                               "%s: the first image is %d x %d, over %d a side; "
+                               "give a target shape",
+                               path, im.w, im.h, UD_MAX_DIM);
+                    goto out_fail;
+                }
+                t = (struct ud_shape){im.c, im.h, im.w};
+            }
+            ds->shape = t;
+            ds->isize = ud_shape_size(t);
+            if ((uint64_t)cap * ds->isize > UD_DATA_MAX_BYTES) {
+                ud_err_set(e, UD_ELIMIT, "%s: %zu images of %d x %d x %d are over the limit", dir,
+                           cap, t.c, t.h, t.w);
+                goto out_fail;
+            }
+            ds->px = malloc(cap * ds->isize);
+            if (!ds->px) {
+                ud_err_set(e, UD_ENOMEM, "out of memory for %zu images of %d x %d x %d", cap, t.c,
+                           t.h, t.w);
+                goto out_fail;
+            }
+        }
+        if (rc == 0)
+            rc = image_to_sample(&im, t, ds->px + n * ds->isize);
+        free(im.px);
+        im.px = NULL;
+        if (rc == UD_ENOMEM) {
+            ud_err_set(e, UD_ENOMEM, "%s: out of memory decoding", path);
+            goto out_fail;
+        }
+        if (rc) {
+            if (!opts->skip_bad) {
+                ud_err_set(e, rc, "%s: %s", path, msg);
+                goto out_fail;
+            }
+            ud__data_warn(opts, "%s: %s; skipped", path, msg);
+            ds->skipped++;
+            continue;
+        }
+        if (ud__sbuf_add(&src, path, &ds->src_off[n])) {
+            ud_err_set(e, UD_ENOMEM, "out of memory");
+            goto out_fail;
+        }
+        ds->label[n++] = c;
+        cls_good[c]++;
+    }
+    if (n == 0) {
+        ud_err_set(e, UD_EEMPTY, "%s: no usable images (%zu skipped)", dir, ds->skipped);
+        goto out_fail;
+    }
+
+    /* Under skip_bad, drop classes that gave nothing though all of their files were tried. */
+    int k = 0;
+    for (size_t c = 0; c < cls.n; c++) {
+        if (cls_good[c] == 0 && cls_tried[c] == cls_files[c]) {
+            char *cdir = ud__path_join(dir, cls.v[c]);
+            ud__data_warn(opts, "%s: %s; class \"%s\" left out", cdir ? cdir : cls.v[c],
+                          cls_files[c] ? "no usable images" : "empty class folder", cls.v[c]);
+            free(cdir);
+            remap[c] = -1;
+            continue;
+        }
+        remap[c] = k++;
+    }
+    for (size_t i = 0; i < n; i++)
+        ds->label[i] = remap[ds->label[i]];
+    ds->classes = calloc((size_t)k, sizeof *ds->classes);
+    if (!ds->classes) {
+        ud_err_set(e, UD_ENOMEM, "out of memory");
+        goto out_fail;
+    }
+    for (size_t c = 0; c < cls.n; c++) {
+        if (remap[c] >= 0) {
+            ds->classes[remap[c]] = cls.v[c]; /* moved */
+            cls.v[c] = NULL;
+        }
+    }
+    ds->nclasses = k;
+    ds->n = n;
+    if (n < cap) { /* some were skipped: give back the unused tail */
+        uint8_t *px = realloc(ds->px, n * ds->isize);
+        if (px)
+            ds->px = px;
+    }
+    ds->src_pool = src.p;
+    src.p = NULL;
+
+    for (size_t f = 0; f < nfiles; f++)
+        free(files[f].path);
+    free(files);
+    names_free(&cls);
+    free(cls_files);
+    free(cls_tried);
+    free(cls_good);
+    free(remap);
+    return ds;
+
+out_fail:
+    ud_dataset_destroy(&ds);
+    free(im.px);
+    free(src.p);
+    for (size_t f = 0; f < nfiles; f++)
+        free(files[f].path);
+    free(files);
+    names_free(&cls);
+    free(cls_files);
+    free(cls_tried);
+    free(cls_good);
+    free(remap);
+    return NULL;
+}
+
+/* ---- One image at a time ---- */
+
+int ud_image_load(const char *path, struct ud_shape shape, float *x, struct ud_err *e)
+{
+    if (!(shape.c == 1 || shape.c == 3) || !ud__shape_valid(shape))
+        return ud_err_set(e, UD_ESHAPE,
+                          "%s: cannot load an image as (%d, %d, %d): need 1 or 3 channels and "
+                          "sides in 1..%d",
+                          path, shape.c, shape.h, shape.w, UD_MAX_DIM);
+    struct image im = {0};
+    struct ud_err fe = {0};
+    char msg[UD_ERRMSG_MAX];
+    int rc = image_decode_file(path, &im, msg, sizeof msg, &fe);
+    if (rc)
+        return ud_err_set(e, rc, "%s: %s", path, msg);
+    size_t m = ud_shape_size(shape);
+    uint8_t *px = malloc(m);
+    rc = px ? image_to_sample(&im, shape, px) : UD_ENOMEM;
+    free(im.px);
+    if (rc) {
+        free(px);
+        return ud_err_set(e, rc, "%s: out of memory decoding", path);
+    }
+    const float s = 1.0f / 255.0f;
+    for (size_t k = 0; k < m; k++)
+        x[k] = (float)px[k] * s;
+    free(px);
+    return 0;
+}

@@ -1,0 +1,88 @@
+/*  ud_data_impl.h — private to the data module (ud_data*.c, ud_split.c): the dataset struct,
+ *  the limits on what a file may ask for, and small helpers the loaders share.
+ *
+ *  Every loader builds a struct ud_dataset directly and hands it back; on failure it calls
+ *  ud_dataset_destroy, which frees whatever fields are set.
+ */
+#ifndef UD_DATA_IMPL_H
+#define UD_DATA_IMPL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "updraft/ud_data.h"
+
+/* ---- Limits: checked against what a file declares before anything is allocated ---- */
+
+/* Width or height of an image file (before resizing). */
+#define UD_DATA_MAX_IMAGE_SIDE 16384
+/* Size of one image file read into memory. */
+#define UD_DATA_MAX_IMAGE_FILE ((size_t)1 << 28) /* 256 MiB */
+/* Size of a CSV file (read whole). */
+#define UD_DATA_MAX_CSV_FILE ((size_t)1 << 31) /* 2 GiB */
+/* CSV columns: UD_MAX_DIM features plus the label. */
+#define UD_DATA_MAX_CSV_COLUMNS (UD_MAX_DIM + 1)
+/* Sample data of one dataset in bytes (pixels or floats). */
+#define UD_DATA_MAX_BYTES ((uint64_t)1 << 34) /* 16 GiB */
+/* Samples of one dataset: indices are uint32_t, labels int32_t. */
+#define UD_DATA_MAX_SAMPLES ((size_t)INT32_MAX)
+
+/* A provider over a subset of a dataset. Owned by the dataset (a list freed with it), so that
+ * ud_dataset_provider needs no destroy call. */
+struct ud__data_view {
+    struct ud__data_view *next;
+    ud_dataset_t *ds;
+    const uint32_t *idx;
+    size_t n;
+};
+
+struct ud_dataset {
+    size_t n;              /* samples */
+    struct ud_shape shape; /* per sample (C, H, W) */
+    size_t isize;          /* ud_shape_size(shape) */
+    int u8;                /* pixels as bytes (scaled by 1/255 on get) or floats */
+    uint8_t *px;           /* u8: (n, isize) */
+    float *fx;             /* !u8: (n, isize) */
+    int32_t *label;        /* (n), each in [0, nclasses) */
+    int nclasses;
+    char **classes; /* nclasses owned strings, no duplicates */
+    size_t skipped; /* samples left out under skip_bad */
+    /* Where samples came from: src_off[i] is sample i's offset into src_pool; src_off NULL
+     * means src_pool (possibly NULL) for every sample. */
+    char *src_pool;
+    size_t *src_off;
+    struct ud__data_view *views;
+};
+
+/* A growable byte string (for source pools). */
+struct ud__sbuf {
+    char *p;
+    size_t len, cap;
+};
+/* Appends s and its NUL; *off receives the offset it starts at. Returns 0 or UD_ENOMEM. */
+int ud__sbuf_add(struct ud__sbuf *b, const char *s, size_t *off);
+/* Appends a printf-formatted string and its NUL. Returns 0 or UD_ENOMEM. */
+int ud__sbuf_addf(struct ud__sbuf *b, size_t *off, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* A fresh empty dataset shell (all fields zero). Returns NULL with e set on no memory. */
+ud_dataset_t *ud__dataset_alloc(struct ud_err *e);
+/* Checks that shape is a valid sample shape (each of C, H, W in 1..UD_MAX_DIM). */
+int ud__shape_valid(struct ud_shape s);
+
+/* Calls opts->warn (when set) with a formatted line. opts may be NULL. */
+void ud__data_warn(const struct ud_load_opts *opts, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Reads the whole regular file at path into a fresh NUL-terminated buffer (caller frees).
+ * Errors: UD_ENOTFOUND, UD_EIO, UD_ELIMIT (over max bytes), each naming the path. */
+int ud__data_read_file(const char *path, size_t max, char **out, size_t *len, struct ud_err *e);
+
+/* malloc'ed "a/b" (NULL on no memory). */
+char *ud__path_join(const char *a, const char *b);
+
+/* Maps an errno value from opening path to a UD_E* code with a message naming path. */
+int ud__data_errno(struct ud_err *e, int err, const char *what, const char *path);
+
+#endif
