@@ -97,6 +97,18 @@ static int layer_inplace(const struct ud_model *m, int i, enum ud_backend be)
     return 0;
 }
 
+/* The fast conv works on chunks of samples so that the im2col columns of a chunk (and the
+ * GEMM's output block) stay in L2 instead of streaming a (C*K*K, B*Ho*Wo) matrix through
+ * memory: for the cnn's second conv at B = 128 that matrix is 29 MB. */
+#define UD_CONV_CHUNK_FLOATS (160u * 1024u) /* 640 KB of columns per chunk */
+
+static int conv_chunk(const struct ud_layer_rt *L, const struct ud_layer_spec *A)
+{
+    size_t per = (size_t)L->in.c * A->kernel * A->kernel * L->out.h * L->out.w;
+    size_t n = per >= UD_CONV_CHUNK_FLOATS ? 1 : UD_CONV_CHUNK_FLOATS / per;
+    return n > 4096 ? 4096 : (int)n;
+}
+
 int ud__model_reserve(struct ud_model *m, int B)
 {
     if (B <= m->cap)
@@ -116,7 +128,8 @@ int ud__model_reserve(struct ud_model *m, int B)
             ok &= !!(m->bufs[i] = walloc(b * L->out_size * sizeof(float)));
         if (A->kind == UD_LAYER_CONV2D) {
             size_t rows = (size_t)L->in.c * A->kernel * A->kernel;
-            size_t cols = b * (size_t)L->out.h * L->out.w;
+            int chunk = conv_chunk(L, A);
+            size_t cols = (size_t)(chunk < B ? chunk : B) * L->out.h * L->out.w;
             ok &= !!(m->cols[i] = walloc(rows * cols * sizeof(float)));
         } else if (A->kind == UD_LAYER_MAXPOOL2D) {
             ok &= !!(m->argmaxes[i] = walloc(b * L->out_size * sizeof(int32_t)));
@@ -194,6 +207,69 @@ static void maxpool_forward(const float *in, float *out, int32_t *argmax, size_t
     }
 }
 
+/* The common case of maxpool_forward: 2x2 windows tiling the plane. Same ties rule (the first
+ * maximum in row-major window order wins). */
+static void maxpool2_forward(const float *in, float *out, int32_t *argmax, size_t planes, int H,
+                             int W)
+{
+    int Ho = H / 2, Wo = W / 2;
+    for (size_t p = 0; p < planes; p++) {
+        const float *x = in + p * (size_t)H * W;
+        float *restrict y = out + p * (size_t)Ho * Wo;
+        int32_t *restrict am = argmax + p * (size_t)Ho * Wo;
+        for (int oy = 0; oy < Ho; oy++) {
+            const float *r0 = x + (size_t)(2 * oy) * W, *r1 = r0 + W;
+            for (int ox = 0; ox < Wo; ox++) {
+                int i0 = 2 * oy * W + 2 * ox;
+                float v = r0[2 * ox];
+                int best = i0;
+                if (r0[2 * ox + 1] > v) {
+                    v = r0[2 * ox + 1];
+                    best = i0 + 1;
+                }
+                if (r1[2 * ox] > v) {
+                    v = r1[2 * ox];
+                    best = i0 + W;
+                }
+                if (r1[2 * ox + 1] > v) {
+                    v = r1[2 * ox + 1];
+                    best = i0 + W + 1;
+                }
+                y[oy * Wo + ox] = v;
+                am[oy * Wo + ox] = best;
+            }
+        }
+    }
+}
+
+/* maxpool_backward for 2x2 windows tiling the plane: every input belongs to exactly one window,
+ * so each window is written whole (no memset, no scatter). gate (the pool's output, or NULL):
+ * the pool's input came from a ReLU, so an output <= 0 means the ReLU blocked the gradient at
+ * the arg-max; applying that here lets the ReLU's own backward pass be skipped. */
+static void maxpool2_backward(const float *dout, float *din, const int32_t *argmax,
+                              const float *gate, size_t planes, int H, int W)
+{
+    int Ho = H / 2, Wo = W / 2;
+    for (size_t p = 0; p < planes; p++) {
+        const float *d = dout + p * (size_t)Ho * Wo;
+        const float *gt = gate ? gate + p * (size_t)Ho * Wo : NULL;
+        const int32_t *am = argmax + p * (size_t)Ho * Wo;
+        float *g = din + p * (size_t)H * W;
+        for (int oy = 0; oy < Ho; oy++) {
+            float *restrict r0 = g + (size_t)(2 * oy) * W, *restrict r1 = r0 + W;
+            for (int ox = 0; ox < Wo; ox++) {
+                int k = oy * Wo + ox;
+                float v = gt && !(gt[k] > 0.0f) ? 0.0f : d[k];
+                int rel = am[k] - (2 * oy * W + 2 * ox); /* 0, 1, W or W + 1 */
+                r0[2 * ox] = rel == 0 ? v : 0.0f;
+                r0[2 * ox + 1] = rel == 1 ? v : 0.0f;
+                r1[2 * ox] = rel == W ? v : 0.0f;
+                r1[2 * ox + 1] = rel == W + 1 ? v : 0.0f;
+            }
+        }
+    }
+}
+
 static void maxpool_backward(const float *dout, float *din, const int32_t *argmax, size_t planes,
                              int H, int W, int P)
 {
@@ -257,8 +333,7 @@ static void ref_dense_backward(const float *x, const float *W, const float *dy, 
 }
 
 static void ref_conv_forward(const float *x, const float *W, const float *bias, float *y, int B,
-                             struct ud_shape in, struct ud_shape out,
-                             const struct ud_layer_spec *A)
+                             struct ud_shape in, struct ud_shape out, const struct ud_layer_spec *A)
 {
     int K = A->kernel, S = A->stride, P = A->pad;
     for (int b = 0; b < B; b++)
@@ -279,9 +354,9 @@ static void ref_conv_forward(const float *x, const float *W, const float *bias, 
                 }
 }
 
-static void ref_conv_backward(const float *x, const float *W, const float *dy, float *dW,
-                              float *db, float *dx, int B, struct ud_shape in,
-                              struct ud_shape out, const struct ud_layer_spec *A)
+static void ref_conv_backward(const float *x, const float *W, const float *dy, float *dW, float *db,
+                              float *dx, int B, struct ud_shape in, struct ud_shape out,
+                              const struct ud_layer_spec *A)
 {
     int K = A->kernel, S = A->stride, P = A->pad;
     size_t nw = (size_t)out.c * in.c * K * K;
@@ -331,18 +406,19 @@ static inline void layout_strides(int layout, int B, int C, size_t hw, size_t *c
     }
 }
 
-/* col (C*K*K, B*Ho*Wo): row (c, ky, kx), column (b, oy, ox). */
-static void im2col(const float *x, float *col, int layout, int B, struct ud_shape in,
-                   struct ud_shape out, int K, int S, int P)
+/* col (C*K*K, nb*Ho*Wo) for samples [b0, b0 + nb) of the B in x: row (c, ky, kx), column
+ * (b - b0, oy, ox). */
+static void im2col(const float *x, float *col, int layout, int B, int b0, int nb,
+                   struct ud_shape in, struct ud_shape out, int K, int S, int P)
 {
-    size_t cs, bs, N = (size_t)B * out.h * out.w;
+    size_t cs, bs, N = (size_t)nb * out.h * out.w;
     layout_strides(layout, B, in.c, (size_t)in.h * in.w, &cs, &bs);
     for (int c = 0; c < in.c; c++)
         for (int ky = 0; ky < K; ky++)
             for (int kx = 0; kx < K; kx++) {
                 float *row = col + ((size_t)(c * K + ky) * K + kx) * N;
-                for (int b = 0; b < B; b++) {
-                    const float *plane = x + c * cs + b * bs;
+                for (int b = 0; b < nb; b++) {
+                    const float *plane = x + c * cs + (size_t)(b0 + b) * bs;
                     for (int oy = 0; oy < out.h; oy++) {
                         float *dst = row + ((size_t)b * out.h + oy) * out.w;
                         int iy = oy * S - P + ky;
@@ -357,9 +433,10 @@ static void im2col(const float *x, float *col, int layout, int B, struct ud_shap
                             hi = hi > out.w ? out.w : hi;
                             for (int ox = 0; ox < lo; ox++)
                                 dst[ox] = 0.0f;
-                            if (hi > lo)
-                                memcpy(dst + lo, src + lo - P + kx,
-                                       (size_t)(hi - lo) * sizeof(float));
+                            /* rows are short (a memcpy call costs more than the copy) */
+                            const float *restrict s0 = src - P + kx;
+                            for (int ox = lo; ox < hi; ox++)
+                                dst[ox] = s0[ox];
                             for (int ox = hi > lo ? hi : lo; ox < out.w; ox++)
                                 dst[ox] = 0.0f;
                         } else {
@@ -373,24 +450,36 @@ static void im2col(const float *x, float *col, int layout, int B, struct ud_shap
             }
 }
 
-static void col2im(const float *col, float *dx, int layout, int B, struct ud_shape in,
-                   struct ud_shape out, int K, int S, int P)
+/* The adjoint of im2col: dx of samples [b0, b0 + nb) (overwritten) from their columns. */
+static void col2im(const float *col, float *dx, int layout, int B, int b0, int nb,
+                   struct ud_shape in, struct ud_shape out, int K, int S, int P)
 {
-    size_t cs, bs, N = (size_t)B * out.h * out.w;
-    layout_strides(layout, B, in.c, (size_t)in.h * in.w, &cs, &bs);
-    memset(dx, 0, (size_t)B * ud_shape_size(in) * sizeof(float));
+    size_t cs, bs, hw = (size_t)in.h * in.w, N = (size_t)nb * out.h * out.w;
+    layout_strides(layout, B, in.c, hw, &cs, &bs);
+    for (int c = 0; c < in.c; c++)
+        for (int b = 0; b < nb; b++)
+            memset(dx + c * cs + (size_t)(b0 + b) * bs, 0, hw * sizeof(float));
     for (int c = 0; c < in.c; c++)
         for (int ky = 0; ky < K; ky++)
             for (int kx = 0; kx < K; kx++) {
                 const float *row = col + ((size_t)(c * K + ky) * K + kx) * N;
-                for (int b = 0; b < B; b++) {
-                    float *plane = dx + c * cs + b * bs;
+                for (int b = 0; b < nb; b++) {
+                    float *plane = dx + c * cs + (size_t)(b0 + b) * bs;
                     for (int oy = 0; oy < out.h; oy++) {
                         int iy = oy * S - P + ky;
                         if (iy < 0 || iy >= in.h)
                             continue;
-                        const float *src = row + ((size_t)b * out.h + oy) * out.w;
+                        const float *restrict src = row + ((size_t)b * out.h + oy) * out.w;
                         float *restrict dst = plane + (size_t)iy * in.w;
+                        if (S == 1) {
+                            int lo = P - kx, hi = in.w + P - kx; /* ox with ix in [0, W) */
+                            lo = lo < 0 ? 0 : lo;
+                            hi = hi > out.w ? out.w : hi;
+                            float *restrict d0 = dst - P + kx;
+                            for (int ox = lo; ox < hi; ox++)
+                                d0[ox] += src[ox];
+                            continue;
+                        }
                         for (int ox = 0; ox < out.w; ox++) {
                             int ix = ox * S - P + kx;
                             if (ix >= 0 && ix < in.w)
@@ -399,6 +488,78 @@ static void col2im(const float *col, float *dx, int layout, int B, struct ud_sha
                     }
                 }
             }
+}
+
+/* Sum of n floats in 16 independent lanes, so that it vectorises without -ffast-math. */
+static float sum_floats(const float *restrict x, size_t n)
+{
+    float acc[16] = {0};
+    size_t k = 0;
+    for (; k + 16 <= n; k += 16)
+        for (int j = 0; j < 16; j++)
+            acc[j] += x[k + j];
+    float s = 0.0f;
+    for (; k < n; k++)
+        s += x[k];
+    for (int j = 0; j < 16; j++)
+        s += acc[j];
+    return s;
+}
+
+/* y (F, B*Ho*Wo) channel-major = W (F, C*K*K) * columns + bias, then ReLU if relu, one chunk
+ * of samples at a time; col holds one chunk's columns. */
+static void fast_conv_forward(const float *x, const float *W, const float *bias, float *y,
+                              float *col, int layout, int B, struct ud_shape in,
+                              struct ud_shape out, const struct ud_layer_spec *A, int chunk,
+                              int relu)
+{
+    size_t hw = (size_t)out.h * out.w, N = (size_t)B * hw;
+    int F = A->filters, KK = in.c * A->kernel * A->kernel;
+    for (int b0 = 0; b0 < B; b0 += chunk) {
+        int nb = B - b0 < chunk ? B - b0 : chunk;
+        size_t Nc = (size_t)nb * hw;
+        im2col(x, col, layout, B, b0, nb, in, out, A->kernel, A->stride, A->pad);
+        /* Bias as the GEMM's C (beta = 1): OpenBLAS would clear C for beta = 0 anyway. */
+        for (int f = 0; f < F; f++) {
+            float *restrict row = y + (size_t)f * N + (size_t)b0 * hw;
+            for (size_t k = 0; k < Nc; k++)
+                row[k] = bias[f];
+        }
+        ud_sgemm(false, false, F, (int)Nc, KK, 1.0f, W, KK, col, (int)Nc, 1.0f, y + (size_t)b0 * hw,
+                 (int)N);
+        if (relu)
+            for (int f = 0; f < F; f++)
+                relu_forward(y + (size_t)f * N + (size_t)b0 * hw, Nc);
+    }
+}
+
+/* Gradients of a conv from dy (F, B*Ho*Wo): dW and db (NULL: frozen) and dx (NULL: not
+ * needed), chunk by chunk; the columns are recomputed per chunk rather than kept from forward. */
+static void fast_conv_backward(const float *x, const float *W, const float *dy, float *dW,
+                               float *db, float *dx, float *col, int layout_in, int B,
+                               struct ud_shape in, struct ud_shape out,
+                               const struct ud_layer_spec *A, int chunk)
+{
+    size_t hw = (size_t)out.h * out.w, N = (size_t)B * hw;
+    int F = A->filters, KK = in.c * A->kernel * A->kernel;
+    if (db)
+        memset(db, 0, (size_t)F * sizeof(float));
+    for (int b0 = 0; b0 < B; b0 += chunk) {
+        int nb = B - b0 < chunk ? B - b0 : chunk;
+        size_t Nc = (size_t)nb * hw;
+        const float *d = dy + (size_t)b0 * hw;
+        if (dW) {
+            for (int f = 0; f < F; f++)
+                db[f] += sum_floats(d + (size_t)f * N, Nc);
+            im2col(x, col, layout_in, B, b0, nb, in, out, A->kernel, A->stride, A->pad);
+            ud_sgemm(false, true, F, KK, (int)Nc, 1.0f, d, (int)N, col, (int)Nc, b0 ? 1.0f : 0.0f,
+                     dW, KK);
+        }
+        if (dx) {
+            ud_sgemm(true, false, KK, (int)Nc, F, 1.0f, W, KK, d, (int)N, 0.0f, col, (int)Nc);
+            col2im(col, dx, layout_in, B, b0, nb, in, out, A->kernel, A->stride, A->pad);
+        }
+    }
 }
 
 static void fast_dense_forward(const float *x, const float *W, const float *bias, float *y, int B,
@@ -428,7 +589,8 @@ static void transpose_cb(const float *src, float *dst, int C, int B, size_t hw, 
 {
     for (int c = 0; c < C; c++)
         for (int b = 0; b < B; b++) {
-            const float *s = to_bchw ? src + ((size_t)c * B + b) * hw : src + ((size_t)b * C + c) * hw;
+            const float *s =
+                to_bchw ? src + ((size_t)c * B + b) * hw : src + ((size_t)b * C + c) * hw;
             float *d = to_bchw ? dst + ((size_t)b * C + c) * hw : dst + ((size_t)c * B + b) * hw;
             memcpy(d, s, hw * sizeof(float));
         }
@@ -447,6 +609,8 @@ int ud_model_forward(ud_model_t *m, const float *x, int B, bool training)
     memcpy(m->x_in, x, (size_t)B * m->input_size * sizeof(float));
     float *cur = m->x_in;
     int layout = UD_LAYOUT_BCHW;
+    for (int i = 0; i < m->arch.nlayers; i++)
+        m->L[i].fused_fwd = m->L[i].fused_bwd = 0;
     for (int i = 0; i < m->arch.nlayers; i++) {
         const struct ud_layer_spec *A = &m->arch.layer[i];
         struct ud_layer_rt *L = &m->L[i];
@@ -466,26 +630,30 @@ int ud_model_forward(ud_model_t *m, const float *x, int B, bool training)
             if (be == UD_BACKEND_REFERENCE) {
                 ref_conv_forward(cur, W, bias, out, B, L->in, L->out, A);
             } else {
-                size_t hw = (size_t)L->out.h * L->out.w, N = (size_t)B * hw;
-                int KK = L->in.c * A->kernel * A->kernel;
+                int relu = i + 1 < m->arch.nlayers && m->arch.layer[i + 1].kind == UD_LAYER_RELU;
                 L->col = m->cols[i];
-                im2col(cur, L->col, layout, B, L->in, L->out, A->kernel, A->stride, A->pad);
-                for (int f = 0; f < A->filters; f++) {
-                    float *row = out + (size_t)f * N;
-                    for (size_t k = 0; k < N; k++)
-                        row[k] = bias[f];
-                }
-                ud_sgemm(false, false, A->filters, (int)N, KK, 1.0f, W, KK, L->col, (int)N, 1.0f,
-                         out, (int)N);
+                L->chunk = conv_chunk(L, A);
+                fast_conv_forward(cur, W, bias, out, L->col, layout, B, L->in, L->out, A, L->chunk,
+                                  relu);
+                if (relu)
+                    m->L[i + 1].fused_fwd = 1;
                 layout = UD_LAYOUT_CBHW;
             }
             break;
         case UD_LAYER_MAXPOOL2D:
             L->argmax = m->argmaxes[i];
-            maxpool_forward(cur, out, L->argmax, (size_t)B * L->in.c, L->in.h, L->in.w, A->pool);
+            if (be == UD_BACKEND_FAST && A->pool == 2 && L->in.h % 2 == 0 && L->in.w % 2 == 0) {
+                maxpool2_forward(cur, out, L->argmax, (size_t)B * L->in.c, L->in.h, L->in.w);
+                if (i > 0 && m->arch.layer[i - 1].kind == UD_LAYER_RELU)
+                    m->L[i - 1].fused_bwd = 1;
+            } else {
+                maxpool_forward(cur, out, L->argmax, (size_t)B * L->in.c, L->in.h, L->in.w,
+                                A->pool);
+            }
             break;
         case UD_LAYER_RELU:
-            relu_forward(out, n);
+            if (!L->fused_fwd)
+                relu_forward(out, n);
             break;
         case UD_LAYER_DROPOUT:
             L->mask = m->masks[i];
@@ -579,8 +747,8 @@ int ud_model_backward(ud_model_t *m, const int32_t *labels, int B, float scale,
         case UD_LAYER_DENSE:
             if (upd) {
                 if (be == UD_BACKEND_REFERENCE)
-                    ref_dense_backward(in, W, d, dW, db, need_dx ? spare : NULL, B,
-                                       (int)L->in_size, A->units);
+                    ref_dense_backward(in, W, d, dW, db, need_dx ? spare : NULL, B, (int)L->in_size,
+                                       A->units);
                 else
                     fast_dense_backward(in, W, d, dW, db, need_dx ? spare : NULL, B,
                                         (int)L->in_size, A->units);
@@ -600,39 +768,28 @@ int ud_model_backward(ud_model_t *m, const int32_t *labels, int B, float scale,
                     tmpW = scratch;
                     tmpb = scratch + L->w.count;
                 }
-                ref_conv_backward(in, W, d, tmpW, tmpb, need_dx ? spare : NULL, B, L->in,
-                                  L->out, A);
+                ref_conv_backward(in, W, d, tmpW, tmpb, need_dx ? spare : NULL, B, L->in, L->out,
+                                  A);
                 free(scratch);
             } else {
-                size_t N = (size_t)B * L->out.h * L->out.w;
-                int KK = L->in.c * A->kernel * A->kernel;
-                if (upd) {
-                    for (int f = 0; f < A->filters; f++) {
-                        const float *row = d + (size_t)f * N;
-                        float s = 0.0f;
-                        for (size_t k = 0; k < N; k++)
-                            s += row[k];
-                        db[f] = s;
-                    }
-                    ud_sgemm(false, true, A->filters, KK, (int)N, 1.0f, d, (int)N, L->col, (int)N,
-                             0.0f, dW, KK);
-                }
-                if (need_dx) {
-                    /* The columns are spent: reuse their buffer for the column gradients. */
-                    ud_sgemm(true, false, KK, (int)N, A->filters, 1.0f, W, KK, d, (int)N, 0.0f,
-                             L->col, (int)N);
-                    col2im(L->col, spare, L->layout_in, B, L->in, L->out, A->kernel, A->stride,
-                           A->pad);
-                }
+                fast_conv_backward(in, W, d, upd ? dW : NULL, upd ? db : NULL,
+                                   need_dx ? spare : NULL, L->col, L->layout_in, B, L->in, L->out,
+                                   A, L->chunk);
             }
             break;
         case UD_LAYER_MAXPOOL2D:
-            if (need_dx)
+            if (!need_dx)
+                break;
+            if (be == UD_BACKEND_FAST && A->pool == 2 && L->in.h % 2 == 0 && L->in.w % 2 == 0)
+                maxpool2_backward(d, spare, L->argmax, m->L[i - 1].fused_bwd ? L->act : NULL,
+                                  (size_t)B * L->in.c, L->in.h, L->in.w);
+            else
                 maxpool_backward(d, spare, L->argmax, (size_t)B * L->in.c, L->in.h, L->in.w,
                                  A->pool);
             break;
         case UD_LAYER_RELU:
-            relu_backward(d, L->act, (size_t)B * L->out_size);
+            if (!L->fused_bwd)
+                relu_backward(d, L->act, (size_t)B * L->out_size);
             continue; /* in place: d stays d */
         case UD_LAYER_DROPOUT: {
             size_t n = (size_t)B * L->out_size;

@@ -17,7 +17,10 @@ struct ud_layer_rt {
     int layout_in, layout_out; /* for the current forward's backend */
     int inplace;               /* output shares the input's buffer (relu, dropout, BCHW flatten) */
     float *act;                /* output, (B, out_size) floats; borrowed from the workspace */
-    float *col;                /* conv (fast): im2col columns, (C*K*K, B*Ho*Wo) */
+    float *col;                /* conv (fast): im2col columns of one chunk, (C*K*K, chunk*Ho*Wo) */
+    int chunk;                 /* conv (fast): samples per im2col chunk (the buffer's capacity) */
+    int fused_fwd;             /* relu (fast): already applied by the conv below it */
+    int fused_bwd;             /* relu (fast): its gradient gate was applied by the pool above it */
     int32_t *argmax;           /* maxpool: index into the input of each output */
     float *mask;               /* dropout: 0 or 1/(1-rate) per output */
 };
@@ -49,14 +52,14 @@ struct ud_model {
 
     /* Workspace, sized for `cap` samples; grown on demand by forward. */
     int cap;
-    int last_B;           /* batch of the last forward; 0: none yet */
+    int last_B; /* batch of the last forward; 0: none yet */
     int last_training;
     enum ud_backend last_backend;
-    float *x_in;          /* copy of the last input, (B, input_size) */
-    float *probs;         /* (B, nclasses) */
-    float *delta[2];      /* backward scratch, each (B, max activation size) */
-    float *bufs[UD_MAX_LAYERS];  /* owned activation buffers (NULL where in place) */
-    float *cols[UD_MAX_LAYERS];  /* owned im2col buffers */
+    float *x_in;                /* copy of the last input, (B, input_size) */
+    float *probs;               /* (B, nclasses) */
+    float *delta[2];            /* backward scratch, each (B, max activation size) */
+    float *bufs[UD_MAX_LAYERS]; /* owned activation buffers (NULL where in place) */
+    float *cols[UD_MAX_LAYERS]; /* owned im2col buffers */
     int32_t *argmaxes[UD_MAX_LAYERS];
     float *masks[UD_MAX_LAYERS];
 };
