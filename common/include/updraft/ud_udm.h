@@ -18,17 +18,27 @@
 extern "C" {
 #endif
 
-#define UD_UDM_MAGIC "UDM1"
-#define UD_UDM_VERSION 1
+#define UD_UDM_MAGIC     "UDM1"
+#define UD_UDM_VERSION   1
 #define UD_UDM_MAX_BYTES ((size_t)2 << 30) /* 2 GiB */
 
-/* Encodes m into a fresh buffer (*buf, caller frees with free()). */
+/* Content limits of format version 1 (docs/model-format.md); the encoder refuses a model over
+ * them with UD_ELIMIT, so that every file written can be read back. */
+#define UD_UDM_MAX_STRING  65536 /* bytes of a metadata value */
+#define UD_UDM_MAX_NAME    1024  /* bytes of a class label, metadata key or metric name */
+#define UD_UDM_MAX_ENTRIES 1024  /* additional metadata entries; metrics */
+
+/* Encodes m into a fresh buffer (*buf, caller frees with free()). Deterministic: the same model
+ * gives the same bytes. Returns 0, or UD_ELIMIT / UD_ENONFINITE / UD_ERANGE / UD_EINVAL naming
+ * the field when m holds something the format cannot carry, or UD_ENOMEM. */
 int ud_udm_encode(const ud_model_t *m, char **buf, size_t *len, struct ud_err *e);
 /* Decodes a buffer into a new model; NULL with e set (UD_EFOREIGN, UD_EVERSION, UD_ETRUNCATED,
- * UD_ECHECKSUM, UD_EFORMAT, UD_ESHAPE) on anything wrong. Never reads outside buf[0..len). */
+ * UD_ECHECKSUM, UD_EFORMAT, UD_ESHAPE; also UD_ENONFINITE for a NaN/infinite parameter and
+ * UD_ENOMEM) on anything wrong. Never reads outside buf[0..len). */
 ud_model_t *ud_udm_decode(const void *buf, size_t len, struct ud_err *e);
 
-/* Writes m to path atomically. Returns 0 or UD_EIO with the path and errno text. */
+/* Writes m to path atomically. Returns 0 or UD_EIO with the path and errno text, or the
+ * encoder's error (prefixed with the path); nothing is left behind on failure. */
 int ud_udm_write(const ud_model_t *m, const char *path, struct ud_err *e);
 /* Reads a model from path; errors are prefixed with the path. */
 ud_model_t *ud_udm_read(const char *path, struct ud_err *e);
@@ -36,7 +46,9 @@ ud_model_t *ud_udm_read(const char *path, struct ud_err *e);
 /* Writes len bytes to path atomically (temp file in the same directory, fsync, rename, fsync
  * of the directory). Shared by every artefact updraft writes. */
 int ud_write_file_atomic(const char *path, const void *data, size_t len, struct ud_err *e);
-/* Reads a whole file (at most max bytes) into a fresh buffer. */
+/* Reads a whole file (at most max bytes) into a fresh buffer (*data, caller frees with free()),
+ * followed by a NUL byte not counted in *len, so text files can be parsed in place. Returns 0,
+ * UD_ENOTFOUND, UD_ELIMIT (larger than max) or UD_EIO; messages start with the path. */
 int ud_read_file(const char *path, size_t max, char **data, size_t *len, struct ud_err *e);
 
 #ifdef __cplusplus

@@ -1,0 +1,1826 @@
+/*  ud_udm.c — the .udm model file, format version 1 (normative spec: docs/model-format.md).
+ *
+ *  A file is one msgpack array   [ "UDM1", 1, body: bin, sha256: bin 32 ]
+ *  where body is a msgpack map (metadata, input, labels, layers, update_defaults, params,
+ *  metrics) and the SHA-256 covers every byte of the file before the checksum element.
+ *
+ *  Reading goes in an order that lets each failure be named: the envelope is parsed by hand,
+ *  byte by byte, so that a foreign file, a future version and a truncated file are told apart
+ *  before anything else; then the checksum (corruption); then the body is walked once by a
+ *  small structural scanner (udm_scan_obj) that bounds nesting, object count and every declared
+ *  length by the bytes actually present, so msgpack's unpacker never allocates from a size the
+ *  file cannot back; only then does msgpack build objects, and every object's type is checked
+ *  before use. The model is built by ud_model_new from the parsed architecture and then checked
+ *  as a whole by the same function the encoder uses, so whatever can be written can be read and
+ *  nothing else can.
+ *
+ *  Encoding is deterministic: fixed key order, free-form maps sorted by key, minimal msgpack
+ *  integer encodings, floats as float32 and doubles as float64. It runs the packer twice, once
+ *  counting and once into an exactly sized buffer, so a 1 GiB parameter blob is copied once.
+ */
+#include "updraft/ud_udm.h"
+
+#include "ud_udm_impl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <msgpack.h>
+#include <sodium.h>
+
+/* The envelope every version starts with: a fixarray header, then the magic as a fixstr. */
+#define UDM_MAGIC_LEN    4
+#define UDM_PREFIX_LEN   (1 + 1 + UDM_MAGIC_LEN)
+#define UDM_V1_ARRAY     0x94    /* fixarray of 4 */
+#define UDM_SUM_HEAD_LEN 2       /* bin8 header of the checksum: c4 20 */
+#define UDM_SUM_LEN      32      /* crypto_hash_sha256_BYTES */
+#define UDM_MAX_DEPTH    8       /* nesting of the body; version 1 needs 3 */
+#define UDM_MAX_OBJECTS  1000000 /* msgpack objects in a body; version 1 needs < 20000 */
+#define UDM_PARAM_CHUNK  4096    /* floats converted per bin_body call */
+
+/* ------------------------------------------------------------------------------------------ */
+/* Small helpers                                                                              */
+/* ------------------------------------------------------------------------------------------ */
+
+static int udm_sodium(struct ud_err *e)
+{
+    if (sodium_init() < 0)
+        return ud_err_set(e, UD_EINTERNAL, "libsodium failed to initialise");
+    return 0;
+}
+
+static uint32_t udm_f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static float udm_f32_from_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Strict UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF) and no NUL byte, since
+ * the strings become C strings. */
+static bool udm_utf8_ok(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            if (c == 0)
+                return false;
+            i++;
+            continue;
+        }
+        size_t k;
+        uint32_t cp, min;
+        if ((c & 0xe0) == 0xc0) {
+            k = 1, cp = c & 0x1f, min = 0x80;
+        } else if ((c & 0xf0) == 0xe0) {
+            k = 2, cp = c & 0x0f, min = 0x800;
+        } else if ((c & 0xf8) == 0xf0) {
+            k = 3, cp = c & 0x07, min = 0x10000;
+        } else {
+            return false;
+        }
+        if (k > n - i - 1)
+            return false;
+        for (size_t j = 1; j <= k; j++) {
+            unsigned cc = s[i + j];
+            if ((cc & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (cc & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += k + 1;
+    }
+    return true;
+}
+
+/* A C string the model holds, checked against the format's rules. NULL is allowed only when
+ * nullable. Codes are the encoder's (UD_ELIMIT, UD_EINVAL); the decoder maps them. */
+static int udm_check_cstr(const char *s, size_t max, bool nullable, bool nonempty,
+                          const char *field, struct ud_err *e)
+{
+    if (!s) {
+        if (nullable)
+            return 0;
+        return ud_err_set(e, UD_EINVAL, "%s: missing (NULL)", field);
+    }
+    size_t n = strlen(s);
+    if (n > max)
+        return ud_err_set(e, UD_ELIMIT, "%s: %zu bytes, the limit is %zu", field, n, max);
+    if (nonempty && n == 0)
+        return ud_err_set(e, UD_EINVAL, "%s: empty", field);
+    if (!udm_utf8_ok((const unsigned char *)s, n))
+        return ud_err_set(e, UD_EINVAL, "%s: not valid UTF-8", field);
+    return 0;
+}
+
+/* Names sorted by strcmp, remembering where each came from. */
+struct udm_name {
+    const char *s;
+    size_t i;
+};
+
+static int udm_name_cmp(const void *a, const void *b)
+{
+    const struct udm_name *x = a, *y = b;
+    int c = strcmp(x->s, y->s);
+    if (c)
+        return c;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+/* Sorts names[0..n) into a fresh array (*out, caller frees; NULL when n == 0). Reports the first
+ * duplicate as UD_EINVAL naming both positions. */
+static int udm_sort_names(const char *const *names, size_t n, const char *field,
+                          struct udm_name **out, struct ud_err *e)
+{
+    *out = NULL;
+    if (n == 0)
+        return 0;
+    struct udm_name *v = malloc(n * sizeof *v);
+    if (!v)
+        return ud_err_set(e, UD_ENOMEM, "%s: out of memory", field);
+    for (size_t i = 0; i < n; i++)
+        v[i] = (struct udm_name){names[i], i};
+    qsort(v, n, sizeof *v, udm_name_cmp);
+    for (size_t i = 1; i < n; i++) {
+        if (strcmp(v[i - 1].s, v[i].s) == 0) {
+            int rc = ud_err_set(e, UD_EINVAL, "%s[%zu]: \"%.64s\" repeats %s[%zu]", field, v[i].i,
+                                v[i].s, field, v[i - 1].i);
+            free(v);
+            return rc;
+        }
+    }
+    *out = v;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The model check shared by encoder and decoder                                              */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Orders the encoder writes free-form maps in (sorted by key, so equal models give equal bytes
+ * whatever order their entries were added in). */
+struct udm_order {
+    struct udm_name *additional; /* metadata.additional */
+    size_t nadditional;
+    struct udm_name *metrics;
+    size_t nmetrics;
+};
+
+static void udm_order_deinit(struct udm_order *o)
+{
+    free(o->additional);
+    free(o->metrics);
+    memset(o, 0, sizeof *o);
+}
+
+static const char *udm_optimizer_name(enum ud_optimizer o)
+{
+    switch (o) {
+    case UD_OPT_SGD:
+        return "sgd";
+    case UD_OPT_ADAM:
+        return "adam";
+    }
+    return NULL;
+}
+
+static const char *udm_input_kind_name(enum ud_input_kind k)
+{
+    switch (k) {
+    case UD_INPUT_IMAGE:
+        return "image";
+    case UD_INPUT_TABULAR:
+        return "tabular";
+    }
+    return NULL;
+}
+
+static int udm_check_pd(const char *key, const struct ud_param_double *p, struct ud_err *e)
+{
+    if (!isfinite(p->value) || !isfinite(p->min) || !isfinite(p->max))
+        return ud_err_set(e, UD_ENONFINITE,
+                          "update_defaults.%s: value %g, range [%g, %g]: "
+                          "not finite",
+                          key, p->value, p->min, p->max);
+    if (!(p->min <= p->value && p->value <= p->max))
+        return ud_err_set(e, UD_ERANGE, "update_defaults.%s: value %g outside its range [%g, %g]",
+                          key, p->value, p->min, p->max);
+    return 0;
+}
+
+static int udm_check_pi(const char *key, const struct ud_param_int *p, struct ud_err *e)
+{
+    if (!(p->min <= p->value && p->value <= p->max))
+        return ud_err_set(e, UD_ERANGE,
+                          "update_defaults.%s: value %lld outside its range [%lld, %lld]", key,
+                          (long long)p->value, (long long)p->min, (long long)p->max);
+    return 0;
+}
+
+/* The names of a free-form section, checked (non-empty, within max, UTF-8) and sorted into
+ * *sorted (caller frees). get(m, i) gives name i. */
+typedef const char *(*udm_name_fn)(const ud_model_t *m, size_t i);
+
+static int udm_check_names(const ud_model_t *m, size_t n, udm_name_fn get, const char *section,
+                           struct udm_name **sorted, struct ud_err *e)
+{
+    *sorted = NULL;
+    if (n == 0)
+        return 0;
+    const char **names = malloc(n * sizeof *names);
+    if (!names)
+        return ud_err_set(e, UD_ENOMEM, "%s: out of memory", section);
+    int rc = 0;
+    char field[64];
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        names[i] = get(m, i);
+        snprintf(field, sizeof field, "%s[%zu]", section, i);
+        rc = udm_check_cstr(names[i], UD_UDM_MAX_NAME, false, true, field, e);
+    }
+    if (rc == 0)
+        rc = udm_sort_names(names, n, section, sorted, e);
+    free(names);
+    return rc;
+}
+
+static const char *udm_label_at(const ud_model_t *m, size_t i)
+{
+    return ud_model_label(m, (int)i);
+}
+
+static const char *udm_additional_key_at(const ud_model_t *m, size_t i)
+{
+    return ud_model_metadata_const(m)->additional[i].key;
+}
+
+static const char *udm_metric_name_at(const ud_model_t *m, size_t i)
+{
+    const char *key = NULL;
+    double v;
+    return ud_model_metric_at(m, i, &key, &v) == 0 ? key : NULL;
+}
+
+static int udm_check_metadata(const ud_model_t *m, struct udm_name **sorted, struct ud_err *e)
+{
+    const struct ud_metadata *md = ud_model_metadata_const(m);
+    const char *const values[] = {md->author, md->short_description, md->license, md->version};
+    const char *const keys[] = {"author", "short_description", "license", "version"};
+    char field[64];
+    int rc;
+    for (int i = 0; i < 4; i++) {
+        snprintf(field, sizeof field, "metadata.%s", keys[i]);
+        if ((rc = udm_check_cstr(values[i], UD_UDM_MAX_STRING, true, false, field, e)) < 0)
+            return rc;
+    }
+    if (md->nadditional > UD_UDM_MAX_ENTRIES)
+        return ud_err_set(e, UD_ELIMIT, "metadata.additional: %zu entries, the limit is %d",
+                          md->nadditional, UD_UDM_MAX_ENTRIES);
+    for (size_t i = 0; i < md->nadditional; i++) {
+        snprintf(field, sizeof field, "metadata.additional[\"%.24s\"]",
+                 md->additional[i].key ? md->additional[i].key : "(null)");
+        if ((rc = udm_check_cstr(md->additional[i].value, UD_UDM_MAX_STRING, false, false, field,
+                                 e)) < 0)
+            return rc;
+    }
+    return udm_check_names(m, md->nadditional, udm_additional_key_at, "metadata.additional", sorted,
+                           e);
+}
+
+static int udm_check_defaults(const struct ud_update_defaults *d, struct ud_err *e)
+{
+    int rc;
+    if (!udm_optimizer_name(d->optimizer))
+        return ud_err_set(e, UD_EINVAL, "update_defaults.optimizer: unknown optimizer %d",
+                          (int)d->optimizer);
+    if ((rc = udm_check_pd("learning_rate", &d->learning_rate, e)) < 0 ||
+        (rc = udm_check_pd("momentum", &d->momentum, e)) < 0 ||
+        (rc = udm_check_pd("weight_decay", &d->weight_decay, e)) < 0 ||
+        (rc = udm_check_pd("beta1", &d->beta1, e)) < 0 ||
+        (rc = udm_check_pd("beta2", &d->beta2, e)) < 0 ||
+        (rc = udm_check_pd("eps", &d->eps, e)) < 0 ||
+        (rc = udm_check_pi("mini_batch_size", &d->mini_batch_size, e)) < 0 ||
+        (rc = udm_check_pi("epochs", &d->epochs, e)) < 0 ||
+        (rc = udm_check_pi("seed", &d->seed, e)) < 0)
+        return rc;
+    return 0;
+}
+
+/* The architecture (ud_model_new checked it; the format needs every kind nameable), the input
+ * description, and the parameters. */
+static int udm_check_network(const ud_model_t *m, struct ud_err *e)
+{
+    const struct ud_arch *a = ud_model_arch(m);
+    if (a->nlayers < 2 || a->nlayers > UD_MAX_LAYERS)
+        return ud_err_set(e, UD_ELIMIT, "layers: %d layers, the format allows 2 to %d", a->nlayers,
+                          UD_MAX_LAYERS);
+    for (int i = 0; i < a->nlayers; i++) {
+        const char *kn = ud_layer_kind_name(a->layer[i].kind);
+        enum ud_layer_kind back;
+        if (!kn || ud_layer_kind_parse(kn, &back) < 0 || back != a->layer[i].kind)
+            return ud_err_set(e, UD_EINVAL, "layers[%d].kind: unknown kind %d", i,
+                              (int)a->layer[i].kind);
+    }
+    int nclasses = ud_model_num_classes(m);
+    if (nclasses < 2 || nclasses > UD_MAX_CLASSES)
+        return ud_err_set(e, UD_ELIMIT, "labels: %d classes, the format allows 2 to %d", nclasses,
+                          UD_MAX_CLASSES);
+
+    const struct ud_input_desc *in = ud_model_input_desc_const(m);
+    if (!udm_input_kind_name(in->kind))
+        return ud_err_set(e, UD_EINVAL, "input.kind: unknown kind %d", (int)in->kind);
+    if (!isfinite(in->scale) || !isfinite(in->offset))
+        return ud_err_set(e, UD_ENONFINITE, "input: scale %g, offset %g: not finite",
+                          (double)in->scale, (double)in->offset);
+
+    size_t np = ud_model_param_count(m);
+    const float *p = ud_model_params_const(m);
+    if (np > UD_MAX_PARAMS)
+        return ud_err_set(e, UD_ELIMIT, "params: %zu floats, the limit is %u", np, UD_MAX_PARAMS);
+    for (size_t i = 0; i < np; i++)
+        if (!isfinite(p[i]))
+            return ud_err_set(e, UD_ENONFINITE,
+                              "params[%zu] is %g: the model holds a non-finite parameter "
+                              "(diverged training?)",
+                              i, (double)p[i]);
+    return 0;
+}
+
+/* Checks everything the format requires of a model (docs/model-format.md, sections 3 and 6).
+ * On success fills o (may be NULL) with the sorted orders of the free-form maps. Returns 0 or
+ * UD_EINVAL / UD_ELIMIT / UD_ERANGE / UD_ENONFINITE / UD_ENOMEM naming the file's field. */
+static int udm_check_model(const ud_model_t *m, struct udm_order *o, struct ud_err *e)
+{
+    struct udm_order tmp = {0};
+    struct udm_name *labels = NULL;
+    int rc;
+
+    if ((rc = udm_check_network(m, e)) < 0)
+        return rc;
+    /* Labels: one per class, non-empty, unique. The sorted copy only proves uniqueness. */
+    rc = udm_check_names(m, (size_t)ud_model_num_classes(m), udm_label_at, "labels", &labels, e);
+    free(labels);
+    if (rc < 0)
+        return rc;
+    if ((rc = udm_check_metadata(m, &tmp.additional, e)) < 0)
+        goto out_free_order;
+    tmp.nadditional = ud_model_metadata_const(m)->nadditional;
+    if ((rc = udm_check_defaults(ud_model_update_defaults_const(m), e)) < 0)
+        goto out_free_order;
+    /* Metrics: names non-empty and unique; values any double (NaN: not computable). */
+    tmp.nmetrics = ud_model_metric_count(m);
+    if (tmp.nmetrics > UD_UDM_MAX_ENTRIES) {
+        rc = ud_err_set(e, UD_ELIMIT, "metrics: %zu entries, the limit is %d", tmp.nmetrics,
+                        UD_UDM_MAX_ENTRIES);
+        goto out_free_order;
+    }
+    if ((rc = udm_check_names(m, tmp.nmetrics, udm_metric_name_at, "metrics", &tmp.metrics, e)) < 0)
+        goto out_free_order;
+    if (o)
+        *o = tmp;
+    else
+        udm_order_deinit(&tmp);
+    return 0;
+
+out_free_order:
+    udm_order_deinit(&tmp);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Encoding                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+/* The packer's sink: counts only (data NULL), or writes into an exactly sized buffer. */
+struct udm_out {
+    char *data;
+    size_t len, cap;
+    bool overflow;
+};
+
+static int udm_out_write(void *user, const char *buf, size_t n)
+{
+    struct udm_out *o = user;
+    if (o->data) {
+        if (n > o->cap - o->len) {
+            o->overflow = true;
+            return -1;
+        }
+        memcpy(o->data + o->len, buf, n);
+    }
+    o->len += n;
+    return 0;
+}
+
+static void udm_pack_str(msgpack_packer *pk, const char *s)
+{
+    if (s)
+        msgpack_pack_str_with_body(pk, s, strlen(s));
+    else
+        msgpack_pack_nil(pk);
+}
+
+static void udm_pack_bool(msgpack_packer *pk, int b)
+{
+    if (b)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+}
+
+static void udm_pack_pd(msgpack_packer *pk, const char *key, const struct ud_param_double *p)
+{
+    udm_pack_str(pk, key);
+    msgpack_pack_map(pk, 3);
+    udm_pack_str(pk, "value");
+    msgpack_pack_double(pk, p->value);
+    udm_pack_str(pk, "min");
+    msgpack_pack_double(pk, p->min);
+    udm_pack_str(pk, "max");
+    msgpack_pack_double(pk, p->max);
+}
+
+static void udm_pack_pi(msgpack_packer *pk, const char *key, const struct ud_param_int *p)
+{
+    udm_pack_str(pk, key);
+    msgpack_pack_map(pk, 3);
+    udm_pack_str(pk, "value");
+    msgpack_pack_int64(pk, p->value);
+    udm_pack_str(pk, "min");
+    msgpack_pack_int64(pk, p->min);
+    udm_pack_str(pk, "max");
+    msgpack_pack_int64(pk, p->max);
+}
+
+static void udm_pack_layer(msgpack_packer *pk, const ud_model_t *m, int i)
+{
+    const struct ud_layer_spec *l = &ud_model_arch(m)->layer[i];
+    bool upd = ud_model_layer_updatable(m, i);
+    switch (l->kind) {
+    case UD_LAYER_DENSE:
+        msgpack_pack_map(pk, 3);
+        break;
+    case UD_LAYER_CONV2D:
+        msgpack_pack_map(pk, 6);
+        break;
+    case UD_LAYER_MAXPOOL2D:
+    case UD_LAYER_DROPOUT:
+        msgpack_pack_map(pk, 2);
+        break;
+    default:
+        msgpack_pack_map(pk, 1);
+        break;
+    }
+    udm_pack_str(pk, "kind");
+    udm_pack_str(pk, ud_layer_kind_name(l->kind));
+    switch (l->kind) {
+    case UD_LAYER_DENSE:
+        udm_pack_str(pk, "units");
+        msgpack_pack_int64(pk, l->units);
+        udm_pack_str(pk, "updatable");
+        udm_pack_bool(pk, upd);
+        break;
+    case UD_LAYER_CONV2D:
+        udm_pack_str(pk, "filters");
+        msgpack_pack_int64(pk, l->filters);
+        udm_pack_str(pk, "kernel");
+        msgpack_pack_int64(pk, l->kernel);
+        udm_pack_str(pk, "stride");
+        msgpack_pack_int64(pk, l->stride);
+        udm_pack_str(pk, "pad");
+        msgpack_pack_int64(pk, l->pad);
+        udm_pack_str(pk, "updatable");
+        udm_pack_bool(pk, upd);
+        break;
+    case UD_LAYER_MAXPOOL2D:
+        udm_pack_str(pk, "pool");
+        msgpack_pack_int64(pk, l->pool);
+        break;
+    case UD_LAYER_DROPOUT:
+        udm_pack_str(pk, "rate");
+        msgpack_pack_float(pk, l->rate);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Packs the body map. m has passed udm_check_model, which filled o. */
+static void udm_pack_body(msgpack_packer *pk, const ud_model_t *m, const struct udm_order *o)
+{
+    const struct ud_arch *a = ud_model_arch(m);
+    const struct ud_metadata *md = ud_model_metadata_const(m);
+    const struct ud_input_desc *in = ud_model_input_desc_const(m);
+    const struct ud_update_defaults *d = ud_model_update_defaults_const(m);
+
+    msgpack_pack_map(pk, 7);
+
+    udm_pack_str(pk, "metadata");
+    msgpack_pack_map(pk, 5);
+    udm_pack_str(pk, "author");
+    udm_pack_str(pk, md->author);
+    udm_pack_str(pk, "short_description");
+    udm_pack_str(pk, md->short_description);
+    udm_pack_str(pk, "license");
+    udm_pack_str(pk, md->license);
+    udm_pack_str(pk, "version");
+    udm_pack_str(pk, md->version);
+    udm_pack_str(pk, "additional");
+    msgpack_pack_map(pk, o->nadditional);
+    for (size_t k = 0; k < o->nadditional; k++) {
+        size_t i = o->additional[k].i;
+        udm_pack_str(pk, md->additional[i].key);
+        udm_pack_str(pk, md->additional[i].value);
+    }
+
+    udm_pack_str(pk, "input");
+    msgpack_pack_map(pk, 4);
+    udm_pack_str(pk, "shape");
+    msgpack_pack_array(pk, 3);
+    msgpack_pack_int64(pk, a->input.c);
+    msgpack_pack_int64(pk, a->input.h);
+    msgpack_pack_int64(pk, a->input.w);
+    udm_pack_str(pk, "kind");
+    udm_pack_str(pk, udm_input_kind_name(in->kind));
+    udm_pack_str(pk, "scale");
+    msgpack_pack_float(pk, in->scale);
+    udm_pack_str(pk, "offset");
+    msgpack_pack_float(pk, in->offset);
+
+    int nclasses = ud_model_num_classes(m);
+    udm_pack_str(pk, "labels");
+    msgpack_pack_array(pk, (size_t)nclasses);
+    for (int i = 0; i < nclasses; i++)
+        udm_pack_str(pk, ud_model_label(m, i));
+
+    udm_pack_str(pk, "layers");
+    msgpack_pack_array(pk, (size_t)a->nlayers);
+    for (int i = 0; i < a->nlayers; i++)
+        udm_pack_layer(pk, m, i);
+
+    udm_pack_str(pk, "update_defaults");
+    msgpack_pack_map(pk, 12);
+    udm_pack_str(pk, "optimizer");
+    udm_pack_str(pk, udm_optimizer_name(d->optimizer));
+    udm_pack_pd(pk, "learning_rate", &d->learning_rate);
+    udm_pack_pd(pk, "momentum", &d->momentum);
+    udm_pack_pd(pk, "weight_decay", &d->weight_decay);
+    udm_pack_pd(pk, "beta1", &d->beta1);
+    udm_pack_pd(pk, "beta2", &d->beta2);
+    udm_pack_pd(pk, "eps", &d->eps);
+    udm_pack_pi(pk, "mini_batch_size", &d->mini_batch_size);
+    udm_pack_pi(pk, "epochs", &d->epochs);
+    udm_pack_pi(pk, "seed", &d->seed);
+    udm_pack_str(pk, "shuffle");
+    udm_pack_bool(pk, d->shuffle);
+    udm_pack_str(pk, "nesterov");
+    udm_pack_bool(pk, d->nesterov);
+
+    /* params: f32 little-endian whatever the host, converted a chunk at a time. */
+    size_t np = ud_model_param_count(m);
+    const float *p = ud_model_params_const(m);
+    udm_pack_str(pk, "params");
+    msgpack_pack_bin(pk, np * 4);
+    unsigned char chunk[UDM_PARAM_CHUNK * 4];
+    for (size_t i = 0; i < np; i += UDM_PARAM_CHUNK) {
+        size_t n = np - i < UDM_PARAM_CHUNK ? np - i : UDM_PARAM_CHUNK;
+        for (size_t j = 0; j < n; j++) {
+            uint32_t u = udm_f32_bits(p[i + j]);
+            chunk[4 * j + 0] = (unsigned char)(u);
+            chunk[4 * j + 1] = (unsigned char)(u >> 8);
+            chunk[4 * j + 2] = (unsigned char)(u >> 16);
+            chunk[4 * j + 3] = (unsigned char)(u >> 24);
+        }
+        msgpack_pack_bin_body(pk, chunk, n * 4);
+    }
+
+    udm_pack_str(pk, "metrics");
+    msgpack_pack_map(pk, o->nmetrics);
+    for (size_t k = 0; k < o->nmetrics; k++) {
+        const char *key;
+        double v = 0;
+        ud_model_metric_at(m, o->metrics[k].i, &key, &v);
+        udm_pack_str(pk, key);
+        msgpack_pack_double(pk, v);
+    }
+}
+
+/* Builds a whole file around a body of body_len bytes: either the raw bytes, or (raw NULL) the
+ * model's body packed by udm_pack_body. *buf is fresh, exactly *len bytes. */
+static int udm_seal(uint64_t version, size_t body_len, const void *raw, const ud_model_t *m,
+                    const struct udm_order *o, char **buf, size_t *len, struct ud_err *e)
+{
+    struct udm_out out = {0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &out, udm_out_write);
+
+    /* Count the envelope up to the body, then size the whole file. */
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_str_with_body(&pk, UD_UDM_MAGIC, UDM_MAGIC_LEN);
+    msgpack_pack_uint64(&pk, version);
+    msgpack_pack_bin(&pk, body_len);
+    size_t head = out.len;
+    if (body_len > UD_UDM_MAX_BYTES - head - UDM_SUM_HEAD_LEN - UDM_SUM_LEN)
+        return ud_err_set(e, UD_ELIMIT, "the encoded model would be %zu bytes, the limit is %zu",
+                          body_len + head + UDM_SUM_HEAD_LEN + UDM_SUM_LEN, UD_UDM_MAX_BYTES);
+    size_t total = head + body_len + UDM_SUM_HEAD_LEN + UDM_SUM_LEN;
+
+    out = (struct udm_out){.data = malloc(total), .cap = total};
+    if (!out.data)
+        return ud_err_set(e, UD_ENOMEM, "cannot allocate %zu bytes for the encoded model", total);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_str_with_body(&pk, UD_UDM_MAGIC, UDM_MAGIC_LEN);
+    msgpack_pack_uint64(&pk, version);
+    msgpack_pack_bin(&pk, body_len);
+    if (raw)
+        msgpack_pack_bin_body(&pk, raw, body_len);
+    else
+        udm_pack_body(&pk, m, o);
+    if (out.overflow || out.len != head + body_len) {
+        free(out.data);
+        return ud_err_set(e, UD_EINTERNAL, "encoder size mismatch (%zu bytes, expected %zu)",
+                          out.len, head + body_len);
+    }
+    unsigned char *sum = (unsigned char *)out.data + out.len;
+    sum[0] = 0xc4;
+    sum[1] = UDM_SUM_LEN;
+    crypto_hash_sha256(sum + UDM_SUM_HEAD_LEN, (const unsigned char *)out.data, out.len);
+    *buf = out.data;
+    *len = total;
+    return 0;
+}
+
+static int udm_encode(const ud_model_t *m, uint64_t version, char **buf, size_t *len,
+                      struct ud_err *e)
+{
+    if (!m || !buf || !len)
+        return ud_err_set(e, UD_EINVAL, "ud_udm_encode: NULL argument");
+    *buf = NULL;
+    *len = 0;
+    int rc = udm_sodium(e);
+    if (rc < 0)
+        return rc;
+    struct udm_order o = {0};
+    if ((rc = udm_check_model(m, &o, e)) < 0)
+        return rc;
+
+    /* Counting pass: the body's exact size, so the file is allocated once. */
+    struct udm_out count = {0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &count, udm_out_write);
+    udm_pack_body(&pk, m, &o);
+
+    rc = udm_seal(version, count.len, NULL, m, &o, buf, len, e);
+    udm_order_deinit(&o);
+    return rc;
+}
+
+int ud_udm_encode(const ud_model_t *m, char **buf, size_t *len, struct ud_err *e)
+{
+    return udm_encode(m, UD_UDM_VERSION, buf, len, e);
+}
+
+int ud__udm_encode_version(const ud_model_t *m, uint64_t version, char **buf, size_t *len,
+                           struct ud_err *e)
+{
+    return udm_encode(m, version, buf, len, e);
+}
+
+int ud__udm_wrap(const void *body, size_t body_len, uint64_t version, char **buf, size_t *len,
+                 struct ud_err *e)
+{
+    *buf = NULL;
+    *len = 0;
+    int rc = udm_sodium(e);
+    if (rc < 0)
+        return rc;
+    return udm_seal(version, body_len, body ? body : "", NULL, NULL, buf, len, e);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Decoding: the envelope                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Reads a big-endian unsigned of k bytes at p[*off]; false when the data ends first. */
+static bool udm_be(const unsigned char *p, size_t len, size_t *off, size_t k, uint64_t *v)
+{
+    if (k > len - *off)
+        return false;
+    uint64_t x = 0;
+    for (size_t i = 0; i < k; i++)
+        x = (x << 8) | p[*off + i];
+    *off += k;
+    *v = x;
+    return true;
+}
+
+/* Finds the body of a version 1 file and verifies the checksum. */
+static int udm_open_envelope(const unsigned char *p, size_t len, const unsigned char **body,
+                             size_t *body_len, struct ud_err *e)
+{
+    static const char magic[] = "\xa4" UD_UDM_MAGIC; /* fixstr of 4, then the magic */
+    if (len == 0)
+        return ud_err_set(e, UD_EFOREIGN, "empty file (0 bytes): not an updraft model");
+    /* Any fixarray of 2+ elements, then the magic: the one thing every version keeps. */
+    size_t have = len < UDM_PREFIX_LEN ? len : UDM_PREFIX_LEN;
+    if (p[0] < 0x92 || p[0] > 0x9f || memcmp(p + 1, magic, have - 1) != 0)
+        return ud_err_set(e, UD_EFOREIGN,
+                          "not an updraft model (no \"" UD_UDM_MAGIC "\" magic; the file "
+                          "starts with bytes %02x %02x %02x %02x)",
+                          p[0], len > 1 ? p[1] : 0, len > 2 ? p[2] : 0, len > 3 ? p[3] : 0);
+    if (len < UDM_PREFIX_LEN)
+        return ud_err_set(e, UD_ETRUNCATED,
+                          "truncated: the file ends after %zu bytes, inside "
+                          "the header",
+                          len);
+
+    /* The format version: a msgpack unsigned integer. */
+    size_t off = UDM_PREFIX_LEN;
+    uint64_t version = 0;
+    if (off >= len)
+        return ud_err_set(e, UD_ETRUNCATED, "truncated: the file ends before the format version");
+    unsigned char t = p[off++];
+    size_t k = t <= 0x7f ? 0 : t == 0xcc ? 1 : t == 0xcd ? 2 : t == 0xce ? 4 : t == 0xcf ? 8 : 9;
+    if (k == 9)
+        return ud_err_set(e, UD_EFORMAT,
+                          "format version: expected an unsigned integer, found "
+                          "msgpack type byte 0x%02x",
+                          t);
+    if (k == 0)
+        version = t;
+    else if (!udm_be(p, len, &off, k, &version))
+        return ud_err_set(e, UD_ETRUNCATED, "truncated: the file ends inside the format version");
+    if (version > UD_UDM_VERSION)
+        return ud_err_set(e, UD_EVERSION,
+                          "written by a newer updraft (format version %llu, this build reads "
+                          "%d): upgrade updraft",
+                          (unsigned long long)version, UD_UDM_VERSION);
+    if (version < 1)
+        return ud_err_set(e, UD_EVERSION,
+                          "format version 0 is not a valid version (this build "
+                          "reads %d)",
+                          UD_UDM_VERSION);
+
+    /* Version 1: [magic, version, body, checksum]. */
+    if (p[0] != UDM_V1_ARRAY)
+        return ud_err_set(e, UD_EFORMAT,
+                          "format version 1 has 4 top-level elements, this file "
+                          "has %d",
+                          p[0] & 0x0f);
+    if (off >= len)
+        return ud_err_set(e, UD_ETRUNCATED, "truncated: the file ends before the body");
+    t = p[off++];
+    k = t == 0xc4 ? 1 : t == 0xc5 ? 2 : t == 0xc6 ? 4 : 0;
+    if (k == 0)
+        return ud_err_set(e, UD_EFORMAT, "body: expected msgpack bin, found type byte 0x%02x", t);
+    uint64_t blen;
+    if (!udm_be(p, len, &off, k, &blen))
+        return ud_err_set(e, UD_ETRUNCATED, "truncated: the file ends inside the body header");
+    /* off <= len and blen < 2^32, so this cannot overflow a 64-bit size_t. */
+    uint64_t need = (uint64_t)off + blen + UDM_SUM_HEAD_LEN + UDM_SUM_LEN;
+    if (len < need)
+        return ud_err_set(e, UD_ETRUNCATED,
+                          "truncated: the file is %zu bytes, its header "
+                          "says %llu (interrupted copy or download?)",
+                          len, (unsigned long long)need);
+    if (len > need)
+        return ud_err_set(e, UD_EFORMAT, "%llu bytes of trailing data after the checksum",
+                          (unsigned long long)(len - need));
+    size_t sum_at = off + (size_t)blen;
+    if (p[sum_at] != 0xc4 || p[sum_at + 1] != UDM_SUM_LEN)
+        return ud_err_set(e, UD_EFORMAT,
+                          "checksum: expected a 32-byte msgpack bin, found "
+                          "bytes %02x %02x",
+                          p[sum_at], p[sum_at + 1]);
+
+    unsigned char sum[UDM_SUM_LEN];
+    crypto_hash_sha256(sum, p, sum_at);
+    if (sodium_memcmp(sum, p + sum_at + UDM_SUM_HEAD_LEN, UDM_SUM_LEN) != 0) {
+        char want[2 * 8 + 1], got[2 * 8 + 1];
+        sodium_bin2hex(want, sizeof want, p + sum_at + UDM_SUM_HEAD_LEN, 8);
+        sodium_bin2hex(got, sizeof got, sum, 8);
+        return ud_err_set(e, UD_ECHECKSUM,
+                          "checksum mismatch: the file is corrupt (stored "
+                          "sha256 %s..., contents hash to %s...)",
+                          want, got);
+    }
+    *body = p + off;
+    *body_len = (size_t)blen;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Decoding: the structural scan                                                              */
+/* ------------------------------------------------------------------------------------------ */
+
+struct udm_scan {
+    const unsigned char *p;
+    size_t len, off, objects;
+};
+
+/* Walks one msgpack object. Every declared length is checked against the bytes left (each
+ * element of a container takes at least one byte), nesting is bounded by UDM_MAX_DEPTH and the
+ * number of objects by UDM_MAX_OBJECTS, so what msgpack later allocates is bounded by the body's
+ * size. Returns 0 or UD_EFORMAT. */
+static int udm_scan_obj(struct udm_scan *s, int depth, struct ud_err *e)
+{
+    if (s->off >= s->len)
+        return ud_err_set(e, UD_EFORMAT, "body: msgpack data ends early at byte %zu", s->off);
+    if (++s->objects > UDM_MAX_OBJECTS)
+        return ud_err_set(e, UD_EFORMAT, "body: more than %d msgpack objects", UDM_MAX_OBJECTS);
+    size_t at = s->off;
+    unsigned char b = s->p[s->off++];
+    uint64_t n = 0, items = 0;
+    int container = 0; /* 1 array, 2 map */
+    bool ok = true;
+
+    if (b <= 0x7f || b >= 0xe0)
+        return 0;
+    if (b <= 0x8f) {
+        container = 2, items = b & 0x0f;
+    } else if (b <= 0x9f) {
+        container = 1, items = b & 0x0f;
+    } else if (b <= 0xbf) {
+        n = b & 0x1f;
+    } else {
+        switch (b) {
+        case 0xc0: /* nil, false, true */
+        case 0xc2:
+        case 0xc3:
+            return 0;
+        case 0xc4: /* bin 8/16/32 */
+        case 0xd9: /* str 8/16/32 */
+            ok = udm_be(s->p, s->len, &s->off, 1, &n);
+            break;
+        case 0xc5:
+        case 0xda:
+            ok = udm_be(s->p, s->len, &s->off, 2, &n);
+            break;
+        case 0xc6:
+        case 0xdb:
+            ok = udm_be(s->p, s->len, &s->off, 4, &n);
+            break;
+        case 0xc7: /* ext 8/16/32: length, then a type byte */
+            ok = udm_be(s->p, s->len, &s->off, 1, &n), n += 1;
+            break;
+        case 0xc8:
+            ok = udm_be(s->p, s->len, &s->off, 2, &n), n += 1;
+            break;
+        case 0xc9:
+            ok = udm_be(s->p, s->len, &s->off, 4, &n), n += 1;
+            break;
+        case 0xcc: /* uint, int, float: fixed sizes */
+        case 0xd0:
+            n = 1;
+            break;
+        case 0xcd:
+        case 0xd1:
+            n = 2;
+            break;
+        case 0xca:
+        case 0xce:
+        case 0xd2:
+            n = 4;
+            break;
+        case 0xcb:
+        case 0xcf:
+        case 0xd3:
+            n = 8;
+            break;
+        case 0xd4: /* fixext 1/2/4/8/16 with their type byte */
+            n = 2;
+            break;
+        case 0xd5:
+            n = 3;
+            break;
+        case 0xd6:
+            n = 5;
+            break;
+        case 0xd7:
+            n = 9;
+            break;
+        case 0xd8:
+            n = 17;
+            break;
+        case 0xdc:
+            container = 1, ok = udm_be(s->p, s->len, &s->off, 2, &items);
+            break;
+        case 0xdd:
+            container = 1, ok = udm_be(s->p, s->len, &s->off, 4, &items);
+            break;
+        case 0xde:
+            container = 2, ok = udm_be(s->p, s->len, &s->off, 2, &items);
+            break;
+        case 0xdf:
+            container = 2, ok = udm_be(s->p, s->len, &s->off, 4, &items);
+            break;
+        default: /* 0xc1: never used */
+            return ud_err_set(e, UD_EFORMAT, "body: invalid msgpack type byte 0x%02x at byte %zu",
+                              b, at);
+        }
+    }
+    if (!ok)
+        return ud_err_set(e, UD_EFORMAT, "body: msgpack header at byte %zu ends early", at);
+    if (container) {
+        if (container == 2)
+            items *= 2;
+        if (items > s->len - s->off)
+            return ud_err_set(e, UD_EFORMAT,
+                              "body: container at byte %zu declares %llu "
+                              "elements, more than the %zu bytes left",
+                              at, (unsigned long long)items, s->len - s->off);
+        if (depth >= UDM_MAX_DEPTH)
+            return ud_err_set(e, UD_EFORMAT, "body: nested deeper than %d at byte %zu",
+                              UDM_MAX_DEPTH, at);
+        for (uint64_t i = 0; i < items; i++) {
+            int rc = udm_scan_obj(s, depth + 1, e);
+            if (rc < 0)
+                return rc;
+        }
+        return 0;
+    }
+    if (n > s->len - s->off)
+        return ud_err_set(e, UD_EFORMAT,
+                          "body: msgpack value at byte %zu declares %llu bytes, "
+                          "only %zu are left",
+                          at, (unsigned long long)n, s->len - s->off);
+    s->off += (size_t)n;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Decoding: fields                                                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+static const char *udm_type_name(const msgpack_object *o)
+{
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL:
+        return "nil";
+    case MSGPACK_OBJECT_BOOLEAN:
+        return "a boolean";
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        return "an integer";
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        return "a float";
+    case MSGPACK_OBJECT_STR:
+        return "a string";
+    case MSGPACK_OBJECT_ARRAY:
+        return "an array";
+    case MSGPACK_OBJECT_MAP:
+        return "a map";
+    case MSGPACK_OBJECT_BIN:
+        return "bin";
+    case MSGPACK_OBJECT_EXT:
+        return "ext";
+    }
+    return "an unknown type";
+}
+
+static int udm_type_err(const msgpack_object *o, const char *field, const char *want,
+                        struct ud_err *e)
+{
+    return ud_err_set(e, UD_EFORMAT, "%s: expected %s, found %s", field, want, udm_type_name(o));
+}
+
+static bool udm_key_is(const msgpack_object *k, const char *s)
+{
+    size_t n = strlen(s);
+    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+           memcmp(k->via.str.ptr, s, n) == 0;
+}
+
+/* Matches a map against a fixed key set: every key a string from keys[], none repeated, all
+ * present. vals[i] receives the value of keys[i]. */
+static int udm_fields(const msgpack_object *map, const char *field, const char *const *keys,
+                      size_t nkeys, const msgpack_object **vals, struct ud_err *e)
+{
+    if (map->type != MSGPACK_OBJECT_MAP)
+        return udm_type_err(map, field, "a map", e);
+    for (size_t i = 0; i < nkeys; i++)
+        vals[i] = NULL;
+    for (uint32_t j = 0; j < map->via.map.size; j++) {
+        const msgpack_object *k = &map->via.map.ptr[j].key;
+        if (k->type != MSGPACK_OBJECT_STR)
+            return ud_err_set(e, UD_EFORMAT, "%s: a key is %s, keys are strings", field,
+                              udm_type_name(k));
+        size_t i = 0;
+        while (i < nkeys && !udm_key_is(k, keys[i]))
+            i++;
+        int shown = k->via.str.size > 64 ? 64 : (int)k->via.str.size;
+        if (i == nkeys)
+            return ud_err_set(e, UD_EFORMAT, "%s: unknown key \"%.*s\"", field, shown,
+                              k->via.str.ptr);
+        if (vals[i])
+            return ud_err_set(e, UD_EFORMAT, "%s: key \"%s\" appears twice", field, keys[i]);
+        vals[i] = &map->via.map.ptr[j].val;
+    }
+    for (size_t i = 0; i < nkeys; i++)
+        if (!vals[i])
+            return ud_err_set(e, UD_EFORMAT, "%s: missing key \"%s\"", field, keys[i]);
+    return 0;
+}
+
+/* The first key of a free-form map that repeats an earlier one, or -1. */
+static long udm_dup_key(const msgpack_object *map)
+{
+    const msgpack_object_kv *kv = map->via.map.ptr;
+    for (uint32_t j = 1; j < map->via.map.size; j++)
+        for (uint32_t i = 0; i < j; i++)
+            if (kv[i].key.via.str.size == kv[j].key.via.str.size &&
+                memcmp(kv[i].key.via.str.ptr, kv[j].key.via.str.ptr, kv[j].key.via.str.size) == 0)
+                return (long)j;
+    return -1;
+}
+
+static int udm_get_int(const msgpack_object *o, const char *field, int64_t lo, int64_t hi,
+                       int64_t *out, struct ud_err *e)
+{
+    int64_t v;
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (o->via.u64 > (uint64_t)INT64_MAX)
+            return ud_err_set(e, UD_EFORMAT, "%s: %llu is out of range [%lld, %lld]", field,
+                              (unsigned long long)o->via.u64, (long long)lo, (long long)hi);
+        v = (int64_t)o->via.u64;
+    } else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        v = o->via.i64;
+    } else {
+        return udm_type_err(o, field, "an integer", e);
+    }
+    if (v < lo || v > hi)
+        return ud_err_set(e, UD_EFORMAT, "%s: %lld is out of range [%lld, %lld]", field,
+                          (long long)v, (long long)lo, (long long)hi);
+    *out = v;
+    return 0;
+}
+
+static int udm_get_dim(const msgpack_object *o, const char *field, int lo, int *out,
+                       struct ud_err *e)
+{
+    int64_t v;
+    int rc = udm_get_int(o, field, lo, UD_MAX_DIM, &v, e);
+    if (rc == 0)
+        *out = (int)v;
+    return rc;
+}
+
+/* Any msgpack number as a double (hand-made files may write 1 for 1.0). */
+static int udm_get_double(const msgpack_object *o, const char *field, double *out, struct ud_err *e)
+{
+    switch (o->type) {
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        *out = o->via.f64;
+        return 0;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        *out = (double)o->via.u64;
+        return 0;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        *out = (double)o->via.i64;
+        return 0;
+    default:
+        return udm_type_err(o, field, "a number", e);
+    }
+}
+
+static int udm_get_float(const msgpack_object *o, const char *field, float *out, struct ud_err *e)
+{
+    double d = 0;
+    int rc = udm_get_double(o, field, &d, e);
+    if (rc < 0)
+        return rc;
+    if (!isfinite(d) || fabs(d) > FLT_MAX)
+        return ud_err_set(e, UD_EFORMAT, "%s: %g is not a finite float32", field, d);
+    *out = (float)d;
+    return 0;
+}
+
+static int udm_get_bool(const msgpack_object *o, const char *field, int *out, struct ud_err *e)
+{
+    if (o->type != MSGPACK_OBJECT_BOOLEAN)
+        return udm_type_err(o, field, "a boolean", e);
+    *out = o->via.boolean ? 1 : 0;
+    return 0;
+}
+
+/* A string as a fresh C string (caller frees). nil gives NULL when nullable. The length is
+ * checked before allocating; invalid UTF-8 and NUL bytes are refused. */
+static int udm_get_str(const msgpack_object *o, const char *field, size_t max, bool nullable,
+                       char **out, struct ud_err *e)
+{
+    *out = NULL;
+    if (nullable && o->type == MSGPACK_OBJECT_NIL)
+        return 0;
+    if (o->type != MSGPACK_OBJECT_STR)
+        return udm_type_err(o, field, nullable ? "a string or nil" : "a string", e);
+    size_t n = o->via.str.size;
+    if (n > max)
+        return ud_err_set(e, UD_EFORMAT, "%s: %zu bytes, the limit is %zu", field, n, max);
+    if (!udm_utf8_ok((const unsigned char *)o->via.str.ptr, n))
+        return ud_err_set(e, UD_EFORMAT, "%s: not valid UTF-8 (or contains a NUL byte)", field);
+    char *s = malloc(n + 1);
+    if (!s)
+        return ud_err_set(e, UD_ENOMEM, "%s: out of memory", field);
+    memcpy(s, o->via.str.ptr, n);
+    s[n] = '\0';
+    *out = s;
+    return 0;
+}
+
+static int udm_parse_input(const msgpack_object *o, struct ud_arch *a, struct ud_input_desc *in,
+                           struct ud_err *e)
+{
+    static const char *const keys[] = {"shape", "kind", "scale", "offset"};
+    const msgpack_object *v[4];
+    int rc = udm_fields(o, "input", keys, 4, v, e);
+    if (rc < 0)
+        return rc;
+    if (v[0]->type != MSGPACK_OBJECT_ARRAY || v[0]->via.array.size != 3)
+        return ud_err_set(e, UD_EFORMAT, "input.shape: expected an array [C, H, W]");
+    if ((rc = udm_get_dim(&v[0]->via.array.ptr[0], "input.shape[0] (C)", 1, &a->input.c, e)) < 0 ||
+        (rc = udm_get_dim(&v[0]->via.array.ptr[1], "input.shape[1] (H)", 1, &a->input.h, e)) < 0 ||
+        (rc = udm_get_dim(&v[0]->via.array.ptr[2], "input.shape[2] (W)", 1, &a->input.w, e)) < 0)
+        return rc;
+    if (udm_key_is(v[1], "image"))
+        in->kind = UD_INPUT_IMAGE;
+    else if (udm_key_is(v[1], "tabular"))
+        in->kind = UD_INPUT_TABULAR;
+    else if (v[1]->type == MSGPACK_OBJECT_STR)
+        return ud_err_set(e, UD_EFORMAT,
+                          "input.kind: \"%.*s\" is neither \"image\" nor "
+                          "\"tabular\"",
+                          v[1]->via.str.size > 32 ? 32 : (int)v[1]->via.str.size,
+                          v[1]->via.str.ptr);
+    else
+        return udm_type_err(v[1], "input.kind", "a string", e);
+    if ((rc = udm_get_float(v[2], "input.scale", &in->scale, e)) < 0 ||
+        (rc = udm_get_float(v[3], "input.offset", &in->offset, e)) < 0)
+        return rc;
+    return 0;
+}
+
+static int udm_parse_layer(const msgpack_object *o, int i, struct ud_layer_spec *l,
+                           struct ud_err *e)
+{
+    char field[48], sub[64];
+    snprintf(field, sizeof field, "layers[%d]", i);
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return udm_type_err(o, field, "a map", e);
+
+    /* The kind decides which other keys the layer has. */
+    const msgpack_object *kind = NULL;
+    for (uint32_t j = 0; j < o->via.map.size; j++)
+        if (udm_key_is(&o->via.map.ptr[j].key, "kind"))
+            kind = &o->via.map.ptr[j].val;
+    snprintf(sub, sizeof sub, "%s.kind", field);
+    if (!kind)
+        return ud_err_set(e, UD_EFORMAT, "%s: missing key \"kind\"", field);
+    if (kind->type != MSGPACK_OBJECT_STR)
+        return udm_type_err(kind, sub, "a string", e);
+    char name[32];
+    size_t n = kind->via.str.size;
+    enum ud_layer_kind k;
+    if (n >= sizeof name || memchr(kind->via.str.ptr, 0, n))
+        return ud_err_set(e, UD_EFORMAT, "%s: unknown layer kind \"%.*s\"", sub,
+                          n > 32 ? 32 : (int)n, kind->via.str.ptr);
+    memcpy(name, kind->via.str.ptr, n);
+    name[n] = '\0';
+    if (ud_layer_kind_parse(name, &k) < 0)
+        return ud_err_set(e, UD_EFORMAT, "%s: unknown layer kind \"%s\"", sub, name);
+
+    memset(l, 0, sizeof *l);
+    l->kind = k;
+    const msgpack_object *v[6];
+    int rc;
+    switch (k) {
+    case UD_LAYER_DENSE: {
+        static const char *const keys[] = {"kind", "units", "updatable"};
+        if ((rc = udm_fields(o, field, keys, 3, v, e)) < 0)
+            return rc;
+        snprintf(sub, sizeof sub, "%s.units", field);
+        if ((rc = udm_get_dim(v[1], sub, 1, &l->units, e)) < 0)
+            return rc;
+        snprintf(sub, sizeof sub, "%s.updatable", field);
+        return udm_get_bool(v[2], sub, &l->updatable, e);
+    }
+    case UD_LAYER_CONV2D: {
+        static const char *const keys[] = {"kind",   "filters", "kernel",
+                                           "stride", "pad",     "updatable"};
+        if ((rc = udm_fields(o, field, keys, 6, v, e)) < 0)
+            return rc;
+        int *dst[] = {&l->filters, &l->kernel, &l->stride, &l->pad};
+        for (int j = 0; j < 4; j++) {
+            snprintf(sub, sizeof sub, "%s.%s", field, keys[j + 1]);
+            if ((rc = udm_get_dim(v[j + 1], sub, j == 3 ? 0 : 1, dst[j], e)) < 0)
+                return rc;
+        }
+        snprintf(sub, sizeof sub, "%s.updatable", field);
+        return udm_get_bool(v[5], sub, &l->updatable, e);
+    }
+    case UD_LAYER_MAXPOOL2D: {
+        static const char *const keys[] = {"kind", "pool"};
+        if ((rc = udm_fields(o, field, keys, 2, v, e)) < 0)
+            return rc;
+        snprintf(sub, sizeof sub, "%s.pool", field);
+        return udm_get_dim(v[1], sub, 1, &l->pool, e);
+    }
+    case UD_LAYER_DROPOUT: {
+        static const char *const keys[] = {"kind", "rate"};
+        if ((rc = udm_fields(o, field, keys, 2, v, e)) < 0)
+            return rc;
+        snprintf(sub, sizeof sub, "%s.rate", field);
+        if ((rc = udm_get_float(v[1], sub, &l->rate, e)) < 0)
+            return rc;
+        if (!(l->rate >= 0.0f && l->rate < 1.0f))
+            return ud_err_set(e, UD_EFORMAT, "%s: %g is outside [0, 1)", sub, (double)l->rate);
+        return 0;
+    }
+    case UD_LAYER_RELU:
+    case UD_LAYER_FLATTEN:
+    case UD_LAYER_SOFTMAX: {
+        static const char *const keys[] = {"kind"};
+        return udm_fields(o, field, keys, 1, v, e);
+    }
+    }
+    return ud_err_set(e, UD_EFORMAT, "%s: layer kind \"%s\" is not part of format version 1", sub,
+                      name);
+}
+
+static int udm_parse_layers(const msgpack_object *o, struct ud_arch *a, struct ud_err *e)
+{
+    if (o->type != MSGPACK_OBJECT_ARRAY)
+        return udm_type_err(o, "layers", "an array", e);
+    if (o->via.array.size < 2 || o->via.array.size > UD_MAX_LAYERS)
+        return ud_err_set(e, UD_EFORMAT, "layers: %u layers, the format allows 2 to %d",
+                          o->via.array.size, UD_MAX_LAYERS);
+    a->nlayers = (int)o->via.array.size;
+    for (int i = 0; i < a->nlayers; i++) {
+        int rc = udm_parse_layer(&o->via.array.ptr[i], i, &a->layer[i], e);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int udm_parse_labels(const msgpack_object *o, ud_model_t *m, struct ud_err *e)
+{
+    if (o->type != MSGPACK_OBJECT_ARRAY)
+        return udm_type_err(o, "labels", "an array", e);
+    uint32_t n = o->via.array.size;
+    if (n > UD_MAX_CLASSES)
+        return ud_err_set(e, UD_EFORMAT, "labels: %u entries, the limit is %d", n, UD_MAX_CLASSES);
+    int nclasses = ud_model_num_classes(m);
+    if ((int)n != nclasses)
+        return ud_err_set(e, UD_ESHAPE,
+                          "labels: %u labels for the %d classes of the last "
+                          "dense layer",
+                          n, nclasses);
+    char **labels = calloc(n ? n : 1, sizeof *labels);
+    if (!labels)
+        return ud_err_set(e, UD_ENOMEM, "labels: out of memory");
+    int rc = 0;
+    char field[32];
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        snprintf(field, sizeof field, "labels[%u]", i);
+        rc = udm_get_str(&o->via.array.ptr[i], field, UD_UDM_MAX_NAME, false, &labels[i], e);
+    }
+    if (rc == 0)
+        rc = ud_model_set_labels(m, (const char *const *)labels, (int)n, e);
+    for (uint32_t i = 0; i < n; i++)
+        free(labels[i]);
+    free(labels);
+    return rc;
+}
+
+static int udm_parse_metadata(const msgpack_object *o, ud_model_t *m, struct ud_err *e)
+{
+    static const char *const keys[] = {"author", "short_description", "license", "version",
+                                       "additional"};
+    const msgpack_object *v[5];
+    int rc = udm_fields(o, "metadata", keys, 5, v, e);
+    if (rc < 0)
+        return rc;
+    struct ud_metadata *md = ud_model_metadata(m);
+    char **dst[] = {&md->author, &md->short_description, &md->license, &md->version};
+    char field[64];
+    for (int i = 0; i < 4; i++) {
+        char *s;
+        snprintf(field, sizeof field, "metadata.%s", keys[i]);
+        if ((rc = udm_get_str(v[i], field, UD_UDM_MAX_STRING, true, &s, e)) < 0)
+            return rc;
+        rc = ud_metadata_set(dst[i], s);
+        free(s);
+        if (rc < 0)
+            return ud_err_set(e, rc, "%s: cannot set", field);
+    }
+
+    const msgpack_object *add = v[4];
+    if (add->type != MSGPACK_OBJECT_MAP)
+        return udm_type_err(add, "metadata.additional", "a map", e);
+    if (add->via.map.size > UD_UDM_MAX_ENTRIES)
+        return ud_err_set(e, UD_EFORMAT, "metadata.additional: %u entries, the limit is %d",
+                          add->via.map.size, UD_UDM_MAX_ENTRIES);
+    for (uint32_t j = 0; j < add->via.map.size; j++) {
+        char *key = NULL, *val = NULL;
+        snprintf(field, sizeof field, "metadata.additional key %u", j);
+        if ((rc = udm_get_str(&add->via.map.ptr[j].key, field, UD_UDM_MAX_NAME, false, &key, e)) <
+            0)
+            return rc;
+        snprintf(field, sizeof field, "metadata.additional[\"%.24s\"]", key);
+        if ((rc = udm_get_str(&add->via.map.ptr[j].val, field, UD_UDM_MAX_STRING, false, &val,
+                              e)) == 0) {
+            rc = ud_metadata_set_additional(md, key, val);
+            if (rc < 0)
+                ud_err_set(e, rc, "%s: cannot set", field);
+        }
+        free(key);
+        free(val);
+        if (rc < 0)
+            return rc;
+    }
+    long dup = udm_dup_key(add);
+    if (dup >= 0)
+        return ud_err_set(e, UD_EFORMAT, "metadata.additional: key \"%.*s\" appears twice",
+                          add->via.map.ptr[dup].key.via.str.size > 64
+                              ? 64
+                              : (int)add->via.map.ptr[dup].key.via.str.size,
+                          add->via.map.ptr[dup].key.via.str.ptr);
+    return 0;
+}
+
+static int udm_parse_pd(const msgpack_object *o, const char *key, struct ud_param_double *p,
+                        struct ud_err *e)
+{
+    static const char *const keys[] = {"value", "min", "max"};
+    const msgpack_object *v[3];
+    char field[64];
+    snprintf(field, sizeof field, "update_defaults.%s", key);
+    int rc = udm_fields(o, field, keys, 3, v, e);
+    double *dst[] = {&p->value, &p->min, &p->max};
+    for (int i = 0; i < 3 && rc == 0; i++) {
+        snprintf(field, sizeof field, "update_defaults.%s.%s", key, keys[i]);
+        rc = udm_get_double(v[i], field, dst[i], e);
+    }
+    return rc;
+}
+
+static int udm_parse_pi(const msgpack_object *o, const char *key, struct ud_param_int *p,
+                        struct ud_err *e)
+{
+    static const char *const keys[] = {"value", "min", "max"};
+    const msgpack_object *v[3];
+    char field[64];
+    snprintf(field, sizeof field, "update_defaults.%s", key);
+    int rc = udm_fields(o, field, keys, 3, v, e);
+    int64_t *dst[] = {&p->value, &p->min, &p->max};
+    for (int i = 0; i < 3 && rc == 0; i++) {
+        snprintf(field, sizeof field, "update_defaults.%s.%s", key, keys[i]);
+        rc = udm_get_int(v[i], field, INT64_MIN, INT64_MAX, dst[i], e);
+    }
+    return rc;
+}
+
+static int udm_parse_defaults(const msgpack_object *o, struct ud_update_defaults *d,
+                              struct ud_err *e)
+{
+    static const char *const keys[] = {"optimizer", "learning_rate", "momentum", "weight_decay",
+                                       "beta1",     "beta2",         "eps",      "mini_batch_size",
+                                       "epochs",    "seed",          "shuffle",  "nesterov"};
+    const msgpack_object *v[12];
+    int rc = udm_fields(o, "update_defaults", keys, 12, v, e);
+    if (rc < 0)
+        return rc;
+    memset(d, 0, sizeof *d);
+    if (udm_key_is(v[0], "sgd"))
+        d->optimizer = UD_OPT_SGD;
+    else if (udm_key_is(v[0], "adam"))
+        d->optimizer = UD_OPT_ADAM;
+    else if (v[0]->type == MSGPACK_OBJECT_STR)
+        return ud_err_set(e, UD_EFORMAT,
+                          "update_defaults.optimizer: unknown optimizer "
+                          "\"%.*s\" (sgd, adam)",
+                          v[0]->via.str.size > 32 ? 32 : (int)v[0]->via.str.size,
+                          v[0]->via.str.ptr);
+    else
+        return udm_type_err(v[0], "update_defaults.optimizer", "a string", e);
+    struct ud_param_double *pd[] = {&d->learning_rate, &d->momentum, &d->weight_decay,
+                                    &d->beta1,         &d->beta2,    &d->eps};
+    for (int i = 0; i < 6; i++)
+        if ((rc = udm_parse_pd(v[1 + i], keys[1 + i], pd[i], e)) < 0)
+            return rc;
+    struct ud_param_int *pi[] = {&d->mini_batch_size, &d->epochs, &d->seed};
+    for (int i = 0; i < 3; i++)
+        if ((rc = udm_parse_pi(v[7 + i], keys[7 + i], pi[i], e)) < 0)
+            return rc;
+    if ((rc = udm_get_bool(v[10], "update_defaults.shuffle", &d->shuffle, e)) < 0 ||
+        (rc = udm_get_bool(v[11], "update_defaults.nesterov", &d->nesterov, e)) < 0)
+        return rc;
+    return 0;
+}
+
+static int udm_parse_params(const msgpack_object *o, ud_model_t *m, struct ud_err *e)
+{
+    if (o->type != MSGPACK_OBJECT_BIN)
+        return udm_type_err(o, "params", "bin (f32 little-endian)", e);
+    size_t bytes = o->via.bin.size, np = ud_model_param_count(m);
+    if (bytes % 4)
+        return ud_err_set(e, UD_EFORMAT, "params: %zu bytes is not a whole number of f32", bytes);
+    if (bytes / 4 != np)
+        return ud_err_set(e, UD_ESHAPE,
+                          "params: the file holds %zu floats, the architecture "
+                          "implies %zu",
+                          bytes / 4, np);
+    const unsigned char *b = (const unsigned char *)o->via.bin.ptr;
+    float *p = ud_model_params(m);
+    for (size_t i = 0; i < np; i++, b += 4)
+        p[i] = udm_f32_from_bits((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+                                 (uint32_t)b[3] << 24);
+    return 0;
+}
+
+static int udm_parse_metrics(const msgpack_object *o, ud_model_t *m, struct ud_err *e)
+{
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return udm_type_err(o, "metrics", "a map", e);
+    if (o->via.map.size > UD_UDM_MAX_ENTRIES)
+        return ud_err_set(e, UD_EFORMAT, "metrics: %u entries, the limit is %d", o->via.map.size,
+                          UD_UDM_MAX_ENTRIES);
+    char field[64];
+    for (uint32_t j = 0; j < o->via.map.size; j++) {
+        char *key = NULL;
+        double v = 0;
+        int rc;
+        snprintf(field, sizeof field, "metrics key %u", j);
+        if ((rc = udm_get_str(&o->via.map.ptr[j].key, field, UD_UDM_MAX_NAME, false, &key, e)) < 0)
+            return rc;
+        snprintf(field, sizeof field, "metrics[\"%.24s\"]", key);
+        if ((rc = udm_get_double(&o->via.map.ptr[j].val, field, &v, e)) == 0) {
+            rc = ud_model_set_metric(m, key, v);
+            if (rc < 0)
+                ud_err_set(e, rc, "%s: cannot set", field);
+        }
+        free(key);
+        if (rc < 0)
+            return rc;
+    }
+    long dup = udm_dup_key(o);
+    if (dup >= 0)
+        return ud_err_set(e, UD_EFORMAT, "metrics: key \"%.*s\" appears twice",
+                          o->via.map.ptr[dup].key.via.str.size > 64
+                              ? 64
+                              : (int)o->via.map.ptr[dup].key.via.str.size,
+                          o->via.map.ptr[dup].key.via.str.ptr);
+    return 0;
+}
+
+/* Builds the model from the body map. */
+static ud_model_t *udm_parse_body(const msgpack_object *body, struct ud_err *e)
+{
+    static const char *const keys[] = {"metadata",        "input",  "labels", "layers",
+                                       "update_defaults", "params", "metrics"};
+    enum { K_METADATA, K_INPUT, K_LABELS, K_LAYERS, K_DEFAULTS, K_PARAMS, K_METRICS, K_N };
+    const msgpack_object *v[K_N];
+    struct ud_arch arch;
+    struct ud_input_desc in;
+    struct ud_update_defaults d;
+    ud_model_t *m = NULL;
+    int rc;
+
+    memset(&arch, 0, sizeof arch);
+    memset(&in, 0, sizeof in);
+    memset(&d, 0, sizeof d);
+    if ((rc = udm_fields(body, "body", keys, K_N, v, e)) < 0 ||
+        (rc = udm_parse_input(v[K_INPUT], &arch, &in, e)) < 0 ||
+        (rc = udm_parse_layers(v[K_LAYERS], &arch, e)) < 0 ||
+        (rc = udm_parse_defaults(v[K_DEFAULTS], &d, e)) < 0)
+        return NULL;
+
+    m = ud_model_new(&arch, e);
+    if (!m) {
+        if (e->code != UD_ESHAPE && e->code != UD_ENOMEM)
+            e->code = UD_EFORMAT;
+        ud_err_prefix(e, "layers");
+        return NULL;
+    }
+    for (int i = 0; i < arch.nlayers; i++) {
+        enum ud_layer_kind k = arch.layer[i].kind;
+        if ((k == UD_LAYER_DENSE || k == UD_LAYER_CONV2D) &&
+            (rc = ud_model_set_layer_updatable(m, i, arch.layer[i].updatable != 0)) < 0) {
+            ud_err_set(e, rc, "layers[%d].updatable: cannot set", i);
+            goto out_destroy;
+        }
+    }
+    *ud_model_input_desc(m) = in;
+    *ud_model_update_defaults(m) = d;
+    if ((rc = udm_parse_labels(v[K_LABELS], m, e)) < 0 ||
+        (rc = udm_parse_metadata(v[K_METADATA], m, e)) < 0 ||
+        (rc = udm_parse_params(v[K_PARAMS], m, e)) < 0 ||
+        (rc = udm_parse_metrics(v[K_METRICS], m, e)) < 0)
+        goto out_destroy;
+
+    /* The rules the encoder enforces (ranges, uniqueness, finiteness) hold for what was read. */
+    if ((rc = udm_check_model(m, NULL, e)) < 0) {
+        if (rc != UD_ENONFINITE && rc != UD_ENOMEM)
+            e->code = UD_EFORMAT;
+        goto out_destroy;
+    }
+    return m;
+
+out_destroy:
+    ud_model_destroy(&m);
+    return NULL;
+}
+
+ud_model_t *ud_udm_decode(const void *buf, size_t len, struct ud_err *e)
+{
+    struct ud_err local;
+    if (!e)
+        e = &local;
+    ud_err_clear(e);
+    if (!buf && len) {
+        ud_err_set(e, UD_EINVAL, "ud_udm_decode: NULL buffer");
+        return NULL;
+    }
+    if (udm_sodium(e) < 0)
+        return NULL;
+
+    const unsigned char *body = NULL;
+    size_t body_len = 0;
+    if (udm_open_envelope(buf, len, &body, &body_len, e) < 0)
+        return NULL;
+
+    struct udm_scan s = {.p = body, .len = body_len};
+    if (udm_scan_obj(&s, 0, e) < 0)
+        return NULL;
+    if (s.off != body_len) {
+        ud_err_set(e, UD_EFORMAT, "body: %zu bytes after the body's msgpack map", body_len - s.off);
+        return NULL;
+    }
+
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    msgpack_unpack_return ur = msgpack_unpack_next(&up, (const char *)body, body_len, &off);
+    ud_model_t *m = NULL;
+    if (ur == MSGPACK_UNPACK_NOMEM_ERROR)
+        ud_err_set(e, UD_ENOMEM, "body: out of memory unpacking %zu bytes", body_len);
+    else if (ur != MSGPACK_UNPACK_SUCCESS || off != body_len)
+        ud_err_set(e, UD_EFORMAT, "body: not valid msgpack (msgpack-c says %d)", (int)ur);
+    else
+        m = udm_parse_body(&up.data, e);
+    msgpack_unpacked_destroy(&up);
+    return m;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Files                                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+int ud_udm_write(const ud_model_t *m, const char *path, struct ud_err *e)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = ud_udm_encode(m, &buf, &len, e);
+    if (rc < 0) {
+        ud_err_prefix(e, "%s", path ? path : "(null)");
+        return rc;
+    }
+    rc = ud_write_file_atomic(path, buf, len, e);
+    free(buf);
+    return rc;
+}
+
+ud_model_t *ud_udm_read(const char *path, struct ud_err *e)
+{
+    struct ud_err local;
+    if (!e)
+        e = &local;
+    char *buf = NULL;
+    size_t len = 0;
+    if (ud_read_file(path, UD_UDM_MAX_BYTES, &buf, &len, e) < 0)
+        return NULL; /* the message already starts with the path */
+    ud_model_t *m = ud_udm_decode(buf, len, e);
+    free(buf);
+    if (!m)
+        ud_err_prefix(e, "%s", path);
+    return m;
+}
+
+/* Writes all of data, retrying short writes and EINTR. Returns 0 or -1 with errno set. */
+static int udm_write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len > ((size_t)1 << 30) ? ((size_t)1 << 30) : len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int ud_write_file_atomic(const char *path, const void *data, size_t len, struct ud_err *e)
+{
+    if (!path || !*path || (!data && len))
+        return ud_err_set(e, UD_EINVAL, "ud_write_file_atomic: no path or no data");
+    int rc = udm_sodium(e);
+    if (rc < 0)
+        return rc;
+
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 64);
+    char *dir = malloc(plen + 2);
+    if (!tmp || !dir) {
+        rc = ud_err_set(e, UD_ENOMEM, "%s: out of memory", path);
+        goto out_free;
+    }
+    /* The directory, so the rename can be made durable. */
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == path)
+        strcpy(dir, "/");
+    else {
+        memcpy(dir, path, (size_t)(slash - path));
+        dir[slash - path] = '\0';
+    }
+
+    int fd = -1, err = 0;
+    for (int attempt = 0; attempt < 16 && fd < 0; attempt++) {
+        snprintf(tmp, plen + 64, "%s.tmp.%ld.%08x", path, (long)getpid(),
+                 (unsigned)randombytes_random());
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        err = errno;
+        if (fd < 0 && err != EEXIST)
+            break;
+    }
+    if (fd < 0) {
+        rc = ud_err_set(e, UD_EIO, "%s: cannot create a temporary file next to it: %s", path,
+                        strerror(err));
+        goto out_free;
+    }
+    if (udm_write_all(fd, data, len) < 0) {
+        rc = ud_err_set(e, UD_EIO, "%s: write failed: %s", path, strerror(errno));
+        goto out_close_unlink;
+    }
+    if (fsync(fd) < 0) {
+        rc = ud_err_set(e, UD_EIO, "%s: fsync failed: %s", path, strerror(errno));
+        goto out_close_unlink;
+    }
+    if (close(fd) < 0) {
+        fd = -1;
+        rc = ud_err_set(e, UD_EIO, "%s: close failed: %s", path, strerror(errno));
+        goto out_unlink;
+    }
+    fd = -1;
+    if (rename(tmp, path) < 0) {
+        rc = ud_err_set(e, UD_EIO, "%s: cannot rename the temporary file into place: %s", path,
+                        strerror(errno));
+        goto out_unlink;
+    }
+    /* The file is in place; syncing the directory makes the rename survive a crash. File
+     * systems that cannot sync a directory say EINVAL, and there is nothing more to do. */
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || (fsync(dfd) < 0 && errno != EINVAL && errno != ENOTSUP)) {
+        rc = ud_err_set(e, UD_EIO, "%s: written, but syncing directory %s failed: %s", path, dir,
+                        strerror(errno));
+        if (dfd >= 0)
+            close(dfd);
+        goto out_free;
+    }
+    close(dfd);
+    rc = 0;
+    goto out_free;
+
+out_close_unlink:
+    close(fd);
+out_unlink:
+    unlink(tmp);
+out_free:
+    free(dir);
+    free(tmp);
+    return rc;
+}
+
+int ud_read_file(const char *path, size_t max, char **data, size_t *len, struct ud_err *e)
+{
+    if (!path || !data || !len)
+        return ud_err_set(e, UD_EINVAL, "ud_read_file: NULL argument");
+    *data = NULL;
+    *len = 0;
+    if (max > SIZE_MAX / 2)
+        max = SIZE_MAX / 2;
+
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return ud_err_set(e, UD_ENOTFOUND, "%s: no such file", path);
+        return ud_err_set(e, UD_EIO, "%s: cannot open: %s", path, strerror(errno));
+    }
+    int rc;
+    char *buf = NULL;
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        rc = ud_err_set(e, UD_EIO, "%s: cannot stat: %s", path, strerror(errno));
+        goto out_close;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        rc = ud_err_set(e, UD_EIO, "%s: is a directory", path);
+        goto out_close;
+    }
+    size_t cap = 4096;
+    if (S_ISREG(st.st_mode)) {
+        if ((uintmax_t)st.st_size > max) {
+            rc = ud_err_set(e, UD_ELIMIT, "%s: the file is %lld bytes, the limit is %zu", path,
+                            (long long)st.st_size, max);
+            goto out_close;
+        }
+        cap = (size_t)st.st_size;
+    }
+    if (cap > max)
+        cap = max;
+    buf = malloc(cap + 1);
+    if (!buf) {
+        rc = ud_err_set(e, UD_ENOMEM, "%s: cannot allocate %zu bytes", path, cap + 1);
+        goto out_close;
+    }
+    /* Read to EOF: the file may have changed since fstat, and pipes have no size. When the
+     * buffer is full, one probe byte tells EOF from more data without growing it. */
+    size_t n = 0;
+    for (;;) {
+        if (n == cap) {
+            char probe;
+            ssize_t r = read(fd, &probe, 1);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0) {
+                rc = ud_err_set(e, UD_EIO, "%s: read failed: %s", path, strerror(errno));
+                goto out_free;
+            }
+            if (r == 0)
+                break;
+            if (cap == max) {
+                rc = ud_err_set(e, UD_ELIMIT, "%s: the file is over the limit of %zu bytes", path,
+                                max);
+                goto out_free;
+            }
+            size_t ncap = cap < 4096 ? 4096 : cap > max / 2 ? max : cap * 2;
+            char *nb = realloc(buf, ncap + 1);
+            if (!nb) {
+                rc = ud_err_set(e, UD_ENOMEM, "%s: cannot allocate %zu bytes", path, ncap + 1);
+                goto out_free;
+            }
+            buf = nb;
+            cap = ncap;
+            buf[n++] = probe;
+            continue;
+        }
+        size_t want = cap - n;
+        ssize_t r = read(fd, buf + n, want > ((size_t)1 << 30) ? ((size_t)1 << 30) : want);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = ud_err_set(e, UD_EIO, "%s: read failed: %s", path, strerror(errno));
+            goto out_free;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    buf[n] = '\0';
+    *data = buf;
+    *len = n;
+    return 0;
+
+out_free:
+    free(buf);
+out_close:
+    close(fd);
+    return rc;
+}
