@@ -1,5 +1,6 @@
 /*  ud_arch.c — architectures: presets, the text spec format, shape inference and checks. */
 #include "updraft/ud_model.h"
+#include "updraft/ud_udm.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -207,19 +208,17 @@ int ud_arch_parse(const char *text, struct ud_arch *a, struct ud_err *e)
 
 int ud_arch_load(const char *path, struct ud_arch *a, struct ud_err *e)
 {
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return ud_err_set(e, errno == ENOENT ? UD_ENOTFOUND : UD_EIO, "%s: %s", path,
-                          strerror(errno));
-    char buf[65536];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    int toolong = !feof(f);
-    fclose(f);
-    if (toolong)
-        return ud_err_set(e, UD_ELIMIT, "%s: architecture spec larger than %zu bytes", path,
-                          sizeof buf - 1);
-    buf[n] = '\0';
-    int rc = ud_arch_parse(buf, a, e);
+    char *text = NULL;
+    size_t len = 0;
+    int rc = ud_read_file(path, 1 << 20, &text, &len, e);
+    if (rc)
+        return rc; /* the message names the path */
+    if (memchr(text, '\0', len)) {
+        free(text);
+        return ud_err_set(e, UD_EFORMAT, "%s: not a text file", path);
+    }
+    rc = ud_arch_parse(text, a, e);
+    free(text);
     if (rc)
         ud_err_prefix(e, "%s", path);
     return rc;

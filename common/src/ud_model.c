@@ -19,21 +19,23 @@ static void *alloc_floats(size_t n)
     return p;
 }
 
-static const char *default_author(void)
+/* The current user's full name (the GECOS field up to the first comma), else the login name,
+ * else $USER: Create ML's MLModelMetadata default. Reentrant: writes into out. */
+static void default_author(char *out, size_t len)
 {
-    struct passwd *pw = getpwuid(getuid());
-    if (pw && pw->pw_gecos && pw->pw_gecos[0] && pw->pw_gecos[0] != ',') {
-        static char name[128];
-        snprintf(name, sizeof name, "%s", pw->pw_gecos);
-        char *comma = strchr(name, ',');
+    struct passwd pw, *res = NULL;
+    char buf[1024];
+    snprintf(out, len, "%s", getenv("USER") ? getenv("USER") : "unknown");
+    if (getpwuid_r(getuid(), &pw, buf, sizeof buf, &res) != 0 || !res)
+        return;
+    if (pw.pw_gecos && pw.pw_gecos[0] && pw.pw_gecos[0] != ',') {
+        snprintf(out, len, "%s", pw.pw_gecos);
+        char *comma = strchr(out, ',');
         if (comma)
             *comma = '\0';
-        return name;
+    } else if (pw.pw_name && pw.pw_name[0]) {
+        snprintf(out, len, "%s", pw.pw_name);
     }
-    if (pw && pw->pw_name)
-        return pw->pw_name;
-    const char *u = getenv("USER");
-    return u ? u : "unknown";
 }
 
 ud_model_t *ud_model_new(const struct ud_arch *a, struct ud_err *e)
@@ -56,7 +58,9 @@ ud_model_t *ud_model_new(const struct ud_arch *a, struct ud_err *e)
         if (!(m->labels[i] = strdup(buf)))
             goto out_free;
     }
-    if (ud_metadata_set(&m->meta.author, default_author()) ||
+    char author[256];
+    default_author(author, sizeof author);
+    if (ud_metadata_set(&m->meta.author, author) ||
         ud_metadata_set(&m->meta.short_description, "A model trained using updraft.") ||
         ud_metadata_set(&m->meta.version, "1"))
         goto out_free;
@@ -70,9 +74,11 @@ ud_model_t *ud_model_new(const struct ud_arch *a, struct ud_err *e)
     ud_rng_seed(&m->rng, 0, UD_RNG_DROPOUT);
     return m;
 out_free:
+    ud_err_set(e, UD_ENOMEM, "cannot allocate a model of %zu parameters", m->nparams);
     ud_model_destroy(&m);
+    return NULL;
 out_nomem:
-    ud_err_set(e, UD_ENOMEM, "cannot allocate a model of %s parameters", "these");
+    ud_err_set(e, UD_ENOMEM, "out of memory creating a model");
     return NULL;
 }
 

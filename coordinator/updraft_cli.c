@@ -1,0 +1,435 @@
+/*  updraft_cli.c — `updraft`, the user's tool.
+ *
+ *    updraft info MODEL [--json]               what a .udm holds
+ *    updraft eval MODEL --data SRC [--json]    accuracy, loss, precision/recall, confusion
+ *    updraft predict MODEL FILE... [--json]    one line per input: path, label, confidence
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "updraft/ud_data.h"
+#include "updraft/ud_eval.h"
+#include "updraft/ud_jsonw.h"
+#include "updraft/ud_kernels.h"
+#include "updraft/ud_model.h"
+#include "updraft/ud_udm.h"
+
+static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+static void die(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("updraft: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(code);
+}
+
+static void usage(FILE *f)
+{
+    fputs("usage: updraft <command> [options]\n"
+          "\n"
+          "  info MODEL [--json]                 layers, parameters, labels, metadata, update\n"
+          "                                      defaults, metrics and params_sha256 of a .udm\n"
+          "  eval MODEL --data SRC [--json] [--skip-bad]\n"
+          "                                      accuracy, loss, per-class precision/recall and\n"
+          "                                      the confusion matrix on labeled data\n"
+          "  predict MODEL FILE... [--json]      one line per image: path, label, confidence\n"
+          "\n"
+          "SRC is a folder of class folders, an IDX images file, or a CSV with a label column.\n",
+          f);
+}
+
+static ud_model_t *load_model(const char *path)
+{
+    struct ud_err e = {0};
+    ud_model_t *m = ud_udm_read(path, &e);
+    if (!m)
+        die(1, "%s", e.msg);
+    return m;
+}
+
+/* ---------------------------------------------------------------------------------- info */
+
+static void json_range_d(const char *key, const struct ud_param_double *p, int *first)
+{
+    printf("%s\"%s\":{\"value\":", *first ? "" : ",", key);
+    ud_json_num(stdout, p->value);
+    printf(",\"min\":");
+    ud_json_num(stdout, p->min);
+    printf(",\"max\":");
+    ud_json_num(stdout, p->max);
+    printf("}");
+    *first = 0;
+}
+
+static void json_range_i(const char *key, const struct ud_param_int *p, int *first)
+{
+    printf("%s\"%s\":{\"value\":%lld,\"min\":%lld,\"max\":%lld}", *first ? "" : ",", key,
+           (long long)p->value, (long long)p->min, (long long)p->max);
+    *first = 0;
+}
+
+static void layer_desc(const struct ud_layer_spec *L, char *buf, size_t len)
+{
+    switch (L->kind) {
+    case UD_LAYER_DENSE:
+        snprintf(buf, len, "dense %d", L->units);
+        break;
+    case UD_LAYER_CONV2D:
+        snprintf(buf, len, "conv2d %d %dx%d stride %d pad %d", L->filters, L->kernel, L->kernel,
+                 L->stride, L->pad);
+        break;
+    case UD_LAYER_MAXPOOL2D:
+        snprintf(buf, len, "maxpool %d", L->pool);
+        break;
+    case UD_LAYER_DROPOUT:
+        snprintf(buf, len, "dropout %g", (double)L->rate);
+        break;
+    default:
+        snprintf(buf, len, "%s", ud_layer_kind_name(L->kind));
+    }
+}
+
+static int cmd_info(int argc, char **argv)
+{
+    const char *path = NULL;
+    int json = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            json = 1;
+        else if (argv[i][0] == '-')
+            die(2, "info: unknown option '%s'", argv[i]);
+        else if (!path)
+            path = argv[i];
+        else
+            die(2, "info: one model at a time ('%s')", argv[i]);
+    }
+    if (!path)
+        die(2, "info: which model? (updraft info MODEL [--json])");
+    ud_model_t *m = load_model(path);
+    struct stat st;
+    long long fsize = stat(path, &st) == 0 ? (long long)st.st_size : -1;
+    const struct ud_arch *a = ud_model_arch(m);
+    const struct ud_metadata *md = ud_model_metadata_const(m);
+    const struct ud_update_defaults *d = ud_model_update_defaults_const(m);
+    const struct ud_input_desc *in = ud_model_input_desc_const(m);
+    char sha[65], desc[128];
+    ud_model_params_sha256(m, sha);
+    int C = ud_model_num_classes(m);
+    if (json) {
+        printf("{\"path\":");
+        ud_json_str(stdout, path);
+        printf(",\"format_version\":%d,\"file_bytes\":%lld,\"params\":%zu,\"params_sha256\":\"%s\"",
+               UD_UDM_VERSION, fsize, ud_model_param_count(m), sha);
+        printf(",\"input\":{\"shape\":[%d,%d,%d],\"kind\":\"%s\",\"scale\":", a->input.c,
+               a->input.h, a->input.w, in->kind == UD_INPUT_IMAGE ? "image" : "tabular");
+        ud_json_num(stdout, in->scale);
+        printf(",\"offset\":");
+        ud_json_num(stdout, in->offset);
+        printf("},\"layers\":[");
+        for (int i = 0; i < a->nlayers; i++) {
+            struct ud_span w, b;
+            ud_model_layer_params(m, i, &w, &b);
+            struct ud_shape s = ud_arch_shape(a, i);
+            layer_desc(&a->layer[i], desc, sizeof desc);
+            printf("%s{\"index\":%d,\"kind\":\"%s\",\"description\":", i ? "," : "", i,
+                   ud_layer_kind_name(a->layer[i].kind));
+            ud_json_str(stdout, desc);
+            printf(",\"output\":[%d,%d,%d],\"params\":%zu", s.c, s.h, s.w, w.count + b.count);
+            if (w.count)
+                printf(",\"updatable\":%s", ud_model_layer_updatable(m, i) ? "true" : "false");
+            printf("}");
+        }
+        printf("],\"labels\":[");
+        for (int c = 0; c < C; c++) {
+            if (c)
+                putchar(',');
+            ud_json_str(stdout, ud_model_label(m, c));
+        }
+        printf("],\"metadata\":{\"author\":");
+        ud_json_str(stdout, md->author);
+        printf(",\"short_description\":");
+        ud_json_str(stdout, md->short_description);
+        printf(",\"license\":");
+        ud_json_str(stdout, md->license);
+        printf(",\"version\":");
+        ud_json_str(stdout, md->version);
+        printf(",\"additional\":{");
+        for (size_t i = 0; i < md->nadditional; i++) {
+            if (i)
+                putchar(',');
+            ud_json_str(stdout, md->additional[i].key);
+            putchar(':');
+            ud_json_str(stdout, md->additional[i].value);
+        }
+        printf("}},\"update_defaults\":{\"optimizer\":\"%s\",\"shuffle\":%s,\"nesterov\":%s",
+               ud_optimizer_name(d->optimizer), d->shuffle ? "true" : "false",
+               d->nesterov ? "true" : "false");
+        int first = 0;
+        json_range_d("learningRate", &d->learning_rate, &first);
+        json_range_d("momentum", &d->momentum, &first);
+        json_range_d("weightDecay", &d->weight_decay, &first);
+        json_range_d("beta1", &d->beta1, &first);
+        json_range_d("beta2", &d->beta2, &first);
+        json_range_d("eps", &d->eps, &first);
+        json_range_i("miniBatchSize", &d->mini_batch_size, &first);
+        json_range_i("epochs", &d->epochs, &first);
+        json_range_i("seed", &d->seed, &first);
+        printf("},\"metrics\":{");
+        for (size_t i = 0; i < ud_model_metric_count(m); i++) {
+            const char *k;
+            double v;
+            ud_model_metric_at(m, i, &k, &v);
+            if (i)
+                putchar(',');
+            ud_json_str(stdout, k);
+            putchar(':');
+            ud_json_num(stdout, v);
+        }
+        printf("}}\n");
+    } else {
+        printf("%s: updraft model, format version %d, %lld bytes\n", path, UD_UDM_VERSION, fsize);
+        printf("  description  %s\n", md->short_description ? md->short_description : "");
+        printf("  author       %s\n", md->author ? md->author : "");
+        printf("  version      %s\n", md->version ? md->version : "");
+        printf("  license      %s\n", md->license ? md->license : "(none)");
+        for (size_t i = 0; i < md->nadditional; i++)
+            printf("  %-12s %s\n", md->additional[i].key, md->additional[i].value);
+        printf("input (%d, %d, %d) %s, x = raw * %g + %g\n", a->input.c, a->input.h, a->input.w,
+               in->kind == UD_INPUT_IMAGE ? "image" : "tabular", (double)in->scale,
+               (double)in->offset);
+        printf("layers:\n");
+        for (int i = 0; i < a->nlayers; i++) {
+            struct ud_span w, b;
+            ud_model_layer_params(m, i, &w, &b);
+            struct ud_shape s = ud_arch_shape(a, i);
+            layer_desc(&a->layer[i], desc, sizeof desc);
+            printf("  %2d  %-32s -> (%d, %d, %d)", i, desc, s.c, s.h, s.w);
+            if (w.count)
+                printf("  %9zu params  %s", w.count + b.count,
+                       ud_model_layer_updatable(m, i) ? "updatable" : "frozen");
+            printf("\n");
+        }
+        printf("parameters     %zu\nparams_sha256  %s\n", ud_model_param_count(m), sha);
+        printf("labels (%d):   ", C);
+        for (int c = 0; c < C; c++)
+            printf("%s%s", c ? ", " : "", ud_model_label(m, c));
+        printf("\nupdate defaults: %s, learningRate %g [%g, %g], momentum %g%s, miniBatchSize %lld "
+               "[%lld, %lld], epochs %lld [%lld, %lld], shuffle %s\n",
+               ud_optimizer_name(d->optimizer), d->learning_rate.value, d->learning_rate.min,
+               d->learning_rate.max, d->momentum.value, d->nesterov ? " (nesterov)" : "",
+               (long long)d->mini_batch_size.value, (long long)d->mini_batch_size.min,
+               (long long)d->mini_batch_size.max, (long long)d->epochs.value,
+               (long long)d->epochs.min, (long long)d->epochs.max, d->shuffle ? "on" : "off");
+        if (ud_model_metric_count(m)) {
+            printf("metrics:");
+            for (size_t i = 0; i < ud_model_metric_count(m); i++) {
+                const char *k;
+                double v;
+                ud_model_metric_at(m, i, &k, &v);
+                printf(" %s=%g", k, v);
+            }
+            printf("\n");
+        }
+    }
+    ud_model_destroy(&m);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------- eval */
+
+static void warn_cb(void *user, const char *msg)
+{
+    (void)user;
+    fprintf(stderr, "updraft: warning: %s\n", msg);
+}
+
+static int cmd_eval(int argc, char **argv)
+{
+    const char *path = NULL, *data = NULL;
+    int json = 0, skip_bad = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            json = 1;
+        else if (strcmp(argv[i], "--skip-bad") == 0)
+            skip_bad = 1;
+        else if (strcmp(argv[i], "--data") == 0 && i + 1 < argc)
+            data = argv[++i];
+        else if (argv[i][0] == '-')
+            die(2, "eval: unknown option '%s'", argv[i]);
+        else if (!path)
+            path = argv[i];
+        else
+            die(2, "eval: unexpected '%s'", argv[i]);
+    }
+    if (!path || !data)
+        die(2, "eval: usage: updraft eval MODEL --data SRC [--json] [--skip-bad]");
+    ud_model_t *m = load_model(path);
+    struct ud_err e = {0};
+    struct ud_load_opts lo = {.shape = ud_model_arch(m)->input, .skip_bad = skip_bad,
+                              .warn = warn_cb};
+    ud_dataset_t *ds = ud_dataset_load(data, &lo, &e);
+    if (!ds)
+        die(1, "%s", e.msg);
+    if (ud_dataset_input_size(ds) != ud_model_input_size(m))
+        die(1, "%s: samples have %zu values but %s takes %zu", data, ud_dataset_input_size(ds),
+            path, ud_model_input_size(m));
+    int C = ud_model_num_classes(m);
+    const char **names = malloc(sizeof(char *) * (size_t)C);
+    for (int c = 0; c < C; c++)
+        names[c] = ud_model_label(m, c);
+    if (ud_dataset_map_classes(ds, names, C, &e))
+        die(1, "%s: %s (the model knows: %s ...)", data, e.msg, names[0]);
+    free(names);
+    struct ud_batch_provider p;
+    ud_dataset_provider(ds, NULL, 0, &p);
+    struct ud_eval_result r;
+    if (ud_model_evaluate(m, &p, 256, &r, &e))
+        die(1, "%s: %s", data, e.msg);
+    if (json) {
+        printf("{\"model\":");
+        ud_json_str(stdout, path);
+        printf(",\"data\":");
+        ud_json_str(stdout, data);
+        printf(",\"samples\":%zu,\"skipped\":%zu,\"accuracy\":", r.n, ud_dataset_skipped(ds));
+        ud_json_num(stdout, r.accuracy);
+        printf(",\"classification_error\":");
+        ud_json_num(stdout, 1.0 - r.accuracy);
+        printf(",\"loss\":");
+        ud_json_num(stdout, r.loss);
+        printf(",\"classes\":[");
+        for (int c = 0; c < C; c++) {
+            printf("%s{\"label\":", c ? "," : "");
+            ud_json_str(stdout, ud_model_label(m, c));
+            printf(",\"precision\":");
+            ud_json_num(stdout, r.precision[c]);
+            printf(",\"recall\":");
+            ud_json_num(stdout, r.recall[c]);
+            printf("}");
+        }
+        /* MLClassifierMetrics' confusion in long format: (true, predicted, count). */
+        printf("],\"confusion\":[");
+        int first = 1;
+        for (int t = 0; t < C; t++)
+            for (int q = 0; q < C; q++) {
+                uint64_t n = r.confusion[(size_t)t * C + q];
+                if (!n)
+                    continue;
+                printf("%s{\"true\":", first ? "" : ",");
+                ud_json_str(stdout, ud_model_label(m, t));
+                printf(",\"predicted\":");
+                ud_json_str(stdout, ud_model_label(m, q));
+                printf(",\"count\":%llu}", (unsigned long long)n);
+                first = 0;
+            }
+        printf("]}\n");
+    } else {
+        printf("%s on %s: accuracy %.4f  loss %.4f  (%zu samples", path, data, r.accuracy,
+               r.loss, r.n);
+        if (ud_dataset_skipped(ds))
+            printf(", %zu skipped", ud_dataset_skipped(ds));
+        printf(")\n\n%-16s %9s %9s\n", "label", "precision", "recall");
+        for (int c = 0; c < C; c++)
+            printf("%-16.16s %9.4f %9.4f\n", ud_model_label(m, c), r.precision[c], r.recall[c]);
+        printf("\nconfusion matrix (rows: true label, columns: predicted)\n%16s", "");
+        for (int q = 0; q < C; q++)
+            printf(" %6d", q);
+        printf("\n");
+        for (int t = 0; t < C; t++) {
+            printf("%2d %-13.13s", t, ud_model_label(m, t));
+            for (int q = 0; q < C; q++)
+                printf(" %6llu", (unsigned long long)r.confusion[(size_t)t * C + q]);
+            printf("\n");
+        }
+    }
+    ud_eval_result_deinit(&r);
+    ud_dataset_destroy(&ds);
+    ud_model_destroy(&m);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------- predict */
+
+static int cmd_predict(int argc, char **argv)
+{
+    const char *path = NULL;
+    int json = 0, nfiles = 0, failures = 0;
+    char **files = calloc((size_t)argc + 1, sizeof *files);
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            json = 1;
+        else if (argv[i][0] == '-' && argv[i][1])
+            die(2, "predict: unknown option '%s'", argv[i]);
+        else if (!path)
+            path = argv[i];
+        else
+            files[nfiles++] = argv[i];
+    }
+    if (!path || nfiles == 0)
+        die(2, "predict: usage: updraft predict MODEL FILE... [--json]");
+    ud_model_t *m = load_model(path);
+    const struct ud_arch *a = ud_model_arch(m);
+    size_t in = ud_model_input_size(m);
+    float *x = malloc(sizeof(float) * in);
+    for (int i = 0; i < nfiles; i++) {
+        struct ud_err e = {0};
+        if (ud_image_load(files[i], a->input, x, &e)) {
+            fprintf(stderr, "updraft: %s\n", e.msg);
+            failures++;
+            continue;
+        }
+        const struct ud_input_desc *d = ud_model_input_desc_const(m);
+        /* ud_image_load gives [0, 1]; a model whose input is not raw/255 says how to map. */
+        if (d->kind == UD_INPUT_IMAGE && (d->scale != 1.0f / 255.0f || d->offset != 0.0f))
+            for (size_t k = 0; k < in; k++)
+                x[k] = x[k] * 255.0f * d->scale + d->offset;
+        int32_t cls;
+        float conf;
+        if (ud_model_predict(m, x, 1, &cls, &conf))
+            die(1, "out of memory predicting %s", files[i]);
+        if (json) {
+            printf("{\"path\":");
+            ud_json_str(stdout, files[i]);
+            printf(",\"label\":");
+            ud_json_str(stdout, ud_model_label(m, cls));
+            printf(",\"confidence\":");
+            ud_json_num(stdout, conf);
+            printf("}\n");
+        } else {
+            printf("%s\t%s\t%.4f\n", files[i], ud_model_label(m, cls), conf);
+        }
+    }
+    free(x);
+    free(files);
+    ud_model_destroy(&m);
+    return failures ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("updraft %s (%s)\n", UD_VERSION_STRING, ud_kernels_describe());
+        return 0;
+    }
+    ud_kernels_set_threads(1);
+    if (strcmp(argv[1], "info") == 0)
+        return cmd_info(argc - 2, argv + 2);
+    if (strcmp(argv[1], "eval") == 0)
+        return cmd_eval(argc - 2, argv + 2);
+    if (strcmp(argv[1], "predict") == 0)
+        return cmd_predict(argc - 2, argv + 2);
+    fprintf(stderr, "updraft: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
