@@ -273,8 +273,8 @@ static int cmd_eval(int argc, char **argv)
         die(2, "eval: usage: updraft eval MODEL --data SRC [--json] [--skip-bad]");
     ud_model_t *m = load_model(path);
     struct ud_err e = {0};
-    struct ud_load_opts lo = {.shape = ud_model_arch(m)->input, .skip_bad = skip_bad,
-                              .warn = warn_cb};
+    struct ud_load_opts lo = {
+        .shape = ud_model_arch(m)->input, .skip_bad = skip_bad, .warn = warn_cb};
     ud_dataset_t *ds = ud_dataset_load(data, &lo, &e);
     if (!ds)
         die(1, "%s", e.msg);
@@ -331,8 +331,8 @@ static int cmd_eval(int argc, char **argv)
             }
         printf("]}\n");
     } else {
-        printf("%s on %s: accuracy %.4f  loss %.4f  (%zu samples", path, data, r.accuracy,
-               r.loss, r.n);
+        printf("%s on %s: accuracy %.4f  loss %.4f  (%zu samples", path, data, r.accuracy, r.loss,
+               r.n);
         if (ud_dataset_skipped(ds))
             printf(", %zu skipped", ud_dataset_skipped(ds));
         printf(")\n\n%-16s %9s %9s\n", "label", "precision", "recall");

@@ -89,28 +89,63 @@ static long long parse_int(const char *opt, const char *s, long long lo, long lo
 static void parse_args(int argc, char **argv, struct options *o)
 {
     enum {
-        O_LR = 256, O_MOMENTUM, O_NESTEROV, O_WD, O_OPT, O_B1, O_B2, O_EPS, O_SCHED, O_STEP,
-        O_GAMMA, O_VAL, O_NOSHUF, O_INPUT, O_MAX, O_SKIP, O_AUTHOR, O_DESC, O_LIC, O_MVER,
-        O_QUIET, O_THREADS, O_SEED
+        O_LR = 256,
+        O_MOMENTUM,
+        O_NESTEROV,
+        O_WD,
+        O_OPT,
+        O_B1,
+        O_B2,
+        O_EPS,
+        O_SCHED,
+        O_STEP,
+        O_GAMMA,
+        O_VAL,
+        O_NOSHUF,
+        O_INPUT,
+        O_MAX,
+        O_SKIP,
+        O_AUTHOR,
+        O_DESC,
+        O_LIC,
+        O_MVER,
+        O_QUIET,
+        O_THREADS,
+        O_SEED
     };
     static const struct option longopts[] = {
-        {"data", required_argument, 0, 'd'},     {"test", required_argument, 0, 't'},
-        {"arch", required_argument, 0, 'a'},     {"out", required_argument, 0, 'o'},
-        {"epochs", required_argument, 0, 'e'},   {"batch", required_argument, 0, 'b'},
-        {"lr", required_argument, 0, O_LR},      {"momentum", required_argument, 0, O_MOMENTUM},
-        {"nesterov", no_argument, 0, O_NESTEROV}, {"weight-decay", required_argument, 0, O_WD},
-        {"optimizer", required_argument, 0, O_OPT}, {"beta1", required_argument, 0, O_B1},
-        {"beta2", required_argument, 0, O_B2},   {"eps", required_argument, 0, O_EPS},
+        {"data", required_argument, 0, 'd'},
+        {"test", required_argument, 0, 't'},
+        {"arch", required_argument, 0, 'a'},
+        {"out", required_argument, 0, 'o'},
+        {"epochs", required_argument, 0, 'e'},
+        {"batch", required_argument, 0, 'b'},
+        {"lr", required_argument, 0, O_LR},
+        {"momentum", required_argument, 0, O_MOMENTUM},
+        {"nesterov", no_argument, 0, O_NESTEROV},
+        {"weight-decay", required_argument, 0, O_WD},
+        {"optimizer", required_argument, 0, O_OPT},
+        {"beta1", required_argument, 0, O_B1},
+        {"beta2", required_argument, 0, O_B2},
+        {"eps", required_argument, 0, O_EPS},
         {"schedule", required_argument, 0, O_SCHED},
         {"step-epochs", required_argument, 0, O_STEP},
-        {"gamma", required_argument, 0, O_GAMMA}, {"validation", required_argument, 0, O_VAL},
-        {"seed", required_argument, 0, O_SEED},  {"no-shuffle", no_argument, 0, O_NOSHUF},
-        {"threads", required_argument, 0, O_THREADS}, {"input", required_argument, 0, O_INPUT},
-        {"max-samples", required_argument, 0, O_MAX}, {"skip-bad", no_argument, 0, O_SKIP},
-        {"json", no_argument, 0, 'j'},           {"quiet", no_argument, 0, O_QUIET},
-        {"author", required_argument, 0, O_AUTHOR}, {"description", required_argument, 0, O_DESC},
-        {"license", required_argument, 0, O_LIC}, {"model-version", required_argument, 0, O_MVER},
-        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0},
+        {"gamma", required_argument, 0, O_GAMMA},
+        {"validation", required_argument, 0, O_VAL},
+        {"seed", required_argument, 0, O_SEED},
+        {"no-shuffle", no_argument, 0, O_NOSHUF},
+        {"threads", required_argument, 0, O_THREADS},
+        {"input", required_argument, 0, O_INPUT},
+        {"max-samples", required_argument, 0, O_MAX},
+        {"skip-bad", no_argument, 0, O_SKIP},
+        {"json", no_argument, 0, 'j'},
+        {"quiet", no_argument, 0, O_QUIET},
+        {"author", required_argument, 0, O_AUTHOR},
+        {"description", required_argument, 0, O_DESC},
+        {"license", required_argument, 0, O_LIC},
+        {"model-version", required_argument, 0, O_MVER},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     memset(o, 0, sizeof *o);
     ud_update_params_default(&o->params);
@@ -123,52 +158,107 @@ static void parse_args(int argc, char **argv, struct options *o)
     o->threads = nproc > 0 ? (int)nproc : 1;
     int c;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "d:t:a:o:e:b:jh", longopts, NULL)) != -1) {
+    /* The leading ':' makes a missing value ':' rather than '?', so it is named as such. */
+    while ((c = getopt_long(argc, argv, ":d:t:a:o:e:b:jh", longopts, NULL)) != -1) {
         switch (c) {
-        case 'd': o->data = optarg; break;
-        case 't': o->test = optarg; break;
-        case 'a': o->arch = optarg; break;
-        case 'o': o->out = optarg; break;
-        case 'e': o->params.epochs = parse_int("--epochs", optarg, 1, 1000000); break;
-        case 'b': o->params.mini_batch_size = parse_int("--batch", optarg, 1, 65536); break;
-        case 'j': o->json = 1; break;
-        case 'h': usage(stdout); exit(0);
-        case O_LR: o->params.learning_rate = parse_double("--lr", optarg); break;
-        case O_MOMENTUM: o->params.momentum = parse_double("--momentum", optarg); break;
-        case O_NESTEROV: o->params.nesterov = 1; break;
-        case O_WD: o->params.weight_decay = parse_double("--weight-decay", optarg); break;
+        case 'd':
+            o->data = optarg;
+            break;
+        case 't':
+            o->test = optarg;
+            break;
+        case 'a':
+            o->arch = optarg;
+            break;
+        case 'o':
+            o->out = optarg;
+            break;
+        case 'e':
+            o->params.epochs = parse_int("--epochs", optarg, 1, 1000000);
+            break;
+        case 'b':
+            o->params.mini_batch_size = parse_int("--batch", optarg, 1, 65536);
+            break;
+        case 'j':
+            o->json = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        case O_LR:
+            o->params.learning_rate = parse_double("--lr", optarg);
+            break;
+        case O_MOMENTUM:
+            o->params.momentum = parse_double("--momentum", optarg);
+            break;
+        case O_NESTEROV:
+            o->params.nesterov = 1;
+            break;
+        case O_WD:
+            o->params.weight_decay = parse_double("--weight-decay", optarg);
+            break;
         case O_OPT:
             if (ud_optimizer_parse(optarg, &o->params.optimizer))
                 die(2, "--optimizer: '%s' is not sgd or adam", optarg);
             break;
-        case O_B1: o->params.beta1 = parse_double("--beta1", optarg); break;
-        case O_B2: o->params.beta2 = parse_double("--beta2", optarg); break;
-        case O_EPS: o->params.eps = parse_double("--eps", optarg); break;
+        case O_B1:
+            o->params.beta1 = parse_double("--beta1", optarg);
+            break;
+        case O_B2:
+            o->params.beta2 = parse_double("--beta2", optarg);
+            break;
+        case O_EPS:
+            o->params.eps = parse_double("--eps", optarg);
+            break;
         case O_SCHED:
             if (ud_lr_schedule_parse(optarg, &o->params.schedule))
                 die(2, "--schedule: '%s' is not constant, step or cosine", optarg);
             break;
-        case O_STEP: o->params.step_epochs = parse_int("--step-epochs", optarg, 1, 1000000); break;
-        case O_GAMMA: o->params.gamma = parse_double("--gamma", optarg); break;
-        case O_VAL: o->validation = optarg; break;
+        case O_STEP:
+            o->params.step_epochs = parse_int("--step-epochs", optarg, 1, 1000000);
+            break;
+        case O_GAMMA:
+            o->params.gamma = parse_double("--gamma", optarg);
+            break;
+        case O_VAL:
+            o->validation = optarg;
+            break;
         case O_SEED:
             o->params.seed = (uint64_t)parse_int("--seed", optarg, 0, (1LL << 62));
             break;
-        case O_NOSHUF: o->params.shuffle = 0; break;
-        case O_THREADS: o->threads = (int)parse_int("--threads", optarg, 1, 1024); break;
+        case O_NOSHUF:
+            o->params.shuffle = 0;
+            break;
+        case O_THREADS:
+            o->threads = (int)parse_int("--threads", optarg, 1, 1024);
+            break;
         case O_INPUT:
             if (sscanf(optarg, "%d,%d,%d", &o->input.c, &o->input.h, &o->input.w) != 3 ||
                 o->input.c <= 0 || o->input.h <= 0 || o->input.w <= 0 || o->input.c > 4 ||
                 o->input.h > UD_MAX_DIM || o->input.w > UD_MAX_DIM)
                 die(2, "--input: expected C,H,W (C 1..4), e.g. 1,28,28 or 3,64,64");
             break;
-        case O_MAX: o->max_samples = (size_t)parse_int("--max-samples", optarg, 1, 1LL << 40); break;
-        case O_SKIP: o->skip_bad = 1; break;
-        case O_QUIET: o->quiet = 1; break;
-        case O_AUTHOR: o->author = optarg; break;
-        case O_DESC: o->description = optarg; break;
-        case O_LIC: o->license = optarg; break;
-        case O_MVER: o->model_version = optarg; break;
+        case O_MAX:
+            o->max_samples = (size_t)parse_int("--max-samples", optarg, 1, 1LL << 40);
+            break;
+        case O_SKIP:
+            o->skip_bad = 1;
+            break;
+        case O_QUIET:
+            o->quiet = 1;
+            break;
+        case O_AUTHOR:
+            o->author = optarg;
+            break;
+        case O_DESC:
+            o->description = optarg;
+            break;
+        case O_LIC:
+            o->license = optarg;
+            break;
+        case O_MVER:
+            o->model_version = optarg;
+            break;
         case ':':
             die(2, "%s needs a value (see --help)", argv[optind - 1]);
         default:
@@ -215,7 +305,8 @@ static void draw_bar(struct progress *p, const struct ud_update_metrics *m, int 
         bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
     bar[width] = '\0';
     double eta = frac > 0 ? m->epoch_seconds * (1.0 - frac) / frac : 0;
-    fprintf(stderr, "\r\033[Kepoch %lld/%lld [%s] %3.0f%%  %.0f samples/s  loss %.4f  acc %.3f  %s %.0fs",
+    fprintf(stderr,
+            "\r\033[Kepoch %lld/%lld [%s] %3.0f%%  %.0f samples/s  loss %.4f  acc %.3f  %s %.0fs",
             (long long)m->epoch_index + 1, (long long)p->o->params.epochs, bar, frac * 100,
             m->samples_per_sec, m->loss, m->accuracy, final ? "took" : "ETA",
             final ? m->epoch_seconds : eta);
@@ -274,8 +365,8 @@ static void on_progress(struct ud_update_context *ctx, void *user)
             draw_bar(p, m, 1);
         else
             fprintf(stderr, "epoch %lld/%lld  %.0f samples/s  loss %.4f  acc %.4f",
-                    (long long)m->epoch_index + 1, (long long)o->params.epochs,
-                    m->samples_per_sec, m->loss, m->accuracy);
+                    (long long)m->epoch_index + 1, (long long)o->params.epochs, m->samples_per_sec,
+                    m->loss, m->accuracy);
         if (!isnan(m->val_accuracy))
             fprintf(stderr, "  val_loss %.4f  val_acc %.4f", m->val_loss, m->val_accuracy);
         fputc('\n', stderr);
@@ -377,13 +468,16 @@ int main(int argc, char **argv)
     struct ud_arch arch;
     int preset = strcmp(o.arch, "mlp") == 0 || strcmp(o.arch, "cnn") == 0;
     if (!preset) {
-        if (ud_arch_load(o.arch, &arch, &e))
+        int rc = ud_arch_load(o.arch, &arch, &e);
+        if (rc == UD_ENOTFOUND)
+            die(1, "--arch: '%s' is neither a preset (mlp, cnn) nor an existing spec file", o.arch);
+        if (rc)
             die(1, "%s", e.msg);
         if (o.input.c == 0)
             o.input = arch.input;
     }
-    struct ud_load_opts lo = {.shape = o.input, .skip_bad = o.skip_bad,
-                              .max_samples = o.max_samples, .warn = warn_cb};
+    struct ud_load_opts lo = {
+        .shape = o.input, .skip_bad = o.skip_bad, .max_samples = o.max_samples, .warn = warn_cb};
     ud_dataset_t *train = ud_dataset_load(o.data, &lo, &e);
     if (!train)
         die(1, "%s", e.msg);
@@ -469,10 +563,9 @@ int main(int argc, char **argv)
         fprintf(stderr,
                 "training %s (%zu parameters) on %zu samples (%zu for validation), %d classes, "
                 "%lld epochs, batch %lld, %s lr %g, %d thread%s\n",
-                o.arch, ud_model_param_count(model), ntr, nva, nclasses,
-                (long long)o.params.epochs, (long long)o.params.mini_batch_size,
-                ud_optimizer_name(o.params.optimizer), o.params.learning_rate, o.threads,
-                o.threads == 1 ? "" : "s");
+                o.arch, ud_model_param_count(model), ntr, nva, nclasses, (long long)o.params.epochs,
+                (long long)o.params.mini_batch_size, ud_optimizer_name(o.params.optimizer),
+                o.params.learning_rate, o.threads, o.threads == 1 ? "" : "s");
     g_task = task;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);

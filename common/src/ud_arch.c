@@ -9,9 +9,10 @@
 #include <string.h>
 
 static const char *const kind_names[] = {
-    [UD_LAYER_DENSE] = "dense",     [UD_LAYER_CONV2D] = "conv2d", [UD_LAYER_MAXPOOL2D] = "maxpool",
-    [UD_LAYER_RELU] = "relu",       [UD_LAYER_FLATTEN] = "flatten",
-    [UD_LAYER_DROPOUT] = "dropout", [UD_LAYER_SOFTMAX] = "softmax",
+    [UD_LAYER_DENSE] = "dense",       [UD_LAYER_CONV2D] = "conv2d",
+    [UD_LAYER_MAXPOOL2D] = "maxpool", [UD_LAYER_RELU] = "relu",
+    [UD_LAYER_FLATTEN] = "flatten",   [UD_LAYER_DROPOUT] = "dropout",
+    [UD_LAYER_SOFTMAX] = "softmax",
 };
 
 const char *ud_layer_kind_name(enum ud_layer_kind k)
@@ -41,8 +42,12 @@ static struct ud_layer_spec dense(int units)
 }
 static struct ud_layer_spec conv(int filters, int k, int pad)
 {
-    return (struct ud_layer_spec){.kind = UD_LAYER_CONV2D, .filters = filters, .kernel = k,
-                                  .stride = 1, .pad = pad, .updatable = 1};
+    return (struct ud_layer_spec){.kind = UD_LAYER_CONV2D,
+                                  .filters = filters,
+                                  .kernel = k,
+                                  .stride = 1,
+                                  .pad = pad,
+                                  .updatable = 1};
 }
 static struct ud_layer_spec simple(enum ud_layer_kind k)
 {
@@ -135,8 +140,7 @@ int ud_arch_parse(const char *text, struct ud_arch *a, struct ud_err *e)
             return ud_err_set(e, UD_EFORMAT, "line %d: the first line must be 'input C H W'",
                               lineno);
         if (a->nlayers >= UD_MAX_LAYERS)
-            return ud_err_set(e, UD_ELIMIT, "line %d: more than %d layers", lineno,
-                              UD_MAX_LAYERS);
+            return ud_err_set(e, UD_ELIMIT, "line %d: more than %d layers", lineno, UD_MAX_LAYERS);
         struct ud_layer_spec L = {0};
         if (ud_layer_kind_parse(tok[0], &L.kind) != 0)
             return ud_err_set(e, UD_EFORMAT,
@@ -159,19 +163,18 @@ int ud_arch_parse(const char *text, struct ud_arch *a, struct ud_err *e)
                 char *end;
                 double r = strtod(tok[i], &end);
                 if (*end || !(r >= 0.0 && r < 1.0))
-                    return ud_err_set(e, UD_EFORMAT,
-                                      "line %d: dropout rate '%s' must be in [0, 1)", lineno,
-                                      tok[i]);
+                    return ud_err_set(e, UD_EFORMAT, "line %d: dropout rate '%s' must be in [0, 1)",
+                                      lineno, tok[i]);
                 L.rate = (float)r;
                 positional++;
             } else if (positional < 2 && (pos[positional] = parse_int(tok[i])) > 0) {
                 positional++;
             } else {
-                return ud_err_set(e, UD_EFORMAT, "line %d: unexpected '%s' for %s", lineno,
-                                  tok[i], tok[0]);
+                return ud_err_set(e, UD_EFORMAT, "line %d: unexpected '%s' for %s", lineno, tok[i],
+                                  tok[0]);
             }
         }
-        int want = L.kind == UD_LAYER_DENSE     ? 1
+        int want = L.kind == UD_LAYER_DENSE       ? 1
                    : L.kind == UD_LAYER_CONV2D    ? 2
                    : L.kind == UD_LAYER_MAXPOOL2D ? 1
                    : L.kind == UD_LAYER_DROPOUT   ? 1
@@ -262,8 +265,8 @@ int ud_arch_check(const struct ud_arch *a, int nclasses, struct ud_err *e)
     struct ud_shape s = a->input;
     if (s.c <= 0 || s.h <= 0 || s.w <= 0 || s.c > UD_MAX_DIM || s.h > UD_MAX_DIM ||
         s.w > UD_MAX_DIM)
-        return ud_err_set(e, UD_ESHAPE, "input shape (%d, %d, %d) must be positive and <= %d",
-                          s.c, s.h, s.w, UD_MAX_DIM);
+        return ud_err_set(e, UD_ESHAPE, "input shape (%d, %d, %d) must be positive and <= %d", s.c,
+                          s.h, s.w, UD_MAX_DIM);
     if (a->nlayers < 2 || a->nlayers > UD_MAX_LAYERS)
         return ud_err_set(e, UD_EINVAL, "a network needs 2 to %d layers, got %d", UD_MAX_LAYERS,
                           a->nlayers);
@@ -285,14 +288,13 @@ int ud_arch_check(const struct ud_arch *a, int nclasses, struct ud_err *e)
                                   L->units, UD_MAX_DIM);
             if (conv_seen && spatial(s))
                 return ud_err_set(e, UD_ESHAPE,
-                                  "layer %d (dense): input (%d, %d, %d) is spatial; add flatten",
-                                  i, s.c, s.h, s.w);
+                                  "layer %d (dense): input (%d, %d, %d) is spatial; add flatten", i,
+                                  s.c, s.h, s.w);
             nparams += ud_shape_size(s) * (size_t)L->units + (size_t)L->units;
             break;
         case UD_LAYER_CONV2D:
-            if (L->filters <= 0 || L->filters > UD_MAX_DIM || L->kernel <= 0 ||
-                L->kernel > 64 || L->stride <= 0 || L->stride > 64 || L->pad < 0 ||
-                L->pad > 64)
+            if (L->filters <= 0 || L->filters > UD_MAX_DIM || L->kernel <= 0 || L->kernel > 64 ||
+                L->stride <= 0 || L->stride > 64 || L->pad < 0 || L->pad > 64)
                 return ud_err_set(e, UD_ESHAPE,
                                   "layer %d (conv2d): filters %d kernel %d stride %d pad %d out of "
                                   "range",
@@ -308,8 +310,8 @@ int ud_arch_check(const struct ud_arch *a, int nclasses, struct ud_err *e)
             break;
         case UD_LAYER_MAXPOOL2D:
             if (L->pool <= 0 || L->pool > s.h || L->pool > s.w)
-                return ud_err_set(e, UD_ESHAPE, "layer %d (maxpool): size %d does not fit %dx%d",
-                                  i, L->pool, s.h, s.w);
+                return ud_err_set(e, UD_ESHAPE, "layer %d (maxpool): size %d does not fit %dx%d", i,
+                                  L->pool, s.h, s.w);
             conv_seen = 1;
             break;
         case UD_LAYER_DROPOUT:
@@ -325,8 +327,8 @@ int ud_arch_check(const struct ud_arch *a, int nclasses, struct ud_err *e)
         }
         s = ud_arch_shape(a, i);
         if (s.c <= 0 || s.h <= 0 || s.w <= 0)
-            return ud_err_set(e, UD_ESHAPE, "layer %d (%s): output shape (%d, %d, %d) is empty",
-                              i, name, s.c, s.h, s.w);
+            return ud_err_set(e, UD_ESHAPE, "layer %d (%s): output shape (%d, %d, %d) is empty", i,
+                              name, s.c, s.h, s.w);
         if (ud_shape_size(s) > (size_t)UD_MAX_DIM * UD_MAX_DIM)
             return ud_err_set(e, UD_ELIMIT, "layer %d (%s): output of %zu values is too large", i,
                               name, ud_shape_size(s));

@@ -157,7 +157,8 @@ static void gradcheck(const char *spec, int B, enum ud_backend be, bool training
             continue;
         }
         double num = (lp - lm) / (2.0 * h);
-        /* float loss differences carry ~1e-4 of noise at this h: relative, with an absolute floor */
+        /* float loss differences carry ~1e-4 of noise at this h: relative, with an absolute floor
+         */
         double err = fabs(num - g[i]) / fmax(1e-2, fabs(num) + fabs(g[i]));
         checked++;
         if (err > 3e-2) {
@@ -230,8 +231,7 @@ static void compare_backends(const char *spec, int B)
     const float *g = ud_model_grads(m);
     for (size_t i = 0; i < np; i++)
         if (fabsf(g[i] - g_ref[i]) > 1e-5f + 1e-3f * fabsf(g_ref[i]))
-            fail_msg("%s: grad %zu fast %g reference %g", spec, i, (double)g[i],
-                     (double)g_ref[i]);
+            fail_msg("%s: grad %zu fast %g reference %g", spec, i, (double)g[i], (double)g_ref[i]);
     free(x);
     free(y);
     free(out_ref);

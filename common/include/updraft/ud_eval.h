@@ -12,13 +12,13 @@ extern "C" {
 #endif
 
 struct ud_eval_result {
-    size_t n;           /* samples scored */
+    size_t n; /* samples scored */
     int nclasses;
-    double accuracy;    /* 1 - classificationError */
-    double loss;        /* mean cross-entropy */
+    double accuracy;     /* 1 - classificationError */
+    double loss;         /* mean cross-entropy */
     uint64_t *confusion; /* (nclasses, nclasses): [true][predicted] counts; owned */
-    double *precision;  /* per class; NaN where nothing was predicted as that class; owned */
-    double *recall;     /* per class; NaN where the class has no samples; owned */
+    double *precision;   /* per class; NaN where nothing was predicted as that class; owned */
+    double *recall;      /* per class; NaN where the class has no samples; owned */
 };
 
 /* Scores m on every sample of p, batch samples at a time (0: 256). r is filled and must be

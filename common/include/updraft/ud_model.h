@@ -27,10 +27,10 @@
 extern "C" {
 #endif
 
-#define UD_MAX_LAYERS 64
+#define UD_MAX_LAYERS  64
 #define UD_MAX_CLASSES 4096
-#define UD_MAX_DIM 4096         /* any one of C, H, W, units */
-#define UD_MAX_PARAMS (1u << 28) /* 268M parameters, 1 GiB of f32 */
+#define UD_MAX_DIM     4096       /* any one of C, H, W, units */
+#define UD_MAX_PARAMS  (1u << 28) /* 268M parameters, 1 GiB of f32 */
 
 enum ud_layer_kind {
     UD_LAYER_DENSE = 1,
@@ -46,11 +46,11 @@ int ud_layer_kind_parse(const char *s, enum ud_layer_kind *out);
 
 struct ud_layer_spec {
     enum ud_layer_kind kind;
-    int units;                      /* dense: output units */
+    int units;                        /* dense: output units */
     int filters, kernel, stride, pad; /* conv2d (stride >= 1) */
-    int pool;                       /* maxpool2d: window and stride */
-    float rate;                     /* dropout: probability of zeroing, [0, 1) */
-    int updatable;                  /* dense, conv2d: Core ML's isUpdatable (default 1) */
+    int pool;                         /* maxpool2d: window and stride */
+    float rate;                       /* dropout: probability of zeroing, [0, 1) */
+    int updatable;                    /* dense, conv2d: Core ML's isUpdatable (default 1) */
 };
 
 struct ud_shape {

@@ -23,25 +23,25 @@ extern "C" {
 enum ud_optimizer { UD_OPT_SGD = 1, UD_OPT_ADAM = 2 };
 enum ud_lr_schedule { UD_LR_CONSTANT = 0, UD_LR_STEP = 1, UD_LR_COSINE = 2 };
 
-const char *ud_optimizer_name(enum ud_optimizer o);          /* "sgd", "adam" */
+const char *ud_optimizer_name(enum ud_optimizer o);            /* "sgd", "adam" */
 int ud_optimizer_parse(const char *s, enum ud_optimizer *out); /* 0 or UD_EINVAL */
-const char *ud_lr_schedule_name(enum ud_lr_schedule s);      /* "constant", "step", "cosine" */
+const char *ud_lr_schedule_name(enum ud_lr_schedule s);        /* "constant", "step", "cosine" */
 int ud_lr_schedule_parse(const char *s, enum ud_lr_schedule *out);
 
 /* The effective hyper-parameters of one run. Names follow MLParameterKey. */
 struct ud_update_params {
     enum ud_optimizer optimizer;
-    double learning_rate; /* learningRate: adjustable in progress */
-    double momentum;      /* SGD momentum (PyTorch convention: v = m v + g; p -= lr v) */
-    int nesterov;         /* SGD Nesterov momentum */
-    double weight_decay;  /* L2, added to the gradient (SGD and Adam) */
+    double learning_rate;     /* learningRate: adjustable in progress */
+    double momentum;          /* SGD momentum (PyTorch convention: v = m v + g; p -= lr v) */
+    int nesterov;             /* SGD Nesterov momentum */
+    double weight_decay;      /* L2, added to the gradient (SGD and Adam) */
     double beta1, beta2, eps; /* Adam */
     int64_t mini_batch_size;  /* miniBatchSize: the global batch */
     int64_t epochs;
-    int shuffle;              /* reshuffle every epoch */
-    uint64_t seed;            /* init, shuffle and dropout streams derive from it */
+    int shuffle;   /* reshuffle every epoch */
+    uint64_t seed; /* init, shuffle and dropout streams derive from it */
     enum ud_lr_schedule schedule;
-    int64_t step_epochs;      /* UD_LR_STEP: multiply by gamma every step_epochs epochs */
+    int64_t step_epochs; /* UD_LR_STEP: multiply by gamma every step_epochs epochs */
     double gamma;
 };
 

@@ -63,17 +63,17 @@ struct ud_update_metrics {
     int64_t samples;         /* samples seen this epoch so far (all ranks) */
     int64_t step;            /* global step count since the start of training */
     int64_t steps_per_epoch;
-    double epoch_seconds;    /* time in this epoch so far */
-    double seconds;          /* since training began */
-    double samples_per_sec;  /* this epoch so far */
-    double learning_rate;    /* the rate used for the last step */
+    double epoch_seconds;          /* time in this epoch so far */
+    double seconds;                /* since training began */
+    double samples_per_sec;        /* this epoch so far */
+    double learning_rate;          /* the rate used for the last step */
     double val_loss, val_accuracy; /* epoch end with a validation provider; else NaN */
 };
 
 struct ud_update_context {
     ud_update_task_t *task;
-    ud_model_t *model;               /* the model being updated (usable for evaluation) */
-    unsigned event;                  /* one ud_update_event; 0 in the completion context */
+    ud_model_t *model; /* the model being updated (usable for evaluation) */
+    unsigned event;    /* one ud_update_event; 0 in the completion context */
     struct ud_update_metrics metrics;
     const struct ud_update_params *parameters; /* snapshot of the effective parameters */
 };
