@@ -562,12 +562,35 @@ static void fast_conv_backward(const float *x, const float *W, const float *dy, 
     }
 }
 
+/* Below this batch OpenBLAS does better on y^T = W x^T (M = units, N = B) than on y = x W^T
+ * (M = B): 84 vs 76 GFLOP/s for 512 x 32 x 784, 88 vs 75 for 256 x 32 x 512 on Zen4. */
+#define UD_DENSE_TRANSPOSED_MAX_B 64
+
+/* y (B, out) = x (B, in) W^T + bias, then ReLU if relu. scratch: (out, B) floats or NULL. */
 static void fast_dense_forward(const float *x, const float *W, const float *bias, float *y, int B,
-                               int in, int out)
+                               int in, int out, float *scratch, int relu)
 {
+    if (scratch && B <= UD_DENSE_TRANSPOSED_MAX_B) {
+        ud_sgemm(false, true, out, B, in, 1.0f, W, in, x, in, 0.0f, scratch, B);
+        /* Transpose back, adding the bias (and the ReLU), in tiles of 64 units. */
+        for (int o0 = 0; o0 < out; o0 += 64) {
+            int o1 = o0 + 64 < out ? o0 + 64 : out;
+            for (int b = 0; b < B; b++) {
+                float *restrict yb = y + (size_t)b * out;
+                const float *restrict sb = scratch + b;
+                for (int o = o0; o < o1; o++) {
+                    float v = sb[(size_t)o * B] + bias[o];
+                    yb[o] = relu && !(v > 0.0f) ? 0.0f : v;
+                }
+            }
+        }
+        return;
+    }
     for (int b = 0; b < B; b++)
         memcpy(y + (size_t)b * out, bias, (size_t)out * sizeof(float));
     ud_sgemm(false, true, B, out, in, 1.0f, x, in, W, in, 1.0f, y, out);
+    if (relu)
+        relu_forward(y, (size_t)B * out);
 }
 
 static void fast_dense_backward(const float *x, const float *W, const float *dy, float *dW,
@@ -623,8 +646,14 @@ int ud_model_forward(ud_model_t *m, const float *x, int B, bool training)
         case UD_LAYER_DENSE:
             if (be == UD_BACKEND_REFERENCE)
                 ref_dense_forward(cur, W, bias, out, B, (int)L->in_size, A->units);
-            else
-                fast_dense_forward(cur, W, bias, out, B, (int)L->in_size, A->units);
+            else {
+                /* The backward scratch is free during forward. */
+                int relu = i + 1 < m->arch.nlayers && m->arch.layer[i + 1].kind == UD_LAYER_RELU;
+                fast_dense_forward(cur, W, bias, out, B, (int)L->in_size, A->units, m->delta[1],
+                                   relu);
+                if (relu)
+                    m->L[i + 1].fused_fwd = 1;
+            }
             break;
         case UD_LAYER_CONV2D:
             if (be == UD_BACKEND_REFERENCE) {
