@@ -253,6 +253,17 @@ static void test_fast_matches_reference(void **state)
     assert_int_equal(ud_arch_preset("mlp", (struct ud_shape){0}, 10, &a, NULL), 0);
     assert_int_equal(ud_arch_format(&a, buf, sizeof buf), 0);
     compare_backends(buf, 4);
+    /* Past the batch where the fast dense forward switches GEMM shape. */
+    compare_backends(buf, 67);
+    /* The fast conv works in chunks of samples (23 for the cnn's first conv, 2 for its second):
+     * a batch that is not a multiple of either, so the last chunks are partial. */
+    assert_int_equal(ud_arch_preset("cnn", (struct ud_shape){0}, 10, &a, NULL), 0);
+    assert_int_equal(ud_arch_format(&a, buf, sizeof buf), 0);
+    compare_backends(buf, 25);
+    /* Chunked conv with stride 2, C = 3, no pool, and a batch of 1. */
+    compare_backends("input 3 9 9\nconv2d 4 3 stride=2 pad=1\nrelu\nconv2d 5 3 pad=1\nrelu\n"
+                     "flatten\ndense 3\nsoftmax\n",
+                     1);
 }
 
 struct ready_log {
