@@ -154,7 +154,7 @@ int ud__model_reserve(struct ud_model *m, int B)
 static void relu_forward(float *restrict x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        x[i] = x[i] < 0.0f ? 0.0f : x[i]; /* NaN passes through, as in PyTorch */
 }
 
 static void relu_backward(float *restrict d, const float *restrict y, size_t n)
@@ -580,7 +580,7 @@ static void fast_dense_forward(const float *x, const float *W, const float *bias
                 const float *restrict sb = scratch + b;
                 for (int o = o0; o < o1; o++) {
                     float v = sb[(size_t)o * B] + bias[o];
-                    yb[o] = relu && !(v > 0.0f) ? 0.0f : v;
+                    yb[o] = relu && v < 0.0f ? 0.0f : v; /* NaN passes through */
                 }
             }
         }
@@ -730,7 +730,8 @@ int ud_model_loss(const ud_model_t *m, const int32_t *labels, int B, double *los
                               (int)labels[b], b, C);
         const float *p = m->probs + (size_t)b * C;
         float pt = p[labels[b]];
-        sum += -log(pt > 1e-30f ? (double)pt : 1e-30);
+        /* A NaN probability must surface as a NaN loss, not be clamped away. */
+        sum += isnan(pt) ? (double)NAN : -log(pt > 1e-30f ? (double)pt : 1e-30);
         int best = 0;
         for (int j = 1; j < C; j++)
             if (p[j] > p[best])

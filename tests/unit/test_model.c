@@ -390,6 +390,24 @@ static void test_init_clone_sha(void **state)
     ud_model_destroy(&c);
 }
 
+/* A NaN input must show up as a NaN loss (not be clamped by the loss or zeroed by ReLU). */
+static void test_nan_propagates(void **state)
+{
+    (void)state;
+    ud_model_t *m = model_from("input 4 1 1\ndense 5\nrelu\ndense 3\nsoftmax\n");
+    ud_model_init_params(m, 2);
+    float x[8] = {1, 2, 3, 4, 0.5f, NAN, 0.25f, 1};
+    int32_t y[2] = {0, 1};
+    for (int be = 0; be < 2; be++) {
+        ud_model_set_backend(m, be ? UD_BACKEND_REFERENCE : UD_BACKEND_FAST);
+        assert_int_equal(ud_model_forward(m, x, 2, false), 0);
+        double loss;
+        assert_int_equal(ud_model_loss(m, y, 2, &loss, NULL, NULL), 0);
+        assert_true(isnan(loss));
+    }
+    ud_model_destroy(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -402,6 +420,7 @@ int main(void)
         cmocka_unit_test(test_frozen_layers_and_ready_hook),
         cmocka_unit_test(test_loss_and_labels),
         cmocka_unit_test(test_init_clone_sha),
+        cmocka_unit_test(test_nan_propagates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
