@@ -285,9 +285,10 @@ static int cmd_eval(int argc, char **argv)
     const char **names = malloc(sizeof(char *) * (size_t)C);
     for (int c = 0; c < C; c++)
         names[c] = ud_model_label(m, c);
-    if (ud_dataset_map_classes(ds, names, C, &e))
-        die(1, "%s: %s (the model knows: %s ...)", data, e.msg, names[0]);
-    free(names);
+    int mapped = ud_dataset_map_classes(ds, names, C, &e);
+    free(names); /* before die(): LeakSanitizer builds count it otherwise */
+    if (mapped)
+        die(1, "%s: %s (the model knows: %s ...)", data, e.msg, ud_model_label(m, 0));
     struct ud_batch_provider p;
     ud_dataset_provider(ds, NULL, 0, &p);
     struct ud_eval_result r;
