@@ -456,12 +456,34 @@ static double peak_rss_mb(void)
     return ru.ru_maxrss / 1024.0;
 }
 
+/* Fails now, not after an hour of training, when the model could not be written. */
+static void check_out_dir(const char *out)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", out);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        dir[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        die(1, "--out %s: directory %s does not exist", out, dir);
+    if (access(dir, W_OK) != 0)
+        die(1, "--out %s: cannot write to %s: %s", out, dir, strerror(errno));
+    if (stat(out, &st) == 0 && S_ISDIR(st.st_mode))
+        die(1, "--out %s: is a directory; give a file name such as %s/model.udm", out, out);
+}
+
 int main(int argc, char **argv)
 {
     struct options o;
     parse_args(argc, argv, &o);
     ud_kernels_set_threads(o.threads);
     double t_start = now_s();
+    check_out_dir(o.out);
     struct ud_err e = {0};
 
     /* The architecture first when it is a spec file: its input shape sizes the images. */
@@ -651,8 +673,9 @@ int main(int argc, char **argv)
             printf("test accuracy %.4f  loss %.4f  (%zu samples)\n", ev.accuracy, ev.loss, ev.n);
             print_confusion(model, &ev);
         }
-        fprintf(stderr, "wrote %s  (%.1f s, best %.0f samples/s, peak RSS %.0f MB)\n", o.out,
-                seconds, prog.best_rate, peak_rss_mb());
+        if (!o.quiet)
+            fprintf(stderr, "wrote %s  (%.1f s, best %.0f samples/s, peak RSS %.0f MB)\n", o.out,
+                    seconds, prog.best_rate, peak_rss_mb());
     }
     ud_eval_result_deinit(&ev);
     ud_model_destroy(&model);

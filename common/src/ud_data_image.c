@@ -461,8 +461,9 @@ ud_dataset_t *ud_dataset_load_images(const char *dir, const struct ud_load_opts 
     int have_shape = !(t.c == 0 && t.h == 0 && t.w == 0);
     if (have_shape && (!(t.c == 1 || t.c == 3) || !ud__shape_valid(t))) {
         ud_err_set(e, UD_ESHAPE,
-                   "image shape (%d, %d, %d): need 1 or 3 channels and sides in 1..%d", t.c, t.h,
-                   t.w, UD_MAX_DIM);
+                   "%s: cannot load images as (%d, %d, %d): need 1 or 3 channels and sides in "
+                   "1..%d (does the model take images?)",
+                   dir, t.c, t.h, t.w, UD_MAX_DIM);
         return NULL;
     }
 
@@ -545,8 +546,30 @@ ud_dataset_t *ud_dataset_load_images(const char *dir, const struct ud_load_opts 
     }
 
     size_t cap = nfiles;
-    if (opts->max_samples && opts->max_samples < cap)
+    if (opts->max_samples && opts->max_samples < cap) {
         cap = opts->max_samples;
+        /* Keep every class in a subset: take the files round-robin across classes (each class
+         * in its sorted order), so the first max_samples are spread over all of them. */
+        struct file_ref *rr = malloc(nfiles * sizeof *rr);
+        size_t *next = calloc(cls.n, sizeof *next), *start = calloc(cls.n, sizeof *start);
+        if (!rr || !next || !start) {
+            free(rr);
+            free(next);
+            free(start);
+            ud_err_set(e, UD_ENOMEM, "out of memory");
+            goto out_fail;
+        }
+        for (size_t c = 1; c < cls.n; c++)
+            start[c] = start[c - 1] + cls_files[c - 1];
+        for (size_t out = 0; out < nfiles;)
+            for (size_t c = 0; c < cls.n; c++)
+                if (next[c] < cls_files[c])
+                    rr[out++] = files[start[c] + next[c]++];
+        free(files);
+        files = rr;
+        free(next);
+        free(start);
+    }
     ds = ud__dataset_alloc(e);
     if (!ds)
         goto out_fail;

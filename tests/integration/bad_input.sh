@@ -188,7 +188,6 @@ it_run eval_classes "$UPDRAFT" eval img.udm --data nan.csv --skip-bad
 expect_failure "eval: CSV on an image model, --skip-bad" 1 "nan.csv"
 it_run eval_imgs_on_tab "$UPDRAFT" eval csv.udm --data imgs
 it_expect_error "eval: image folder on a tabular model: error exit"
-it_known_bug "ud_data_image.c: the (C,H,W) check's message names neither the folder nor the model"
 it_expect_grep "eval: image folder on a tabular model: message names the folder" "$ERR" "imgs"
 it_run predict_on_tab "$UPDRAFT" predict csv.udm imgs/checker/000.png
 expect_failure "predict: an image on a tabular model" 1 "imgs/checker/000.png"

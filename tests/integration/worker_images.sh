@@ -101,7 +101,6 @@ it_run train_max "$WORKER" --data imgs --arch tiny.spec --max-samples 45 --valid
     --epochs 30 --batch 8 --lr 0.05 --seed 1 --threads 1 --out max.udm --quiet
 it_expect_rc "--max-samples 45 on the image folder trains" 0
 it_run eval_max "$UPDRAFT" eval max.udm --data imgs --json
-it_known_bug "ud_data_image.c: --max-samples keeps the first N files in class order (one class)"
 it_expect_py "--max-samples 45: the model still tells all 3 classes apart (accuracy > 0.8)" 'v[0] > 0.8' \
     "$(it_json "$OUT" 'last["accuracy"]')"
 
