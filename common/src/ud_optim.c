@@ -442,35 +442,47 @@ static void check_spans(const ud_optim_t *o, const struct ud_span *spans, size_t
     (void)nspans;
 }
 
-void ud_optim_step(ud_optim_t *o, float *params, const float *grads, const struct ud_span *spans,
-                   size_t nspans, double lr)
+/* One span of a step; the step count (Adam's bias correction) is o->steps + 1 throughout. */
+static void step_span(ud_optim_t *o, float *params, const float *grads, struct ud_span sp,
+                      double lr)
 {
-    check_spans(o, spans, nspans);
     const struct ud_update_params *hp = &o->p;
     const float wd = (float)hp->weight_decay;
+    size_t off = sp.offset;
     if (hp->optimizer == UD_OPT_ADAM) {
         double t = (double)(o->steps + 1);
         double bc1 = 1.0 - pow(hp->beta1, t), bc2 = 1.0 - pow(hp->beta2, t);
         float step_size = (float)(lr / bc1), inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
-        for (size_t s = 0; s < nspans; s++) {
-            size_t off = spans[s].offset;
-            /* 1 - beta in double: 1.0f - 0.999f is off by 1e-5 relative. */
-            adam(params + off, grads + off, o->state + off, o->state + o->nparams + off,
-                 spans[s].count, wd, (float)hp->beta1, (float)(1.0 - hp->beta1), (float)hp->beta2,
-                 (float)(1.0 - hp->beta2), (float)hp->eps, step_size, inv_sqrt_bc2);
-        }
+        /* 1 - beta in double: 1.0f - 0.999f is off by 1e-5 relative. */
+        adam(params + off, grads + off, o->state + off, o->state + o->nparams + off, sp.count, wd,
+             (float)hp->beta1, (float)(1.0 - hp->beta1), (float)hp->beta2, (float)(1.0 - hp->beta2),
+             (float)hp->eps, step_size, inv_sqrt_bc2);
     } else if (o->state) {
-        for (size_t s = 0; s < nspans; s++) {
-            size_t off = spans[s].offset;
-            sgd_momentum(params + off, grads + off, o->state + off, spans[s].count, (float)lr, wd,
-                         (float)hp->momentum, o->steps == 0, hp->nesterov);
-        }
+        sgd_momentum(params + off, grads + off, o->state + off, sp.count, (float)lr, wd,
+                     (float)hp->momentum, o->steps == 0, hp->nesterov);
     } else {
-        for (size_t s = 0; s < nspans; s++) {
-            size_t off = spans[s].offset;
-            sgd_plain(params + off, grads + off, spans[s].count, (float)lr, wd);
-        }
+        sgd_plain(params + off, grads + off, sp.count, (float)lr, wd);
     }
+}
+
+void ud_optim_step(ud_optim_t *o, float *params, const float *grads, const struct ud_span *spans,
+                   size_t nspans, double lr)
+{
+    check_spans(o, spans, nspans);
+    for (size_t s = 0; s < nspans; s++)
+        step_span(o, params, grads, spans[s], lr);
+    o->steps++;
+}
+
+void ud_optim_step_span(ud_optim_t *o, float *params, const float *grads, struct ud_span span,
+                        double lr)
+{
+    check_spans(o, &span, 1);
+    step_span(o, params, grads, span, lr);
+}
+
+void ud_optim_end_step(ud_optim_t *o)
+{
     o->steps++;
 }
 

@@ -83,6 +83,10 @@ struct ud_update_task {
 
     int result;
     struct ud_err err;
+
+    /* The fused step (standalone runs): backward's grad_ready applies each layer's update. */
+    double fused_lr;
+    int fused_bad_layer; /* -1, or the layer whose gradients were not finite */
 };
 
 /* Epoch accumulators, global (summed over ranks). */
@@ -275,6 +279,23 @@ static int grads_finite(ud_update_task_t *t)
     return 1;
 }
 
+/* grad_ready in standalone runs: the layer's gradients are final and still in cache, so check
+ * them and take the optimizer step for that layer now, instead of in one more pass over the
+ * whole parameter buffer after backward. The layers below do not read this layer's weights,
+ * so updating them early changes nothing else; the result is bitwise that of one step after
+ * backward. The caller's own grad_ready, if any, still runs. */
+static void fused_ready(void *user, int layer, struct ud_span span)
+{
+    ud_update_task_t *t = user;
+    const float *g = ud_model_grads(t->model);
+    if (t->fused_bad_layer < 0 && !all_finite(g + span.offset, span.count))
+        t->fused_bad_layer = layer;
+    if (t->fused_bad_layer < 0)
+        ud_optim_step_span(t->opt, ud_model_params(t->model), g, span, t->fused_lr);
+    if (t->cfg.hooks.grad_ready)
+        t->cfg.hooks.grad_ready(t->cfg.hooks.user, layer, span);
+}
+
 /* Reads samples order[first .. first + b) into the batch buffers. */
 static int gather(ud_update_task_t *t, const struct ud_batch_provider *p, const uint32_t *idx,
                   size_t first, size_t b)
@@ -307,6 +328,9 @@ static int train_step(ud_update_task_t *t, int64_t e, int64_t s, struct epoch_ac
 
     double loss = 0;
     int correct = 0;
+    /* Standalone (nothing to sum across ranks): the step is fused into backward. */
+    int fused = !hk->grad_sync && !hk->metric_sync && b > 0;
+    double lr = ud_lr_at(P, P->learning_rate, e, t->step, t->total_steps);
     if (b > 0) {
         if ((rc = ud_model_forward(t->model, t->x, (int)b, true)))
             return ud_err_set(&t->err, rc, "forward pass of %zu samples: %s", b, ud_strerror(rc));
@@ -316,8 +340,19 @@ static int train_step(ud_update_task_t *t, int64_t e, int64_t s, struct epoch_ac
          * a finite loss; a non-finite output is what a NaN loss means here. */
         if (!all_finite(ud_model_output(t->model), b * (size_t)ud_model_num_classes(t->model)))
             loss = NAN;
-        rc = ud_model_backward(t->model, t->labels, (int)b, (float)(1.0 / (double)bsz),
-                               hk->grad_ready, hk->user);
+        if (fused && !isfinite(loss))
+            return ud_err_set(&t->err, UD_ENONFINITE,
+                              "loss became %s at epoch %lld step %lld; lower the learning rate "
+                              "(or check the data for non-finite values)",
+                              isnan(loss) ? "NaN" : "infinite", (long long)e, (long long)s);
+        t->fused_lr = lr;
+        t->fused_bad_layer = -1;
+        if (fused)
+            rc = ud_model_backward(t->model, t->labels, (int)b, (float)(1.0 / (double)bsz),
+                                   fused_ready, t);
+        else
+            rc = ud_model_backward(t->model, t->labels, (int)b, (float)(1.0 / (double)bsz),
+                                   hk->grad_ready, hk->user);
         if (rc)
             return ud_err_set(&t->err, rc, "backward pass at epoch %lld step %lld: %s",
                               (long long)e, (long long)s, ud_strerror(rc));
@@ -337,18 +372,28 @@ static int train_step(ud_update_task_t *t, int64_t e, int64_t s, struct epoch_ac
                           "check the data for non-finite values)",
                           isnan(v[0]) ? "NaN" : "infinite", (long long)e, (long long)s);
 
-    /* ReLU maps NaN to 0, so a NaN input can leave the loss finite and poison only the
-     * gradients of the layers below it: check them too (after grad_sync: the global sum). */
-    if (!grads_finite(t))
-        return ud_err_set(&t->err, UD_ENONFINITE,
-                          "gradients became NaN or infinite at epoch %lld step %lld; lower the "
-                          "learning rate (or check the data for non-finite values)",
-                          (long long)e, (long long)s);
-
-    double lr = ud_lr_at(P, P->learning_rate, e, t->step, t->total_steps);
-    const struct ud_span *spans;
-    size_t nspans = ud_model_updatable_spans(t->model, &spans);
-    ud_optim_step(t->opt, ud_model_params(t->model), ud_model_grads(t->model), spans, nspans, lr);
+    /* A finite loss can still come with overflowing gradients: check them before they are
+     * applied (after grad_sync: the global sum). The fused path checked each layer before
+     * stepping it; a layer above the bad one has then taken its step, and the task fails. */
+    if (fused) {
+        ud_optim_end_step(t->opt);
+        if (t->fused_bad_layer >= 0)
+            return ud_err_set(&t->err, UD_ENONFINITE,
+                              "gradients of layer %d became NaN or infinite at epoch %lld step "
+                              "%lld; lower the learning rate (or check the data for non-finite "
+                              "values)",
+                              t->fused_bad_layer, (long long)e, (long long)s);
+    } else {
+        if (!grads_finite(t))
+            return ud_err_set(&t->err, UD_ENONFINITE,
+                              "gradients became NaN or infinite at epoch %lld step %lld; lower "
+                              "the learning rate (or check the data for non-finite values)",
+                              (long long)e, (long long)s);
+        const struct ud_span *spans;
+        size_t nspans = ud_model_updatable_spans(t->model, &spans);
+        ud_optim_step(t->opt, ud_model_params(t->model), ud_model_grads(t->model), spans, nspans,
+                      lr);
+    }
     t->step++;
 
     acc->loss_sum += v[0];

@@ -541,6 +541,37 @@ static void test_determinism(void **state)
     ud_dataset_destroy(&ds);
 }
 
+static int noop_grad_sync(void *user, float *g, size_t n, struct ud_err *e)
+{
+    (void)user, (void)g, (void)n, (void)e;
+    return 0;
+}
+
+/* Standalone runs apply each layer's step inside backward (fused); a run with a grad_sync hook
+ * steps after backward. Both must give bitwise the same parameters, for SGD with momentum,
+ * Nesterov and weight decay, and for Adam. */
+static void test_fused_step_matches_unfused(void **state)
+{
+    (void)state;
+    ud_dataset_t *ds = make_data(NSAMP, 1);
+    for (int variant = 0; variant < 2; variant++) {
+        struct ud_update_config c = make_cfg(2);
+        if (variant == 1) {
+            c.params.optimizer = UD_OPT_ADAM;
+            c.params.learning_rate = 0.01;
+        } else {
+            c.params.nesterov = 1;
+            c.params.weight_decay = 1e-3;
+        }
+        char fused[65], unfused[65];
+        train_sha(&c, ds, fused);
+        c.hooks.grad_sync = noop_grad_sync;
+        train_sha(&c, ds, unfused);
+        assert_string_equal(fused, unfused);
+    }
+    ud_dataset_destroy(&ds);
+}
+
 static void test_epoch_order_and_rank_slices(void **state)
 {
     (void)state;
@@ -997,6 +1028,7 @@ int main(void)
         cmocka_unit_test(test_cancel_from_another_thread),
         cmocka_unit_test(test_frozen_layer),
         cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_fused_step_matches_unfused),
         cmocka_unit_test(test_epoch_order_and_rank_slices),
         cmocka_unit_test(test_resume_position),
         cmocka_unit_test(test_failures),

@@ -94,6 +94,13 @@ void ud_optim_destroy(ud_optim_t **o);
  * Hyper-parameters other than lr come from the params given to ud_optim_new / set_params. */
 void ud_optim_step(ud_optim_t *o, float *params, const float *grads, const struct ud_span *spans,
                    size_t nspans, double lr);
+/* The same step, one span at a time: call ud_optim_step_span for each span (in any order, each
+ * once) and then ud_optim_end_step. The standalone trainer applies each layer's update this way
+ * as soon as backward has finished that layer's gradients, while they are still in cache. The
+ * result is bitwise that of ud_optim_step over the same spans. */
+void ud_optim_step_span(ud_optim_t *o, float *params, const float *grads, struct ud_span span,
+                        double lr);
+void ud_optim_end_step(ud_optim_t *o);
 /* Replaces the hyper-parameters (momentum, betas, ...) without touching the state. */
 int ud_optim_set_params(ud_optim_t *o, const struct ud_update_params *p, struct ud_err *e);
 
