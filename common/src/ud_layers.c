@@ -127,10 +127,15 @@ int ud__model_reserve(struct ud_model *m, int B)
         if (!layer_inplace(m, i, UD_BACKEND_FAST) || A->kind == UD_LAYER_FLATTEN)
             ok &= !!(m->bufs[i] = walloc(b * L->out_size * sizeof(float)));
         if (A->kind == UD_LAYER_CONV2D) {
-            size_t rows = (size_t)L->in.c * A->kernel * A->kernel;
+            size_t rows = (size_t)L->in.c * A->kernel * A->kernel, need;
             int chunk = conv_chunk(L, A);
             size_t cols = (size_t)(chunk < B ? chunk : B) * L->out.h * L->out.w;
-            ok &= !!(m->cols[i] = walloc(rows * cols * sizeof(float)));
+            need = rows * cols;
+            if (ud__wino_applies(L, A)) {
+                chunk = ud__wino_chunk(L, A);
+                need = ud__wino_floats(L, A, chunk < B ? chunk : B);
+            }
+            ok &= !!(m->cols[i] = walloc(need * sizeof(float)));
         } else if (A->kind == UD_LAYER_MAXPOOL2D) {
             ok &= !!(m->argmaxes[i] = walloc(b * L->out_size * sizeof(int32_t)));
         } else if (A->kind == UD_LAYER_DROPOUT) {
@@ -661,9 +666,16 @@ int ud_model_forward(ud_model_t *m, const float *x, int B, bool training)
             } else {
                 int relu = i + 1 < m->arch.nlayers && m->arch.layer[i + 1].kind == UD_LAYER_RELU;
                 L->col = m->cols[i];
-                L->chunk = conv_chunk(L, A);
-                fast_conv_forward(cur, W, bias, out, L->col, layout, B, L->in, L->out, A, L->chunk,
-                                  relu);
+                L->wino = ud__wino_applies(L, A);
+                if (L->wino) {
+                    L->chunk = ud__wino_chunk(L, A);
+                    ud__wino_forward(cur, layout, W, bias, out, L->col, B, L->in, A->filters,
+                                     L->chunk, relu);
+                } else {
+                    L->chunk = conv_chunk(L, A);
+                    fast_conv_forward(cur, W, bias, out, L->col, layout, B, L->in, L->out, A,
+                                      L->chunk, relu);
+                }
                 if (relu)
                     m->L[i + 1].fused_fwd = 1;
                 layout = UD_LAYOUT_CBHW;
@@ -801,6 +813,9 @@ int ud_model_backward(ud_model_t *m, const int32_t *labels, int B, float scale,
                 ref_conv_backward(in, W, d, tmpW, tmpb, need_dx ? spare : NULL, B, L->in, L->out,
                                   A);
                 free(scratch);
+            } else if (L->wino) {
+                ud__wino_backward(in, L->layout_in, d, upd ? dW : NULL, upd ? db : NULL,
+                                  need_dx ? spare : NULL, L->col, B, L->in, A->filters, L->chunk);
             } else {
                 fast_conv_backward(in, W, d, upd ? dW : NULL, upd ? db : NULL,
                                    need_dx ? spare : NULL, L->col, L->layout_in, B, L->in, L->out,

@@ -17,12 +17,14 @@ struct ud_layer_rt {
     int layout_in, layout_out; /* for the current forward's backend */
     int inplace;               /* output shares the input's buffer (relu, dropout, BCHW flatten) */
     float *act;                /* output, (B, out_size) floats; borrowed from the workspace */
-    float *col;                /* conv (fast): im2col columns of one chunk, (C*K*K, chunk*Ho*Wo) */
-    int chunk;                 /* conv (fast): samples per im2col chunk (the buffer's capacity) */
-    int fused_fwd;             /* relu (fast): already applied by the conv below it */
-    int fused_bwd;             /* relu (fast): its gradient gate was applied by the pool above it */
-    int32_t *argmax;           /* maxpool: index into the input of each output */
-    float *mask;               /* dropout: 0 or 1/(1-rate) per output */
+    float *col;      /* conv (fast): im2col columns of one chunk, (C*K*K, chunk*Ho*Wo), or the
+                        Winograd workspace (the filters' transform from forward, kept for backward) */
+    int chunk;       /* conv (fast): samples per chunk (the buffer's capacity) */
+    int wino;        /* conv (fast): forward ran Winograd F(2x2, 3x3) (ud_conv_wino.c) */
+    int fused_fwd;   /* relu (fast): already applied by the conv below it */
+    int fused_bwd;   /* relu (fast): its gradient gate was applied by the pool above it */
+    int32_t *argmax; /* maxpool: index into the input of each output */
+    float *mask;     /* dropout: 0 or 1/(1-rate) per output */
 };
 
 struct ud_metric {
@@ -69,5 +71,21 @@ int ud__model_reserve(struct ud_model *m, int B);
 void ud__model_free_workspace(struct ud_model *m);
 /* Recomputes per-layer shapes, spans and the lowest updatable layer from m->arch. */
 void ud__model_layout(struct ud_model *m);
+
+/* ud_conv_wino.c: Winograd F(2x2, 3x3) for 3x3, stride 1, pad 1 convolutions with at least
+ * UD_WINO_MIN_C input channels (below that im2col's GEMM is cheap and the transforms are not).
+ * Activations as in the fast backend: x in `layout`, y and dy channel-major (F, B, H, W). */
+#define UD_WINO_MIN_C 4
+int ud__wino_applies(const struct ud_layer_rt *L, const struct ud_layer_spec *A);
+/* Samples per chunk, and the workspace (floats) a chunk of that many needs. */
+int ud__wino_chunk(const struct ud_layer_rt *L, const struct ud_layer_spec *A);
+size_t ud__wino_floats(const struct ud_layer_rt *L, const struct ud_layer_spec *A, int chunk);
+/* y = conv(x) + bias, then ReLU if relu. Leaves the filters' transform in ws for backward. */
+void ud__wino_forward(const float *x, int layout, const float *W, const float *bias, float *y,
+                      float *ws, int B, struct ud_shape in, int F, int chunk, int relu);
+/* dW, db (NULL: frozen) and dx (NULL: not needed; overwritten, in `layout`) from dy; ws as
+ * left by the forward on the same x and weights. */
+void ud__wino_backward(const float *x, int layout, const float *dy, float *dW, float *db, float *dx,
+                       float *ws, int B, struct ud_shape in, int F, int chunk);
 
 #endif

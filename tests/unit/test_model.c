@@ -266,6 +266,36 @@ static void test_fast_matches_reference(void **state)
                      1);
 }
 
+/* The fast backend's Winograd conv (3x3, stride 1, pad 1, at least 4 input channels): odd
+ * sizes whose tiles hang over the edge, several channel counts, batch 1 and partial chunks, a
+ * frozen conv that still passes dX down, and a conv as the lowest updatable layer (no dX). */
+static const char *const wino_specs[] = {
+    "input 4 7 7\nconv2d 3 3 pad=1\nrelu\nflatten\ndense 3\nsoftmax\n",
+    "input 5 5 9\nconv2d 6 3 pad=1\nrelu\nmaxpool 2\nflatten\ndense 4\nsoftmax\n",
+    "input 4 7 7\nconv2d 4 3 pad=1\nrelu\nconv2d 5 3 pad=1 frozen\nrelu\nflatten\ndense 3\n"
+    "softmax\n",
+    "input 2 6 5\nconv2d 4 3 pad=1\nrelu\nconv2d 7 3 pad=1\nrelu\nmaxpool 2\nflatten\n"
+    "dense 3\nsoftmax\n",
+    "input 6 1 3\nconv2d 4 3 pad=1\nrelu\nflatten\ndense 3\nsoftmax\n",
+};
+
+static void test_winograd_conv(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof wino_specs / sizeof *wino_specs; i++) {
+        /* Finite differences see frozen parameters move the loss; their gradients are unset. */
+        if (!strstr(wino_specs[i], "frozen"))
+            gradcheck(wino_specs[i], 3, UD_BACKEND_FAST, true);
+        compare_backends(wino_specs[i], 1);
+        compare_backends(wino_specs[i], 4);
+    }
+    /* 40 + 40 channels of 9x9 make chunks of 8 samples: 10 leaves a partial one. */
+    compare_backends("input 40 9 9\nconv2d 40 3 pad=1\nrelu\nflatten\ndense 3\nsoftmax\n", 10);
+    compare_backends("input 40 9 9\nconv2d 8 3 pad=1\nrelu\nconv2d 40 3 pad=1 frozen\nrelu\n"
+                     "flatten\ndense 3\nsoftmax\n",
+                     10);
+}
+
 struct ready_log {
     int n;
     int layers[8];
@@ -417,6 +447,7 @@ int main(void)
         cmocka_unit_test(test_gradcheck_reference),
         cmocka_unit_test(test_gradcheck_fast),
         cmocka_unit_test(test_fast_matches_reference),
+        cmocka_unit_test(test_winograd_conv),
         cmocka_unit_test(test_frozen_layers_and_ready_hook),
         cmocka_unit_test(test_loss_and_labels),
         cmocka_unit_test(test_init_clone_sha),
