@@ -147,13 +147,9 @@ static int cmd_info(int argc, char **argv)
                 printf(",\"updatable\":%s", ud_model_layer_updatable(m, i) ? "true" : "false");
             printf("}");
         }
-        printf("],\"labels\":[");
-        for (int c = 0; c < C; c++) {
-            if (c)
-                putchar(',');
-            ud_json_str(stdout, ud_model_label(m, c));
-        }
-        printf("],\"metadata\":{\"author\":");
+        printf("],\"labels\":");
+        ud_json_str_array(stdout, ud_model_labels(m), C);
+        printf(",\"metadata\":{\"author\":");
         ud_json_str(stdout, md->author);
         printf(",\"short_description\":");
         ud_json_str(stdout, md->short_description);

@@ -421,25 +421,13 @@ static void json_eval(const char *what, const ud_model_t *m, const struct ud_eva
     ud_json_num(stdout, r->accuracy);
     printf(",\"loss\":");
     ud_json_num(stdout, r->loss);
-    printf(",\"labels\":[");
-    for (int c = 0; c < C; c++) {
-        if (c)
-            putchar(',');
-        ud_json_str(stdout, ud_model_label(m, c));
-    }
-    printf("],\"precision\":[");
-    for (int c = 0; c < C; c++) {
-        if (c)
-            putchar(',');
-        ud_json_num(stdout, r->precision[c]);
-    }
-    printf("],\"recall\":[");
-    for (int c = 0; c < C; c++) {
-        if (c)
-            putchar(',');
-        ud_json_num(stdout, r->recall[c]);
-    }
-    printf("],\"confusion\":[");
+    printf(",\"labels\":");
+    ud_json_str_array(stdout, ud_model_labels(m), C);
+    printf(",\"precision\":");
+    ud_json_num_array(stdout, r->precision, C);
+    printf(",\"recall\":");
+    ud_json_num_array(stdout, r->recall, C);
+    printf(",\"confusion\":[");
     for (int t = 0; t < C; t++) {
         printf("%s[", t ? "," : "");
         for (int p = 0; p < C; p++)

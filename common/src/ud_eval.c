@@ -6,6 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Index of the largest of p[0..n). */
+static int argmax(const float *p, int n)
+{
+    int best = 0;
+    for (int k = 1; k < n; k++)
+        if (p[k] > p[best])
+            best = k;
+    return best;
+}
+
 static int result_init(struct ud_eval_result *r, int nclasses)
 {
     memset(r, 0, sizeof *r);
@@ -77,10 +87,7 @@ int ud_model_evaluate(ud_model_t *m, const struct ud_batch_provider *p, int batc
         const float *prob = ud_model_output(m);
         for (int b = 0; b < B; b++) {
             const float *pr = prob + (size_t)b * C;
-            int best = 0;
-            for (int k = 1; k < C; k++)
-                if (pr[k] > pr[best])
-                    best = k;
+            int best = argmax(pr, C);
             r->confusion[(size_t)y[b] * C + best]++;
             float pt = pr[y[b]];
             loss_sum += -log(pt > 1e-30f ? (double)pt : 1e-30);
@@ -133,10 +140,7 @@ int ud_model_predict(ud_model_t *m, const float *x, int B, int32_t *cls, float *
     const float *prob = ud_model_output(m);
     for (int b = 0; b < B; b++) {
         const float *pr = prob + (size_t)b * C;
-        int best = 0;
-        for (int k = 1; k < C; k++)
-            if (pr[k] > pr[best])
-                best = k;
+        int best = argmax(pr, C);
         cls[b] = best;
         if (confidence)
             confidence[b] = pr[best];

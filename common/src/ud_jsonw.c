@@ -46,3 +46,25 @@ void ud_json_num(FILE *f, double v)
     else
         fprintf(f, "%.9g", v);
 }
+
+void ud_json_str_array(FILE *f, const char *const *v, int n)
+{
+    fputc('[', f);
+    for (int i = 0; i < n; i++) {
+        if (i)
+            fputc(',', f);
+        ud_json_str(f, v[i]);
+    }
+    fputc(']', f);
+}
+
+void ud_json_num_array(FILE *f, const double *v, int n)
+{
+    fputc('[', f);
+    for (int i = 0; i < n; i++) {
+        if (i)
+            fputc(',', f);
+        ud_json_num(f, v[i]);
+    }
+    fputc(']', f);
+}

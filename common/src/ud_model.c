@@ -246,6 +246,11 @@ const char *ud_model_label(const ud_model_t *m, int i)
     return i >= 0 && i < m->nclasses ? m->labels[i] : NULL;
 }
 
+const char *const *ud_model_labels(const ud_model_t *m)
+{
+    return (const char *const *)m->labels;
+}
+
 int ud_model_set_labels(ud_model_t *m, const char *const *labels, int n, struct ud_err *e)
 {
     if (n != m->nclasses)

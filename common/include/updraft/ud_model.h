@@ -166,6 +166,8 @@ int ud_model_backward(ud_model_t *m, const int32_t *labels, int B, float scale,
 
 /* Class labels: nclasses strings, owned by the model. */
 const char *ud_model_label(const ud_model_t *m, int i);
+/* All labels, in class order; borrowed, valid until the labels change. */
+const char *const *ud_model_labels(const ud_model_t *m);
 /* Replaces the labels (copied); n must equal the number of classes. */
 int ud_model_set_labels(ud_model_t *m, const char *const *labels, int n, struct ud_err *e);
 /* Index of a label, or -1. */
