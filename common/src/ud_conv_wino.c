@@ -42,28 +42,31 @@ int ud__wino_chunk(const struct ud_layer_rt *L, const struct ud_layer_spec *A)
 /* Padded plane: (2*th + 2) x (2*tw + 2), the input at row iy + 1, column ix + 1. */
 static size_t pad_floats(struct ud_shape in)
 {
-    return (size_t)(2 * ((in.h + 1) / 2) + 2) * (2 * ((in.w + 1) / 2) + 2);
+    size_t w = (size_t)(2 * ((in.w + 1) / 2) + 2);
+    return (size_t)(2 * ((in.h + 1) / 2) + 2) * (w < 16 ? 16 : w);
 }
 
 size_t ud__wino_floats(const struct ud_layer_rt *L, const struct ud_layer_spec *A, int chunk)
 {
     size_t F = (size_t)A->filters, C = (size_t)L->in.c, T = (size_t)chunk * tiles_per_sample(L->in);
-    return 2 * 16 * F * C + 16 * (C + F) * T + pad_floats(L->in) + 64;
+    return 2 * 16 * F * C + 16 * (C * T + 16) + 16 * F * T + pad_floats(L->in) +
+           16 * tiles_per_sample(L->in) + 64;
 }
 
 struct wino_ws {
-    float *U, *dU, *V, *M, *pad;
+    float *U, *dU, *V, *M, *pad, *D; /* D: 16 floats per tile of one plane */
 };
 
-static struct wino_ws ws_split(float *ws, int C, int F, size_t T)
+static struct wino_ws ws_split(float *ws, int C, int F, size_t T, struct ud_shape in)
 {
     struct wino_ws w;
     size_t fc = 16u * (size_t)F * C;
     w.U = ws;
     w.dU = w.U + fc;
     w.V = w.dU + fc;
-    w.M = w.V + 16u * (size_t)C * T;
+    w.M = w.V + 16u * ((size_t)C * T + 16);
     w.pad = w.M + 16u * (size_t)F * T;
+    w.D = w.pad + pad_floats(in);
     return w;
 }
 
@@ -126,10 +129,17 @@ static void filter_transform_adjoint(const float *dU, float *dW, int F, int C)
         }
 }
 
-/* V[xi][c][t0 + t] = (B^T d B)[xi] for the tiles of one plane (H, W) with row stride W.
- * ldv: floats between consecutive xi (C*T). */
-static void input_transform(const float *plane, float *pad, struct ud_shape in, float *V,
-                            size_t ldv)
+/* The per-tile arithmetic runs over all the tiles of a plane at once (t contiguous, so it
+ * vectorises); gathering patches from the plane and scattering results back are plain copies.
+ * On x86-64 the hot loops are also built for AVX2 and AVX-512, picked at load time. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define UD_WINO_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define UD_WINO_CLONES
+#endif
+
+/* D[r*4 + k][t] = the 4x4 patch of tile t, from the zero-padded plane. */
+static void gather_patches(const float *plane, float *pad, struct ud_shape in, float *D, size_t tps)
 {
     int th = (in.h + 1) / 2, tw = (in.w + 1) / 2, pw = 2 * tw + 2, ph = 2 * th + 2;
     memset(pad, 0, (size_t)pw * ph * sizeof(float));
@@ -139,63 +149,173 @@ static void input_transform(const float *plane, float *pad, struct ud_shape in, 
         for (int ix = 0; ix < in.w; ix++)
             d[ix] = s[ix];
     }
+    for (int ty = 0; ty < th; ty++)
+        for (int r = 0; r < 4; r++) {
+            const float *restrict row = pad + (size_t)(2 * ty + r) * pw;
+            for (int k = 0; k < 4; k++) {
+                float *restrict d = D + (size_t)(r * 4 + k) * tps + (size_t)ty * tw;
+                for (int tx = 0; tx < tw; tx++)
+                    d[tx] = row[2 * tx + k];
+            }
+        }
+}
+
+/* The tile kernels below are written once as macros over a value type: 16-float vectors (GCC's
+ * generic vectors: one zmm with AVX-512, four xmm without) for full groups of tiles, plain floats
+ * for the rest. The auto-vectoriser gives up on these 16-stream loops. */
+#if defined(__GNUC__)
+typedef float vf16 __attribute__((vector_size(64), aligned(4)));
+typedef int vi16 __attribute__((vector_size(64), aligned(4)));
+typedef float vf8 __attribute__((vector_size(32), aligned(4)));
+#define VLD(p)      (*(const vf16 *)(p))
+#define VST(p, v)   (*(vf16 *)(p) = (v))
+#define VRELU(v)    ((vf16)((vi16)(v) & ~((v) < 0.0f)))
+#define VSPLAT(x)   ((vf16){0} + (x))
+#define UD_WINO_VEC 16
+#else
+#define UD_WINO_VEC 0
+#endif
+#define SLD(p)    (*(p))
+#define SST(p, v) (*(p) = (v))
+#define SRELU(v)  ((v) < 0.0f ? 0.0f : (v)) /* NaN passes through */
+#define SSPLAT(x) (x)
+
+#define INPUT_TILES(TY, LD, ST)                                                                    \
+    do {                                                                                           \
+        TY e[4][4];                                                                                \
+        for (int k = 0; k < 4; k++) {                                                              \
+            TY a0 = LD(D + (size_t)k * tps + t), a1 = LD(D + (size_t)(4 + k) * tps + t);           \
+            TY a2 = LD(D + (size_t)(8 + k) * tps + t), a3 = LD(D + (size_t)(12 + k) * tps + t);    \
+            e[0][k] = a0 - a2;                                                                     \
+            e[1][k] = a1 + a2;                                                                     \
+            e[2][k] = a2 - a1;                                                                     \
+            e[3][k] = a1 - a3;                                                                     \
+        }                                                                                          \
+        for (int r = 0; r < 4; r++) {                                                              \
+            ST(V + (size_t)(r * 4) * ldv + t, e[r][0] - e[r][2]);                                  \
+            ST(V + (size_t)(r * 4 + 1) * ldv + t, e[r][1] + e[r][2]);                              \
+            ST(V + (size_t)(r * 4 + 2) * ldv + t, e[r][2] - e[r][1]);                              \
+            ST(V + (size_t)(r * 4 + 3) * ldv + t, e[r][1] - e[r][3]);                              \
+        }                                                                                          \
+    } while (0)
+
+/* V[xi][t] = (B^T d B)[xi], xi-th row at V + xi * ldv. */
+UD_WINO_CLONES
+static void input_transform_tiles(const float *restrict D, size_t tps, float *restrict V,
+                                  size_t ldv)
+{
+    size_t t = 0;
+#if UD_WINO_VEC
+    for (; t + UD_WINO_VEC <= tps; t += UD_WINO_VEC)
+        INPUT_TILES(vf16, VLD, VST);
+#endif
+    for (; t < tps; t++)
+        INPUT_TILES(float, SLD, SST);
+}
+
+#if UD_WINO_VEC
+/* input_transform for planes at most 14 wide, straight from the padded rows (stride 16, one
+ * vector each): B^T over rows as whole vectors, then B over columns by splitting even and odd
+ * columns. Writes 8 tiles per tile row, up to 8 - tw floats past each row's end: callers
+ * transform tiles in increasing t (later tiles overwrite the spill) and keep 16 floats of slack
+ * after each xi block. */
+UD_WINO_CLONES
+static void input_transform_rows16(const float *pad, int th, int tw, float *V, size_t ldv)
+{
     for (int ty = 0; ty < th; ty++) {
-        const float *r0 = pad + (size_t)(2 * ty) * pw, *r1 = r0 + pw, *r2 = r1 + pw, *r3 = r2 + pw;
-        float ee[4][64 + 2];
-        /* B^T d: row combinations over the whole padded width, in pieces of 64 columns. */
-        for (int x0 = 0; x0 < pw - 2; x0 += 64) {
-            int x1 = x0 + 66 < pw ? x0 + 66 : pw;
-            for (int x = x0; x < x1; x++) {
-                ee[0][x - x0] = r0[x] - r2[x];
-                ee[1][x - x0] = r1[x] + r2[x];
-                ee[2][x - x0] = r2[x] - r1[x];
-                ee[3][x - x0] = r1[x] - r3[x];
-            }
-            int txa = x0 / 2, txb = (x1 - 2) / 2;
-            for (int tx = txa; tx < txb; tx++) {
-                size_t t = (size_t)ty * tw + tx;
-                int p = 2 * tx - x0;
-                for (int r = 0; r < 4; r++) {
-                    const float *q = ee[r] + p;
-                    float *v = V + (size_t)(r * 4) * ldv + t;
-                    v[0] = q[0] - q[2];
-                    v[ldv] = q[1] + q[2];
-                    v[2 * ldv] = q[2] - q[1];
-                    v[3 * ldv] = q[1] - q[3];
-                }
-            }
+        const float *p = pad + (size_t)(2 * ty) * 16;
+        vf16 p0 = VLD(p), p1 = VLD(p + 16), p2 = VLD(p + 32), p3 = VLD(p + 48);
+        vf16 e[4] = {p0 - p2, p1 + p2, p2 - p1, p1 - p3};
+        for (int r = 0; r < 4; r++) {
+            vf8 ev0 = __builtin_shufflevector(e[r], e[r], 0, 2, 4, 6, 8, 10, 12, 14);
+            vf8 od0 = __builtin_shufflevector(e[r], e[r], 1, 3, 5, 7, 9, 11, 13, 15);
+            vf8 ev1 = __builtin_shufflevector(e[r], e[r], 2, 4, 6, 8, 10, 12, 14, 14);
+            vf8 od1 = __builtin_shufflevector(e[r], e[r], 3, 5, 7, 9, 11, 13, 15, 15);
+            float *v = V + (size_t)(r * 4) * ldv + (size_t)ty * tw;
+            *(vf8 *)v = ev0 - ev1;
+            *(vf8 *)(v + ldv) = od0 + ev1;
+            *(vf8 *)(v + 2 * ldv) = ev1 - od0;
+            *(vf8 *)(v + 3 * ldv) = od0 - od1;
         }
     }
 }
+#endif
+
+/* V[xi][t] for the tiles of one plane (H, W) with row stride W. D: 16 * tps floats scratch. */
+static void input_transform(const float *plane, float *pad, float *D, struct ud_shape in, float *V,
+                            size_t ldv)
+{
+    size_t tps = tiles_per_sample(in);
+#if UD_WINO_VEC
+    int th = (in.h + 1) / 2, tw = (in.w + 1) / 2;
+    if (tw <= 7) {
+        memset(pad, 0, (size_t)(2 * th + 2) * 16 * sizeof(float));
+        for (int iy = 0; iy < in.h; iy++) {
+            const float *restrict s = plane + (size_t)iy * in.w;
+            float *restrict d = pad + (size_t)(iy + 1) * 16 + 1;
+            for (int ix = 0; ix < in.w; ix++)
+                d[ix] = s[ix];
+        }
+        input_transform_rows16(pad, th, tw, V, ldv);
+        return;
+    }
+#endif
+    gather_patches(plane, pad, in, D, tps);
+    input_transform_tiles(D, tps, V, ldv);
+}
+
+#define INPUT_ADJOINT_TILES(TY, LD, ST)                                                            \
+    do {                                                                                           \
+        TY q[4][4]; /* dV B^T, row by row */                                                       \
+        for (int r = 0; r < 4; r++) {                                                              \
+            TY v0 = LD(V + (size_t)(r * 4) * ldv + t), v1 = LD(V + (size_t)(r * 4 + 1) * ldv + t); \
+            TY v2 = LD(V + (size_t)(r * 4 + 2) * ldv + t);                                         \
+            TY v3 = LD(V + (size_t)(r * 4 + 3) * ldv + t);                                         \
+            q[r][0] = v0;                                                                          \
+            q[r][1] = v1 - v2 + v3;                                                                \
+            q[r][2] = v1 + v2 - v0;                                                                \
+            q[r][3] = -v3;                                                                         \
+        }                                                                                          \
+        for (int k = 0; k < 4; k++) {                                                              \
+            ST(D + (size_t)k * tps + t, q[0][k]);                                                  \
+            ST(D + (size_t)(4 + k) * tps + t, q[1][k] - q[2][k] + q[3][k]);                        \
+            ST(D + (size_t)(8 + k) * tps + t, q[1][k] + q[2][k] - q[0][k]);                        \
+            ST(D + (size_t)(12 + k) * tps + t, -q[3][k]);                                          \
+        }                                                                                          \
+    } while (0)
+
+/* D[r*4 + k][t] = (B dV B^T)[r][k] from dV[xi][t] at V + xi * ldv. */
+UD_WINO_CLONES
+static void input_adjoint_tiles(const float *restrict V, size_t ldv, float *restrict D, size_t tps)
+{
+    size_t t = 0;
+#if UD_WINO_VEC
+    for (; t + UD_WINO_VEC <= tps; t += UD_WINO_VEC)
+        INPUT_ADJOINT_TILES(vf16, VLD, VST);
+#endif
+    for (; t < tps; t++)
+        INPUT_ADJOINT_TILES(float, SLD, SST);
+}
 
 /* The adjoint of input_transform: plane (H, W) = the sum of B dV B^T over the tiles. */
-static void input_transform_adjoint(const float *V, size_t ldv, float *pad, struct ud_shape in,
-                                    float *plane)
+static void input_transform_adjoint(const float *V, size_t ldv, float *pad, float *D,
+                                    struct ud_shape in, float *plane)
 {
     int th = (in.h + 1) / 2, tw = (in.w + 1) / 2, pw = 2 * tw + 2, ph = 2 * th + 2;
+    size_t tps = (size_t)th * tw;
+    input_adjoint_tiles(V, ldv, D, tps);
     memset(pad, 0, (size_t)pw * ph * sizeof(float));
-    for (int ty = 0; ty < th; ty++) {
-        float *r0 = pad + (size_t)(2 * ty) * pw, *r1 = r0 + pw, *r2 = r1 + pw, *r3 = r2 + pw;
-        for (int tx = 0; tx < tw; tx++) {
-            size_t t = (size_t)ty * tw + tx;
-            float q[4][4]; /* dV B^T, row by row */
-            for (int r = 0; r < 4; r++) {
-                const float *v = V + (size_t)(r * 4) * ldv + t;
-                float v0 = v[0], v1 = v[ldv], v2 = v[2 * ldv], v3 = v[3 * ldv];
-                q[r][0] = v0;
-                q[r][1] = v1 - v2 + v3;
-                q[r][2] = v1 + v2 - v0;
-                q[r][3] = -v3;
-            }
-            int p = 2 * tx;
+    /* Tiles overlap by two rows and columns: one (r, k) at a time, the writes of a row of
+     * tiles do not alias. */
+    for (int ty = 0; ty < th; ty++)
+        for (int r = 0; r < 4; r++) {
+            float *restrict row = pad + (size_t)(2 * ty + r) * pw;
             for (int k = 0; k < 4; k++) {
-                r0[p + k] += q[0][k];
-                r1[p + k] += q[1][k] - q[2][k] + q[3][k];
-                r2[p + k] += q[1][k] + q[2][k] - q[0][k];
-                r3[p + k] -= q[3][k];
+                const float *restrict d = D + (size_t)(r * 4 + k) * tps + (size_t)ty * tw;
+                for (int tx = 0; tx < tw; tx++)
+                    row[2 * tx + k] += d[tx];
             }
         }
-    }
     for (int iy = 0; iy < in.h; iy++) {
         const float *restrict s = pad + (size_t)(iy + 1) * pw + 1;
         float *restrict d = plane + (size_t)iy * in.w;
@@ -204,64 +324,117 @@ static void input_transform_adjoint(const float *V, size_t ldv, float *pad, stru
     }
 }
 
+#define OUTPUT_TILES(TY, LD, ST, RELU, SPLAT)                                                      \
+    do {                                                                                           \
+        TY s0[4], s1[4], bv = SPLAT(bias);                                                         \
+        for (int k = 0; k < 4; k++) {                                                              \
+            TY m0 = LD(M + (size_t)k * ldm + t), m1 = LD(M + (size_t)(4 + k) * ldm + t);           \
+            TY m2 = LD(M + (size_t)(8 + k) * ldm + t), m3 = LD(M + (size_t)(12 + k) * ldm + t);    \
+            s0[k] = m0 + m1 + m2;                                                                  \
+            s1[k] = m1 - m2 - m3;                                                                  \
+        }                                                                                          \
+        TY v0 = s0[0] + s0[1] + s0[2] + bv, v1 = s0[1] - s0[2] - s0[3] + bv;                       \
+        TY v2 = s1[0] + s1[1] + s1[2] + bv, v3 = s1[1] - s1[2] - s1[3] + bv;                       \
+        if (relu) {                                                                                \
+            v0 = RELU(v0);                                                                         \
+            v1 = RELU(v1);                                                                         \
+            v2 = RELU(v2);                                                                         \
+            v3 = RELU(v3);                                                                         \
+        }                                                                                          \
+        ST(Yq + t, v0);                                                                            \
+        ST(Yq + tps + t, v1);                                                                      \
+        ST(Yq + 2 * tps + t, v2);                                                                  \
+        ST(Yq + 3 * tps + t, v3);                                                                  \
+    } while (0)
+
+/* Yq[i*2 + j][t] = (A^T M A)[i][j] + bias (then ReLU, NaN passing) from M[xi][t] at
+ * M + xi * ldm. */
+UD_WINO_CLONES
+static void output_transform_tiles(const float *restrict M, size_t ldm, float bias, int relu,
+                                   float *restrict Yq, size_t tps)
+{
+    size_t t = 0;
+#if UD_WINO_VEC
+    for (; t + UD_WINO_VEC <= tps; t += UD_WINO_VEC)
+        OUTPUT_TILES(vf16, VLD, VST, VRELU, VSPLAT);
+#endif
+    for (; t < tps; t++)
+        OUTPUT_TILES(float, SLD, SST, SRELU, SSPLAT);
+}
+
 /* plane (H, W) = A^T M A over the tiles of one output plane, + bias, then ReLU if relu. */
-static void output_transform(const float *M, size_t ldm, float bias, int relu, struct ud_shape out,
-                             float *plane)
+static void output_transform(const float *M, size_t ldm, float bias, int relu, float *Yq,
+                             struct ud_shape out, float *plane)
 {
     int th = (out.h + 1) / 2, tw = (out.w + 1) / 2;
-    for (int ty = 0; ty < th; ty++) {
-        float *y0 = plane + (size_t)(2 * ty) * out.w;
-        float *y1 = 2 * ty + 1 < out.h ? y0 + out.w : NULL;
-        for (int tx = 0; tx < tw; tx++) {
-            size_t t = (size_t)ty * tw + tx;
-            float s0[4], s1[4];
-            for (int k = 0; k < 4; k++) {
-                float m0 = M[(size_t)k * ldm + t], m1 = M[(size_t)(4 + k) * ldm + t];
-                float m2 = M[(size_t)(8 + k) * ldm + t], m3 = M[(size_t)(12 + k) * ldm + t];
-                s0[k] = m0 + m1 + m2;
-                s1[k] = m1 - m2 - m3;
-            }
-            float v[4] = {s0[0] + s0[1] + s0[2] + bias, s0[1] - s0[2] - s0[3] + bias,
-                          s1[0] + s1[1] + s1[2] + bias, s1[1] - s1[2] - s1[3] + bias};
-            if (relu)
-                for (int k = 0; k < 4; k++)
-                    v[k] = v[k] < 0.0f ? 0.0f : v[k]; /* NaN passes through */
-            int x = 2 * tx;
-            y0[x] = v[0];
-            if (x + 1 < out.w)
-                y0[x + 1] = v[1];
-            if (y1) {
-                y1[x] = v[2];
-                if (x + 1 < out.w)
-                    y1[x + 1] = v[3];
-            }
+    size_t tps = (size_t)th * tw;
+    output_transform_tiles(M, ldm, bias, relu, Yq, tps);
+    for (int y = 0; y < out.h; y++) {
+        const float *restrict q = Yq + (size_t)(y & 1) * 2 * tps + (size_t)(y / 2) * tw;
+        float *restrict dst = plane + (size_t)y * out.w;
+        int x = 0;
+        for (; x + 1 < out.w; x += 2) {
+            dst[x] = q[x / 2];
+            dst[x + 1] = q[tps + x / 2];
         }
+        if (x < out.w)
+            dst[x] = q[x / 2];
     }
 }
 
-/* dM[xi][t] = (A dY A^T)[xi] for the tiles of one output-gradient plane (H, W). */
-static void output_transform_adjoint(const float *plane, struct ud_shape out, float *M, size_t ldm)
+#define OUTPUT_ADJOINT_TILES(TY, LD, ST)                                                           \
+    do {                                                                                           \
+        TY a = LD(Yq + t), b = LD(Yq + tps + t), c = LD(Yq + 2 * tps + t);                         \
+        TY d = LD(Yq + 3 * tps + t);                                                               \
+        TY row[4][2] = {{a, b}, {a + c, b + d}, {a - c, b - d}, {-c, -d}};                         \
+        for (int r = 0; r < 4; r++) {                                                              \
+            TY p = row[r][0], q = row[r][1];                                                       \
+            ST(M + (size_t)(r * 4) * ldm + t, p);                                                  \
+            ST(M + (size_t)(r * 4 + 1) * ldm + t, p + q);                                          \
+            ST(M + (size_t)(r * 4 + 2) * ldm + t, p - q);                                          \
+            ST(M + (size_t)(r * 4 + 3) * ldm + t, -q);                                             \
+        }                                                                                          \
+    } while (0)
+
+/* dM[xi][t] = (A dY A^T)[xi] from the tiles' 2x2 output gradients Yq[i*2 + j][t]. */
+UD_WINO_CLONES
+static void output_adjoint_tiles(const float *restrict Yq, size_t tps, float *restrict M,
+                                 size_t ldm)
+{
+    size_t t = 0;
+#if UD_WINO_VEC
+    for (; t + UD_WINO_VEC <= tps; t += UD_WINO_VEC)
+        OUTPUT_ADJOINT_TILES(vf16, VLD, VST);
+#endif
+    for (; t < tps; t++)
+        OUTPUT_ADJOINT_TILES(float, SLD, SST);
+}
+
+/* dM for the tiles of one output-gradient plane (H, W). Yq: 4 * tps floats scratch. */
+static void output_transform_adjoint(const float *plane, float *Yq, struct ud_shape out, float *M,
+                                     size_t ldm)
 {
     int th = (out.h + 1) / 2, tw = (out.w + 1) / 2;
-    for (int ty = 0; ty < th; ty++) {
-        const float *d0 = plane + (size_t)(2 * ty) * out.w;
-        const float *d1 = 2 * ty + 1 < out.h ? d0 + out.w : NULL;
-        for (int tx = 0; tx < tw; tx++) {
-            size_t t = (size_t)ty * tw + tx;
-            int x = 2 * tx, in1 = x + 1 < out.w;
-            float a = d0[x], b = in1 ? d0[x + 1] : 0.0f;
-            float c = d1 ? d1[x] : 0.0f, d = d1 && in1 ? d1[x + 1] : 0.0f;
-            float row[4][2] = {{a, b}, {a + c, b + d}, {a - c, b - d}, {-c, -d}};
-            for (int r = 0; r < 4; r++) {
-                float *m = M + (size_t)(r * 4) * ldm + t;
-                float p = row[r][0], q = row[r][1];
-                m[0] = p;
-                m[ldm] = p + q;
-                m[2 * ldm] = p - q;
-                m[3 * ldm] = -q;
-            }
+    size_t tps = (size_t)th * tw;
+    for (int y = 0; y < 2 * th; y++) {
+        float *restrict q = Yq + (size_t)(y & 1) * 2 * tps + (size_t)(y / 2) * tw;
+        if (y >= out.h) {
+            for (int tx = 0; tx < tw; tx++)
+                q[tx] = q[tps + tx] = 0.0f;
+            continue;
+        }
+        const float *restrict src = plane + (size_t)y * out.w;
+        int x = 0;
+        for (; x + 1 < out.w; x += 2) {
+            q[x / 2] = src[x];
+            q[tps + x / 2] = src[x + 1];
+        }
+        if (x < out.w) {
+            q[x / 2] = src[x];
+            q[tps + x / 2] = 0.0f;
         }
     }
+    output_adjoint_tiles(Yq, tps, M, ldm);
 }
 
 void ud__wino_forward(const float *x, int layout, const float *W, const float *bias, float *y,
@@ -270,23 +443,23 @@ void ud__wino_forward(const float *x, int layout, const float *W, const float *b
     int C = in.c;
     size_t hw = (size_t)in.h * in.w, tps = tiles_per_sample(in), cs, bs;
     size_t Tmax = (size_t)(chunk < B ? chunk : B) * tps; /* as ud__wino_floats was sized */
-    struct wino_ws w = ws_split(ws, C, F, Tmax);
+    struct wino_ws w = ws_split(ws, C, F, Tmax, in);
     layout_strides(layout, B, C, hw, &cs, &bs);
     filter_transform(W, w.U, F, C);
     for (int b0 = 0; b0 < B; b0 += chunk) {
         int nb = B - b0 < chunk ? B - b0 : chunk;
-        size_t T = (size_t)nb * tps;
+        size_t T = (size_t)nb * tps, ldv = (size_t)C * T + 16; /* V's xi blocks, with slack */
         for (int c = 0; c < C; c++)
             for (int b = 0; b < nb; b++)
-                input_transform(x + c * cs + (size_t)(b0 + b) * bs, w.pad, in,
-                                w.V + (size_t)c * T + b * tps, (size_t)C * T);
+                input_transform(x + c * cs + (size_t)(b0 + b) * bs, w.pad, w.D, in,
+                                w.V + (size_t)c * T + b * tps, ldv);
         for (int xi = 0; xi < 16; xi++)
             ud_sgemm(false, false, F, (int)T, C, 1.0f, w.U + (size_t)xi * F * C, C,
-                     w.V + (size_t)xi * C * T, (int)T, 0.0f, w.M + (size_t)xi * F * T, (int)T);
+                     w.V + (size_t)xi * ldv, (int)T, 0.0f, w.M + (size_t)xi * F * T, (int)T);
         for (int f = 0; f < F; f++)
             for (int b = 0; b < nb; b++)
-                output_transform(w.M + (size_t)f * T + b * tps, (size_t)F * T, bias[f], relu, in,
-                                 y + ((size_t)f * B + b0 + b) * hw);
+                output_transform(w.M + (size_t)f * T + b * tps, (size_t)F * T, bias[f], relu, w.D,
+                                 in, y + ((size_t)f * B + b0 + b) * hw);
     }
 }
 
@@ -296,7 +469,7 @@ void ud__wino_backward(const float *x, int layout, const float *dy, float *dW, f
     int C = in.c;
     size_t hw = (size_t)in.h * in.w, tps = tiles_per_sample(in), cs, bs;
     size_t Tmax = (size_t)(chunk < B ? chunk : B) * tps; /* as ud__wino_floats was sized */
-    struct wino_ws w = ws_split(ws, C, F, Tmax);
+    struct wino_ws w = ws_split(ws, C, F, Tmax, in);
     layout_strides(layout, B, C, hw, &cs, &bs);
     if (db)
         for (int f = 0; f < F; f++) {
@@ -315,28 +488,28 @@ void ud__wino_backward(const float *x, int layout, const float *dy, float *dW, f
         }
     for (int b0 = 0; b0 < B; b0 += chunk) {
         int nb = B - b0 < chunk ? B - b0 : chunk;
-        size_t T = (size_t)nb * tps;
+        size_t T = (size_t)nb * tps, ldv = (size_t)C * T + 16; /* V's xi blocks, with slack */
         for (int f = 0; f < F; f++)
             for (int b = 0; b < nb; b++)
-                output_transform_adjoint(dy + ((size_t)f * B + b0 + b) * hw, in,
+                output_transform_adjoint(dy + ((size_t)f * B + b0 + b) * hw, w.D, in,
                                          w.M + (size_t)f * T + b * tps, (size_t)F * T);
         if (dW) {
             for (int c = 0; c < C; c++)
                 for (int b = 0; b < nb; b++)
-                    input_transform(x + c * cs + (size_t)(b0 + b) * bs, w.pad, in,
-                                    w.V + (size_t)c * T + b * tps, (size_t)C * T);
+                    input_transform(x + c * cs + (size_t)(b0 + b) * bs, w.pad, w.D, in,
+                                    w.V + (size_t)c * T + b * tps, ldv);
             for (int xi = 0; xi < 16; xi++)
                 ud_sgemm(false, true, F, C, (int)T, 1.0f, w.M + (size_t)xi * F * T, (int)T,
-                         w.V + (size_t)xi * C * T, (int)T, b0 ? 1.0f : 0.0f,
+                         w.V + (size_t)xi * ldv, (int)T, b0 ? 1.0f : 0.0f,
                          w.dU + (size_t)xi * F * C, C);
         }
         if (dx) {
             for (int xi = 0; xi < 16; xi++)
                 ud_sgemm(true, false, C, (int)T, F, 1.0f, w.U + (size_t)xi * F * C, C,
-                         w.M + (size_t)xi * F * T, (int)T, 0.0f, w.V + (size_t)xi * C * T, (int)T);
+                         w.M + (size_t)xi * F * T, (int)T, 0.0f, w.V + (size_t)xi * ldv, (int)T);
             for (int c = 0; c < C; c++)
                 for (int b = 0; b < nb; b++)
-                    input_transform_adjoint(w.V + (size_t)c * T + b * tps, (size_t)C * T, w.pad, in,
+                    input_transform_adjoint(w.V + (size_t)c * T + b * tps, ldv, w.pad, w.D, in,
                                             dx + c * cs + (size_t)(b0 + b) * bs);
         }
     }

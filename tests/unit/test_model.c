@@ -277,6 +277,8 @@ static const char *const wino_specs[] = {
     "input 2 6 5\nconv2d 4 3 pad=1\nrelu\nconv2d 7 3 pad=1\nrelu\nmaxpool 2\nflatten\n"
     "dense 3\nsoftmax\n",
     "input 6 1 3\nconv2d 4 3 pad=1\nrelu\nflatten\ndense 3\nsoftmax\n",
+    /* wider than 14: the transforms' general path */
+    "input 4 5 17\nconv2d 3 3 pad=1\nrelu\nconv2d 4 3 pad=1\nrelu\nflatten\ndense 3\nsoftmax\n",
 };
 
 static void test_winograd_conv(void **state)
