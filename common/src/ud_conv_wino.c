@@ -297,12 +297,58 @@ static void input_adjoint_tiles(const float *restrict V, size_t ldv, float *rest
         INPUT_ADJOINT_TILES(float, SLD, SST);
 }
 
+#if UD_WINO_VEC
+/* input_transform_adjoint for planes at most 14 wide, into padded rows of stride 16 (zeroed
+ * by the caller): the adjoint of input_transform_rows16. Reads 8 tiles per tile row (up to
+ * 8 - tw past its end, masked off). */
+UD_WINO_CLONES
+static void input_adjoint_rows16(const float *V, size_t ldv, int th, int tw, float *pad)
+{
+    typedef int vi8 __attribute__((vector_size(32), aligned(4)));
+    vi8 lane = {0, 1, 2, 3, 4, 5, 6, 7}, keep = lane < tw;
+    vf8 zero = {0};
+    for (int ty = 0; ty < th; ty++) {
+        vf16 R[4];
+        for (int r = 0; r < 4; r++) {
+            const float *v = V + (size_t)(r * 4) * ldv + (size_t)ty * tw;
+            vf8 v0 = (vf8)(*(const vi8 *)v & keep), v1 = (vf8)(*(const vi8 *)(v + ldv) & keep);
+            vf8 v2 = (vf8)(*(const vi8 *)(v + 2 * ldv) & keep);
+            vf8 v3 = (vf8)(*(const vi8 *)(v + 3 * ldv) & keep);
+            vf8 q0 = v0, q1 = v1 - v2 + v3, q2 = v1 + v2 - v0, q3 = -v3;
+            /* column 2m gets q0[m] + q2[m - 1], column 2m + 1 gets q1[m] + q3[m - 1] */
+            vf8 ev = q0 + __builtin_shufflevector(q2, zero, 8, 0, 1, 2, 3, 4, 5, 6);
+            vf8 od = q1 + __builtin_shufflevector(q3, zero, 8, 0, 1, 2, 3, 4, 5, 6);
+            R[r] = __builtin_shufflevector(ev, od, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7,
+                                           15);
+        }
+        float *p = pad + (size_t)(2 * ty) * 16;
+        VST(p, VLD(p) + R[0]);
+        VST(p + 16, VLD(p + 16) + R[1] - R[2] + R[3]);
+        VST(p + 32, VLD(p + 32) + R[1] + R[2] - R[0]);
+        VST(p + 48, VLD(p + 48) - R[3]);
+    }
+}
+#endif
+
 /* The adjoint of input_transform: plane (H, W) = the sum of B dV B^T over the tiles. */
 static void input_transform_adjoint(const float *V, size_t ldv, float *pad, float *D,
                                     struct ud_shape in, float *plane)
 {
     int th = (in.h + 1) / 2, tw = (in.w + 1) / 2, pw = 2 * tw + 2, ph = 2 * th + 2;
     size_t tps = (size_t)th * tw;
+#if UD_WINO_VEC
+    if (tw <= 7) {
+        memset(pad, 0, (size_t)ph * 16 * sizeof(float));
+        input_adjoint_rows16(V, ldv, th, tw, pad);
+        for (int iy = 0; iy < in.h; iy++) {
+            const float *restrict s = pad + (size_t)(iy + 1) * 16 + 1;
+            float *restrict d = plane + (size_t)iy * in.w;
+            for (int ix = 0; ix < in.w; ix++)
+                d[ix] = s[ix];
+        }
+        return;
+    }
+#endif
     input_adjoint_tiles(V, ldv, D, tps);
     memset(pad, 0, (size_t)pw * ph * sizeof(float));
     /* Tiles overlap by two rows and columns: one (r, k) at a time, the writes of a row of
