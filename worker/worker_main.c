@@ -556,9 +556,7 @@ int main(int argc, char **argv)
     struct ud_batch_provider trp, vap, tep;
     ud_dataset_provider(train, tr_idx, ntr, &trp);
     ud_dataset_provider(train, va_idx, nva, &vap);
-    struct update_cfg_holder {
-        struct ud_update_config cfg;
-    } h = {{.params = o.params, .validation = nva ? &vap : NULL}};
+    struct ud_update_config cfg = {.params = o.params, .validation = nva ? &vap : NULL};
     struct progress prog = {.o = &o, .tty = isatty(STDERR_FILENO)};
     struct ud_update_handlers handlers = {
         .events = UD_EVENT_TRAINING_BEGIN | UD_EVENT_EPOCH_END | UD_EVENT_MINIBATCH_END,
@@ -566,7 +564,7 @@ int main(int argc, char **argv)
         .completion = on_complete,
         .user = &prog,
     };
-    ud_update_task_t *task = ud_update_task_new(model, &trp, &h.cfg, &handlers, &e);
+    ud_update_task_t *task = ud_update_task_new(model, &trp, &cfg, &handlers, &e);
     if (!task)
         die(1, "%s", e.msg);
     if (!o.json && !o.quiet)
