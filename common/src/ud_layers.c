@@ -104,7 +104,10 @@ static int layer_inplace(const struct ud_model *m, int i, enum ud_backend be)
 
 static int conv_chunk(const struct ud_layer_rt *L, const struct ud_layer_spec *A)
 {
-    size_t per = (size_t)L->in.c * A->kernel * A->kernel * L->out.h * L->out.w;
+    /* The chunk's output block counts too: with few input channels (the cnn's first conv: 9
+     * rows of columns, 32 filters) it is the larger part. */
+    size_t per =
+        ((size_t)L->in.c * A->kernel * A->kernel + (size_t)A->filters) * L->out.h * L->out.w;
     size_t n = per >= UD_CONV_CHUNK_FLOATS ? 1 : UD_CONV_CHUNK_FLOATS / per;
     return n > 4096 ? 4096 : (int)n;
 }
