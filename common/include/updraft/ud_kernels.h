@@ -14,8 +14,8 @@ extern "C" {
 #endif
 
 /* C (M, N) = alpha * op(A) (M, K) * op(B) (K, N) + beta * C; ld* are row strides. */
-void ud_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
-              int lda, const float *B, int ldb, float beta, float *C, int ldc);
+void ud_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc);
 
 /* Sets the number of threads the BLAS may use (1 per rank in data-parallel runs). Process-wide:
  * call it from a program's main, not from library code. Returns the number now in effect. */
