@@ -55,8 +55,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b ? a : b) }'; }
 
 printf '%-26s %12s %12s %8s %s\n' "figure" "updraft" "pytorch" "ratio" "goal"
-throughput() { # throughput ARCH BATCH EPOCHS GOAL
-    local best_u=0 best_p=0 u p
+throughput() { # throughput ARCH BATCH EPOCHS GOAL; leaves the best rates in best_u, best_p
+    local u p
+    best_u=0 best_p=0
     for _ in $(seq "$rounds"); do
         u=$(ours "$1" "$2" "$3" | field samples_per_sec)
         p=$(theirs "$1" "$2" "$3" | field samples_per_s)
@@ -69,12 +70,19 @@ throughput() { # throughput ARCH BATCH EPOCHS GOAL
 e=2
 [ $quick -eq 1 ] && e=1
 throughput mlp 128 $e 1.2
+mlp_u=$best_u mlp_p=$best_p
 throughput mlp 32 $e 1.5
 throughput cnn 128 1 1.5
 
+# The fraction of the single-thread sgemm peak each side's mlp b128 epoch reaches: the GEMM
+# FLOPs a training sample needs (bench_step's count, the same for both) times samples/s.
 step=$(UD_THREADS=1 build/bin/bench_step mlp 128 3)
-printf '%-26s %12s %12s %8s %s\n' "mlp b128 fraction of peak" \
-    "$(echo "$step" | field fraction_of_peak)" "~0.73" "" ">= 0.85 (sgemm peak $(echo "$step" | field sgemm_peak_gflops) GFLOP/s)"
+peak=$(echo "$step" | field sgemm_peak_gflops)
+fps=$(echo "$step" | awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
+    END { print v["step_gflops"] * 1e9 / v["samples_per_s"] }')
+frac() { awk -v r="$1" -v f="$fps" -v p="$peak" 'BEGIN { printf "%.3f", r * f / 1e9 / p }'; }
+printf '%-26s %12s %12s %8s %s\n' "mlp b128 fraction of peak" "$(frac "$mlp_u")" \
+    "$(frac "$mlp_p")" "" ">= 0.85 (sgemm peak $peak GFLOP/s, $(awk -v f="$fps" 'BEGIN { printf "%.2f", f / 1e6 }') MFLOP/sample)"
 
 u=$(ours mlp 128 1 | field peak_rss_mb)
 p=$(theirs mlp 128 1 | field peak_rss_mb)
