@@ -50,11 +50,12 @@ size_t ud__wino_floats(const struct ud_layer_rt *L, const struct ud_layer_spec *
 {
     size_t F = (size_t)A->filters, C = (size_t)L->in.c, T = (size_t)chunk * tiles_per_sample(L->in);
     return 2 * 16 * F * C + 16 * (C * T + 16) + 16 * F * T + pad_floats(L->in) +
-           16 * tiles_per_sample(L->in) + 64;
+           17 * tiles_per_sample(L->in) + 80;
 }
 
 struct wino_ws {
     float *U, *dU, *V, *M, *pad, *D; /* D: 16 floats per tile of one plane */
+    int32_t *code;                   /* one per tile of one plane; only ever used as int32 */
 };
 
 static struct wino_ws ws_split(float *ws, int C, int F, size_t T, struct ud_shape in)
@@ -67,6 +68,7 @@ static struct wino_ws ws_split(float *ws, int C, int F, size_t T, struct ud_shap
     w.M = w.V + 16u * ((size_t)C * T + 16);
     w.pad = w.M + 16u * (size_t)F * T;
     w.D = w.pad + pad_floats(in);
+    w.code = (int32_t *)(w.D + 16 * tiles_per_sample(in) + 16);
     return w;
 }
 
@@ -481,6 +483,223 @@ static void output_transform_adjoint(const float *plane, float *Yq, struct ud_sh
         }
     }
     output_adjoint_tiles(Yq, tps, M, ldm);
+}
+
+/* The 2x2 max pool over each tile's four outputs, for the fused conv + (ReLU) + pool: the tile
+ * is exactly one pool window. P[t] = the window's max (after the ReLU if relu; NaN as in
+ * maxpool then relu), code[t] = which output won (row-major, the first maximum on ties, as the
+ * plain pool), or 4 where relu and the max is not > 0 (the ReLU blocks its gradient). */
+UD_WINO_CLONES
+static void output_pool_tiles(const float *restrict M, size_t ldm, float bias, int relu,
+                              float *restrict P, int32_t *restrict code, size_t n)
+{
+    size_t t = 0;
+#if UD_WINO_VEC
+    for (; t + UD_WINO_VEC <= n; t += UD_WINO_VEC) {
+        vf16 s0[4], s1[4], bv = VSPLAT(bias);
+        for (int k = 0; k < 4; k++) {
+            vf16 m0 = VLD(M + (size_t)k * ldm + t), m1 = VLD(M + (size_t)(4 + k) * ldm + t);
+            vf16 m2 = VLD(M + (size_t)(8 + k) * ldm + t), m3 = VLD(M + (size_t)(12 + k) * ldm + t);
+            s0[k] = m0 + m1 + m2;
+            s1[k] = m1 - m2 - m3;
+        }
+        vf16 v[4] = {s0[0] + s0[1] + s0[2] + bv, s0[1] - s0[2] - s0[3] + bv,
+                     s1[0] + s1[1] + s1[2] + bv, s1[1] - s1[2] - s1[3] + bv};
+        if (relu)
+            for (int k = 0; k < 4; k++)
+                v[k] = VRELU(v[k]);
+        vf16 best = v[0];
+        vi16 c = {0};
+        for (int k = 1; k < 4; k++) {
+            vi16 gt = v[k] > best;
+            best = (vf16)(((vi16)v[k] & gt) | ((vi16)best & ~gt));
+            c = (c & ~gt) | (gt & k);
+        }
+        if (relu) {
+            vi16 blocked = ~(best > 0.0f);
+            c = (c & ~blocked) | (blocked & 4);
+        }
+        VST(P + t, best);
+        *(vi16 *)(code + t) = c;
+    }
+#endif
+    for (; t < n; t++) {
+        float s0[4], s1[4];
+        for (int k = 0; k < 4; k++) {
+            float m0 = M[(size_t)k * ldm + t], m1 = M[(size_t)(4 + k) * ldm + t];
+            float m2 = M[(size_t)(8 + k) * ldm + t], m3 = M[(size_t)(12 + k) * ldm + t];
+            s0[k] = m0 + m1 + m2;
+            s1[k] = m1 - m2 - m3;
+        }
+        float v[4] = {s0[0] + s0[1] + s0[2] + bias, s0[1] - s0[2] - s0[3] + bias,
+                      s1[0] + s1[1] + s1[2] + bias, s1[1] - s1[2] - s1[3] + bias};
+        float best = relu ? SRELU(v[0]) : v[0];
+        int32_t c = 0;
+        for (int k = 1; k < 4; k++) {
+            float vk = relu ? SRELU(v[k]) : v[k];
+            if (vk > best) {
+                best = vk;
+                c = k;
+            }
+        }
+        P[t] = best;
+        code[t] = relu && !(best > 0.0f) ? 4 : c;
+    }
+}
+
+/* dM[xi][t] = (A dY A^T)[xi] where the tile's output gradient dY is dP[t] at the output
+ * code[t] names and zero elsewhere (all zero for code 4): the adjoint of output_pool_tiles.
+ * Returns the sum of those dY (the bias gradient's share). */
+UD_WINO_CLONES
+static float pool_adjoint_tiles(const float *restrict dP, const int32_t *restrict code,
+                                float *restrict M, size_t ldm, size_t n)
+{
+    size_t t = 0;
+    float sum = 0.0f;
+#if UD_WINO_VEC
+    vf16 acc = {0};
+    for (; t + UD_WINO_VEC <= n; t += UD_WINO_VEC) {
+        vi16 g = *(const vi16 *)(dP + t), c = *(const vi16 *)(code + t);
+        vf16 a = (vf16)(g & (c == 0)), b = (vf16)(g & (c == 1));
+        vf16 cc = (vf16)(g & (c == 2)), d = (vf16)(g & (c == 3));
+        acc += (a + b) + (cc + d);
+        vf16 row[4][2] = {{a, b}, {a + cc, b + d}, {a - cc, b - d}, {-cc, -d}};
+        for (int r = 0; r < 4; r++) {
+            vf16 p = row[r][0], q = row[r][1];
+            VST(M + (size_t)(r * 4) * ldm + t, p);
+            VST(M + (size_t)(r * 4 + 1) * ldm + t, p + q);
+            VST(M + (size_t)(r * 4 + 2) * ldm + t, p - q);
+            VST(M + (size_t)(r * 4 + 3) * ldm + t, -q);
+        }
+    }
+    for (int j = 0; j < UD_WINO_VEC; j++)
+        sum += acc[j];
+#endif
+    for (; t < n; t++) {
+        float g = dP[t];
+        int32_t c = code[t];
+        float a = c == 0 ? g : 0.0f, b = c == 1 ? g : 0.0f;
+        float cc = c == 2 ? g : 0.0f, d = c == 3 ? g : 0.0f;
+        sum += (a + b) + (cc + d);
+        float row[4][2] = {{a, b}, {a + cc, b + d}, {a - cc, b - d}, {-cc, -d}};
+        for (int r = 0; r < 4; r++) {
+            float p = row[r][0], q = row[r][1];
+            M[(size_t)(r * 4) * ldm + t] = p;
+            M[(size_t)(r * 4 + 1) * ldm + t] = p + q;
+            M[(size_t)(r * 4 + 2) * ldm + t] = p - q;
+            M[(size_t)(r * 4 + 3) * ldm + t] = -q;
+        }
+    }
+    return sum;
+}
+
+/* V and M[xi] (F, T) = U[xi] V[xi] for samples [b0, b0 + nb); U already in w. */
+static void forward_gemms(const float *x, size_t cs, size_t bs, const struct wino_ws *w, int b0,
+                          int nb, struct ud_shape in, int F)
+{
+    int C = in.c;
+    size_t tps = tiles_per_sample(in), T = (size_t)nb * tps, ldv = (size_t)C * T + 16;
+    for (int c = 0; c < C; c++)
+        for (int b = 0; b < nb; b++)
+            input_transform(x + c * cs + (size_t)(b0 + b) * bs, w->pad, w->D, in,
+                            w->V + (size_t)c * T + b * tps, ldv);
+    for (int xi = 0; xi < 16; xi++)
+        ud_sgemm(false, false, F, (int)T, C, 1.0f, w->U + (size_t)xi * F * C, C,
+                 w->V + (size_t)xi * ldv, (int)T, 0.0f, w->M + (size_t)xi * F * T, (int)T);
+}
+
+void ud__wino_forward_pool(const float *x, int layout, const float *W, const float *bias,
+                           float *pooled, int32_t *code, float *ws, int B, struct ud_shape in,
+                           int F, int chunk, int relu)
+{
+    int C = in.c, Ho = in.h / 2, Wo = in.w / 2, tw = (in.w + 1) / 2;
+    size_t hw = (size_t)in.h * in.w, tps = tiles_per_sample(in), hwo = (size_t)Ho * Wo, cs, bs;
+    size_t Tmax = (size_t)(chunk < B ? chunk : B) * tps; /* as ud__wino_floats was sized */
+    struct wino_ws w = ws_split(ws, C, F, Tmax, in);
+    layout_strides(layout, B, C, hw, &cs, &bs);
+    filter_transform(W, w.U, F, C);
+    for (int b0 = 0; b0 < B; b0 += chunk) {
+        int nb = B - b0 < chunk ? B - b0 : chunk;
+        size_t T = (size_t)nb * tps;
+        forward_gemms(x, cs, bs, &w, b0, nb, in, F);
+        for (int f = 0; f < F; f++) {
+            size_t o = ((size_t)f * B + b0) * hwo;
+            if (hwo == tps) { /* even H and W: the chunk's pooled planes are one run */
+                output_pool_tiles(w.M + (size_t)f * T, (size_t)F * T, bias[f], relu, pooled + o,
+                                  code + o, T);
+                continue;
+            }
+            /* Odd: the last tile row or column has no pool window. */
+            for (int b = 0; b < nb; b++, o += hwo) {
+                output_pool_tiles(w.M + (size_t)f * T + b * tps, (size_t)F * T, bias[f], relu, w.D,
+                                  w.code, tps);
+                for (int oy = 0; oy < Ho; oy++)
+                    for (int ox = 0; ox < Wo; ox++) {
+                        pooled[o + (size_t)oy * Wo + ox] = w.D[oy * tw + ox];
+                        code[o + (size_t)oy * Wo + ox] = w.code[oy * tw + ox];
+                    }
+            }
+        }
+    }
+}
+
+void ud__wino_backward_pool(const float *x, int layout, const float *dpooled, const int32_t *code,
+                            float *dW, float *db, float *dx, float *ws, int B, struct ud_shape in,
+                            int F, int chunk)
+{
+    int C = in.c, Ho = in.h / 2, Wo = in.w / 2, th = (in.h + 1) / 2, tw = (in.w + 1) / 2;
+    size_t hw = (size_t)in.h * in.w, tps = tiles_per_sample(in), hwo = (size_t)Ho * Wo, cs, bs;
+    size_t Tmax = (size_t)(chunk < B ? chunk : B) * tps; /* as ud__wino_floats was sized */
+    struct wino_ws w = ws_split(ws, C, F, Tmax, in);
+    layout_strides(layout, B, C, hw, &cs, &bs);
+    if (db)
+        memset(db, 0, (size_t)F * sizeof(float));
+    for (int b0 = 0; b0 < B; b0 += chunk) {
+        int nb = B - b0 < chunk ? B - b0 : chunk;
+        size_t T = (size_t)nb * tps, ldv = (size_t)C * T + 16; /* V's xi blocks, with slack */
+        for (int f = 0; f < F; f++) {
+            size_t o = ((size_t)f * B + b0) * hwo;
+            float s = 0.0f;
+            if (hwo == tps) {
+                s = pool_adjoint_tiles(dpooled + o, code + o, w.M + (size_t)f * T, (size_t)F * T,
+                                       T);
+            } else {
+                for (int b = 0; b < nb; b++, o += hwo) {
+                    for (int ty = 0; ty < th; ty++)
+                        for (int tx = 0; tx < tw; tx++) {
+                            int in_pool = ty < Ho && tx < Wo;
+                            w.D[ty * tw + tx] = in_pool ? dpooled[o + (size_t)ty * Wo + tx] : 0.0f;
+                            w.code[ty * tw + tx] = in_pool ? code[o + (size_t)ty * Wo + tx] : 4;
+                        }
+                    s += pool_adjoint_tiles(w.D, w.code, w.M + (size_t)f * T + b * tps,
+                                            (size_t)F * T, tps);
+                }
+            }
+            if (db)
+                db[f] += s;
+        }
+        if (dW) {
+            for (int c = 0; c < C; c++)
+                for (int b = 0; b < nb; b++)
+                    input_transform(x + c * cs + (size_t)(b0 + b) * bs, w.pad, w.D, in,
+                                    w.V + (size_t)c * T + b * tps, ldv);
+            for (int xi = 0; xi < 16; xi++)
+                ud_sgemm(false, true, F, C, (int)T, 1.0f, w.M + (size_t)xi * F * T, (int)T,
+                         w.V + (size_t)xi * ldv, (int)T, b0 ? 1.0f : 0.0f,
+                         w.dU + (size_t)xi * F * C, C);
+        }
+        if (dx) {
+            for (int xi = 0; xi < 16; xi++)
+                ud_sgemm(true, false, C, (int)T, F, 1.0f, w.U + (size_t)xi * F * C, C,
+                         w.M + (size_t)xi * F * T, (int)T, 0.0f, w.V + (size_t)xi * ldv, (int)T);
+            for (int c = 0; c < C; c++)
+                for (int b = 0; b < nb; b++)
+                    input_transform_adjoint(w.V + (size_t)c * T + b * tps, ldv, w.pad, w.D, in,
+                                            dx + c * cs + (size_t)(b0 + b) * bs);
+        }
+    }
+    if (dW)
+        filter_transform_adjoint(w.dU, dW, F, C);
 }
 
 void ud__wino_forward(const float *x, int layout, const float *W, const float *bias, float *y,

@@ -641,7 +641,7 @@ int ud_model_forward(ud_model_t *m, const float *x, int B, bool training)
     float *cur = m->x_in;
     int layout = UD_LAYOUT_BCHW;
     for (int i = 0; i < m->arch.nlayers; i++)
-        m->L[i].fused_fwd = m->L[i].fused_bwd = 0;
+        m->L[i].fused_fwd = m->L[i].fused_bwd = m->L[i].fused_pool = 0;
     for (int i = 0; i < m->arch.nlayers; i++) {
         const struct ud_layer_spec *A = &m->arch.layer[i];
         struct ud_layer_rt *L = &m->L[i];
@@ -670,7 +670,19 @@ int ud_model_forward(ud_model_t *m, const float *x, int B, bool training)
                 int relu = i + 1 < m->arch.nlayers && m->arch.layer[i + 1].kind == UD_LAYER_RELU;
                 L->col = m->cols[i];
                 L->wino = ud__wino_applies(L, A);
-                if (L->wino) {
+                /* A 2x2 max pool right above (past the ReLU): its windows are the Winograd
+                 * output tiles, so the conv's output need not be stored at all. */
+                int j = i + 1 + relu;
+                if (L->wino && j < m->arch.nlayers && m->arch.layer[j].kind == UD_LAYER_MAXPOOL2D &&
+                    m->arch.layer[j].pool == 2) {
+                    L->chunk = ud__wino_chunk(L, A);
+                    L->fused_pool = j;
+                    m->L[j].fused_fwd = 1;
+                    if (relu)
+                        m->L[i + 1].fused_bwd = 1;
+                    ud__wino_forward_pool(cur, layout, W, bias, m->bufs[j], m->argmaxes[j], L->col,
+                                          B, L->in, A->filters, L->chunk, relu);
+                } else if (L->wino) {
                     L->chunk = ud__wino_chunk(L, A);
                     ud__wino_forward(cur, layout, W, bias, out, L->col, B, L->in, A->filters,
                                      L->chunk, relu);
@@ -686,6 +698,8 @@ int ud_model_forward(ud_model_t *m, const float *x, int B, bool training)
             break;
         case UD_LAYER_MAXPOOL2D:
             L->argmax = m->argmaxes[i];
+            if (L->fused_fwd) /* by the conv below */
+                break;
             if (be == UD_BACKEND_FAST && A->pool == 2 && L->in.h % 2 == 0 && L->in.w % 2 == 0) {
                 maxpool2_forward(cur, out, L->argmax, (size_t)B * L->in.c, L->in.h, L->in.w);
                 if (i > 0 && m->arch.layer[i - 1].kind == UD_LAYER_RELU)
@@ -816,6 +830,10 @@ int ud_model_backward(ud_model_t *m, const int32_t *labels, int B, float scale,
                 ref_conv_backward(in, W, d, tmpW, tmpb, need_dx ? spare : NULL, B, L->in, L->out,
                                   A);
                 free(scratch);
+            } else if (L->fused_pool) {
+                ud__wino_backward_pool(in, L->layout_in, d, m->L[L->fused_pool].argmax,
+                                       upd ? dW : NULL, upd ? db : NULL, need_dx ? spare : NULL,
+                                       L->col, B, L->in, A->filters, L->chunk);
             } else if (L->wino) {
                 ud__wino_backward(in, L->layout_in, d, upd ? dW : NULL, upd ? db : NULL,
                                   need_dx ? spare : NULL, L->col, B, L->in, A->filters, L->chunk);
@@ -826,6 +844,8 @@ int ud_model_backward(ud_model_t *m, const int32_t *labels, int B, float scale,
             }
             break;
         case UD_LAYER_MAXPOOL2D:
+            if (L->fused_fwd)
+                continue; /* the conv below takes the pooled gradient */
             if (!need_dx)
                 break;
             if (be == UD_BACKEND_FAST && A->pool == 2 && L->in.h % 2 == 0 && L->in.w % 2 == 0)

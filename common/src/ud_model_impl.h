@@ -21,8 +21,11 @@ struct ud_layer_rt {
                         Winograd workspace (the filters' transform from forward, kept for backward) */
     int chunk;       /* conv (fast): samples per chunk (the buffer's capacity) */
     int wino;        /* conv (fast): forward ran Winograd F(2x2, 3x3) (ud_conv_wino.c) */
-    int fused_fwd;   /* relu (fast): already applied by the conv below it */
-    int fused_bwd;   /* relu (fast): its gradient gate was applied by the pool above it */
+    int fused_fwd;   /* relu, maxpool (fast): already applied by the conv below it */
+    int fused_bwd;   /* relu (fast): its gradient gate was applied by the pool above it or by
+                        the conv below it */
+    int fused_pool;  /* conv (fast): index of the maxpool its forward also ran (with the ReLU
+                        between, if any; its argmax holds ud__wino_forward_pool's codes); 0: none */
     int32_t *argmax; /* maxpool: index into the input of each output */
     float *mask;     /* dropout: 0 or 1/(1-rate) per output */
 };
@@ -87,5 +90,16 @@ void ud__wino_forward(const float *x, int layout, const float *W, const float *b
  * left by the forward on the same x and weights. */
 void ud__wino_backward(const float *x, int layout, const float *dy, float *dW, float *db, float *dx,
                        float *ws, int B, struct ud_shape in, int F, int chunk);
+/* The same with the 2x2 max pool above the conv (and the ReLU between, if relu) fused in: the
+ * conv's output is never stored, each Winograd output tile being one pool window; any H, W (an
+ * odd last row or column has no window). pooled and dpooled: (F, B, H/2, W/2); code, per pooled
+ * output: which of its window's inputs won (0..3, row-major), or 4 where the ReLU blocks the
+ * gradient. */
+void ud__wino_forward_pool(const float *x, int layout, const float *W, const float *bias,
+                           float *pooled, int32_t *code, float *ws, int B, struct ud_shape in,
+                           int F, int chunk, int relu);
+void ud__wino_backward_pool(const float *x, int layout, const float *dpooled, const int32_t *code,
+                            float *dW, float *db, float *dx, float *ws, int B, struct ud_shape in,
+                            int F, int chunk);
 
 #endif

@@ -255,7 +255,7 @@ static void test_fast_matches_reference(void **state)
     compare_backends(buf, 4);
     /* Past the batch where the fast dense forward switches GEMM shape. */
     compare_backends(buf, 67);
-    /* The fast conv works in chunks of samples (23 for the cnn's first conv, 2 for its second):
+    /* The fast conv works in chunks of samples (4 for the cnn's first conv, 3 for its second):
      * a batch that is not a multiple of either, so the last chunks are partial. */
     assert_int_equal(ud_arch_preset("cnn", (struct ud_shape){0}, 10, &a, NULL), 0);
     assert_int_equal(ud_arch_format(&a, buf, sizeof buf), 0);
@@ -280,6 +280,47 @@ static const char *const wino_specs[] = {
     /* wider than 14: the transforms' general path */
     "input 4 5 17\nconv2d 3 3 pad=1\nrelu\nconv2d 4 3 pad=1\nrelu\nflatten\ndense 3\nsoftmax\n",
 };
+
+/* A Winograd conv with a 2x2 max pool right above it (past a ReLU or not) runs fused: the
+ * pool's windows are the output tiles. Odd sizes whose last row or column no window covers,
+ * pool sizes other than 2 and dropout in between (not fused), a frozen fused conv passing dX
+ * down, a fused conv as the lowest updatable layer (no dX). */
+static const char *const wino_pool_specs[] = {
+    "input 4 7 7\nconv2d 5 3 pad=1\nrelu\nmaxpool 2\nflatten\ndense 3\nsoftmax\n",
+    "input 4 6 8\nconv2d 5 3 pad=1\nmaxpool 2\nflatten\ndense 3\nsoftmax\n",
+    "input 5 5 7\nconv2d 3 3 pad=1\nmaxpool 2\nrelu\nflatten\ndense 3\nsoftmax\n",
+    "input 4 6 6\nconv2d 5 3 pad=1\nrelu\nmaxpool 3\nflatten\ndense 3\nsoftmax\n",
+    "input 4 6 6\nconv2d 5 3 pad=1\nrelu\ndropout 0.3\nmaxpool 2\nflatten\ndense 3\n"
+    "softmax\n",
+    "input 2 6 7\nconv2d 4 3 pad=1\nrelu\nconv2d 5 3 pad=1 frozen\nrelu\nmaxpool 2\n"
+    "flatten\ndense 3\nsoftmax\n",
+    "input 2 9 9\nconv2d 4 3 pad=1\nrelu\nmaxpool 2\nconv2d 6 3 pad=1\nrelu\nmaxpool 2\n"
+    "flatten\ndense 3\nsoftmax\n",
+};
+
+static void test_winograd_pool_fused(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof wino_pool_specs / sizeof *wino_pool_specs; i++) {
+        if (!strstr(wino_pool_specs[i], "frozen"))
+            gradcheck(wino_pool_specs[i], 3, UD_BACKEND_FAST, true);
+        compare_backends(wino_pool_specs[i], 1);
+        /* Dropout draws its mask in memory order, and the backends lay conv outputs out
+         * differently ((B, C, ..) vs (C, B, ..)) unless B = 1: masks only agree there. */
+        if (!strstr(wino_pool_specs[i], "dropout"))
+            compare_backends(wino_pool_specs[i], 4);
+    }
+    /* Chunks of 8 samples (40 + 40 channels of 9x9 or 10x10): 10 leaves a partial one. */
+    compare_backends("input 40 9 9\nconv2d 40 3 pad=1\nrelu\nmaxpool 2\nflatten\ndense 3\n"
+                     "softmax\n",
+                     10);
+    compare_backends("input 40 10 10\nconv2d 40 3 pad=1\nrelu\nmaxpool 2\nflatten\ndense 3\n"
+                     "softmax\n",
+                     10);
+    compare_backends("input 8 10 10\nconv2d 40 3 pad=1 frozen\nrelu\nmaxpool 2\nflatten\n"
+                     "dense 3\nsoftmax\n",
+                     30);
+}
 
 static void test_winograd_conv(void **state)
 {
@@ -450,6 +491,7 @@ int main(void)
         cmocka_unit_test(test_gradcheck_fast),
         cmocka_unit_test(test_fast_matches_reference),
         cmocka_unit_test(test_winograd_conv),
+        cmocka_unit_test(test_winograd_pool_fused),
         cmocka_unit_test(test_frozen_layers_and_ready_hook),
         cmocka_unit_test(test_loss_and_labels),
         cmocka_unit_test(test_init_clone_sha),
