@@ -133,7 +133,7 @@ int ud__model_reserve(struct ud_model *m, int B)
             size_t rows = (size_t)L->in.c * A->kernel * A->kernel, need;
             int chunk = conv_chunk(L, A);
             size_t cols = (size_t)(chunk < B ? chunk : B) * L->out.h * L->out.w;
-            need = rows * cols;
+            need = (rows + (size_t)A->filters) * cols; /* + the chunk's output when fused */
             if (ud__wino_applies(L, A)) {
                 chunk = ud__wino_chunk(L, A);
                 need = ud__wino_floats(L, A, chunk < B ? chunk : B);
@@ -541,6 +541,72 @@ static void fast_conv_forward(const float *x, const float *W, const float *bias,
     }
 }
 
+/* fast_conv_forward with the 2x2 max pool above it (and the ReLU between, if relu) fused in,
+ * for even Ho and Wo: each chunk's output (F, nb*Ho*Wo) stays in L2 (after the chunk's columns
+ * in col) and only the pooled planes (F, B, Ho/2, Wo/2) and their argmax reach memory. The ReLU
+ * goes after the max: the same values, and where the two orders pick different winners the
+ * output is <= 0 and the gate blocks the gradient anyway. */
+static void fast_conv_pool_forward(const float *x, const float *W, const float *bias, float *pooled,
+                                   int32_t *argmax, float *col, int layout, int B,
+                                   struct ud_shape in, struct ud_shape out,
+                                   const struct ud_layer_spec *A, int chunk, int relu)
+{
+    size_t hw = (size_t)out.h * out.w, hwo = hw / 4;
+    int F = A->filters, KK = in.c * A->kernel * A->kernel;
+    float *yc = col + (size_t)KK * (size_t)(chunk < B ? chunk : B) * hw;
+    for (int b0 = 0; b0 < B; b0 += chunk) {
+        int nb = B - b0 < chunk ? B - b0 : chunk;
+        size_t Nc = (size_t)nb * hw;
+        im2col(x, col, layout, B, b0, nb, in, out, A->kernel, A->stride, A->pad);
+        for (int f = 0; f < F; f++) {
+            float *restrict row = yc + (size_t)f * Nc;
+            for (size_t k = 0; k < Nc; k++)
+                row[k] = bias[f];
+        }
+        ud_sgemm(false, false, F, (int)Nc, KK, 1.0f, W, KK, col, (int)Nc, 1.0f, yc, (int)Nc);
+        for (int f = 0; f < F; f++) {
+            size_t o = ((size_t)f * B + b0) * hwo;
+            maxpool2_forward(yc + (size_t)f * Nc, pooled + o, argmax + o, (size_t)nb, out.h, out.w);
+            if (relu)
+                relu_forward(pooled + o, (size_t)nb * hwo);
+        }
+    }
+}
+
+/* The backward of fast_conv_pool_forward from the pooled gradient (F, B, Ho/2, Wo/2): each
+ * chunk's dy is rebuilt in L2 from it, the argmax and (if relu) the pooled output as the gate. */
+static void fast_conv_pool_backward(const float *x, const float *W, const float *dpooled,
+                                    const int32_t *argmax, const float *gate, float *dW, float *db,
+                                    float *dx, float *col, int layout_in, int B, struct ud_shape in,
+                                    struct ud_shape out, const struct ud_layer_spec *A, int chunk)
+{
+    size_t hw = (size_t)out.h * out.w, hwo = hw / 4;
+    int F = A->filters, KK = in.c * A->kernel * A->kernel;
+    float *dc = col + (size_t)KK * (size_t)(chunk < B ? chunk : B) * hw;
+    if (db)
+        memset(db, 0, (size_t)F * sizeof(float));
+    for (int b0 = 0; b0 < B; b0 += chunk) {
+        int nb = B - b0 < chunk ? B - b0 : chunk;
+        size_t Nc = (size_t)nb * hw;
+        for (int f = 0; f < F; f++) {
+            size_t o = ((size_t)f * B + b0) * hwo;
+            maxpool2_backward(dpooled + o, dc + (size_t)f * Nc, argmax + o, gate ? gate + o : NULL,
+                              (size_t)nb, out.h, out.w);
+        }
+        if (dW) {
+            for (int f = 0; f < F; f++)
+                db[f] += sum_floats(dc + (size_t)f * Nc, Nc);
+            im2col(x, col, layout_in, B, b0, nb, in, out, A->kernel, A->stride, A->pad);
+            ud_sgemm(false, true, F, KK, (int)Nc, 1.0f, dc, (int)Nc, col, (int)Nc, b0 ? 1.0f : 0.0f,
+                     dW, KK);
+        }
+        if (dx) {
+            ud_sgemm(true, false, KK, (int)Nc, F, 1.0f, W, KK, dc, (int)Nc, 0.0f, col, (int)Nc);
+            col2im(col, dx, layout_in, B, b0, nb, in, out, A->kernel, A->stride, A->pad);
+        }
+    }
+}
+
 /* Gradients of a conv from dy (F, B*Ho*Wo): dW and db (NULL: frozen) and dx (NULL: not
  * needed), chunk by chunk; the columns are recomputed per chunk rather than kept from forward. */
 static void fast_conv_backward(const float *x, const float *W, const float *dy, float *dW,
@@ -673,8 +739,9 @@ int ud_model_forward(ud_model_t *m, const float *x, int B, bool training)
                 /* A 2x2 max pool right above (past the ReLU): its windows are the Winograd
                  * output tiles, so the conv's output need not be stored at all. */
                 int j = i + 1 + relu;
-                if (L->wino && j < m->arch.nlayers && m->arch.layer[j].kind == UD_LAYER_MAXPOOL2D &&
-                    m->arch.layer[j].pool == 2) {
+                int pool2 = j < m->arch.nlayers && m->arch.layer[j].kind == UD_LAYER_MAXPOOL2D &&
+                            m->arch.layer[j].pool == 2;
+                if (pool2 && L->wino) {
                     L->chunk = ud__wino_chunk(L, A);
                     L->fused_pool = j;
                     m->L[j].fused_fwd = 1;
@@ -686,6 +753,14 @@ int ud_model_forward(ud_model_t *m, const float *x, int B, bool training)
                     L->chunk = ud__wino_chunk(L, A);
                     ud__wino_forward(cur, layout, W, bias, out, L->col, B, L->in, A->filters,
                                      L->chunk, relu);
+                } else if (pool2 && L->out.h % 2 == 0 && L->out.w % 2 == 0) {
+                    L->chunk = conv_chunk(L, A);
+                    L->fused_pool = j;
+                    m->L[j].fused_fwd = 1;
+                    if (relu)
+                        m->L[i + 1].fused_bwd = 1;
+                    fast_conv_pool_forward(cur, W, bias, m->bufs[j], m->argmaxes[j], L->col, layout,
+                                           B, L->in, L->out, A, L->chunk, relu);
                 } else {
                     L->chunk = conv_chunk(L, A);
                     fast_conv_forward(cur, W, bias, out, L->col, layout, B, L->in, L->out, A,
@@ -830,6 +905,11 @@ int ud_model_backward(ud_model_t *m, const int32_t *labels, int B, float scale,
                 ref_conv_backward(in, W, d, tmpW, tmpb, need_dx ? spare : NULL, B, L->in, L->out,
                                   A);
                 free(scratch);
+            } else if (L->fused_pool && !L->wino) {
+                const struct ud_layer_rt *P = &m->L[L->fused_pool];
+                fast_conv_pool_backward(in, W, d, P->argmax, L->fused_pool == i + 2 ? P->act : NULL,
+                                        upd ? dW : NULL, upd ? db : NULL, need_dx ? spare : NULL,
+                                        L->col, L->layout_in, B, L->in, L->out, A, L->chunk);
             } else if (L->fused_pool) {
                 ud__wino_backward_pool(in, L->layout_in, d, m->L[L->fused_pool].argmax,
                                        upd ? dW : NULL, upd ? db : NULL, need_dx ? spare : NULL,

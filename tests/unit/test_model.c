@@ -322,6 +322,35 @@ static void test_winograd_pool_fused(void **state)
                      30);
 }
 
+/* The im2col conv (fewer than 4 input channels, or not 3x3/stride 1) with a 2x2 max pool right
+ * above it runs fused when its output is even-sized: stride 2, no ReLU, odd output (not fused),
+ * a frozen fused conv passing dX down, a fused conv as the lowest updatable layer. */
+static const char *const im2col_pool_specs[] = {
+    "input 2 6 8\nconv2d 3 3 pad=1\nmaxpool 2\nflatten\ndense 3\nsoftmax\n",
+    "input 3 12 12\nconv2d 4 3 stride=2 pad=1\nrelu\nmaxpool 2\nflatten\ndense 3\nsoftmax\n",
+    "input 2 7 7\nconv2d 3 3 pad=1\nrelu\nmaxpool 2\nflatten\ndense 3\nsoftmax\n",
+    "input 2 6 6\nconv2d 3 3 pad=1\nrelu\nconv2d 3 3 pad=1 frozen\nrelu\nmaxpool 2\n"
+    "flatten\ndense 3\nsoftmax\n",
+    "input 1 10 10\nconv2d 3 5\nrelu\nmaxpool 2\nconv2d 2 3 pad=1\nrelu\nmaxpool 2\n"
+    "flatten\ndense 3\nsoftmax\n",
+};
+
+static void test_im2col_pool_fused(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof im2col_pool_specs / sizeof *im2col_pool_specs; i++) {
+        if (!strstr(im2col_pool_specs[i], "frozen"))
+            gradcheck(im2col_pool_specs[i], 3, UD_BACKEND_FAST, true);
+        compare_backends(im2col_pool_specs[i], 1);
+        compare_backends(im2col_pool_specs[i], 4);
+    }
+    /* 28x28 with one channel and 32 filters makes chunks of 5 samples: 13 leaves a partial one
+     * (the cnn's first conv). */
+    compare_backends("input 1 28 28\nconv2d 32 3 pad=1\nrelu\nmaxpool 2\nflatten\ndense 3\n"
+                     "softmax\n",
+                     13);
+}
+
 static void test_winograd_conv(void **state)
 {
     (void)state;
@@ -492,6 +521,7 @@ int main(void)
         cmocka_unit_test(test_fast_matches_reference),
         cmocka_unit_test(test_winograd_conv),
         cmocka_unit_test(test_winograd_pool_fused),
+        cmocka_unit_test(test_im2col_pool_fused),
         cmocka_unit_test(test_frozen_layers_and_ready_hook),
         cmocka_unit_test(test_loss_and_labels),
         cmocka_unit_test(test_init_clone_sha),
