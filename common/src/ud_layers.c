@@ -265,14 +265,17 @@ static void maxpool2_backward(const float *dout, float *din, const int32_t *argm
         float *g = din + p * (size_t)H * W;
         for (int oy = 0; oy < Ho; oy++) {
             float *restrict r0 = g + (size_t)(2 * oy) * W, *restrict r1 = r0 + W;
+            /* Branch-free (bit masks): the gate is a coin flip for the branch predictor. */
             for (int ox = 0; ox < Wo; ox++) {
                 int k = oy * Wo + ox;
-                float v = gt && !(gt[k] > 0.0f) ? 0.0f : d[k];
+                uint32_t v;
+                memcpy(&v, &d[k], sizeof v);
+                v &= gt ? -(uint32_t)(gt[k] > 0.0f) : ~0u;
                 int rel = am[k] - (2 * oy * W + 2 * ox); /* 0, 1, W or W + 1 */
-                r0[2 * ox] = rel == 0 ? v : 0.0f;
-                r0[2 * ox + 1] = rel == 1 ? v : 0.0f;
-                r1[2 * ox] = rel == W ? v : 0.0f;
-                r1[2 * ox + 1] = rel == W + 1 ? v : 0.0f;
+                uint32_t e[4] = {v & -(uint32_t)(rel == 0), v & -(uint32_t)(rel == 1),
+                                 v & -(uint32_t)(rel == W), v & -(uint32_t)(rel == W + 1)};
+                memcpy(&r0[2 * ox], &e[0], 2 * sizeof(float));
+                memcpy(&r1[2 * ox], &e[2], 2 * sizeof(float));
             }
         }
     }
