@@ -706,8 +706,16 @@ int ud_model_forward(ud_model_t *m, const float *x, int B, bool training)
     if (rc)
         return rc;
     enum ud_backend be = m->backend;
-    memcpy(m->x_in, x, (size_t)B * m->input_size * sizeof(float));
-    float *cur = m->x_in;
+    /* The first layer only reads its input unless it works in place (relu, dropout, flatten
+     * as its own buffer): then it gets a copy, so that the caller's batch is never written. */
+    float *cur;
+    if (layer_inplace(m, 0, be)) {
+        memcpy(m->x_in, x, (size_t)B * m->input_size * sizeof(float));
+        cur = m->x_in;
+    } else {
+        cur = (float *)x; /* read only: layer 0 writes its own buffer */
+    }
+    m->x_last = cur;
     int layout = UD_LAYOUT_BCHW;
     for (int i = 0; i < m->arch.nlayers; i++)
         m->L[i].fused_fwd = m->L[i].fused_bwd = m->L[i].fused_pool = 0;
@@ -876,7 +884,7 @@ int ud_model_backward(ud_model_t *m, const int32_t *labels, int B, float scale,
         const struct ud_layer_spec *A = &m->arch.layer[i];
         struct ud_layer_rt *L = &m->L[i];
         int need_dx = i > m->lowest_updatable;
-        const float *in = i > 0 ? m->L[i - 1].act : m->x_in;
+        const float *in = i > 0 ? m->L[i - 1].act : m->x_last;
         const float *W = m->params + L->w.offset;
         float *dW = m->grads + L->w.offset, *db = m->grads + L->b.offset;
         int upd = A->updatable;

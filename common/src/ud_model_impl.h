@@ -60,7 +60,8 @@ struct ud_model {
     int last_B; /* batch of the last forward; 0: none yet */
     int last_training;
     enum ud_backend last_backend;
-    float *x_in;                /* copy of the last input, (B, input_size) */
+    float *x_in;                /* copy of the last input when layer 0 works in place */
+    const float *x_last;        /* the last input: x_in, or the caller's (borrowed) batch */
     float *probs;               /* (B, nclasses) */
     float *delta[2];            /* backward scratch, each (B, max activation size) */
     float *bufs[UD_MAX_LAYERS]; /* owned activation buffers (NULL where in place) */

@@ -369,22 +369,39 @@ void ud_optim_set_steps(ud_optim_t *o, int64_t steps)
 
 /* ---- the fast step: one tight loop per variant, float maths, no aliasing ---- */
 
-static void sgd_plain(float *restrict p, const float *restrict g, size_t n, float lr, float wd)
+/* Each step loop also reports whether any gradient it read was NaN or infinite (an exponent
+ * of all ones), in the same pass: integer maths on the float's bits, so the loops still
+ * vectorise. */
+static inline uint32_t nonfinite_bit(float x)
 {
-    for (size_t i = 0; i < n; i++)
-        p[i] -= lr * (g[i] + wd * p[i]);
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return (u & 0x7f800000u) == 0x7f800000u;
 }
 
-static void sgd_momentum(float *restrict p, const float *restrict g, float *restrict v, size_t n,
-                         float lr, float wd, float m, int first, int nesterov)
+static uint32_t sgd_plain(float *restrict p, const float *restrict g, size_t n, float lr, float wd)
 {
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        bad |= nonfinite_bit(g[i]);
+        p[i] -= lr * (g[i] + wd * p[i]);
+    }
+    return bad;
+}
+
+static uint32_t sgd_momentum(float *restrict p, const float *restrict g, float *restrict v,
+                             size_t n, float lr, float wd, float m, int first, int nesterov)
+{
+    uint32_t bad = 0;
     /* The flags are loop-invariant: the compiler unswitches them into four plain loops. */
     for (size_t i = 0; i < n; i++) {
+        bad |= nonfinite_bit(g[i]);
         float gi = g[i] + wd * p[i];
         float vi = first ? gi : m * v[i] + gi;
         v[i] = vi;
         p[i] -= lr * (nesterov ? gi + m * vi : vi);
     }
+    return bad;
 }
 
 /* x[i] = sqrt(x[i]). sqrtf may set errno, which stops GCC vectorising any loop that calls it
@@ -410,16 +427,18 @@ static void sqrt_inplace(float *x, size_t n)
 
 /* Adam in blocks: moments (vectorised), square roots, then the parameter update
  * (vectorised). Same arithmetic, in the same order per element, as one fused loop. */
-static void adam(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
-                 size_t n, float wd, float b1, float c1, float b2, float c2, float eps,
-                 float step_size, float inv_sqrt_bc2)
+static uint32_t adam(float *restrict p, const float *restrict g, float *restrict m,
+                     float *restrict v, size_t n, float wd, float b1, float c1, float b2, float c2,
+                     float eps, float step_size, float inv_sqrt_bc2)
 {
+    uint32_t bad = 0;
     float d[UD_ADAM_BLOCK];
     for (size_t base = 0; base < n; base += UD_ADAM_BLOCK) {
         size_t len = n - base < UD_ADAM_BLOCK ? n - base : UD_ADAM_BLOCK;
         float *restrict pb = p + base, *restrict mb = m + base, *restrict vb = v + base;
         const float *restrict gb = g + base;
         for (size_t i = 0; i < len; i++) {
+            bad |= nonfinite_bit(gb[i]);
             float gi = gb[i] + wd * pb[i];
             float mi = b1 * mb[i] + c1 * gi;
             float vi = b2 * vb[i] + c2 * gi * gi;
@@ -431,6 +450,7 @@ static void adam(float *restrict p, const float *restrict g, float *restrict m, 
         for (size_t i = 0; i < len; i++)
             pb[i] -= step_size * mb[i] / (d[i] * inv_sqrt_bc2 + eps);
     }
+    return bad;
 }
 
 static void check_spans(const ud_optim_t *o, const struct ud_span *spans, size_t nspans)
@@ -443,8 +463,8 @@ static void check_spans(const ud_optim_t *o, const struct ud_span *spans, size_t
 }
 
 /* One span of a step; the step count (Adam's bias correction) is o->steps + 1 throughout. */
-static void step_span(ud_optim_t *o, float *params, const float *grads, struct ud_span sp,
-                      double lr)
+static uint32_t step_span(ud_optim_t *o, float *params, const float *grads, struct ud_span sp,
+                          double lr)
 {
     const struct ud_update_params *hp = &o->p;
     const float wd = (float)hp->weight_decay;
@@ -454,15 +474,14 @@ static void step_span(ud_optim_t *o, float *params, const float *grads, struct u
         double bc1 = 1.0 - pow(hp->beta1, t), bc2 = 1.0 - pow(hp->beta2, t);
         float step_size = (float)(lr / bc1), inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
         /* 1 - beta in double: 1.0f - 0.999f is off by 1e-5 relative. */
-        adam(params + off, grads + off, o->state + off, o->state + o->nparams + off, sp.count, wd,
-             (float)hp->beta1, (float)(1.0 - hp->beta1), (float)hp->beta2, (float)(1.0 - hp->beta2),
-             (float)hp->eps, step_size, inv_sqrt_bc2);
+        return adam(params + off, grads + off, o->state + off, o->state + o->nparams + off,
+                    sp.count, wd, (float)hp->beta1, (float)(1.0 - hp->beta1), (float)hp->beta2,
+                    (float)(1.0 - hp->beta2), (float)hp->eps, step_size, inv_sqrt_bc2);
     } else if (o->state) {
-        sgd_momentum(params + off, grads + off, o->state + off, sp.count, (float)lr, wd,
-                     (float)hp->momentum, o->steps == 0, hp->nesterov);
-    } else {
-        sgd_plain(params + off, grads + off, sp.count, (float)lr, wd);
+        return sgd_momentum(params + off, grads + off, o->state + off, sp.count, (float)lr, wd,
+                            (float)hp->momentum, o->steps == 0, hp->nesterov);
     }
+    return sgd_plain(params + off, grads + off, sp.count, (float)lr, wd);
 }
 
 void ud_optim_step(ud_optim_t *o, float *params, const float *grads, const struct ud_span *spans,
@@ -474,11 +493,11 @@ void ud_optim_step(ud_optim_t *o, float *params, const float *grads, const struc
     o->steps++;
 }
 
-void ud_optim_step_span(ud_optim_t *o, float *params, const float *grads, struct ud_span span,
-                        double lr)
+int ud_optim_step_span(ud_optim_t *o, float *params, const float *grads, struct ud_span span,
+                       double lr)
 {
     check_spans(o, &span, 1);
-    step_span(o, params, grads, span, lr);
+    return step_span(o, params, grads, span, lr) ? UD_ENONFINITE : 0;
 }
 
 void ud_optim_end_step(ud_optim_t *o)

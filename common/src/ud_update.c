@@ -279,19 +279,18 @@ static int grads_finite(ud_update_task_t *t)
     return 1;
 }
 
-/* grad_ready in standalone runs: the layer's gradients are final and still in cache, so check
- * them and take the optimizer step for that layer now, instead of in one more pass over the
- * whole parameter buffer after backward. The layers below do not read this layer's weights,
- * so updating them early changes nothing else; the result is bitwise that of one step after
- * backward. The caller's own grad_ready, if any, still runs. */
+/* grad_ready in standalone runs: the layer's gradients are final and still in cache, so take
+ * the optimizer step for that layer now (checking them in the same pass), instead of in more
+ * passes over the whole parameter buffer after backward. The layers below do not read this layer's
+ * weights, so updating them early changes nothing else; the result is bitwise that of one step
+ * after backward. The caller's own grad_ready, if any, still runs. */
 static void fused_ready(void *user, int layer, struct ud_span span)
 {
     ud_update_task_t *t = user;
-    const float *g = ud_model_grads(t->model);
-    if (t->fused_bad_layer < 0 && !all_finite(g + span.offset, span.count))
+    /* The finite check rides in the optimizer's own pass over the gradients. */
+    if (t->fused_bad_layer < 0 && ud_optim_step_span(t->opt, ud_model_params(t->model),
+                                                     ud_model_grads(t->model), span, t->fused_lr))
         t->fused_bad_layer = layer;
-    if (t->fused_bad_layer < 0)
-        ud_optim_step_span(t->opt, ud_model_params(t->model), g, span, t->fused_lr);
     if (t->cfg.hooks.grad_ready)
         t->cfg.hooks.grad_ready(t->cfg.hooks.user, layer, span);
 }
@@ -372,9 +371,9 @@ static int train_step(ud_update_task_t *t, int64_t e, int64_t s, struct epoch_ac
                           "check the data for non-finite values)",
                           isnan(v[0]) ? "NaN" : "infinite", (long long)e, (long long)s);
 
-    /* A finite loss can still come with overflowing gradients: check them before they are
-     * applied (after grad_sync: the global sum). The fused path checked each layer before
-     * stepping it; a layer above the bad one has then taken its step, and the task fails. */
+    /* A finite loss can still come with overflowing gradients. After grad_sync (the global sum)
+     * they are checked before they are applied; the fused path finds them while applying them,
+     * so the bad layer and those above it have taken the step, and the task fails. */
     if (fused) {
         ud_optim_end_step(t->opt);
         if (t->fused_bad_layer >= 0)

@@ -510,6 +510,29 @@ static void test_nan_propagates(void **state)
     ud_model_destroy(&m);
 }
 
+/* forward borrows x and must never write it, also when the first layer works in place. */
+static void test_forward_leaves_input_alone(void **state)
+{
+    (void)state;
+    const char *specs_[] = {"input 4 1 1\nrelu\ndense 3\nsoftmax\n",
+                            "input 4 1 1\ndropout 0.5\ndense 3\nsoftmax\n",
+                            "input 4 1 1\ndense 5\nrelu\ndense 3\nsoftmax\n"};
+    for (int k = 0; k < 3; k++) {
+        ud_model_t *m = model_from(specs_[k]);
+        ud_model_init_params(m, 4);
+        float x[8] = {-1, 2, -3, 4, 5, -6, 7, -8}, keep[8];
+        memcpy(keep, x, sizeof x);
+        int32_t y[2] = {0, 2};
+        for (int be = 0; be < 2; be++) {
+            ud_model_set_backend(m, be ? UD_BACKEND_REFERENCE : UD_BACKEND_FAST);
+            assert_int_equal(ud_model_forward(m, x, 2, true), 0);
+            assert_int_equal(ud_model_backward(m, y, 2, 0.5f, NULL, NULL), 0);
+            assert_memory_equal(x, keep, sizeof x);
+        }
+        ud_model_destroy(&m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -526,6 +549,7 @@ int main(void)
         cmocka_unit_test(test_loss_and_labels),
         cmocka_unit_test(test_init_clone_sha),
         cmocka_unit_test(test_nan_propagates),
+        cmocka_unit_test(test_forward_leaves_input_alone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

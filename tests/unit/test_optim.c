@@ -524,6 +524,37 @@ static void test_set_params(void **state)
     ud_optim_destroy(&o); /* NULL is fine */
 }
 
+/* ud_optim_step_span finds a NaN or infinite gradient in the same pass as the update, for
+ * every optimizer variant, anywhere in the span. */
+static void test_step_span_reports_nonfinite(void **state)
+{
+    (void)state;
+    static float p[N], g[N]; /* N: odd and over one Adam block */
+    for (int variant = 0; variant < 3; variant++) {
+        struct ud_update_params hp;
+        ud_update_params_default(&hp);
+        if (variant == 1)
+            hp.momentum = 0.9;
+        if (variant == 2)
+            hp.optimizer = UD_OPT_ADAM;
+        ud_optim_t *o = ud_optim_new(&hp, N, NULL);
+        assert_non_null(o);
+        for (int i = 0; i < N; i++)
+            p[i] = 0.5f, g[i] = 0.01f * (float)(i % 7);
+        struct ud_span all = {0, N};
+        assert_int_equal(ud_optim_step_span(o, p, g, all, 0.1), 0);
+        g[N - 2] = INFINITY; /* in the last, partial Adam block */
+        assert_int_equal(ud_optim_step_span(o, p, g, all, 0.1), UD_ENONFINITE);
+        g[N - 2] = 0.0f;
+        g[3] = NAN;
+        assert_int_equal(ud_optim_step_span(o, p, g, (struct ud_span){0, 10}, 0.1), UD_ENONFINITE);
+        /* Outside the span it is not looked at. */
+        assert_int_equal(ud_optim_step_span(o, p, g, (struct ud_span){4, 900}, 0.1), 0);
+        ud_optim_end_step(o);
+        ud_optim_destroy(&o);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -537,6 +568,7 @@ int main(void)
         cmocka_unit_test(test_params_validate),
         cmocka_unit_test(test_state_save_restore),
         cmocka_unit_test(test_set_params),
+        cmocka_unit_test(test_step_span_reports_nonfinite),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -139,9 +139,11 @@ enum ud_backend ud_model_backend(const ud_model_t *m);
 /* The dropout stream (saved by checkpoints). */
 struct ud_rng *ud_model_rng(ud_model_t *m);
 
-/* Forward pass over B samples x (B, input_size). training enables dropout. Returns 0, or
- * UD_ENOMEM when the workspace for B cannot be had. The outputs are the class probabilities,
- * borrowed from the model until the next forward: */
+/* Forward pass over B samples x (B, input_size). training enables dropout. x is never written,
+ * but it is borrowed: backward reads it again, so it must stay unchanged until the following
+ * backward (or the next forward). Returns 0, or UD_ENOMEM when the workspace for B cannot be
+ * had. The outputs are the class probabilities, borrowed from the model until the next
+ * forward: */
 int ud_model_forward(ud_model_t *m, const float *x, int B, bool training);
 const float *ud_model_output(const ud_model_t *m); /* (B, nclasses) softmax probabilities */
 

@@ -97,9 +97,11 @@ void ud_optim_step(ud_optim_t *o, float *params, const float *grads, const struc
 /* The same step, one span at a time: call ud_optim_step_span for each span (in any order, each
  * once) and then ud_optim_end_step. The standalone trainer applies each layer's update this way
  * as soon as backward has finished that layer's gradients, while they are still in cache. The
- * result is bitwise that of ud_optim_step over the same spans. */
-void ud_optim_step_span(ud_optim_t *o, float *params, const float *grads, struct ud_span span,
-                        double lr);
+ * result is bitwise that of ud_optim_step over the same spans. ud_optim_step_span returns 0,
+ * or UD_ENONFINITE when a gradient in the span was NaN or infinite, found in the same pass as
+ * the update (the span has then taken a poisoned step: the caller fails the run). */
+int ud_optim_step_span(ud_optim_t *o, float *params, const float *grads, struct ud_span span,
+                       double lr);
 void ud_optim_end_step(ud_optim_t *o);
 /* Replaces the hyper-parameters (momentum, betas, ...) without touching the state. */
 int ud_optim_set_params(ud_optim_t *o, const struct ud_update_params *p, struct ud_err *e);
