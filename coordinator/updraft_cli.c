@@ -335,16 +335,7 @@ static int cmd_eval(int argc, char **argv)
         printf(")\n\n%-16s %9s %9s\n", "label", "precision", "recall");
         for (int c = 0; c < C; c++)
             printf("%-16.16s %9.4f %9.4f\n", ud_model_label(m, c), r.precision[c], r.recall[c]);
-        printf("\nconfusion matrix (rows: true label, columns: predicted)\n%16s", "");
-        for (int q = 0; q < C; q++)
-            printf(" %6d", q);
-        printf("\n");
-        for (int t = 0; t < C; t++) {
-            printf("%2d %-13.13s", t, ud_model_label(m, t));
-            for (int q = 0; q < C; q++)
-                printf(" %6llu", (unsigned long long)r.confusion[(size_t)t * C + q]);
-            printf("\n");
-        }
+        ud_eval_write_confusion(stdout, m, &r);
     }
     ud_eval_result_deinit(&r);
     ud_dataset_destroy(&ds);

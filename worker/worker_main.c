@@ -395,25 +395,6 @@ static void warn_cb(void *user, const char *msg)
 
 /* ------------------------------------------------------------------------------- main */
 
-static void print_confusion(const ud_model_t *m, const struct ud_eval_result *r)
-{
-    int C = r->nclasses;
-    printf("\nconfusion matrix (rows: true label, columns: predicted)\n%14s", "");
-    for (int p = 0; p < C; p++)
-        printf(" %6d", p);
-    printf("   recall\n");
-    for (int t = 0; t < C; t++) {
-        printf("%2d %-11.11s", t, ud_model_label(m, t));
-        for (int p = 0; p < C; p++)
-            printf(" %6llu", (unsigned long long)r->confusion[(size_t)t * C + p]);
-        printf("   %.3f\n", r->recall[t]);
-    }
-    printf("%14s", "precision");
-    for (int p = 0; p < C; p++)
-        printf(" %6.3f", r->precision[p]);
-    printf("\n");
-}
-
 static void json_eval(const char *what, const ud_model_t *m, const struct ud_eval_result *r)
 {
     int C = r->nclasses;
@@ -657,7 +638,7 @@ int main(int argc, char **argv)
     } else {
         if (have_test) {
             printf("test accuracy %.4f  loss %.4f  (%zu samples)\n", ev.accuracy, ev.loss, ev.n);
-            print_confusion(model, &ev);
+            ud_eval_write_confusion(stdout, model, &ev);
         }
         if (!o.quiet)
             fprintf(stderr, "wrote %s  (%.1f s, best %.0f samples/s, peak RSS %.0f MB)\n", o.out,

@@ -147,3 +147,22 @@ int ud_model_predict(ud_model_t *m, const float *x, int B, int32_t *cls, float *
     }
     return 0;
 }
+
+void ud_eval_write_confusion(FILE *f, const ud_model_t *m, const struct ud_eval_result *r)
+{
+    int C = r->nclasses;
+    fprintf(f, "\nconfusion matrix (rows: true label, columns: predicted)\n%14s", "");
+    for (int p = 0; p < C; p++)
+        fprintf(f, " %6d", p);
+    fprintf(f, "   recall\n");
+    for (int t = 0; t < C; t++) {
+        fprintf(f, "%2d %-11.11s", t, ud_model_label(m, t));
+        for (int p = 0; p < C; p++)
+            fprintf(f, " %6llu", (unsigned long long)r->confusion[(size_t)t * C + p]);
+        fprintf(f, "   %.3f\n", r->recall[t]);
+    }
+    fprintf(f, "%14s", "precision");
+    for (int p = 0; p < C; p++)
+        fprintf(f, " %6.3f", r->precision[p]);
+    fprintf(f, "\n");
+}

@@ -3,6 +3,7 @@
 #define UD_EVAL_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "updraft/ud_data.h"
 #include "updraft/ud_model.h"
@@ -31,6 +32,10 @@ int ud_eval_result_merge(struct ud_eval_result *a, const struct ud_eval_result *
 /* Recomputes accuracy, precision and recall from the confusion matrix. */
 void ud_eval_result_finish(struct ud_eval_result *r);
 void ud_eval_result_deinit(struct ud_eval_result *r);
+
+/* Writes r's confusion matrix as a table to f: a row per true label (index, label, counts,
+ * recall), a precision row under it. For programs' human-readable output. */
+void ud_eval_write_confusion(FILE *f, const ud_model_t *m, const struct ud_eval_result *r);
 
 /* Predicts B samples x (B, input_size): class index and its probability for each. */
 int ud_model_predict(ud_model_t *m, const float *x, int B, int32_t *cls, float *confidence);
