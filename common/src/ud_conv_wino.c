@@ -608,6 +608,34 @@ static void forward_gemms(const float *x, size_t cs, size_t bs, const struct win
                  w->V + (size_t)xi * ldv, (int)T, 0.0f, w->M + (size_t)xi * F * T, (int)T);
 }
 
+/* Given dM[xi] (F, T) of samples [b0, b0 + nb) in w: accumulates dU[xi] += dM[xi] V[xi]^T
+ * (dU NULL: frozen; the first chunk overwrites) and scatters dx += B (U[xi]^T dM[xi]) B^T
+ * (dx NULL: not needed). Shared by the plain and the pool-fused backward. */
+static void backward_gemms(const float *x, size_t cs, size_t bs, const struct wino_ws *w, int b0,
+                           int nb, struct ud_shape in, int F, float *dU, float *dx)
+{
+    int C = in.c;
+    size_t tps = tiles_per_sample(in), T = (size_t)nb * tps, ldv = (size_t)C * T + 16;
+    if (dU) {
+        for (int c = 0; c < C; c++)
+            for (int b = 0; b < nb; b++)
+                input_transform(x + c * cs + (size_t)(b0 + b) * bs, w->pad, w->D, in,
+                                w->V + (size_t)c * T + b * tps, ldv);
+        for (int xi = 0; xi < 16; xi++)
+            ud_sgemm(false, true, F, C, (int)T, 1.0f, w->M + (size_t)xi * F * T, (int)T,
+                     w->V + (size_t)xi * ldv, (int)T, b0 ? 1.0f : 0.0f, dU + (size_t)xi * F * C, C);
+    }
+    if (dx) {
+        for (int xi = 0; xi < 16; xi++)
+            ud_sgemm(true, false, C, (int)T, F, 1.0f, w->U + (size_t)xi * F * C, C,
+                     w->M + (size_t)xi * F * T, (int)T, 0.0f, w->V + (size_t)xi * ldv, (int)T);
+        for (int c = 0; c < C; c++)
+            for (int b = 0; b < nb; b++)
+                input_transform_adjoint(w->V + (size_t)c * T + b * tps, ldv, w->pad, w->D, in,
+                                        dx + c * cs + (size_t)(b0 + b) * bs);
+    }
+}
+
 void ud__wino_forward_pool(const float *x, int layout, const float *W, const float *bias,
                            float *pooled, int32_t *code, float *ws, int B, struct ud_shape in,
                            int F, int chunk, int relu)
@@ -656,7 +684,7 @@ void ud__wino_backward_pool(const float *x, int layout, const float *dpooled, co
         memset(db, 0, (size_t)F * sizeof(float));
     for (int b0 = 0; b0 < B; b0 += chunk) {
         int nb = B - b0 < chunk ? B - b0 : chunk;
-        size_t T = (size_t)nb * tps, ldv = (size_t)C * T + 16; /* V's xi blocks, with slack */
+        size_t T = (size_t)nb * tps;
         for (int f = 0; f < F; f++) {
             size_t o = ((size_t)f * B + b0) * hwo;
             float s = 0.0f;
@@ -678,25 +706,7 @@ void ud__wino_backward_pool(const float *x, int layout, const float *dpooled, co
             if (db)
                 db[f] += s;
         }
-        if (dW) {
-            for (int c = 0; c < C; c++)
-                for (int b = 0; b < nb; b++)
-                    input_transform(x + c * cs + (size_t)(b0 + b) * bs, w.pad, w.D, in,
-                                    w.V + (size_t)c * T + b * tps, ldv);
-            for (int xi = 0; xi < 16; xi++)
-                ud_sgemm(false, true, F, C, (int)T, 1.0f, w.M + (size_t)xi * F * T, (int)T,
-                         w.V + (size_t)xi * ldv, (int)T, b0 ? 1.0f : 0.0f,
-                         w.dU + (size_t)xi * F * C, C);
-        }
-        if (dx) {
-            for (int xi = 0; xi < 16; xi++)
-                ud_sgemm(true, false, C, (int)T, F, 1.0f, w.U + (size_t)xi * F * C, C,
-                         w.M + (size_t)xi * F * T, (int)T, 0.0f, w.V + (size_t)xi * ldv, (int)T);
-            for (int c = 0; c < C; c++)
-                for (int b = 0; b < nb; b++)
-                    input_transform_adjoint(w.V + (size_t)c * T + b * tps, ldv, w.pad, w.D, in,
-                                            dx + c * cs + (size_t)(b0 + b) * bs);
-        }
+        backward_gemms(x, cs, bs, &w, b0, nb, in, F, dW ? w.dU : NULL, dx);
     }
     if (dW)
         filter_transform_adjoint(w.dU, dW, F, C);
@@ -713,14 +723,8 @@ void ud__wino_forward(const float *x, int layout, const float *W, const float *b
     filter_transform(W, w.U, F, C);
     for (int b0 = 0; b0 < B; b0 += chunk) {
         int nb = B - b0 < chunk ? B - b0 : chunk;
-        size_t T = (size_t)nb * tps, ldv = (size_t)C * T + 16; /* V's xi blocks, with slack */
-        for (int c = 0; c < C; c++)
-            for (int b = 0; b < nb; b++)
-                input_transform(x + c * cs + (size_t)(b0 + b) * bs, w.pad, w.D, in,
-                                w.V + (size_t)c * T + b * tps, ldv);
-        for (int xi = 0; xi < 16; xi++)
-            ud_sgemm(false, false, F, (int)T, C, 1.0f, w.U + (size_t)xi * F * C, C,
-                     w.V + (size_t)xi * ldv, (int)T, 0.0f, w.M + (size_t)xi * F * T, (int)T);
+        size_t T = (size_t)nb * tps;
+        forward_gemms(x, cs, bs, &w, b0, nb, in, F);
         for (int f = 0; f < F; f++)
             for (int b = 0; b < nb; b++)
                 output_transform(w.M + (size_t)f * T + b * tps, (size_t)F * T, bias[f], relu, w.D,
@@ -753,30 +757,12 @@ void ud__wino_backward(const float *x, int layout, const float *dy, float *dW, f
         }
     for (int b0 = 0; b0 < B; b0 += chunk) {
         int nb = B - b0 < chunk ? B - b0 : chunk;
-        size_t T = (size_t)nb * tps, ldv = (size_t)C * T + 16; /* V's xi blocks, with slack */
+        size_t T = (size_t)nb * tps;
         for (int f = 0; f < F; f++)
             for (int b = 0; b < nb; b++)
                 output_transform_adjoint(dy + ((size_t)f * B + b0 + b) * hw, w.D, in,
                                          w.M + (size_t)f * T + b * tps, (size_t)F * T);
-        if (dW) {
-            for (int c = 0; c < C; c++)
-                for (int b = 0; b < nb; b++)
-                    input_transform(x + c * cs + (size_t)(b0 + b) * bs, w.pad, w.D, in,
-                                    w.V + (size_t)c * T + b * tps, ldv);
-            for (int xi = 0; xi < 16; xi++)
-                ud_sgemm(false, true, F, C, (int)T, 1.0f, w.M + (size_t)xi * F * T, (int)T,
-                         w.V + (size_t)xi * ldv, (int)T, b0 ? 1.0f : 0.0f,
-                         w.dU + (size_t)xi * F * C, C);
-        }
-        if (dx) {
-            for (int xi = 0; xi < 16; xi++)
-                ud_sgemm(true, false, C, (int)T, F, 1.0f, w.U + (size_t)xi * F * C, C,
-                         w.M + (size_t)xi * F * T, (int)T, 0.0f, w.V + (size_t)xi * ldv, (int)T);
-            for (int c = 0; c < C; c++)
-                for (int b = 0; b < nb; b++)
-                    input_transform_adjoint(w.V + (size_t)c * T + b * tps, ldv, w.pad, w.D, in,
-                                            dx + c * cs + (size_t)(b0 + b) * bs);
-        }
+        backward_gemms(x, cs, bs, &w, b0, nb, in, F, dW ? w.dU : NULL, dx);
     }
     if (dW)
         filter_transform_adjoint(w.dU, dW, F, C);

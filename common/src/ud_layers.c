@@ -576,6 +576,29 @@ static void fast_conv_pool_forward(const float *x, const float *W, const float *
     }
 }
 
+/* The gradients of one chunk of an im2col conv, samples [b0, b0 + nb), from its output
+ * gradient d (F rows of nb*Ho*Wo, row stride ldd): db and dW accumulate (dW NULL: frozen; the
+ * first chunk overwrites dW), dx gets the chunk's input gradient (NULL: not needed). The
+ * columns are recomputed into col rather than kept from forward. */
+static void conv_chunk_grads(const float *x, const float *W, const float *d, size_t ldd, float *dW,
+                             float *db, float *dx, float *col, int layout_in, int B, int b0, int nb,
+                             struct ud_shape in, struct ud_shape out, const struct ud_layer_spec *A)
+{
+    int F = A->filters, KK = in.c * A->kernel * A->kernel;
+    size_t Nc = (size_t)nb * out.h * out.w;
+    if (dW) {
+        for (int f = 0; f < F; f++)
+            db[f] += sum_floats(d + (size_t)f * ldd, Nc);
+        im2col(x, col, layout_in, B, b0, nb, in, out, A->kernel, A->stride, A->pad);
+        ud_sgemm(false, true, F, KK, (int)Nc, 1.0f, d, (int)ldd, col, (int)Nc, b0 ? 1.0f : 0.0f, dW,
+                 KK);
+    }
+    if (dx) {
+        ud_sgemm(true, false, KK, (int)Nc, F, 1.0f, W, KK, d, (int)ldd, 0.0f, col, (int)Nc);
+        col2im(col, dx, layout_in, B, b0, nb, in, out, A->kernel, A->stride, A->pad);
+    }
+}
+
 /* The backward of fast_conv_pool_forward from the pooled gradient (F, B, Ho/2, Wo/2): each
  * chunk's dy is rebuilt in L2 from it, the argmax and (if relu) the pooled output as the gate. */
 static void fast_conv_pool_backward(const float *x, const float *W, const float *dpooled,
@@ -596,17 +619,7 @@ static void fast_conv_pool_backward(const float *x, const float *W, const float 
             maxpool2_backward(dpooled + o, dc + (size_t)f * Nc, argmax + o, gate ? gate + o : NULL,
                               (size_t)nb, out.h, out.w);
         }
-        if (dW) {
-            for (int f = 0; f < F; f++)
-                db[f] += sum_floats(dc + (size_t)f * Nc, Nc);
-            im2col(x, col, layout_in, B, b0, nb, in, out, A->kernel, A->stride, A->pad);
-            ud_sgemm(false, true, F, KK, (int)Nc, 1.0f, dc, (int)Nc, col, (int)Nc, b0 ? 1.0f : 0.0f,
-                     dW, KK);
-        }
-        if (dx) {
-            ud_sgemm(true, false, KK, (int)Nc, F, 1.0f, W, KK, dc, (int)Nc, 0.0f, col, (int)Nc);
-            col2im(col, dx, layout_in, B, b0, nb, in, out, A->kernel, A->stride, A->pad);
-        }
+        conv_chunk_grads(x, W, dc, Nc, dW, db, dx, col, layout_in, B, b0, nb, in, out, A);
     }
 }
 
@@ -618,24 +631,12 @@ static void fast_conv_backward(const float *x, const float *W, const float *dy, 
                                const struct ud_layer_spec *A, int chunk)
 {
     size_t hw = (size_t)out.h * out.w, N = (size_t)B * hw;
-    int F = A->filters, KK = in.c * A->kernel * A->kernel;
     if (db)
-        memset(db, 0, (size_t)F * sizeof(float));
+        memset(db, 0, (size_t)A->filters * sizeof(float));
     for (int b0 = 0; b0 < B; b0 += chunk) {
         int nb = B - b0 < chunk ? B - b0 : chunk;
-        size_t Nc = (size_t)nb * hw;
-        const float *d = dy + (size_t)b0 * hw;
-        if (dW) {
-            for (int f = 0; f < F; f++)
-                db[f] += sum_floats(d + (size_t)f * N, Nc);
-            im2col(x, col, layout_in, B, b0, nb, in, out, A->kernel, A->stride, A->pad);
-            ud_sgemm(false, true, F, KK, (int)Nc, 1.0f, d, (int)N, col, (int)Nc, b0 ? 1.0f : 0.0f,
-                     dW, KK);
-        }
-        if (dx) {
-            ud_sgemm(true, false, KK, (int)Nc, F, 1.0f, W, KK, d, (int)N, 0.0f, col, (int)Nc);
-            col2im(col, dx, layout_in, B, b0, nb, in, out, A->kernel, A->stride, A->pad);
-        }
+        conv_chunk_grads(x, W, dy + (size_t)b0 * hw, N, dW, db, dx, col, layout_in, B, b0, nb, in,
+                         out, A);
     }
 }
 
