@@ -467,7 +467,7 @@ ud_dataset_t *ud_dataset_load_images(const char *dir, const struct ud_load_opts 
         return NULL;
     }
 
-    ud_dataset_t *ds = NULL;
+    ud_dataset_t *ds = NULL, *ret = NULL;
     struct names cls = {0};
     struct file_ref *files = NULL;
     size_t nfiles = 0, capfiles = 0;
@@ -478,16 +478,16 @@ ud_dataset_t *ud_dataset_load_images(const char *dir, const struct ud_load_opts 
     char msg[UD_ERRMSG_MAX];
 
     if (list_dir(dir, 1, &cls, e))
-        goto out_fail;
+        goto out_free_scratch;
     if (cls.n == 0) {
         ud_err_set(e, UD_EEMPTY, "%s: no class folders (expected %s/<class>/*.png|*.jpg)", dir,
                    dir);
-        goto out_fail;
+        goto out_free_scratch;
     }
     if (cls.n > UD_MAX_CLASSES) {
         ud_err_set(e, UD_ELIMIT, "%s: %zu class folders, over the limit of %d", dir, cls.n,
                    UD_MAX_CLASSES);
-        goto out_fail;
+        goto out_free_scratch;
     }
     cls_files = calloc(cls.n, sizeof *cls_files);
     cls_tried = calloc(cls.n, sizeof *cls_tried);
@@ -495,7 +495,7 @@ ud_dataset_t *ud_dataset_load_images(const char *dir, const struct ud_load_opts 
     remap = calloc(cls.n, sizeof *remap);
     if (!cls_files || !cls_tried || !cls_good || !remap) {
         ud_err_set(e, UD_ENOMEM, "out of memory");
-        goto out_fail;
+        goto out_free_scratch;
     }
 
     /* List every file first: an empty class folder fails before anything is decoded. */
@@ -504,7 +504,7 @@ ud_dataset_t *ud_dataset_load_images(const char *dir, const struct ud_load_opts 
         char *cdir = ud__path_join(dir, cls.v[c]);
         if (!cdir) {
             ud_err_set(e, UD_ENOMEM, "out of memory");
-            goto out_fail;
+            goto out_free_scratch;
         }
         int rc = list_dir(cdir, 0, &fn, e);
         if (rc == 0 && fn.n == 0 && !opts->skip_bad) {
@@ -542,7 +542,7 @@ ud_dataset_t *ud_dataset_load_images(const char *dir, const struct ud_load_opts 
         names_free(&fn);
         free(cdir);
         if (rc)
-            goto out_fail;
+            goto out_free_scratch;
     }
 
     size_t cap = nfiles;
@@ -557,7 +557,7 @@ ud_dataset_t *ud_dataset_load_images(const char *dir, const struct ud_load_opts 
             free(next);
             free(start);
             ud_err_set(e, UD_ENOMEM, "out of memory");
-            goto out_fail;
+            goto out_free_scratch;
         }
         for (size_t c = 1; c < cls.n; c++)
             start[c] = start[c - 1] + cls_files[c - 1];
@@ -572,13 +572,13 @@ ud_dataset_t *ud_dataset_load_images(const char *dir, const struct ud_load_opts 
     }
     ds = ud__dataset_alloc(e);
     if (!ds)
-        goto out_fail;
+        goto out_free_scratch;
     ds->u8 = 1;
     ds->label = malloc((cap ? cap : 1) * sizeof *ds->label);
     ds->src_off = malloc((cap ? cap : 1) * sizeof *ds->src_off);
     if (!ds->label || !ds->src_off) {
         ud_err_set(e, UD_ENOMEM, "out of memory for %zu samples", cap);
-        goto out_fail;
+        goto out_free_scratch;
     }
 
     size_t n = 0;
@@ -596,7 +596,7 @@ ud_dataset_t *ud_dataset_load_images(const char *dir, const struct ud_load_opts 
                                "%s: the first image is %d x %d, over %d a side; "
                                "give a target shape",
                                path, im.w, im.h, UD_MAX_DIM);
-                    goto out_fail;
+                    goto out_free_scratch;
                 }
                 t = (struct ud_shape){im.c, im.h, im.w};
             }
@@ -605,13 +605,13 @@ ud_dataset_t *ud_dataset_load_images(const char *dir, const struct ud_load_opts 
             if ((uint64_t)cap * ds->isize > UD_DATA_MAX_BYTES) {
                 ud_err_set(e, UD_ELIMIT, "%s: %zu images of %d x %d x %d are over the limit", dir,
                            cap, t.c, t.h, t.w);
-                goto out_fail;
+                goto out_free_scratch;
             }
             ds->px = malloc(cap * ds->isize);
             if (!ds->px) {
                 ud_err_set(e, UD_ENOMEM, "out of memory for %zu images of %d x %d x %d", cap, t.c,
                            t.h, t.w);
-                goto out_fail;
+                goto out_free_scratch;
             }
         }
         if (rc == 0)
@@ -620,12 +620,12 @@ ud_dataset_t *ud_dataset_load_images(const char *dir, const struct ud_load_opts 
         im.px = NULL;
         if (rc == UD_ENOMEM) {
             ud_err_set(e, UD_ENOMEM, "%s: out of memory decoding", path);
-            goto out_fail;
+            goto out_free_scratch;
         }
         if (rc) {
             if (!opts->skip_bad) {
                 ud_err_set(e, rc, "%s: %s", path, msg);
-                goto out_fail;
+                goto out_free_scratch;
             }
             ud__data_warn(opts, "%s: %s; skipped", path, msg);
             ds->skipped++;
@@ -633,14 +633,14 @@ ud_dataset_t *ud_dataset_load_images(const char *dir, const struct ud_load_opts 
         }
         if (ud__sbuf_add(&src, path, &ds->src_off[n])) {
             ud_err_set(e, UD_ENOMEM, "out of memory");
-            goto out_fail;
+            goto out_free_scratch;
         }
         ds->label[n++] = c;
         cls_good[c]++;
     }
     if (n == 0) {
         ud_err_set(e, UD_EEMPTY, "%s: no usable images (%zu skipped)", dir, ds->skipped);
-        goto out_fail;
+        goto out_free_scratch;
     }
 
     /* Under skip_bad, drop classes that gave nothing though all of their files were tried. */
@@ -661,7 +661,7 @@ ud_dataset_t *ud_dataset_load_images(const char *dir, const struct ud_load_opts 
     ds->classes = calloc((size_t)k, sizeof *ds->classes);
     if (!ds->classes) {
         ud_err_set(e, UD_ENOMEM, "out of memory");
-        goto out_fail;
+        goto out_free_scratch;
     }
     for (size_t c = 0; c < cls.n; c++) {
         if (remap[c] >= 0) {
@@ -678,18 +678,10 @@ ud_dataset_t *ud_dataset_load_images(const char *dir, const struct ud_load_opts 
     }
     ds->src_pool = src.p;
     src.p = NULL;
+    ret = ds; /* handed over: the cleanup below frees only the scratch */
+    ds = NULL;
 
-    for (size_t f = 0; f < nfiles; f++)
-        free(files[f].path);
-    free(files);
-    names_free(&cls);
-    free(cls_files);
-    free(cls_tried);
-    free(cls_good);
-    free(remap);
-    return ds;
-
-out_fail:
+out_free_scratch:
     ud_dataset_destroy(&ds);
     free(im.px);
     free(src.p);
@@ -701,7 +693,7 @@ out_fail:
     free(cls_tried);
     free(cls_good);
     free(remap);
-    return NULL;
+    return ret;
 }
 
 /* ---- One image at a time ---- */
