@@ -57,23 +57,20 @@ static ud_model_t *load_model(const char *path)
 
 /* ---------------------------------------------------------------------------------- info */
 
-static void json_range_d(const char *key, const struct ud_param_double *p, int *first)
+/* ,"key":{"value":v,"min":lo,"max":hi}: one update default and its allowed range. */
+static void json_range_d(const char *key, const struct ud_param_double *p)
 {
-    printf("%s\"%s\":{\"value\":", *first ? "" : ",", key);
+    printf(",\"%s\":{\"value\":", key);
     ud_json_num(stdout, p->value);
-    printf(",\"min\":");
-    ud_json_num(stdout, p->min);
-    printf(",\"max\":");
-    ud_json_num(stdout, p->max);
+    ud_json_field(stdout, "min", p->min);
+    ud_json_field(stdout, "max", p->max);
     printf("}");
-    *first = 0;
 }
 
-static void json_range_i(const char *key, const struct ud_param_int *p, int *first)
+static void json_range_i(const char *key, const struct ud_param_int *p)
 {
-    printf("%s\"%s\":{\"value\":%lld,\"min\":%lld,\"max\":%lld}", *first ? "" : ",", key,
-           (long long)p->value, (long long)p->min, (long long)p->max);
-    *first = 0;
+    printf(",\"%s\":{\"value\":%lld,\"min\":%lld,\"max\":%lld}", key, (long long)p->value,
+           (long long)p->min, (long long)p->max);
 }
 
 static void layer_desc(const struct ud_layer_spec *L, char *buf, size_t len)
@@ -128,11 +125,10 @@ static int cmd_info(int argc, char **argv)
         ud_json_str(stdout, path);
         printf(",\"format_version\":%d,\"file_bytes\":%lld,\"params\":%zu,\"params_sha256\":\"%s\"",
                UD_UDM_VERSION, fsize, ud_model_param_count(m), sha);
-        printf(",\"input\":{\"shape\":[%d,%d,%d],\"kind\":\"%s\",\"scale\":", a->input.c,
-               a->input.h, a->input.w, in->kind == UD_INPUT_IMAGE ? "image" : "tabular");
-        ud_json_num(stdout, in->scale);
-        printf(",\"offset\":");
-        ud_json_num(stdout, in->offset);
+        printf(",\"input\":{\"shape\":[%d,%d,%d],\"kind\":\"%s\"", a->input.c, a->input.h,
+               a->input.w, in->kind == UD_INPUT_IMAGE ? "image" : "tabular");
+        ud_json_field(stdout, "scale", in->scale);
+        ud_json_field(stdout, "offset", in->offset);
         printf("},\"layers\":[");
         for (int i = 0; i < a->nlayers; i++) {
             struct ud_span w, b;
@@ -168,16 +164,15 @@ static int cmd_info(int argc, char **argv)
         printf("}},\"update_defaults\":{\"optimizer\":\"%s\",\"shuffle\":%s,\"nesterov\":%s",
                ud_optimizer_name(d->optimizer), d->shuffle ? "true" : "false",
                d->nesterov ? "true" : "false");
-        int first = 0;
-        json_range_d("learningRate", &d->learning_rate, &first);
-        json_range_d("momentum", &d->momentum, &first);
-        json_range_d("weightDecay", &d->weight_decay, &first);
-        json_range_d("beta1", &d->beta1, &first);
-        json_range_d("beta2", &d->beta2, &first);
-        json_range_d("eps", &d->eps, &first);
-        json_range_i("miniBatchSize", &d->mini_batch_size, &first);
-        json_range_i("epochs", &d->epochs, &first);
-        json_range_i("seed", &d->seed, &first);
+        json_range_d("learningRate", &d->learning_rate);
+        json_range_d("momentum", &d->momentum);
+        json_range_d("weightDecay", &d->weight_decay);
+        json_range_d("beta1", &d->beta1);
+        json_range_d("beta2", &d->beta2);
+        json_range_d("eps", &d->eps);
+        json_range_i("miniBatchSize", &d->mini_batch_size);
+        json_range_i("epochs", &d->epochs);
+        json_range_i("seed", &d->seed);
         printf("},\"metrics\":{");
         for (size_t i = 0; i < ud_model_metric_count(m); i++) {
             const char *k;
@@ -295,20 +290,16 @@ static int cmd_eval(int argc, char **argv)
         ud_json_str(stdout, path);
         printf(",\"data\":");
         ud_json_str(stdout, data);
-        printf(",\"samples\":%zu,\"skipped\":%zu,\"accuracy\":", r.n, ud_dataset_skipped(ds));
-        ud_json_num(stdout, r.accuracy);
-        printf(",\"classification_error\":");
-        ud_json_num(stdout, 1.0 - r.accuracy);
-        printf(",\"loss\":");
-        ud_json_num(stdout, r.loss);
+        printf(",\"samples\":%zu,\"skipped\":%zu", r.n, ud_dataset_skipped(ds));
+        ud_json_field(stdout, "accuracy", r.accuracy);
+        ud_json_field(stdout, "classification_error", 1.0 - r.accuracy);
+        ud_json_field(stdout, "loss", r.loss);
         printf(",\"classes\":[");
         for (int c = 0; c < C; c++) {
             printf("%s{\"label\":", c ? "," : "");
             ud_json_str(stdout, ud_model_label(m, c));
-            printf(",\"precision\":");
-            ud_json_num(stdout, r.precision[c]);
-            printf(",\"recall\":");
-            ud_json_num(stdout, r.recall[c]);
+            ud_json_field(stdout, "precision", r.precision[c]);
+            ud_json_field(stdout, "recall", r.recall[c]);
             printf("}");
         }
         /* MLClassifierMetrics' confusion in long format: (true, predicted, count). */
@@ -387,8 +378,7 @@ static int cmd_predict(int argc, char **argv)
             ud_json_str(stdout, files[i]);
             printf(",\"label\":");
             ud_json_str(stdout, ud_model_label(m, cls));
-            printf(",\"confidence\":");
-            ud_json_num(stdout, conf);
+            ud_json_field(stdout, "confidence", conf);
             printf("}\n");
         } else {
             printf("%s\t%s\t%.4f\n", files[i], ud_model_label(m, cls), conf);

@@ -344,20 +344,14 @@ static void on_progress(struct ud_update_context *ctx, void *user)
     if (m->samples_per_sec > p->best_rate)
         p->best_rate = m->samples_per_sec;
     if (o->json) {
-        printf("{\"event\":\"epoch_end\",\"epoch\":%lld,\"loss\":", (long long)m->epoch_index);
-        ud_json_num(stdout, m->loss);
-        printf(",\"accuracy\":");
-        ud_json_num(stdout, m->accuracy);
-        printf(",\"val_loss\":");
-        ud_json_num(stdout, m->val_loss);
-        printf(",\"val_accuracy\":");
-        ud_json_num(stdout, m->val_accuracy);
-        printf(",\"samples_per_sec\":");
-        ud_json_num(stdout, m->samples_per_sec);
-        printf(",\"learning_rate\":");
-        ud_json_num(stdout, m->learning_rate);
-        printf(",\"seconds\":");
-        ud_json_num(stdout, m->seconds);
+        printf("{\"event\":\"epoch_end\",\"epoch\":%lld", (long long)m->epoch_index);
+        ud_json_field(stdout, "loss", m->loss);
+        ud_json_field(stdout, "accuracy", m->accuracy);
+        ud_json_field(stdout, "val_loss", m->val_loss);
+        ud_json_field(stdout, "val_accuracy", m->val_accuracy);
+        ud_json_field(stdout, "samples_per_sec", m->samples_per_sec);
+        ud_json_field(stdout, "learning_rate", m->learning_rate);
+        ud_json_field(stdout, "seconds", m->seconds);
         printf("}\n");
         fflush(stdout);
     } else if (!o->quiet) {
@@ -398,10 +392,9 @@ static void warn_cb(void *user, const char *msg)
 static void json_eval(const char *what, const ud_model_t *m, const struct ud_eval_result *r)
 {
     int C = r->nclasses;
-    printf("{\"event\":\"evaluation\",\"set\":\"%s\",\"samples\":%zu,\"accuracy\":", what, r->n);
-    ud_json_num(stdout, r->accuracy);
-    printf(",\"loss\":");
-    ud_json_num(stdout, r->loss);
+    printf("{\"event\":\"evaluation\",\"set\":\"%s\",\"samples\":%zu", what, r->n);
+    ud_json_field(stdout, "accuracy", r->accuracy);
+    ud_json_field(stdout, "loss", r->loss);
     printf(",\"labels\":");
     ud_json_str_array(stdout, ud_model_labels(m), C);
     printf(",\"precision\":");
@@ -615,22 +608,15 @@ int main(int argc, char **argv)
     if (o.json) {
         if (have_test)
             json_eval("test", model, &ev);
-        printf("{\"event\":\"summary\",\"samples_per_sec\":");
-        ud_json_num(stdout, prog.best_rate);
-        printf(",\"train_loss\":");
-        ud_json_num(stdout, fin.loss);
-        printf(",\"train_accuracy\":");
-        ud_json_num(stdout, fin.accuracy);
-        printf(",\"validation_accuracy\":");
-        ud_json_num(stdout, fin.val_accuracy);
-        printf(",\"test_accuracy\":");
-        ud_json_num(stdout, have_test ? ev.accuracy : NAN);
-        printf(",\"test_loss\":");
-        ud_json_num(stdout, have_test ? ev.loss : NAN);
-        printf(",\"peak_rss_mb\":");
-        ud_json_num(stdout, peak_rss_mb());
-        printf(",\"seconds\":");
-        ud_json_num(stdout, seconds);
+        printf("{\"event\":\"summary\"");
+        ud_json_field(stdout, "samples_per_sec", prog.best_rate);
+        ud_json_field(stdout, "train_loss", fin.loss);
+        ud_json_field(stdout, "train_accuracy", fin.accuracy);
+        ud_json_field(stdout, "validation_accuracy", fin.val_accuracy);
+        ud_json_field(stdout, "test_accuracy", have_test ? ev.accuracy : NAN);
+        ud_json_field(stdout, "test_loss", have_test ? ev.loss : NAN);
+        ud_json_field(stdout, "peak_rss_mb", peak_rss_mb());
+        ud_json_field(stdout, "seconds", seconds);
         printf(",\"epochs\":%lld,\"params\":%zu,\"threads\":%d,\"out\":",
                (long long)o.params.epochs, ud_model_param_count(model), o.threads);
         ud_json_str(stdout, o.out);

@@ -68,3 +68,11 @@ void ud_json_num_array(FILE *f, const double *v, int n)
     }
     fputc(']', f);
 }
+
+void ud_json_field(FILE *f, const char *key, double v)
+{
+    fputc(',', f);
+    ud_json_str(f, key);
+    fputc(':', f);
+    ud_json_num(f, v);
+}
