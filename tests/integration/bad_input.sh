@@ -31,15 +31,7 @@ expect_failure()
 
 # --- fixtures: a small image folder, a CSV, a spec file, small IDX sets, two models
 fixture imgset imgs 8
-cat >tiny.spec <<'EOF'
-input 1 12 12
-conv2d 4 3 pad=1
-relu
-maxpool 2
-flatten
-dense 3
-softmax
-EOF
+cp "$IT_LIB/tiny12.spec" tiny.spec
 printf 'input 2 1 1\ndense 16\nrelu\ndense 3\nsoftmax\n' >tab.spec
 fixture csv c.csv 300 1
 img_args=(--arch tiny.spec --epochs 1 --batch 8 --threads 1 --seed 1)

@@ -8,16 +8,7 @@ it_require_bins "$WORKER" "$UPDRAFT"
 
 # 3 classes x (40 grey 12x12 + 2 RGB 20x16): checker, hstripes, vstripes.
 fixture imgset imgs 40
-cat >tiny.spec <<'EOF'
-# a tiny CNN for 12x12 grey images
-input 1 12 12
-conv2d 4 3 pad=1
-relu
-maxpool 2
-flatten
-dense 3
-softmax
-EOF
+cp "$IT_LIB/tiny12.spec" tiny.spec
 CLASSES='["checker", "hstripes", "vstripes"]'
 
 # ---- training ---------------------------------------------------------------------------------
