@@ -1011,6 +1011,26 @@ static bool udm_key_is(const msgpack_object *k, const char *s)
            memcmp(k->via.str.ptr, s, n) == 0;
 }
 
+/* o must be one of the n strings names[]: *idx gets its index. Anything else is UD_EFORMAT
+ * naming the field, what was found and what is allowed. */
+static int udm_get_choice(const msgpack_object *o, const char *field, const char *const *names,
+                          int n, int *idx, struct ud_err *e)
+{
+    if (o->type != MSGPACK_OBJECT_STR)
+        return udm_type_err(o, field, "a string", e);
+    for (int i = 0; i < n; i++)
+        if (udm_key_is(o, names[i])) {
+            *idx = i;
+            return 0;
+        }
+    char allowed[128] = "";
+    for (int i = 0; i < n; i++)
+        snprintf(allowed + strlen(allowed), sizeof allowed - strlen(allowed), "%s%s", i ? ", " : "",
+                 names[i]);
+    return ud_err_set(e, UD_EFORMAT, "%s: unknown value \"%.*s\" (allowed: %s)", field,
+                      o->via.str.size > 32 ? 32 : (int)o->via.str.size, o->via.str.ptr, allowed);
+}
+
 /* Matches a map against a fixed key set: every key a string from keys[], none repeated, all
  * present. vals[i] receives the value of keys[i]. */
 static int udm_fields(const msgpack_object *map, const char *field, const char *const *keys,
@@ -1162,18 +1182,11 @@ static int udm_parse_input(const msgpack_object *o, struct ud_arch *a, struct ud
         (rc = udm_get_dim(&v[0]->via.array.ptr[1], "input.shape[1] (H)", 1, &a->input.h, e)) < 0 ||
         (rc = udm_get_dim(&v[0]->via.array.ptr[2], "input.shape[2] (W)", 1, &a->input.w, e)) < 0)
         return rc;
-    if (udm_key_is(v[1], "image"))
-        in->kind = UD_INPUT_IMAGE;
-    else if (udm_key_is(v[1], "tabular"))
-        in->kind = UD_INPUT_TABULAR;
-    else if (v[1]->type == MSGPACK_OBJECT_STR)
-        return ud_err_set(e, UD_EFORMAT,
-                          "input.kind: \"%.*s\" is neither \"image\" nor "
-                          "\"tabular\"",
-                          v[1]->via.str.size > 32 ? 32 : (int)v[1]->via.str.size,
-                          v[1]->via.str.ptr);
-    else
-        return udm_type_err(v[1], "input.kind", "a string", e);
+    static const char *const kinds[] = {"image", "tabular"};
+    int k = 0;
+    if ((rc = udm_get_choice(v[1], "input.kind", kinds, 2, &k, e)) < 0)
+        return rc;
+    in->kind = k == 0 ? UD_INPUT_IMAGE : UD_INPUT_TABULAR;
     if ((rc = udm_get_float(v[2], "input.scale", &in->scale, e)) < 0 ||
         (rc = udm_get_float(v[3], "input.offset", &in->offset, e)) < 0)
         return rc;
@@ -1412,18 +1425,11 @@ static int udm_parse_defaults(const msgpack_object *o, struct ud_update_defaults
     if (rc < 0)
         return rc;
     memset(d, 0, sizeof *d);
-    if (udm_key_is(v[0], "sgd"))
-        d->optimizer = UD_OPT_SGD;
-    else if (udm_key_is(v[0], "adam"))
-        d->optimizer = UD_OPT_ADAM;
-    else if (v[0]->type == MSGPACK_OBJECT_STR)
-        return ud_err_set(e, UD_EFORMAT,
-                          "update_defaults.optimizer: unknown optimizer "
-                          "\"%.*s\" (sgd, adam)",
-                          v[0]->via.str.size > 32 ? 32 : (int)v[0]->via.str.size,
-                          v[0]->via.str.ptr);
-    else
-        return udm_type_err(v[0], "update_defaults.optimizer", "a string", e);
+    static const char *const optimizers[] = {"sgd", "adam"};
+    int k = 0;
+    if ((rc = udm_get_choice(v[0], "update_defaults.optimizer", optimizers, 2, &k, e)) < 0)
+        return rc;
+    d->optimizer = k == 0 ? UD_OPT_SGD : UD_OPT_ADAM;
     struct ud_param_double *pd[] = {&d->learning_rate, &d->momentum, &d->weight_decay,
                                     &d->beta1,         &d->beta2,    &d->eps};
     for (int i = 0; i < 6; i++)

@@ -592,17 +592,19 @@ static void test_bit_flips_everywhere(void **state)
 #define HAND_PARAMS 23
 
 struct hand {
-    int param_delta;    /* floats more or fewer than the architecture implies */
-    const char *kind1;  /* layers[1].kind */
-    int nlabels;        /* labels written */
-    const char *label1; /* labels[1] */
-    double lr_value;    /* update_defaults.learning_rate.value (range [0, 1]) */
-    float param0;       /* params[0] */
-    bool author_int;    /* metadata.author as an integer */
-    bool extra_key;     /* an unknown top-level key */
-    bool no_metrics;    /* leave "metrics" out */
-    bool dup_metric;    /* "loss" twice */
-    int units2;         /* layers[2].units */
+    int param_delta;        /* floats more or fewer than the architecture implies */
+    const char *kind1;      /* layers[1].kind */
+    int nlabels;            /* labels written */
+    const char *label1;     /* labels[1] */
+    double lr_value;        /* update_defaults.learning_rate.value (range [0, 1]) */
+    float param0;           /* params[0] */
+    bool author_int;        /* metadata.author as an integer */
+    bool extra_key;         /* an unknown top-level key */
+    bool no_metrics;        /* leave "metrics" out */
+    bool dup_metric;        /* "loss" twice */
+    int units2;             /* layers[2].units */
+    const char *input_kind; /* input.kind */
+    const char *optimizer;  /* update_defaults.optimizer */
 };
 
 static struct hand hand_default(void)
@@ -612,7 +614,9 @@ static struct hand hand_default(void)
                          .label1 = "yes",
                          .lr_value = 0.01,
                          .param0 = 0.5f,
-                         .units2 = 2};
+                         .units2 = 2,
+                         .input_kind = "tabular",
+                         .optimizer = "sgd"};
 }
 
 static void pk_str(msgpack_packer *pk, const char *s)
@@ -679,7 +683,7 @@ static char *hand_file(const struct hand *h, size_t *len)
     msgpack_pack_int(&pk, 1);
     msgpack_pack_int(&pk, 1);
     pk_str(&pk, "kind");
-    pk_str(&pk, "tabular");
+    pk_str(&pk, h->input_kind);
     pk_str(&pk, "scale");
     msgpack_pack_float(&pk, 1.0f);
     pk_str(&pk, "offset");
@@ -719,7 +723,7 @@ static char *hand_file(const struct hand *h, size_t *len)
     pk_str(&pk, "update_defaults");
     msgpack_pack_map(&pk, 12);
     pk_str(&pk, "optimizer");
-    pk_str(&pk, "sgd");
+    pk_str(&pk, h->optimizer);
     pk_pd(&pk, "learning_rate", h->lr_value, 0.0, 1.0);
     pk_pd(&pk, "momentum", 0.9, 0.0, 1.0);
     pk_pd(&pk, "weight_decay", 0.0, 0.0, 1.0);
@@ -832,6 +836,18 @@ static void test_handmade_wrong_contents(void **state)
     assert_int_equal(hand_fails(&h, &e), UD_EFORMAT);
     assert_msg_has(&e, "layers[1].kind");
     assert_msg_has(&e, "swish");
+
+    h = hand_default(), h.input_kind = "audio";
+    assert_int_equal(hand_fails(&h, &e), UD_EFORMAT);
+    assert_msg_has(&e, "input.kind");
+    assert_msg_has(&e, "audio");
+    assert_msg_has(&e, "image, tabular");
+
+    h = hand_default(), h.optimizer = "rmsprop";
+    assert_int_equal(hand_fails(&h, &e), UD_EFORMAT);
+    assert_msg_has(&e, "update_defaults.optimizer");
+    assert_msg_has(&e, "rmsprop");
+    assert_msg_has(&e, "sgd, adam");
 
     h = hand_default(), h.nlabels = 3;
     assert_int_equal(hand_fails(&h, &e), UD_ESHAPE);
