@@ -47,6 +47,15 @@
 /* Multiplier that spreads epochs over the shuffle streams (2^64 / golden ratio, odd). */
 #define UD_UPDATE_EPOCH_MIX 0x9e3779b97f4a7c15ULL
 
+/* Epoch accumulators, global (summed over ranks). */
+struct epoch_acc {
+    double loss_sum; /* sum of per-sample losses */
+    double correct;
+    double samples;
+    double start;    /* CLOCK_MONOTONIC at the epoch's start (or the resume) */
+    double samples0; /* samples counted before that start (a resumed epoch) */
+};
+
 struct ud_update_task {
     ud_model_t *model;                    /* borrowed */
     const struct ud_batch_provider *data; /* borrowed */
@@ -87,14 +96,10 @@ struct ud_update_task {
     /* The fused step (standalone runs): backward's grad_ready applies each layer's update. */
     double fused_lr;
     int fused_bad_layer; /* -1, or the layer whose gradients were not finite */
-};
-
-/* Epoch accumulators, global (summed over ranks). */
-struct epoch_acc {
-    double loss_sum; /* sum of per-sample losses */
-    double correct;
-    double samples;
-    double start; /* CLOCK_MONOTONIC at the epoch's start */
+    /* Spans stepped through grad_sync's apply callback this step, and whether any was bad. */
+    size_t applied;
+    int applied_bad;
+    struct epoch_acc *acc; /* the current epoch's sums (train's) */
 };
 
 static double now_s(void)
@@ -295,6 +300,18 @@ static void fused_ready(void *user, int layer, struct ud_span span)
         t->cfg.hooks.grad_ready(t->cfg.hooks.user, layer, span);
 }
 
+/* grad_sync's apply callback: the span holds the global sum, so step it now. */
+static int apply_span(void *ctx, struct ud_span span)
+{
+    ud_update_task_t *t = ctx;
+    t->applied++;
+    int rc = ud_optim_step_span(t->opt, ud_model_params(t->model), ud_model_grads(t->model), span,
+                                t->fused_lr);
+    if (rc)
+        t->applied_bad = 1;
+    return rc;
+}
+
 /* Reads samples order[first .. first + b) into the batch buffers. */
 static int gather(ud_update_task_t *t, const struct ud_batch_provider *p, const uint32_t *idx,
                   size_t first, size_t b)
@@ -358,8 +375,12 @@ static int train_step(ud_update_task_t *t, int64_t e, int64_t s, struct epoch_ac
     } else {
         zero_grads(t);
     }
-    if (hk->grad_sync && (rc = hk->grad_sync(hk->user, ud_model_grads(t->model),
-                                             ud_model_param_count(t->model), &t->err)))
+    t->applied = 0;
+    t->applied_bad = 0;
+    t->fused_lr = lr;
+    if (hk->grad_sync &&
+        (rc = hk->grad_sync(hk->user, ud_model_grads(t->model), ud_model_param_count(t->model),
+                            apply_span, t, &t->err)))
         return rc;
     double v[3] = {loss * (double)b, (double)correct, (double)b};
     if (hk->metric_sync && (rc = hk->metric_sync(hk->user, v, 3, &t->err)))
@@ -374,7 +395,21 @@ static int train_step(ud_update_task_t *t, int64_t e, int64_t s, struct epoch_ac
     /* A finite loss can still come with overflowing gradients. After grad_sync (the global sum)
      * they are checked before they are applied; the fused path finds them while applying them,
      * so the bad layer and those above it have taken the step, and the task fails. */
-    if (fused) {
+    const struct ud_span *spans;
+    size_t nspans = ud_model_updatable_spans(t->model, &spans);
+    if (t->applied && t->applied != nspans)
+        return ud_err_set(&t->err, UD_EINTERNAL,
+                          "grad_sync stepped %zu of the model's %zu updatable spans at epoch "
+                          "%lld step %lld",
+                          t->applied, nspans, (long long)e, (long long)s);
+    if (t->applied) {
+        ud_optim_end_step(t->opt);
+        if (t->applied_bad)
+            return ud_err_set(&t->err, UD_ENONFINITE,
+                              "gradients became NaN or infinite at epoch %lld step %lld; lower "
+                              "the learning rate (or check the data for non-finite values)",
+                              (long long)e, (long long)s);
+    } else if (fused) {
         ud_optim_end_step(t->opt);
         if (t->fused_bad_layer >= 0)
             return ud_err_set(&t->err, UD_ENONFINITE,
@@ -388,8 +423,6 @@ static int train_step(ud_update_task_t *t, int64_t e, int64_t s, struct epoch_ac
                               "gradients became NaN or infinite at epoch %lld step %lld; lower "
                               "the learning rate (or check the data for non-finite values)",
                               (long long)e, (long long)s);
-        const struct ud_span *spans;
-        size_t nspans = ud_model_updatable_spans(t->model, &spans);
         ud_optim_step(t->opt, ud_model_params(t->model), ud_model_grads(t->model), spans, nspans,
                       lr);
     }
@@ -413,7 +446,7 @@ static int train_step(ud_update_task_t *t, int64_t e, int64_t s, struct epoch_ac
         .val_loss = NAN,
         .val_accuracy = NAN,
     };
-    m.samples_per_sec = m.epoch_seconds > 0 ? acc->samples / m.epoch_seconds : 0;
+    m.samples_per_sec = m.epoch_seconds > 0 ? (acc->samples - acc->samples0) / m.epoch_seconds : 0;
     set_position(t, e, s + 1);
     publish(t, &m);
     if (hk->after_step && (rc = hk->after_step(hk->user, t, &t->err))) {
@@ -477,6 +510,12 @@ static int train(ud_update_task_t *t)
     for (int64_t e = e0; e < P->epochs; e++) {
         ud_update_epoch_order(P->seed, e, P->shuffle, t->order, t->n);
         struct epoch_acc acc = {.start = now_s()};
+        if (e == e0 && s0 > 0) {
+            acc.loss_sum = t->cfg.start_sums[0];
+            acc.correct = t->cfg.start_sums[1];
+            acc.samples = acc.samples0 = t->cfg.start_sums[2];
+        }
+        t->acc = &acc;
         for (int64_t s = e == e0 ? s0 : 0; s < t->spe; s++) {
             if (atomic_load(&t->cancel))
                 return cancelled(t, e, s);
@@ -498,8 +537,10 @@ static int train(ud_update_task_t *t)
         double now = now_s();
         m.epoch_seconds = now - acc.start;
         m.seconds = now - t->t0;
-        m.samples_per_sec = m.epoch_seconds > 0 ? acc.samples / m.epoch_seconds : 0;
+        m.samples_per_sec =
+            m.epoch_seconds > 0 ? (acc.samples - acc.samples0) / m.epoch_seconds : 0;
         emit(t, UD_EVENT_EPOCH_END, &m);
+        t->acc = NULL;
     }
     if (atomic_load(&t->cancel))
         return cancelled(t, P->epochs, 0);
@@ -512,6 +553,7 @@ static int run_body(ud_update_task_t *t)
     state_set(t, UD_TASK_RUNNING);
     note_cancel(t);
     int rc = train(t);
+    t->acc = NULL;
     if (rc && !t->err.code)
         ud_err_set(&t->err, rc, "%s", ud_strerror(rc));
     if (rc && t->err.code != rc)
@@ -784,6 +826,13 @@ ud_model_t *ud_update_task_model(ud_update_task_t *t)
 ud_optim_t *ud_update_task_optim(ud_update_task_t *t)
 {
     return t->opt;
+}
+
+void ud_update_task_epoch_sums(const ud_update_task_t *t, double sums[3])
+{
+    sums[0] = t->acc ? t->acc->loss_sum : 0;
+    sums[1] = t->acc ? t->acc->correct : 0;
+    sums[2] = t->acc ? t->acc->samples : 0;
 }
 
 void ud_update_task_position(const ud_update_task_t *t, int64_t *epoch, int64_t *minibatch)

@@ -94,7 +94,9 @@ struct seen {
     int lr_zero_at_epoch_end;  /* set lr 0 in EPOCH_END of this epoch (-1: never) */
     char sha_at_epoch_end[65]; /* params after that epoch's last step */
     int rwp_rc_range, rwp_rc_key, rwp_rc_nan;
-    atomic_int minibatches; /* for the thread that cancels */
+    atomic_int minibatches;   /* for the thread that cancels */
+    double sums_at_cancel[3]; /* the epoch sums where it cancelled (a checkpoint's) */
+    double epoch_end_loss[4], epoch_end_acc[4];
 };
 
 static void seen_init(struct seen *s)
@@ -119,6 +121,10 @@ static void on_progress(struct ud_update_context *ctx, void *user)
         s->begin++;
         break;
     case UD_EVENT_EPOCH_END:
+        if (ctx->metrics.epoch_index >= 0 && ctx->metrics.epoch_index < 4) {
+            s->epoch_end_loss[ctx->metrics.epoch_index] = ctx->metrics.loss;
+            s->epoch_end_acc[ctx->metrics.epoch_index] = ctx->metrics.accuracy;
+        }
         s->epoch_end++;
         if (ctx->metrics.epoch_index == s->lr_zero_at_epoch_end) {
             ud_model_params_sha256(ctx->model, s->sha_at_epoch_end);
@@ -137,8 +143,10 @@ static void on_progress(struct ud_update_context *ctx, void *user)
     case UD_EVENT_MINIBATCH_END:
         s->minibatch_end++;
         atomic_fetch_add(&s->minibatches, 1);
-        if (ctx->metrics.step == s->cancel_at_step)
+        if (ctx->metrics.step == s->cancel_at_step) {
+            ud_update_task_epoch_sums(ctx->task, s->sums_at_cancel);
             assert_int_equal(ud_update_task_cancel(ctx->task), 0);
+        }
         break;
     default:
         s->other++;
@@ -513,7 +521,10 @@ static void train_sha(const struct ud_update_config *c, ud_dataset_t *ds, char s
     ud_dataset_provider(ds, NULL, 0, &p);
     static struct seen s;
     seen_init(&s);
-    ud_update_task_t *t = task_or_fail(m, &p, c, 0, &s);
+    struct ud_update_config cc = *c;
+    if (!cc.hooks.user)
+        cc.hooks.user = m; /* for applying_grad_sync */
+    ud_update_task_t *t = task_or_fail(m, &p, &cc, 0, &s);
     assert_int_equal(ud_update_task_run(t), 0);
     ud_model_params_sha256(m, sha);
     ud_update_task_destroy(&t);
@@ -541,15 +552,31 @@ static void test_determinism(void **state)
     ud_dataset_destroy(&ds);
 }
 
-static int noop_grad_sync(void *user, float *g, size_t n, struct ud_err *e)
+static int noop_grad_sync(void *user, float *g, size_t n, ud_span_apply_fn apply, void *actx,
+                          struct ud_err *e)
 {
-    (void)user, (void)g, (void)n, (void)e;
+    (void)user, (void)g, (void)n, (void)apply, (void)actx, (void)e;
+    return 0;
+}
+
+/* Steps every span through apply, top layer first, as the MPI worker does when each bucket's
+ * sum arrives. */
+static int applying_grad_sync(void *user, float *g, size_t n, ud_span_apply_fn apply, void *actx,
+                              struct ud_err *e)
+{
+    ud_model_t *m = user;
+    const struct ud_span *spans;
+    size_t ns = ud_model_updatable_spans(m, &spans);
+    (void)g, (void)n, (void)e;
+    for (size_t i = ns; i-- > 0;)
+        if (apply(actx, spans[i]))
+            return UD_ENONFINITE;
     return 0;
 }
 
 /* Standalone runs apply each layer's step inside backward (fused); a run with a grad_sync hook
- * steps after backward. Both must give bitwise the same parameters, for SGD with momentum,
- * Nesterov and weight decay, and for Adam. */
+ * steps after backward, or span by span through apply. All must give bitwise the same parameters,
+ * for SGD with momentum, Nesterov and weight decay, and for Adam. */
 static void test_fused_step_matches_unfused(void **state)
 {
     (void)state;
@@ -563,11 +590,14 @@ static void test_fused_step_matches_unfused(void **state)
             c.params.nesterov = 1;
             c.params.weight_decay = 1e-3;
         }
-        char fused[65], unfused[65];
+        char fused[65], unfused[65], applied[65];
         train_sha(&c, ds, fused);
         c.hooks.grad_sync = noop_grad_sync;
         train_sha(&c, ds, unfused);
         assert_string_equal(fused, unfused);
+        c.hooks.grad_sync = applying_grad_sync;
+        train_sha(&c, ds, applied);
+        assert_string_equal(fused, applied);
     }
     ud_dataset_destroy(&ds);
 }
@@ -646,9 +676,11 @@ static void test_resume_position(void **state)
     /* Straight: 2 epochs. */
     ud_model_t *ref = make_model(3);
     seen_init(&s);
-    ud_update_task_t *t = task_or_fail(ref, &p, &c, 0, &s);
+    ud_update_task_t *t = task_or_fail(ref, &p, &c, ALL, &s);
     assert_int_equal(ud_update_task_run(t), 0);
     ud_update_task_destroy(&t);
+    double ref_loss[2] = {s.epoch_end_loss[0], s.epoch_end_loss[1]};
+    double ref_acc[2] = {s.epoch_end_acc[0], s.epoch_end_acc[1]};
 
     for (int variant = 0; variant < 2; variant++) {
         ud_model_t *m = make_model(3);
@@ -679,6 +711,8 @@ static void test_resume_position(void **state)
         struct ud_update_config c2 = c;
         c2.start_epoch = pe;
         c2.start_minibatch = pm;
+        if (pm > 0)
+            memcpy(c2.start_sums, s.sums_at_cancel, sizeof c2.start_sums);
         seen_init(&s);
         t = task_or_fail(m, &p, &c2, ALL, &s);
         size_t ns2;
@@ -695,6 +729,10 @@ static void test_resume_position(void **state)
         assert_int_equal(s.minibatch_end, 2 * SPE - steps);
         assert_memory_equal(ud_model_params(m), ud_model_params(ref),
                             ud_model_param_count(m) * sizeof(float));
+        /* With the epoch's sums carried over, the resumed epoch reports what the straight run
+         * did, exactly. */
+        assert_true(s.epoch_end_loss[pe] == ref_loss[pe]);
+        assert_true(s.epoch_end_acc[pe] == ref_acc[pe]);
         ud_update_task_destroy(&t);
         free(saved);
         ud_model_destroy(&m);
@@ -904,8 +942,10 @@ static void sim_ready(void *user, int layer, struct ud_span span)
 
 /* Both ranks compute the same sum in the same order, then each copies it into its own
  * buffer once neither still reads the other's. */
-static int sim_grad_sync(void *user, float *g, size_t n, struct ud_err *e)
+static int sim_grad_sync(void *user, float *g, size_t n, ud_span_apply_fn apply, void *actx,
+                         struct ud_err *e)
 {
+    (void)apply, (void)actx;
     struct sim_rank *r = user;
     struct sim_shared *sh = r->sh;
     float *sum = malloc(n * sizeof *sum);

@@ -79,6 +79,7 @@ struct ud_update_context {
 };
 
 typedef void (*ud_update_handler_fn)(struct ud_update_context *ctx, void *user);
+typedef int (*ud_span_apply_fn)(void *ctx, struct ud_span span);
 
 /* MLUpdateProgressHandlers: an event mask, an optional progress handler, a required completion
  * handler. Handlers run on the task's thread; the task is SUSPENDED while they run. */
@@ -95,8 +96,15 @@ struct ud_update_hooks {
     /* Called during backward as each layer's gradients become final. */
     ud_grad_ready_fn grad_ready;
     /* Called after backward, before the optimizer step: must leave in grads the sum over all
-     * ranks (each rank's gradient is already scaled by 1/global batch). */
-    int (*grad_sync)(void *user, float *grads, size_t n, struct ud_err *e);
+     * ranks (each rank's gradient is already scaled by 1/global batch). It may call
+     * apply(apply_ctx, span) for each of the model's updatable spans (ud_model_updatable_spans)
+     * as soon as that span holds the global sum: the engine then takes the optimizer step for
+     * that span at once, overlapping it with the communication of the others. It calls apply
+     * for every span exactly once, or never (the engine then steps after grad_sync returns).
+     * apply returns UD_ENONFINITE for a span with NaN/infinite gradients (the hook should keep
+     * going: every rank sees the same sums, so all fail at the same step). */
+    int (*grad_sync)(void *user, float *grads, size_t n, ud_span_apply_fn apply, void *apply_ctx,
+                     struct ud_err *e);
     /* Sums n doubles across ranks in place (loss sums, correct counts). */
     int (*metric_sync)(void *user, double *v, size_t n, struct ud_err *e);
     /* Called after every step with the global step count; may write checkpoints. A non-zero
@@ -109,8 +117,11 @@ struct ud_update_config {
     struct ud_update_params params; /* effective parameters (see ud_update_params_check) */
     const struct ud_batch_provider *validation; /* optional, scored at every epoch end */
     struct ud_update_hooks hooks;
-    /* Where to start: a resumed run continues at (start_epoch, start_minibatch). */
+    /* Where to start: a resumed run continues at (start_epoch, start_minibatch), with the
+     * epoch's sums so far (loss sum, correct count, samples; from ud_update_task_epoch_sums
+     * at the checkpoint) so that its epoch-end metrics match an uninterrupted run. */
     int64_t start_epoch, start_minibatch;
+    double start_sums[3];
 };
 
 /* Creates a task on model (borrowed: it must outlive the task) and data (borrowed). Validates
@@ -155,6 +166,9 @@ ud_model_t *ud_update_task_model(ud_update_task_t *t);
 ud_optim_t *ud_update_task_optim(ud_update_task_t *t);
 /* Position of the next step: epoch and mini-batch within it. */
 void ud_update_task_position(const ud_update_task_t *t, int64_t *epoch, int64_t *minibatch);
+/* The current epoch's global sums so far: loss sum, correct count, samples. For checkpoints;
+ * call from the task's thread (an after_step hook). */
+void ud_update_task_epoch_sums(const ud_update_task_t *t, double sums[3]);
 /* The latest metrics (a copy). */
 struct ud_update_metrics ud_update_task_metrics(const ud_update_task_t *t);
 
