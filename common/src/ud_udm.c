@@ -7,12 +7,13 @@
  *  Reading goes in an order that lets each failure be named: the envelope is parsed by hand,
  *  byte by byte, so that a foreign file, a future version and a truncated file are told apart
  *  before anything else; then the checksum (corruption); then the body is walked once by a
- *  small structural scanner (udm_scan_obj) that bounds nesting, object count and every declared
- *  length by the bytes actually present, so msgpack's unpacker never allocates from a size the
- *  file cannot back; only then does msgpack build objects, and every object's type is checked
- *  before use. The model is built by ud_model_new from the parsed architecture and then checked
- *  as a whole by the same function the encoder uses, so whatever can be written can be read and
- *  nothing else can.
+ *  small structural scanner that bounds nesting, object count and every declared length by the
+ *  bytes actually present, so msgpack's unpacker never allocates from a size the file cannot
+ *  back; only then does msgpack build objects, and every object's type is checked before use.
+ *  The model is built by ud_model_new from the parsed architecture and then checked as a whole
+ *  by the same function the encoder uses, so whatever can be written can be read and nothing
+ *  else can. The envelope, the scanner and the field readers live in ud_envelope.c, shared with
+ *  the checkpoint files.
  *
  *  Encoding is deterministic: fixed key order, free-form maps sorted by key, minimal msgpack
  *  integer encodings, floats as float32 and doubles as float64. It runs the packer twice, once
@@ -20,12 +21,11 @@
  */
 #include "updraft/ud_udm.h"
 
+#include "ud_envelope_impl.h"
 #include "ud_udm_impl.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <float.h>
-#include <limits.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -38,79 +38,17 @@
 #include <msgpack.h>
 #include <sodium.h>
 
-/* The envelope every version starts with: a fixarray header, then the magic as a fixstr. */
-#define UDM_MAGIC_LEN    4
-#define UDM_PREFIX_LEN   (1 + 1 + UDM_MAGIC_LEN)
-#define UDM_V1_ARRAY     0x94    /* fixarray of 4 */
-#define UDM_SUM_HEAD_LEN 2       /* bin8 header of the checksum: c4 20 */
-#define UDM_SUM_LEN      32      /* crypto_hash_sha256_BYTES */
-#define UDM_MAX_DEPTH    8       /* nesting of the body; version 1 needs 3 */
-#define UDM_MAX_OBJECTS  1000000 /* msgpack objects in a body; version 1 needs < 20000 */
-#define UDM_PARAM_CHUNK  4096    /* floats converted per bin_body call */
+static const struct ud__env_format udm_format = {
+    .magic = UD_UDM_MAGIC,
+    .version = UD_UDM_VERSION,
+    .what = "updraft model",
+    .noun = "model",
+    .max_bytes = UD_UDM_MAX_BYTES,
+};
 
 /* ------------------------------------------------------------------------------------------ */
 /* Small helpers                                                                              */
 /* ------------------------------------------------------------------------------------------ */
-
-static int udm_sodium(struct ud_err *e)
-{
-    if (sodium_init() < 0)
-        return ud_err_set(e, UD_EINTERNAL, "libsodium failed to initialise");
-    return 0;
-}
-
-static uint32_t udm_f32_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static float udm_f32_from_bits(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-/* Strict UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF) and no NUL byte, since
- * the strings become C strings. */
-static bool udm_utf8_ok(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        if (c < 0x80) {
-            if (c == 0)
-                return false;
-            i++;
-            continue;
-        }
-        size_t k;
-        uint32_t cp, min;
-        if ((c & 0xe0) == 0xc0) {
-            k = 1, cp = c & 0x1f, min = 0x80;
-        } else if ((c & 0xf0) == 0xe0) {
-            k = 2, cp = c & 0x0f, min = 0x800;
-        } else if ((c & 0xf8) == 0xf0) {
-            k = 3, cp = c & 0x07, min = 0x10000;
-        } else {
-            return false;
-        }
-        if (k > n - i - 1)
-            return false;
-        for (size_t j = 1; j <= k; j++) {
-            unsigned cc = s[i + j];
-            if ((cc & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (cc & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += k + 1;
-    }
-    return true;
-}
 
 /* A C string the model holds, checked against the format's rules. NULL is allowed only when
  * nullable. Codes are the encoder's (UD_ELIMIT, UD_EINVAL); the decoder maps them. */
@@ -127,7 +65,7 @@ static int udm_check_cstr(const char *s, size_t max, bool nullable, bool nonempt
         return ud_err_set(e, UD_ELIMIT, "%s: %zu bytes, the limit is %zu", field, n, max);
     if (nonempty && n == 0)
         return ud_err_set(e, UD_EINVAL, "%s: empty", field);
-    if (!udm_utf8_ok((const unsigned char *)s, n))
+    if (!ud__env_utf8_ok((const unsigned char *)s, n))
         return ud_err_set(e, UD_EINVAL, "%s: not valid UTF-8", field);
     return 0;
 }
@@ -410,27 +348,6 @@ out_free_order:
 /* Encoding                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
-/* The packer's sink: counts only (data NULL), or writes into an exactly sized buffer. */
-struct udm_out {
-    char *data;
-    size_t len, cap;
-    bool overflow;
-};
-
-static int udm_out_write(void *user, const char *buf, size_t n)
-{
-    struct udm_out *o = user;
-    if (o->data) {
-        if (n > o->cap - o->len) {
-            o->overflow = true;
-            return -1;
-        }
-        memcpy(o->data + o->len, buf, n);
-    }
-    o->len += n;
-    return 0;
-}
-
 static void udm_pack_str(msgpack_packer *pk, const char *s)
 {
     if (s)
@@ -596,22 +513,8 @@ static void udm_pack_body(msgpack_packer *pk, const ud_model_t *m, const struct 
     udm_pack_bool(pk, d->nesterov);
 
     /* params: f32 little-endian whatever the host, converted a chunk at a time. */
-    size_t np = ud_model_param_count(m);
-    const float *p = ud_model_params_const(m);
     udm_pack_str(pk, "params");
-    msgpack_pack_bin(pk, np * 4);
-    unsigned char chunk[UDM_PARAM_CHUNK * 4];
-    for (size_t i = 0; i < np; i += UDM_PARAM_CHUNK) {
-        size_t n = np - i < UDM_PARAM_CHUNK ? np - i : UDM_PARAM_CHUNK;
-        for (size_t j = 0; j < n; j++) {
-            uint32_t u = udm_f32_bits(p[i + j]);
-            chunk[4 * j + 0] = (unsigned char)(u);
-            chunk[4 * j + 1] = (unsigned char)(u >> 8);
-            chunk[4 * j + 2] = (unsigned char)(u >> 16);
-            chunk[4 * j + 3] = (unsigned char)(u >> 24);
-        }
-        msgpack_pack_bin_body(pk, chunk, n * 4);
-    }
+    ud__env_pack_f32_bin(pk, ud_model_params_const(m), ud_model_param_count(m));
 
     udm_pack_str(pk, "metrics");
     msgpack_pack_map(pk, o->nmetrics);
@@ -624,49 +527,16 @@ static void udm_pack_body(msgpack_packer *pk, const ud_model_t *m, const struct 
     }
 }
 
-/* Builds a whole file around a body of body_len bytes: either the raw bytes, or (raw NULL) the
- * model's body packed by udm_pack_body. *buf is fresh, exactly *len bytes. */
-static int udm_seal(uint64_t version, size_t body_len, const void *raw, const ud_model_t *m,
-                    const struct udm_order *o, char **buf, size_t *len, struct ud_err *e)
+/* The body packer as ud__env_seal calls it. */
+struct udm_body {
+    const ud_model_t *m;
+    const struct udm_order *o;
+};
+
+static void udm_pack_body_fn(msgpack_packer *pk, const void *ctx)
 {
-    struct udm_out out = {0};
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &out, udm_out_write);
-
-    /* Count the envelope up to the body, then size the whole file. */
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_str_with_body(&pk, UD_UDM_MAGIC, UDM_MAGIC_LEN);
-    msgpack_pack_uint64(&pk, version);
-    msgpack_pack_bin(&pk, body_len);
-    size_t head = out.len;
-    if (body_len > UD_UDM_MAX_BYTES - head - UDM_SUM_HEAD_LEN - UDM_SUM_LEN)
-        return ud_err_set(e, UD_ELIMIT, "the encoded model would be %zu bytes, the limit is %zu",
-                          body_len + head + UDM_SUM_HEAD_LEN + UDM_SUM_LEN, UD_UDM_MAX_BYTES);
-    size_t total = head + body_len + UDM_SUM_HEAD_LEN + UDM_SUM_LEN;
-
-    out = (struct udm_out){.data = malloc(total), .cap = total};
-    if (!out.data)
-        return ud_err_set(e, UD_ENOMEM, "cannot allocate %zu bytes for the encoded model", total);
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_str_with_body(&pk, UD_UDM_MAGIC, UDM_MAGIC_LEN);
-    msgpack_pack_uint64(&pk, version);
-    msgpack_pack_bin(&pk, body_len);
-    if (raw)
-        msgpack_pack_bin_body(&pk, raw, body_len);
-    else
-        udm_pack_body(&pk, m, o);
-    if (out.overflow || out.len != head + body_len) {
-        free(out.data);
-        return ud_err_set(e, UD_EINTERNAL, "encoder size mismatch (%zu bytes, expected %zu)",
-                          out.len, head + body_len);
-    }
-    unsigned char *sum = (unsigned char *)out.data + out.len;
-    sum[0] = 0xc4;
-    sum[1] = UDM_SUM_LEN;
-    crypto_hash_sha256(sum + UDM_SUM_HEAD_LEN, (const unsigned char *)out.data, out.len);
-    *buf = out.data;
-    *len = total;
-    return 0;
+    const struct udm_body *b = ctx;
+    udm_pack_body(pk, b->m, b->o);
 }
 
 static int udm_encode(const ud_model_t *m, uint64_t version, char **buf, size_t *len,
@@ -676,20 +546,15 @@ static int udm_encode(const ud_model_t *m, uint64_t version, char **buf, size_t 
         return ud_err_set(e, UD_EINVAL, "ud_udm_encode: NULL argument");
     *buf = NULL;
     *len = 0;
-    int rc = udm_sodium(e);
+    int rc = ud__env_sodium(e);
     if (rc < 0)
         return rc;
     struct udm_order o = {0};
     if ((rc = udm_check_model(m, &o, e)) < 0)
         return rc;
 
-    /* Counting pass: the body's exact size, so the file is allocated once. */
-    struct udm_out count = {0};
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &count, udm_out_write);
-    udm_pack_body(&pk, m, &o);
-
-    rc = udm_seal(version, count.len, NULL, m, &o, buf, len, e);
+    struct udm_body body = {m, &o};
+    rc = ud__env_seal(&udm_format, version, udm_pack_body_fn, &body, NULL, 0, buf, len, e);
     udm_order_deinit(&o);
     return rc;
 }
@@ -708,464 +573,21 @@ int ud__udm_encode_version(const ud_model_t *m, uint64_t version, char **buf, si
 int ud__udm_wrap(const void *body, size_t body_len, uint64_t version, char **buf, size_t *len,
                  struct ud_err *e)
 {
-    *buf = NULL;
-    *len = 0;
-    int rc = udm_sodium(e);
-    if (rc < 0)
-        return rc;
-    return udm_seal(version, body_len, body ? body : "", NULL, NULL, buf, len, e);
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* Decoding: the envelope                                                                     */
-/* ------------------------------------------------------------------------------------------ */
-
-/* Reads a big-endian unsigned of k bytes at p[*off]; false when the data ends first. */
-static bool udm_be(const unsigned char *p, size_t len, size_t *off, size_t k, uint64_t *v)
-{
-    if (k > len - *off)
-        return false;
-    uint64_t x = 0;
-    for (size_t i = 0; i < k; i++)
-        x = (x << 8) | p[*off + i];
-    *off += k;
-    *v = x;
-    return true;
-}
-
-/* Finds the body of a version 1 file and verifies the checksum. */
-static int udm_open_envelope(const unsigned char *p, size_t len, const unsigned char **body,
-                             size_t *body_len, struct ud_err *e)
-{
-    static const char magic[] = "\xa4" UD_UDM_MAGIC; /* fixstr of 4, then the magic */
-    if (len == 0)
-        return ud_err_set(e, UD_EFOREIGN, "empty file (0 bytes): not an updraft model");
-    /* Any fixarray of 2+ elements, then the magic: the one thing every version keeps. */
-    size_t have = len < UDM_PREFIX_LEN ? len : UDM_PREFIX_LEN;
-    if (p[0] < 0x92 || p[0] > 0x9f || memcmp(p + 1, magic, have - 1) != 0)
-        return ud_err_set(e, UD_EFOREIGN,
-                          "not an updraft model (no \"" UD_UDM_MAGIC "\" magic; the file "
-                          "starts with bytes %02x %02x %02x %02x)",
-                          p[0], len > 1 ? p[1] : 0, len > 2 ? p[2] : 0, len > 3 ? p[3] : 0);
-    if (len < UDM_PREFIX_LEN)
-        return ud_err_set(e, UD_ETRUNCATED,
-                          "truncated: the file ends after %zu bytes, inside "
-                          "the header",
-                          len);
-
-    /* The format version: a msgpack unsigned integer. */
-    size_t off = UDM_PREFIX_LEN;
-    uint64_t version = 0;
-    if (off >= len)
-        return ud_err_set(e, UD_ETRUNCATED, "truncated: the file ends before the format version");
-    unsigned char t = p[off++];
-    size_t k = t <= 0x7f ? 0 : t == 0xcc ? 1 : t == 0xcd ? 2 : t == 0xce ? 4 : t == 0xcf ? 8 : 9;
-    if (k == 9)
-        return ud_err_set(e, UD_EFORMAT,
-                          "format version: expected an unsigned integer, found "
-                          "msgpack type byte 0x%02x",
-                          t);
-    if (k == 0)
-        version = t;
-    else if (!udm_be(p, len, &off, k, &version))
-        return ud_err_set(e, UD_ETRUNCATED, "truncated: the file ends inside the format version");
-    if (version > UD_UDM_VERSION)
-        return ud_err_set(e, UD_EVERSION,
-                          "written by a newer updraft (format version %llu, this build reads "
-                          "%d): upgrade updraft",
-                          (unsigned long long)version, UD_UDM_VERSION);
-    if (version < 1)
-        return ud_err_set(e, UD_EVERSION,
-                          "format version 0 is not a valid version (this build "
-                          "reads %d)",
-                          UD_UDM_VERSION);
-
-    /* Version 1: [magic, version, body, checksum]. */
-    if (p[0] != UDM_V1_ARRAY)
-        return ud_err_set(e, UD_EFORMAT,
-                          "format version 1 has 4 top-level elements, this file "
-                          "has %d",
-                          p[0] & 0x0f);
-    if (off >= len)
-        return ud_err_set(e, UD_ETRUNCATED, "truncated: the file ends before the body");
-    t = p[off++];
-    k = t == 0xc4 ? 1 : t == 0xc5 ? 2 : t == 0xc6 ? 4 : 0;
-    if (k == 0)
-        return ud_err_set(e, UD_EFORMAT, "body: expected msgpack bin, found type byte 0x%02x", t);
-    uint64_t blen;
-    if (!udm_be(p, len, &off, k, &blen))
-        return ud_err_set(e, UD_ETRUNCATED, "truncated: the file ends inside the body header");
-    /* off <= len and blen < 2^32, so this cannot overflow a 64-bit size_t. */
-    uint64_t need = (uint64_t)off + blen + UDM_SUM_HEAD_LEN + UDM_SUM_LEN;
-    if (len < need)
-        return ud_err_set(e, UD_ETRUNCATED,
-                          "truncated: the file is %zu bytes, its header "
-                          "says %llu (interrupted copy or download?)",
-                          len, (unsigned long long)need);
-    if (len > need)
-        return ud_err_set(e, UD_EFORMAT, "%llu bytes of trailing data after the checksum",
-                          (unsigned long long)(len - need));
-    size_t sum_at = off + (size_t)blen;
-    if (p[sum_at] != 0xc4 || p[sum_at + 1] != UDM_SUM_LEN)
-        return ud_err_set(e, UD_EFORMAT,
-                          "checksum: expected a 32-byte msgpack bin, found "
-                          "bytes %02x %02x",
-                          p[sum_at], p[sum_at + 1]);
-
-    unsigned char sum[UDM_SUM_LEN];
-    crypto_hash_sha256(sum, p, sum_at);
-    if (sodium_memcmp(sum, p + sum_at + UDM_SUM_HEAD_LEN, UDM_SUM_LEN) != 0) {
-        char want[2 * 8 + 1], got[2 * 8 + 1];
-        sodium_bin2hex(want, sizeof want, p + sum_at + UDM_SUM_HEAD_LEN, 8);
-        sodium_bin2hex(got, sizeof got, sum, 8);
-        return ud_err_set(e, UD_ECHECKSUM,
-                          "checksum mismatch: the file is corrupt (stored "
-                          "sha256 %s..., contents hash to %s...)",
-                          want, got);
-    }
-    *body = p + off;
-    *body_len = (size_t)blen;
-    return 0;
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* Decoding: the structural scan                                                              */
-/* ------------------------------------------------------------------------------------------ */
-
-struct udm_scan {
-    const unsigned char *p;
-    size_t len, off, objects;
-};
-
-/* Walks one msgpack object. Every declared length is checked against the bytes left (each
- * element of a container takes at least one byte), nesting is bounded by UDM_MAX_DEPTH and the
- * number of objects by UDM_MAX_OBJECTS, so what msgpack later allocates is bounded by the body's
- * size. Returns 0 or UD_EFORMAT. */
-static int udm_scan_obj(struct udm_scan *s, int depth, struct ud_err *e)
-{
-    if (s->off >= s->len)
-        return ud_err_set(e, UD_EFORMAT, "body: msgpack data ends early at byte %zu", s->off);
-    if (++s->objects > UDM_MAX_OBJECTS)
-        return ud_err_set(e, UD_EFORMAT, "body: more than %d msgpack objects", UDM_MAX_OBJECTS);
-    size_t at = s->off;
-    unsigned char b = s->p[s->off++];
-    uint64_t n = 0, items = 0;
-    int container = 0; /* 1 array, 2 map */
-    bool ok = true;
-
-    if (b <= 0x7f || b >= 0xe0)
-        return 0;
-    if (b <= 0x8f) {
-        container = 2, items = b & 0x0f;
-    } else if (b <= 0x9f) {
-        container = 1, items = b & 0x0f;
-    } else if (b <= 0xbf) {
-        n = b & 0x1f;
-    } else {
-        switch (b) {
-        case 0xc0: /* nil, false, true */
-        case 0xc2:
-        case 0xc3:
-            return 0;
-        case 0xc4: /* bin 8/16/32 */
-        case 0xd9: /* str 8/16/32 */
-            ok = udm_be(s->p, s->len, &s->off, 1, &n);
-            break;
-        case 0xc5:
-        case 0xda:
-            ok = udm_be(s->p, s->len, &s->off, 2, &n);
-            break;
-        case 0xc6:
-        case 0xdb:
-            ok = udm_be(s->p, s->len, &s->off, 4, &n);
-            break;
-        case 0xc7: /* ext 8/16/32: length, then a type byte */
-            ok = udm_be(s->p, s->len, &s->off, 1, &n), n += 1;
-            break;
-        case 0xc8:
-            ok = udm_be(s->p, s->len, &s->off, 2, &n), n += 1;
-            break;
-        case 0xc9:
-            ok = udm_be(s->p, s->len, &s->off, 4, &n), n += 1;
-            break;
-        case 0xcc: /* uint, int, float: fixed sizes */
-        case 0xd0:
-            n = 1;
-            break;
-        case 0xcd:
-        case 0xd1:
-            n = 2;
-            break;
-        case 0xca:
-        case 0xce:
-        case 0xd2:
-            n = 4;
-            break;
-        case 0xcb:
-        case 0xcf:
-        case 0xd3:
-            n = 8;
-            break;
-        case 0xd4: /* fixext 1/2/4/8/16 with their type byte */
-            n = 2;
-            break;
-        case 0xd5:
-            n = 3;
-            break;
-        case 0xd6:
-            n = 5;
-            break;
-        case 0xd7:
-            n = 9;
-            break;
-        case 0xd8:
-            n = 17;
-            break;
-        case 0xdc:
-            container = 1, ok = udm_be(s->p, s->len, &s->off, 2, &items);
-            break;
-        case 0xdd:
-            container = 1, ok = udm_be(s->p, s->len, &s->off, 4, &items);
-            break;
-        case 0xde:
-            container = 2, ok = udm_be(s->p, s->len, &s->off, 2, &items);
-            break;
-        case 0xdf:
-            container = 2, ok = udm_be(s->p, s->len, &s->off, 4, &items);
-            break;
-        default: /* 0xc1: never used */
-            return ud_err_set(e, UD_EFORMAT, "body: invalid msgpack type byte 0x%02x at byte %zu",
-                              b, at);
-        }
-    }
-    if (!ok)
-        return ud_err_set(e, UD_EFORMAT, "body: msgpack header at byte %zu ends early", at);
-    if (container) {
-        if (container == 2)
-            items *= 2;
-        if (items > s->len - s->off)
-            return ud_err_set(e, UD_EFORMAT,
-                              "body: container at byte %zu declares %llu "
-                              "elements, more than the %zu bytes left",
-                              at, (unsigned long long)items, s->len - s->off);
-        if (depth >= UDM_MAX_DEPTH)
-            return ud_err_set(e, UD_EFORMAT, "body: nested deeper than %d at byte %zu",
-                              UDM_MAX_DEPTH, at);
-        for (uint64_t i = 0; i < items; i++) {
-            int rc = udm_scan_obj(s, depth + 1, e);
-            if (rc < 0)
-                return rc;
-        }
-        return 0;
-    }
-    if (n > s->len - s->off)
-        return ud_err_set(e, UD_EFORMAT,
-                          "body: msgpack value at byte %zu declares %llu bytes, "
-                          "only %zu are left",
-                          at, (unsigned long long)n, s->len - s->off);
-    s->off += (size_t)n;
-    return 0;
+    return ud__env_seal(&udm_format, version, NULL, NULL, body, body_len, buf, len, e);
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* Decoding: fields                                                                           */
 /* ------------------------------------------------------------------------------------------ */
 
-static const char *udm_type_name(const msgpack_object *o)
-{
-    switch (o->type) {
-    case MSGPACK_OBJECT_NIL:
-        return "nil";
-    case MSGPACK_OBJECT_BOOLEAN:
-        return "a boolean";
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        return "an integer";
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64:
-        return "a float";
-    case MSGPACK_OBJECT_STR:
-        return "a string";
-    case MSGPACK_OBJECT_ARRAY:
-        return "an array";
-    case MSGPACK_OBJECT_MAP:
-        return "a map";
-    case MSGPACK_OBJECT_BIN:
-        return "bin";
-    case MSGPACK_OBJECT_EXT:
-        return "ext";
-    }
-    return "an unknown type";
-}
-
-static int udm_type_err(const msgpack_object *o, const char *field, const char *want,
-                        struct ud_err *e)
-{
-    return ud_err_set(e, UD_EFORMAT, "%s: expected %s, found %s", field, want, udm_type_name(o));
-}
-
-static bool udm_key_is(const msgpack_object *k, const char *s)
-{
-    size_t n = strlen(s);
-    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
-           memcmp(k->via.str.ptr, s, n) == 0;
-}
-
-/* o must be one of the n strings names[]: *idx gets its index. Anything else is UD_EFORMAT
- * naming the field, what was found and what is allowed. */
-static int udm_get_choice(const msgpack_object *o, const char *field, const char *const *names,
-                          int n, int *idx, struct ud_err *e)
-{
-    if (o->type != MSGPACK_OBJECT_STR)
-        return udm_type_err(o, field, "a string", e);
-    for (int i = 0; i < n; i++)
-        if (udm_key_is(o, names[i])) {
-            *idx = i;
-            return 0;
-        }
-    char allowed[128] = "";
-    for (int i = 0; i < n; i++)
-        snprintf(allowed + strlen(allowed), sizeof allowed - strlen(allowed), "%s%s", i ? ", " : "",
-                 names[i]);
-    return ud_err_set(e, UD_EFORMAT, "%s: unknown value \"%.*s\" (allowed: %s)", field,
-                      o->via.str.size > 32 ? 32 : (int)o->via.str.size, o->via.str.ptr, allowed);
-}
-
-/* Matches a map against a fixed key set: every key a string from keys[], none repeated, all
- * present. vals[i] receives the value of keys[i]. */
-static int udm_fields(const msgpack_object *map, const char *field, const char *const *keys,
-                      size_t nkeys, const msgpack_object **vals, struct ud_err *e)
-{
-    if (map->type != MSGPACK_OBJECT_MAP)
-        return udm_type_err(map, field, "a map", e);
-    for (size_t i = 0; i < nkeys; i++)
-        vals[i] = NULL;
-    for (uint32_t j = 0; j < map->via.map.size; j++) {
-        const msgpack_object *k = &map->via.map.ptr[j].key;
-        if (k->type != MSGPACK_OBJECT_STR)
-            return ud_err_set(e, UD_EFORMAT, "%s: a key is %s, keys are strings", field,
-                              udm_type_name(k));
-        size_t i = 0;
-        while (i < nkeys && !udm_key_is(k, keys[i]))
-            i++;
-        int shown = k->via.str.size > 64 ? 64 : (int)k->via.str.size;
-        if (i == nkeys)
-            return ud_err_set(e, UD_EFORMAT, "%s: unknown key \"%.*s\"", field, shown,
-                              k->via.str.ptr);
-        if (vals[i])
-            return ud_err_set(e, UD_EFORMAT, "%s: key \"%s\" appears twice", field, keys[i]);
-        vals[i] = &map->via.map.ptr[j].val;
-    }
-    for (size_t i = 0; i < nkeys; i++)
-        if (!vals[i])
-            return ud_err_set(e, UD_EFORMAT, "%s: missing key \"%s\"", field, keys[i]);
-    return 0;
-}
-
-/* The first key of a free-form map that repeats an earlier one, or -1. */
-static long udm_dup_key(const msgpack_object *map)
-{
-    const msgpack_object_kv *kv = map->via.map.ptr;
-    for (uint32_t j = 1; j < map->via.map.size; j++)
-        for (uint32_t i = 0; i < j; i++)
-            if (kv[i].key.via.str.size == kv[j].key.via.str.size &&
-                memcmp(kv[i].key.via.str.ptr, kv[j].key.via.str.ptr, kv[j].key.via.str.size) == 0)
-                return (long)j;
-    return -1;
-}
-
-static int udm_get_int(const msgpack_object *o, const char *field, int64_t lo, int64_t hi,
-                       int64_t *out, struct ud_err *e)
-{
-    int64_t v;
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        if (o->via.u64 > (uint64_t)INT64_MAX)
-            return ud_err_set(e, UD_EFORMAT, "%s: %llu is out of range [%lld, %lld]", field,
-                              (unsigned long long)o->via.u64, (long long)lo, (long long)hi);
-        v = (int64_t)o->via.u64;
-    } else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-        v = o->via.i64;
-    } else {
-        return udm_type_err(o, field, "an integer", e);
-    }
-    if (v < lo || v > hi)
-        return ud_err_set(e, UD_EFORMAT, "%s: %lld is out of range [%lld, %lld]", field,
-                          (long long)v, (long long)lo, (long long)hi);
-    *out = v;
-    return 0;
-}
-
 static int udm_get_dim(const msgpack_object *o, const char *field, int lo, int *out,
                        struct ud_err *e)
 {
     int64_t v;
-    int rc = udm_get_int(o, field, lo, UD_MAX_DIM, &v, e);
+    int rc = ud__env_get_int(o, field, lo, UD_MAX_DIM, &v, e);
     if (rc == 0)
         *out = (int)v;
     return rc;
-}
-
-/* Any msgpack number as a double (hand-made files may write 1 for 1.0). */
-static int udm_get_double(const msgpack_object *o, const char *field, double *out, struct ud_err *e)
-{
-    switch (o->type) {
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64:
-        *out = o->via.f64;
-        return 0;
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        *out = (double)o->via.u64;
-        return 0;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        *out = (double)o->via.i64;
-        return 0;
-    default:
-        return udm_type_err(o, field, "a number", e);
-    }
-}
-
-static int udm_get_float(const msgpack_object *o, const char *field, float *out, struct ud_err *e)
-{
-    double d = 0;
-    int rc = udm_get_double(o, field, &d, e);
-    if (rc < 0)
-        return rc;
-    if (!isfinite(d) || fabs(d) > FLT_MAX)
-        return ud_err_set(e, UD_EFORMAT, "%s: %g is not a finite float32", field, d);
-    *out = (float)d;
-    return 0;
-}
-
-static int udm_get_bool(const msgpack_object *o, const char *field, int *out, struct ud_err *e)
-{
-    if (o->type != MSGPACK_OBJECT_BOOLEAN)
-        return udm_type_err(o, field, "a boolean", e);
-    *out = o->via.boolean ? 1 : 0;
-    return 0;
-}
-
-/* A string as a fresh C string (caller frees). nil gives NULL when nullable. The length is
- * checked before allocating; invalid UTF-8 and NUL bytes are refused. */
-static int udm_get_str(const msgpack_object *o, const char *field, size_t max, bool nullable,
-                       char **out, struct ud_err *e)
-{
-    *out = NULL;
-    if (nullable && o->type == MSGPACK_OBJECT_NIL)
-        return 0;
-    if (o->type != MSGPACK_OBJECT_STR)
-        return udm_type_err(o, field, nullable ? "a string or nil" : "a string", e);
-    size_t n = o->via.str.size;
-    if (n > max)
-        return ud_err_set(e, UD_EFORMAT, "%s: %zu bytes, the limit is %zu", field, n, max);
-    if (!udm_utf8_ok((const unsigned char *)o->via.str.ptr, n))
-        return ud_err_set(e, UD_EFORMAT, "%s: not valid UTF-8 (or contains a NUL byte)", field);
-    char *s = malloc(n + 1);
-    if (!s)
-        return ud_err_set(e, UD_ENOMEM, "%s: out of memory", field);
-    memcpy(s, o->via.str.ptr, n);
-    s[n] = '\0';
-    *out = s;
-    return 0;
 }
 
 static int udm_parse_input(const msgpack_object *o, struct ud_arch *a, struct ud_input_desc *in,
@@ -1173,7 +595,7 @@ static int udm_parse_input(const msgpack_object *o, struct ud_arch *a, struct ud
 {
     static const char *const keys[] = {"shape", "kind", "scale", "offset"};
     const msgpack_object *v[4];
-    int rc = udm_fields(o, "input", keys, 4, v, e);
+    int rc = ud__env_fields(o, "input", keys, 4, v, e);
     if (rc < 0)
         return rc;
     if (v[0]->type != MSGPACK_OBJECT_ARRAY || v[0]->via.array.size != 3)
@@ -1184,11 +606,11 @@ static int udm_parse_input(const msgpack_object *o, struct ud_arch *a, struct ud
         return rc;
     static const char *const kinds[] = {"image", "tabular"};
     int k = 0;
-    if ((rc = udm_get_choice(v[1], "input.kind", kinds, 2, &k, e)) < 0)
+    if ((rc = ud__env_get_choice(v[1], "input.kind", kinds, 2, &k, e)) < 0)
         return rc;
     in->kind = k == 0 ? UD_INPUT_IMAGE : UD_INPUT_TABULAR;
-    if ((rc = udm_get_float(v[2], "input.scale", &in->scale, e)) < 0 ||
-        (rc = udm_get_float(v[3], "input.offset", &in->offset, e)) < 0)
+    if ((rc = ud__env_get_float(v[2], "input.scale", &in->scale, e)) < 0 ||
+        (rc = ud__env_get_float(v[3], "input.offset", &in->offset, e)) < 0)
         return rc;
     return 0;
 }
@@ -1199,18 +621,18 @@ static int udm_parse_layer(const msgpack_object *o, int i, struct ud_layer_spec 
     char field[48], sub[64];
     snprintf(field, sizeof field, "layers[%d]", i);
     if (o->type != MSGPACK_OBJECT_MAP)
-        return udm_type_err(o, field, "a map", e);
+        return ud__env_type_err(o, field, "a map", e);
 
     /* The kind decides which other keys the layer has. */
     const msgpack_object *kind = NULL;
     for (uint32_t j = 0; j < o->via.map.size; j++)
-        if (udm_key_is(&o->via.map.ptr[j].key, "kind"))
+        if (ud__env_key_is(&o->via.map.ptr[j].key, "kind"))
             kind = &o->via.map.ptr[j].val;
     snprintf(sub, sizeof sub, "%s.kind", field);
     if (!kind)
         return ud_err_set(e, UD_EFORMAT, "%s: missing key \"kind\"", field);
     if (kind->type != MSGPACK_OBJECT_STR)
-        return udm_type_err(kind, sub, "a string", e);
+        return ud__env_type_err(kind, sub, "a string", e);
     char name[32];
     size_t n = kind->via.str.size;
     enum ud_layer_kind k;
@@ -1229,18 +651,18 @@ static int udm_parse_layer(const msgpack_object *o, int i, struct ud_layer_spec 
     switch (k) {
     case UD_LAYER_DENSE: {
         static const char *const keys[] = {"kind", "units", "updatable"};
-        if ((rc = udm_fields(o, field, keys, 3, v, e)) < 0)
+        if ((rc = ud__env_fields(o, field, keys, 3, v, e)) < 0)
             return rc;
         snprintf(sub, sizeof sub, "%s.units", field);
         if ((rc = udm_get_dim(v[1], sub, 1, &l->units, e)) < 0)
             return rc;
         snprintf(sub, sizeof sub, "%s.updatable", field);
-        return udm_get_bool(v[2], sub, &l->updatable, e);
+        return ud__env_get_bool(v[2], sub, &l->updatable, e);
     }
     case UD_LAYER_CONV2D: {
         static const char *const keys[] = {"kind",   "filters", "kernel",
                                            "stride", "pad",     "updatable"};
-        if ((rc = udm_fields(o, field, keys, 6, v, e)) < 0)
+        if ((rc = ud__env_fields(o, field, keys, 6, v, e)) < 0)
             return rc;
         int *dst[] = {&l->filters, &l->kernel, &l->stride, &l->pad};
         for (int j = 0; j < 4; j++) {
@@ -1249,21 +671,21 @@ static int udm_parse_layer(const msgpack_object *o, int i, struct ud_layer_spec 
                 return rc;
         }
         snprintf(sub, sizeof sub, "%s.updatable", field);
-        return udm_get_bool(v[5], sub, &l->updatable, e);
+        return ud__env_get_bool(v[5], sub, &l->updatable, e);
     }
     case UD_LAYER_MAXPOOL2D: {
         static const char *const keys[] = {"kind", "pool"};
-        if ((rc = udm_fields(o, field, keys, 2, v, e)) < 0)
+        if ((rc = ud__env_fields(o, field, keys, 2, v, e)) < 0)
             return rc;
         snprintf(sub, sizeof sub, "%s.pool", field);
         return udm_get_dim(v[1], sub, 1, &l->pool, e);
     }
     case UD_LAYER_DROPOUT: {
         static const char *const keys[] = {"kind", "rate"};
-        if ((rc = udm_fields(o, field, keys, 2, v, e)) < 0)
+        if ((rc = ud__env_fields(o, field, keys, 2, v, e)) < 0)
             return rc;
         snprintf(sub, sizeof sub, "%s.rate", field);
-        if ((rc = udm_get_float(v[1], sub, &l->rate, e)) < 0)
+        if ((rc = ud__env_get_float(v[1], sub, &l->rate, e)) < 0)
             return rc;
         if (!(l->rate >= 0.0f && l->rate < 1.0f))
             return ud_err_set(e, UD_EFORMAT, "%s: %g is outside [0, 1)", sub, (double)l->rate);
@@ -1273,7 +695,7 @@ static int udm_parse_layer(const msgpack_object *o, int i, struct ud_layer_spec 
     case UD_LAYER_FLATTEN:
     case UD_LAYER_SOFTMAX: {
         static const char *const keys[] = {"kind"};
-        return udm_fields(o, field, keys, 1, v, e);
+        return ud__env_fields(o, field, keys, 1, v, e);
     }
     }
     return ud_err_set(e, UD_EFORMAT, "%s: layer kind \"%s\" is not part of format version 1", sub,
@@ -1283,7 +705,7 @@ static int udm_parse_layer(const msgpack_object *o, int i, struct ud_layer_spec 
 static int udm_parse_layers(const msgpack_object *o, struct ud_arch *a, struct ud_err *e)
 {
     if (o->type != MSGPACK_OBJECT_ARRAY)
-        return udm_type_err(o, "layers", "an array", e);
+        return ud__env_type_err(o, "layers", "an array", e);
     if (o->via.array.size < 2 || o->via.array.size > UD_MAX_LAYERS)
         return ud_err_set(e, UD_EFORMAT, "layers: %u layers, the format allows 2 to %d",
                           o->via.array.size, UD_MAX_LAYERS);
@@ -1299,7 +721,7 @@ static int udm_parse_layers(const msgpack_object *o, struct ud_arch *a, struct u
 static int udm_parse_labels(const msgpack_object *o, ud_model_t *m, struct ud_err *e)
 {
     if (o->type != MSGPACK_OBJECT_ARRAY)
-        return udm_type_err(o, "labels", "an array", e);
+        return ud__env_type_err(o, "labels", "an array", e);
     uint32_t n = o->via.array.size;
     if (n > UD_MAX_CLASSES)
         return ud_err_set(e, UD_EFORMAT, "labels: %u entries, the limit is %d", n, UD_MAX_CLASSES);
@@ -1316,7 +738,7 @@ static int udm_parse_labels(const msgpack_object *o, ud_model_t *m, struct ud_er
     char field[32];
     for (uint32_t i = 0; i < n && rc == 0; i++) {
         snprintf(field, sizeof field, "labels[%u]", i);
-        rc = udm_get_str(&o->via.array.ptr[i], field, UD_UDM_MAX_NAME, false, &labels[i], e);
+        rc = ud__env_get_str(&o->via.array.ptr[i], field, UD_UDM_MAX_NAME, false, &labels[i], e);
     }
     if (rc == 0)
         rc = ud_model_set_labels(m, (const char *const *)labels, (int)n, e);
@@ -1331,7 +753,7 @@ static int udm_parse_metadata(const msgpack_object *o, ud_model_t *m, struct ud_
     static const char *const keys[] = {"author", "short_description", "license", "version",
                                        "additional"};
     const msgpack_object *v[5];
-    int rc = udm_fields(o, "metadata", keys, 5, v, e);
+    int rc = ud__env_fields(o, "metadata", keys, 5, v, e);
     if (rc < 0)
         return rc;
     struct ud_metadata *md = ud_model_metadata(m);
@@ -1340,7 +762,7 @@ static int udm_parse_metadata(const msgpack_object *o, ud_model_t *m, struct ud_
     for (int i = 0; i < 4; i++) {
         char *s;
         snprintf(field, sizeof field, "metadata.%s", keys[i]);
-        if ((rc = udm_get_str(v[i], field, UD_UDM_MAX_STRING, true, &s, e)) < 0)
+        if ((rc = ud__env_get_str(v[i], field, UD_UDM_MAX_STRING, true, &s, e)) < 0)
             return rc;
         rc = ud_metadata_set(dst[i], s);
         free(s);
@@ -1350,19 +772,19 @@ static int udm_parse_metadata(const msgpack_object *o, ud_model_t *m, struct ud_
 
     const msgpack_object *add = v[4];
     if (add->type != MSGPACK_OBJECT_MAP)
-        return udm_type_err(add, "metadata.additional", "a map", e);
+        return ud__env_type_err(add, "metadata.additional", "a map", e);
     if (add->via.map.size > UD_UDM_MAX_ENTRIES)
         return ud_err_set(e, UD_EFORMAT, "metadata.additional: %u entries, the limit is %d",
                           add->via.map.size, UD_UDM_MAX_ENTRIES);
     for (uint32_t j = 0; j < add->via.map.size; j++) {
         char *key = NULL, *val = NULL;
         snprintf(field, sizeof field, "metadata.additional key %u", j);
-        if ((rc = udm_get_str(&add->via.map.ptr[j].key, field, UD_UDM_MAX_NAME, false, &key, e)) <
-            0)
+        if ((rc = ud__env_get_str(&add->via.map.ptr[j].key, field, UD_UDM_MAX_NAME, false, &key,
+                                  e)) < 0)
             return rc;
         snprintf(field, sizeof field, "metadata.additional[\"%.24s\"]", key);
-        if ((rc = udm_get_str(&add->via.map.ptr[j].val, field, UD_UDM_MAX_STRING, false, &val,
-                              e)) == 0) {
+        if ((rc = ud__env_get_str(&add->via.map.ptr[j].val, field, UD_UDM_MAX_STRING, false, &val,
+                                  e)) == 0) {
             rc = ud_metadata_set_additional(md, key, val);
             if (rc < 0)
                 ud_err_set(e, rc, "%s: cannot set", field);
@@ -1372,7 +794,7 @@ static int udm_parse_metadata(const msgpack_object *o, ud_model_t *m, struct ud_
         if (rc < 0)
             return rc;
     }
-    long dup = udm_dup_key(add);
+    long dup = ud__env_dup_key(add);
     if (dup >= 0)
         return ud_err_set(e, UD_EFORMAT, "metadata.additional: key \"%.*s\" appears twice",
                           add->via.map.ptr[dup].key.via.str.size > 64
@@ -1389,11 +811,11 @@ static int udm_parse_pd(const msgpack_object *o, const char *key, struct ud_para
     const msgpack_object *v[3];
     char field[64];
     snprintf(field, sizeof field, "update_defaults.%s", key);
-    int rc = udm_fields(o, field, keys, 3, v, e);
+    int rc = ud__env_fields(o, field, keys, 3, v, e);
     double *dst[] = {&p->value, &p->min, &p->max};
     for (int i = 0; i < 3 && rc == 0; i++) {
         snprintf(field, sizeof field, "update_defaults.%s.%s", key, keys[i]);
-        rc = udm_get_double(v[i], field, dst[i], e);
+        rc = ud__env_get_double(v[i], field, dst[i], e);
     }
     return rc;
 }
@@ -1405,11 +827,11 @@ static int udm_parse_pi(const msgpack_object *o, const char *key, struct ud_para
     const msgpack_object *v[3];
     char field[64];
     snprintf(field, sizeof field, "update_defaults.%s", key);
-    int rc = udm_fields(o, field, keys, 3, v, e);
+    int rc = ud__env_fields(o, field, keys, 3, v, e);
     int64_t *dst[] = {&p->value, &p->min, &p->max};
     for (int i = 0; i < 3 && rc == 0; i++) {
         snprintf(field, sizeof field, "update_defaults.%s.%s", key, keys[i]);
-        rc = udm_get_int(v[i], field, INT64_MIN, INT64_MAX, dst[i], e);
+        rc = ud__env_get_int(v[i], field, INT64_MIN, INT64_MAX, dst[i], e);
     }
     return rc;
 }
@@ -1421,13 +843,13 @@ static int udm_parse_defaults(const msgpack_object *o, struct ud_update_defaults
                                        "beta1",     "beta2",         "eps",      "mini_batch_size",
                                        "epochs",    "seed",          "shuffle",  "nesterov"};
     const msgpack_object *v[12];
-    int rc = udm_fields(o, "update_defaults", keys, 12, v, e);
+    int rc = ud__env_fields(o, "update_defaults", keys, 12, v, e);
     if (rc < 0)
         return rc;
     memset(d, 0, sizeof *d);
     static const char *const optimizers[] = {"sgd", "adam"};
     int k = 0;
-    if ((rc = udm_get_choice(v[0], "update_defaults.optimizer", optimizers, 2, &k, e)) < 0)
+    if ((rc = ud__env_get_choice(v[0], "update_defaults.optimizer", optimizers, 2, &k, e)) < 0)
         return rc;
     d->optimizer = k == 0 ? UD_OPT_SGD : UD_OPT_ADAM;
     struct ud_param_double *pd[] = {&d->learning_rate, &d->momentum, &d->weight_decay,
@@ -1439,8 +861,8 @@ static int udm_parse_defaults(const msgpack_object *o, struct ud_update_defaults
     for (int i = 0; i < 3; i++)
         if ((rc = udm_parse_pi(v[7 + i], keys[7 + i], pi[i], e)) < 0)
             return rc;
-    if ((rc = udm_get_bool(v[10], "update_defaults.shuffle", &d->shuffle, e)) < 0 ||
-        (rc = udm_get_bool(v[11], "update_defaults.nesterov", &d->nesterov, e)) < 0)
+    if ((rc = ud__env_get_bool(v[10], "update_defaults.shuffle", &d->shuffle, e)) < 0 ||
+        (rc = ud__env_get_bool(v[11], "update_defaults.nesterov", &d->nesterov, e)) < 0)
         return rc;
     return 0;
 }
@@ -1448,7 +870,7 @@ static int udm_parse_defaults(const msgpack_object *o, struct ud_update_defaults
 static int udm_parse_params(const msgpack_object *o, ud_model_t *m, struct ud_err *e)
 {
     if (o->type != MSGPACK_OBJECT_BIN)
-        return udm_type_err(o, "params", "bin (f32 little-endian)", e);
+        return ud__env_type_err(o, "params", "bin (f32 little-endian)", e);
     size_t bytes = o->via.bin.size, np = ud_model_param_count(m);
     if (bytes % 4)
         return ud_err_set(e, UD_EFORMAT, "params: %zu bytes is not a whole number of f32", bytes);
@@ -1457,18 +879,14 @@ static int udm_parse_params(const msgpack_object *o, ud_model_t *m, struct ud_er
                           "params: the file holds %zu floats, the architecture "
                           "implies %zu",
                           bytes / 4, np);
-    const unsigned char *b = (const unsigned char *)o->via.bin.ptr;
-    float *p = ud_model_params(m);
-    for (size_t i = 0; i < np; i++, b += 4)
-        p[i] = udm_f32_from_bits((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-                                 (uint32_t)b[3] << 24);
+    ud__env_f32_from_le(ud_model_params(m), (const unsigned char *)o->via.bin.ptr, np);
     return 0;
 }
 
 static int udm_parse_metrics(const msgpack_object *o, ud_model_t *m, struct ud_err *e)
 {
     if (o->type != MSGPACK_OBJECT_MAP)
-        return udm_type_err(o, "metrics", "a map", e);
+        return ud__env_type_err(o, "metrics", "a map", e);
     if (o->via.map.size > UD_UDM_MAX_ENTRIES)
         return ud_err_set(e, UD_EFORMAT, "metrics: %u entries, the limit is %d", o->via.map.size,
                           UD_UDM_MAX_ENTRIES);
@@ -1478,10 +896,11 @@ static int udm_parse_metrics(const msgpack_object *o, ud_model_t *m, struct ud_e
         double v = 0;
         int rc;
         snprintf(field, sizeof field, "metrics key %u", j);
-        if ((rc = udm_get_str(&o->via.map.ptr[j].key, field, UD_UDM_MAX_NAME, false, &key, e)) < 0)
+        if ((rc = ud__env_get_str(&o->via.map.ptr[j].key, field, UD_UDM_MAX_NAME, false, &key, e)) <
+            0)
             return rc;
         snprintf(field, sizeof field, "metrics[\"%.24s\"]", key);
-        if ((rc = udm_get_double(&o->via.map.ptr[j].val, field, &v, e)) == 0) {
+        if ((rc = ud__env_get_double(&o->via.map.ptr[j].val, field, &v, e)) == 0) {
             rc = ud_model_set_metric(m, key, v);
             if (rc < 0)
                 ud_err_set(e, rc, "%s: cannot set", field);
@@ -1490,7 +909,7 @@ static int udm_parse_metrics(const msgpack_object *o, ud_model_t *m, struct ud_e
         if (rc < 0)
             return rc;
     }
-    long dup = udm_dup_key(o);
+    long dup = ud__env_dup_key(o);
     if (dup >= 0)
         return ud_err_set(e, UD_EFORMAT, "metrics: key \"%.*s\" appears twice",
                           o->via.map.ptr[dup].key.via.str.size > 64
@@ -1516,7 +935,7 @@ static ud_model_t *udm_parse_body(const msgpack_object *body, struct ud_err *e)
     memset(&arch, 0, sizeof arch);
     memset(&in, 0, sizeof in);
     memset(&d, 0, sizeof d);
-    if ((rc = udm_fields(body, "body", keys, K_N, v, e)) < 0 ||
+    if ((rc = ud__env_fields(body, "body", keys, K_N, v, e)) < 0 ||
         (rc = udm_parse_input(v[K_INPUT], &arch, &in, e)) < 0 ||
         (rc = udm_parse_layers(v[K_LAYERS], &arch, e)) < 0 ||
         (rc = udm_parse_defaults(v[K_DEFAULTS], &d, e)) < 0)
@@ -1568,32 +987,18 @@ ud_model_t *ud_udm_decode(const void *buf, size_t len, struct ud_err *e)
         ud_err_set(e, UD_EINVAL, "ud_udm_decode: NULL buffer");
         return NULL;
     }
-    if (udm_sodium(e) < 0)
+    if (ud__env_sodium(e) < 0)
         return NULL;
 
     const unsigned char *body = NULL;
     size_t body_len = 0;
-    if (udm_open_envelope(buf, len, &body, &body_len, e) < 0)
+    if (ud__env_open(&udm_format, buf, len, &body, &body_len, e) < 0)
         return NULL;
-
-    struct udm_scan s = {.p = body, .len = body_len};
-    if (udm_scan_obj(&s, 0, e) < 0)
-        return NULL;
-    if (s.off != body_len) {
-        ud_err_set(e, UD_EFORMAT, "body: %zu bytes after the body's msgpack map", body_len - s.off);
-        return NULL;
-    }
 
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
-    size_t off = 0;
-    msgpack_unpack_return ur = msgpack_unpack_next(&up, (const char *)body, body_len, &off);
     ud_model_t *m = NULL;
-    if (ur == MSGPACK_UNPACK_NOMEM_ERROR)
-        ud_err_set(e, UD_ENOMEM, "body: out of memory unpacking %zu bytes", body_len);
-    else if (ur != MSGPACK_UNPACK_SUCCESS || off != body_len)
-        ud_err_set(e, UD_EFORMAT, "body: not valid msgpack (msgpack-c says %d)", (int)ur);
-    else
+    if (ud__env_unpack(body, body_len, &up, e) == 0)
         m = udm_parse_body(&up.data, e);
     msgpack_unpacked_destroy(&up);
     return m;
@@ -1654,7 +1059,7 @@ int ud_write_file_atomic(const char *path, const void *data, size_t len, struct 
 {
     if (!path || !*path || (!data && len))
         return ud_err_set(e, UD_EINVAL, "ud_write_file_atomic: no path or no data");
-    int rc = udm_sodium(e);
+    int rc = ud__env_sodium(e);
     if (rc < 0)
         return rc;
 
