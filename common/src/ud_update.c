@@ -96,8 +96,9 @@ struct ud_update_task {
     /* The fused step (standalone runs): backward's grad_ready applies each layer's update. */
     double fused_lr;
     int fused_bad_layer; /* -1, or the layer whose gradients were not finite */
-    /* Spans stepped through grad_sync's apply callback this step, and whether any was bad. */
+    /* Parameters stepped through grad_sync's apply callback this step; whether any was bad. */
     size_t applied;
+    size_t updatable; /* parameters in the model's updatable spans */
     int applied_bad;
     struct epoch_acc *acc; /* the current epoch's sums (train's) */
 };
@@ -304,7 +305,7 @@ static void fused_ready(void *user, int layer, struct ud_span span)
 static int apply_span(void *ctx, struct ud_span span)
 {
     ud_update_task_t *t = ctx;
-    t->applied++;
+    t->applied += span.count;
     int rc = ud_optim_step_span(t->opt, ud_model_params(t->model), ud_model_grads(t->model), span,
                                 t->fused_lr);
     if (rc)
@@ -397,11 +398,11 @@ static int train_step(ud_update_task_t *t, int64_t e, int64_t s, struct epoch_ac
      * so the bad layer and those above it have taken the step, and the task fails. */
     const struct ud_span *spans;
     size_t nspans = ud_model_updatable_spans(t->model, &spans);
-    if (t->applied && t->applied != nspans)
+    if (t->applied && t->applied != t->updatable)
         return ud_err_set(&t->err, UD_EINTERNAL,
-                          "grad_sync stepped %zu of the model's %zu updatable spans at epoch "
-                          "%lld step %lld",
-                          t->applied, nspans, (long long)e, (long long)s);
+                          "grad_sync stepped %zu of the model's %zu updatable parameters at "
+                          "epoch %lld step %lld",
+                          t->applied, t->updatable, (long long)e, (long long)s);
     if (t->applied) {
         ud_optim_end_step(t->opt);
         if (t->applied_bad)
@@ -673,6 +674,12 @@ ud_update_task_t *ud_update_task_new(ud_model_t *model, const struct ud_batch_pr
         goto out_free_buffers;
     }
     t->opt = ud_optim_new(&cfg->params, ud_model_param_count(model), e);
+    {
+        const struct ud_span *sp;
+        size_t ns = ud_model_updatable_spans(model, &sp);
+        for (size_t i = 0; i < ns; i++)
+            t->updatable += sp[i].count;
+    }
     if (!t->opt)
         goto out_free_buffers;
     if (pthread_mutex_init(&t->mu, NULL) || pthread_mutex_init(&t->join_mu, NULL)) {
@@ -826,6 +833,11 @@ ud_model_t *ud_update_task_model(ud_update_task_t *t)
 ud_optim_t *ud_update_task_optim(ud_update_task_t *t)
 {
     return t->opt;
+}
+
+const struct ud_update_params *ud_update_task_parameters(const ud_update_task_t *t)
+{
+    return &t->cfg.params;
 }
 
 void ud_update_task_epoch_sums(const ud_update_task_t *t, double sums[3])

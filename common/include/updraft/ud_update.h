@@ -98,9 +98,10 @@ struct ud_update_hooks {
     /* Called after backward, before the optimizer step: must leave in grads the sum over all
      * ranks (each rank's gradient is already scaled by 1/global batch). It may call
      * apply(apply_ctx, span) for each of the model's updatable spans (ud_model_updatable_spans)
-     * as soon as that span holds the global sum: the engine then takes the optimizer step for
-     * that span at once, overlapping it with the communication of the others. It calls apply
-     * for every span exactly once, or never (the engine then steps after grad_sync returns).
+     * (or parts of them) as soon as they hold the global sum: the engine then takes the optimizer
+     * step for that span at once, overlapping it with the communication of the others. Either the
+     * spans it applies cover every updatable parameter exactly once (the layer spans that
+     * grad_ready gave do), or it never calls apply (the engine steps after it returns).
      * apply returns UD_ENONFINITE for a span with NaN/infinite gradients (the hook should keep
      * going: every rank sees the same sums, so all fail at the same step). */
     int (*grad_sync)(void *user, float *grads, size_t n, ud_span_apply_fn apply, void *apply_ctx,
@@ -169,6 +170,9 @@ void ud_update_task_position(const ud_update_task_t *t, int64_t *epoch, int64_t 
 /* The current epoch's global sums so far: loss sum, correct count, samples. For checkpoints;
  * call from the task's thread (an after_step hook). */
 void ud_update_task_epoch_sums(const ud_update_task_t *t, double sums[3]);
+/* The effective parameters (after any resume_with_parameters); borrowed. Call from the task's
+ * thread. */
+const struct ud_update_params *ud_update_task_parameters(const ud_update_task_t *t);
 /* The latest metrics (a copy). */
 struct ud_update_metrics ud_update_task_metrics(const ud_update_task_t *t);
 
