@@ -18,6 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "session.h"
+#include "ud_dist.h"
+#include "updraft/ud_ckpt.h"
 #include "updraft/ud_data.h"
 #include "updraft/ud_eval.h"
 #include "updraft/ud_jsonw.h"
@@ -32,8 +35,12 @@ struct options {
     const char *data, *test, *arch, *out, *validation;
     const char *author, *description, *license, *model_version;
     struct ud_update_params params;
-    int threads, json, skip_bad, quiet;
+    int threads, threads_set, json, skip_bad, quiet;
     size_t max_samples;
+    const char *session; /* --session DIR */
+    int resume, keep;
+    int64_t checkpoint_every, report_every;
+    double bucket_mb, peer_timeout;
     struct ud_shape input; /* --input C,H,W for image folders with a preset */
 };
 
@@ -47,19 +54,34 @@ static void usage(FILE *f)
             "       [--validation auto|none|RATIO] [--seed S] [--no-shuffle] [--threads T]\n"
             "       [--input C,H,W] [--max-samples N] [--skip-bad] [--json] [--quiet]\n"
             "       [--author A] [--description D] [--license L] [--model-version V]\n"
+            "       [--session DIR [--resume] [--checkpoint-every N] [--keep-checkpoints K]]\n"
+            "       [--report-every N] [--bucket-mb MB] [--peer-timeout SEC]\n"
+            "\n"
+            "Under mpirun every rank runs this same command: --batch is the global batch, each\n"
+            "rank trains on its slice of every batch, gradients are summed across ranks.\n"
+            "--session DIR keeps checkpoints (every N steps; default: each epoch end, and the\n"
+            "last step; the newest K=3 complete ones are kept); --resume continues from the\n"
+            "newest complete one. --report-every N prints progress every N steps. --bucket-mb\n"
+            "sets the gradient bucket size (default 1). --peer-timeout (default 60 s): how long\n"
+            "a rank waits for the others before it stops and names the ones missing.\n"
             "\n"
             "SRC is a folder of class folders (DIR/<label>/<image>.png|.jpg), an IDX images file\n"
             "(its labels file is found by the usual name; .gz is fine), or a CSV with a 'label'\n"
             "column. Defaults: 10 epochs, batch 128, sgd, lr 0.05, momentum 0.9, seed 0,\n"
-            "automatic validation split (Create ML's), threads = number of cores.\n");
+            "automatic validation split (Create ML's), threads = cores / ranks on this host.\n");
 }
+
+static int g_rank = -1; /* set under mpirun with more than one rank: messages name the rank */
 
 static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 static void die(int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, PROG ": ");
+    if (g_rank >= 0)
+        fprintf(stderr, PROG ": rank %d: ", g_rank);
+    else
+        fprintf(stderr, PROG ": ");
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
@@ -111,7 +133,14 @@ static void parse_args(int argc, char **argv, struct options *o)
         O_MVER,
         O_QUIET,
         O_THREADS,
-        O_SEED
+        O_SEED,
+        O_SESSION,
+        O_RESUME,
+        O_CKPT_EVERY,
+        O_KEEP,
+        O_REPORT,
+        O_BUCKET,
+        O_PEER_TIMEOUT
     };
     static const struct option longopts[] = {
         {"data", required_argument, 0, 'd'},
@@ -144,6 +173,13 @@ static void parse_args(int argc, char **argv, struct options *o)
         {"description", required_argument, 0, O_DESC},
         {"license", required_argument, 0, O_LIC},
         {"model-version", required_argument, 0, O_MVER},
+        {"session", required_argument, 0, O_SESSION},
+        {"resume", no_argument, 0, O_RESUME},
+        {"checkpoint-every", required_argument, 0, O_CKPT_EVERY},
+        {"keep-checkpoints", required_argument, 0, O_KEEP},
+        {"report-every", required_argument, 0, O_REPORT},
+        {"bucket-mb", required_argument, 0, O_BUCKET},
+        {"peer-timeout", required_argument, 0, O_PEER_TIMEOUT},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -154,8 +190,9 @@ static void parse_args(int argc, char **argv, struct options *o)
     o->params.learning_rate = 0.05;
     o->params.momentum = 0.9;
     o->validation = "auto";
-    long nproc = sysconf(_SC_NPROCESSORS_ONLN);
-    o->threads = nproc > 0 ? (int)nproc : 1;
+    o->keep = 3;
+    o->bucket_mb = 1;
+    o->peer_timeout = 60;
     int c;
     opterr = 0;
     /* The leading ':' makes a missing value ':' rather than '?', so it is named as such. */
@@ -231,6 +268,32 @@ static void parse_args(int argc, char **argv, struct options *o)
             break;
         case O_THREADS:
             o->threads = (int)parse_int("--threads", optarg, 1, 1024);
+            o->threads_set = 1;
+            break;
+        case O_SESSION:
+            o->session = optarg;
+            break;
+        case O_RESUME:
+            o->resume = 1;
+            break;
+        case O_CKPT_EVERY:
+            o->checkpoint_every = parse_int("--checkpoint-every", optarg, 1, 1LL << 40);
+            break;
+        case O_KEEP:
+            o->keep = (int)parse_int("--keep-checkpoints", optarg, 1, 1000000);
+            break;
+        case O_REPORT:
+            o->report_every = parse_int("--report-every", optarg, 1, 1LL << 40);
+            break;
+        case O_BUCKET:
+            o->bucket_mb = parse_double("--bucket-mb", optarg);
+            if (!(o->bucket_mb > 0 && o->bucket_mb <= 4096))
+                die(2, "--bucket-mb: '%s' must be in (0, 4096]", optarg);
+            break;
+        case O_PEER_TIMEOUT:
+            o->peer_timeout = parse_double("--peer-timeout", optarg);
+            if (!(o->peer_timeout >= 0.5 && o->peer_timeout <= 86400))
+                die(2, "--peer-timeout: '%s' must be in [0.5, 86400] seconds", optarg);
             break;
         case O_INPUT:
             if (sscanf(optarg, "%d,%d,%d", &o->input.c, &o->input.h, &o->input.w) != 3 ||
@@ -273,6 +336,8 @@ static void parse_args(int argc, char **argv, struct options *o)
         die(2, "--arch is required: mlp, cnn or a spec file (see --help)");
     if (!o->out)
         die(2, "--out is required: where to write the trained model (.udm)");
+    if ((o->resume || o->checkpoint_every) && !o->session)
+        die(2, "%s needs --session DIR", o->resume ? "--resume" : "--checkpoint-every");
     struct ud_err e = {0};
     if (ud_update_params_validate(&o->params, &e))
         die(2, "%s", e.msg);
@@ -282,6 +347,8 @@ static void parse_args(int argc, char **argv, struct options *o)
 
 struct progress {
     const struct options *o;
+    int rank, world; /* only rank 0 reports */
+    struct session *sess;
     int tty;
     double last_draw;
     double best_rate; /* samples/s of the fastest epoch (steady state, as the peers report) */
@@ -319,13 +386,21 @@ static void on_progress(struct ud_update_context *ctx, void *user)
     const struct ud_update_metrics *m = &ctx->metrics;
     const struct options *o = p->o;
     p->last = *m;
+    if (ctx->event == UD_EVENT_EPOCH_END && !isnan(m->val_accuracy) && p->sess) {
+        p->sess->val_loss = m->val_loss;
+        p->sess->val_accuracy = m->val_accuracy;
+    }
+    if (p->rank != 0)
+        return;
     if (ctx->event == UD_EVENT_TRAINING_BEGIN) {
         if (o->json) {
             printf("{\"event\":\"training_begin\",\"task\":");
             ud_json_str(stdout, ud_update_task_identifier(ctx->task));
-            printf(",\"epochs\":%lld,\"batch\":%lld,\"steps_per_epoch\":%lld,\"params\":%zu}\n",
+            printf(",\"epochs\":%lld,\"batch\":%lld,\"steps_per_epoch\":%lld,\"params\":%zu,"
+                   "\"world\":%d,\"threads\":%d,\"start_epoch\":%lld,\"start_minibatch\":%lld}\n",
                    (long long)o->params.epochs, (long long)o->params.mini_batch_size,
-                   (long long)m->steps_per_epoch, ud_model_param_count(ctx->model));
+                   (long long)m->steps_per_epoch, ud_model_param_count(ctx->model), p->world,
+                   o->threads, (long long)m->epoch_index, (long long)m->minibatch_index);
             fflush(stdout);
         }
         return;
@@ -439,33 +514,236 @@ static void check_out_dir(const char *out)
         die(1, "--out %s: is a directory; give a file name such as %s/model.udm", out, out);
 }
 
+/* ------------------------------------------------------------------------------- a run */
+
+struct run {
+    const struct options *o;
+    ud_dist_t *d; /* NULL standalone (or a world of one) */
+    int rank, world;
+    struct session sess;
+    int have_session;
+    struct progress *prog;
+    int64_t total_steps;
+};
+
+static void hook_ready(void *user, int layer, struct ud_span span)
+{
+    ud_dist_grad_ready(((struct run *)user)->d, layer, span);
+}
+static int hook_grad_sync(void *user, float *g, size_t n, ud_span_apply_fn apply, void *actx,
+                          struct ud_err *e)
+{
+    return ud_dist_grad_sync(((struct run *)user)->d, g, n, apply, actx, e);
+}
+static int hook_metric_sync(void *user, double *v, size_t n, struct ud_err *e)
+{
+    return ud_dist_metric_sync(((struct run *)user)->d, v, n, e);
+}
+
+static void json_checkpoint(const struct run *R, int64_t step, double seconds)
+{
+    printf("{\"event\":\"checkpoint\",\"iteration\":%lld,\"path\":", (long long)step);
+    ud_json_str(stdout, R->sess.last);
+    ud_json_field(stdout, "seconds", seconds);
+    printf("}\n");
+    fflush(stdout);
+}
+
+/* After every step: progress reports and checkpoints. */
+static int hook_after_step(void *user, ud_update_task_t *t, struct ud_err *e)
+{
+    struct run *R = user;
+    const struct options *o = R->o;
+    struct ud_update_metrics m = ud_update_task_metrics(t);
+    if (R->d)
+        ud_dist_set_step(R->d, m.step);
+    if (o->report_every && m.step % o->report_every == 0 && R->rank == 0) {
+        if (o->json) {
+            printf("{\"event\":\"progress\",\"step\":%lld,\"epoch\":%lld,\"minibatch\":%lld",
+                   (long long)m.step, (long long)m.epoch_index, (long long)m.minibatch_index);
+            ud_json_field(stdout, "loss", m.loss);
+            ud_json_field(stdout, "accuracy", m.accuracy);
+            ud_json_field(stdout, "samples_per_sec", m.samples_per_sec);
+            ud_json_field(stdout, "learning_rate", m.learning_rate);
+            printf("}\n");
+            fflush(stdout);
+        } else if (!o->quiet && !R->prog->tty) {
+            fprintf(
+                stderr, "step %lld (epoch %lld, %lld/%lld)  loss %.4f  acc %.4f  %.0f samples/s\n",
+                (long long)m.step, (long long)m.epoch_index + 1, (long long)m.minibatch_index + 1,
+                (long long)m.steps_per_epoch, m.loss, m.accuracy, m.samples_per_sec);
+        }
+    }
+    if (!R->have_session)
+        return 0;
+    int due = o->checkpoint_every ? m.step % o->checkpoint_every == 0
+                                  : m.minibatch_index + 1 == m.steps_per_epoch;
+    if (!due && m.step != R->total_steps)
+        return 0;
+    double before = R->sess.write_seconds;
+    int rc = session_checkpoint(&R->sess, t, e);
+    if (!rc && R->rank == 0 && o->json)
+        json_checkpoint(R, m.step, R->sess.write_seconds - before);
+    return rc;
+}
+
+/* A 64-bit FNV-1a, for fingerprints. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ c[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* The run's identity: what must be equal on every rank, and in a checkpoint to resume from.
+ * One fact per line; the epochs line may differ on resume. */
+static char *fingerprint(const struct options *o, const struct ud_arch *a, const ud_dataset_t *ds,
+                         size_t ntr, size_t nva)
+{
+    static char fp[2048];
+    size_t at = 0;
+    struct ud_shape sh = ud_dataset_shape(ds);
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < ud_dataset_count(ds); i++) {
+        int32_t l = ud_dataset_label(ds, i);
+        h = fnv(h, &l, sizeof l);
+    }
+    uint64_t ch = 0xcbf29ce484222325ull;
+    for (int c = 0; c < ud_dataset_num_classes(ds); c++) {
+        const char *n = ud_dataset_class_name(ds, c);
+        ch = fnv(ch, n, strlen(n) + 1);
+    }
+    char arch[8192];
+    ud_arch_format(a, arch, sizeof arch);
+    uint64_t ah = fnv(0xcbf29ce484222325ull, arch, strlen(arch));
+    const struct ud_update_params *p = &o->params;
+#define FP(...) at += (size_t)snprintf(fp + at, at < sizeof fp ? sizeof fp - at : 0, __VA_ARGS__)
+    FP("architecture %016llx\n", (unsigned long long)ah);
+    FP("data %zu samples of (%d,%d,%d), %d classes %016llx, labels %016llx\n", ud_dataset_count(ds),
+       sh.c, sh.h, sh.w, ud_dataset_num_classes(ds), (unsigned long long)ch, (unsigned long long)h);
+    FP("split %zu training, %zu validation\n", ntr, nva);
+    FP("optimizer %s lr %.17g momentum %.17g nesterov %d weight_decay %.17g\n",
+       ud_optimizer_name(p->optimizer), p->learning_rate, p->momentum, p->nesterov,
+       p->weight_decay);
+    FP("adam %.17g %.17g %.17g\n", p->beta1, p->beta2, p->eps);
+    FP("batch %lld shuffle %d seed %llu\n", (long long)p->mini_batch_size, p->shuffle,
+       (unsigned long long)p->seed);
+    FP("schedule %s step_epochs %lld gamma %.17g\n", ud_lr_schedule_name(p->schedule),
+       (long long)p->step_epochs, p->gamma);
+    FP("epochs %lld\n", (long long)p->epochs);
+#undef FP
+    return fp;
+}
+
+/* Scores this rank's slice of the test set and sums the counts over ranks. */
+static int evaluate_sharded(struct run *R, ud_model_t *m, ud_dataset_t *test,
+                            struct ud_eval_result *ev, struct ud_err *e)
+{
+    size_t n = ud_dataset_count(test), lo, hi;
+    ud_update_rank_slice(n, R->rank, R->world, &lo, &hi);
+    uint32_t *idx = malloc((hi - lo + 1) * sizeof *idx);
+    if (!idx)
+        return ud_err_set(e, UD_ENOMEM, "out of memory");
+    for (size_t i = lo; i < hi; i++)
+        idx[i - lo] = (uint32_t)i;
+    struct ud_batch_provider p;
+    ud_dataset_provider(test, idx, hi - lo, &p);
+    int rc = 0;
+    if (hi > lo) {
+        rc = ud_model_evaluate(m, &p, 256, ev, e);
+    } else {
+        /* An empty slice scores nothing but still takes part in the sums. */
+        int C = ud_model_num_classes(m);
+        ev->nclasses = C;
+        ev->confusion = calloc((size_t)C * C, sizeof *ev->confusion);
+        ev->precision = calloc((size_t)C, sizeof *ev->precision);
+        ev->recall = calloc((size_t)C, sizeof *ev->recall);
+        if (!ev->confusion || !ev->precision || !ev->recall)
+            rc = ud_err_set(e, UD_ENOMEM, "out of memory");
+    }
+    free(idx);
+    struct ud_err le = *e;
+    if ((rc = session_agree(R->d, rc, &le, "evaluating the test set", e)) || !R->d)
+        return rc;
+    int C = ev->nclasses;
+    size_t k = (size_t)C * C;
+    double *v = malloc((k + 2) * sizeof *v);
+    if (!v)
+        return ud_err_set(e, UD_ENOMEM, "out of memory");
+    for (size_t i = 0; i < k; i++)
+        v[i] = (double)ev->confusion[i];
+    v[k] = ev->n ? ev->loss * (double)ev->n : 0;
+    v[k + 1] = (double)ev->n;
+    rc = ud_dist_sum_f64(R->d, v, k + 2, "summing the test scores", e);
+    if (!rc) {
+        for (size_t i = 0; i < k; i++)
+            ev->confusion[i] = (uint64_t)v[i];
+        ev->n = (size_t)v[k + 1];
+        ev->loss = ev->n ? v[k] / (double)ev->n : NAN;
+        ud_eval_result_finish(ev);
+    }
+    free(v);
+    return rc;
+}
+
+static ud_dataset_t *load_agreed(struct run *R, const char *what, const char *src,
+                                 const struct ud_load_opts *lo)
+{
+    struct ud_err le = {0}, e = {0};
+    ud_dataset_t *ds = ud_dataset_load(src, lo, &le);
+    if (session_agree(R->d, ds ? 0 : (le.code ? le.code : UD_EIO), &le, what, &e))
+        die(1, "cannot load the %s: %s", what, e.msg);
+    return ds;
+}
+
 int main(int argc, char **argv)
 {
     struct options o;
     parse_args(argc, argv, &o);
-    ud_kernels_set_threads(o.threads);
     double t_start = now_s();
-    check_out_dir(o.out);
-    struct ud_err e = {0};
+    struct ud_err e = {0}, le = {0};
+    struct run R = {.o = &o, .rank = 0, .world = 1};
+
+    if (ud_dist_launched()) {
+        struct ud_dist_opts dopt = {.bucket_bytes = (size_t)(o.bucket_mb * 1048576.0),
+                                    .timeout_s = o.peer_timeout};
+        if (!(R.d = ud_dist_init(&argc, &argv, &dopt, &e)))
+            die(1, "%s", e.msg);
+        R.rank = ud_dist_rank(R.d);
+        R.world = ud_dist_world(R.d);
+        if (R.world > 1) {
+            g_rank = R.rank;
+            ud_dist_handle_signals(R.d, PROG);
+        }
+    }
+    if (!o.threads_set) {
+        long nproc = sysconf(_SC_NPROCESSORS_ONLN);
+        int local = R.d ? ud_dist_local_size(R.d) : 1;
+        o.threads = nproc > local ? (int)(nproc / local) : 1;
+    }
+    ud_kernels_set_threads(o.threads);
+    if (R.rank == 0)
+        check_out_dir(o.out);
 
     /* The architecture first when it is a spec file: its input shape sizes the images. */
     struct ud_arch arch;
     int preset = strcmp(o.arch, "mlp") == 0 || strcmp(o.arch, "cnn") == 0;
     if (!preset) {
-        int rc = ud_arch_load(o.arch, &arch, &e);
+        int rc = ud_arch_load(o.arch, &arch, &le);
         if (rc == UD_ENOTFOUND)
-            die(1, "--arch: '%s' is neither a preset (mlp, cnn) nor an existing spec file", o.arch);
-        if (rc)
+            ud_err_set(&le, rc,
+                       "--arch: '%s' is neither a preset (mlp, cnn) nor an existing spec file",
+                       o.arch);
+        if (session_agree(R.d, rc, &le, "--arch", &e))
             die(1, "%s", e.msg);
         if (o.input.c == 0)
             o.input = arch.input;
     }
     struct ud_load_opts lo = {
         .shape = o.input, .skip_bad = o.skip_bad, .max_samples = o.max_samples, .warn = warn_cb};
-    ud_dataset_t *train = ud_dataset_load(o.data, &lo, &e);
-    if (!train)
-        die(1, "%s", e.msg);
-    if (ud_dataset_skipped(train))
+    ud_dataset_t *train = load_agreed(&R, "training data", o.data, &lo);
+    if (ud_dataset_skipped(train) && R.rank == 0)
         fprintf(stderr, PROG ": skipped %zu bad samples in %s\n", ud_dataset_skipped(train),
                 o.data);
     struct ud_shape shape = ud_dataset_shape(train);
@@ -485,8 +763,7 @@ int main(int argc, char **argv)
         struct ud_load_opts tlo = lo;
         tlo.shape = shape;
         tlo.max_samples = 0;
-        if (!(test = ud_dataset_load(o.test, &tlo, &e)))
-            die(1, "%s", e.msg);
+        test = load_agreed(&R, "test data", o.test, &tlo);
         const char **names = malloc(sizeof(char *) * (size_t)nclasses);
         for (int c = 0; c < nclasses; c++)
             names[c] = ud_dataset_class_name(train, c);
@@ -514,10 +791,37 @@ int main(int argc, char **argv)
     if (ntr == 0)
         die(1, "%s: no training samples left after the validation split", o.data);
 
+    /* Every rank must be training the same thing. */
+    const char *fp = fingerprint(&o, &arch, train, ntr, nva);
+    if (R.d && R.world > 1) {
+        char ref[2048];
+        snprintf(ref, sizeof ref, "%s", fp);
+        if (ud_dist_bcast(R.d, ref, sizeof ref, 0, "comparing settings", &e))
+            die(1, "%s", e.msg);
+        int rc = 0;
+        if (strcmp(ref, fp) != 0) {
+            const char *a = ref, *b = fp;
+            while (*a && *a == *b)
+                a++, b++;
+            while (a > ref && a[-1] != '\n')
+                a--, b--;
+            rc = ud_err_set(&le, UD_ECONFLICT,
+                            "its settings or data differ from rank 0's: rank 0 has '%.*s', this "
+                            "rank '%.*s'",
+                            (int)strcspn(a, "\n"), a, (int)strcspn(b, "\n"), b);
+        }
+        if (session_agree(R.d, rc, &le, "comparing settings", &e))
+            die(1, "the ranks disagree: %s", e.msg);
+    }
+
     ud_model_t *model = ud_model_new(&arch, &e);
     if (!model)
         die(1, "%s", e.msg);
     ud_model_init_params(model, o.params.seed);
+    /* Each rank its own dropout stream (rank 0 keeps the standalone one). */
+    if (R.rank > 0)
+        ud_rng_seed(ud_model_rng(model), o.params.seed,
+                    (uint64_t)UD_RNG_DROPOUT + 0x100u * (uint64_t)R.rank);
     {
         const char **names = malloc(sizeof(char *) * (size_t)nclasses);
         for (int c = 0; c < nclasses; c++)
@@ -526,12 +830,102 @@ int main(int argc, char **argv)
             die(1, "%s", e.msg);
         free(names);
     }
+    if (R.d && R.world > 1 &&
+        ud_dist_bcast(R.d, ud_model_params(model), ud_model_param_count(model) * sizeof(float), 0,
+                      "broadcasting the initial parameters", &e))
+        die(1, "%s", e.msg);
+
+    if (R.d && R.world > 1) {
+        if (o.session)
+            ud_dist_set_hint("no checkpoint in %s was complete yet", o.session);
+        else
+            ud_dist_set_hint("nothing to resume from (run with --session DIR to keep checkpoints)");
+    }
+    /* The session: resume, or refuse to mix a new run into an old one. */
+    struct progress prog = {
+        .o = &o, .rank = R.rank, .world = R.world, .tty = isatty(STDERR_FILENO)};
+    struct ud_update_config cfg = {.params = o.params};
+    struct resume rs;
+    int resumed = 0;
+    R.sess = (struct session){.dir = o.session,
+                              .keep = o.keep,
+                              .d = R.d,
+                              .rank = R.rank,
+                              .world = R.world,
+                              .threads = o.threads,
+                              .fingerprint = fp,
+                              .val_loss = NAN,
+                              .val_accuracy = NAN};
+    if (o.session) {
+        R.have_session = 1;
+        prog.sess = &R.sess;
+        int rc = 0;
+        if (R.rank == 0 && mkdir(o.session, 0777) != 0 && errno != EEXIST)
+            rc = ud_err_set(&le, UD_EIO, "--session %s: %s", o.session, strerror(errno));
+        if (session_agree(R.d, rc, &le, "--session", &e))
+            die(1, "%s", e.msg);
+        /* Absolute, so that messages say where to resume from wherever they are read. */
+        static char session_abs[4096];
+        if (realpath(o.session, session_abs))
+            R.sess.dir = o.session = session_abs;
+        rc = session_resume(&R.sess, model, &rs, &e);
+        if (rc == 0 && !o.resume)
+            die(1,
+                "--session %s already holds checkpoints of a run (newest: %s); add --resume to "
+                "continue it, or choose a new directory",
+                o.session, R.sess.last);
+        if (rc == UD_ENOTFOUND) {
+            if (o.resume && R.rank == 0)
+                fprintf(stderr, PROG ": no complete checkpoint in %s; training from the start\n",
+                        o.session);
+        } else if (rc) {
+            die(1, "cannot resume: %s", e.msg);
+        } else {
+            resumed = 1;
+            if (rs.st.epoch > o.params.epochs ||
+                (rs.st.epoch == o.params.epochs && rs.st.minibatch > 0))
+                die(1, "cannot resume: %s is at epoch %lld, past --epochs %lld", R.sess.last,
+                    (long long)rs.st.epoch + 1, (long long)o.params.epochs);
+            cfg.start_epoch = rs.st.epoch;
+            cfg.start_minibatch = rs.st.minibatch;
+            memcpy(cfg.start_sums, rs.st.epoch_sums, sizeof cfg.start_sums);
+            *ud_model_rng(model) = rs.dropout;
+            if (R.rank == 0 && !o.quiet) {
+                fprintf(stderr, PROG ": resuming from %s (iteration %lld, epoch %lld step %lld)\n",
+                        R.sess.last, (long long)rs.st.iteration, (long long)rs.st.epoch + 1,
+                        (long long)rs.st.minibatch + 1);
+                if (!rs.same_world)
+                    fprintf(stderr,
+                            PROG ": the checkpoint was written by %d ranks, this run has %d: "
+                                 "training continues with the same global batch and sample order "
+                                 "but is not bitwise the run it would have been\n",
+                            (int)rs.st.world, R.world);
+                else if (rs.st.threads != o.threads)
+                    fprintf(stderr,
+                            PROG ": the checkpoint was written with %d threads per rank, this run "
+                                 "uses %d: sums change order, so the result will not be bitwise "
+                                 "that of an uninterrupted run (use --threads %d)\n",
+                            (int)rs.st.threads, o.threads, (int)rs.st.threads);
+            }
+        }
+    }
 
     struct ud_batch_provider trp, vap, tep;
     ud_dataset_provider(train, tr_idx, ntr, &trp);
     ud_dataset_provider(train, va_idx, nva, &vap);
-    struct ud_update_config cfg = {.params = o.params, .validation = nva ? &vap : NULL};
-    struct progress prog = {.o = &o, .tty = isatty(STDERR_FILENO)};
+    cfg.validation = nva ? &vap : NULL;
+    cfg.hooks.rank = R.rank;
+    cfg.hooks.world = R.world;
+    cfg.hooks.user = &R;
+    cfg.hooks.after_step = hook_after_step;
+    if (R.d && R.world > 1) {
+        if (ud_dist_grad_setup(R.d, model, &e))
+            die(1, "%s", e.msg);
+        cfg.hooks.grad_ready = hook_ready;
+        cfg.hooks.grad_sync = hook_grad_sync;
+        cfg.hooks.metric_sync = hook_metric_sync;
+    }
+    R.prog = &prog;
     struct ud_update_handlers handlers = {
         .events = UD_EVENT_TRAINING_BEGIN | UD_EVENT_EPOCH_END | UD_EVENT_MINIBATCH_END,
         .progress = on_progress,
@@ -541,94 +935,133 @@ int main(int argc, char **argv)
     ud_update_task_t *task = ud_update_task_new(model, &trp, &cfg, &handlers, &e);
     if (!task)
         die(1, "%s", e.msg);
-    if (!o.json && !o.quiet)
+    R.total_steps =
+        (int64_t)((ntr + (size_t)o.params.mini_batch_size - 1) / (size_t)o.params.mini_batch_size) *
+        o.params.epochs;
+    if (resumed) {
+        size_t nst;
+        ud_optim_t *opt = ud_update_task_optim(task);
+        float *st = ud_optim_state(opt, &nst);
+        if (nst != rs.st.optim_floats)
+            die(1, "cannot resume: %s holds %zu optimizer values, this run needs %zu", R.sess.last,
+                rs.st.optim_floats, nst);
+        if (nst)
+            memcpy(st, rs.st.optim_state, nst * sizeof *st);
+        ud_optim_set_steps(opt, rs.st.optim_steps);
+        ud_ckpt_state_deinit(&rs.st);
+    }
+    if (!o.json && !o.quiet && R.rank == 0)
         fprintf(stderr,
                 "training %s (%zu parameters) on %zu samples (%zu for validation), %d classes, "
-                "%lld epochs, batch %lld, %s lr %g, %d thread%s\n",
+                "%lld epochs, batch %lld, %s lr %g, %d rank%s x %d thread%s\n",
                 o.arch, ud_model_param_count(model), ntr, nva, nclasses, (long long)o.params.epochs,
                 (long long)o.params.mini_batch_size, ud_optimizer_name(o.params.optimizer),
-                o.params.learning_rate, o.threads, o.threads == 1 ? "" : "s");
-    g_task = task;
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+                o.params.learning_rate, R.world, R.world == 1 ? "" : "s", o.threads,
+                o.threads == 1 ? "" : "s");
+    if (R.world == 1) {
+        g_task = task;
+        signal(SIGINT, on_signal);
+        signal(SIGTERM, on_signal);
+    }
     int rc = ud_update_task_run(task);
     g_task = NULL;
     if (rc) {
         const struct ud_err *te = ud_update_task_error(task);
+        char hint[4200];
+        if (R.sess.last[0])
+            snprintf(hint, sizeof hint, "; resume from %s with --resume", R.sess.last);
+        else if (o.session)
+            snprintf(hint, sizeof hint, "; no checkpoint was completed yet");
+        else
+            hint[0] = '\0';
         if (rc == UD_ECANCELLED)
-            die(130, "training cancelled at epoch %lld; no model written",
-                (long long)prog.last.epoch_index + 1);
-        die(1, "training failed: %s", te->msg[0] ? te->msg : ud_strerror(rc));
+            die(130, "training cancelled at epoch %lld; no model written%s",
+                (long long)prog.last.epoch_index + 1, hint);
+        die(1, "training failed: %s%s", te->msg[0] ? te->msg : ud_strerror(rc), hint);
     }
     struct ud_update_metrics fin = prog.last;
     ud_update_task_destroy(&task);
 
-    /* Score the test set. */
+    /* Score the test set: each rank its slice, every sample once. */
     struct ud_eval_result ev = {0};
     int have_test = 0;
     if (test) {
         ud_dataset_provider(test, NULL, 0, &tep);
-        if (ud_model_evaluate(model, &tep, 256, &ev, &e))
+        if (evaluate_sharded(&R, model, test, &ev, &e))
             die(1, "%s: evaluation failed: %s", o.test, e.msg);
         have_test = 1;
     }
+    struct ud_dist_stats ds = {0};
+    if (R.d)
+        ud_dist_stats(R.d, &ds);
 
-    /* Describe and write the model. */
-    struct ud_metadata *md = ud_model_metadata(model);
-    char desc[512];
-    snprintf(desc, sizeof desc, "%s classifier trained by updraft-worker on %s for %lld epochs",
-             o.arch, o.data, (long long)o.params.epochs);
-    ud_metadata_set(&md->short_description, o.description ? o.description : desc);
-    if (o.author)
-        ud_metadata_set(&md->author, o.author);
-    if (o.license)
-        ud_metadata_set(&md->license, o.license);
-    if (o.model_version)
-        ud_metadata_set(&md->version, o.model_version);
-    ud_metadata_set_additional(md, "dataset", o.data);
-    ud_metadata_set_additional(md, "architecture", o.arch);
-    ud_metadata_set_additional(md, "trained_by", "updraft-worker " UD_VERSION_STRING);
-    ud_update_defaults_from_params(ud_model_update_defaults(model), &o.params);
-    ud_model_set_metric(model, "train_loss", fin.loss);
-    ud_model_set_metric(model, "train_accuracy", fin.accuracy);
-    if (!isnan(fin.val_accuracy)) {
-        ud_model_set_metric(model, "validation_loss", fin.val_loss);
-        ud_model_set_metric(model, "validation_accuracy", fin.val_accuracy);
-    }
-    if (have_test) {
-        ud_model_set_metric(model, "test_loss", ev.loss);
-        ud_model_set_metric(model, "test_accuracy", ev.accuracy);
-    }
-    ud_model_set_metric(model, "epochs", (double)o.params.epochs);
-    ud_model_set_metric(model, "training_samples", (double)ntr);
-    if (ud_udm_write(model, o.out, &e))
-        die(1, "%s", e.msg);
-
-    double seconds = now_s() - t_start;
-    if (o.json) {
-        if (have_test)
-            json_eval("test", model, &ev);
-        printf("{\"event\":\"summary\"");
-        ud_json_field(stdout, "samples_per_sec", prog.best_rate);
-        ud_json_field(stdout, "train_loss", fin.loss);
-        ud_json_field(stdout, "train_accuracy", fin.accuracy);
-        ud_json_field(stdout, "validation_accuracy", fin.val_accuracy);
-        ud_json_field(stdout, "test_accuracy", have_test ? ev.accuracy : NAN);
-        ud_json_field(stdout, "test_loss", have_test ? ev.loss : NAN);
-        ud_json_field(stdout, "peak_rss_mb", peak_rss_mb());
-        ud_json_field(stdout, "seconds", seconds);
-        printf(",\"epochs\":%lld,\"params\":%zu,\"threads\":%d,\"out\":",
-               (long long)o.params.epochs, ud_model_param_count(model), o.threads);
-        ud_json_str(stdout, o.out);
-        printf("}\n");
-    } else {
-        if (have_test) {
-            printf("test accuracy %.4f  loss %.4f  (%zu samples)\n", ev.accuracy, ev.loss, ev.n);
-            ud_eval_write_confusion(stdout, model, &ev);
+    if (R.rank == 0) {
+        /* Describe and write the model. */
+        struct ud_metadata *md = ud_model_metadata(model);
+        char desc[512];
+        snprintf(desc, sizeof desc, "%s classifier trained by updraft-worker on %s for %lld epochs",
+                 o.arch, o.data, (long long)o.params.epochs);
+        ud_metadata_set(&md->short_description, o.description ? o.description : desc);
+        if (o.author)
+            ud_metadata_set(&md->author, o.author);
+        if (o.license)
+            ud_metadata_set(&md->license, o.license);
+        if (o.model_version)
+            ud_metadata_set(&md->version, o.model_version);
+        ud_metadata_set_additional(md, "dataset", o.data);
+        ud_metadata_set_additional(md, "architecture", o.arch);
+        ud_metadata_set_additional(md, "trained_by", "updraft-worker " UD_VERSION_STRING);
+        ud_update_defaults_from_params(ud_model_update_defaults(model), &o.params);
+        ud_model_set_metric(model, "train_loss", fin.loss);
+        ud_model_set_metric(model, "train_accuracy", fin.accuracy);
+        if (!isnan(fin.val_accuracy)) {
+            ud_model_set_metric(model, "validation_loss", fin.val_loss);
+            ud_model_set_metric(model, "validation_accuracy", fin.val_accuracy);
         }
-        if (!o.quiet)
-            fprintf(stderr, "wrote %s  (%.1f s, best %.0f samples/s, peak RSS %.0f MB)\n", o.out,
-                    seconds, prog.best_rate, peak_rss_mb());
+        if (have_test) {
+            ud_model_set_metric(model, "test_loss", ev.loss);
+            ud_model_set_metric(model, "test_accuracy", ev.accuracy);
+        }
+        ud_model_set_metric(model, "epochs", (double)o.params.epochs);
+        ud_model_set_metric(model, "training_samples", (double)ntr);
+        ud_model_set_metric(model, "ranks", (double)R.world);
+        if (ud_udm_write(model, o.out, &e))
+            die(1, "%s", e.msg);
+
+        double seconds = now_s() - t_start;
+        if (o.json) {
+            if (have_test)
+                json_eval("test", model, &ev);
+            printf("{\"event\":\"summary\"");
+            ud_json_field(stdout, "samples_per_sec", prog.best_rate);
+            ud_json_field(stdout, "train_loss", fin.loss);
+            ud_json_field(stdout, "train_accuracy", fin.accuracy);
+            ud_json_field(stdout, "validation_accuracy", fin.val_accuracy);
+            ud_json_field(stdout, "test_accuracy", have_test ? ev.accuracy : NAN);
+            ud_json_field(stdout, "test_loss", have_test ? ev.loss : NAN);
+            ud_json_field(stdout, "peak_rss_mb", peak_rss_mb());
+            ud_json_field(stdout, "seconds", seconds);
+            ud_json_field(stdout, "grad_sync_seconds", ds.wait_seconds);
+            ud_json_field(stdout, "grad_bytes_per_step",
+                          ds.steps ? ds.bytes / (double)ds.steps : 0);
+            ud_json_field(stdout, "checkpoint_seconds", R.sess.write_seconds);
+            printf(",\"epochs\":%lld,\"params\":%zu,\"world\":%d,\"threads\":%d,\"buckets\":%d,"
+                   "\"checkpoints\":%d,\"out\":",
+                   (long long)o.params.epochs, ud_model_param_count(model), R.world, o.threads,
+                   ds.nbuckets, R.sess.written);
+            ud_json_str(stdout, o.out);
+            printf("}\n");
+            fflush(stdout);
+        } else {
+            if (have_test) {
+                printf("test accuracy %.4f  loss %.4f  (%zu samples)\n", ev.accuracy, ev.loss,
+                       ev.n);
+                ud_eval_write_confusion(stdout, model, &ev);
+            }
+            if (!o.quiet)
+                fprintf(stderr, "wrote %s  (%.1f s, best %.0f samples/s, peak RSS %.0f MB)\n",
+                        o.out, seconds, prog.best_rate, peak_rss_mb());
+        }
     }
     ud_eval_result_deinit(&ev);
     ud_model_destroy(&model);
@@ -636,5 +1069,7 @@ int main(int argc, char **argv)
     ud_dataset_destroy(&test);
     free(tr_idx);
     free(va_idx);
+    if (R.d)
+        ud_dist_finalize(&R.d);
     return 0;
 }

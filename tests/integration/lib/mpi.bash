@@ -1,0 +1,22 @@
+# tests/integration/lib/mpi.bash — mpirun for the integration tests (sourced after common.bash).
+#
+#   $MPI N CMD...              mpirun -np N CMD... (usable with it_run)
+#   $MPI --mpmd "CMD0" "CMD1"  one rank per command line, for ranks that differ
+#   rank_pid PATTERN R         pid of rank R of the updraft-worker whose arguments match PATTERN
+if ! command -v mpirun >/dev/null; then
+    echo "$IT_NAME: mpirun is missing (deploy/install-deps.sh installs openmpi-bin)"
+    exit 1
+fi
+MPI=$IT_LIB/mpirun.sh
+
+rank_pid()
+{
+    local pat=$1 r=$2 p
+    for p in $(pgrep -f "updraft-worker.*$pat" || true); do
+        if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$r"; then
+            echo "$p"
+            return 0
+        fi
+    done
+    return 1
+}
