@@ -3,6 +3,12 @@
  *    updraft info MODEL [--json]               what a .udm holds
  *    updraft eval MODEL --data SRC [--json]    accuracy, loss, precision/recall, confusion
  *    updraft predict MODEL FILE... [--json]    one line per input: path, label, confidence
+ *    updraft checkpoints SESSION [--json]      a training session's checkpoints (MLCheckpoint):
+ *                                              position, phase, date, complete or why not,
+ *                                              metrics, path
+ *    updraft export CHECKPOINT --out MODEL     a checkpoint's model as a .udm (Create ML's
+ *                                              init(checkpoint:)); CHECKPOINT is a checkpoint
+ *                                              directory or a session (its newest complete one)
  */
 #include <errno.h>
 #include <math.h>
@@ -11,7 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
+#include "updraft/ud_ckpt.h"
 #include "updraft/ud_data.h"
 #include "updraft/ud_eval.h"
 #include "updraft/ud_jsonw.h"
@@ -33,17 +41,24 @@ static void die(int code, const char *fmt, ...)
 
 static void usage(FILE *f)
 {
-    fputs("usage: updraft <command> [options]\n"
-          "\n"
-          "  info MODEL [--json]                 layers, parameters, labels, metadata, update\n"
-          "                                      defaults, metrics and params_sha256 of a .udm\n"
-          "  eval MODEL --data SRC [--json] [--skip-bad]\n"
-          "                                      accuracy, loss, per-class precision/recall and\n"
-          "                                      the confusion matrix on labeled data\n"
-          "  predict MODEL FILE... [--json]      one line per image: path, label, confidence\n"
-          "\n"
-          "SRC is a folder of class folders, an IDX images file, or a CSV with a label column.\n",
-          f);
+    fputs(
+        "usage: updraft <command> [options]\n"
+        "\n"
+        "  info MODEL [--json]                 layers, parameters, labels, metadata, update\n"
+        "                                      defaults, metrics and params_sha256 of a .udm\n"
+        "  eval MODEL --data SRC [--json] [--skip-bad]\n"
+        "                                      accuracy, loss, per-class precision/recall and\n"
+        "                                      the confusion matrix on labeled data\n"
+        "  predict MODEL FILE... [--json]      one line per image: path, label, confidence\n"
+        "  checkpoints SESSION [--json]        the checkpoints of a training session: iteration,\n"
+        "                                      epoch.minibatch, phase, date, complete or why not,\n"
+        "                                      loss, accuracy, validation accuracy, learning rate\n"
+        "  export CHECKPOINT --out MODEL.udm   writes a checkpoint's model (with its metrics);\n"
+        "                                      CHECKPOINT is a checkpoint directory, or a session\n"
+        "                                      directory for its newest complete checkpoint\n"
+        "\n"
+        "SRC is a folder of class folders, an IDX images file, or a CSV with a label column.\n",
+        f);
 }
 
 static ud_model_t *load_model(const char *path)
@@ -390,6 +405,205 @@ static int cmd_predict(int argc, char **argv)
     return failures ? 1 : 0;
 }
 
+/* --------------------------------------------------------------------------- checkpoints */
+
+/* ISO 8601 UTC ("2024-05-01T12:00:00Z") of a Unix time. */
+static void iso_date(int64_t t, char *buf, size_t cap)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (!gmtime_r(&tt, &tm) || !strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(buf, cap, "?");
+}
+
+/* A file: URL for a path (absolute when it can be made so), bytes outside RFC 3986's unreserved
+ * set and '/' percent-encoded. */
+static void json_file_url(const char *path)
+{
+    char *abs = realpath(path, NULL);
+    const char *p = abs ? abs : path;
+    fputs("\"file://", stdout);
+    for (const unsigned char *c = (const unsigned char *)p; *c; c++) {
+        if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+            strchr("-._~/", *c))
+            putchar(*c);
+        else
+            printf("%%%02X", *c);
+    }
+    putchar('"');
+    free(abs);
+}
+
+/* A metric for the text listing: "-" when unknown. */
+static void text_metric(char *buf, size_t cap, const char *fmt, double v)
+{
+    if (isfinite(v))
+        snprintf(buf, cap, fmt, v);
+    else
+        snprintf(buf, cap, "-");
+}
+
+static int cmd_checkpoints(int argc, char **argv)
+{
+    const char *session = NULL;
+    int json = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            json = 1;
+        else if (argv[i][0] == '-')
+            die(2, "checkpoints: unknown option '%s'", argv[i]);
+        else if (!session)
+            session = argv[i];
+        else
+            die(2, "checkpoints: one session at a time ('%s')", argv[i]);
+    }
+    if (!session)
+        die(2, "checkpoints: which session? (updraft checkpoints SESSION [--json])");
+    struct stat sb;
+    if (stat(session, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        die(1, "%s: no such session directory", session);
+    struct ud_err e = {0};
+    struct ud_ckpt_state *list = NULL;
+    size_t n = 0;
+    if (ud_ckpt_list(session, &list, &n, &e))
+        die(1, "%s", e.msg);
+    if (json)
+        putchar('[');
+    else if (n == 0)
+        fprintf(stderr, "updraft: %s has no checkpoints\n", session);
+    else
+        printf("%12s  %-12s  %-8s  %-20s  %-8s  %-8s  %-8s  %-10s  %-10s  %s\n", "iteration",
+               "epoch.batch", "phase", "date (UTC)", "loss", "accuracy", "val_acc", "lr", "status",
+               "path");
+    for (size_t i = 0; i < n; i++) {
+        const struct ud_ckpt_state *c = &list[i];
+        int known = c->phase[0] != '\0'; /* state.ckpt was readable */
+        char date[32];
+        iso_date(c->date, date, sizeof date);
+        if (json) {
+            printf("%s{\"phase\":", i ? "," : "");
+            ud_json_str(stdout, known ? c->phase : NULL);
+            printf(",\"iteration\":%lld,\"date\":", (long long)c->iteration);
+            ud_json_str(stdout, known ? date : NULL);
+            printf(",\"url\":");
+            json_file_url(c->path);
+            printf(",\"path\":");
+            ud_json_str(stdout, c->path);
+            printf(",\"metrics\":{\"loss\":");
+            ud_json_num(stdout, c->metrics.loss);
+            ud_json_field(stdout, "accuracy", c->metrics.accuracy);
+            ud_json_field(stdout, "val_loss", c->metrics.val_loss);
+            ud_json_field(stdout, "val_accuracy", c->metrics.val_accuracy);
+            ud_json_field(stdout, "learning_rate", c->metrics.learning_rate);
+            printf("}");
+            if (known)
+                printf(",\"epoch\":%lld,\"minibatch\":%lld,\"world\":%d", (long long)c->epoch,
+                       (long long)c->minibatch, (int)c->world);
+            else
+                printf(",\"epoch\":null,\"minibatch\":null,\"world\":null");
+            printf(",\"complete\":%s,\"problem\":", c->complete ? "true" : "false");
+            ud_json_str(stdout, c->complete ? NULL : c->problem);
+            printf("}");
+            continue;
+        }
+        char pos[32], loss[16], acc[16], vacc[16], lr[16];
+        if (known)
+            snprintf(pos, sizeof pos, "%lld.%lld", (long long)c->epoch, (long long)c->minibatch);
+        else
+            snprintf(pos, sizeof pos, "-");
+        text_metric(loss, sizeof loss, "%.4f", c->metrics.loss);
+        text_metric(acc, sizeof acc, "%.4f", c->metrics.accuracy);
+        text_metric(vacc, sizeof vacc, "%.4f", c->metrics.val_accuracy);
+        text_metric(lr, sizeof lr, "%.4g", c->metrics.learning_rate);
+        printf("%12lld  %-12s  %-8s  %-20s  %-8s  %-8s  %-8s  %-10s  %-10s  %s",
+               (long long)c->iteration, pos, known ? c->phase : "-", known ? date : "-", loss, acc,
+               vacc, lr, c->complete ? "complete" : "incomplete", c->path);
+        if (!c->complete)
+            printf("  (%s)", c->problem);
+        putchar('\n');
+    }
+    if (json)
+        printf("]\n");
+    ud_ckpt_list_free(&list, n);
+    return 0;
+}
+
+/* -------------------------------------------------------------------------------- export */
+
+static int cmd_export(int argc, char **argv)
+{
+    const char *from = NULL, *out = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
+            out = argv[++i];
+        else if (argv[i][0] == '-')
+            die(2, "export: unknown option '%s'", argv[i]);
+        else if (!from)
+            from = argv[i];
+        else
+            die(2, "export: one checkpoint at a time ('%s')", argv[i]);
+    }
+    if (!from || !out)
+        die(2, "export: usage: updraft export CHECKPOINT --out MODEL.udm (CHECKPOINT: a "
+               "checkpoint directory, or a session directory for its newest complete one)");
+    struct ud_err e = {0};
+    struct stat sb;
+    if (stat(from, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        die(1, "export: %s: no such checkpoint or session directory", from);
+
+    /* A session holds checkpoints/; anything else is taken for a checkpoint directory. */
+    char dir[4096], sub[4200];
+    snprintf(sub, sizeof sub, "%s/checkpoints", from);
+    if (stat(sub, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        if (ud_ckpt_latest(from, dir, sizeof dir, &e))
+            die(1, "export: %s", e.msg);
+    } else {
+        snprintf(dir, sizeof dir, "%s", from);
+    }
+
+    struct ud_ckpt_state st;
+    ud_model_t *m = NULL;
+    if (ud_ckpt_read(dir, &st, &m, &e))
+        die(1, "export: %s", e.msg);
+    if (strcmp(st.phase, "training") != 0) {
+        ud_ckpt_state_deinit(&st);
+        ud_model_destroy(&m);
+        die(1,
+            "export: %s is a checkpoint of phase \"%s\"; only \"training\" checkpoints can "
+            "be exported",
+            dir, st.phase);
+    }
+    const struct {
+        const char *key;
+        double v;
+    } metrics[] = {
+        {"train_loss", st.metrics.loss},
+        {"train_accuracy", st.metrics.accuracy},
+        {"validation_loss", st.metrics.val_loss},
+        {"validation_accuracy", st.metrics.val_accuracy},
+        {"checkpoint_iteration", (double)st.iteration},
+        {"checkpoint_epoch", (double)st.epoch},
+    };
+    for (size_t i = 0; i < sizeof metrics / sizeof *metrics; i++)
+        if (isfinite(metrics[i].v) && ud_model_set_metric(m, metrics[i].key, metrics[i].v))
+            die(1, "export: out of memory");
+    int rc = ud_udm_write(m, out, &e);
+    char sha[65];
+    ud_model_params_sha256(m, sha);
+    ud_model_destroy(&m);
+    if (rc) {
+        ud_ckpt_state_deinit(&st);
+        die(1, "export: %s", e.msg);
+    }
+    printf("wrote %s: the model of %s (iteration %lld, epoch %lld.%lld", out, dir,
+           (long long)st.iteration, (long long)st.epoch, (long long)st.minibatch);
+    if (isfinite(st.metrics.loss))
+        printf(", loss %.4f", st.metrics.loss);
+    printf("), params_sha256 %s\n", sha);
+    ud_ckpt_state_deinit(&st);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -407,6 +621,10 @@ int main(int argc, char **argv)
         return cmd_eval(argc - 2, argv + 2);
     if (strcmp(argv[1], "predict") == 0)
         return cmd_predict(argc - 2, argv + 2);
+    if (strcmp(argv[1], "checkpoints") == 0)
+        return cmd_checkpoints(argc - 2, argv + 2);
+    if (strcmp(argv[1], "export") == 0)
+        return cmd_export(argc - 2, argv + 2);
     fprintf(stderr, "updraft: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;

@@ -1,12 +1,14 @@
 /*  test_ckpt.c — training-session checkpoints: round trip of every field (state, rank files,
  *  model), completeness (DONE missing, every file corrupted, truncated or missing), the choice
  *  of the newest complete checkpoint, begin and prune, world mismatches, hand-made state files
- *  read against docs/checkpoints.md.
+ *  read against docs/checkpoints.md, and the `updraft checkpoints` / `updraft export` commands
+ *  run on a session written here.
  */
 #include "ud_test.h"
 
 #include <dirent.h>
 #include <math.h>
+#include <sys/wait.h>
 
 #include <msgpack.h>
 #include <sodium.h>
@@ -1063,6 +1065,147 @@ static void test_handmade_state(void **unused)
     ud_ckpt_state_deinit(&ref);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* The CLI: updraft checkpoints and updraft export                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Runs a shell command; stdout into out (cap bytes), stderr into err. Returns the exit code. */
+static int run(const char *cmd, char *out, size_t cap, char *err, size_t ecap)
+{
+    char full[8192], errpath[700];
+    snprintf(errpath, sizeof errpath, "%s/cli.err", ud_test_scratch());
+    snprintf(full, sizeof full, "%s 2>'%s'", cmd, errpath);
+    FILE *p = popen(full, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int status = pclose(p);
+    FILE *f = fopen(errpath, "r");
+    n = f ? fread(err, 1, ecap - 1, f) : 0;
+    err[n] = '\0';
+    if (f)
+        fclose(f);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void test_cli(void **unused)
+{
+    (void)unused;
+    const char *bindir = getenv("UD_BIN_DIR");
+    char updraft[700];
+    snprintf(updraft, sizeof updraft, "%s/updraft", bindir ? bindir : "");
+    if (!bindir || access(updraft, X_OK) != 0) {
+        print_message("skipped: no updraft binary (set UD_BIN_DIR)\n");
+        skip();
+    }
+    const char *session = fresh_session("cli");
+    write_ckpt(session, 7, 2, true);
+    write_ckpt(session, 14, 2, true);
+    write_ckpt(session, 21, 2, false);
+    static char out[65536], err[8192];
+    char cmd[4096], dir[4096];
+    struct ud_err e = {0};
+
+    /* Listing: one line each, oldest first. */
+    snprintf(cmd, sizeof cmd, "'%s' checkpoints '%s'", updraft, session);
+    assert_int_equal(run(cmd, out, sizeof out, err, sizeof err), 0);
+    char *l7 = strstr(out, "ckpt-000000000007"), *l21 = strstr(out, "ckpt-000000000021");
+    assert_non_null(l7);
+    assert_non_null(l21);
+    assert_true(l7 < strstr(out, "ckpt-000000000014") && strstr(out, "ckpt-000000000014") < l21);
+    assert_str_has(out, "complete");
+    assert_str_has(out, "no DONE marker");
+    assert_str_has(out, "training");
+    assert_str_has(out, "Z"); /* the ISO 8601 UTC date */
+
+    snprintf(cmd, sizeof cmd, "'%s' checkpoints '%s' --json", updraft, session);
+    assert_int_equal(run(cmd, out, sizeof out, err, sizeof err), 0);
+    assert_true(out[0] == '[');
+    assert_str_has(out, "\"iteration\":7,");
+    assert_str_has(out, "\"phase\":\"training\"");
+    assert_str_has(out, "\"complete\":true");
+    assert_str_has(out, "\"complete\":false");
+    assert_str_has(out, "\"problem\":\"no DONE marker");
+    assert_str_has(out, "\"metrics\":{");
+    assert_str_has(out, "\"accuracy\":null"); /* NaN */
+    assert_str_has(out, "\"world\":2");
+
+    /* Export of the newest complete one, given the session: its parameters. */
+    char model[700];
+    snprintf(model, sizeof model, "%s/exported.udm", ud_test_scratch());
+    snprintf(cmd, sizeof cmd, "'%s' export '%s' --out '%s'", updraft, session, model);
+    if (run(cmd, out, sizeof out, err, sizeof err) != 0)
+        fail_msg("export failed: %s", err);
+    assert_str_has(out, model);
+    assert_str_has(out, "ckpt-000000000014");
+    ud_model_t *want = make_model(14), *got = ud_udm_read(model, &e);
+    assert_non_null(got);
+    char h1[65], h2[65];
+    ud_model_params_sha256(want, h1);
+    ud_model_params_sha256(got, h2);
+    assert_string_equal(h1, h2);
+    double v = 0;
+    assert_int_equal(ud_model_metric_get(got, "checkpoint_iteration", &v), 0);
+    assert_true(v == 14);
+    assert_int_equal(ud_model_metric_get(got, "train_loss", &v), 0);
+    assert_true(v == 0.693147);
+    assert_int_equal(ud_model_metric_get(got, "validation_accuracy", &v), 0);
+    assert_int_equal(ud_model_metric_get(got, "validation_loss", &v), UD_ENOTFOUND); /* NaN */
+    ud_model_destroy(&got);
+
+    /* `updraft info --json` agrees. */
+    snprintf(cmd, sizeof cmd, "'%s' info '%s' --json", updraft, model);
+    assert_int_equal(run(cmd, out, sizeof out, err, sizeof err), 0);
+    char field[100];
+    snprintf(field, sizeof field, "\"params_sha256\":\"%s\"", h1);
+    assert_str_has(out, field);
+
+    /* A checkpoint directory given directly. */
+    assert_int_equal(ud_ckpt_dir(session, 7, dir, sizeof dir, &e), 0);
+    snprintf(cmd, sizeof cmd, "'%s' export '%s' --out '%s'", updraft, dir, model);
+    assert_int_equal(run(cmd, out, sizeof out, err, sizeof err), 0);
+    got = ud_udm_read(model, &e);
+    assert_non_null(got);
+    ud_model_destroy(&want);
+    want = make_model(7);
+    ud_model_params_sha256(want, h1);
+    ud_model_params_sha256(got, h2);
+    assert_string_equal(h1, h2);
+    ud_model_destroy(&got);
+    ud_model_destroy(&want);
+
+    /* An incomplete one: exit 1, the reason, nothing written. */
+    char model2[700];
+    snprintf(model2, sizeof model2, "%s/never.udm", ud_test_scratch());
+    assert_int_equal(ud_ckpt_dir(session, 21, dir, sizeof dir, &e), 0);
+    snprintf(cmd, sizeof cmd, "'%s' export '%s' --out '%s'", updraft, dir, model2);
+    assert_int_equal(run(cmd, out, sizeof out, err, sizeof err), 1);
+    assert_str_has(err, "no DONE marker");
+    assert_false(exists(model2));
+
+    /* A corrupt one. */
+    char path[4200];
+    ckpt_file(session, 7, "model.udm", path, sizeof path);
+    damage_file(path, FLIP);
+    snprintf(cmd, sizeof cmd, "'%s' export '%s/checkpoints/ckpt-000000000007' --out '%s'", updraft,
+             session, model2);
+    assert_int_equal(run(cmd, out, sizeof out, err, sizeof err), 1);
+    assert_str_has(err, "model.udm: checksum mismatch");
+    assert_false(exists(model2));
+
+    /* Usage errors: exit 2. */
+    snprintf(cmd, sizeof cmd, "'%s' export '%s'", updraft, session);
+    assert_int_equal(run(cmd, out, sizeof out, err, sizeof err), 2);
+    assert_str_has(err, "--out");
+    snprintf(cmd, sizeof cmd, "'%s' checkpoints", updraft);
+    assert_int_equal(run(cmd, out, sizeof out, err, sizeof err), 2);
+
+    /* A session with none. */
+    snprintf(cmd, sizeof cmd, "'%s' export '%s/none' --out '%s'", updraft, ud_test_scratch(),
+             model2);
+    assert_int_equal(run(cmd, out, sizeof out, err, sizeof err), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1071,6 +1214,7 @@ int main(void)
         cmocka_unit_test(test_damaged_files), cmocka_unit_test(test_done_format),
         cmocka_unit_test(test_begin),         cmocka_unit_test(test_commit_checks_world),
         cmocka_unit_test(test_prune),         cmocka_unit_test(test_handmade_state),
+        cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
