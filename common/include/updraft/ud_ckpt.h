@@ -98,9 +98,9 @@ int ud_ckpt_commit(const char *dir, int world, struct ud_err *e);
 /* Every checkpoint directory of the session (SESSION/checkpoints/ckpt-<digits>; other names are
  * ignored), oldest first, with path, complete and problem filled and, for those whose
  * state.ckpt could be read, the state (optimizer state not loaded; otherwise iteration comes
- * from the directory name, phase is "" and the metrics NaN). Verifies every checkpoint as
- * ud_ckpt_read does, so it reads every file once. *list is the caller's to free
- * (ud_ckpt_list_free). An empty or missing session gives n = 0. */
+ * from the directory name, phase is "" and the metrics NaN). Decides completeness as
+ * ud_ckpt_read does (model.udm is hashed, not decoded), so it reads every file once. *list is
+ * the caller's to free (ud_ckpt_list_free). An empty or missing session gives n = 0. */
 int ud_ckpt_list(const char *session, struct ud_ckpt_state **list, size_t *n, struct ud_err *e);
 void ud_ckpt_list_free(struct ud_ckpt_state **list, size_t n);
 
