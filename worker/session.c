@@ -66,7 +66,6 @@ int session_checkpoint(struct session *s, ud_update_task_t *t, struct ud_err *e)
         ud_update_task_position(t, &st.epoch, &st.minibatch);
         ud_update_task_epoch_sums(t, st.epoch_sums);
         st.steps_per_epoch = mt.steps_per_epoch;
-        st.total_steps = 0; /* filled below from the parameters */
         st.world = s->world;
         st.threads = s->threads;
         st.params = *ud_update_task_parameters(t);

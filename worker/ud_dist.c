@@ -452,8 +452,7 @@ int ud_dist_agree(ud_dist_t *d, int rc, const char *msg, const char *what, struc
         return r;
     if (!v[0])
         return 0;
-    int64_t count[1] = {rc ? 1 : 0};
-    double c = (double)count[0];
+    double c = rc ? 1 : 0; /* how many failed */
     if ((r = ud_dist_sum_f64(d, &c, 1, what, e)))
         return r;
     int first = d->world - (int)v[1]; /* the lowest failing rank */

@@ -1510,6 +1510,25 @@ void ud_ckpt_list_free(struct ud_ckpt_state **list, size_t n)
     *list = NULL;
 }
 
+/* What latest and prune start with: the session's checkpoint names, and a state buffer for
+ * ckpt_inspect. Returns 0 or a negative error (nothing to free then). */
+static int ckpt_scan_for_inspection(const char *session, char root[CKPT_PATH_MAX],
+                                    struct ckpt_name **names, size_t *count,
+                                    struct ud_ckpt_state **st, struct ud_err *e)
+{
+    if (ud__env_sodium(e) < 0)
+        return e->code;
+    int rc = ckpt_scan(session, root, names, count, e);
+    if (rc < 0)
+        return rc;
+    if (!(*st = malloc(sizeof **st))) {
+        free(*names);
+        *names = NULL;
+        return ud_err_set(e, UD_ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
 int ud_ckpt_latest(const char *session, char *dir, size_t cap, struct ud_err *e)
 {
     struct ud_err local;
@@ -1518,19 +1537,13 @@ int ud_ckpt_latest(const char *session, char *dir, size_t cap, struct ud_err *e)
     if (!dir || cap == 0)
         return ud_err_set(e, UD_EINVAL, "ud_ckpt_latest: no output buffer");
     dir[0] = '\0';
-    if (ud__env_sodium(e) < 0)
-        return e->code;
     char root[CKPT_PATH_MAX];
     struct ckpt_name *names = NULL;
     size_t count = 0;
-    int rc = ckpt_scan(session, root, &names, &count, e);
+    struct ud_ckpt_state *st = NULL;
+    int rc = ckpt_scan_for_inspection(session, root, &names, &count, &st, e);
     if (rc < 0)
         return rc;
-    struct ud_ckpt_state *st = malloc(sizeof *st);
-    if (!st) {
-        free(names);
-        return ud_err_set(e, UD_ENOMEM, "out of memory");
-    }
     char first_problem[sizeof st->problem + CKPT_NAME_MAX + 4] = "";
     rc = UD_ENOTFOUND;
     for (size_t i = count; i-- > 0;) {
@@ -1566,19 +1579,13 @@ int ud_ckpt_prune(const char *session, int keep, struct ud_err *e)
         e = &local;
     if (keep < 1)
         return ud_err_set(e, UD_EINVAL, "ud_ckpt_prune: keep %d (must be >= 1)", keep);
-    if (ud__env_sodium(e) < 0)
-        return e->code;
     char root[CKPT_PATH_MAX];
     struct ckpt_name *names = NULL;
     size_t count = 0;
-    int rc = ckpt_scan(session, root, &names, &count, e);
+    struct ud_ckpt_state *st = NULL;
+    int rc = ckpt_scan_for_inspection(session, root, &names, &count, &st, e);
     if (rc < 0)
         return rc;
-    struct ud_ckpt_state *st = malloc(sizeof *st);
-    if (!st) {
-        free(names);
-        return ud_err_set(e, UD_ENOMEM, "out of memory");
-    }
     /* Newest first: incomplete ones before the first complete one stay (one may be being
      * written); after it, incomplete ones go; after `keep` complete ones, everything goes. */
     int complete = 0, first_rc = 0;
