@@ -509,7 +509,10 @@ static int train(ud_update_task_t *t)
     emit(t, UD_EVENT_TRAINING_BEGIN, &m);
 
     for (int64_t e = e0; e < P->epochs; e++) {
-        ud_update_epoch_order(P->seed, e, P->shuffle, t->order, t->n);
+        if (t->cfg.hooks.epoch_order)
+            t->cfg.hooks.epoch_order(t->cfg.hooks.user, e, t->order, t->n);
+        else
+            ud_update_epoch_order(P->seed, e, P->shuffle, t->order, t->n);
         struct epoch_acc acc = {.start = now_s()};
         if (e == e0 && s0 > 0) {
             acc.loss_sum = t->cfg.start_sums[0];

@@ -1028,7 +1028,7 @@ static void test_two_ranks(void **state)
     for (int i = 0; i < 2; i++) {
         r[i] = (struct sim_rank){&sh, i, make_model(3), &p, c, -1};
         r[i].c.hooks = (struct ud_update_hooks){
-            i, 2, sim_ready, sim_grad_sync, sim_metric_sync, sim_after_step, &r[i]};
+            i, 2, sim_ready, sim_grad_sync, sim_metric_sync, sim_after_step, &r[i], NULL};
         assert_int_equal(pthread_create(&th[i], NULL, sim_thread, &r[i]), 0);
     }
     for (int i = 0; i < 2; i++)

@@ -112,6 +112,10 @@ struct ud_update_hooks {
      * return stops training with that error. */
     int (*after_step)(void *user, ud_update_task_t *t, struct ud_err *e);
     void *user;
+    /* Optional: the order in which epoch `epoch` visits the provider's positions, perm[0..n)
+     * (n = the provider's count); NULL: ud_update_epoch_order(seed, epoch, shuffle). The
+     * coordinator's shard plans use it (ud_plan_epoch_order). */
+    void (*epoch_order)(void *user, int64_t epoch, uint32_t *perm, size_t n);
 };
 
 struct ud_update_config {

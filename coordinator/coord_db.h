@@ -1,0 +1,84 @@
+/*  coord_db.h — the coordinator's state: one SQLite database (WAL) in the state directory.
+ *
+ *  STATE/updraft.db holds everything the coordinator knows; STATE/models/ holds the model files
+ *  (coord_store.h). A write is acknowledged (to a worker or a REST client) only after its
+ *  transaction committed: with WAL and synchronous=NORMAL a committed transaction survives the
+ *  process being killed (kill -9); a power cut may lose the last ones, never corrupt the file.
+ *
+ *  Connections: the coordinator's main thread (worker protocol, job monitor) has the one
+ *  read-write connection it keeps. The REST threads open their own connections: read-only ones
+ *  for GETs, and short write transactions for the few mutating calls (job submit, cancel),
+ *  which SQLite serialises with the main thread's (busy_timeout 5 s). Time columns are unix
+ *  seconds (REAL).
+ *
+ *  The schema (version 1; `PRAGMA user_version` holds it):
+ *
+ *  jobs        one row per job
+ *    id TEXT PRIMARY KEY            "job-000001" (seq, zero-padded to 6)
+ *    seq INTEGER UNIQUE NOT NULL    creation order, from 1
+ *    name TEXT NOT NULL             model name the result is registered under
+ *    state TEXT NOT NULL            PENDING | RUNNING | RESTARTING | SUCCEEDED | FAILED | CANCELLED
+ *    spec TEXT NOT NULL             the accepted JSON spec, canonical (coord_spec.h)
+ *    np INTEGER                     ranks: the spec's launch.np, or the world that registered
+ *    launch INTEGER NOT NULL        1: the coordinator starts mpirun on this host
+ *    message TEXT                   why the job is in its state ("rank 1 silent for 10.0 s", ...)
+ *    created, started, updated, finished REAL   (started/finished NULL until then)
+ *    epochs INTEGER, epoch INTEGER, iteration INTEGER, steps_per_epoch INTEGER,
+ *    total_steps INTEGER            progress as last reported (epoch is 0-based)
+ *    cancel_requested INTEGER NOT NULL DEFAULT 0
+ *    restarts INTEGER NOT NULL DEFAULT 0        launches after the first
+ *    pid INTEGER                    mpirun's pid (local launch), else NULL
+ *    session TEXT                   checkpoint directory of the job
+ *    resume_from TEXT               newest announced checkpoint (what a restart resumes from)
+ *    restarting_since REAL          when it went RESTARTING (FAILED after --restart-timeout)
+ *    model_version INTEGER          the version registered on success
+ *    plan BLOB                      the shard plan, msgpack (coord_plan_pack), NULL until made
+ *  ranks       a job's ranks as last heard of
+ *    job TEXT, rank INTEGER, host TEXT, pid INTEGER, step INTEGER, last_heartbeat REAL,
+ *    PRIMARY KEY (job, rank)
+ *  metrics     history of reported values
+ *    job TEXT, key TEXT, step INTEGER, value REAL, time REAL, PRIMARY KEY (job, key, step)
+ *    keys: loss, accuracy, samples_per_sec, learning_rate (every report), and at epoch ends
+ *    epoch_loss, epoch_accuracy, val_loss, val_accuracy; test_accuracy, test_loss at the end
+ *  checkpoints announced checkpoints
+ *    job TEXT, iteration INTEGER, epoch INTEGER, minibatch INTEGER, path TEXT, time REAL,
+ *    PRIMARY KEY (job, iteration)
+ *  models      the registry: one row per version
+ *    name TEXT, version INTEGER (1, 2, ... per name), sha256 TEXT, size INTEGER, created REAL,
+ *    job TEXT (NULL if not from a job), metrics TEXT (JSON object), lineage TEXT (JSON object:
+ *    {"job":..., "dataset":..., "architecture":..., "base": {"name":..,"version":..} | null}),
+ *    metadata TEXT (JSON object: the .udm's description, author, license, version, labels,
+ *    parameters), PRIMARY KEY (name, version)
+ *  events      what happened, for GET /v1/jobs/{id} "events" and the log
+ *    seq INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT, time REAL, kind TEXT, message TEXT
+ *
+ *  Thread-safety: a connection belongs to one thread at a time.
+ */
+#ifndef COORD_DB_H
+#define COORD_DB_H
+
+#include <sqlite3.h>
+
+#include "updraft/ud_error.h"
+
+#define COORD_DB_FILE           "updraft.db"
+#define COORD_DB_SCHEMA_VERSION 1
+
+/* Job states, as stored. */
+#define COORD_JOB_STATES(X) X(PENDING) X(RUNNING) X(RESTARTING) X(SUCCEEDED) X(FAILED) X(CANCELLED)
+
+/* Opens (creating and migrating when writable) STATE/updraft.db. readonly: a read-only
+ * connection for REST GETs (the database must exist). Sets WAL, synchronous=NORMAL,
+ * foreign_keys, busy_timeout 5000. Returns 0, UD_EIO (e names the file and SQLite's message)
+ * or UD_EVERSION (a newer schema: say which). *db is the caller's: close with
+ * coord_db_close. */
+int coord_db_open(const char *state_dir, int readonly, sqlite3 **db, struct ud_err *e);
+void coord_db_close(sqlite3 **db);
+
+/* Maps a SQLite failure into e: UD_EIO with "what: <sqlite message>"; returns UD_EIO. */
+int coord_db_err(sqlite3 *db, struct ud_err *e, const char *what);
+
+/* Terminal states: SUCCEEDED, FAILED, CANCELLED. */
+int coord_job_state_terminal(const char *state);
+
+#endif
