@@ -21,7 +21,7 @@
  *                minibatch, path}
  *    model      {job, rank, name, sha256, udm,    model_ack {version, sha256}
  *                metrics{k: v}}
- *    done       {job, rank, status, msg}          ack    {cancel}
+ *    done       {job, rank, status, code, msg}    ack    {cancel}
  *                                                 error  {code, msg}   (to any request)
  *
  *  Field types: job, name, host, path, session, out, status, msg, sha256: strings;
@@ -103,7 +103,7 @@ struct ud_msg {
     /* done */
     char *status; /* "succeeded" | "failed" | "cancelled" */
     char *msg;    /* done, error */
-    int32_t code; /* error */
+    int32_t code; /* error, done (the UD_E* code of a failure) */
     /* ack */
     int cancel;
     /* job */
