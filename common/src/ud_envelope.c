@@ -456,8 +456,8 @@ int ud__env_unpack_as(const unsigned char *body, size_t body_len, const char *wh
     if (rc < 0)
         return rc;
     if (s.off != body_len)
-        return ud_err_set(e, UD_EFORMAT, "%s: %zu bytes after its msgpack value", what,
-                          body_len - s.off);
+        return ud_err_set(e, UD_EFORMAT, "%s: %zu bytes after the %s's msgpack value", what,
+                          body_len - s.off, what);
     size_t off = 0;
     msgpack_unpack_return ur = msgpack_unpack_next(up, (const char *)body, body_len, &off);
     if (ur == MSGPACK_UNPACK_NOMEM_ERROR)
