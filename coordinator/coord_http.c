@@ -60,6 +60,12 @@
 #define JSON_TYPE        "application/json"
 #define PROM_TYPE        "text/plain; version=0.0.4; charset=utf-8"
 #define ACTIVE_STATES_IN "('PENDING','RUNNING','RESTARTING')"
+#define STR_(x)          #x
+#define STR(x)           STR_(x)
+/* The fraction of a job done, in [0, 1]: iteration / total_steps, 1 once SUCCEEDED. */
+#define PROGRESS_SQL                                                                               \
+    "CASE WHEN state = 'SUCCEEDED' THEN 1.0 WHEN total_steps > 0 AND iteration > 0 THEN"           \
+    " min(1.0, CAST(iteration AS REAL) / total_steps) ELSE 0.0 END"
 
 /* ------------------------------------------------------------------ a growable buffer */
 
@@ -248,6 +254,47 @@ static void sb_col_json(struct sbuf *b, sqlite3_stmt *st, int i)
     json_decref(v);
 }
 
+/* Appends "name":value pairs (comma-separated, no braces) for the space-separated names, from
+ * st's columns col, col + 1, ...: "!name" is a 0/1 column shown as a boolean, "@name" a column
+ * holding stored JSON. */
+static void sb_cols(struct sbuf *b, sqlite3_stmt *st, int col, const char *names)
+{
+    int k = 0;
+    for (const char *p = names; *p; col++) {
+        char kind = *p == '!' || *p == '@' ? *p++ : 0;
+        size_t n = strcspn(p, " ");
+        sb_puts(b, k++ ? ",\"" : "\"");
+        sb_put(b, p, n);
+        sb_puts(b, "\":");
+        if (kind == '!')
+            sb_col_bool(b, st, col);
+        else if (kind == '@')
+            sb_col_json(b, st, col);
+        else
+            sb_col(b, st, col);
+        p += n;
+        while (*p == ' ')
+            p++;
+    }
+}
+
+/* Steps st to its end, appending a JSON array with one object (sb_cols' names) per row.
+ * Returns SQLite's last code (SQLITE_DONE when all went well); *count: the rows. */
+static int sb_rows(struct sbuf *b, sqlite3_stmt *st, const char *names, int *count)
+{
+    int rc, n = 0;
+    sb_puts(b, "[");
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        sb_puts(b, n++ ? ",{" : "{");
+        sb_cols(b, st, 0, names);
+        sb_puts(b, "}");
+    }
+    sb_puts(b, "]");
+    if (count)
+        *count = n;
+    return rc;
+}
+
 /* ------------------------------------------------------------------ server and threads */
 
 enum stmt_id {
@@ -281,22 +328,25 @@ static const char *const SQL[N_STMTS] = {
     [ST_WORKERS] = "SELECT count(*) FROM ranks r JOIN jobs j ON j.id = r.job"
                    " WHERE j.state IN " ACTIVE_STATES_IN " AND r.last_heartbeat >= ?1",
     [ST_JOBS_ALL] = "SELECT id, name, state, created, updated, epoch, epochs, iteration,"
-                    " total_steps FROM jobs ORDER BY seq DESC",
+                    " total_steps, " PROGRESS_SQL " FROM jobs ORDER BY seq DESC",
     [ST_JOBS_STATE] = "SELECT id, name, state, created, updated, epoch, epochs, iteration,"
-                      " total_steps FROM jobs WHERE state = ?1 ORDER BY seq DESC",
+                      " total_steps, " PROGRESS_SQL " FROM jobs WHERE state = ?1"
+                      " ORDER BY seq DESC",
     [ST_JOB] = "SELECT id, name, state, message, spec, np, launch, created, started, updated,"
-               " finished, epoch, epochs, iteration, steps_per_epoch, total_steps,"
-               " cancel_requested, restarts, resume_from, model_version FROM jobs WHERE id = ?1",
-    [ST_JOB_RANKS] = "SELECT rank, host, pid, step, last_heartbeat FROM ranks WHERE job = ?1"
-                     " ORDER BY rank",
+               " finished, epoch, epochs, iteration, steps_per_epoch, total_steps, " PROGRESS_SQL
+               ", cancel_requested, restarts, resume_from, model_version FROM jobs WHERE id = ?1",
+    [ST_JOB_RANKS] = "SELECT rank, host, pid, step, last_heartbeat, ?2 - last_heartbeat"
+                     " FROM ranks WHERE job = ?1 ORDER BY rank",
     /* SQLite: with max(), the bare columns come from the row holding the maximum. */
     [ST_JOB_LATEST] = "SELECT key, max(step), value, time FROM metrics WHERE job = ?1"
                       " GROUP BY key ORDER BY key",
     [ST_JOB_CKPTS] = "SELECT iteration, epoch, minibatch, path, time FROM (SELECT * FROM"
-                     " checkpoints WHERE job = ?1 ORDER BY iteration DESC LIMIT ?2)"
-                     " ORDER BY iteration",
-    [ST_JOB_EVENTS] = "SELECT time, kind, message FROM (SELECT seq, time, kind, message FROM"
-                      " events WHERE job = ?1 ORDER BY seq DESC LIMIT ?2) ORDER BY seq",
+                     " checkpoints WHERE job = ?1 ORDER BY iteration DESC LIMIT " STR(
+                         CKPTS_SHOWN) ")"
+                                      " ORDER BY iteration",
+    [ST_JOB_EVENTS] =
+        "SELECT time, kind, message FROM (SELECT seq, time, kind, message FROM"
+        " events WHERE job = ?1 ORDER BY seq DESC LIMIT " STR(EVENTS_SHOWN) ") ORDER BY seq",
     [ST_JOB_EXISTS] = "SELECT 1 FROM jobs WHERE id = ?1",
     [ST_METRIC_KEYS] = "SELECT DISTINCT key FROM metrics WHERE job = ?1 ORDER BY key",
     [ST_METRIC_HIST] = "SELECT step, value, time FROM metrics WHERE job = ?1 AND key = ?2"
@@ -311,9 +361,8 @@ static const char *const SQL[N_STMTS] = {
                          " metadata FROM models WHERE name = ?1 AND version = ?2",
     [ST_MODEL_LATEST] = "SELECT name, version, sha256, size, created, job, metrics, lineage,"
                         " metadata FROM models WHERE name = ?1 ORDER BY version DESC LIMIT 1",
-    [ST_PROM_JOBS] =
-        "SELECT id, iteration, total_steps, state FROM jobs WHERE state IN " ACTIVE_STATES_IN
-        " ORDER BY seq",
+    [ST_PROM_JOBS] = "SELECT id, iteration, " PROGRESS_SQL
+                     " FROM jobs WHERE state IN " ACTIVE_STATES_IN " ORDER BY seq",
     [ST_PROM_METRICS] = "SELECT m.job, m.key, max(m.step), m.value FROM metrics m JOIN jobs j"
                         " ON j.id = m.job WHERE j.state IN " ACTIVE_STATES_IN
                         " GROUP BY m.job, m.key ORDER BY j.seq, m.key",
@@ -520,18 +569,6 @@ static int state_index(const char *s)
     return -1;
 }
 
-/* The fraction done: iteration / total_steps (1 once SUCCEEDED), in [0, 1]. */
-static double job_progress(const char *state, sqlite3_stmt *st, int it_col, int total_col)
-{
-    if (state && strcmp(state, "SUCCEEDED") == 0)
-        return 1.0;
-    int64_t it = sqlite3_column_int64(st, it_col), total = sqlite3_column_int64(st, total_col);
-    if (total <= 0 || it <= 0)
-        return 0.0;
-    double p = (double)it / (double)total;
-    return p > 1.0 ? 1.0 : p;
-}
-
 /* ------------------------------------------------------------------ GET handlers */
 
 static const char STATUS_HEAD[] =
@@ -636,40 +673,36 @@ static enum MHD_Result get_jobs(struct coord_http *h, struct MHD_Connection *c, 
     if (state)
         sqlite3_bind_text(st, 1, state, -1, SQLITE_TRANSIENT);
     struct sbuf b = {0};
-    sb_puts(&b, "{\"jobs\":[");
-    int rc, n = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *js = (const char *)sqlite3_column_text(st, 2);
-        sb_puts(&b, n++ ? ",{\"id\":" : "{\"id\":");
-        sb_col(&b, st, 0);
-        sb_puts(&b, ",\"name\":");
-        sb_col(&b, st, 1);
-        sb_puts(&b, ",\"state\":");
-        sb_col(&b, st, 2);
-        sb_puts(&b, ",\"created\":");
-        sb_col(&b, st, 3);
-        sb_puts(&b, ",\"updated\":");
-        sb_col(&b, st, 4);
-        sb_puts(&b, ",\"epoch\":");
-        sb_col(&b, st, 5);
-        sb_puts(&b, ",\"epochs\":");
-        sb_col(&b, st, 6);
-        sb_puts(&b, ",\"iteration\":");
-        sb_col(&b, st, 7);
-        sb_puts(&b, ",\"total_steps\":");
-        sb_col(&b, st, 8);
-        sb_puts(&b, ",\"progress\":");
-        sb_json_num(&b, job_progress(js, st, 7, 8));
-        sb_puts(&b, "}");
-    }
+    sb_puts(&b, "{\"jobs\":");
+    int rc = sb_rows(&b, st,
+                     "id name state created updated epoch epochs iteration total_steps"
+                     " progress",
+                     NULL);
     done(st);
     if (rc != SQLITE_DONE) {
         sb_free(&b);
         coord_db_err(t->ro, &e, "list jobs");
         return reply_db_error(h, c, &e);
     }
-    sb_puts(&b, "]}");
+    sb_puts(&b, "}");
     return reply_json(h, c, MHD_HTTP_OK, &b);
+}
+
+/* Appends ,"key":[...] with the rows of statement sid for job id (?2, if the statement has it,
+ * is the time now). Returns 0 or -1 with e set. */
+static int job_rows(struct coord_http *h, struct tls *t, struct sbuf *b, enum stmt_id sid,
+                    const char *id, const char *key, const char *names, struct ud_err *e)
+{
+    sqlite3_stmt *st = stmt(h, t, sid, e);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+    if (sqlite3_bind_parameter_count(st) >= 2)
+        sqlite3_bind_double(st, 2, wall_now());
+    sb_printf(b, ",\"%s\":", key);
+    int rc = sb_rows(b, st, names, NULL);
+    done(st);
+    return rc == SQLITE_DONE ? 0 : (coord_db_err(t->ro, e, key), -1);
 }
 
 /* Appends job id's detail object to b. Returns 0, 1 when there is no such job, or -1 with e
@@ -684,148 +717,66 @@ static int job_detail(struct coord_http *h, struct tls *t, const char *id, struc
     int rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
         done(st);
-        if (rc == SQLITE_DONE)
-            return 1; /* no such job */
-        return coord_db_err(t->ro, e, "read job");
+        return rc == SQLITE_DONE ? 1 : (coord_db_err(t->ro, e, "read job"), -1);
     }
-    double now = wall_now();
-    const char *state = (const char *)sqlite3_column_text(st, 2);
-    static const char *const names[] = {"id",      "name",      "state",           "message",
-                                        "spec",    "np",        "launch",          "created",
-                                        "started", "updated",   "finished",        "epoch",
-                                        "epochs",  "iteration", "steps_per_epoch", "total_steps"};
     sb_puts(b, "{");
-    for (int i = 0; i < 16; i++) {
-        sb_printf(b, "%s\"%s\":", i ? "," : "", names[i]);
-        if (i == 4)
-            sb_col_json(b, st, i);
-        else if (i == 6)
-            sb_col_bool(b, st, i);
-        else
-            sb_col(b, st, i);
-    }
-    sb_puts(b, ",\"progress\":");
-    sb_json_num(b, job_progress(state, st, 13, 15));
-    /* ETA from the rate since the start, as of the last report. */
+    sb_cols(b, st, 0,
+            "id name state message @spec np !launch created started updated finished epoch epochs"
+            " iteration steps_per_epoch total_steps progress");
+    /* ETA: the rate from the start to the last report, less the time since that report. */
     sb_puts(b, ",\"eta_seconds\":");
+    const char *state = (const char *)sqlite3_column_text(st, 2);
     int64_t it = sqlite3_column_int64(st, 13), total = sqlite3_column_int64(st, 15);
     double started = sqlite3_column_double(st, 8), updated = sqlite3_column_double(st, 9);
     if (state && strcmp(state, "RUNNING") == 0 && it > 0 && total > it &&
         sqlite3_column_type(st, 8) != SQLITE_NULL && updated > started) {
-        double eta = (double)(total - it) * (updated - started) / (double)it - (now - updated);
+        double eta =
+            (double)(total - it) * (updated - started) / (double)it - (wall_now() - updated);
         sb_json_num(b, eta > 0 ? eta : 0);
     } else {
         sb_puts(b, "null");
     }
-    sb_puts(b, ",\"cancel_requested\":");
-    sb_col_bool(b, st, 16);
-    sb_puts(b, ",\"restarts\":");
-    sb_col(b, st, 17);
-    sb_puts(b, ",\"resume_from\":");
-    sb_col(b, st, 18);
+    sb_puts(b, ",");
+    sb_cols(b, st, 17, "!cancel_requested restarts resume_from");
+    struct sbuf model = {0}; /* shown after the checkpoints */
+    if (sqlite3_column_type(st, 20) != SQLITE_NULL) {
+        sb_puts(&model, "{\"name\":");
+        sb_col(&model, st, 1);
+        sb_printf(&model, ",\"version\":%lld}", (long long)sqlite3_column_int64(st, 20));
+    }
+    done(st);
+
+    int ret = job_rows(h, t, b, ST_JOB_RANKS, id, "ranks",
+                       "rank host pid step last_heartbeat seconds_since_heartbeat", e);
+    /* The latest value of each metric, keyed by name. */
+    if (ret == 0 && (st = stmt(h, t, ST_JOB_LATEST, e)) != NULL) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+        sb_puts(b, ",\"metrics\":{");
+        for (int n = 0; (rc = sqlite3_step(st)) == SQLITE_ROW; n++) {
+            if (n)
+                sb_puts(b, ",");
+            sb_col(b, st, 0);
+            sb_puts(b, ":{");
+            sb_cols(b, st, 1, "step value time");
+            sb_puts(b, "}");
+        }
+        sb_puts(b, "}");
+        done(st);
+        if (rc != SQLITE_DONE)
+            ret = coord_db_err(t->ro, e, "read metrics");
+    } else if (ret == 0) {
+        ret = -1;
+    }
+    if (ret == 0)
+        ret = job_rows(h, t, b, ST_JOB_CKPTS, id, "checkpoints",
+                       "iteration epoch minibatch path time", e);
     sb_puts(b, ",\"model\":");
-    if (sqlite3_column_type(st, 19) != SQLITE_NULL) {
-        sb_puts(b, "{\"name\":");
-        sb_col(b, st, 1);
-        sb_puts(b, ",\"version\":");
-        sb_col(b, st, 19);
-        sb_puts(b, "}");
-    } else {
-        sb_puts(b, "null");
-    }
-    done(st);
-
-    /* ranks */
-    if (!(st = stmt(h, t, ST_JOB_RANKS, e)))
-        return -1;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-    sb_puts(b, ",\"ranks\":[");
-    for (int n = 0; (rc = sqlite3_step(st)) == SQLITE_ROW; n++) {
-        sb_puts(b, n ? ",{\"rank\":" : "{\"rank\":");
-        sb_col(b, st, 0);
-        sb_puts(b, ",\"host\":");
-        sb_col(b, st, 1);
-        sb_puts(b, ",\"pid\":");
-        sb_col(b, st, 2);
-        sb_puts(b, ",\"step\":");
-        sb_col(b, st, 3);
-        sb_puts(b, ",\"last_heartbeat\":");
-        sb_col(b, st, 4);
-        sb_puts(b, ",\"seconds_since_heartbeat\":");
-        if (sqlite3_column_type(st, 4) == SQLITE_NULL)
-            sb_puts(b, "null");
-        else
-            sb_json_num(b, now - sqlite3_column_double(st, 4));
-        sb_puts(b, "}");
-    }
-    done(st);
-    if (rc != SQLITE_DONE)
-        return coord_db_err(t->ro, e, "read ranks");
-
-    /* latest metrics */
-    if (!(st = stmt(h, t, ST_JOB_LATEST, e)))
-        return -1;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-    sb_puts(b, "],\"metrics\":{");
-    for (int n = 0; (rc = sqlite3_step(st)) == SQLITE_ROW; n++) {
-        if (n)
-            sb_puts(b, ",");
-        sb_col(b, st, 0);
-        sb_puts(b, ":{\"step\":");
-        sb_col(b, st, 1);
-        sb_puts(b, ",\"value\":");
-        sb_col(b, st, 2);
-        sb_puts(b, ",\"time\":");
-        sb_col(b, st, 3);
-        sb_puts(b, "}");
-    }
-    done(st);
-    if (rc != SQLITE_DONE)
-        return coord_db_err(t->ro, e, "read metrics");
-
-    /* checkpoints */
-    if (!(st = stmt(h, t, ST_JOB_CKPTS, e)))
-        return -1;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(st, 2, CKPTS_SHOWN);
-    sb_puts(b, "},\"checkpoints\":[");
-    for (int n = 0; (rc = sqlite3_step(st)) == SQLITE_ROW; n++) {
-        sb_puts(b, n ? ",{\"iteration\":" : "{\"iteration\":");
-        sb_col(b, st, 0);
-        sb_puts(b, ",\"epoch\":");
-        sb_col(b, st, 1);
-        sb_puts(b, ",\"minibatch\":");
-        sb_col(b, st, 2);
-        sb_puts(b, ",\"path\":");
-        sb_col(b, st, 3);
-        sb_puts(b, ",\"time\":");
-        sb_col(b, st, 4);
-        sb_puts(b, "}");
-    }
-    done(st);
-    if (rc != SQLITE_DONE)
-        return coord_db_err(t->ro, e, "read checkpoints");
-
-    /* events */
-    if (!(st = stmt(h, t, ST_JOB_EVENTS, e)))
-        return -1;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(st, 2, EVENTS_SHOWN);
-    sb_puts(b, "],\"events\":[");
-    for (int n = 0; (rc = sqlite3_step(st)) == SQLITE_ROW; n++) {
-        sb_puts(b, n ? ",{\"time\":" : "{\"time\":");
-        sb_col(b, st, 0);
-        sb_puts(b, ",\"kind\":");
-        sb_col(b, st, 1);
-        sb_puts(b, ",\"message\":");
-        sb_col(b, st, 2);
-        sb_puts(b, "}");
-    }
-    done(st);
-    if (rc != SQLITE_DONE)
-        return coord_db_err(t->ro, e, "read events");
-    sb_puts(b, "]}");
-    return 0;
+    sb_puts(b, model.p ? model.p : "null");
+    sb_free(&model);
+    if (ret == 0)
+        ret = job_rows(h, t, b, ST_JOB_EVENTS, id, "events", "time kind message", e);
+    sb_puts(b, "}");
+    return ret == 0 ? 0 : -1;
 }
 
 static enum MHD_Result get_job(struct coord_http *h, struct MHD_Connection *c, struct tls *t,
@@ -911,12 +862,8 @@ static enum MHD_Result get_job_metrics(struct coord_http *h, struct MHD_Connecti
         sb_puts(&b, ",\"metrics\":[");
         int64_t n = 0, last = 0;
         while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-            sb_puts(&b, n++ ? ",{\"step\":" : "{\"step\":");
-            sb_col(&b, st, 0);
-            sb_puts(&b, ",\"value\":");
-            sb_col(&b, st, 1);
-            sb_puts(&b, ",\"time\":");
-            sb_col(&b, st, 2);
+            sb_puts(&b, n++ ? ",{" : "{");
+            sb_cols(&b, st, 0, "step value time");
             sb_puts(&b, "}");
             last = sqlite3_column_int64(st, 0);
         }
@@ -950,20 +897,10 @@ static enum MHD_Result get_models(struct coord_http *h, struct MHD_Connection *c
     int rc;
     sb_puts(&b, "{\"models\":[");
     for (int n = 0; (rc = sqlite3_step(st)) == SQLITE_ROW; n++) {
-        sb_puts(&b, n ? ",{\"name\":" : "{\"name\":");
-        sb_col(&b, st, 0);
-        sb_puts(&b, ",\"versions\":");
-        sb_col(&b, st, 1);
-        sb_puts(&b, ",\"latest\":{\"version\":");
-        sb_col(&b, st, 2);
-        sb_puts(&b, ",\"sha256\":");
-        sb_col(&b, st, 3);
-        sb_puts(&b, ",\"size\":");
-        sb_col(&b, st, 4);
-        sb_puts(&b, ",\"created\":");
-        sb_col(&b, st, 5);
-        sb_puts(&b, ",\"metrics\":");
-        sb_col_json(&b, st, 6);
+        sb_puts(&b, n ? ",{" : "{");
+        sb_cols(&b, st, 0, "name versions");
+        sb_puts(&b, ",\"latest\":{");
+        sb_cols(&b, st, 2, "version sha256 size created @metrics");
         sb_puts(&b, "}}");
     }
     done(st);
@@ -985,25 +922,11 @@ static enum MHD_Result get_model_versions(struct coord_http *h, struct MHD_Conne
         return reply_db_error(h, c, &e);
     sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
     struct sbuf b = {0};
-    int rc, n = 0;
+    int n = 0;
     sb_puts(&b, "{\"name\":");
     sb_json_str(&b, name);
-    sb_puts(&b, ",\"versions\":[");
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        sb_puts(&b, n++ ? ",{\"version\":" : "{\"version\":");
-        sb_col(&b, st, 0);
-        sb_puts(&b, ",\"sha256\":");
-        sb_col(&b, st, 1);
-        sb_puts(&b, ",\"size\":");
-        sb_col(&b, st, 2);
-        sb_puts(&b, ",\"created\":");
-        sb_col(&b, st, 3);
-        sb_puts(&b, ",\"job\":");
-        sb_col(&b, st, 4);
-        sb_puts(&b, ",\"metrics\":");
-        sb_col_json(&b, st, 5);
-        sb_puts(&b, "}");
-    }
+    sb_puts(&b, ",\"versions\":");
+    int rc = sb_rows(&b, st, "version sha256 size created job @metrics", &n);
     done(st);
     if (rc != SQLITE_DONE) {
         sb_free(&b);
@@ -1014,7 +937,7 @@ static enum MHD_Result get_model_versions(struct coord_http *h, struct MHD_Conne
         sb_free(&b);
         return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no model '%.128s'", name);
     }
-    sb_puts(&b, "]}");
+    sb_puts(&b, "}");
     return reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
@@ -1066,24 +989,16 @@ static enum MHD_Result get_model_version(struct coord_http *h, struct MHD_Connec
     if (find_version(h, c, t, name, v, &st, &ret) != 0)
         return ret;
     struct sbuf b = {0};
-    static const char *const names[] = {"name", "version", "sha256",  "size",    "created",
-                                        "job",  "metrics", "lineage", "metadata"};
     sb_puts(&b, "{");
-    for (int i = 0; i < 9; i++) {
-        sb_printf(&b, "%s\"%s\":", i ? "," : "", names[i]);
-        if (i >= 6)
-            sb_col_json(&b, st, i);
-        else
-            sb_col(&b, st, i);
-    }
-    /* The file URL names the model as the client did (it matched), with the actual version. */
-    sb_puts(&b, ",\"file\":");
-    char url[MAX_URL + 64];
-    snprintf(url, sizeof url, "/v1/models/%s/versions/%lld/file",
+    sb_cols(&b, st, 0, "name version sha256 size created job @metrics @lineage @metadata");
+    /* Where to download it, with the actual version number. */
+    char url[512];
+    snprintf(url, sizeof url, "/v1/models/%.300s/versions/%lld/file",
              (const char *)sqlite3_column_text(st, 0), (long long)sqlite3_column_int64(st, 1));
+    done(st);
+    sb_puts(&b, ",\"file\":");
     sb_json_str(&b, url);
     sb_puts(&b, "}");
-    done(st);
     return reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
@@ -1295,7 +1210,7 @@ static enum MHD_Result get_prometheus(struct coord_http *h, struct MHD_Connectio
         sb_puts(&b, "updraft_job_progress{job=");
         sb_prom_label(&b, id);
         sb_puts(&b, "} ");
-        sb_prom_num(&b, job_progress((const char *)sqlite3_column_text(st, 3), st, 1, 2));
+        sb_prom_num(&b, sqlite3_column_double(st, 2));
         sb_puts(&it, "updraft_job_iteration{job=");
         sb_prom_label(&it, id);
         sb_printf(&it, "} %lld\n", (long long)sqlite3_column_int64(st, 1));
@@ -1645,12 +1560,26 @@ static int authorized(const struct coord_http *h, struct MHD_Connection *c)
 }
 
 static const char HEALTHZ_BODY[] = "{\"status\":\"ok\"}\n";
+static char NOT_POST; /* *con_cls of a request that is not a POST, until its last call */
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
 {
     struct coord_http *h = cls;
+    /* Everything but a POST is answered on the second call, once the request is complete:
+     * answering on the first makes libmicrohttpd close the connection (no keep-alive). */
+    if (!*con_cls && strcmp(method, MHD_HTTP_METHOD_POST) != 0) {
+        *con_cls = &NOT_POST;
+        return MHD_YES;
+    }
+    if (*con_cls == &NOT_POST) {
+        if (*upload_data_size) { /* a body nobody asked for */
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
+        *con_cls = NULL;
+    }
     struct req *r = *con_cls;
     if (r) { /* a POST in progress: more body, or its end */
         if (*upload_data_size) {
@@ -1745,7 +1674,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     struct req *r = *con_cls;
-    if (r) {
+    if (r && *con_cls != (void *)&NOT_POST) {
         sb_free(&r->body);
         free(r);
         *con_cls = NULL;
