@@ -321,14 +321,14 @@ void coord_workers_drain_events(coord_workers_t *w)
             zmq_msg_close(&addr);
         }
         if (event == ZMQ_EVENT_ACCEPTED)
-            coord_log(COORD_LOG_INFO, "connection from %s", where);
+            coord_log(COORD_LOG_INFO, "worker connection accepted on %s", where);
         else if (event == ZMQ_EVENT_DISCONNECTED)
             coord_log(COORD_LOG_INFO,
-                      "connection from %s closed (the peer left, or sent something libzmq "
+                      "worker connection on %s closed (the peer left, or sent something libzmq "
                       "refused: a message over %u MiB, a broken frame)",
                       where, UD_PROTO_MAX_MESSAGE >> 20);
         else
             coord_log(COORD_LOG_WARN,
-                      "connection from %s dropped: ZeroMQ handshake failed (not a worker?)", where);
+                      "connection on %s dropped: ZeroMQ handshake failed (not a worker?)", where);
     }
 }
