@@ -29,9 +29,11 @@ COORD_PID=
 HB=4       # --heartbeat-timeout
 RESTART=4  # --restart-timeout
 
+# shellcheck disable=SC2317 # called from the EXIT trap
 stop_coord() { [ -n "$COORD_PID" ] && kill -9 "$COORD_PID" 2>/dev/null; COORD_PID=; }
 # On the way out: the coordinator, and any stand-in mpirun still running (by its process group).
 KEEP=
+# shellcheck disable=SC2317 # the EXIT trap
 cleanup()
 {
     [ -n "$KEEP" ] && kill "$KEEP" 2>/dev/null
