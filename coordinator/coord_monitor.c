@@ -406,7 +406,10 @@ static void tick_restarting(coord_jobs_t *j, struct job_row *r, struct job_mem *
     struct ud_err e = {0};
     char msg[1200];
     int alive = mpirun_alive(j, m, r->pid);
-    if (now - r->restarting_since >= j->cfg.restart_timeout) {
+    /* Like silence, measured from the coordinator's start at the latest: workers relaunched
+     * while it was down get the whole restart timeout to register. */
+    double since = r->restarting_since > j->cfg.started ? r->restarting_since : j->cfg.started;
+    if (now - since >= j->cfg.restart_timeout) {
         snprintf(msg, sizeof msg, "no workers registered within %.0f s of going RESTARTING (%s)",
                  j->cfg.restart_timeout, r->message ? r->message : "");
         if (job_transition(j, r, "FAILED", now, msg, 0, &e) == 1 && r->launch && alive)
