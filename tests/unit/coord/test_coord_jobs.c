@@ -113,10 +113,10 @@ static void test_plan(void **state)
     assert_int_equal(coord_plan_pack(&p, &buf, &len, &e), 0);
     assert_int_equal(coord_plan_unpack(buf, len, &q, &e), 0);
     assert_true(ud_plan_hash(&p) == ud_plan_hash(&q));
+    ud_plan_deinit(&q);
     assert_int_not_equal(coord_plan_unpack(buf, len / 2, &q, &e), 0);
     free(buf);
     ud_plan_deinit(&p);
-    ud_plan_deinit(&q);
 
     /* A missing dataset is an error naming it; a world over the batch is refused. */
     struct coord_spec t = s;
