@@ -546,6 +546,8 @@ int coord_jobs_register(coord_jobs_t *j, const struct ud_msg *req, struct ud_msg
     if (!req->job[0]) {
         if ((rc = find_waiting_job(j, id, sizeof id, e)) != 0)
             return rc;
+    } else if (strlen(req->job) >= sizeof id) {
+        return ud_err_set(e, UD_ENOTFOUND, "no job '%.40s...' (ids are like job-000001)", req->job);
     } else {
         snprintf(id, sizeof id, "%s", req->job);
     }
