@@ -103,7 +103,7 @@ static int copy_classes(char *const *classes, int n, char ***out)
     if (!c)
         return UD_ENOMEM;
     for (int i = 0; i < n; i++) {
-        c[i] = strdup(classes[i] ? classes[i] : "");
+        c[i] = strdup(classes && classes[i] ? classes[i] : "");
         if (!c[i]) {
             for (int k = 0; k < i; k++)
                 free(c[k]);
