@@ -44,6 +44,10 @@ if [ "$with_job" = 1 ] && [ ! -f "$train" ]; then
     echo "rest.sh: --with-job needs $train" >&2
     exit 2
 fi
+if [ "$with_job" = 1 ] && [ ! -x "$bin/updraft-worker" ]; then
+    echo "rest.sh: --with-job needs $bin/updraft-worker (the coordinator launches it)" >&2
+    exit 2
+fi
 
 # A port nobody listens on (bash's /dev/tcp connect fails).
 free_port() {
