@@ -1354,8 +1354,8 @@ static enum MHD_Result post_job(struct coord_http *h, struct MHD_Connection *c, 
         snprintf(session, sizeof session, "%s/jobs/%s/session", h->state_abs, id);
     rc = rw_exec(t->rw,
                  "INSERT INTO jobs (id, seq, name, state, spec, np, launch, created, updated,"
-                 " epochs, epoch, iteration, cancel_requested, restarts, session)"
-                 " VALUES (?1, ?2, ?3, 'PENDING', ?4, ?5, ?6, ?7, ?7, ?8, 0, 0, 0, 0, ?9)",
+                 " epochs, cancel_requested, restarts, session)"
+                 " VALUES (?1, ?2, ?3, 'PENDING', ?4, ?5, ?6, ?7, ?7, ?8, 0, 0, ?9)",
                  "sissNidis", id, seq, s.name, s.canonical, (int64_t)s.np, (int64_t)(s.np > 0), now,
                  (int64_t)s.epochs, session);
     if (rc != SQLITE_OK) {

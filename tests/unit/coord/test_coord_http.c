@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <sodium.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "coord_db.h"
@@ -934,6 +935,96 @@ static void test_cancel(void **state)
     resp_free(&r);
 }
 
+/* Runs `updraft ARGS` (the built CLI) against the server; returns its exit code and its stdout
+ * in out (static). */
+static int cli(const char *args, const char **out)
+{
+    static char buf[65536];
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "'%s/updraft' --url %s %s 2>/dev/null", getenv("UD_BIN_DIR"), g_base,
+             args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(buf, 1, sizeof buf - 1, p);
+    buf[n] = '\0';
+    int st = pclose(p);
+    *out = buf;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_cli(void **state)
+{
+    const char *bin = getenv("UD_BIN_DIR");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/updraft", bin ? bin : "");
+    if (!bin || access(path, X_OK) != 0) {
+        print_message("no updraft binary in $UD_BIN_DIR: CLI not tested\n");
+        skip();
+    }
+    const char *out;
+    assert_int_equal(cli("status", &out), 0);
+    assert_non_null(strstr(out, "1 running"));
+    assert_non_null(strstr(out, "2 live"));
+    assert_int_equal(cli("--json status", &out), 0);
+    json_error_t je;
+    json_t *j = json_loads(out, 0, &je);
+    assert_non_null(j);
+    assert_int_equal(jint(j, "jobs.RUNNING"), 1);
+    json_decref(j);
+    assert_int_equal(cli("jobs", &out), 0);
+    assert_non_null(strstr(out, "job-000001"));
+    assert_non_null(strstr(out, "41.7%"));
+    assert_int_equal(cli("jobs --state CANCELLED", &out), 0);
+    assert_non_null(strstr(out, "job-000003"));
+    assert_null(strstr(out, "job-000001"));
+    assert_int_equal(cli("job show job-000001", &out), 0);
+    assert_non_null(strstr(out, "hostA"));
+    assert_non_null(strstr(out, "cancel     requested"));
+    assert_int_equal(cli("job show job-000404", &out), 1);
+    assert_int_equal(cli("models", &out), 0);
+    assert_non_null(strstr(out, "fashion-mlp"));
+    assert_int_equal(cli("model show fashion-mlp@1", &out), 0);
+    assert_non_null(strstr(out, g_sha));
+    assert_int_equal(cli("model show fashion-mlp@7", &out), 1);
+
+    /* pull: the bytes, checked against the registry's hash. */
+    char args[1024];
+    snprintf(args, sizeof args, "model pull fashion-mlp --out '%s'", ud_test_path("pulled.udm"));
+    assert_int_equal(cli(args, &out), 0);
+    FILE *f = fopen(ud_test_path("pulled.udm"), "rb");
+    assert_non_null(f);
+    unsigned char got[FILE_SIZE + 1];
+    assert_int_equal(fread(got, 1, sizeof got, f), FILE_SIZE);
+    fclose(f);
+    assert_memory_equal(got, g_file, FILE_SIZE);
+    assert_int_equal(cli("model pull fashion-mlp", &out), 2); /* no --out */
+
+    /* submit and cancel, with the token from a file. */
+    const char *tok = ud_test_write("token", TOKEN "\n", strlen(TOKEN) + 1);
+    const char *spec =
+        ud_test_write("spec.json", "{\"name\":\"c\",\"data\":\"d\",\"arch\":\"mlp\"}",
+                      strlen("{\"name\":\"c\",\"data\":\"d\",\"arch\":\"mlp\"}"));
+    snprintf(args, sizeof args, "job submit '%s'", spec);
+    assert_int_equal(cli(args, &out), 1); /* no token */
+    snprintf(args, sizeof args, "--token-file '%s' job submit '%s'", tok, spec);
+    assert_int_equal(cli(args, &out), 0);
+    assert_non_null(strstr(out, "submitted"));
+    snprintf(args, sizeof args, "--token-file '%s' job cancel job-000404", tok);
+    assert_int_equal(cli(args, &out), 1);
+    assert_int_equal(cli("--token " TOKEN " job cancel job-000002", &out), 1); /* terminal */
+
+    /* wait: 0 only for SUCCEEDED. */
+    assert_int_equal(cli("job wait job-000002 --timeout 5", &out), 0);
+    assert_int_equal(cli("job wait job-000003 --timeout 5", &out), 1);
+    assert_int_equal(cli("job wait job-000001 --timeout 1", &out), 1); /* still running */
+
+    /* usage errors */
+    assert_int_equal(cli("job frob x", &out), 2);
+    assert_int_equal(cli("status extra", &out), 2);
+    assert_int_equal(cli("jobs --bogus", &out), 2);
+    assert_int_equal(cli("job wait x --timeout -1", &out), 2);
+}
+
 static void test_start_errors(void **state)
 {
     struct ud_err e = {0};
@@ -964,6 +1055,7 @@ int main(void)
         cmocka_unit_test(test_hostile_input),
         cmocka_unit_test(test_submit),
         cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_cli),
         cmocka_unit_test(test_start_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
