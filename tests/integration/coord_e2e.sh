@@ -104,8 +104,10 @@ for _ in $(seq 240); do
 done
 it_expect_py "job 2 under way when the coordinator is killed" 'v[0] >= 10' "$it"
 nmetrics=$(get "/v1/jobs/$J2/metrics?key=loss" 'len(j["metrics"])')
-kill -9 "$COORD_PID"
-{ wait "$COORD_PID"; } 2>/dev/null || true
+{
+    kill -9 "$COORD_PID"
+    wait "$COORD_PID"
+} 2>/dev/null || true # (bash would report "Killed")
 COORD_PID=
 sleep 2
 start_coord

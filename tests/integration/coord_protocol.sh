@@ -26,8 +26,8 @@ URL=http://127.0.0.1:$HP
 STATE=$UD_TEST_SCRATCH/state
 LOG=$UD_TEST_SCRATCH/coord.log
 COORD_PID=
-HB=4       # --heartbeat-timeout
-RESTART=4  # --restart-timeout
+HB=6      # --heartbeat-timeout (generous: checks spawn python, and the machine may be busy)
+RESTART=6 # --restart-timeout
 
 # shellcheck disable=SC2317 # called from the EXIT trap
 stop_coord() { [ -n "$COORD_PID" ] && kill -9 "$COORD_PID" 2>/dev/null; COORD_PID=; }
@@ -164,6 +164,18 @@ it_expect_grep "unknown job logged as dropped" "$LOG" "dropped message from"
 
 A=$(submit "$(spec proto)")
 poke reg_a register,job=$A,world=2,pid=1001 heartbeat,job=$A,rank=0,pid=1001 heartbeat,job=$A,rank=1,pid=1002
+# Job A's two ranks heartbeat in the background from here until its model is registered, so
+# that slow steps (every check runs python) never make it silent.
+keepalive()
+{
+    while :; do
+        "$POKE" "$ZMQ" "heartbeat,job=$1,rank=0,pid=1001" "heartbeat,job=$1,rank=1,pid=1002" >/dev/null 2>&1
+        sleep 0.5
+    done
+}
+keepalive "$A" &
+KEEP=$!
+
 it_expect_eq "register: a job reply" job "$(reply 0 t)"
 it_expect_eq "... for the job" "$A" "$(reply 0 job)"
 it_expect_eq "... plan for 2 ranks" 2 "$(reply 0 world)"
@@ -174,17 +186,6 @@ it_expect_grep "... out under the state dir" "$OUT" "$STATE/jobs/$A/model.udm"
 it_expect_eq "heartbeats acked" "ack ack" "$(reply 1 t) $(reply 2 t)"
 it_expect_eq "job RUNNING with np 2 and a stored plan" "RUNNING|2|1" "$(sql "SELECT state, np, plan IS NOT NULL FROM jobs WHERE id = '$A'")"
 
-# Job A's two ranks heartbeat in the background from here until its model is registered, so
-# that the slow steps below never make it silent.
-keepalive()
-{
-    while :; do
-        "$POKE" "$ZMQ" "heartbeat,job=$1,rank=0,pid=1001" "heartbeat,job=$1,rank=1,pid=1002" >/dev/null 2>&1
-        sleep 0.5
-    done
-}
-keepalive "$A" &
-KEEP=$!
 
 # ---- misbehaving peers: each dropped with a log line; the next heartbeat is still answered
 ndrop=$(grep -c "dropped message from" "$LOG")
@@ -335,8 +336,10 @@ sleep 0.5 # let the monitor record the last exits
 K=$(submit "$(spec survivor)")
 poke survivor register,job=$K,world=1 heartbeat,job=$K,rank=0 progress,job=$K,step=3,epoch=0,steps_per_epoch=9,total_steps=9,m.loss=1.5
 before=$(sql "SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM models), (SELECT count(*) FROM metrics), (SELECT count(*) FROM events), (SELECT count(*) FROM checkpoints)")
-kill -9 "$COORD_PID"
-{ wait "$COORD_PID"; } 2>/dev/null || true
+{
+    kill -9 "$COORD_PID"
+    wait "$COORD_PID"
+} 2>/dev/null || true # (bash would report "Killed")
 COORD_PID=
 sleep $((HB + 1)) # the last heartbeat is now older than the timeout
 start_coord
