@@ -313,6 +313,7 @@ int ud__env_open(const struct ud__env_format *f, const unsigned char *p, size_t 
 struct env_scan {
     const unsigned char *p;
     size_t len, off, objects;
+    const char *what; /* names the data in messages: "body", "message" */
 };
 
 /* Walks one msgpack object. Every declared length is checked against the bytes left (each
@@ -322,9 +323,11 @@ struct env_scan {
 static int env_scan_obj(struct env_scan *s, int depth, struct ud_err *e)
 {
     if (s->off >= s->len)
-        return ud_err_set(e, UD_EFORMAT, "body: msgpack data ends early at byte %zu", s->off);
+        return ud_err_set(e, UD_EFORMAT, "%s: msgpack data ends early at byte %zu", s->what,
+                          s->off);
     if (++s->objects > UD__ENV_MAX_OBJECTS)
-        return ud_err_set(e, UD_EFORMAT, "body: more than %d msgpack objects", UD__ENV_MAX_OBJECTS);
+        return ud_err_set(e, UD_EFORMAT, "%s: more than %d msgpack objects", s->what,
+                          UD__ENV_MAX_OBJECTS);
     size_t at = s->off;
     unsigned char b = s->p[s->off++];
     uint64_t n = 0, items = 0;
@@ -412,22 +415,22 @@ static int env_scan_obj(struct env_scan *s, int depth, struct ud_err *e)
             container = 2, ok = env_be(s->p, s->len, &s->off, 4, &items);
             break;
         default: /* 0xc1: never used */
-            return ud_err_set(e, UD_EFORMAT, "body: invalid msgpack type byte 0x%02x at byte %zu",
-                              b, at);
+            return ud_err_set(e, UD_EFORMAT, "%s: invalid msgpack type byte 0x%02x at byte %zu",
+                              s->what, b, at);
         }
     }
     if (!ok)
-        return ud_err_set(e, UD_EFORMAT, "body: msgpack header at byte %zu ends early", at);
+        return ud_err_set(e, UD_EFORMAT, "%s: msgpack header at byte %zu ends early", s->what, at);
     if (container) {
         if (container == 2)
             items *= 2;
         if (items > s->len - s->off)
             return ud_err_set(e, UD_EFORMAT,
-                              "body: container at byte %zu declares %llu "
+                              "%s: container at byte %zu declares %llu "
                               "elements, more than the %zu bytes left",
-                              at, (unsigned long long)items, s->len - s->off);
+                              s->what, at, (unsigned long long)items, s->len - s->off);
         if (depth >= UD__ENV_MAX_DEPTH)
-            return ud_err_set(e, UD_EFORMAT, "body: nested deeper than %d at byte %zu",
+            return ud_err_set(e, UD_EFORMAT, "%s: nested deeper than %d at byte %zu", s->what,
                               UD__ENV_MAX_DEPTH, at);
         for (uint64_t i = 0; i < items; i++) {
             int rc = env_scan_obj(s, depth + 1, e);
@@ -438,30 +441,37 @@ static int env_scan_obj(struct env_scan *s, int depth, struct ud_err *e)
     }
     if (n > s->len - s->off)
         return ud_err_set(e, UD_EFORMAT,
-                          "body: msgpack value at byte %zu declares %llu bytes, "
+                          "%s: msgpack value at byte %zu declares %llu bytes, "
                           "only %zu are left",
-                          at, (unsigned long long)n, s->len - s->off);
+                          s->what, at, (unsigned long long)n, s->len - s->off);
     s->off += (size_t)n;
+    return 0;
+}
+
+int ud__env_unpack_as(const unsigned char *body, size_t body_len, const char *what,
+                      msgpack_unpacked *up, struct ud_err *e)
+{
+    struct env_scan s = {.p = body, .len = body_len, .what = what};
+    int rc = env_scan_obj(&s, 0, e);
+    if (rc < 0)
+        return rc;
+    if (s.off != body_len)
+        return ud_err_set(e, UD_EFORMAT, "%s: %zu bytes after the %s's msgpack value", what,
+                          body_len - s.off, what);
+    size_t off = 0;
+    msgpack_unpack_return ur = msgpack_unpack_next(up, (const char *)body, body_len, &off);
+    if (ur == MSGPACK_UNPACK_NOMEM_ERROR)
+        return ud_err_set(e, UD_ENOMEM, "%s: out of memory unpacking %zu bytes", what, body_len);
+    if (ur != MSGPACK_UNPACK_SUCCESS || off != body_len)
+        return ud_err_set(e, UD_EFORMAT, "%s: not valid msgpack (msgpack-c says %d)", what,
+                          (int)ur);
     return 0;
 }
 
 int ud__env_unpack(const unsigned char *body, size_t body_len, msgpack_unpacked *up,
                    struct ud_err *e)
 {
-    struct env_scan s = {.p = body, .len = body_len};
-    int rc = env_scan_obj(&s, 0, e);
-    if (rc < 0)
-        return rc;
-    if (s.off != body_len)
-        return ud_err_set(e, UD_EFORMAT, "body: %zu bytes after the body's msgpack map",
-                          body_len - s.off);
-    size_t off = 0;
-    msgpack_unpack_return ur = msgpack_unpack_next(up, (const char *)body, body_len, &off);
-    if (ur == MSGPACK_UNPACK_NOMEM_ERROR)
-        return ud_err_set(e, UD_ENOMEM, "body: out of memory unpacking %zu bytes", body_len);
-    if (ur != MSGPACK_UNPACK_SUCCESS || off != body_len)
-        return ud_err_set(e, UD_EFORMAT, "body: not valid msgpack (msgpack-c says %d)", (int)ur);
-    return 0;
+    return ud__env_unpack_as(body, body_len, "body", up, e);
 }
 
 /* ------------------------------------------------------------------------------------------ */

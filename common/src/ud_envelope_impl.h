@@ -67,6 +67,10 @@ int ud__env_open(const struct ud__env_format *f, const unsigned char *p, size_t 
  * Returns 0, UD_EFORMAT or UD_ENOMEM. */
 int ud__env_unpack(const unsigned char *body, size_t body_len, msgpack_unpacked *up,
                    struct ud_err *e);
+/* The same for any msgpack value (a protocol message): `what` names it in messages ("message:
+ * msgpack data ends early at byte 12"). */
+int ud__env_unpack_as(const unsigned char *body, size_t body_len, const char *what,
+                      msgpack_unpacked *up, struct ud_err *e);
 
 /* Strict UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF) and no NUL byte. */
 bool ud__env_utf8_ok(const unsigned char *s, size_t n);

@@ -32,6 +32,14 @@
  *  world, validation (bin: uint32 little-endian), shards: [bin ...]} (see ud_plan.h).
  *  status is "succeeded", "failed" or "cancelled". code is a UD_E* value (ud_error.h).
  *
+ *  Required keys: every key listed above for a type, except "metrics" (progress, model: an
+ *  absent map means no metrics; the encoder always sends one) and "msg" of done (optional;
+ *  NULL when absent, not sent when NULL). Ranges: rank 0..UD_PLAN_MAX_WORLD-1, world
+ *  1..UD_PLAN_MAX_WORLD (register: rank < world), pid, step, epoch, minibatch,
+ *  steps_per_epoch, total_steps, version >= 0, code any int32, heartbeat_s finite and > 0,
+ *  sha256 64 lowercase hex digits, strings valid UTF-8 without NUL. A key given twice is an
+ *  error. Request ids: senders number from 1 (0 means "no id", see ud_msg_decode).
+ *
  *  docs/protocol.md is the human description of the same; keep both in step.
  *
  *  Thread-safety: functions touch only their arguments.
@@ -124,12 +132,15 @@ int ud_msg_add_arg(struct ud_msg *m, const char *arg);
 void ud_msg_deinit(struct ud_msg *m);
 
 /* Encodes m (with v and t). *out is malloc'd, the caller's to free. Returns 0, UD_EINVAL (a
- * required field missing, named in e) or UD_ENOMEM. */
+ * required field missing or a value the decoder would refuse, named in e), UD_ELIMIT (over a
+ * limit above, the whole message included) or UD_ENOMEM. */
 int ud_msg_encode(const struct ud_msg *m, void **out, size_t *len, struct ud_err *e);
 /* Decodes one message. m is zeroed first; on error it holds nothing to free. Returns 0,
  * UD_EFORMAT (not msgpack, not a map, wrong type of a field, missing field, unknown "t"),
  * UD_EVERSION (other protocol version: e says both), UD_ELIMIT (a size over the limits
- * above) or UD_ENOMEM; e says which field. A plan is checked with ud_plan_validate. */
+ * above) or UD_ENOMEM; e says which field. A plan is checked with ud_plan_validate.
+ * On error m->id (0 when it could not be read) and m->type (UD_MSG_NONE when unknown) stay
+ * set, so a receiver can answer with an error and log what it refused. */
 int ud_msg_decode(const void *buf, size_t len, struct ud_msg *m, struct ud_err *e);
 
 #ifdef __cplusplus
