@@ -9,6 +9,7 @@
  *    updraft export CHECKPOINT --out MODEL     a checkpoint's model as a .udm (Create ML's
  *                                              init(checkpoint:)); CHECKPOINT is a checkpoint
  *                                              directory or a session (its newest complete one)
+ *    updraft status|jobs|job ...|models|model ... a coordinator's REST API (cli_remote.c)
  */
 #include <errno.h>
 #include <math.h>
@@ -19,6 +20,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "cli_remote.h"
 #include "updraft/ud_ckpt.h"
 #include "updraft/ud_data.h"
 #include "updraft/ud_eval.h"
@@ -57,8 +59,11 @@ static void usage(FILE *f)
         "                                      CHECKPOINT is a checkpoint directory, or a session\n"
         "                                      directory for its newest complete checkpoint\n"
         "\n"
-        "SRC is a folder of class folders, an IDX images file, or a CSV with a label column.\n",
+        "SRC is a folder of class folders, an IDX images file, or a CSV with a label column.\n"
+        "\n"
+        "Talking to a coordinator (updraft-coordinator):\n",
         f);
+    cli_remote_usage(f);
 }
 
 static ud_model_t *load_model(const char *path)
@@ -614,6 +619,8 @@ int main(int argc, char **argv)
         printf("updraft %s (%s)\n", UD_VERSION_STRING, ud_kernels_describe());
         return 0;
     }
+    if (cli_remote_is_command(argv[1]))
+        return cli_remote_main(argc - 1, argv + 1);
     ud_kernels_set_threads(1);
     if (strcmp(argv[1], "info") == 0)
         return cmd_info(argc - 2, argv + 2);

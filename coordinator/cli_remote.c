@@ -1,0 +1,867 @@
+/*  cli_remote.c — `updraft status|jobs|job ...|models|model ...`: the coordinator's REST API
+ *  for people (libcurl to ask, jansson to read the answers).
+ *
+ *  Every command is one or two requests and a table. Errors print the server's own message
+ *  (the REST API's {"error":{"status","message"}}) and exit 1; usage errors exit 2. `job wait`
+ *  keeps polling through a coordinator restart (connection refused, 5xx) until its timeout, so
+ *  it can watch a job across a crash of the coordinator.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli_remote.h"
+#include "coord_spec.h"
+
+#define DEFAULT_URL   "http://127.0.0.1:8470"
+#define MAX_REPLY     (64u << 20) /* JSON answers; model files go to disk */
+#define WAIT_INTERVAL 1.0
+
+struct opts {
+    char url[1024];
+    char token[1024];
+    int json;
+    const char *state, *out;
+    double timeout;
+    const char *words[4];
+    int nwords;
+};
+
+struct reply {
+    long code;
+    char *body;
+    size_t len;
+    int too_big;
+    FILE *file; /* a 200's body goes here when set */
+    CURL *curl;
+    json_t *json;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void reply_free(struct reply *r)
+{
+    free(r->body);
+    json_decref(r->json);
+    r->body = NULL;
+    r->json = NULL;
+    r->len = 0;
+}
+
+static size_t on_data(char *p, size_t sz, size_t n, void *user)
+{
+    struct reply *r = user;
+    size_t k = sz * n;
+    long code = 0;
+    curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &code);
+    if (r->file && code / 100 == 2)
+        return fwrite(p, 1, k, r->file);
+    if (r->len + k > MAX_REPLY) {
+        r->too_big = 1;
+        return 0;
+    }
+    char *b = realloc(r->body, r->len + k + 1);
+    if (!b)
+        return 0;
+    memcpy(b + r->len, p, k);
+    r->body = b;
+    r->len += k;
+    b[r->len] = '\0';
+    return k;
+}
+
+/* One request to o->url + path. Returns 0 with r->code and the body (parsed into r->json when
+ * it is JSON), or 1 when the server could not be reached (printed unless quiet). */
+static int http(const struct opts *o, const char *method, const char *path, const char *body,
+                size_t len, int auth, FILE *file, struct reply *r, int quiet)
+{
+    memset(r, 0, sizeof *r);
+    CURL *c = curl_easy_init();
+    if (!c) {
+        fprintf(stderr, "updraft: cannot initialise libcurl\n");
+        return 1;
+    }
+    char url[4096], errbuf[CURL_ERROR_SIZE] = "", authz[1100];
+    snprintf(url, sizeof url, "%s%s", o->url, path);
+    struct curl_slist *hdrs = NULL;
+    if (auth && o->token[0]) {
+        snprintf(authz, sizeof authz, "Authorization: Bearer %s", o->token);
+        hdrs = curl_slist_append(hdrs, authz);
+    }
+    if (body) {
+        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    }
+    if (strcmp(method, "GET") != 0 && !body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, 0L);
+    }
+    r->file = file;
+    r->curl = c;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "updraft/" UD_VERSION_STRING);
+    CURLcode rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->code);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+    r->curl = NULL;
+    if (rc != CURLE_OK) {
+        if (!quiet)
+            fprintf(stderr, "updraft: %s %s: %s\n", method, url,
+                    r->too_big  ? "answer too large"
+                    : errbuf[0] ? errbuf
+                                : curl_easy_strerror(rc));
+        reply_free(r);
+        return 1;
+    }
+    if (r->body) {
+        json_error_t je;
+        r->json = json_loadb(r->body, r->len, 0, &je);
+    }
+    return 0;
+}
+
+/* The server said no: its message (and with --json its body), exit code 1. */
+static int server_error(const struct opts *o, const struct reply *r, const char *what)
+{
+    const char *msg =
+        json_string_value(json_object_get(json_object_get(r->json, "error"), "message"));
+    if (o->json && r->body)
+        fputs(r->body, stdout);
+    fprintf(stderr, "updraft: %s: %s (HTTP %ld)\n", what,
+            msg                       ? msg
+            : r->body && r->len < 200 ? r->body
+                                      : "unexpected answer",
+            r->code);
+    if (r->code == 401)
+        fprintf(stderr, "updraft: pass the admin token with --token, --token-file or "
+                        "$UPDRAFT_TOKEN (the coordinator prints where it keeps it)\n");
+    return 1;
+}
+
+/* Prints the body as is for --json; returns 0. */
+static int print_json(const struct reply *r)
+{
+    if (r->body)
+        fwrite(r->body, 1, r->len, stdout);
+    if (!r->len || r->body[r->len - 1] != '\n')
+        putchar('\n');
+    return 0;
+}
+
+/* ------------------------------------------------------------------ formatting */
+
+static const char *str(json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : "-";
+}
+
+static double num(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+static long long integer(json_t *o, const char *key, long long dflt)
+{
+    json_t *v = json_object_get(o, key);
+    return json_is_integer(v) ? json_integer_value(v) : dflt;
+}
+
+static const char *fmt_time(double t, char *buf, size_t n)
+{
+    if (!isfinite(t) || t <= 0)
+        return "-";
+    time_t s = (time_t)t;
+    struct tm tm;
+    localtime_r(&s, &tm);
+    strftime(buf, n, "%Y-%m-%d %H:%M:%S", &tm);
+    return buf;
+}
+
+static const char *fmt_duration(double s, char *buf, size_t n)
+{
+    if (!isfinite(s) || s < 0)
+        return "-";
+    long long t = (long long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, n, "%lldh%02lldm%02llds", t / 3600, t / 60 % 60, t % 60);
+    else if (t >= 60)
+        snprintf(buf, n, "%lldm%02llds", t / 60, t % 60);
+    else
+        snprintf(buf, n, "%llds", t);
+    return buf;
+}
+
+static const char *fmt_size(double b, char *buf, size_t n)
+{
+    if (!isfinite(b))
+        return "-";
+    if (b >= 1 << 20)
+        snprintf(buf, n, "%.1f MiB", b / (1 << 20));
+    else if (b >= 1 << 10)
+        snprintf(buf, n, "%.1f KiB", b / (1 << 10));
+    else
+        snprintf(buf, n, "%.0f B", b);
+    return buf;
+}
+
+/* "epoch 2/10  step 940/4690  20.0%" from a job object (the epoch shown counts from 1). */
+static const char *fmt_progress(json_t *j, char *buf, size_t n)
+{
+    long long ep = integer(j, "epoch", -1), eps = integer(j, "epochs", -1);
+    long long it = integer(j, "iteration", -1), tot = integer(j, "total_steps", -1);
+    char e[48] = "-", s[64] = "-";
+    if (ep >= 0 && eps > 0)
+        snprintf(e, sizeof e, "%lld/%lld", ep + 1 > eps ? eps : ep + 1, eps);
+    if (it >= 0 && tot > 0)
+        snprintf(s, sizeof s, "%lld/%lld", it, tot);
+    else if (it >= 0)
+        snprintf(s, sizeof s, "%lld", it);
+    double p = num(j, "progress");
+    snprintf(buf, n, "%-9s %-13s %5.1f%%", e, s, isfinite(p) ? p * 100 : 0.0);
+    return buf;
+}
+
+/* Appends "/" + s percent-escaped (an id or name as one path segment). */
+static void path_seg(char *path, size_t n, const char *s)
+{
+    char *e = curl_easy_escape(NULL, s, 0);
+    size_t have = strlen(path);
+    snprintf(path + have, n - have, "/%s", e ? e : "");
+    curl_free(e);
+}
+
+/* ------------------------------------------------------------------ commands */
+
+static int cmd_status(const struct opts *o)
+{
+    struct reply r;
+    if (http(o, "GET", "/v1/status", NULL, 0, 0, NULL, &r, 0))
+        return 1;
+    int ret = 0;
+    if (r.code != 200 || !r.json)
+        ret = server_error(o, &r, "status");
+    else if (o->json)
+        ret = print_json(&r);
+    else {
+        char d[32];
+        json_t *jobs = json_object_get(r.json, "jobs");
+        printf("coordinator %s at %s (protocol %lld), up %s\n", str(r.json, "version"), o->url,
+               integer(r.json, "protocol", 0),
+               fmt_duration(num(r.json, "uptime_seconds"), d, sizeof d));
+        printf("jobs      %lld pending, %lld running, %lld restarting, %lld succeeded, "
+               "%lld failed, %lld cancelled\n",
+               integer(jobs, "PENDING", 0), integer(jobs, "RUNNING", 0),
+               integer(jobs, "RESTARTING", 0), integer(jobs, "SUCCEEDED", 0),
+               integer(jobs, "FAILED", 0), integer(jobs, "CANCELLED", 0));
+        printf("workers   %lld live\n", integer(r.json, "workers", 0));
+        printf("models    %lld versions of %lld models\n", integer(r.json, "models", 0),
+               integer(r.json, "model_names", 0));
+    }
+    reply_free(&r);
+    return ret;
+}
+
+static int cmd_jobs(const struct opts *o)
+{
+    char path[512] = "/v1/jobs";
+    if (o->state) {
+        char *e = curl_easy_escape(NULL, o->state, 0);
+        snprintf(path, sizeof path, "/v1/jobs?state=%s", e ? e : "");
+        curl_free(e);
+    }
+    struct reply r;
+    if (http(o, "GET", path, NULL, 0, 0, NULL, &r, 0))
+        return 1;
+    int ret = 0;
+    json_t *jobs = json_object_get(r.json, "jobs");
+    if (r.code != 200 || !json_is_array(jobs))
+        ret = server_error(o, &r, "jobs");
+    else if (o->json)
+        ret = print_json(&r);
+    else if (json_array_size(jobs) == 0)
+        printf("no jobs%s%s\n", o->state ? " in state " : "", o->state ? o->state : "");
+    else {
+        printf("%-11s %-20s %-10s %-9s %-13s %6s  %s\n", "ID", "NAME", "STATE", "EPOCH", "STEP",
+               "DONE", "UPDATED");
+        size_t i;
+        json_t *j;
+        json_array_foreach(jobs, i, j)
+        {
+            char p[96], t[32];
+            printf("%-11s %-20.20s %-10s %s  %s\n", str(j, "id"), str(j, "name"), str(j, "state"),
+                   fmt_progress(j, p, sizeof p), fmt_time(num(j, "updated"), t, sizeof t));
+        }
+    }
+    reply_free(&r);
+    return ret;
+}
+
+static void show_job(json_t *j)
+{
+    char b1[96], b2[32], b3[32], b4[32];
+    printf("%s  %s  %s\n", str(j, "id"), str(j, "name"), str(j, "state"));
+    if (json_is_string(json_object_get(j, "message")))
+        printf("message    %s\n", str(j, "message"));
+    printf("progress   %s", fmt_progress(j, b1, sizeof b1));
+    if (isfinite(num(j, "eta_seconds")))
+        printf("  ETA %s", fmt_duration(num(j, "eta_seconds"), b2, sizeof b2));
+    printf("\n");
+    if (json_is_true(json_object_get(j, "launch")))
+        printf("launch     mpirun -np %lld on the coordinator's host, %lld restart(s)\n",
+               integer(j, "np", 0), integer(j, "restarts", 0));
+    else
+        printf("launch     by the user (%lld rank(s) registered), %lld restart(s)\n",
+               integer(j, "np", 0), integer(j, "restarts", 0));
+    printf("times      created %s, started %s, updated %s, finished %s\n",
+           fmt_time(num(j, "created"), b2, sizeof b2), fmt_time(num(j, "started"), b3, sizeof b3),
+           fmt_time(num(j, "updated"), b4, sizeof b4), fmt_time(num(j, "finished"), b1, sizeof b1));
+    if (json_is_true(json_object_get(j, "cancel_requested")))
+        printf("cancel     requested\n");
+    if (json_is_string(json_object_get(j, "resume_from")))
+        printf("resume     %s\n", str(j, "resume_from"));
+    json_t *model = json_object_get(j, "model");
+    if (json_is_object(model))
+        printf("model      %s@%lld\n", str(model, "name"), integer(model, "version", 0));
+
+    size_t i;
+    json_t *x;
+    json_t *ranks = json_object_get(j, "ranks");
+    if (json_array_size(ranks)) {
+        printf("ranks      %-5s %-20s %-8s %-8s %s\n", "RANK", "HOST", "PID", "STEP", "HEARD");
+        json_array_foreach(ranks, i, x)
+        {
+            printf("           %-5lld %-20.20s %-8lld %-8lld %.1f s ago\n", integer(x, "rank", -1),
+                   str(x, "host"), integer(x, "pid", -1), integer(x, "step", -1),
+                   num(x, "seconds_since_heartbeat"));
+        }
+    }
+    json_t *metrics = json_object_get(j, "metrics");
+    if (json_object_size(metrics)) {
+        const char *k;
+        printf("metrics    (latest)\n");
+        json_object_foreach(metrics, k, x)
+        {
+            printf("           %-18s %-12.6g step %lld\n", k, num(x, "value"),
+                   integer(x, "step", -1));
+        }
+    }
+    json_t *ckpts = json_object_get(j, "checkpoints");
+    size_t nc = json_array_size(ckpts);
+    if (nc) {
+        printf("checkpoints %zu, newest:\n", nc);
+        for (i = nc > 3 ? nc - 3 : 0; i < nc; i++) {
+            x = json_array_get(ckpts, i);
+            printf("           iteration %-8lld epoch %-4lld %s\n", integer(x, "iteration", -1),
+                   integer(x, "epoch", -1), str(x, "path"));
+        }
+    }
+    json_t *events = json_object_get(j, "events");
+    size_t ne = json_array_size(events);
+    if (ne) {
+        printf("events     (last %zu)\n", ne > 10 ? (size_t)10 : ne);
+        for (i = ne > 10 ? ne - 10 : 0; i < ne; i++) {
+            x = json_array_get(events, i);
+            printf("           %s %-10s %s\n", fmt_time(num(x, "time"), b2, sizeof b2),
+                   str(x, "kind"), str(x, "message"));
+        }
+    }
+    char *spec = json_dumps(json_object_get(j, "spec"), JSON_COMPACT | JSON_SORT_KEYS);
+    if (spec)
+        printf("spec       %s\n", spec);
+    free(spec);
+}
+
+static int cmd_job_show(const struct opts *o, const char *id)
+{
+    char path[1024] = "/v1/jobs";
+    path_seg(path, sizeof path, id);
+    struct reply r;
+    if (http(o, "GET", path, NULL, 0, 0, NULL, &r, 0))
+        return 1;
+    int ret = 0;
+    if (r.code != 200 || !json_is_object(r.json))
+        ret = server_error(o, &r, id);
+    else if (o->json)
+        ret = print_json(&r);
+    else
+        show_job(r.json);
+    reply_free(&r);
+    return ret;
+}
+
+/* The whole of a file (or stdin for "-"), at most limit bytes plus one (so that an oversized
+ * spec reaches the server, which says 413). */
+static char *read_spec(const char *file, size_t limit, size_t *len)
+{
+    FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "rb");
+    if (!f) {
+        fprintf(stderr, "updraft: %s: %s\n", file, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(limit + 2);
+    size_t n = buf ? fread(buf, 1, limit + 1, f) : 0;
+    int bad = !buf || ferror(f);
+    if (f != stdin)
+        fclose(f);
+    if (bad) {
+        fprintf(stderr, "updraft: %s: cannot read\n", file);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+static int cmd_job_submit(const struct opts *o, const char *file)
+{
+    size_t len;
+    char *spec = read_spec(file, COORD_SPEC_MAX_BYTES, &len);
+    if (!spec)
+        return 1;
+    struct reply r;
+    int fail = http(o, "POST", "/v1/jobs", spec, len, 1, NULL, &r, 0);
+    free(spec);
+    if (fail)
+        return 1;
+    int ret = 0;
+    if (r.code != 201 || !json_is_object(r.json))
+        ret = server_error(o, &r, "job submit");
+    else if (o->json)
+        ret = print_json(&r);
+    else
+        printf("%s submitted: %s (see updraft job show %s)\n", str(r.json, "id"),
+               str(r.json, "state"), str(r.json, "id"));
+    reply_free(&r);
+    return ret;
+}
+
+static int cmd_job_cancel(const struct opts *o, const char *id)
+{
+    char path[1024] = "/v1/jobs";
+    path_seg(path, sizeof path, id);
+    strncat(path, "/cancel", sizeof path - strlen(path) - 1);
+    struct reply r;
+    if (http(o, "POST", path, NULL, 0, 1, NULL, &r, 0))
+        return 1;
+    int ret = 0;
+    if (r.code != 202 || !json_is_object(r.json))
+        ret = server_error(o, &r, "job cancel");
+    else if (o->json)
+        ret = print_json(&r);
+    else if (strcmp(str(r.json, "state"), "CANCELLED") == 0)
+        printf("%s: CANCELLED\n", str(r.json, "id"));
+    else
+        printf("%s: cancel requested; the workers stop at their next step (state %s)\n",
+               str(r.json, "id"), str(r.json, "state"));
+    reply_free(&r);
+    return ret;
+}
+
+static int terminal(const char *state)
+{
+    return strcmp(state, "SUCCEEDED") == 0 || strcmp(state, "FAILED") == 0 ||
+           strcmp(state, "CANCELLED") == 0;
+}
+
+static int cmd_job_wait(const struct opts *o, const char *id)
+{
+    char path[1024] = "/v1/jobs", last[256] = "";
+    path_seg(path, sizeof path, id);
+    double deadline = o->timeout > 0 ? now_s() + o->timeout : INFINITY;
+    int unreachable = 0;
+    for (;;) {
+        struct reply r;
+        if (http(o, "GET", path, NULL, 0, 0, NULL, &r, 1) != 0) {
+            if (!unreachable++)
+                fprintf(stderr, "updraft: %s does not answer; still waiting\n", o->url);
+        } else if (r.code == 200 && json_is_object(r.json)) {
+            unreachable = 0;
+            const char *state = str(r.json, "state");
+            char line[256], p[96];
+            snprintf(line, sizeof line, "%s %-10s %s", id, state,
+                     fmt_progress(r.json, p, sizeof p));
+            if (!o->json && strcmp(line, last) != 0) {
+                printf("%s\n", line);
+                fflush(stdout);
+                snprintf(last, sizeof last, "%s", line);
+            }
+            if (terminal(state)) {
+                int ok = strcmp(state, "SUCCEEDED") == 0;
+                if (o->json)
+                    print_json(&r);
+                else if (json_is_string(json_object_get(r.json, "message")))
+                    printf("%s: %s\n", id, str(r.json, "message"));
+                if (!ok)
+                    fprintf(stderr, "updraft: %s ended %s\n", id, state);
+                reply_free(&r);
+                return ok ? 0 : 1;
+            }
+        } else if (r.code / 100 != 5) { /* 404 and the like: waiting will not help */
+            int ret = server_error(o, &r, id);
+            reply_free(&r);
+            return ret;
+        }
+        reply_free(&r);
+        double left = deadline - now_s();
+        if (left <= 0) {
+            fprintf(stderr, "updraft: timed out after %g s waiting for %s\n", o->timeout, id);
+            return 1;
+        }
+        usleep((useconds_t)((left < WAIT_INTERVAL ? left : WAIT_INTERVAL) * 1e6));
+    }
+}
+
+static int cmd_models(const struct opts *o)
+{
+    struct reply r;
+    if (http(o, "GET", "/v1/models", NULL, 0, 0, NULL, &r, 0))
+        return 1;
+    int ret = 0;
+    json_t *models = json_object_get(r.json, "models");
+    if (r.code != 200 || !json_is_array(models))
+        ret = server_error(o, &r, "models");
+    else if (o->json)
+        ret = print_json(&r);
+    else if (json_array_size(models) == 0)
+        printf("no models yet\n");
+    else {
+        printf("%-24s %8s %6s %10s  %-19s  %s\n", "NAME", "VERSIONS", "LATEST", "SIZE", "CREATED",
+               "TEST ACCURACY");
+        size_t i;
+        json_t *m;
+        json_array_foreach(models, i, m)
+        {
+            json_t *l = json_object_get(m, "latest");
+            char sz[32], t[32], acc[32] = "-";
+            double a = num(json_object_get(l, "metrics"), "test_accuracy");
+            if (isfinite(a))
+                snprintf(acc, sizeof acc, "%.4f", a);
+            printf("%-24.24s %8lld %6lld %10s  %-19s  %s\n", str(m, "name"),
+                   integer(m, "versions", 0), integer(l, "version", 0),
+                   fmt_size(num(l, "size"), sz, sizeof sz),
+                   fmt_time(num(l, "created"), t, sizeof t), acc);
+        }
+    }
+    reply_free(&r);
+    return ret;
+}
+
+/* NAME[@V] → /v1/models/NAME/versions/V (V "latest" when absent). */
+static int model_path(const char *ref, char *path, size_t n)
+{
+    char name[256];
+    const char *at = strrchr(ref, '@');
+    const char *v = at ? at + 1 : "latest";
+    size_t nl = at ? (size_t)(at - ref) : strlen(ref);
+    if (nl == 0 || nl >= sizeof name || !*v) {
+        fprintf(stderr, "updraft: '%s': expected NAME or NAME@VERSION\n", ref);
+        return 2;
+    }
+    memcpy(name, ref, nl);
+    name[nl] = '\0';
+    snprintf(path, n, "/v1/models");
+    path_seg(path, n, name);
+    strncat(path, "/versions", n - strlen(path) - 1);
+    path_seg(path, n, v);
+    return 0;
+}
+
+static int cmd_model_show(const struct opts *o, const char *ref)
+{
+    char path[1024];
+    int ret = model_path(ref, path, sizeof path);
+    if (ret)
+        return ret;
+    struct reply r;
+    if (http(o, "GET", path, NULL, 0, 0, NULL, &r, 0))
+        return 1;
+    if (r.code != 200 || !json_is_object(r.json))
+        ret = server_error(o, &r, ref);
+    else if (o->json)
+        ret = print_json(&r);
+    else {
+        char sz[32], t[32];
+        json_t *j = r.json;
+        printf("%s@%lld  %s  created %s\n", str(j, "name"), integer(j, "version", 0),
+               fmt_size(num(j, "size"), sz, sizeof sz), fmt_time(num(j, "created"), t, sizeof t));
+        printf("sha256     %s\n", str(j, "sha256"));
+        printf("job        %s\n", str(j, "job"));
+        printf("file       %s%s\n", o->url, str(j, "file"));
+        const char *keys[] = {"metrics", "lineage", "metadata"};
+        for (int i = 0; i < 3; i++) {
+            char *s = json_dumps(json_object_get(j, keys[i]), JSON_COMPACT | JSON_SORT_KEYS |
+                                                                  JSON_REAL_PRECISION(6) |
+                                                                  JSON_ENCODE_ANY);
+            printf("%-10s %s\n", keys[i], s ? s : "null");
+            free(s);
+        }
+    }
+    reply_free(&r);
+    return ret;
+}
+
+/* Hex SHA-256 of a file; 0 or -1. */
+static int file_sha256(const char *path, char hex[65])
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    unsigned char buf[1 << 16], h[crypto_hash_sha256_BYTES];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        crypto_hash_sha256_update(&st, buf, n);
+    int bad = ferror(f);
+    fclose(f);
+    crypto_hash_sha256_final(&st, h);
+    sodium_bin2hex(hex, 65, h, sizeof h);
+    return bad ? -1 : 0;
+}
+
+static int cmd_model_pull(const struct opts *o, const char *ref)
+{
+    if (!o->out) {
+        fprintf(stderr, "updraft: model pull needs --out FILE\n");
+        return 2;
+    }
+    char path[1024];
+    int ret = model_path(ref, path, sizeof path);
+    if (ret)
+        return ret;
+    /* The metadata first: it pins "latest" to a version and gives the hash to check. */
+    struct reply meta;
+    if (http(o, "GET", path, NULL, 0, 0, NULL, &meta, 0))
+        return 1;
+    if (meta.code != 200 || !json_is_object(meta.json)) {
+        ret = server_error(o, &meta, ref);
+        reply_free(&meta);
+        return ret;
+    }
+    const char *want = str(meta.json, "sha256");
+    char tmp[4096 + 16], got[65];
+    snprintf(tmp, sizeof tmp, "%s.part", o->out);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        fprintf(stderr, "updraft: %s: %s\n", tmp, strerror(errno));
+        reply_free(&meta);
+        return 1;
+    }
+    struct reply r;
+    int fail = http(o, "GET", str(meta.json, "file"), NULL, 0, 0, f, &r, 0);
+    int werr = fclose(f) != 0;
+    if (fail || r.code != 200) {
+        ret = fail ? 1 : server_error(o, &r, ref);
+    } else if (werr || file_sha256(tmp, got) != 0) {
+        fprintf(stderr, "updraft: %s: cannot write\n", tmp);
+        ret = 1;
+    } else if (strcmp(got, want) != 0) {
+        fprintf(stderr, "updraft: %s: downloaded bytes hash to %s, the registry says %s\n", ref,
+                got, want);
+        ret = 1;
+    } else if (rename(tmp, o->out) != 0) {
+        fprintf(stderr, "updraft: %s: %s\n", o->out, strerror(errno));
+        ret = 1;
+    }
+    if (ret)
+        unlink(tmp);
+    else if (o->json)
+        print_json(&meta);
+    else {
+        char sz[32];
+        printf("%s@%lld (%s, sha256 %.16s... verified) -> %s\n", str(meta.json, "name"),
+               integer(meta.json, "version", 0), fmt_size(num(meta.json, "size"), sz, sizeof sz),
+               want, o->out);
+    }
+    reply_free(&r);
+    reply_free(&meta);
+    return ret;
+}
+
+/* ------------------------------------------------------------------ entry */
+
+static const char *const COMMANDS[] = {"status", "jobs", "job", "models", "model"};
+
+int cli_remote_is_command(const char *word)
+{
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
+        if (strcmp(word, COMMANDS[i]) == 0)
+            return 1;
+    return strcmp(word, "--url") == 0 || strcmp(word, "--token") == 0 ||
+           strcmp(word, "--token-file") == 0 || strcmp(word, "--json") == 0 ||
+           strncmp(word, "--url=", 6) == 0;
+}
+
+void cli_remote_usage(FILE *f)
+{
+    fputs(
+        "  [--url URL] [--token T | --token-file F] [--json] COMMAND   the coordinator:\n"
+        "  status                              version, uptime, jobs by state, workers, models\n"
+        "  jobs [--state S]                    jobs, newest first\n"
+        "  job show ID                         a job: progress, ETA, ranks, metrics, events\n"
+        "  job submit SPEC.json                submits a job spec (- for stdin); needs the token\n"
+        "  job cancel ID                       cancels a job; needs the token\n"
+        "  job wait ID [--timeout S]           waits until the job ends; exit 0 only on success\n"
+        "  models                              the registry: names, versions, latest\n"
+        "  model show NAME[@V]                 a version's metadata, metrics and lineage\n"
+        "  model pull NAME[@V] --out F         downloads a version's .udm and checks its hash\n"
+        "                                      URL: --url, $UPDRAFT_URL or " DEFAULT_URL "\n"
+        "                                      token: --token, --token-file, $UPDRAFT_TOKEN\n",
+        f);
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "updraft: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, " (see updraft --help)\n");
+    return 2;
+}
+
+static int read_token_file(const char *file, char *buf, size_t n)
+{
+    FILE *f = fopen(file, "r");
+    if (!f) {
+        fprintf(stderr, "updraft: --token-file %s: %s\n", file, strerror(errno));
+        return 2;
+    }
+    size_t k = fread(buf, 1, n - 1, f);
+    fclose(f);
+    buf[k] = '\0';
+    return 0;
+}
+
+/* Leading and trailing white space off, in place. */
+static void trim(char *s)
+{
+    size_t n = strlen(s), i = 0;
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == '\t'))
+        s[--n] = '\0';
+    while (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')
+        i++;
+    memmove(s, s + i, n - i + 1);
+}
+
+int cli_remote_main(int argc, char **argv)
+{
+    struct opts o = {0};
+    const char *url = getenv("UPDRAFT_URL"), *token = getenv("UPDRAFT_TOKEN");
+    const char *token_file = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = strcmp(a, "--url") == 0 || strcmp(a, "--token") == 0 ||
+                    strcmp(a, "--token-file") == 0 || strcmp(a, "--state") == 0 ||
+                    strcmp(a, "--out") == 0 || strcmp(a, "--timeout") == 0;
+        if (takes && !v)
+            return usage_error("%s needs a value", a);
+        if (strcmp(a, "--json") == 0)
+            o.json = 1;
+        else if (strcmp(a, "--url") == 0)
+            url = v;
+        else if (strncmp(a, "--url=", 6) == 0)
+            url = a + 6;
+        else if (strcmp(a, "--token") == 0)
+            token = v;
+        else if (strcmp(a, "--token-file") == 0)
+            token_file = v;
+        else if (strcmp(a, "--state") == 0)
+            o.state = v;
+        else if (strcmp(a, "--out") == 0)
+            o.out = v;
+        else if (strcmp(a, "--timeout") == 0) {
+            char *end;
+            o.timeout = strtod(v, &end);
+            if (*end || !(o.timeout > 0))
+                return usage_error("--timeout '%s' must be a number of seconds > 0", v);
+        } else if (a[0] == '-' && a[1])
+            return usage_error("unknown option '%s'", a);
+        else if (o.nwords < 4)
+            o.words[o.nwords++] = a;
+        else
+            return usage_error("unexpected argument '%s'", a);
+        i += takes;
+    }
+    snprintf(o.url, sizeof o.url, "%s", url && *url ? url : DEFAULT_URL);
+    for (size_t n = strlen(o.url); n && o.url[n - 1] == '/';)
+        o.url[--n] = '\0';
+    if (token_file) {
+        int rc = read_token_file(token_file, o.token, sizeof o.token);
+        if (rc)
+            return rc;
+    } else if (token) {
+        snprintf(o.token, sizeof o.token, "%s", token);
+    }
+    trim(o.token);
+
+    if (o.nwords == 0)
+        return usage_error("%s", "which command? status, jobs, job, models or model");
+    const char *cmd = o.words[0], *sub = o.nwords > 1 ? o.words[1] : "";
+    const char *arg = o.nwords > 2 ? o.words[2] : NULL;
+    int want = 1; /* words the command takes */
+    int ret = -1;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (sodium_init() < 0) {
+        fprintf(stderr, "updraft: libsodium failed to initialise\n");
+        return 1;
+    }
+    if (strcmp(cmd, "status") == 0)
+        ret = o.nwords == 1 ? cmd_status(&o) : -1;
+    else if (strcmp(cmd, "jobs") == 0)
+        ret = o.nwords == 1 ? cmd_jobs(&o) : -1;
+    else if (strcmp(cmd, "models") == 0)
+        ret = o.nwords == 1 ? cmd_models(&o) : -1;
+    else if (strcmp(cmd, "job") == 0 || strcmp(cmd, "model") == 0) {
+        want = 3;
+        if (o.nwords != 3)
+            ret = -1;
+        else if (strcmp(cmd, "job") == 0 && strcmp(sub, "show") == 0)
+            ret = cmd_job_show(&o, arg);
+        else if (strcmp(cmd, "job") == 0 && strcmp(sub, "submit") == 0)
+            ret = cmd_job_submit(&o, arg);
+        else if (strcmp(cmd, "job") == 0 && strcmp(sub, "cancel") == 0)
+            ret = cmd_job_cancel(&o, arg);
+        else if (strcmp(cmd, "job") == 0 && strcmp(sub, "wait") == 0)
+            ret = cmd_job_wait(&o, arg);
+        else if (strcmp(cmd, "model") == 0 && strcmp(sub, "show") == 0)
+            ret = cmd_model_show(&o, arg);
+        else if (strcmp(cmd, "model") == 0 && strcmp(sub, "pull") == 0)
+            ret = cmd_model_pull(&o, arg);
+        else
+            ret = usage_error(strcmp(cmd, "job") == 0 ? "job %s: use job show|submit|cancel|wait ID"
+                                                      : "model %s: use model show|pull NAME[@V]",
+                              sub);
+    } else {
+        ret = usage_error("unknown command '%s'", cmd);
+    }
+    if (ret < 0)
+        ret = usage_error(want == 1 ? "%s takes no argument"
+                                    : "%s needs a subcommand and one "
+                                      "argument",
+                          cmd);
+    curl_global_cleanup();
+    return ret;
+}

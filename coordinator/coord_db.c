@@ -1,0 +1,175 @@
+/*  coord_db.c — opening (and creating, and migrating) the coordinator's SQLite database.
+ *
+ *  The schema is the one coord_db.h describes, created with CREATE ... IF NOT EXISTS inside one
+ *  transaction that also sets PRAGMA user_version, so a half-created database never exists.
+ *  Connections are opened in SQLite's multi-thread mode (NOMUTEX): each belongs to one thread,
+ *  as the header says, so SQLite's own per-call mutex would only cost time.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "coord_db.h"
+
+/* Version 1. Every table a job owns references it; events may name no job (coordinator-wide
+ * ones) or a job id a peer made up (a dropped message), so they do not. */
+static const char SCHEMA_V1[] =
+    "CREATE TABLE IF NOT EXISTS jobs ("
+    " id TEXT PRIMARY KEY,"
+    " seq INTEGER UNIQUE NOT NULL,"
+    " name TEXT NOT NULL,"
+    " state TEXT NOT NULL CHECK (state IN ('PENDING','RUNNING','RESTARTING','SUCCEEDED',"
+    "'FAILED','CANCELLED')),"
+    " spec TEXT NOT NULL,"
+    " np INTEGER,"
+    " launch INTEGER NOT NULL,"
+    " message TEXT,"
+    " created REAL, started REAL, updated REAL, finished REAL,"
+    " epochs INTEGER, epoch INTEGER, iteration INTEGER, steps_per_epoch INTEGER,"
+    " total_steps INTEGER,"
+    " cancel_requested INTEGER NOT NULL DEFAULT 0,"
+    " restarts INTEGER NOT NULL DEFAULT 0,"
+    " pid INTEGER,"
+    " session TEXT,"
+    " resume_from TEXT,"
+    " restarting_since REAL,"
+    " model_version INTEGER,"
+    " plan BLOB);"
+    "CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, seq);"
+    "CREATE TABLE IF NOT EXISTS ranks ("
+    " job TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,"
+    " rank INTEGER NOT NULL, host TEXT, pid INTEGER, step INTEGER, last_heartbeat REAL,"
+    " PRIMARY KEY (job, rank)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS metrics ("
+    " job TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,"
+    " key TEXT NOT NULL, step INTEGER NOT NULL, value REAL, time REAL,"
+    " PRIMARY KEY (job, key, step)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS checkpoints ("
+    " job TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,"
+    " iteration INTEGER NOT NULL, epoch INTEGER, minibatch INTEGER, path TEXT, time REAL,"
+    " PRIMARY KEY (job, iteration)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS models ("
+    " name TEXT NOT NULL, version INTEGER NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,"
+    " created REAL, job TEXT REFERENCES jobs (id) ON DELETE SET NULL,"
+    " metrics TEXT, lineage TEXT, metadata TEXT,"
+    " PRIMARY KEY (name, version)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS models_job ON models (job);"
+    "CREATE TABLE IF NOT EXISTS events ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " job TEXT, time REAL, kind TEXT, message TEXT);"
+    "CREATE INDEX IF NOT EXISTS events_job ON events (job, seq);";
+
+int coord_db_err(sqlite3 *db, struct ud_err *e, const char *what)
+{
+    return ud_err_set(e, UD_EIO, "%s: %s", what, db ? sqlite3_errmsg(db) : "out of memory");
+}
+
+/* One integer from a statement that yields one row (a PRAGMA). */
+static int query_int(sqlite3 *db, const char *sql, int *out)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *out = sqlite3_column_int(st, 0);
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int create_schema(sqlite3 *db, const char *path, struct ud_err *e)
+{
+    char *msg = NULL;
+    char sql[sizeof SCHEMA_V1 + 128];
+    snprintf(sql, sizeof sql, "BEGIN IMMEDIATE; %s PRAGMA user_version = %d; COMMIT;", SCHEMA_V1,
+             COORD_DB_SCHEMA_VERSION);
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        ud_err_set(e, UD_EIO, "%s: cannot create the schema: %s", path, msg ? msg : "?");
+        sqlite3_free(msg);
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return UD_EIO;
+    }
+    return 0;
+}
+
+int coord_db_open(const char *state_dir, int readonly, sqlite3 **db, struct ud_err *e)
+{
+    *db = NULL;
+    char path[4096];
+    if (!state_dir || !*state_dir)
+        return ud_err_set(e, UD_EINVAL, "coord_db_open: no state directory");
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", state_dir, COORD_DB_FILE) >= sizeof path)
+        return ud_err_set(e, UD_EINVAL, "%s: state directory path too long", state_dir);
+    if (!readonly && mkdir(state_dir, 0700) != 0 && errno != EEXIST)
+        return ud_err_set(e, UD_EIO, "%s: cannot create the state directory: %s", state_dir,
+                          strerror(errno));
+
+    int flags = SQLITE_OPEN_NOMUTEX |
+                (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    sqlite3 *h = NULL;
+    int rc = sqlite3_open_v2(path, &h, flags, NULL);
+    if (rc != SQLITE_OK) {
+        ud_err_set(e, UD_EIO, "%s: cannot open: %s", path,
+                   h ? sqlite3_errmsg(h) : sqlite3_errstr(rc));
+        sqlite3_close(h);
+        return UD_EIO;
+    }
+    sqlite3_extended_result_codes(h, 1);
+    sqlite3_busy_timeout(h, 5000);
+
+    int ret = 0, version = 0;
+    /* A read-only connection cannot switch the journal mode; the writer set WAL already. */
+    const char *pragmas = readonly ? "PRAGMA foreign_keys = ON;"
+                                   : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+                                     " PRAGMA foreign_keys = ON;";
+    char *msg = NULL;
+    if (sqlite3_exec(h, pragmas, NULL, NULL, &msg) != SQLITE_OK) {
+        ret = ud_err_set(e, UD_EIO, "%s: %s", path, msg ? msg : sqlite3_errmsg(h));
+        sqlite3_free(msg);
+        goto out_close;
+    }
+    if (query_int(h, "PRAGMA user_version", &version) != SQLITE_OK) {
+        ret = ud_err_set(e, UD_EIO, "%s: cannot read the schema version: %s", path,
+                         sqlite3_errmsg(h));
+        goto out_close;
+    }
+    if (version > COORD_DB_SCHEMA_VERSION) {
+        ret = ud_err_set(e, UD_EVERSION,
+                         "%s: schema version %d is newer than this coordinator's (%d): run a "
+                         "newer updraft-coordinator",
+                         path, version, COORD_DB_SCHEMA_VERSION);
+        goto out_close;
+    }
+    if (version < COORD_DB_SCHEMA_VERSION) {
+        if (readonly) {
+            ret = ud_err_set(e, UD_EIO, "%s: no schema yet (the coordinator creates it)", path);
+            goto out_close;
+        }
+        if ((ret = create_schema(h, path, e)) != 0)
+            goto out_close;
+    }
+    *db = h;
+    return 0;
+
+out_close:
+    sqlite3_close(h);
+    return ret;
+}
+
+void coord_db_close(sqlite3 **db)
+{
+    if (!db || !*db)
+        return;
+    sqlite3_close_v2(*db);
+    *db = NULL;
+}
+
+int coord_job_state_terminal(const char *state)
+{
+    return state && (strcmp(state, "SUCCEEDED") == 0 || strcmp(state, "FAILED") == 0 ||
+                     strcmp(state, "CANCELLED") == 0);
+}
