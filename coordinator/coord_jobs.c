@@ -1,0 +1,1075 @@
+/*  coord_jobs.c — the job state machine, what each worker request does to the database, the
+ *  model registry and the shard planner (coord_jobs.h). The launcher and the monitor tick are
+ *  in coord_monitor.c.
+ *
+ *  Every request is one write transaction (BEGIN IMMEDIATE ... COMMIT) on the main thread's
+ *  connection; the reply is built only after the commit, so what a worker is told was
+ *  acknowledged survives a kill -9 of the coordinator. State changes are conditional on the
+ *  state that was read ("UPDATE ... WHERE state = ?"), because the REST threads may cancel a
+ *  job between the read and the write.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "coord_db.h"
+#include "coord_jobs_impl.h"
+#include "coord_log.h"
+#include "coord_store.h"
+#include "updraft/ud_data.h"
+#include "updraft/ud_model.h"
+#include "updraft/ud_udm.h"
+
+double coord_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Database helpers                                                                            */
+/* ------------------------------------------------------------------------------------------ */
+
+int db_run(sqlite3 *db, struct ud_err *e, const char *sql, const char *types, ...)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return coord_db_err(db, e, "database");
+    va_list ap;
+    va_start(ap, types);
+    int i = 1, rc = SQLITE_OK;
+    for (const char *t = types; *t && rc == SQLITE_OK; t++, i++) {
+        switch (*t) {
+        case 's': {
+            const char *s = va_arg(ap, const char *);
+            rc = s ? sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
+            break;
+        }
+        case 'i':
+            rc = sqlite3_bind_int64(st, i, va_arg(ap, int64_t));
+            break;
+        case 'd':
+            rc = sqlite3_bind_double(st, i, va_arg(ap, double));
+            break;
+        case 'b': {
+            const void *p = va_arg(ap, const void *);
+            size_t n = va_arg(ap, size_t);
+            rc = sqlite3_bind_blob64(st, i, p, (sqlite3_uint64)n, SQLITE_TRANSIENT);
+            break;
+        }
+        default:
+            rc = sqlite3_bind_null(st, i);
+            break;
+        }
+    }
+    va_end(ap);
+    if (rc == SQLITE_OK) {
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            ;
+    }
+    int ret = (rc == SQLITE_DONE) ? sqlite3_changes(db) : coord_db_err(db, e, "database");
+    sqlite3_finalize(st);
+    return ret;
+}
+
+int db_begin(coord_jobs_t *j, struct ud_err *e)
+{
+    return db_run(j->db, e, "BEGIN IMMEDIATE", "") < 0 ? UD_EIO : 0;
+}
+
+int db_commit(coord_jobs_t *j, struct ud_err *e)
+{
+    if (db_run(j->db, e, "COMMIT", "") < 0) {
+        db_rollback(j);
+        return UD_EIO;
+    }
+    return 0;
+}
+
+void db_rollback(coord_jobs_t *j)
+{
+    if (!sqlite3_get_autocommit(j->db))
+        sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int job_event(coord_jobs_t *j, const char *id, double now, const char *kind, const char *msg,
+              struct ud_err *e)
+{
+    int rc = db_run(j->db, e, "INSERT INTO events (job, time, kind, message) VALUES (?, ?, ?, ?)",
+                    "sdss", id, now, kind, msg);
+    return rc < 0 ? rc : 0;
+}
+
+static char *col_strdup(sqlite3_stmt *st, int i, int *oom)
+{
+    const unsigned char *s = sqlite3_column_text(st, i);
+    if (!s)
+        return NULL;
+    char *d = strdup((const char *)s);
+    if (!d)
+        *oom = 1;
+    return d;
+}
+
+int job_row_read(sqlite3_stmt *st, struct job_row *r)
+{
+    memset(r, 0, sizeof *r);
+    int oom = 0;
+    snprintf(r->id, sizeof r->id, "%s", (const char *)sqlite3_column_text(st, 0));
+    snprintf(r->name, sizeof r->name, "%s", (const char *)sqlite3_column_text(st, 1));
+    snprintf(r->state, sizeof r->state, "%s", (const char *)sqlite3_column_text(st, 2));
+    r->spec = col_strdup(st, 3, &oom);
+    r->session = col_strdup(st, 4, &oom);
+    r->resume_from = col_strdup(st, 5, &oom);
+    r->message = col_strdup(st, 6, &oom);
+    r->np = sqlite3_column_int(st, 7);
+    r->launch = sqlite3_column_int(st, 8);
+    r->cancel_requested = sqlite3_column_int(st, 9);
+    r->restarts = sqlite3_column_int(st, 10);
+    r->has_plan = sqlite3_column_int(st, 11);
+    r->pid = sqlite3_column_int64(st, 12);
+    r->model_version = sqlite3_column_int64(st, 13);
+    r->epochs = sqlite3_column_int64(st, 14);
+    r->epoch = sqlite3_column_int64(st, 15);
+    r->iteration = sqlite3_column_int64(st, 16);
+    r->created = sqlite3_column_double(st, 17);
+    r->started = sqlite3_column_double(st, 18);
+    r->restarting_since = sqlite3_column_double(st, 19);
+    if (oom || !r->spec) {
+        job_row_deinit(r);
+        return UD_ENOMEM;
+    }
+    return 0;
+}
+
+void job_row_deinit(struct job_row *r)
+{
+    if (!r)
+        return;
+    free(r->spec);
+    free(r->session);
+    free(r->resume_from);
+    free(r->message);
+    memset(r, 0, sizeof *r);
+}
+
+int job_load(coord_jobs_t *j, const char *id, struct job_row *r, struct ud_err *e)
+{
+    memset(r, 0, sizeof *r);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(j->db, "SELECT " JOB_ROW_COLUMNS " FROM jobs WHERE id = ?", -1, &st,
+                           NULL) != SQLITE_OK)
+        return coord_db_err(j->db, e, "loading a job");
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st), ret;
+    if (rc == SQLITE_ROW)
+        ret = job_row_read(st, r) ? ud_err_set(e, UD_ENOMEM, "%s: out of memory", id) : 0;
+    else if (rc == SQLITE_DONE)
+        ret = ud_err_set(e, UD_ENOTFOUND, "no job '%.64s'", id);
+    else
+        ret = coord_db_err(j->db, e, "loading a job");
+    sqlite3_finalize(st);
+    return ret;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Lifecycle and memory                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+coord_jobs_t *coord_jobs_new(const struct coord_config *cfg, sqlite3 *db, struct ud_err *e)
+{
+    coord_jobs_t *j = calloc(1, sizeof *j);
+    if (!j) {
+        ud_err_set(e, UD_ENOMEM, "coord_jobs_new: out of memory");
+        return NULL;
+    }
+    j->cfg = *cfg;
+    j->db = db;
+    return j;
+}
+
+void coord_jobs_destroy(coord_jobs_t **j)
+{
+    if (!j || !*j)
+        return;
+    free((*j)->mem);
+    free(*j);
+    *j = NULL;
+}
+
+struct job_mem *job_mem_get(coord_jobs_t *j, const char *id)
+{
+    for (size_t i = 0; i < j->nmem; i++)
+        if (strcmp(j->mem[i].id, id) == 0)
+            return &j->mem[i];
+    if (j->nmem == j->capmem) {
+        size_t cap = j->capmem ? j->capmem * 2 : 16;
+        struct job_mem *m = realloc(j->mem, cap * sizeof *m);
+        if (!m)
+            return NULL;
+        j->mem = m;
+        j->capmem = cap;
+    }
+    struct job_mem *m = &j->mem[j->nmem++];
+    memset(m, 0, sizeof *m);
+    snprintf(m->id, sizeof m->id, "%s", id);
+    return m;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The state machine                                                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+static int transition_allowed(const char *from, const char *to)
+{
+    static const char *const T[][2] = {
+        {"PENDING", "RUNNING"},      {"PENDING", "FAILED"},       {"PENDING", "CANCELLED"},
+        {"RUNNING", "RESTARTING"},   {"RUNNING", "SUCCEEDED"},    {"RUNNING", "FAILED"},
+        {"RUNNING", "CANCELLED"},    {"RESTARTING", "RUNNING"},   {"RESTARTING", "FAILED"},
+        {"RESTARTING", "CANCELLED"}, {"RESTARTING", "SUCCEEDED"},
+    };
+    for (size_t i = 0; i < sizeof T / sizeof T[0]; i++)
+        if (strcmp(T[i][0], from) == 0 && strcmp(T[i][1], to) == 0)
+            return 1;
+    return 0;
+}
+
+int job_transition(coord_jobs_t *j, struct job_row *r, const char *to, double now, const char *msg,
+                   int tx, struct ud_err *e)
+{
+    if (!transition_allowed(r->state, to)) {
+        coord_log(COORD_LOG_ERROR, "%s: no transition %s -> %s (%s)", r->id, r->state, to, msg);
+        return ud_err_set(e, UD_EINTERNAL, "%s: no transition %s -> %s", r->id, r->state, to);
+    }
+    int rc;
+    if (!tx && (rc = db_begin(j, e)) != 0)
+        return rc;
+    int terminal = coord_job_state_terminal(to);
+    int restarting = strcmp(to, "RESTARTING") == 0, running = strcmp(to, "RUNNING") == 0;
+    rc = db_run(j->db, e,
+                "UPDATE jobs SET state = ?1, message = ?2, updated = ?3,"
+                " started = CASE WHEN ?4 THEN COALESCE(started, ?3) ELSE started END,"
+                " finished = CASE WHEN ?5 THEN ?3 ELSE finished END,"
+                " restarting_since = CASE WHEN ?6 THEN ?3 WHEN ?4 THEN NULL"
+                " ELSE restarting_since END"
+                " WHERE id = ?7 AND state = ?8",
+                "ssdiiiss", to, msg, now, (int64_t)running, (int64_t)terminal, (int64_t)restarting,
+                r->id, r->state);
+    if (rc == 1) {
+        char ev[1024];
+        snprintf(ev, sizeof ev, "%s -> %s: %s", r->state, to, msg);
+        int erc = job_event(j, r->id, now, "state", ev, e);
+        if (erc < 0)
+            rc = erc;
+    }
+    if (!tx) {
+        if (rc < 0)
+            db_rollback(j);
+        else if (db_commit(j, e) != 0)
+            rc = UD_EIO;
+    }
+    if (rc == 1) {
+        coord_log(COORD_LOG_INFO, "%s: %s -> %s: %s", r->id, r->state, to, msg);
+        snprintf(r->state, sizeof r->state, "%s", to);
+        if (restarting)
+            r->restarting_since = now;
+    }
+    return rc;
+}
+
+/* What a restart resumes from, for messages. */
+static void resume_note(const struct job_row *r, char *buf, size_t n)
+{
+    if (r->resume_from)
+        snprintf(buf, n, "resume from %s", r->resume_from);
+    else
+        snprintf(buf, n, "no checkpoint yet: a restart begins again");
+}
+
+int job_to_restarting(coord_jobs_t *j, struct job_row *r, double now, const char *why,
+                      struct ud_err *e)
+{
+    char msg[1024], note[600];
+    int rc;
+    if (r->cancel_requested) {
+        snprintf(msg, sizeof msg, "%s (after a cancel request)", why);
+        rc = job_transition(j, r, "CANCELLED", now, msg, 0, e);
+    } else {
+        resume_note(r, note, sizeof note);
+        snprintf(msg, sizeof msg, "%s; %s", why, note);
+        rc = job_transition(j, r, "RESTARTING", now, msg, 0, e);
+    }
+    if (rc == 1 && r->launch && r->pid > 1) {
+        struct job_mem *m = job_mem_get(j, r->id);
+        if (m)
+            job_stop_mpirun(j, m, r->pid, now, "its job is no longer RUNNING");
+    }
+    return rc;
+}
+
+void job_stop_mpirun(coord_jobs_t *j, struct job_mem *m, int64_t pid, double now, const char *why)
+{
+    (void)j;
+    if (pid <= 1 || m->killed_pid == pid)
+        return;
+    /* mpirun leads its own session (setsid), so its process group holds the whole job. */
+    if (kill(-(pid_t)pid, SIGTERM) != 0 && errno == ESRCH)
+        kill((pid_t)pid, SIGTERM);
+    m->killed_pid = pid;
+    m->killed_at = now;
+    m->sigkilled = 0;
+    coord_log(COORD_LOG_INFO, "%s: sent SIGTERM to mpirun (pid %lld): %s", m->id, (long long)pid,
+              why);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The shard planner                                                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+int coord_plan_make(const struct coord_spec *s, int world, struct ud_plan *p, struct ud_err *e)
+{
+    struct ud_err local;
+    if (!e)
+        e = &local;
+    memset(p, 0, sizeof *p);
+    struct ud_load_opts lo = {.skip_bad = s->skip_bad, .max_samples = (size_t)s->max_samples};
+    if (s->input[0]) {
+        if (sscanf(s->input, "%d,%d,%d", &lo.shape.c, &lo.shape.h, &lo.shape.w) != 3)
+            return ud_err_set(e, UD_EINVAL, "job spec: bad input '%s'", s->input);
+    } else if (strcmp(s->arch, "mlp") != 0 && strcmp(s->arch, "cnn") != 0) {
+        /* An architecture file sizes the images, as in the worker. */
+        struct ud_arch arch;
+        int rc = ud_arch_load(s->arch, &arch, e);
+        if (rc) {
+            ud_err_prefix(e, "architecture '%s'", s->arch);
+            return rc;
+        }
+        lo.shape = arch.input;
+    }
+    ud_dataset_t *ds = ud_dataset_load(s->data, &lo, e);
+    if (!ds)
+        return e->code ? e->code : UD_EIO;
+
+    struct ud_split split = {.kind = UD_SPLIT_AUTOMATIC, .seed = s->seed};
+    if (strcmp(s->validation, "none") == 0) {
+        split.kind = UD_SPLIT_NONE;
+    } else if (s->validation[0] && strcmp(s->validation, "auto") != 0) {
+        split.kind = UD_SPLIT_FIXED;
+        split.ratio = strtod(s->validation, NULL);
+    }
+    uint32_t *tr = NULL, *va = NULL;
+    size_t ntr = 0, nva = 0;
+    struct ud_manifest man = {0};
+    int rc = ud_split_indices(ud_dataset_count(ds), &split, &tr, &ntr, &va, &nva, e);
+    if (rc)
+        goto out_free_ds;
+    if (ntr == 0) {
+        rc = ud_err_set(e, UD_EINVAL, "%s: no training samples left after the validation split",
+                        s->data);
+        goto out_free_idx;
+    }
+    if ((rc = ud_manifest_from_dataset(ds, &man, e)) != 0)
+        goto out_free_idx;
+    rc = ud_plan_make(&man, tr, ntr, va, nva, s->seed, s->batch, s->shuffle, world, p, e);
+    ud_manifest_deinit(&man);
+out_free_idx:
+    free(tr);
+    free(va);
+out_free_ds:
+    ud_dataset_destroy(&ds);
+    return rc;
+}
+
+int coord_plan_pack(const struct ud_plan *p, void **buf, size_t *len, struct ud_err *e)
+{
+    /* A job message carrying only the plan: ud_proto.c already encodes and checks plans. */
+    struct ud_msg m;
+    memset(&m, 0, sizeof m);
+    m.type = UD_MSG_JOB;
+    m.id = 1;
+    m.job = "plan";
+    m.name = "plan";
+    m.session = "";
+    m.out = "";
+    m.heartbeat_s = 1.0;
+    m.plan = *p;
+    m.has_plan = 1;
+    return ud_msg_encode(&m, buf, len, e); /* m borrows everything: nothing to deinit */
+}
+
+int coord_plan_unpack(const void *buf, size_t len, struct ud_plan *p, struct ud_err *e)
+{
+    memset(p, 0, sizeof *p);
+    struct ud_msg m;
+    int rc = ud_msg_decode(buf, len, &m, e);
+    if (rc) {
+        ud_err_prefix(e, "stored plan");
+        return rc;
+    }
+    if (m.type != UD_MSG_JOB || !m.has_plan) {
+        ud_msg_deinit(&m);
+        return ud_err_set(e, UD_EFORMAT, "stored plan: not a plan");
+    }
+    *p = m.plan;
+    memset(&m.plan, 0, sizeof m.plan);
+    m.has_plan = 0;
+    ud_msg_deinit(&m);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* register                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/* The oldest PENDING job that waits for workers started by someone else. */
+static int find_waiting_job(coord_jobs_t *j, char *id, size_t n, struct ud_err *e)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(j->db,
+                           "SELECT id FROM jobs WHERE state = 'PENDING' AND launch = 0 AND"
+                           " cancel_requested = 0 ORDER BY seq LIMIT 1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return coord_db_err(j->db, e, "finding a job");
+    int rc = sqlite3_step(st), ret = 0;
+    if (rc == SQLITE_ROW)
+        snprintf(id, n, "%s", (const char *)sqlite3_column_text(st, 0));
+    else if (rc == SQLITE_DONE)
+        ret = ud_err_set(e, UD_ENOTFOUND,
+                         "no job is waiting for workers (submit one without \"launch\", or "
+                         "name the job with --job)");
+    else
+        ret = coord_db_err(j->db, e, "finding a job");
+    sqlite3_finalize(st);
+    return ret;
+}
+
+/* UD_ECONFLICT when another set of ranks is alive in this job. */
+static int check_live_ranks(coord_jobs_t *j, const struct job_row *r, const struct ud_msg *req,
+                            double now, struct ud_err *e)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(j->db,
+                           "SELECT rank, host, pid, last_heartbeat FROM ranks WHERE job = ? AND"
+                           " last_heartbeat >= ? ORDER BY rank",
+                           -1, &st, NULL) != SQLITE_OK)
+        return coord_db_err(j->db, e, "reading ranks");
+    sqlite3_bind_text(st, 1, r->id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_double(st, 2, now - j->cfg.heartbeat_timeout);
+    int ret = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int rank = sqlite3_column_int(st, 0);
+        const char *host = (const char *)sqlite3_column_text(st, 1);
+        int64_t pid = sqlite3_column_int64(st, 2);
+        double hb = sqlite3_column_double(st, 3);
+        if (rank == 0 && pid == req->pid && host && strcmp(host, req->host) == 0)
+            continue; /* the same rank 0 registering again (a reconnect) */
+        ret = ud_err_set(e, UD_ECONFLICT,
+                         "job %s is RUNNING with live ranks (rank %d, pid %lld on %s, heard %.1f s "
+                         "ago): stop them first, or wait %.0f s for them to time out",
+                         r->id, rank, (long long)pid, host ? host : "?", now - hb,
+                         j->cfg.heartbeat_timeout);
+        break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        ret = coord_db_err(j->db, e, "reading ranks");
+    sqlite3_finalize(st);
+    return ret;
+}
+
+static int mkdir_job_dir(coord_jobs_t *j, const char *id, struct ud_err *e)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/jobs", j->cfg.state_dir);
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        return ud_err_set(e, UD_EIO, "%s: %s", path, strerror(errno));
+    snprintf(path, sizeof path, "%s/jobs/%s", j->cfg.state_dir, id);
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        return ud_err_set(e, UD_EIO, "%s: %s", path, strerror(errno));
+    return 0;
+}
+
+/* The stored plan, or a new one (stored with the registration). */
+static int load_plan(coord_jobs_t *j, const char *id, struct ud_plan *p, struct ud_err *e)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(j->db, "SELECT plan FROM jobs WHERE id = ?", -1, &st, NULL) != SQLITE_OK)
+        return coord_db_err(j->db, e, "reading the plan");
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st), ret;
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_BLOB)
+        ret = coord_plan_unpack(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), p,
+                                e);
+    else
+        ret = ud_err_set(e, UD_ENOTFOUND, "%s: no stored plan", id);
+    sqlite3_finalize(st);
+    return ret;
+}
+
+static int has_option(const struct coord_spec *s, const char *opt)
+{
+    for (int i = 0; i < s->nargs; i++)
+        if (strcmp(s->args[i], opt) == 0)
+            return 1;
+    return 0;
+}
+
+int coord_jobs_register(coord_jobs_t *j, const struct ud_msg *req, struct ud_msg *reply,
+                        struct ud_err *e)
+{
+    memset(reply, 0, sizeof *reply);
+    double now = coord_now();
+    char id[32];
+    int rc;
+    if (req->rank != 0)
+        return ud_err_set(e, UD_EINVAL, "register comes from rank 0, not rank %d", req->rank);
+    if (!req->job[0]) {
+        if ((rc = find_waiting_job(j, id, sizeof id, e)) != 0)
+            return rc;
+    } else {
+        snprintf(id, sizeof id, "%s", req->job);
+    }
+    struct job_row r;
+    if ((rc = job_load(j, id, &r, e)) != 0)
+        return rc;
+    struct coord_spec spec;
+    struct ud_plan plan;
+    memset(&spec, 0, sizeof spec);
+    memset(&plan, 0, sizeof plan);
+    void *packed = NULL;
+    size_t packed_len = 0;
+
+    if (coord_job_state_terminal(r.state)) {
+        rc = ud_err_set(e, UD_ESTATE, "job %s is %s%s%s", r.id, r.state, r.message ? ": " : "",
+                        r.message ? r.message : "");
+        goto out;
+    }
+    if (r.np > 0 && r.np != req->world) {
+        rc = ud_err_set(e, UD_ECONFLICT,
+                        "job %s runs %d ranks (np %d) but the worker was started with %d (mpirun "
+                        "-np %d)",
+                        r.id, r.np, r.np, req->world, r.np);
+        goto out;
+    }
+    if (strcmp(r.state, "RUNNING") == 0 && (rc = check_live_ranks(j, &r, req, now, e)) != 0)
+        goto out;
+    if ((rc = coord_spec_parse(r.spec, strlen(r.spec), &spec, e)) != 0) {
+        ud_err_prefix(e, "%s: stored spec", r.id);
+        goto out;
+    }
+    if ((rc = mkdir_job_dir(j, r.id, e)) != 0)
+        goto out;
+
+    /* The plan: made once, on the first registration, for the world that registered. */
+    if (r.has_plan) {
+        if ((rc = load_plan(j, r.id, &plan, e)) != 0)
+            goto out;
+    } else {
+        coord_log(COORD_LOG_INFO, "%s: computing the shard plan for %d ranks from %s", r.id,
+                  req->world, spec.data);
+        if ((rc = coord_plan_make(&spec, req->world, &plan, e)) != 0) {
+            ud_err_prefix(e, "%s: shard plan", r.id);
+            /* A job with a fixed np cannot be helped by other workers: it fails. One that
+             * takes any world stays PENDING for workers that fit. */
+            struct ud_err te = {0};
+            if (r.np > 0 || r.launch)
+                job_transition(j, &r, "FAILED", now, e->msg, 0, &te);
+            else
+                db_run(j->db, &te, "UPDATE jobs SET message = ?, updated = ? WHERE id = ?", "sds",
+                       e->msg, now, r.id);
+            goto out;
+        }
+        if ((rc = coord_plan_pack(&plan, &packed, &packed_len, e)) != 0)
+            goto out;
+    }
+
+    char session[4096], out[4096];
+    if (spec.session)
+        snprintf(session, sizeof session, "%s", spec.session);
+    else
+        snprintf(session, sizeof session, "%s/jobs/%s/session", j->cfg.state_dir, r.id);
+    snprintf(out, sizeof out, "%s/jobs/%s/model.udm", j->cfg.state_dir, r.id);
+
+    if ((rc = db_begin(j, e)) != 0)
+        goto out;
+    rc = db_run(j->db, e,
+                "UPDATE jobs SET np = COALESCE(np, ?1), session = ?2, epochs = COALESCE(epochs, "
+                "?3), updated = ?4 WHERE id = ?5",
+                "isids", (int64_t)req->world, session, (int64_t)spec.epochs, now, r.id);
+    if (rc >= 0 && packed)
+        rc = db_run(j->db, e, "UPDATE jobs SET plan = ? WHERE id = ? AND plan IS NULL", "bs",
+                    packed, packed_len, r.id);
+    if (rc >= 0)
+        rc = db_run(j->db, e,
+                    "INSERT INTO ranks (job, rank, host, pid, step, last_heartbeat)"
+                    " VALUES (?1, 0, ?2, ?3, COALESCE((SELECT step FROM ranks WHERE job = ?1 AND"
+                    " rank = 0), 0), ?4) ON CONFLICT (job, rank) DO UPDATE SET host = ?2,"
+                    " pid = ?3, last_heartbeat = ?4",
+                    "ssid", r.id, req->host, req->pid, now);
+    char msg[1024];
+    snprintf(msg, sizeof msg, "rank 0 of %d registered from %s (pid %lld)%s", req->world, req->host,
+             (long long)req->pid, req->resume ? " with --resume" : "");
+    int was_running = strcmp(r.state, "RUNNING") == 0;
+    if (rc >= 0 && !was_running) {
+        rc = job_transition(j, &r, "RUNNING", now, msg, 1, e);
+        if (rc == 0)
+            rc =
+                ud_err_set(e, UD_ESTATE, "job %s changed state while registering: try again", r.id);
+    } else if (rc >= 0) {
+        rc = job_event(j, r.id, now, "register", msg, e);
+    }
+    if (rc < 0) {
+        db_rollback(j);
+        goto out;
+    }
+    if ((rc = db_commit(j, e)) != 0)
+        goto out;
+    struct job_mem *m = job_mem_get(j, r.id);
+    if (m) {
+        m->registered_at = now;
+        m->cancel_seen = 0;
+    }
+    if (was_running)
+        coord_log(COORD_LOG_INFO, "%s: %s (again, while RUNNING)", r.id, msg);
+
+    /* The reply. */
+    reply->type = UD_MSG_JOB;
+    reply->id = req->id;
+    reply->heartbeat_s = 1.0;
+    reply->resume = req->resume || r.resume_from != NULL;
+    if ((rc = ud_msg_set_str(&reply->job, r.id)) || (rc = ud_msg_set_str(&reply->name, r.name)) ||
+        (rc = ud_msg_set_str(&reply->session, session)) ||
+        (rc = ud_msg_set_str(&reply->out, out))) {
+        rc = ud_err_set(e, UD_ENOMEM, "out of memory");
+        goto out_reply;
+    }
+    for (int i = 0; i < spec.nargs && rc == 0; i++)
+        rc = ud_msg_add_arg(reply, spec.args[i]);
+    if (rc == 0 && !has_option(&spec, "--report-every")) {
+        rc = ud_msg_add_arg(reply, "--report-every");
+        if (rc == 0)
+            rc = ud_msg_add_arg(reply, "20");
+    }
+    if (rc) {
+        rc = ud_err_set(e, rc, "job %s: building the reply: %s", r.id, ud_strerror(rc));
+        goto out_reply;
+    }
+    reply->plan = plan;
+    reply->has_plan = 1;
+    memset(&plan, 0, sizeof plan);
+    rc = 0;
+    goto out;
+
+out_reply:
+    ud_msg_deinit(reply);
+out:
+    free(packed);
+    ud_plan_deinit(&plan);
+    coord_spec_deinit(&spec);
+    job_row_deinit(&r);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* heartbeat, progress, checkpoint, done                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Loads the job of a request from a rank and checks it may report: 1 when it is finished (the
+ * caller writes nothing and answers with *cancel), 0 when it is live, or an error. */
+static int load_for_report(coord_jobs_t *j, const struct ud_msg *req, struct job_row *r,
+                           int *cancel, struct ud_err *e)
+{
+    int rc = job_load(j, req->job, r, e);
+    if (rc)
+        return rc;
+    *cancel = r->cancel_requested;
+    if (coord_job_state_terminal(r->state)) {
+        /* Workers of a failed or cancelled job should stop; a finished one is winding down. */
+        *cancel = strcmp(r->state, "SUCCEEDED") != 0;
+        return 1;
+    }
+    if (r->np > 0 && req->rank >= r->np) {
+        rc = ud_err_set(e, UD_EINVAL, "job %s has %d ranks: there is no rank %d", r->id, r->np,
+                        req->rank);
+    } else if (strcmp(r->state, "PENDING") == 0) {
+        rc = ud_err_set(e, UD_ESTATE, "job %s is PENDING: rank 0 must register first", r->id);
+    }
+    if (rc)
+        job_row_deinit(r);
+    return rc;
+}
+
+int coord_jobs_heartbeat(coord_jobs_t *j, const struct ud_msg *req, int *cancel, struct ud_err *e)
+{
+    struct job_row r;
+    int rc = load_for_report(j, req, &r, cancel, e);
+    if (rc < 0)
+        return rc;
+    if (rc == 0) {
+        rc =
+            db_run(j->db, e,
+                   "INSERT INTO ranks (job, rank, host, pid, step, last_heartbeat)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (job, rank) DO UPDATE SET"
+                   " host = ?3, pid = ?4, step = ?5, last_heartbeat = ?6",
+                   "sisiid", r.id, (int64_t)req->rank, req->host, req->pid, req->step, coord_now());
+    }
+    job_row_deinit(&r);
+    return rc < 0 ? rc : 0;
+}
+
+int coord_jobs_progress(coord_jobs_t *j, const struct ud_msg *req, int *cancel, struct ud_err *e)
+{
+    struct job_row r;
+    int rc = load_for_report(j, req, &r, cancel, e);
+    if (rc)
+        return rc < 0 ? rc : 0;
+    double now = coord_now();
+    if ((rc = db_begin(j, e)) != 0)
+        goto out;
+    for (int i = 0; i < req->nmetrics && rc >= 0; i++) {
+        if (!isfinite(req->metrics[i].value))
+            continue; /* JSON cannot carry NaN; a missing value says the same */
+        rc = db_run(j->db, e,
+                    "INSERT OR REPLACE INTO metrics (job, key, step, value, time)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    "ssidd", r.id, req->metrics[i].key, req->step, req->metrics[i].value, now);
+    }
+    if (rc >= 0)
+        rc = db_run(j->db, e,
+                    "UPDATE jobs SET epoch = ?, iteration = ?, steps_per_epoch = ?,"
+                    " total_steps = ?, updated = ? WHERE id = ?",
+                    "iiiids", req->epoch, req->step, req->steps_per_epoch, req->total_steps, now,
+                    r.id);
+    if (rc >= 0)
+        rc = db_run(j->db, e,
+                    "UPDATE ranks SET step = ?, last_heartbeat = ? WHERE job = ? AND rank = ?",
+                    "idsi", req->step, now, r.id, (int64_t)req->rank);
+    if (rc < 0) {
+        db_rollback(j);
+        goto out;
+    }
+    rc = db_commit(j, e);
+out:
+    job_row_deinit(&r);
+    return rc < 0 ? rc : 0;
+}
+
+int coord_jobs_checkpoint(coord_jobs_t *j, const struct ud_msg *req, int *cancel, struct ud_err *e)
+{
+    struct job_row r;
+    int rc = load_for_report(j, req, &r, cancel, e);
+    if (rc)
+        return rc < 0 ? rc : 0;
+    double now = coord_now();
+    char msg[4200];
+    snprintf(msg, sizeof msg, "checkpoint at iteration %lld (epoch %lld, minibatch %lld): %s",
+             (long long)req->step, (long long)req->epoch, (long long)req->minibatch, req->path);
+    if ((rc = db_begin(j, e)) != 0)
+        goto out;
+    rc = db_run(j->db, e,
+                "INSERT OR REPLACE INTO checkpoints (job, iteration, epoch, minibatch, path, time)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                "siiisd", r.id, req->step, req->epoch, req->minibatch, req->path, now);
+    if (rc >= 0)
+        rc = db_run(j->db, e, "UPDATE jobs SET resume_from = ?, updated = ? WHERE id = ?", "sds",
+                    req->path, now, r.id);
+    if (rc >= 0)
+        rc = job_event(j, r.id, now, "checkpoint", msg, e);
+    if (rc < 0) {
+        db_rollback(j);
+        goto out;
+    }
+    rc = db_commit(j, e);
+out:
+    job_row_deinit(&r);
+    return rc < 0 ? rc : 0;
+}
+
+int coord_jobs_done(coord_jobs_t *j, const struct ud_msg *req, int *cancel, struct ud_err *e)
+{
+    struct job_row r;
+    int rc = job_load(j, req->job, &r, e);
+    if (rc)
+        return rc;
+    double now = coord_now();
+    *cancel = r.cancel_requested;
+    char msg[1024];
+    const char *what = req->msg && req->msg[0] ? req->msg : "no message";
+    if (coord_job_state_terminal(r.state)) {
+        *cancel = strcmp(r.state, "SUCCEEDED") != 0;
+        rc = 0; /* a repeated or late done changes nothing */
+    } else if (strcmp(req->status, "cancelled") == 0) {
+        snprintf(msg, sizeof msg, "rank %d stopped after the cancel: %s", req->rank, what);
+        rc = job_transition(j, &r, "CANCELLED", now, msg, 0, e);
+    } else if (strcmp(req->status, "failed") == 0) {
+        int retry = req->code == UD_EMPI || req->code == UD_ETIMEOUT || req->code == UD_ENET;
+        snprintf(msg, sizeof msg, "rank %d failed (%s): %s", req->rank, ud_err_name(req->code),
+                 what);
+        if (retry && strcmp(r.state, "RUNNING") == 0)
+            rc = job_to_restarting(j, &r, now, msg, e);
+        else if (retry) /* already RESTARTING (or not yet started): say so, nothing more */
+            rc = job_event(j, r.id, now, "done", msg, e);
+        else
+            rc = job_transition(j, &r, "FAILED", now, msg, 0, e);
+    } else {
+        snprintf(msg, sizeof msg, "rank %d says it finished (%s)", req->rank, what);
+        rc = job_event(j, r.id, now, "done", msg, e);
+    }
+    job_row_deinit(&r);
+    return rc < 0 ? rc : 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* model: the registry                                                                         */
+/* ------------------------------------------------------------------------------------------ */
+
+static void json_set_str(json_t *o, const char *k, const char *v)
+{
+    json_object_set_new(o, k, v ? json_string(v) : json_null());
+}
+
+/* The registry's metadata for a decoded model (coord_db.h, table models). */
+static char *model_metadata_json(const ud_model_t *m)
+{
+    json_t *o = json_object();
+    const struct ud_metadata *md = ud_model_metadata_const(m);
+    json_set_str(o, "description", md->short_description);
+    json_set_str(o, "author", md->author);
+    json_set_str(o, "license", md->license);
+    json_set_str(o, "version", md->version);
+    json_t *labels = json_array();
+    for (int i = 0; i < ud_model_num_classes(m); i++)
+        json_array_append_new(labels, json_string(ud_model_label(m, i)));
+    json_object_set_new(o, "labels", labels);
+    json_object_set_new(o, "parameters", json_integer((json_int_t)ud_model_param_count(m)));
+    if (md->nadditional) {
+        json_t *add = json_object();
+        for (size_t i = 0; i < md->nadditional; i++)
+            json_set_str(add, md->additional[i].key, md->additional[i].value);
+        json_object_set_new(o, "additional", add);
+    }
+    char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
+    return s;
+}
+
+static char *metrics_json(const struct ud_msg *req, const ud_model_t *m)
+{
+    json_t *o = json_object();
+    for (int i = 0; i < req->nmetrics; i++)
+        if (isfinite(req->metrics[i].value))
+            json_object_set_new(o, req->metrics[i].key, json_real(req->metrics[i].value));
+    if (req->nmetrics == 0) { /* none sent: the model file's own */
+        for (size_t i = 0; i < ud_model_metric_count(m); i++) {
+            const char *k;
+            double v;
+            if (ud_model_metric_at(m, i, &k, &v) == 0 && isfinite(v))
+                json_object_set_new(o, k, json_real(v));
+        }
+    }
+    char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
+    return s;
+}
+
+static char *lineage_json(const char *job, const struct coord_spec *s)
+{
+    json_t *o = json_object();
+    json_set_str(o, "job", job);
+    json_set_str(o, "dataset", s->data);
+    json_set_str(o, "architecture", s->arch);
+    json_object_set_new(o, "base", json_null());
+    char *str = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
+    return str;
+}
+
+/* The sha256 of a registered version, in buf; 0 or UD_ENOTFOUND / UD_EIO. */
+static int registered_sha(coord_jobs_t *j, const char *name, int64_t version, char buf[65],
+                          struct ud_err *e)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(j->db, "SELECT sha256 FROM models WHERE name = ? AND version = ?", -1,
+                           &st, NULL) != SQLITE_OK)
+        return coord_db_err(j->db, e, "reading the registry");
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, version);
+    int rc = sqlite3_step(st), ret = 0;
+    if (rc == SQLITE_ROW)
+        snprintf(buf, 65, "%s", (const char *)sqlite3_column_text(st, 0));
+    else if (rc == SQLITE_DONE)
+        ret = ud_err_set(e, UD_ENOTFOUND, "model %s version %lld is not registered", name,
+                         (long long)version);
+    else
+        ret = coord_db_err(j->db, e, "reading the registry");
+    sqlite3_finalize(st);
+    return ret;
+}
+
+static int64_t next_version(coord_jobs_t *j, const char *name, struct ud_err *e)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(j->db, "SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE name = ?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return coord_db_err(j->db, e, "reading the registry");
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0)
+                                               : coord_db_err(j->db, e, "reading the registry");
+    sqlite3_finalize(st);
+    return v;
+}
+
+int coord_jobs_model(coord_jobs_t *j, const struct ud_msg *req, int64_t *version, struct ud_err *e)
+{
+    struct ud_err local;
+    if (!e)
+        e = &local;
+    struct job_row r;
+    int rc = job_load(j, req->job, &r, e);
+    if (rc)
+        return rc;
+    struct coord_spec spec;
+    memset(&spec, 0, sizeof spec);
+    ud_model_t *model = NULL;
+    char *meta = NULL, *metrics = NULL, *lineage = NULL;
+    double now = coord_now();
+
+    /* The bytes must be what the worker says they are. */
+    unsigned char sha[crypto_hash_sha256_BYTES];
+    char hex[65], stored[65];
+    crypto_hash_sha256(sha, req->udm, (unsigned long long)req->udm_len);
+    sodium_bin2hex(hex, sizeof hex, sha, sizeof sha);
+
+    if (strcmp(r.state, "SUCCEEDED") == 0 && r.model_version > 0) {
+        if ((rc = registered_sha(j, r.name, r.model_version, stored, e)) != 0)
+            goto out;
+        if (strcmp(stored, req->sha256) == 0 && strcmp(hex, req->sha256) == 0) {
+            *version = r.model_version; /* a re-sent upload: the same answer */
+            goto out;
+        }
+        rc = ud_err_set(e, UD_ECONFLICT,
+                        "job %s already registered %s version %lld (sha256 %.12s...), not this "
+                        "model (%.12s...)",
+                        r.id, r.name, (long long)r.model_version, stored, req->sha256);
+        goto out;
+    }
+    if (coord_job_state_terminal(r.state) || strcmp(r.state, "PENDING") == 0) {
+        rc = ud_err_set(e, UD_ESTATE, "job %s is %s: it takes no model", r.id, r.state);
+        goto out;
+    }
+    if (strcmp(req->name, r.name) != 0) {
+        rc = ud_err_set(e, UD_EINVAL, "job %s registers its model as '%s', not '%s'", r.id, r.name,
+                        req->name);
+        goto out;
+    }
+    if (strcmp(hex, req->sha256) != 0) {
+        rc = ud_err_set(e, UD_ECHECKSUM,
+                        "model upload for %s: the message says sha256 %.16s..., the %zu bytes "
+                        "hash to %.16s...",
+                        r.id, req->sha256, req->udm_len, hex);
+        goto out;
+    }
+    if (!(model = ud_udm_decode(req->udm, req->udm_len, e))) {
+        rc = e->code ? e->code : UD_EFORMAT;
+        ud_err_prefix(e, "model upload for %s: not a valid .udm", r.id);
+        goto out;
+    }
+    if ((rc = coord_spec_parse(r.spec, strlen(r.spec), &spec, e)) != 0) {
+        ud_err_prefix(e, "%s: stored spec", r.id);
+        goto out;
+    }
+    if ((rc = coord_store_put(j->cfg.state_dir, req->udm, req->udm_len, stored, e)) != 0)
+        goto out;
+    meta = model_metadata_json(model);
+    metrics = metrics_json(req, model);
+    lineage = lineage_json(r.id, &spec);
+    if (!meta || !metrics || !lineage) {
+        rc = ud_err_set(e, UD_ENOMEM, "model upload: out of memory");
+        goto out;
+    }
+
+    /* One transaction: the new version and the job's success, or neither. */
+    if ((rc = db_begin(j, e)) != 0)
+        goto out;
+    int64_t v = next_version(j, r.name, e);
+    if (v < 0) {
+        rc = (int)v;
+        goto out_rollback;
+    }
+    rc = db_run(j->db, e,
+                "INSERT INTO models (name, version, sha256, size, created, job, metrics, lineage,"
+                " metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "sisidssss", r.name, v, hex, (int64_t)req->udm_len, now, r.id, metrics, lineage,
+                meta);
+    if (rc < 0)
+        goto out_rollback;
+    char msg[512];
+    snprintf(msg, sizeof msg, "registered model %s version %lld (sha256 %.12s..., %zu bytes)",
+             r.name, (long long)v, hex, req->udm_len);
+    rc = job_transition(j, &r, "SUCCEEDED", now, msg, 1, e);
+    if (rc == 0)
+        rc = ud_err_set(e, UD_ESTATE, "job %s changed state during the upload: try again", r.id);
+    if (rc < 0)
+        goto out_rollback;
+    rc = db_run(j->db, e, "UPDATE jobs SET model_version = ? WHERE id = ?", "is", v, r.id);
+    if (rc < 0)
+        goto out_rollback;
+    if ((rc = db_commit(j, e)) != 0)
+        goto out;
+    *version = v;
+    rc = 0;
+    goto out;
+
+out_rollback:
+    db_rollback(j);
+out:
+    free(meta);
+    free(metrics);
+    free(lineage);
+    ud_model_destroy(&model);
+    coord_spec_deinit(&spec);
+    job_row_deinit(&r);
+    return rc < 0 ? rc : 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Start-up                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+int coord_jobs_recover(coord_jobs_t *j, struct ud_err *e)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(j->db,
+                           "SELECT " JOB_ROW_COLUMNS " FROM jobs WHERE state IN ('PENDING',"
+                           " 'RUNNING', 'RESTARTING') ORDER BY seq",
+                           -1, &st, NULL) != SQLITE_OK)
+        return coord_db_err(j->db, e, "reading jobs");
+    int n = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct job_row r;
+        if (job_row_read(st, &r) != 0)
+            continue;
+        char pid[96] = "";
+        if (r.pid > 0)
+            snprintf(pid, sizeof pid, ", mpirun pid %lld (%s)", (long long)r.pid,
+                     kill((pid_t)r.pid, 0) == 0 || errno == EPERM ? "still running" : "gone");
+        coord_log(COORD_LOG_INFO,
+                  "recovered %s (%s) %s: epoch %lld/%lld, iteration %lld, %d restart%s%s%s%s", r.id,
+                  r.name, r.state, (long long)r.epoch + (r.epochs ? 1 : 0), (long long)r.epochs,
+                  (long long)r.iteration, r.restarts, r.restarts == 1 ? "" : "s", pid,
+                  r.message ? "; " : "", r.message ? r.message : "");
+        job_row_deinit(&r);
+        n++;
+    }
+    int ret = rc == SQLITE_DONE ? n : coord_db_err(j->db, e, "reading jobs");
+    sqlite3_finalize(st);
+    return ret;
+}
