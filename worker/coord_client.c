@@ -214,7 +214,8 @@ static void pending_drop(struct actor *a, int i)
     a->nq--;
 }
 
-static void heartbeat(struct actor *a)
+/* Returns 1 if the heartbeat went out (0 while the link is not up yet). */
+static int heartbeat(struct actor *a)
 {
     coord_client_t *c = a->c;
     struct ud_msg m = {.type = UD_MSG_HEARTBEAT,
@@ -227,10 +228,12 @@ static void heartbeat(struct actor *a)
     void *buf;
     size_t len;
     struct ud_err e = {0};
+    int sent = 0;
     if (ud_msg_encode(&m, &buf, &len, &e) == 0) {
-        zmq_send(a->dealer, buf, len, ZMQ_DONTWAIT);
+        sent = zmq_send(a->dealer, buf, len, ZMQ_DONTWAIT) == (int)len;
         free(buf);
     }
+    return sent;
 }
 
 static void on_reply(struct actor *a)
@@ -331,8 +334,8 @@ static void *actor_main(void *arg)
     for (;;) {
         double t = now_s();
         if (!stop_at && t >= next_hb) {
-            heartbeat(&a);
-            next_hb = t + c->every_s;
+            /* Until the link is up (ZMQ_IMMEDIATE refuses), try again soon. */
+            next_hb = t + (heartbeat(&a) ? c->every_s : 0.05);
         }
         send_pending(&a, t);
         if (stop_at && (a.nq == 0 || t >= stop_at))

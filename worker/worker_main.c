@@ -979,12 +979,26 @@ static void upload_model(const struct options *o, const struct ud_update_metrics
     for (int i = 0; i < 5; i++)
         if (isfinite(vals[i]))
             ud_msg_add_metric(&m, keys[i], vals[i]);
-    if (have_test) {
-        static const char *const tk[] = {"test_accuracy", "test_loss"};
-        double tv[] = {ev->accuracy, ev->loss};
-        coord_progress(fin, fin->step, 2, tk, tv);
-    }
     struct ud_msg reply;
+    if (have_test) {
+        /* Into the job's metrics before the upload ends the job: on the request socket, so
+         * that it arrives first. */
+        struct ud_msg pm = {.type = UD_MSG_PROGRESS,
+                            .job = g_job.job,
+                            .rank = 0,
+                            .step = fin->step,
+                            .epoch = fin->epoch_index,
+                            .minibatch = fin->minibatch_index,
+                            .steps_per_epoch = fin->steps_per_epoch,
+                            .total_steps = fin->steps_per_epoch * g_epochs};
+        ud_msg_add_metric(&pm, "test_accuracy", ev->accuracy);
+        ud_msg_add_metric(&pm, "test_loss", ev->loss);
+        if (coord_client_request(g_cc, &pm, &reply, NULL, NULL, 30, &e) == 0)
+            ud_msg_deinit(&reply);
+        else
+            fprintf(stderr, PROG ": warning: test metrics not reported: %s\n", e.msg);
+        free(pm.metrics);
+    }
     int rc = coord_client_request(g_cc, &m, &reply, NULL, NULL, o->coord_timeout, &e);
     free(m.metrics);
     free(bytes);

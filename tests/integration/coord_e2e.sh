@@ -37,7 +37,12 @@ JOB=$(jq_ "$API_BODY" 'j["id"]')
 it_expect_eq "the new job is PENDING" PENDING "$(jq_ "$API_BODY" 'j["state"]')"
 
 if wait_iteration "$JOB" 25 60; then it_pass "job $JOB runs and reports progress"; else it_fail "job runs" "state $(jq_ "$API_BODY" 'j.get("state")'), iteration $(jq_ "$API_BODY" 'j.get("iteration")')"; fi
-it_expect_eq "job is RUNNING with 2 ranks" "RUNNING 2" "$(jq_ "$API_BODY" 'j["state"] + " " + str(len(j["ranks"]))')"
+for _ in $(seq 50); do
+    api GET "/v1/jobs/$JOB"
+    [ "$(jq_ "$API_BODY" 'len(j["ranks"])')" = 2 ] && break
+    sleep 0.1
+done
+it_expect_eq "job is RUNNING with both ranks heartbeating" "RUNNING 2" "$(jq_ "$API_BODY" 'j["state"] + " " + str(len(j["ranks"]))')"
 api GET "/v1/jobs/$JOB/metrics?key=loss"
 before=$(jq_ "$API_BODY" 'len(j["metrics"])')
 it_expect_py "loss history before the crash has points" 'v[0] >= 3' "$before"
@@ -111,8 +116,13 @@ wait_job "$JOB2" "SUCCEEDED FAILED CANCELLED" 10 || true
 it_expect_eq "resumed job SUCCEEDED" SUCCEEDED "$JOB_STATE"
 it_expect_eq "it registered version 2" 2 "$(jq_ "$API_BODY" 'j["model"]["version"]')"
 
-spec3=${spec2/\"epochs\": 4/\"epochs\": 50}
-api POST /v1/jobs "${spec3/\"report_every\": 5/\"report_every\": 5, \"launch\": {\"np\": 2}}"
+spec3=$(cat <<EOF
+{"name": "fashion-mlp", "data": "$TRAIN", "arch": "mlp", "epochs": 50, "batch": 128,
+ "max_samples": 12000, "validation": "none", "threads": 1, "report_every": 5,
+ "checkpoint_every": 15, "launch": {"np": 2}}
+EOF
+)
+api POST /v1/jobs "$spec3"
 JOB3=$(jq_ "$API_BODY" 'j["id"]')
 wait_iteration "$JOB3" 10 60 || it_fail "third job runs" "no progress"
 it_run cancel "$UPDRAFT" job cancel "$JOB3"
