@@ -452,11 +452,25 @@ static int find_waiting_job(coord_jobs_t *j, char *id, size_t n, struct ud_err *
     return ret;
 }
 
-/* UD_ECONFLICT when another set of ranks is alive in this job. */
+/* UD_ECONFLICT when another set of ranks is alive in this job: some rank was heard within the
+ * heartbeat timeout and the registering rank 0 is not the one the job knows (same pid and
+ * host: a worker reconnecting, e.g. after a coordinator restart, which is fine). */
 static int check_live_ranks(coord_jobs_t *j, const struct job_row *r, const struct ud_msg *req,
                             double now, struct ud_err *e)
 {
     sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(
+            j->db, "SELECT 1 FROM ranks WHERE job = ? AND rank = 0 AND pid = ? AND host = ?", -1,
+            &st, NULL) != SQLITE_OK)
+        return coord_db_err(j->db, e, "reading ranks");
+    sqlite3_bind_text(st, 1, r->id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, req->pid);
+    sqlite3_bind_text(st, 3, req->host, -1, SQLITE_TRANSIENT);
+    int same = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    st = NULL;
+    if (same)
+        return 0;
     if (sqlite3_prepare_v2(j->db,
                            "SELECT rank, host, pid, last_heartbeat FROM ranks WHERE job = ? AND"
                            " last_heartbeat >= ? ORDER BY rank",
@@ -470,8 +484,6 @@ static int check_live_ranks(coord_jobs_t *j, const struct job_row *r, const stru
         const char *host = (const char *)sqlite3_column_text(st, 1);
         int64_t pid = sqlite3_column_int64(st, 2);
         double hb = sqlite3_column_double(st, 3);
-        if (rank == 0 && pid == req->pid && host && strcmp(host, req->host) == 0)
-            continue; /* the same rank 0 registering again (a reconnect) */
         ret = ud_err_set(e, UD_ECONFLICT,
                          "job %s is RUNNING with live ranks (rank %d, pid %lld on %s, heard %.1f s "
                          "ago): stop them first, or wait %.0f s for them to time out",
@@ -534,6 +546,8 @@ int coord_jobs_register(coord_jobs_t *j, const struct ud_msg *req, struct ud_msg
     if (!req->job[0]) {
         if ((rc = find_waiting_job(j, id, sizeof id, e)) != 0)
             return rc;
+    } else if (strlen(req->job) >= sizeof id) {
+        return ud_err_set(e, UD_ENOTFOUND, "no job '%.40s...' (ids are like job-000001)", req->job);
     } else {
         snprintf(id, sizeof id, "%s", req->job);
     }
@@ -1061,10 +1075,12 @@ int coord_jobs_recover(coord_jobs_t *j, struct ud_err *e)
         if (r.pid > 0)
             snprintf(pid, sizeof pid, ", mpirun pid %lld (%s)", (long long)r.pid,
                      kill((pid_t)r.pid, 0) == 0 || errno == EPERM ? "still running" : "gone");
-        coord_log(COORD_LOG_INFO,
-                  "recovered %s (%s) %s: epoch %lld/%lld, iteration %lld, %d restart%s%s%s%s", r.id,
-                  r.name, r.state, (long long)r.epoch + (r.epochs ? 1 : 0), (long long)r.epochs,
-                  (long long)r.iteration, r.restarts, r.restarts == 1 ? "" : "s", pid,
+        char where[96] = "";
+        if (r.iteration > 0)
+            snprintf(where, sizeof where, ": iteration %lld, epoch %lld of %lld",
+                     (long long)r.iteration, (long long)r.epoch + 1, (long long)r.epochs);
+        coord_log(COORD_LOG_INFO, "recovered %s (%s) %s%s, %d restart%s%s%s%s", r.id, r.name,
+                  r.state, where, r.restarts, r.restarts == 1 ? "" : "s", pid,
                   r.message ? "; " : "", r.message ? r.message : "");
         job_row_deinit(&r);
         n++;

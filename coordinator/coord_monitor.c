@@ -55,14 +55,16 @@ static int resolve_exe(const char *name, char *out, size_t n)
     return -1;
 }
 
-/* The last non-empty line of the job's worker.log (for messages), at most n-1 bytes. */
+/* The line of the job's worker.log that best says why it ended, at most n-1 bytes: the last
+ * line a worker wrote ("updraft-worker: ..."), else the last line that is not blank or one of
+ * mpirun's rules of dashes. Only the last 8 KiB are read. */
 static void log_last_line(const char *path, char *buf, size_t n)
 {
     buf[0] = '\0';
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return;
-    char tail[1024];
+    char tail[8192];
     off_t size = lseek(fd, 0, SEEK_END);
     off_t from = size > (off_t)sizeof tail - 1 ? size - (off_t)sizeof tail + 1 : 0;
     ssize_t got = pread(fd, tail, sizeof tail - 1, from);
@@ -70,11 +72,18 @@ static void log_last_line(const char *path, char *buf, size_t n)
     if (got <= 0)
         return;
     tail[got] = '\0';
-    while (got > 0 && (tail[got - 1] == '\n' || tail[got - 1] == '\r' || tail[got - 1] == ' '))
-        tail[--got] = '\0';
-    char *line = strrchr(tail, '\n');
-    line = line ? line + 1 : tail;
-    snprintf(buf, n, "%s", line);
+    const char *worker = NULL, *other = NULL;
+    for (char *line = strtok(tail, "\n"); line; line = strtok(NULL, "\n")) {
+        size_t len = strlen(line);
+        while (len && (line[len - 1] == '\r' || line[len - 1] == ' '))
+            line[--len] = '\0';
+        if (strspn(line, "- \t") == len)
+            continue; /* blank, or a rule */
+        if (strstr(line, "updraft-worker:"))
+            worker = line;
+        other = line;
+    }
+    snprintf(buf, n, "%s", worker ? worker : other ? other : "");
 }
 
 static void job_log_path(coord_jobs_t *j, const char *id, char *buf, size_t n)
@@ -168,10 +177,12 @@ static int launch(coord_jobs_t *j, struct job_row *r, int relaunch, double now, 
     gmtime_r(&t, &tm);
     char stamp[32];
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    int hn = snprintf(head, sizeof head,
-                      "=== updraft-coordinator %s: %s %s -np %s %s --coordinator %s --job %s%s\n",
-                      stamp, relaunch ? "relaunch" : "launch", mpirun, np, j->cfg.worker_path,
-                      j->cfg.advertise, r->id, resume ? " --resume" : "");
+    int hn =
+        snprintf(head, sizeof head,
+                 "=== updraft-coordinator %s: %s %s --oversubscribe -np %s %s --coordinator %s "
+                 "--job %s%s\n",
+                 stamp, relaunch ? "relaunch" : "launch", mpirun, np, j->cfg.worker_path,
+                 j->cfg.advertise, r->id, resume ? " --resume" : "");
     if (hn > 0 && write(logfd, head, (size_t)hn < sizeof head ? (size_t)hn : sizeof head - 1) < 0)
         coord_log(COORD_LOG_WARN, "%s: cannot write %s: %s", r->id, logpath, strerror(errno));
     long maxfd = sysconf(_SC_OPEN_MAX);
@@ -406,7 +417,10 @@ static void tick_restarting(coord_jobs_t *j, struct job_row *r, struct job_mem *
     struct ud_err e = {0};
     char msg[1200];
     int alive = mpirun_alive(j, m, r->pid);
-    if (now - r->restarting_since >= j->cfg.restart_timeout) {
+    /* Like silence, measured from the coordinator's start at the latest: workers relaunched
+     * while it was down get the whole restart timeout to register. */
+    double since = r->restarting_since > j->cfg.started ? r->restarting_since : j->cfg.started;
+    if (now - since >= j->cfg.restart_timeout) {
         snprintf(msg, sizeof msg, "no workers registered within %.0f s of going RESTARTING (%s)",
                  j->cfg.restart_timeout, r->message ? r->message : "");
         if (job_transition(j, r, "FAILED", now, msg, 0, &e) == 1 && r->launch && alive)

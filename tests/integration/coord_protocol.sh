@@ -227,12 +227,14 @@ it_expect_eq "heartbeats after the oversized frame: acked" "ack ack" "$(reply 0 
 
 # ---- wrong world, live ranks, ranks outside the job
 poke conflicts register,job=$A,world=3,pid=1001 register,job=$A,world=2,pid=4242,host=elsewhere \
-    heartbeat,job=$A,rank=5 heartbeat,job=$A,rank=0,pid=1001 heartbeat,job=$A,rank=1,pid=1002
+    heartbeat,job=$A,rank=5 register,job=$A,world=2,pid=1001
 it_expect_eq "register with the wrong world: UD_ECONFLICT" UD_ECONFLICT "$(reply 0 code_name)"
 it_expect_py "... naming both sizes" '"2 ranks" in v[0] and "3" in v[0]' "$(reply 0 msg)"
 it_expect_eq "register while other ranks are live: UD_ECONFLICT" UD_ECONFLICT "$(reply 1 code_name)"
 it_expect_grep "... saying so" "$OUT" "live ranks"
 it_expect_eq "heartbeat from rank 5 of a 2-rank job: UD_EINVAL" UD_EINVAL "$(reply 2 code_name)"
+it_expect_eq "the same rank 0 registering again (a reconnect): job" job "$(reply 3 t)"
+it_expect_eq "... and the job stays RUNNING" RUNNING "$(state_of "$A")"
 
 # ---- progress and checkpoints
 poke progress progress,job=$A,step=5,epoch=0,steps_per_epoch=9,total_steps=9,m.loss=0.75,m.accuracy=0.5,m.val_loss=nan \
