@@ -6,8 +6,9 @@
 #   2. Its model version is registered; the file downloads (ETag, Range) byte for byte, and
 #      `updraft eval` scores it exactly as the job reported.
 #   3. A job run by workers the user launches (mpirun ... --coordinator --job ID): the workers
-#      are killed, the job goes RESTARTING naming the checkpoint, FAILED would follow; the
-#      workers relaunched with --resume finish it. A cancelled job stops after a checkpoint.
+#      are killed, the job goes RESTARTING naming the checkpoint; the workers relaunched with
+#      --resume finish it. A cancelled job stops after a checkpoint.
+#   4. Another kill -9 once models are registered: versions, files and metrics all survive.
 # shellcheck source=SCRIPTDIR/lib/common.bash
 source "$(dirname "$0")/lib/common.bash"
 it_require_bins "$WORKER" "$UPDRAFT" "$UD_BIN_DIR/updraft-coordinator"
@@ -130,6 +131,16 @@ it_expect_rc "updraft job cancel" 0
 wait_job "$JOB3" "CANCELLED FAILED SUCCEEDED" 60 || true
 it_expect_eq "cancelled job ends CANCELLED" CANCELLED "$JOB_STATE"
 it_expect_py "it stopped after writing a checkpoint" 'v[0] >= 1' "$(jq_ "$API_BODY" 'len(j["checkpoints"])')"
+
+# ---- 4. kill -9 again, now that models are registered: the registry and its files survive
+coord_kill9
+coord_start "$STATE" --heartbeat-timeout 4 --restart-timeout 120 || it_fail "coordinator restarts again" "no /healthz"
+api GET /v1/models
+it_expect_eq "after another kill -9: fashion-mlp still has 2 versions" 2 "$(jq_ "$API_BODY" '[m["versions"] for m in j["models"] if m["name"] == "fashion-mlp"][0]')"
+curl -s "$URL/v1/models/fashion-mlp/versions/1/file" -o again.udm
+it_expect_eq "and version 1's file is byte for byte the one registered" "$SHA" "$(sha256sum again.udm | cut -d' ' -f1)"
+api GET "/v1/jobs/$JOB/metrics?key=loss"
+it_expect_py "job 1's loss history is intact" 'v[0] > v[1]' "$(jq_ "$API_BODY" 'len(j["metrics"])')" "$before"
 
 api GET /v1/status
 it_expect_eq "status counts the jobs by state" "2 1 0" "$(jq_ "$API_BODY" '"%d %d %d" % (j["jobs"]["SUCCEEDED"], j["jobs"]["CANCELLED"], j["jobs"]["RUNNING"])')"
