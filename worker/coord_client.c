@@ -138,14 +138,21 @@ static int recv_msg(void *s, void **buf, size_t *len)
     return *buf ? 0 : -1;
 }
 
+/* Numbers m with the next request id and encodes it. */
+static int encode_numbered(coord_client_t *c, struct ud_msg *m, void **buf, size_t *len,
+                           struct ud_err *e)
+{
+    m->id = atomic_fetch_add(&c->next_id, 1);
+    return ud_msg_encode(m, buf, len, e);
+}
+
 int coord_client_request(coord_client_t *c, struct ud_msg *m, struct ud_msg *reply, void **raw,
                          size_t *raw_len, double timeout_s, struct ud_err *e)
 {
     memset(reply, 0, sizeof *reply);
-    m->id = atomic_fetch_add(&c->next_id, 1);
     void *buf;
     size_t len;
-    int rc = ud_msg_encode(m, &buf, &len, e);
+    int rc = encode_numbered(c, m, &buf, &len, e);
     if (rc)
         return rc;
     double start = now_s(), deadline = start + timeout_s, sent = -1e9;
@@ -396,10 +403,9 @@ int coord_client_post(coord_client_t *c, struct ud_msg *m, int reliable, struct 
 {
     if (!c->started)
         return 0;
-    m->id = atomic_fetch_add(&c->next_id, 1);
     void *buf;
     size_t len;
-    int rc = ud_msg_encode(m, &buf, &len, e);
+    int rc = encode_numbered(c, m, &buf, &len, e);
     if (rc)
         return rc;
     size_t head = reliable ? 1 + sizeof m->id : 1;
