@@ -106,10 +106,18 @@ JOB2=$(grep -o 'job-[0-9]*' "$OUT" | head -1)
 upid=$!
 if wait_iteration "$JOB2" 35 60; then it_pass "user-launched workers register and train $JOB2"; else it_fail "user-launched workers train" "$(tail -3 out/user1.err)"; fi
 pkill -KILL -f "updraft-worker --coordinator $ZMQ --job $JOB2" || true
-wait "$upid" 2>/dev/null || true
+{ wait "$upid"; } 2>/dev/null || true
 if wait_job "$JOB2" "RESTARTING FAILED" 30; then :; fi
 it_expect_eq "silent workers → RESTARTING" RESTARTING "$JOB_STATE"
 it_expect_grep "RESTARTING names the checkpoint to resume from" "$API_BODY" "ckpt-"
+it_run wrong_world "$WORKER" --coordinator "$ZMQ" --job "$JOB2" --resume --coordinator-timeout 5
+it_expect_error "one process for a job planned for 2 ranks is refused"
+it_expect_grep "the refusal names both worlds" "$ERR" "runs 2 ranks (np 2) but the worker was started with 1"
+api GET "/v1/jobs/$JOB2"
+it_expect_eq "and the job is still RESTARTING" RESTARTING "$(jq_ "$API_BODY" 'j["state"]')"
+it_run spec_opt "$WORKER" --coordinator "$ZMQ" --job "$JOB2" --lr 0.1
+it_expect_error "a training option next to --coordinator is refused"
+it_expect_grep "it says the job spec sets it" "$ERR" "job spec sets"
 it_run resume "$MPI" 2 "$WORKER" --coordinator "$ZMQ" --job "$JOB2" --resume
 it_expect_rc "workers relaunched with --resume finish the job" 0
 it_expect_grep "they resumed from the checkpoint" "$ERR" "resuming from"
