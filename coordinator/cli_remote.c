@@ -729,7 +729,8 @@ void cli_remote_usage(FILE *f)
         "  model show NAME[@V]                 a version's metadata, metrics and lineage\n"
         "  model pull NAME[@V] --out F         downloads a version's .udm and checks its hash\n"
         "                                      URL: --url, $UPDRAFT_URL or " DEFAULT_URL "\n"
-        "                                      token: --token, --token-file, $UPDRAFT_TOKEN\n",
+        "                                      token: --token, --token-file, $UPDRAFT_TOKEN,\n"
+        "                                      $UPDRAFT_TOKEN_FILE\n",
         f);
 }
 
@@ -769,7 +770,8 @@ int cli_remote_main(int argc, char **argv)
 {
     struct opts o = {0};
     const char *url = getenv("UPDRAFT_URL"), *token = getenv("UPDRAFT_TOKEN");
-    const char *token_file = NULL;
+    /* $UPDRAFT_TOKEN_FILE when neither the token nor a file is given otherwise. */
+    const char *token_file = token ? NULL : getenv("UPDRAFT_TOKEN_FILE");
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -784,9 +786,10 @@ int cli_remote_main(int argc, char **argv)
             url = v;
         else if (strncmp(a, "--url=", 6) == 0)
             url = a + 6;
-        else if (strcmp(a, "--token") == 0)
+        else if (strcmp(a, "--token") == 0) {
             token = v;
-        else if (strcmp(a, "--token-file") == 0)
+            token_file = NULL;
+        } else if (strcmp(a, "--token-file") == 0)
             token_file = v;
         else if (strcmp(a, "--state") == 0)
             o.state = v;

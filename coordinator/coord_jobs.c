@@ -101,6 +101,15 @@ void db_rollback(coord_jobs_t *j)
         sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
+int db_end(coord_jobs_t *j, int rc, struct ud_err *e)
+{
+    if (rc < 0) {
+        db_rollback(j);
+        return rc;
+    }
+    return db_commit(j, e) ? UD_EIO : rc;
+}
+
 int job_event(coord_jobs_t *j, const char *id, double now, const char *kind, const char *msg,
               struct ud_err *e)
 {
@@ -271,12 +280,8 @@ int job_transition(coord_jobs_t *j, struct job_row *r, const char *to, double no
         if (erc < 0)
             rc = erc;
     }
-    if (!tx) {
-        if (rc < 0)
-            db_rollback(j);
-        else if (db_commit(j, e) != 0)
-            rc = UD_EIO;
-    }
+    if (!tx)
+        rc = db_end(j, rc, e);
     if (rc == 1) {
         coord_log(COORD_LOG_INFO, "%s: %s -> %s: %s", r->id, r->state, to, msg);
         snprintf(r->state, sizeof r->state, "%s", to);
@@ -640,11 +645,7 @@ int coord_jobs_register(coord_jobs_t *j, const struct ud_msg *req, struct ud_msg
     } else if (rc >= 0) {
         rc = job_event(j, r.id, now, "register", msg, e);
     }
-    if (rc < 0) {
-        db_rollback(j);
-        goto out;
-    }
-    if ((rc = db_commit(j, e)) != 0)
+    if ((rc = db_end(j, rc, e)) < 0)
         goto out;
     struct job_mem *m = job_mem_get(j, r.id);
     if (m) {
@@ -766,11 +767,7 @@ int coord_jobs_progress(coord_jobs_t *j, const struct ud_msg *req, int *cancel, 
         rc = db_run(j->db, e,
                     "UPDATE ranks SET step = ?, last_heartbeat = ? WHERE job = ? AND rank = ?",
                     "idsi", req->step, now, r.id, (int64_t)req->rank);
-    if (rc < 0) {
-        db_rollback(j);
-        goto out;
-    }
-    rc = db_commit(j, e);
+    rc = db_end(j, rc, e);
 out:
     job_row_deinit(&r);
     return rc < 0 ? rc : 0;
@@ -797,11 +794,7 @@ int coord_jobs_checkpoint(coord_jobs_t *j, const struct ud_msg *req, int *cancel
                     req->path, now, r.id);
     if (rc >= 0)
         rc = job_event(j, r.id, now, "checkpoint", msg, e);
-    if (rc < 0) {
-        db_rollback(j);
-        goto out;
-    }
-    rc = db_commit(j, e);
+    rc = db_end(j, rc, e);
 out:
     job_row_deinit(&r);
     return rc < 0 ? rc : 0;

@@ -57,6 +57,9 @@ int db_run(sqlite3 *db, struct ud_err *e, const char *sql, const char *types, ..
 int db_begin(coord_jobs_t *j, struct ud_err *e); /* BEGIN IMMEDIATE */
 int db_commit(coord_jobs_t *j, struct ud_err *e);
 void db_rollback(coord_jobs_t *j);
+/* Ends a transaction: rolls back when rc < 0 (returning rc), else commits (returning rc, or
+ * UD_EIO when the commit fails). */
+int db_end(coord_jobs_t *j, int rc, struct ud_err *e);
 /* Adds an events row (inside the caller's transaction, or on its own). */
 int job_event(coord_jobs_t *j, const char *id, double now, const char *kind, const char *msg,
               struct ud_err *e);

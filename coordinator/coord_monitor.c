@@ -233,10 +233,7 @@ static int launch(coord_jobs_t *j, struct job_row *r, int relaunch, double now, 
                        "iidss", (int64_t)pid, (int64_t)(relaunch ? 1 : 0), now, msg, r->id);
         if (d >= 0)
             d = job_event(j, r->id, now, "launch", msg, &de);
-        if (d < 0)
-            db_rollback(j);
-        else
-            db_commit(j, &de);
+        db_end(j, d, &de);
     }
     if (de.code)
         coord_log(COORD_LOG_ERROR, "%s: launched pid %lld but could not record it: %s", r->id,

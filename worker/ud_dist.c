@@ -555,6 +555,11 @@ void ud_dist_set_bucket_bytes(ud_dist_t *d, size_t bytes)
     d->bucket_cap = bytes ? bytes : DEFAULT_BUCKET_BYTES;
 }
 
+void ud_dist_set_timeout(ud_dist_t *d, double seconds)
+{
+    d->timeout = seconds > 0 ? seconds : DEFAULT_TIMEOUT_S;
+}
+
 int ud_dist_grad_setup(ud_dist_t *d, ud_model_t *m, struct ud_err *e)
 {
     free_buckets(d);

@@ -63,6 +63,8 @@ int ud_dist_agree(ud_dist_t *d, int rc, const char *msg, const char *what, struc
 
 /* Changes the bucket cap for the next ud_dist_grad_setup (0: the default). */
 void ud_dist_set_bucket_bytes(ud_dist_t *d, size_t bytes);
+/* Changes the peer timeout (0: the default), e.g. once a job's options are known. */
+void ud_dist_set_timeout(ud_dist_t *d, double seconds);
 /* Gradient buckets for model m (call once, after the model is built). */
 int ud_dist_grad_setup(ud_dist_t *d, ud_model_t *m, struct ud_err *e);
 /* The update engine's hooks (user = the ud_dist_t). */

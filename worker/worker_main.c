@@ -16,8 +16,10 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <sodium.h>
 #include <unistd.h>
 
+#include "coord_client.h"
 #include "session.h"
 #include "ud_dist.h"
 #include "updraft/ud_ckpt.h"
@@ -26,6 +28,8 @@
 #include "updraft/ud_jsonw.h"
 #include "updraft/ud_kernels.h"
 #include "updraft/ud_model.h"
+#include "updraft/ud_plan.h"
+#include "updraft/ud_proto.h"
 #include "updraft/ud_udm.h"
 #include "updraft/ud_update.h"
 
@@ -42,6 +46,10 @@ struct options {
     int64_t checkpoint_every, report_every;
     double bucket_mb, peer_timeout;
     struct ud_shape input; /* --input C,H,W for image folders with a preset */
+    /* --coordinator: the job's options come from the coordinator */
+    const char *coordinator, *job;
+    double coord_timeout;
+    const char *spec_opt; /* the first option given that a job spec sets */
 };
 
 static void usage(FILE *f)
@@ -56,6 +64,12 @@ static void usage(FILE *f)
             "       [--author A] [--description D] [--license L] [--model-version V]\n"
             "       [--session DIR [--resume] [--checkpoint-every N] [--keep-checkpoints K]]\n"
             "       [--report-every N] [--bucket-mb MB] [--peer-timeout SEC]\n"
+            "   or: " PROG " --coordinator tcp://HOST:8471 [--job ID] [--resume]\n"
+            "       [--coordinator-timeout SEC] [--threads T] [--json] [--quiet]\n"
+            "\n"
+            "With --coordinator, rank 0 registers with updraft-coordinator (for job ID, or the\n"
+            "oldest job waiting for workers) and every rank trains with the job's options on the\n"
+            "shard the coordinator planned for it, reporting progress, checkpoints and the model.\n"
             "\n"
             "Under mpirun every rank runs this same command: --batch is the global batch, each\n"
             "rank trains on its slice of every batch, gradients are summed across ranks.\n"
@@ -73,18 +87,73 @@ static void usage(FILE *f)
 
 static int g_rank = -1; /* set under mpirun with more than one rank: messages name the rank */
 
+/* Under a coordinator (this program's one link to it, and the job it joined). */
+static coord_client_t *g_cc;
+static struct ud_msg g_job;            /* the coordinator's job message: args, plan, session, out */
+static int g_cc_rank = -1;             /* this process's rank once it joined the job */
+static int g_fail_code = UD_EINTERNAL; /* the UD_E* code die() reports as the failure's */
+static int64_t g_epochs;               /* the job's --epochs, for total_steps */
+static int64_t g_job_epochs(void)
+{
+    return g_epochs;
+}
+
+/* Rank 0 tells the coordinator how the job ended badly (within a couple of seconds). */
+static void coord_report_end(int exit_code, const char *msg)
+{
+    coord_client_t *cc = g_cc;
+    g_cc = NULL; /* once */
+    if (!cc)
+        return;
+    if (g_cc_rank == 0 && g_job.job) {
+        struct ud_err e = {0};
+        struct ud_msg m = {.type = UD_MSG_DONE,
+                           .job = g_job.job,
+                           .rank = 0,
+                           .status = exit_code == 130 ? "cancelled" : "failed",
+                           .code = exit_code == 130 ? UD_ECANCELLED : g_fail_code,
+                           .msg = (char *)msg};
+        coord_client_post(cc, &m, 1, &e);
+    }
+    coord_client_destroy(&cc, g_cc_rank == 0 ? 2.0 : 0.0);
+}
+
+/* Posts a progress message (rank 0 under a coordinator) with the given metrics; NaNs left out. */
+static void coord_progress(const struct ud_update_metrics *m, int64_t step, int n,
+                           const char *const *keys, const double *vals)
+{
+    if (!g_cc || g_cc_rank != 0)
+        return;
+    struct ud_err e = {0};
+    struct ud_msg msg = {.type = UD_MSG_PROGRESS,
+                         .job = g_job.job,
+                         .rank = 0,
+                         .step = step,
+                         .epoch = m->epoch_index,
+                         .minibatch = m->minibatch_index,
+                         .steps_per_epoch = m->steps_per_epoch,
+                         .total_steps = m->steps_per_epoch * g_job_epochs()};
+    for (int i = 0; i < n; i++)
+        if (isfinite(vals[i]))
+            ud_msg_add_metric(&msg, keys[i], vals[i]);
+    if (coord_client_post(g_cc, &msg, 0, &e))
+        fprintf(stderr, PROG ": warning: progress not sent: %s\n", e.msg);
+    free(msg.metrics);
+}
+
 static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 static void die(int code, const char *fmt, ...)
 {
+    char msg[2048];
     va_list ap;
     va_start(ap, fmt);
-    if (g_rank >= 0)
-        fprintf(stderr, PROG ": rank %d: ", g_rank);
-    else
-        fprintf(stderr, PROG ": ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (g_rank >= 0)
+        fprintf(stderr, PROG ": rank %d: %s\n", g_rank, msg);
+    else
+        fprintf(stderr, PROG ": %s\n", msg);
+    coord_report_end(code, msg);
     exit(code);
 }
 
@@ -140,7 +209,10 @@ static void parse_args(int argc, char **argv, struct options *o)
         O_KEEP,
         O_REPORT,
         O_BUCKET,
-        O_PEER_TIMEOUT
+        O_PEER_TIMEOUT,
+        O_COORD,
+        O_JOB,
+        O_COORD_TIMEOUT
     };
     static const struct option longopts[] = {
         {"data", required_argument, 0, 'd'},
@@ -180,6 +252,9 @@ static void parse_args(int argc, char **argv, struct options *o)
         {"report-every", required_argument, 0, O_REPORT},
         {"bucket-mb", required_argument, 0, O_BUCKET},
         {"peer-timeout", required_argument, 0, O_PEER_TIMEOUT},
+        {"coordinator", required_argument, 0, O_COORD},
+        {"job", required_argument, 0, O_JOB},
+        {"coordinator-timeout", required_argument, 0, O_COORD_TIMEOUT},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -193,8 +268,10 @@ static void parse_args(int argc, char **argv, struct options *o)
     o->keep = 3;
     o->bucket_mb = 1;
     o->peer_timeout = 60;
+    o->coord_timeout = 600;
     int c;
     opterr = 0;
+    optind = 0; /* parse_args runs twice under a coordinator: start afresh */
     /* The leading ':' makes a missing value ':' rather than '?', so it is named as such. */
     while ((c = getopt_long(argc, argv, ":d:t:a:o:e:b:jh", longopts, NULL)) != -1) {
         switch (c) {
@@ -290,6 +367,17 @@ static void parse_args(int argc, char **argv, struct options *o)
             if (!(o->bucket_mb > 0 && o->bucket_mb <= 4096))
                 die(2, "--bucket-mb: '%s' must be in (0, 4096]", optarg);
             break;
+        case O_COORD:
+            o->coordinator = optarg;
+            break;
+        case O_JOB:
+            o->job = optarg;
+            break;
+        case O_COORD_TIMEOUT:
+            o->coord_timeout = parse_double("--coordinator-timeout", optarg);
+            if (!(o->coord_timeout >= 1 && o->coord_timeout <= 86400))
+                die(2, "--coordinator-timeout: '%s' must be in [1, 86400] seconds", optarg);
+            break;
         case O_PEER_TIMEOUT:
             o->peer_timeout = parse_double("--peer-timeout", optarg);
             if (!(o->peer_timeout >= 0.5 && o->peer_timeout <= 86400))
@@ -327,9 +415,22 @@ static void parse_args(int argc, char **argv, struct options *o)
         default:
             die(2, "unknown option '%s' (see --help)", argv[optind - 1]);
         }
+        if (!o->spec_opt && c != O_COORD && c != O_JOB && c != O_COORD_TIMEOUT && c != O_RESUME &&
+            c != O_THREADS && c != 'j' && c != O_QUIET)
+            o->spec_opt = argv[optind - 1];
     }
     if (optind < argc)
         die(2, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (o->job && !o->coordinator)
+        die(2, "--job needs --coordinator tcp://HOST:PORT");
+    if (o->coordinator) {
+        if (o->spec_opt)
+            die(2,
+                "%s: with --coordinator the job spec sets the training options (only --job, "
+                "--resume, --coordinator-timeout, --threads, --json and --quiet may be given)",
+                o->spec_opt);
+        return;
+    }
     if (!o->data)
         die(2, "--data is required (see --help)");
     if (!o->arch)
@@ -418,6 +519,12 @@ static void on_progress(struct ud_update_context *ctx, void *user)
     /* epoch end: the epoch's throughput excludes validation scoring, which came after. */
     if (m->samples_per_sec > p->best_rate)
         p->best_rate = m->samples_per_sec;
+    {
+        static const char *const keys[] = {"epoch_loss", "epoch_accuracy", "val_loss",
+                                           "val_accuracy"};
+        double vals[] = {m->loss, m->accuracy, m->val_loss, m->val_accuracy};
+        coord_progress(m, m->step, 4, keys, vals);
+    }
     if (o->json) {
         printf("{\"event\":\"epoch_end\",\"epoch\":%lld", (long long)m->epoch_index);
         ud_json_field(stdout, "loss", m->loss);
@@ -524,6 +631,7 @@ struct run {
     int have_session;
     struct progress *prog;
     int64_t total_steps;
+    const struct ud_plan *plan; /* under a coordinator: which samples each rank trains on */
 };
 
 static void hook_ready(void *user, int layer, struct ud_span span)
@@ -549,7 +657,39 @@ static void json_checkpoint(const struct run *R, int64_t step, double seconds)
     fflush(stdout);
 }
 
-/* After every step: progress reports and checkpoints. */
+/* Writes a checkpoint now; rank 0 announces it (JSON line, the coordinator). */
+static int checkpoint_now(struct run *R, ud_update_task_t *t, const struct ud_update_metrics *m,
+                          struct ud_err *e)
+{
+    double before = R->sess.write_seconds;
+    int rc = session_checkpoint(&R->sess, t, e);
+    if (rc || R->rank != 0)
+        return rc;
+    if (R->o->json)
+        json_checkpoint(R, m->step, R->sess.write_seconds - before);
+    if (g_cc) {
+        int64_t epoch, minibatch;
+        ud_update_task_position(t, &epoch, &minibatch);
+        struct ud_err pe = {0};
+        struct ud_msg msg = {.type = UD_MSG_CHECKPOINT,
+                             .job = g_job.job,
+                             .rank = 0,
+                             .step = m->step,
+                             .epoch = epoch,
+                             .minibatch = minibatch,
+                             .path = R->sess.last};
+        if (coord_client_post(g_cc, &msg, 1, &pe))
+            fprintf(stderr, PROG ": warning: checkpoint not announced: %s\n", pe.msg);
+    }
+    return 0;
+}
+
+static void hook_epoch_order(void *user, int64_t epoch, uint32_t *perm, size_t n)
+{
+    ud_plan_epoch_order(((struct run *)user)->plan, epoch, perm, n);
+}
+
+/* After every step: progress reports, checkpoints, a coordinator's cancel. */
 static int hook_after_step(void *user, ud_update_task_t *t, struct ud_err *e)
 {
     struct run *R = user;
@@ -557,6 +697,13 @@ static int hook_after_step(void *user, ud_update_task_t *t, struct ud_err *e)
     struct ud_update_metrics m = ud_update_task_metrics(t);
     if (R->d)
         ud_dist_set_step(R->d, m.step);
+    if (g_cc)
+        coord_client_set_step(g_cc, m.step);
+    if (g_cc && o->report_every && m.step % o->report_every == 0) {
+        static const char *const keys[] = {"loss", "accuracy", "samples_per_sec", "learning_rate"};
+        double vals[] = {m.loss, m.accuracy, m.samples_per_sec, m.learning_rate};
+        coord_progress(&m, m.step, 4, keys, vals);
+    }
     if (o->report_every && m.step % o->report_every == 0 && R->rank == 0) {
         if (o->json) {
             printf("{\"event\":\"progress\",\"step\":%lld,\"epoch\":%lld,\"minibatch\":%lld",
@@ -574,17 +721,30 @@ static int hook_after_step(void *user, ud_update_task_t *t, struct ud_err *e)
                 (long long)m.steps_per_epoch, m.loss, m.accuracy, m.samples_per_sec);
         }
     }
-    if (!R->have_session)
-        return 0;
     int due = o->checkpoint_every ? m.step % o->checkpoint_every == 0
                                   : m.minibatch_index + 1 == m.steps_per_epoch;
-    if (!due && m.step != R->total_steps)
-        return 0;
-    double before = R->sess.write_seconds;
-    int rc = session_checkpoint(&R->sess, t, e);
-    if (!rc && R->rank == 0 && o->json)
-        json_checkpoint(R, m.step, R->sess.write_seconds - before);
-    return rc;
+    int written = 0;
+    if (R->have_session && (due || m.step == R->total_steps)) {
+        int rc = checkpoint_now(R, t, &m, e);
+        if (rc)
+            return rc;
+        written = 1;
+    }
+    /* A cancel from the coordinator: every rank stops at the same step, after a checkpoint. */
+    if (g_cc) {
+        int64_t flag = coord_client_cancelled(g_cc);
+        if (R->d && R->world > 1 &&
+            ud_dist_max_i64(R->d, &flag, 1, "agreeing on a cancel from the coordinator", e))
+            return e->code;
+        if (flag) {
+            int rc = R->have_session && !written ? checkpoint_now(R, t, &m, e) : 0;
+            if (rc)
+                return rc;
+            return ud_err_set(e, UD_ECANCELLED, "cancelled by the coordinator at step %lld",
+                              (long long)m.step);
+        }
+    }
+    return 0;
 }
 
 /* A 64-bit FNV-1a, for fingerprints. */
@@ -599,7 +759,7 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
 /* The run's identity: what must be equal on every rank, and in a checkpoint to resume from.
  * One fact per line; the epochs line may differ on resume. */
 static char *fingerprint(const struct options *o, const struct ud_arch *a, const ud_dataset_t *ds,
-                         size_t ntr, size_t nva)
+                         size_t ntr, size_t nva, const struct ud_plan *plan)
 {
     static char fp[2048];
     size_t at = 0;
@@ -623,6 +783,8 @@ static char *fingerprint(const struct options *o, const struct ud_arch *a, const
     FP("data %zu samples of (%d,%d,%d), %d classes %016llx, labels %016llx\n", ud_dataset_count(ds),
        sh.c, sh.h, sh.w, ud_dataset_num_classes(ds), (unsigned long long)ch, (unsigned long long)h);
     FP("split %zu training, %zu validation\n", ntr, nva);
+    if (plan)
+        FP("plan %016llx\n", (unsigned long long)ud_plan_hash(plan));
     FP("optimizer %s lr %.17g momentum %.17g nesterov %d weight_decay %.17g\n",
        ud_optimizer_name(p->optimizer), p->learning_rate, p->momentum, p->nesterov,
        p->weight_decay);
@@ -697,6 +859,165 @@ static ud_dataset_t *load_agreed(struct run *R, const char *what, const char *sr
     return ds;
 }
 
+/* Under a coordinator: rank 0 registers and receives the job; every rank gets the reply's
+ * bytes, decodes them, and re-reads its options from the job's. */
+static void join_job(struct run *R, struct options *o)
+{
+    struct ud_err e = {0}, le = {0};
+    void *raw = NULL;
+    size_t rawlen = 0;
+    int rc = 0;
+    if (!(g_cc = coord_client_new(o->coordinator, R->rank, &le)))
+        rc = le.code;
+    if (!rc && R->rank == 0) {
+        char host[256] = "unknown";
+        gethostname(host, sizeof host - 1);
+        struct ud_msg m = {.type = UD_MSG_REGISTER,
+                           .job = (char *)(o->job ? o->job : ""),
+                           .rank = 0,
+                           .world = R->world,
+                           .host = host,
+                           .pid = getpid(),
+                           .resume = o->resume};
+        struct ud_msg reply;
+        rc = coord_client_request(g_cc, &m, &reply, &raw, &rawlen, o->coord_timeout, &le);
+        if (!rc && reply.type != UD_MSG_JOB)
+            rc = ud_err_set(&le, UD_EFORMAT, "the coordinator answered register with '%s'",
+                            ud_msg_type_name(reply.type));
+        if (!rc)
+            ud_msg_deinit(&reply);
+    }
+    if (session_agree(R->d, rc, &le, "registering with the coordinator", &e))
+        die(1, "%s: %s", o->coordinator, e.msg);
+    if (R->d && R->world > 1) {
+        uint64_t n = rawlen;
+        if (ud_dist_bcast(R->d, &n, sizeof n, 0, "sharing the job", &e))
+            die(1, "%s", e.msg);
+        if (R->rank != 0 && !(raw = malloc(n ? n : 1)))
+            die(1, "out of memory");
+        rawlen = n;
+        if (ud_dist_bcast(R->d, raw, rawlen, 0, "sharing the job", &e))
+            die(1, "%s", e.msg);
+    }
+    rc = ud_msg_decode(raw, rawlen, &g_job, &e);
+    free(raw);
+    if (rc)
+        die(1, "%s: the job message does not decode: %s", o->coordinator, e.msg);
+    g_cc_rank = R->rank;
+    if (g_job.plan.world != R->world)
+        die(1, "job %s was planned for %d rank%s, this run has %d: start it with mpirun -np %d",
+            g_job.job, g_job.plan.world, g_job.plan.world == 1 ? "" : "s", R->world,
+            g_job.plan.world);
+    /* The job's options, then where its session and model go. The session is the job's own:
+     * whatever checkpoint it holds is this job's, so a relaunch always resumes from it. */
+    int n = 0;
+    char **av = calloc((size_t)g_job.nargs + 12, sizeof *av);
+    if (!av)
+        die(1, "out of memory");
+    av[n++] = PROG;
+    for (int i = 0; i < g_job.nargs; i++)
+        av[n++] = g_job.args[i];
+    av[n++] = "--session";
+    av[n++] = g_job.session;
+    av[n++] = "--out";
+    av[n++] = g_job.out;
+    av[n++] = "--resume";
+    char threads[16];
+    if (o->threads_set) {
+        snprintf(threads, sizeof threads, "%d", o->threads);
+        av[n++] = "--threads";
+        av[n++] = threads;
+    }
+    if (o->json)
+        av[n++] = "--json";
+    if (o->quiet)
+        av[n++] = "--quiet";
+    struct options keep = *o;
+    parse_args(n, av, o); /* o points into g_job's strings, which live as long as the process */
+    free(av);
+    o->coordinator = keep.coordinator;
+    o->job = g_job.job;
+    o->coord_timeout = keep.coord_timeout;
+    g_epochs = o->params.epochs;
+    if (R->d) {
+        ud_dist_set_timeout(R->d, o->peer_timeout);
+        ud_dist_set_bucket_bytes(R->d, (size_t)(o->bucket_mb * 1048576.0));
+    }
+    R->plan = &g_job.plan;
+    if (coord_client_start(g_cc, g_job.job, g_job.heartbeat_s, &e))
+        fprintf(stderr, PROG ": warning: no heartbeats to the coordinator: %s\n", e.msg);
+    if (R->rank == 0 && !o->quiet)
+        fprintf(stderr, PROG ": joined %s (%s) at %s: %d rank%s, %zu training samples in shards\n",
+                g_job.job, g_job.name, keep.coordinator, R->world, R->world == 1 ? "" : "s",
+                ud_plan_train_count(&g_job.plan));
+}
+
+/* Rank 0 hands the finished model to the coordinator, which registers it as a new version. */
+static void upload_model(const struct options *o, const struct ud_update_metrics *fin,
+                         const struct ud_eval_result *ev, int have_test)
+{
+    struct ud_err e = {0};
+    char *bytes = NULL;
+    size_t len = 0;
+    if (ud_read_file(o->out, UD_PROTO_MAX_MESSAGE - 4096, &bytes, &len, &e))
+        die(1, "cannot upload the model: %s", e.msg);
+    unsigned char h[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(h, (const unsigned char *)bytes, len);
+    char hex[65];
+    sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+    struct ud_msg m = {.type = UD_MSG_MODEL,
+                       .job = g_job.job,
+                       .rank = 0,
+                       .name = g_job.name,
+                       .sha256 = hex,
+                       .udm = (uint8_t *)bytes,
+                       .udm_len = len};
+    const char *keys[] = {"train_loss", "train_accuracy", "validation_accuracy", "test_accuracy",
+                          "test_loss"};
+    double vals[] = {fin->loss, fin->accuracy, fin->val_accuracy, have_test ? ev->accuracy : NAN,
+                     have_test ? ev->loss : NAN};
+    for (int i = 0; i < 5; i++)
+        if (isfinite(vals[i]))
+            ud_msg_add_metric(&m, keys[i], vals[i]);
+    struct ud_msg reply;
+    if (have_test) {
+        /* Into the job's metrics before the upload ends the job: on the request socket, so
+         * that it arrives first. */
+        struct ud_msg pm = {.type = UD_MSG_PROGRESS,
+                            .job = g_job.job,
+                            .rank = 0,
+                            .step = fin->step,
+                            .epoch = fin->epoch_index,
+                            .minibatch = fin->minibatch_index,
+                            .steps_per_epoch = fin->steps_per_epoch,
+                            .total_steps = fin->steps_per_epoch * g_epochs};
+        ud_msg_add_metric(&pm, "test_accuracy", ev->accuracy);
+        ud_msg_add_metric(&pm, "test_loss", ev->loss);
+        if (coord_client_request(g_cc, &pm, &reply, NULL, NULL, 30, &e) == 0)
+            ud_msg_deinit(&reply);
+        else
+            fprintf(stderr, PROG ": warning: test metrics not reported: %s\n", e.msg);
+        free(pm.metrics);
+    }
+    int rc = coord_client_request(g_cc, &m, &reply, NULL, NULL, o->coord_timeout, &e);
+    free(m.metrics);
+    free(bytes);
+    if (rc) {
+        g_fail_code = rc;
+        die(1, "the model (kept in %s) was not registered: %s", o->out, e.msg);
+    }
+    if (!o->quiet && !o->json)
+        fprintf(stderr, PROG ": registered %s version %lld (sha256 %.12s)\n", g_job.name,
+                (long long)reply.version, hex);
+    if (o->json) {
+        printf("{\"event\":\"registered\",\"name\":");
+        ud_json_str(stdout, g_job.name);
+        printf(",\"version\":%lld,\"sha256\":\"%s\"}\n", (long long)reply.version, hex);
+        fflush(stdout);
+    }
+    ud_msg_deinit(&reply);
+}
+
 int main(int argc, char **argv)
 {
     struct options o;
@@ -717,6 +1038,8 @@ int main(int argc, char **argv)
             ud_dist_handle_signals(R.d, PROG);
         }
     }
+    if (o.coordinator)
+        join_job(&R, &o);
     if (!o.threads_set) {
         long nproc = sysconf(_SC_NPROCESSORS_ONLN);
         int local = R.d ? ud_dist_local_size(R.d) : 1;
@@ -786,13 +1109,30 @@ int main(int argc, char **argv)
     }
     uint32_t *tr_idx = NULL, *va_idx = NULL;
     size_t ntr = 0, nva = 0;
-    if (ud_split_indices(ud_dataset_count(train), &split, &tr_idx, &ntr, &va_idx, &nva, &e))
+    if (R.plan) {
+        /* The coordinator's plan: its manifest must be this data, its indices then mean the
+         * same samples on every rank. */
+        int rc = ud_manifest_check(&R.plan->manifest, train, &le);
+        if (session_agree(R.d, rc, &le, "checking the data against the job's manifest", &e))
+            die(1, "%s: %s (the coordinator planned the job on other data)", o.data, e.msg);
+        ntr = ud_plan_train_count(R.plan);
+        nva = R.plan->nvalidation;
+        tr_idx = malloc((ntr + 1) * sizeof *tr_idx);
+        va_idx = malloc((nva + 1) * sizeof *va_idx);
+        if (!tr_idx || !va_idx)
+            die(1, "out of memory");
+        ud_plan_train_indices(R.plan, tr_idx);
+        if (nva)
+            memcpy(va_idx, R.plan->validation, nva * sizeof *va_idx);
+    } else if (ud_split_indices(ud_dataset_count(train), &split, &tr_idx, &ntr, &va_idx, &nva,
+                                &e)) {
         die(2, "--validation: %s", e.msg);
+    }
     if (ntr == 0)
         die(1, "%s: no training samples left after the validation split", o.data);
 
     /* Every rank must be training the same thing. */
-    const char *fp = fingerprint(&o, &arch, train, ntr, nva);
+    const char *fp = fingerprint(&o, &arch, train, ntr, nva, R.plan);
     if (R.d && R.world > 1) {
         char ref[2048];
         snprintf(ref, sizeof ref, "%s", fp);
@@ -918,6 +1258,8 @@ int main(int argc, char **argv)
     cfg.hooks.world = R.world;
     cfg.hooks.user = &R;
     cfg.hooks.after_step = hook_after_step;
+    if (R.plan)
+        cfg.hooks.epoch_order = hook_epoch_order;
     if (R.d && R.world > 1) {
         if (ud_dist_grad_setup(R.d, model, &e))
             die(1, "%s", e.msg);
@@ -974,6 +1316,7 @@ int main(int argc, char **argv)
             snprintf(hint, sizeof hint, "; no checkpoint was completed yet");
         else
             hint[0] = '\0';
+        g_fail_code = te->code ? te->code : rc;
         if (rc == UD_ECANCELLED)
             die(130, "training cancelled at epoch %lld; no model written%s",
                 (long long)prog.last.epoch_index + 1, hint);
@@ -1062,6 +1405,19 @@ int main(int argc, char **argv)
                 fprintf(stderr, "wrote %s  (%.1f s, best %.0f samples/s, peak RSS %.0f MB)\n",
                         o.out, seconds, prog.best_rate, peak_rss_mb());
         }
+        if (g_cc)
+            upload_model(&o, &fin, &ev, have_test);
+    }
+    if (g_cc) {
+        /* The other ranks wait for the upload, heartbeating, so that the job never looks
+         * half-gone while rank 0 waits out a coordinator restart. */
+        if (R.d && R.world > 1) {
+            ud_dist_set_timeout(R.d, o.coord_timeout + 60);
+            if (ud_dist_barrier(R.d, "waiting for the model upload", &e))
+                die(1, "%s", e.msg);
+        }
+        coord_client_destroy(&g_cc, R.rank == 0 ? 5.0 : 0.0);
+        ud_msg_deinit(&g_job);
     }
     ud_eval_result_deinit(&ev);
     ud_model_destroy(&model);

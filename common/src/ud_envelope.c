@@ -110,16 +110,9 @@ void ud__env_f32_from_le(float *dst, const unsigned char *b, size_t n)
 /* Encoding                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
-/* The packer's sink: counts only (data NULL), or writes into an exactly sized buffer. */
-struct env_out {
-    char *data;
-    size_t len, cap;
-    bool overflow;
-};
-
-static int env_out_write(void *user, const char *buf, size_t n)
+int ud__env_out_write(void *user, const char *buf, size_t n)
 {
-    struct env_out *o = user;
+    struct ud__env_out *o = user;
     if (o->data) {
         if (n > o->cap - o->len) {
             o->overflow = true;
@@ -149,9 +142,9 @@ int ud__env_seal(const struct ud__env_format *f, uint64_t version, ud__env_pack_
     int rc = ud__env_sodium(e);
     if (rc < 0)
         return rc;
-    struct env_out out = {0};
+    struct ud__env_out out = {0};
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &out, env_out_write);
+    msgpack_packer_init(&pk, &out, ud__env_out_write);
 
     /* Counting pass: the body's exact size, so the file is allocated once. */
     size_t body_len = raw_len;
@@ -168,7 +161,7 @@ int ud__env_seal(const struct ud__env_format *f, uint64_t version, ud__env_pack_
                           f->max_bytes);
     size_t total = head + body_len + ENV_SUM_HEAD_LEN + UD__ENV_SUM_LEN;
 
-    out = (struct env_out){.data = malloc(total), .cap = total};
+    out = (struct ud__env_out){.data = malloc(total), .cap = total};
     if (!out.data)
         return ud_err_set(e, UD_ENOMEM, "cannot allocate %zu bytes for the encoded %s", total,
                           f->noun);

@@ -46,6 +46,15 @@ struct ud__env_format {
 int ud__env_sodium(struct ud_err *e);
 
 /* Packs a body into pk (called twice: once counting, once writing). */
+/* A msgpack packer's sink that only counts (data NULL) or writes into an exactly sized buffer
+ * (a write past cap sets overflow and fails): pack once to size, once to fill. */
+struct ud__env_out {
+    char *data;
+    size_t len, cap;
+    bool overflow;
+};
+int ud__env_out_write(void *user, const char *buf, size_t n);
+
 typedef void (*ud__env_pack_fn)(msgpack_packer *pk, const void *ctx);
 
 /* Builds a whole file, [magic, version, body, sha256], into a fresh, exactly sized buffer

@@ -327,27 +327,6 @@ static int msg_cross_check(const struct ud_msg *m, int bad, struct ud_err *e)
 /* Encoding                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
-/* The packer's sink: counts only (data NULL), or writes into an exactly sized buffer. */
-struct out {
-    char *data;
-    size_t len, cap;
-    bool overflow;
-};
-
-static int out_write(void *user, const char *buf, size_t n)
-{
-    struct out *o = user;
-    if (o->data) {
-        if (n > o->cap - o->len) {
-            o->overflow = true;
-            return -1;
-        }
-        memcpy(o->data + o->len, buf, n);
-    }
-    o->len += n;
-    return 0;
-}
-
 static void pack_str(msgpack_packer *pk, const char *s)
 {
     msgpack_pack_str_with_body(pk, s, strlen(s));
@@ -608,15 +587,15 @@ int ud_msg_encode(const struct ud_msg *m, void **out, size_t *len, struct ud_err
         return rc;
 
     /* Counting pass: the exact size, so the message is allocated once. */
-    struct out o = {0};
+    struct ud__env_out o = {0};
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &o, out_write);
+    msgpack_packer_init(&pk, &o, ud__env_out_write);
     pack_fields(&pk, m, fs);
     if (o.len > UD_PROTO_MAX_MESSAGE)
         return ud_err_set(e, UD_ELIMIT, "%s: the message would be %zu bytes, the limit is %u",
                           where, o.len, UD_PROTO_MAX_MESSAGE);
     size_t total = o.len;
-    o = (struct out){.data = malloc(total), .cap = total};
+    o = (struct ud__env_out){.data = malloc(total), .cap = total};
     if (!o.data)
         return ud_err_set(e, UD_ENOMEM, "%s: cannot allocate %zu bytes for the message", where,
                           total);

@@ -7,22 +7,23 @@
 # ratio, next to nginx serving a static JSON file on this machine (~77,000 requests/s, p99 ~5 ms,
 # measured with the same wrk command).
 #
-# --with-job submits a small job first (launch np 2, Fashion-MNIST cut to --max-samples, many
+# --with-job submits a small job first (launch --np ranks, default 2, Fashion-MNIST cut to --max-samples, many
 # epochs, progress every 5 steps) and measures while it reports progress; the job is cancelled
 # afterwards. Its training shares the machine's cores with wrk and the server, as in the issue.
 #
-#   tests/bench/rest.sh [--with-job] [--duration S] [--connections C] [--max-samples N]
+#   tests/bench/rest.sh [--with-job [--np N]] [--duration S] [--connections C] [--max-samples N]
 # Exit status: 0 when /v1/status met both goals, 1 when not, 2 on a usage or setup error.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
-duration=10 conns=64 with_job=0 max_samples=4000
+duration=10 conns=64 with_job=0 max_samples=4000 np=2
 while [ $# -gt 0 ]; do
     case "$1" in
     --with-job) with_job=1 ;;
     --duration) duration=$2; shift ;;
     --connections) conns=$2; shift ;;
     --max-samples) max_samples=$2; shift ;;
+    --np) np=$2; shift ;;
     *) echo "usage: $0 [--with-job] [--duration S] [--connections C] [--max-samples N]" >&2
        exit 2 ;;
     esac
@@ -106,12 +107,12 @@ job=
 if [ "$with_job" = 1 ]; then
     spec="{\"name\":\"rest-bench\",\"data\":\"$train\",\"arch\":\"mlp\",\"epochs\":100000,"
     spec+="\"batch\":64,\"max_samples\":$max_samples,\"validation\":\"none\",\"threads\":1,"
-    spec+="\"report_every\":5,\"launch\":{\"np\":2,\"max_restarts\":0}}"
+    spec+="\"report_every\":5,\"launch\":{\"np\":$np,\"max_restarts\":0}}"
     answer=$(curl -s -X POST "$url/v1/jobs" -H "Authorization: Bearer $token" \
         -H 'Content-Type: application/json' -d "$spec")
     job=$(printf '%s' "$answer" | jfield id)
     [ -n "$job" ] || { echo "rest.sh: job submit failed: $answer" >&2; exit 2; }
-    echo "job $job submitted (np 2, $max_samples samples); waiting for its first progress..."
+    echo "job $job submitted (np $np, $max_samples samples); waiting for its first progress..."
     it=
     for _ in $(seq 600); do
         detail=$(curl -s "$url/v1/jobs/$job")

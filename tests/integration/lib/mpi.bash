@@ -8,6 +8,10 @@ if ! command -v mpirun >/dev/null; then
     exit 1
 fi
 MPI=$IT_LIB/mpirun.sh
+# Sanitizer builds: OpenMPI's own allocations that live until exit are not updraft's leaks
+# (lsan-mpi.supp names only OpenMPI's libraries; full stacks so that they can be matched).
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$IT_LIB/lsan-mpi.supp:fast_unwind_on_malloc=0}
+export OMPI_MCA_mca_base_component_disable_dlclose=1
 
 rank_pid()
 {
