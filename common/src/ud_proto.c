@@ -893,7 +893,15 @@ static int dec_message(const msgpack_object *top, struct ud_msg *m, struct ud_er
     const msgpack_object *v, *t, *id;
     int rc;
     uint64_t ver;
-    /* The version first: a newer peer may have changed everything else. */
+    /* The id, if it reads as one, so that even a message of another version can be answered
+     * (every version keeps "id"); then the version: a newer peer may have changed the rest. */
+    for (uint32_t i = 0; i < top->via.map.size; i++) {
+        const msgpack_object_kv *kv = &top->via.map.ptr[i];
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 2 &&
+            memcmp(kv->key.via.str.ptr, "id", 2) == 0 &&
+            kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            m->id = kv->val.via.u64;
+    }
     if ((rc = require(top, "message", "v", &v, e)) < 0)
         return rc;
     if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER && v->type != MSGPACK_OBJECT_NEGATIVE_INTEGER)

@@ -537,6 +537,17 @@ static void test_version(void **state)
     msgpack_pack_false(&h.pk);
     expect_decode(&h, UD_EVERSION, "protocol version 2, this side speaks 1");
 
+    /* ... but the id is kept, so that the refusal can be answered. */
+    mp_init(&h);
+    mp_head(&h, 1, 2, "ack", 3);
+    mp_str(&h, "cancel");
+    msgpack_pack_false(&h.pk);
+    struct ud_msg d;
+    struct ud_err e = {0};
+    assert_int_equal(ud_msg_decode(h.sb.data, h.sb.size, &d, &e), UD_EVERSION);
+    assert_int_equal(d.id, 3);
+    msgpack_sbuffer_destroy(&h.sb);
+
     /* The version is checked before anything else: a v2 message of an unknown shape. */
     mp_init(&h);
     msgpack_pack_map(&h.pk, 2);
