@@ -11,7 +11,7 @@
  *  which SQLite serialises with the main thread's (busy_timeout 5 s). Time columns are unix
  *  seconds (REAL).
  *
- *  The schema (version 1; `PRAGMA user_version` holds it):
+ *  The schema (version 1 below, version 2 after it; `PRAGMA user_version` holds it):
  *
  *  jobs        one row per job
  *    id TEXT PRIMARY KEY            "job-000001" (seq, zero-padded to 6)
@@ -52,6 +52,35 @@
  *  events      what happened, for GET /v1/jobs/{id} "events" and the log
  *    seq INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT, time REAL, kind TEXT, message TEXT
  *
+ *
+ *  Version 2 adds federations (coord_fed.h); a version 1 database is migrated in place (the
+ *  schema is all CREATE ... IF NOT EXISTS):
+ *
+ *  devices     enrolled devices
+ *    id INTEGER PRIMARY KEY, name TEXT, token_hash BLOB (BLAKE2b of the token's secret; the
+ *    token itself is never stored), created REAL, last_seen REAL (its last authenticated
+ *    call), updates INTEGER (accepted updates), revoked INTEGER
+ *  federations one row per federation
+ *    id INTEGER PRIMARY KEY, name TEXT, state TEXT (RUNNING | SUCCEEDED | FAILED | CANCELLED),
+ *    spec TEXT (the accepted JSON spec, canonical), model TEXT (registry name),
+ *    base_version INTEGER (the version it started from), current_version INTEGER (the newest
+ *    published, or base_version), rounds INTEGER (how many to run), round INTEGER (number of the
+ *    current or last round, from 1), message TEXT, created, updated, finished REAL
+ *  rounds      one row per round
+ *    id INTEGER PRIMARY KEY (what devices name in POST /v1/rounds/{id}/updates), federation,
+ *    number INTEGER (1..rounds), state TEXT (WAITING: not enough devices available yet |
+ *    OPEN: collecting | CLOSING: closed to updates, aggregation pending or under way |
+ *    PUBLISHED | FAILED | CANCELLED), base_version INTEGER (the model version updates must be
+ *    computed against), delta_floats INTEGER (updatable parameters: the length of a delta),
+ *    opened, deadline, closed REAL, accepted INTEGER, samples INTEGER (sum over accepted
+ *    updates), published_version INTEGER, eval_accuracy, eval_loss REAL, message TEXT
+ *  participants the devices sampled for a round: round, device, PRIMARY KEY (round, device)
+ *  updates     accepted updates: round, device, key TEXT (the idempotency key), samples,
+ *    loss, accuracy, norm REAL, path TEXT (the delta file, relative to STATE), received REAL,
+ *    PRIMARY KEY (round, device): one update per device per round
+ *  rejections  refused updates by reason: round, reason TEXT (duplicate, stale, closed,
+ *    not_selected, shape, nonfinite, norm, malformed, too_large, conflict), count INTEGER
+ *
  *  Thread-safety: a connection belongs to one thread at a time.
  */
 #ifndef COORD_DB_H
@@ -62,7 +91,7 @@
 #include "updraft/ud_error.h"
 
 #define COORD_DB_FILE           "updraft.db"
-#define COORD_DB_SCHEMA_VERSION 1
+#define COORD_DB_SCHEMA_VERSION 2
 
 /* Job states, as stored. */
 #define COORD_JOB_STATES(X) X(PENDING) X(RUNNING) X(RESTARTING) X(SUCCEEDED) X(FAILED) X(CANCELLED)

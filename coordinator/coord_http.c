@@ -42,6 +42,7 @@
 
 #include "coord_db.h"
 #include "coord_http.h"
+#include "coord_http_impl.h"
 #include "coord_spec.h"
 #include "coord_store.h"
 #include "updraft/ud_proto.h"
@@ -69,12 +70,6 @@
 
 /* ------------------------------------------------------------------ a growable buffer */
 
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-};
-
 static int sb_reserve(struct sbuf *b, size_t extra)
 {
     if (b->oom)
@@ -95,7 +90,7 @@ static int sb_reserve(struct sbuf *b, size_t extra)
     return 0;
 }
 
-static void sb_put(struct sbuf *b, const char *s, size_t n)
+void sb_put(struct sbuf *b, const char *s, size_t n)
 {
     if (sb_reserve(b, n))
         return;
@@ -104,13 +99,12 @@ static void sb_put(struct sbuf *b, const char *s, size_t n)
     b->p[b->len] = '\0';
 }
 
-static void sb_puts(struct sbuf *b, const char *s)
+void sb_puts(struct sbuf *b, const char *s)
 {
     sb_put(b, s, strlen(s));
 }
 
-static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(struct sbuf *b, const char *fmt, ...)
+void sb_printf(struct sbuf *b, const char *fmt, ...)
 {
     char tmp[256];
     va_list ap;
@@ -131,7 +125,7 @@ static void sb_printf(struct sbuf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
-static void sb_free(struct sbuf *b)
+void sb_free(struct sbuf *b)
 {
     free(b->p);
     memset(b, 0, sizeof *b);
@@ -158,7 +152,7 @@ static size_t utf8_seq(const unsigned char *s)
 }
 
 /* s as a JSON string (NULL: null). */
-static void sb_json_str(struct sbuf *b, const char *s)
+void sb_json_str(struct sbuf *b, const char *s)
 {
     if (!s) {
         sb_puts(b, "null");
@@ -205,7 +199,7 @@ static void fmt_num(char *buf, size_t n, double v)
         snprintf(buf, n, "%.17g", v);
 }
 
-static void sb_json_num(struct sbuf *b, double v)
+void sb_json_num(struct sbuf *b, double v)
 {
     if (!isfinite(v)) {
         sb_puts(b, "null");
@@ -217,7 +211,7 @@ static void sb_json_num(struct sbuf *b, double v)
 }
 
 /* Column i of st as a JSON value. */
-static void sb_col(struct sbuf *b, sqlite3_stmt *st, int i)
+void sb_col(struct sbuf *b, sqlite3_stmt *st, int i)
 {
     switch (sqlite3_column_type(st, i)) {
     case SQLITE_INTEGER:
@@ -257,7 +251,7 @@ static void sb_col_json(struct sbuf *b, sqlite3_stmt *st, int i)
 /* Appends "name":value pairs (comma-separated, no braces) for the space-separated names, from
  * st's columns col, col + 1, ...: "!name" is a 0/1 column shown as a boolean, "@name" a column
  * holding stored JSON. */
-static void sb_cols(struct sbuf *b, sqlite3_stmt *st, int col, const char *names)
+void sb_cols(struct sbuf *b, sqlite3_stmt *st, int col, const char *names)
 {
     int k = 0;
     for (const char *p = names; *p; col++) {
@@ -280,7 +274,7 @@ static void sb_cols(struct sbuf *b, sqlite3_stmt *st, int col, const char *names
 
 /* Steps st to its end, appending a JSON array with one object (sb_cols' names) per row.
  * Returns SQLite's last code (SQLITE_DONE when all went well); *count: the rows. */
-static int sb_rows(struct sbuf *b, sqlite3_stmt *st, const char *names, int *count)
+int sb_rows(struct sbuf *b, sqlite3_stmt *st, const char *names, int *count)
 {
     int rc, n = 0;
     sb_puts(b, "[");
@@ -425,6 +419,35 @@ static struct tls *tls_get(struct coord_http *h)
     return t;
 }
 
+sqlite3 *ch_db_ro(struct coord_http *h, struct ud_err *e)
+{
+    struct tls *t = tls_get(h);
+    if (!t) {
+        ud_err_set(e, UD_ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (!t->ro && coord_db_open(h->state_dir, 1, &t->ro, e) != 0)
+        return NULL;
+    return t->ro;
+}
+
+sqlite3 *ch_db_rw(struct coord_http *h, struct ud_err *e)
+{
+    struct tls *t = tls_get(h);
+    if (!t) {
+        ud_err_set(e, UD_ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (!t->rw && coord_db_open(h->state_dir, 0, &t->rw, e) != 0)
+        return NULL;
+    return t->rw;
+}
+
+const char *ch_state_dir(const struct coord_http *h)
+{
+    return h->state_abs;
+}
+
 /* This thread's prepared statement id, reset and ready to bind; NULL with e set. */
 static sqlite3_stmt *stmt(struct coord_http *h, struct tls *t, enum stmt_id id, struct ud_err *e)
 {
@@ -448,7 +471,7 @@ static void done(sqlite3_stmt *st)
     }
 }
 
-static double wall_now(void)
+double wall_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -471,8 +494,8 @@ static void count_reply(struct coord_http *h, unsigned code)
 }
 
 /* Queues a response (takes it over). Extra headers come as name, value pairs ending in NULL. */
-static enum MHD_Result queue(struct coord_http *h, struct MHD_Connection *c, unsigned code,
-                             struct MHD_Response *r, const char *ctype, ...)
+enum MHD_Result queue(struct coord_http *h, struct MHD_Connection *c, unsigned code,
+                      struct MHD_Response *r, const char *ctype, ...)
 {
     if (!r)
         return MHD_NO;
@@ -492,17 +515,14 @@ static enum MHD_Result queue(struct coord_http *h, struct MHD_Connection *c, uns
     return ret;
 }
 
-static struct MHD_Response *mem_response(const char *body, size_t len)
+struct MHD_Response *mem_response(const char *body, size_t len)
 {
     return MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
 }
 
 /* The error body, with a header pair (name NULL: none). */
-static enum MHD_Result reply_error_h(struct coord_http *h, struct MHD_Connection *c, unsigned code,
-                                     const char *hname, const char *hvalue, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-static enum MHD_Result reply_error_h(struct coord_http *h, struct MHD_Connection *c, unsigned code,
-                                     const char *hname, const char *hvalue, const char *fmt, ...)
+enum MHD_Result reply_error_h(struct coord_http *h, struct MHD_Connection *c, unsigned code,
+                              const char *hname, const char *hvalue, const char *fmt, ...)
 {
     char msg[UD_ERRMSG_MAX + 64];
     va_list ap;
@@ -522,17 +542,15 @@ static enum MHD_Result reply_error_h(struct coord_http *h, struct MHD_Connection
     return ret;
 }
 
-#define reply_error(h, c, code, ...) reply_error_h(h, c, code, NULL, NULL, __VA_ARGS__)
-
 /* A failure on our side (the database): 503 when it is busy or missing, else 500. */
-static enum MHD_Result reply_db_error(struct coord_http *h, struct MHD_Connection *c,
-                                      const struct ud_err *e)
+enum MHD_Result reply_db_error(struct coord_http *h, struct MHD_Connection *c,
+                               const struct ud_err *e)
 {
     return reply_error(h, c, MHD_HTTP_SERVICE_UNAVAILABLE, "database unavailable: %s", e->msg);
 }
 
-static enum MHD_Result reply_json(struct coord_http *h, struct MHD_Connection *c, unsigned code,
-                                  struct sbuf *b)
+enum MHD_Result reply_json(struct coord_http *h, struct MHD_Connection *c, unsigned code,
+                           struct sbuf *b)
 {
     enum MHD_Result ret;
     if (b->oom) {
@@ -548,7 +566,7 @@ static enum MHD_Result reply_json(struct coord_http *h, struct MHD_Connection *c
 /* ------------------------------------------------------------------ parsing helpers */
 
 /* A whole decimal number, nothing else (no spaces, no "+"). */
-static int parse_i64(const char *s, int64_t *out)
+int parse_i64(const char *s, int64_t *out)
 {
     if (!s || !*s || !(*s == '-' || (*s >= '0' && *s <= '9')))
         return -1;
@@ -1455,12 +1473,17 @@ enum route {
     R_MODELS,
     R_MODEL_VERSIONS,
     R_MODEL_VERSION,
-    R_MODEL_FILE
+    R_MODEL_FILE,
+    R_FED /* coord_fed_http.c's */
 };
 
 struct req {
     enum route route;
-    char id[256]; /* the job id of a POST .../cancel */
+    char id[256];      /* the job id of a POST .../cancel */
+    char url[MAX_URL]; /* R_FED: the path, split into segs */
+    char *segs[MAX_SEGS];
+    int nseg;
+    size_t cap; /* the body limit */
     struct sbuf body;
     size_t seen; /* body bytes received */
     int too_big;
@@ -1493,8 +1516,10 @@ static int split_url(const char *url, char *buf, size_t n, char **segs)
     return k;
 }
 
-static enum route route_of(int k, char **s)
+static enum route route_of(int k, char **s, const char *method)
 {
+    if (k >= 2 && strcmp(s[0], "v1") == 0 && fed_route(k, s, method))
+        return R_FED;
     if (k == 1 && strcmp(s[0], "healthz") == 0)
         return R_HEALTHZ;
     if (k == 1 && strcmp(s[0], "metrics") == 0)
@@ -1542,7 +1567,7 @@ static const char *allowed(enum route r)
     }
 }
 
-static int authorized(const struct coord_http *h, struct MHD_Connection *c)
+int authorized(const struct coord_http *h, struct MHD_Connection *c)
 {
     const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (!h->have_token || !a || strncasecmp(a, "Bearer ", 7) != 0)
@@ -1586,14 +1611,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             size_t n = *upload_data_size;
             *upload_data_size = 0;
             r->seen += n;
-            if (r->too_big || r->seen > BODY_CAP) { /* count it, keep none of it */
+            if (r->too_big || r->seen > r->cap) { /* count it, keep none of it */
                 r->too_big = 1;
                 sb_free(&r->body);
-                return r->seen > (size_t)BODY_CAP + DISCARD_CAP ? MHD_NO : MHD_YES;
+                return r->seen > r->cap + DISCARD_CAP ? MHD_NO : MHD_YES;
             }
             sb_put(&r->body, upload_data, n);
             return r->body.oom ? MHD_NO : MHD_YES;
         }
+        if (r->route == R_FED)
+            return fed_serve(h, c, MHD_HTTP_METHOD_POST, r->nseg, r->segs, r->body.p, r->body.len,
+                             r->too_big);
         if (r->too_big)
             return reply_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE,
                                "request body over the limit of %u bytes", BODY_CAP);
@@ -1607,9 +1635,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
     char buf[MAX_URL], *segs[MAX_SEGS];
     int k = split_url(url, buf, sizeof buf, segs);
-    enum route rt = k < 0 ? R_NONE : route_of(k, segs);
+    enum route rt = k < 0 ? R_NONE : route_of(k, segs, method);
     if (rt == R_NONE)
         return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no such resource: %.200s", url);
+    if (rt == R_FED && strcmp(method, MHD_HTTP_METHOD_POST) != 0)
+        return fed_serve(h, c, method, k, segs, NULL, 0, 0);
+    if (rt == R_FED) {
+        size_t cap = fed_body_cap(h, k, segs, method);
+        const char *cl =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        int64_t clen;
+        if (cl && parse_i64(cl, &clen) == 0 && (uint64_t)clen > cap)
+            return fed_serve(h, c, method, k, segs, NULL, 0, 1);
+        if (!(r = calloc(1, sizeof *r)))
+            return MHD_NO;
+        r->route = rt;
+        r->cap = cap;
+        r->nseg = split_url(url, r->url, sizeof r->url, r->segs);
+        *con_cls = r;
+        return MHD_YES;
+    }
     int get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
     int post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
     if ((get && rt == R_JOB_CANCEL) || (post && rt != R_JOBS && rt != R_JOB_CANCEL) ||
@@ -1632,6 +1677,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!(r = calloc(1, sizeof *r)))
             return MHD_NO;
         r->route = rt;
+        r->cap = BODY_CAP;
         if (rt == R_JOB_CANCEL)
             snprintf(r->id, sizeof r->id, "%s", segs[2]);
         *con_cls = r;

@@ -844,7 +844,7 @@ static void json_set_str(json_t *o, const char *k, const char *v)
 }
 
 /* The registry's metadata for a decoded model (coord_db.h, table models). */
-static char *model_metadata_json(const ud_model_t *m)
+char *coord_model_metadata_json(const ud_model_t *m)
 {
     json_t *o = json_object();
     const struct ud_metadata *md = ud_model_metadata_const(m);
@@ -995,7 +995,7 @@ int coord_jobs_model(coord_jobs_t *j, const struct ud_msg *req, int64_t *version
     }
     if ((rc = coord_store_put(j->cfg.state_dir, req->udm, req->udm_len, stored, e)) != 0)
         goto out;
-    meta = model_metadata_json(model);
+    meta = coord_model_metadata_json(model);
     metrics = metrics_json(req, model);
     lineage = lineage_json(r.id, &spec);
     if (!meta || !metrics || !lineage) {

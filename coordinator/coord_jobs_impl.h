@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "coord_jobs.h"
+#include "updraft/ud_model.h"
 
 /* What the coordinator remembers about a job between ticks, in memory only: after a restart
  * it starts empty, and every use falls back to something safe (the coordinator's start time,
@@ -81,5 +82,8 @@ int job_to_restarting(coord_jobs_t *j, struct job_row *r, double now, const char
 void job_stop_mpirun(coord_jobs_t *j, struct job_mem *m, int64_t pid, double now, const char *why);
 
 double coord_now(void);
+
+/* The registry's metadata column for a model (JSON text; the caller frees; NULL: no memory). */
+char *coord_model_metadata_json(const ud_model_t *m);
 
 #endif

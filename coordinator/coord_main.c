@@ -25,6 +25,7 @@
 #include <zmq.h>
 
 #include "coord_db.h"
+#include "coord_fed.h"
 #include "coord_http.h"
 #include "coord_jobs.h"
 #include "coord_log.h"
@@ -340,6 +341,9 @@ int main(int argc, char **argv)
     coord_jobs_t *jobs = coord_jobs_new(&cfg, db, &e);
     if (!jobs)
         die(1, "%s", e.msg);
+    coord_fed_t *fed = coord_fed_new(state, db, &e);
+    if (!fed)
+        die(1, "%s", e.msg);
     /* The ZeroMQ background threads start here: keep the signals for the main thread. */
     pthread_sigmask(SIG_BLOCK, &block, &old);
     coord_workers_t *workers = coord_workers_new(ctx, o.zmq, jobs, &e);
@@ -385,6 +389,8 @@ int main(int argc, char **argv)
     int recovered = coord_jobs_recover(jobs, &e);
     if (recovered < 0)
         coord_log(COORD_LOG_ERROR, "%s", e.msg);
+    if (coord_fed_recover(fed, &e) < 0)
+        coord_log(COORD_LOG_ERROR, "%s", e.msg);
 
     double next_tick = 0;
     while (!stop_signal) {
@@ -393,6 +399,7 @@ int main(int argc, char **argv)
         double now = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
         if (now >= next_tick) {
             coord_jobs_tick(jobs, now);
+            coord_fed_tick(fed, now);
             next_tick = now + TICK_SECONDS;
         }
         long wait_ms = (long)((next_tick - now) * 1000.0) + 1;
@@ -423,6 +430,7 @@ int main(int argc, char **argv)
     coord_workers_destroy(&workers);
     zmq_ctx_term(ctx);
     coord_jobs_destroy(&jobs);
+    coord_fed_destroy(&fed);
     coord_db_close(&db);
     sodium_memzero(token, strlen(token));
     free(token);
