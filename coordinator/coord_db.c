@@ -82,7 +82,7 @@ static const char SCHEMA_V1[] =
     " state TEXT NOT NULL CHECK (state IN ('WAITING','OPEN','CLOSING','PUBLISHED','FAILED',"
     "'CANCELLED')),"
     " base_version INTEGER NOT NULL, delta_floats INTEGER NOT NULL,"
-    " opened REAL, deadline REAL, closed REAL,"
+    " created REAL, opened REAL, deadline REAL, closed REAL,"
     " accepted INTEGER NOT NULL DEFAULT 0, samples INTEGER NOT NULL DEFAULT 0,"
     " published_version INTEGER, eval_accuracy REAL, eval_loss REAL, message TEXT,"
     " UNIQUE (federation, number));"

@@ -72,7 +72,7 @@
  *    OPEN: collecting | CLOSING: closed to updates, aggregation pending or under way |
  *    PUBLISHED | FAILED | CANCELLED), base_version INTEGER (the model version updates must be
  *    computed against), delta_floats INTEGER (updatable parameters: the length of a delta),
- *    opened, deadline, closed REAL, accepted INTEGER, samples INTEGER (sum over accepted
+ *    created, opened, deadline, closed REAL, accepted INTEGER, samples INTEGER (sum over accepted
  *    updates), published_version INTEGER, eval_accuracy, eval_loss REAL, message TEXT
  *  participants the devices sampled for a round: round, device, PRIMARY KEY (round, device)
  *  updates     accepted updates: round, device, key TEXT (the idempotency key), samples,

@@ -389,7 +389,7 @@ static int read_fed(sqlite3_stmt *st, struct fed_row *r, struct ud_err *e)
 struct round_row {
     int64_t id, number, base_version, delta_floats, accepted, samples, participants;
     char state[16];
-    double deadline;
+    double deadline, created;
 };
 
 static int latest_round(coord_fed_t *f, int64_t fed, struct round_row *rr, struct ud_err *e)
@@ -398,7 +398,7 @@ static int latest_round(coord_fed_t *f, int64_t fed, struct round_row *rr, struc
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(f->db,
                            "SELECT id, number, state, base_version, delta_floats, accepted,"
-                           " samples, deadline, (SELECT count(*) FROM participants p WHERE"
+                           " samples, deadline, created, (SELECT count(*) FROM participants p WHERE"
                            " p.round = rounds.id) FROM rounds WHERE federation = ?"
                            " ORDER BY number DESC LIMIT 1",
                            -1, &st, NULL) != SQLITE_OK)
@@ -414,7 +414,8 @@ static int latest_round(coord_fed_t *f, int64_t fed, struct round_row *rr, struc
         rr->accepted = sqlite3_column_int64(st, 5);
         rr->samples = sqlite3_column_int64(st, 6);
         rr->deadline = sqlite3_column_double(st, 7);
-        rr->participants = sqlite3_column_int64(st, 8);
+        rr->created = sqlite3_column_double(st, 8);
+        rr->participants = sqlite3_column_int64(st, 9);
         ret = 1;
     } else if (rc != SQLITE_DONE)
         ret = coord_db_err(f->db, e, "reading rounds");
@@ -454,9 +455,9 @@ static int round_create(coord_fed_t *f, struct fed_mem *m, const struct fed_row 
     if (db_run(f->db, e, "BEGIN IMMEDIATE", "") < 0)
         return UD_EIO;
     int rc = db_run(f->db, e,
-                    "INSERT INTO rounds (federation, number, state, base_version, delta_floats)"
-                    " VALUES (?, ?, 'WAITING', ?, ?)",
-                    "iiii", r->id, number, r->current_version, (int64_t)delta_floats(base));
+                    "INSERT INTO rounds (federation, number, state, base_version, delta_floats,"
+                    " created) VALUES (?, ?, 'WAITING', ?, ?, ?)",
+                    "iiiid", r->id, number, r->current_version, (int64_t)delta_floats(base), now);
     if (rc >= 0)
         rc = db_run(f->db, e, "UPDATE federations SET round = ?, updated = ? WHERE id = ?", "idi",
                     number, now, r->id);
@@ -503,12 +504,15 @@ static int round_open(coord_fed_t *f, struct fed_mem *m, const struct fed_row *r
         free(ids);
         return coord_db_err(f->db, e, "reading devices");
     }
-    if ((int64_t)n < r->spec.min_clients) {
+    /* Enough for a full round, or enough for a valid one after waiting a deadline's length. */
+    if ((int64_t)n < r->spec.clients_per_round &&
+        ((int64_t)n < r->spec.min_clients || now - rr->created < r->spec.round_deadline)) {
         if (now - m->waiting_logged >= 30) {
             coord_log(COORD_LOG_INFO,
                       "federation %" PRId64 " round %" PRId64 ": %zu device%s available, waiting "
-                      "for %" PRId64,
-                      r->id, rr->number, n, n == 1 ? "" : "s", r->spec.min_clients);
+                      "for %" PRId64 " (or %" PRId64 " after %.0f s)",
+                      r->id, rr->number, n, n == 1 ? "" : "s", r->spec.clients_per_round,
+                      r->spec.min_clients, r->spec.round_deadline);
             m->waiting_logged = now;
         }
         free(ids);

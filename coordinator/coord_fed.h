@@ -3,9 +3,10 @@
  *  A federation starts from a registered model version and runs `rounds` rounds. Each round
  *  (coord_db.h, table rounds) moves through:
  *
- *    WAITING  -> OPEN       at least min_clients devices are available (seen within
- *                           `availability` seconds); clients_per_round of them (or all, if
- *                           fewer) are sampled, seeded by (seed, round number)
+ *    WAITING  -> OPEN       clients_per_round devices are available (seen within
+ *                           `availability` seconds), or at least min_clients are and the round
+ *                           has waited round_deadline seconds; clients_per_round of them (or
+ *                           all, if fewer) are sampled, seeded by (seed, round number)
  *    OPEN     -> CLOSING    every sampled device's update was accepted, or the deadline passed
  *    CLOSING  -> PUBLISHED  at least min_clients updates: they are aggregated (FedAvg: the
  *                           base plus the sample-weighted mean of the deltas, times server_lr)

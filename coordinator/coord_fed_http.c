@@ -585,10 +585,11 @@ static enum MHD_Result post_fed_cancel(struct coord_http *h, struct MHD_Connecti
 }
 
 #define ROUND_COLS                                                                                 \
-    "id, number, state, base_version, delta_floats, opened, deadline, closed, accepted, samples,"  \
+    "id, number, state, base_version, delta_floats, created, opened, deadline, closed, accepted,"  \
+    " samples,"                                                                                    \
     " published_version, eval_accuracy, eval_loss, message"
 #define ROUND_NAMES                                                                                \
-    "id number state base_version delta_floats opened deadline closed accepted samples "           \
+    "id number state base_version delta_floats created opened deadline closed accepted samples "   \
     "published_version eval_accuracy eval_loss message"
 
 /* The round object at st's current row (ROUND_COLS), with participants and rejections. */
@@ -728,7 +729,7 @@ static enum MHD_Result get_round(struct coord_http *h, struct MHD_Connection *c,
     rc = round_json(db, st, &b);
     if (rc == 0) { /* add the federation inside the object */
         b.len--;
-        sb_printf(&b, ",\"federation\":%lld}", (long long)sqlite3_column_int64(st, 14));
+        sb_printf(&b, ",\"federation\":%lld}", (long long)sqlite3_column_int64(st, 15));
     }
     sqlite3_finalize(st);
     if (rc != 0) {

@@ -43,8 +43,8 @@ T1=$(tok 0) T2=$(tok 1) T3=$(tok 2) T4=$(tok 3)
 api GET /v1/devices
 it_expect_py "tokens are not listed" '"token" not in v[0]' "$(cat "$API_BODY")"
 
-api POST /v1/federations '{"model": "tab", "rounds": 2, "clients_per_round": 4, "min_clients": 2,
-  "round_deadline": 15, "max_norm": 5, "batch": 8}'
+api POST /v1/federations '{"model": "tab", "rounds": 1, "clients_per_round": 4, "min_clients": 2,
+  "round_deadline": 120, "max_norm": 5, "batch": 8}'
 it_expect_eq "federation created" 201 "$API_STATUS"
 api POST /v1/federations '{"model": "tab", "lr": 7}'
 it_expect_eq "lr outside the model's range is 422" 422 "$API_STATUS"
@@ -162,7 +162,15 @@ it_expect_eq "lineage: base 1, federation 1, round 1, participants 1-4" \
 R=$(up "$T4" 1 --base 1 --value 0.02 --samples 500)
 it_expect_grep "device 4 re-sending after the close: still duplicate" "$(rf)" '"status":"duplicate"'
 
-# Round 2 (on version 2): one update, min_clients 2 -> fails at its deadline; late = closed.
+api GET /v1/federations/1
+it_expect_eq "federation 1 SUCCEEDED at version 2" "SUCCEEDED 2" \
+    "$(jq_ "$API_BODY" 'j["state"] + " " + str(j["current_version"])')"
+
+# Federation 2 from version 2: one update, min_clients 2 -> its round fails at the deadline,
+# and a late update is refused.
+api POST /v1/federations '{"model": "tab", "rounds": 1, "clients_per_round": 4, "min_clients": 2,
+  "round_deadline": 10, "max_norm": 5, "batch": 8}'
+it_expect_eq "federation 2 created on version 2" "201 2" "$API_STATUS $(jq_ "$API_BODY" 'j["base_version"]')"
 task "$T1" >/dev/null
 task "$T2" >/dev/null
 task "$T3" >/dev/null
@@ -181,13 +189,13 @@ R=$(up "$P1" 2 --base 1 --value 0.01)
 it_expect_eq "an update against version 1 in round 2: stale" 409 "$(code "$R")"
 it_expect_eq "a sampled device accepted in round 2" 200 "$(code "$(up "$P1" 2 --base 2 --value 0.01)")"
 for ((i = 0; i < 120; i++)); do
-    api GET /v1/federations/1
+    api GET /v1/federations/2
     [ "$(jq_ "$API_BODY" 'j["state"]')" != RUNNING ] && break
     sleep 0.25
 done
-it_expect_eq "round 2 failed below min_clients" FAILED "$(jq_ "$API_BODY" 'j["rounds_detail"][1]["state"]')"
+it_expect_eq "its round failed below min_clients" FAILED "$(jq_ "$API_BODY" 'j["rounds_detail"][0]["state"]')"
 it_expect_grep "... saying why" "$API_BODY" "1 update by the deadline, 2 needed"
-it_expect_eq "the federation ends SUCCEEDED at version 2" "SUCCEEDED 2" \
+it_expect_eq "federation 2 ends FAILED, the model still at version 2" "FAILED 2" \
     "$(jq_ "$API_BODY" 'j["state"] + " " + str(j["current_version"])')"
 R=$(up "$P2" 2 --base 2 --value 0.01)
 it_expect_eq "a late update: 409" 409 "$(code "$R")"
