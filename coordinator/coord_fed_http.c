@@ -21,6 +21,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,11 @@
 #define ENROL_MAX          10000
 #define MSGPACK_TYPE       "application/msgpack"
 #define HTTP_UNPROCESSABLE 422 /* libmicrohttpd renamed its constant across versions */
+
+/* The REST threads' writes take turns here instead of in SQLite's busy handler, which sleeps
+ * in steps of up to 100 ms when connections of one process contend for the write lock.
+ * Recursive: a refusal counted inside an upload's transaction takes it again. */
+static pthread_mutex_t write_lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 
 int fed_route(int k, char **s, const char *method)
 {
@@ -180,8 +186,11 @@ static int64_t device_auth(struct coord_http *h, struct MHD_Connection *c, int t
         return 0;
     if (touch) {
         sqlite3 *rw = ch_db_rw(h, &e);
-        if (rw)
+        if (rw) {
+            pthread_mutex_lock(&write_lock);
             rw_exec(rw, "UPDATE devices SET last_seen = ? WHERE id = ?", "di", wall_now(), id);
+            pthread_mutex_unlock(&write_lock);
+        }
     }
     return id;
 }
@@ -784,12 +793,15 @@ static void count_rejection(struct coord_http *h, int64_t round, const char *rea
 {
     struct ud_err e = {0};
     sqlite3 *db = ch_db_rw(h, &e);
-    if (db && round > 0)
-        rw_exec(db,
-                "INSERT INTO rejections (round, reason, count) SELECT ?1, ?2, 1 WHERE EXISTS"
-                " (SELECT 1 FROM rounds WHERE id = ?1) ON CONFLICT (round, reason) DO UPDATE"
-                " SET count = count + 1",
-                "is", round, reason);
+    if (!db || round <= 0)
+        return;
+    pthread_mutex_lock(&write_lock);
+    rw_exec(db,
+            "INSERT INTO rejections (round, reason, count) SELECT ?1, ?2, 1 WHERE EXISTS"
+            " (SELECT 1 FROM rounds WHERE id = ?1) ON CONFLICT (round, reason) DO UPDATE"
+            " SET count = count + 1",
+            "is", round, reason);
+    pthread_mutex_unlock(&write_lock);
 }
 
 size_t fed_body_cap(struct coord_http *h, int k, char **s, const char *method)
@@ -903,7 +915,7 @@ static enum MHD_Result post_update(struct coord_http *h, struct MHD_Connection *
                                    const char *body, size_t len, int too_big)
 {
     int64_t round = seg_id(sid);
-    int64_t dev = device_auth(h, c, 1);
+    int64_t dev = device_auth(h, c, 0); /* last_seen is set with the update */
     if (!dev)
         return bad_token(h, c);
     struct ud_err e = {0};
@@ -938,6 +950,7 @@ static enum MHD_Result post_update(struct coord_http *h, struct MHD_Connection *
                             e.msg);
     }
     enum MHD_Result ret;
+    int locked = 0;
     char have_key[UD_UPDATE_KEY_MAX + 1], have_path[512], rel[512];
     if (msg.round != round) {
         count_rejection(h, round, "malformed");
@@ -1018,6 +1031,8 @@ static enum MHD_Result post_update(struct coord_http *h, struct MHD_Connection *
         ret = reply_db_error(h, c, &e);
         goto out;
     }
+    pthread_mutex_lock(&write_lock);
+    locked = 1;
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
         ret = db_fail(h, c, db, "begin");
         goto out;
@@ -1083,8 +1098,14 @@ static enum MHD_Result post_update(struct coord_http *h, struct MHD_Connection *
               round, accepted);
     sb_json_num(&b, norm);
     sb_puts(&b, "}");
+    if (locked) {
+        pthread_mutex_unlock(&write_lock);
+        locked = 0;
+    }
     ret = reply_json(h, c, MHD_HTTP_OK, &b);
 out:
+    if (locked)
+        pthread_mutex_unlock(&write_lock);
     free(delta);
     return ret;
 }
@@ -1104,7 +1125,12 @@ enum MHD_Result fed_serve(struct coord_http *h, struct MHD_Connection *c, const 
     if (strcmp(what, "models") == 0) { /* POST /v1/models/{name}/versions */
         if (!authorized(h, c))
             return need_admin(h, c);
-        return post_model(h, c, s[2], body, len);
+        {
+            pthread_mutex_lock(&write_lock);
+            enum MHD_Result r = post_model(h, c, s[2], body, len);
+            pthread_mutex_unlock(&write_lock);
+            return r;
+        }
     }
     if (strcmp(what, "devices") == 0) {
         if (k == 2) {
@@ -1114,7 +1140,12 @@ enum MHD_Result fed_serve(struct coord_http *h, struct MHD_Connection *c, const 
                 return not_allowed(h, c, method, "GET, HEAD, POST");
             if (!authorized(h, c))
                 return need_admin(h, c);
-            return post_devices(h, c, body, len);
+            {
+                pthread_mutex_lock(&write_lock);
+                enum MHD_Result r = post_devices(h, c, body, len);
+                pthread_mutex_unlock(&write_lock);
+                return r;
+            }
         }
         if (k == 4 && strcmp(s[3], "task") == 0) {
             if (!get)
@@ -1129,7 +1160,12 @@ enum MHD_Result fed_serve(struct coord_http *h, struct MHD_Connection *c, const 
                 return not_allowed(h, c, method, "GET, HEAD, POST");
             if (!authorized(h, c))
                 return need_admin(h, c);
-            return post_federation(h, c, body, len);
+            {
+                pthread_mutex_lock(&write_lock);
+                enum MHD_Result r = post_federation(h, c, body, len);
+                pthread_mutex_unlock(&write_lock);
+                return r;
+            }
         }
         if (k == 3) {
             if (!get)
@@ -1141,7 +1177,12 @@ enum MHD_Result fed_serve(struct coord_http *h, struct MHD_Connection *c, const 
                 return not_allowed(h, c, method, "POST");
             if (!authorized(h, c))
                 return need_admin(h, c);
-            return post_fed_cancel(h, c, seg_id(s[2]));
+            {
+                pthread_mutex_lock(&write_lock);
+                enum MHD_Result r = post_fed_cancel(h, c, seg_id(s[2]));
+                pthread_mutex_unlock(&write_lock);
+                return r;
+            }
         }
     } else if (strcmp(what, "rounds") == 0) {
         if (k == 3) {

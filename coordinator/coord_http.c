@@ -1652,6 +1652,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         r->route = rt;
         r->cap = cap;
         r->nseg = split_url(url, r->url, sizeof r->url, r->segs);
+        if (cl && parse_i64(cl, &clen) == 0 && clen > 0) /* one allocation for the body */
+            sb_reserve(&r->body, (size_t)clen);
         *con_cls = r;
         return MHD_YES;
     }
