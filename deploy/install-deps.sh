@@ -11,7 +11,7 @@ set -euo pipefail
 pkgs=(
     build-essential cmake pkg-config git clang-format python3
     libopenblas-dev libmsgpack-dev libzmq3-dev
-    libsqlite3-dev libmicrohttpd-dev libjansson-dev sqlite3 curl wrk
+    libsqlite3-dev libmicrohttpd-dev libjansson-dev sqlite3 curl wrk python3-msgpack
     libopenmpi-dev openmpi-bin
     libcurl4-openssl-dev libcmocka-dev
     zlib1g-dev libpng-dev libjpeg62-turbo-dev libsodium-dev
