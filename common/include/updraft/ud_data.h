@@ -111,6 +111,12 @@ size_t ud_dataset_input_size(const ud_dataset_t *ds);
 int ud_dataset_num_classes(const ud_dataset_t *ds);
 const char *ud_dataset_class_name(const ud_dataset_t *ds, int c); /* borrowed; NULL if no c */
 int32_t ud_dataset_label(const ud_dataset_t *ds, size_t i);       /* -1 if i >= count */
+/* All class names in class order (nclasses strings); borrowed, valid until the classes change
+ * (ud_dataset_map_classes) or ds is destroyed. Ready for ud_model_set_labels. */
+const char *const *ud_dataset_classes(const ud_dataset_t *ds);
+/* Sample i's raw bytes (input_size of them, (C, H, W) order) of a byte-pixel dataset
+ * (images, IDX); NULL for a float dataset (CSV) or i >= count. Borrowed. */
+const uint8_t *ud_dataset_pixels(const ud_dataset_t *ds, size_t i);
 /* Writes sample i as floats (scaled) to x (input_size floats). Returns 0 or UD_ERANGE. */
 int ud_dataset_get(const ud_dataset_t *ds, size_t i, float *x);
 /* Samples left out under skip_bad while loading. */
