@@ -104,7 +104,7 @@ int cli_init_main(int argc, char **argv)
     if (!ds)
         die(1, "%s", e.msg);
     int nclasses = ud_dataset_num_classes(ds);
-    if (ud_arch_fit_data(arch_opt, preset, ud_dataset_shape(ds), nclasses, &arch, &e))
+    if (ud_arch_fit_data(arch_opt, preset, data, ud_dataset_shape(ds), nclasses, &arch, &e))
         die(1, "%s", e.msg);
     ud_model_t *m = ud_model_new(&arch, &e);
     if (!m)

@@ -1063,7 +1063,7 @@ int main(int argc, char **argv)
                 o.data);
     struct ud_shape shape = ud_dataset_shape(train);
     int nclasses = ud_dataset_num_classes(train);
-    if (ud_arch_fit_data(o.arch, preset, shape, nclasses, &arch, &e))
+    if (ud_arch_fit_data(o.arch, preset, o.data, shape, nclasses, &arch, &e))
         die(1, "%s", e.msg);
     ud_dataset_t *test = NULL;
     if (o.test) {

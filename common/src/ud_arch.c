@@ -396,8 +396,8 @@ int ud_arch_from_option(const char *name, struct ud_arch *a, int *preset, struct
     return rc;
 }
 
-int ud_arch_fit_data(const char *name, int preset, struct ud_shape shape, int nclasses,
-                     struct ud_arch *a, struct ud_err *e)
+int ud_arch_fit_data(const char *name, int preset, const char *data, struct ud_shape shape,
+                     int nclasses, struct ud_arch *a, struct ud_err *e)
 {
     if (preset)
         return ud_arch_preset(name, shape, nclasses, a, e);
@@ -408,9 +408,8 @@ int ud_arch_fit_data(const char *name, int preset, struct ud_shape shape, int nc
         return ud_err_set(e, rc, "%s: %s (the data has %d classes)", name, msg, nclasses);
     }
     if (ud_shape_size(a->input) != ud_shape_size(shape))
-        return ud_err_set(e, UD_ESHAPE,
-                          "%s: the network takes (%d, %d, %d) inputs but the data holds (%d, %d, "
-                          "%d)",
-                          name, a->input.c, a->input.h, a->input.w, shape.c, shape.h, shape.w);
+        return ud_err_set(
+            e, UD_ESHAPE, "%s: the network takes (%d, %d, %d) inputs but %s holds (%d, %d, %d)",
+            name, a->input.c, a->input.h, a->input.w, data, shape.c, shape.h, shape.w);
     return 0;
 }
