@@ -9,6 +9,8 @@
  *    updraft export CHECKPOINT --out MODEL     a checkpoint's model as a .udm (Create ML's
  *                                              init(checkpoint:)); CHECKPOINT is a checkpoint
  *                                              directory or a session (its newest complete one)
+ *    updraft init --arch A --data SRC --out M  an untrained model for SRC's classes (cli_init.c)
+ *    updraft dataset partition ...             SRC split among simulated clients (cli_dataset.c)
  *    updraft status|jobs|job ...|models|model ... a coordinator's REST API (cli_remote.c)
  */
 #include <errno.h>
@@ -20,6 +22,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "cli_local.h"
 #include "cli_remote.h"
 #include "updraft/ud_ckpt.h"
 #include "updraft/ud_data.h"
@@ -61,8 +64,12 @@ static void usage(FILE *f)
         "\n"
         "SRC is a folder of class folders, an IDX images file, or a CSV with a label column.\n"
         "\n"
-        "Talking to a coordinator (updraft-coordinator):\n",
+        "Federated simulations:\n",
         f);
+    cli_local_usage(f);
+    fputs("\n"
+          "Talking to a coordinator (updraft-coordinator):\n",
+          f);
     cli_remote_usage(f);
 }
 
@@ -622,6 +629,10 @@ int main(int argc, char **argv)
     if (cli_remote_is_command(argv[1]))
         return cli_remote_main(argc - 1, argv + 1);
     ud_kernels_set_threads(1);
+    if (strcmp(argv[1], "init") == 0)
+        return cli_init_main(argc - 2, argv + 2);
+    if (strcmp(argv[1], "dataset") == 0)
+        return cli_dataset_main(argc - 2, argv + 2);
     if (strcmp(argv[1], "info") == 0)
         return cmd_info(argc - 2, argv + 2);
     if (strcmp(argv[1], "eval") == 0)

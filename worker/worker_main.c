@@ -259,11 +259,7 @@ static void parse_args(int argc, char **argv, struct options *o)
         {0, 0, 0, 0},
     };
     memset(o, 0, sizeof *o);
-    ud_update_params_default(&o->params);
-    o->params.epochs = 10;
-    o->params.mini_batch_size = 128;
-    o->params.learning_rate = 0.05;
-    o->params.momentum = 0.9;
+    ud_update_params_trainer_default(&o->params);
     o->validation = "auto";
     o->keep = 3;
     o->bucket_mb = 1;
@@ -1051,16 +1047,12 @@ int main(int argc, char **argv)
 
     /* The architecture first when it is a spec file: its input shape sizes the images. */
     struct ud_arch arch;
-    int preset = strcmp(o.arch, "mlp") == 0 || strcmp(o.arch, "cnn") == 0;
-    if (!preset) {
-        int rc = ud_arch_load(o.arch, &arch, &le);
-        if (rc == UD_ENOTFOUND)
-            ud_err_set(&le, rc,
-                       "--arch: '%s' is neither a preset (mlp, cnn) nor an existing spec file",
-                       o.arch);
+    int preset;
+    {
+        int rc = ud_arch_from_option(o.arch, &arch, &preset, &le);
         if (session_agree(R.d, rc, &le, "--arch", &e))
             die(1, "%s", e.msg);
-        if (o.input.c == 0)
+        if (!preset && o.input.c == 0)
             o.input = arch.input;
     }
     struct ud_load_opts lo = {
@@ -1071,27 +1063,15 @@ int main(int argc, char **argv)
                 o.data);
     struct ud_shape shape = ud_dataset_shape(train);
     int nclasses = ud_dataset_num_classes(train);
-    if (preset) {
-        if (ud_arch_preset(o.arch, shape, nclasses, &arch, &e))
-            die(1, "%s", e.msg);
-    } else {
-        if (ud_arch_check(&arch, nclasses, &e))
-            die(1, "%s: %s (the data has %d classes)", o.arch, e.msg, nclasses);
-        if (ud_shape_size(arch.input) != ud_shape_size(shape))
-            die(1, "%s: the network takes (%d, %d, %d) inputs but %s holds (%d, %d, %d)", o.arch,
-                arch.input.c, arch.input.h, arch.input.w, o.data, shape.c, shape.h, shape.w);
-    }
+    if (ud_arch_fit_data(o.arch, preset, o.data, shape, nclasses, &arch, &e))
+        die(1, "%s", e.msg);
     ud_dataset_t *test = NULL;
     if (o.test) {
         struct ud_load_opts tlo = lo;
         tlo.shape = shape;
         tlo.max_samples = 0;
         test = load_agreed(&R, "test data", o.test, &tlo);
-        const char **names = malloc(sizeof(char *) * (size_t)nclasses);
-        for (int c = 0; c < nclasses; c++)
-            names[c] = ud_dataset_class_name(train, c);
-        int rc = ud_dataset_map_classes(test, names, nclasses, &e);
-        free(names);
+        int rc = ud_dataset_map_classes(test, ud_dataset_classes(train), nclasses, &e);
         if (rc)
             die(1, "%s: %s (classes must match the training data's)", o.test, e.msg);
         if (ud_dataset_input_size(test) != ud_dataset_input_size(train))
@@ -1162,14 +1142,8 @@ int main(int argc, char **argv)
     if (R.rank > 0)
         ud_rng_seed(ud_model_rng(model), o.params.seed,
                     (uint64_t)UD_RNG_DROPOUT + 0x100u * (uint64_t)R.rank);
-    {
-        const char **names = malloc(sizeof(char *) * (size_t)nclasses);
-        for (int c = 0; c < nclasses; c++)
-            names[c] = ud_dataset_class_name(train, c);
-        if (ud_model_set_labels(model, names, nclasses, &e))
-            die(1, "%s", e.msg);
-        free(names);
-    }
+    if (ud_model_set_labels(model, ud_dataset_classes(train), nclasses, &e))
+        die(1, "%s", e.msg);
     if (R.d && R.world > 1 &&
         ud_dist_bcast(R.d, ud_model_params(model), ud_model_param_count(model) * sizeof(float), 0,
                       "broadcasting the initial parameters", &e))

@@ -383,3 +383,33 @@ int ud_arch_format(const struct ud_arch *a, char *buf, size_t len)
 #undef OUT
     return off < len ? 0 : UD_ELIMIT;
 }
+
+int ud_arch_from_option(const char *name, struct ud_arch *a, int *preset, struct ud_err *e)
+{
+    *preset = strcmp(name, "mlp") == 0 || strcmp(name, "cnn") == 0;
+    if (*preset)
+        return 0;
+    int rc = ud_arch_load(name, a, e);
+    if (rc == UD_ENOTFOUND)
+        ud_err_set(e, rc, "--arch: '%s' is neither a preset (mlp, cnn) nor an existing spec file",
+                   name);
+    return rc;
+}
+
+int ud_arch_fit_data(const char *name, int preset, const char *data, struct ud_shape shape,
+                     int nclasses, struct ud_arch *a, struct ud_err *e)
+{
+    if (preset)
+        return ud_arch_preset(name, shape, nclasses, a, e);
+    int rc = ud_arch_check(a, nclasses, e);
+    if (rc) {
+        char msg[UD_ERRMSG_MAX];
+        snprintf(msg, sizeof msg, "%s", e->msg);
+        return ud_err_set(e, rc, "%s: %s (the data has %d classes)", name, msg, nclasses);
+    }
+    if (ud_shape_size(a->input) != ud_shape_size(shape))
+        return ud_err_set(
+            e, UD_ESHAPE, "%s: the network takes (%d, %d, %d) inputs but %s holds (%d, %d, %d)",
+            name, a->input.c, a->input.h, a->input.w, data, shape.c, shape.h, shape.w);
+    return 0;
+}

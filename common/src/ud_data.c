@@ -323,6 +323,18 @@ int ud_dataset_num_classes(const ud_dataset_t *ds)
     return ds->nclasses;
 }
 
+const char *const *ud_dataset_classes(const ud_dataset_t *ds)
+{
+    return (const char *const *)ds->classes;
+}
+
+const uint8_t *ud_dataset_pixels(const ud_dataset_t *ds, size_t i)
+{
+    if (!ds->u8 || i >= ds->n)
+        return NULL;
+    return ds->px + i * ds->isize;
+}
+
 const char *ud_dataset_class_name(const ud_dataset_t *ds, int c)
 {
     if (c < 0 || c >= ds->nclasses)

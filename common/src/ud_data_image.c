@@ -444,6 +444,43 @@ static int list_dir(const char *dir, int want_dirs, struct names *out, struct ud
     return rc;
 }
 
+/* ---- Class folder names ---- */
+
+/* Undoes ud_class_dir_name in place: "%2F" -> '/', "%25" -> '%', a leading "%2E" -> '.'. */
+static void class_dir_decode(char *s)
+{
+    char *o = s;
+    for (const char *p = s; *p;) {
+        if (p[0] == '%' && p[1] == '2' && (p[2] == 'F' || p[2] == '5' || (p[2] == 'E' && p == s))) {
+            *o++ = p[2] == 'F' ? '/' : p[2] == '5' ? '%' : '.';
+            p += 3;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = '\0';
+}
+
+char *ud_class_dir_name(const char *name)
+{
+    size_t n = strlen(name);
+    char *s = malloc(3 * n + 1);
+    if (!s)
+        return NULL;
+    char *o = s;
+    for (size_t i = 0; i < n; i++) {
+        if (name[i] == '/' || name[i] == '%' || (i == 0 && name[i] == '.')) {
+            *o++ = '%';
+            *o++ = '2';
+            *o++ = name[i] == '/' ? 'F' : name[i] == '%' ? '5' : 'E';
+        } else {
+            *o++ = name[i];
+        }
+    }
+    *o = '\0';
+    return s;
+}
+
 /* ---- The loader ---- */
 
 struct file_ref {
@@ -665,11 +702,19 @@ ud_dataset_t *ud_dataset_load_images(const char *dir, const struct ud_load_opts 
     }
     for (size_t c = 0; c < cls.n; c++) {
         if (remap[c] >= 0) {
+            class_dir_decode(cls.v[c]);
             ds->classes[remap[c]] = cls.v[c]; /* moved */
             cls.v[c] = NULL;
         }
     }
     ds->nclasses = k;
+    for (int a = 0; a < k; a++)
+        for (int b = a + 1; b < k; b++)
+            if (strcmp(ds->classes[a], ds->classes[b]) == 0) {
+                ud_err_set(e, UD_EINVAL, "%s: two class folders both name the class \"%s\"", dir,
+                           ds->classes[a]);
+                goto out_free_scratch;
+            }
     ds->n = n;
     if (n < cap) { /* some were skipped: give back the unused tail */
         uint8_t *px = realloc(ds->px, n * ds->isize);

@@ -116,6 +116,15 @@ void ud_update_params_default(struct ud_update_params *p)
     p->gamma = 0.1;
 }
 
+void ud_update_params_trainer_default(struct ud_update_params *p)
+{
+    ud_update_params_default(p);
+    p->epochs = 10;
+    p->mini_batch_size = 128;
+    p->learning_rate = 0.05;
+    p->momentum = 0.9;
+}
+
 static struct ud_param_double dparam(double v, double min, double max)
 {
     /* Widen the range to hold the value, so that defaults made from any valid run are

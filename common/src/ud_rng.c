@@ -71,3 +71,34 @@ void ud_rng_permutation(struct ud_rng *r, uint32_t *perm, size_t n)
         perm[j] = t;
     }
 }
+
+/* Uniform in (0, 1): 53 random bits, never 0 (log and pow take it). */
+static double uniform_open(struct ud_rng *r)
+{
+    return ((double)(ud_rng_next(r) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+
+double ud_rng_gamma(struct ud_rng *r, double alpha)
+{
+    if (alpha < 1.0) {
+        /* Gamma(a) = Gamma(a + 1) * U^(1/a): Marsaglia and Tsang's boost for a < 1. */
+        double g = ud_rng_gamma(r, alpha + 1.0);
+        return g * pow(uniform_open(r), 1.0 / alpha);
+    }
+    const double d = alpha - 1.0 / 3.0, c = 1.0 / sqrt(9.0 * d);
+    for (;;) {
+        double x, v;
+        do {
+            /* Box-Muller in double precision (ud_rng_normal is float). */
+            double u1 = uniform_open(r), u2 = uniform_open(r);
+            x = sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+            v = 1.0 + c * x;
+        } while (v <= 0.0);
+        v = v * v * v;
+        double u = uniform_open(r);
+        if (u < 1.0 - 0.0331 * (x * x) * (x * x))
+            return d * v;
+        if (log(u) < 0.5 * x * x + d * (1.0 - v + log(v)))
+            return d * v;
+    }
+}

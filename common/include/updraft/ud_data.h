@@ -15,6 +15,8 @@
  *
  *  Details the loaders settle:
  *    - Images: classes are the folder names sorted with strcmp, files in a class likewise;
+ *      a folder name carries "%2F" for '/', "%25" for '%' and a leading "%2E" for '.'
+ *      (ud_class_dir_name), so that any class name survives a round trip through folders;
  *      hidden entries and other extensions (compared case-insensitively) are ignored. The
  *      decoder is chosen by the file's first bytes. RGB -> grey by luminance (0.299, 0.587,
  *      0.114), grey -> RGB by replication, alpha dropped, palettes and 16-bit samples brought
@@ -111,6 +113,12 @@ size_t ud_dataset_input_size(const ud_dataset_t *ds);
 int ud_dataset_num_classes(const ud_dataset_t *ds);
 const char *ud_dataset_class_name(const ud_dataset_t *ds, int c); /* borrowed; NULL if no c */
 int32_t ud_dataset_label(const ud_dataset_t *ds, size_t i);       /* -1 if i >= count */
+/* All class names in class order (nclasses strings); borrowed, valid until the classes change
+ * (ud_dataset_map_classes) or ds is destroyed. Ready for ud_model_set_labels. */
+const char *const *ud_dataset_classes(const ud_dataset_t *ds);
+/* Sample i's raw bytes (input_size of them, (C, H, W) order) of a byte-pixel dataset
+ * (images, IDX); NULL for a float dataset (CSV) or i >= count. Borrowed. */
+const uint8_t *ud_dataset_pixels(const ud_dataset_t *ds, size_t i);
 /* Writes sample i as floats (scaled) to x (input_size floats). Returns 0 or UD_ERANGE. */
 int ud_dataset_get(const ud_dataset_t *ds, size_t i, float *x);
 /* Samples left out under skip_bad while loading. */
@@ -137,6 +145,12 @@ void ud_dataset_provider(ud_dataset_t *ds, const uint32_t *idx, size_t n,
  * bilinear resize, values scaled to [0, 1] into x (C*H*W floats, (C, H, W) order). For
  * `updraft predict` and anything else that meets images one at a time. Errors name the file. */
 int ud_image_load(const char *path, struct ud_shape shape, float *x, struct ud_err *e);
+
+/* A class name as the name of its class folder, so that the image loader reads the same class
+ * name back: '/' is written "%2F", '%' "%25", and a leading '.' (hidden entries are skipped)
+ * "%2E"; the loader decodes exactly these. Returns a fresh string (caller frees), NULL on no
+ * memory. An empty name gives "" (no folder can carry it). */
+char *ud_class_dir_name(const char *name);
 
 /* ---- Validation splits: Create ML's MLSplitStrategy ---- */
 

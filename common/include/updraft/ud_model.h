@@ -72,6 +72,16 @@ struct ud_arch {
  * outputs and a final softmax. Returns 0 or UD_ENOTFOUND for an unknown name. */
 int ud_arch_preset(const char *name, struct ud_shape input, int nclasses, struct ud_arch *a,
                    struct ud_err *e);
+/* The first half of `--arch NAME|SPECFILE` (updraft-worker, `updraft init`): a preset name sets
+ * *preset and leaves a alone; anything else is read as a spec file into a (whose input shape
+ * then sizes the images to load). Returns 0, or UD_ENOTFOUND ("neither a preset nor an existing
+ * spec file") or the spec's parse error. */
+int ud_arch_from_option(const char *name, struct ud_arch *a, int *preset, struct ud_err *e);
+/* The second half, once the data is loaded: a preset is built for the data's sample shape and
+ * nclasses; a spec file's network is checked against nclasses and the sample size. Errors
+ * start with name and say what the data (named data in messages) holds. */
+int ud_arch_fit_data(const char *name, int preset, const char *data, struct ud_shape shape,
+                     int nclasses, struct ud_arch *a, struct ud_err *e);
 /* Parses the text spec format (docs/model-format.md, "Architecture spec files"). */
 int ud_arch_parse(const char *text, struct ud_arch *a, struct ud_err *e);
 /* Reads and parses a spec file; errors name the file and line. */

@@ -47,6 +47,9 @@ struct ud_update_params {
 
 /* PyTorch-like defaults: SGD, lr 0.01, momentum 0, batch 32, 1 epoch, shuffle, seed 0. */
 void ud_update_params_default(struct ud_update_params *p);
+/* updraft-worker's defaults, which it also writes into the models it makes (and `updraft init`
+ * into an untrained one): the above with 10 epochs, batch 128, lr 0.05, momentum 0.9. */
+void ud_update_params_trainer_default(struct ud_update_params *p);
 
 struct ud_param_double {
     double value, min, max; /* min <= value <= max */

@@ -20,10 +20,11 @@ struct ud_rng {
 
 /* Streams: the `purpose` argument of ud_rng_seed, so each use has its own sequence. */
 enum ud_rng_stream {
-    UD_RNG_INIT = 1,    /* parameter initialisation */
-    UD_RNG_SHUFFLE = 2, /* epoch permutations (combined with the epoch number) */
-    UD_RNG_DROPOUT = 3, /* dropout masks */
-    UD_RNG_SPLIT = 4,   /* validation split */
+    UD_RNG_INIT = 1,      /* parameter initialisation */
+    UD_RNG_SHUFFLE = 2,   /* epoch permutations (combined with the epoch number) */
+    UD_RNG_DROPOUT = 3,   /* dropout masks */
+    UD_RNG_SPLIT = 4,     /* validation split */
+    UD_RNG_PARTITION = 5, /* splitting a dataset among simulated clients */
 };
 
 /* Seeds r from (seed, stream). Same arguments, same sequence, on every machine. */
@@ -35,6 +36,9 @@ float ud_rng_uniform(struct ud_rng *r);
 uint64_t ud_rng_below(struct ud_rng *r, uint64_t n);
 /* Standard normal (Box-Muller). */
 float ud_rng_normal(struct ud_rng *r);
+/* Gamma(alpha, 1) for alpha > 0 (Marsaglia and Tsang 2000; alpha < 1 through
+ * Gamma(alpha + 1) * U^(1/alpha)). May underflow to 0 for very small alpha. */
+double ud_rng_gamma(struct ud_rng *r, double alpha);
 /* Fills perm[0..n) with a uniformly random permutation of 0..n-1 (Fisher-Yates). */
 void ud_rng_permutation(struct ud_rng *r, uint32_t *perm, size_t n);
 

@@ -10,6 +10,8 @@
     fixtures.py json FILE EXPR                 evaluates EXPR with `lines` (every line of FILE
                                                parsed as JSON) and `last`; prints it as JSON
     fixtures.py jsonlines FILE                 exits 1 naming the first line that is not JSON
+    fixtures.py pngpixels FILE                 the pixels of an 8-bit grey or RGB PNG (not
+                                               interlaced) as hex, after "W H C "
 
 Patterns are what a tiny network can tell apart: horizontal stripes, vertical stripes and a
 checkerboard, each with a random phase and noise, so no two images are the same.
@@ -89,6 +91,56 @@ def cmd_idx(prefix, n, rows, cols, nlabels, classes, gz=None):
     with opener(prefix + "-labels-idx1-ubyte" + sfx, "wb") as f:
         f.write(struct.pack(">II", 0x801, nlabels))
         f.write(bytes(i % classes for i in range(nlabels)))
+
+
+def read_png(path):
+    """(w, h, c, pixels) of an 8-bit grey (c 1) or RGB (c 3) non-interlaced PNG: an independent
+    decoder (zlib and the five PNG filters), so that the tests do not check libpng with itself."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("%s: not a PNG" % path)
+    pos, idat, hdr = 8, b"", None
+    while pos < len(data):
+        n, tag = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        if tag == b"IHDR":
+            hdr = struct.unpack(">IIBBBBB", body)
+        elif tag == b"IDAT":
+            idat += body
+        pos += 12 + n
+    w, h, depth, ctype, _, _, interlace = hdr
+    if depth != 8 or ctype not in (0, 2) or interlace:
+        raise ValueError("%s: not an 8-bit grey/RGB non-interlaced PNG" % path)
+    c = 1 if ctype == 0 else 3
+    raw, stride = zlib.decompress(idat), w * c
+    out, prev = bytearray(), bytearray(stride)
+    for y in range(h):
+        ft = raw[y * (stride + 1)]
+        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for x in range(stride):
+            a = line[x - c] if x >= c else 0
+            b = prev[x]
+            cc = prev[x - c] if x >= c else 0
+            if ft == 1:
+                line[x] = (line[x] + a) & 255
+            elif ft == 2:
+                line[x] = (line[x] + b) & 255
+            elif ft == 3:
+                line[x] = (line[x] + (a + b) // 2) & 255
+            elif ft == 4:
+                p = a + b - cc
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - cc)
+                pr = a if pa <= pb and pa <= pc else (b if pb <= pc else cc)
+                line[x] = (line[x] + pr) & 255
+        out += line
+        prev = line
+    return w, h, c, bytes(out)
+
+
+def cmd_pngpixels(path):
+    w, h, c, px = read_png(path)
+    print(w, h, c, px.hex())
 
 
 def cmd_csv(out, rows, seed):
