@@ -9,7 +9,8 @@
  *    updraft export CHECKPOINT --out MODEL     a checkpoint's model as a .udm (Create ML's
  *                                              init(checkpoint:)); CHECKPOINT is a checkpoint
  *                                              directory or a session (its newest complete one)
- *    updraft status|jobs|job ...|models|model ... a coordinator's REST API (cli_remote.c)
+ *    updraft status|jobs|job|models|model|devices|fed ...
+ *                                              a coordinator's REST API (cli_remote.c)
  */
 #include <errno.h>
 #include <math.h>
