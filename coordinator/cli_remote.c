@@ -1172,8 +1172,8 @@ static int cmd_fed_cancel(const struct opts *o, const char *id)
 }
 
 /* Prints the rounds of f that finished after round *done (they finish in order), moving
- * *done on. print 0: only moves it (the rounds finished before the wait began). */
-static void fed_progress(json_t *f, long long *done, int print)
+ * *done on: each finished round once, those that finished before the wait began first. */
+static void fed_progress(json_t *f, long long *done)
 {
     size_t i;
     json_t *r;
@@ -1183,13 +1183,11 @@ static void fed_progress(json_t *f, long long *done, int print)
         if (k <= *done || !round_done(str(r, "state")))
             continue;
         char v[32], a[32];
-        if (print) {
-            printf("%lld round %lld/%lld %-10s version %-6s eval accuracy %s\n",
-                   integer(f, "id", 0), k, integer(f, "rounds", 0), str(r, "state"),
-                   fmt_version(r, "published_version", v, sizeof v),
-                   fmt_acc(r, "eval_accuracy", a, sizeof a));
-            fflush(stdout);
-        }
+        printf("%lld round %lld/%lld %-10s version %-6s eval accuracy %s\n", integer(f, "id", 0), k,
+               integer(f, "rounds", 0), str(r, "state"),
+               fmt_version(r, "published_version", v, sizeof v),
+               fmt_acc(r, "eval_accuracy", a, sizeof a));
+        fflush(stdout);
         *done = k;
     }
 }
@@ -1199,7 +1197,7 @@ static int cmd_fed_wait(const struct opts *o, const char *id)
     char path[1024];
     fed_path(path, sizeof path, id, NULL);
     double deadline = o->timeout > 0 ? now_s() + o->timeout : INFINITY;
-    int unreachable = 0, first = 1;
+    int unreachable = 0;
     long long done = 0;
     for (;;) {
         struct reply r;
@@ -1211,8 +1209,7 @@ static int cmd_fed_wait(const struct opts *o, const char *id)
             const char *state = str(r.json, "state");
             int finished = strcmp(state, "RUNNING") != 0;
             if (o->progress && !o->json)
-                fed_progress(r.json, &done, !first);
-            first = 0;
+                fed_progress(r.json, &done);
             if (finished) {
                 int ok = strcmp(state, "SUCCEEDED") == 0;
                 if (o->json)
