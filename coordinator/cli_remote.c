@@ -1412,11 +1412,16 @@ int cli_remote_main(int argc, char **argv)
             ret =
                 usage_error("devices %s: use devices, or devices add [--name N] [--count K]", sub);
     } else if (strcmp(cmd, "fed") == 0) {
+        char fed_words[160] = ""; /* " show" or " show 1 2": what was given, for the message */
+        for (int i = 1; i < o.nwords; i++)
+            snprintf(fed_words + strlen(fed_words), sizeof fed_words - strlen(fed_words), " %s",
+                     o.words[i]);
         want = 3;
         if (o.nwords == 2 && strcmp(sub, "list") == 0)
             ret = cmd_fed_list(&o);
         else if (o.nwords != 3)
-            ret = usage_error("fed %s: use fed list, or fed start SPEC | show|cancel|wait ID", sub);
+            ret = usage_error("fed%s: use fed list, fed start SPEC or fed show|cancel|wait ID",
+                              fed_words);
         else if (strcmp(sub, "start") == 0)
             ret = cmd_fed_start(&o, arg);
         else if (strcmp(sub, "show") == 0)
@@ -1426,7 +1431,8 @@ int cli_remote_main(int argc, char **argv)
         else if (strcmp(sub, "wait") == 0)
             ret = cmd_fed_wait(&o, arg);
         else
-            ret = usage_error("fed %s: use fed list, or fed start SPEC | show|cancel|wait ID", sub);
+            ret = usage_error("fed%s: use fed list, fed start SPEC or fed show|cancel|wait ID",
+                              fed_words);
     } else if (strcmp(cmd, "job") == 0 || strcmp(cmd, "model") == 0) {
         want = 3;
         if (o.nwords != 3)
