@@ -166,14 +166,17 @@ it_expect_rc "fed start - (the spec on stdin)" 0
 F2=$(awk 'NR == 1 {print $1}' "$OUT")
 "$UPDRAFT" fed wait "$F2" --progress --timeout 50 >out/wait2.out 2>out/wait2.err &
 WAITPID=$!
-SEL=()
-for _ in $(seq 50); do
-    SEL=()
-    for t in "$T1" "$T2" "$T3"; do [ "$(device_poll "$t")" = 200 ] && SEL+=("$t"); done
-    [ ${#SEL[@]} -gt 0 ] && break
+# Once the round is OPEN, exactly its sampled devices have a task.
+for _ in $(seq 100); do
+    api GET "/v1/federations/$F2"
+    [ "$(jq_ "$API_BODY" 'j["rounds_detail"][0]["state"]')" = OPEN ] && break
     sleep 0.1
 done
-it_expect_eq "2 of the 3 available devices are sampled and get a task" 2 "${#SEL[@]}"
+it_expect_eq "the round opens with 2 of the 3 available devices sampled" "OPEN 2" \
+    "$(jq_ "$API_BODY" 'j["rounds_detail"][0]["state"] + " " + str(len(j["rounds_detail"][0]["participants"]))')"
+SEL=()
+for t in "$T1" "$T2" "$T3"; do [ "$(device_poll "$t")" = 200 ] && SEL+=("$t"); done
+it_expect_eq "the sampled devices, and only they, get a task" 2 "${#SEL[@]}"
 ROUND=$(jq_ "out/task-${SEL[0]%%.*}.json" 'j["round"]')
 api GET "/v1/rounds/$ROUND"
 FLOATS=$(jq_ "$API_BODY" 'j["delta_floats"]')
