@@ -1,10 +1,13 @@
-/*  cli_remote.c — `updraft status|jobs|job ...|models|model ...`: the coordinator's REST API
- *  for people (libcurl to ask, jansson to read the answers).
+/*  cli_remote.c — `updraft status|jobs|job ...|models|model ...|devices ...|fed ...`: the
+ *  coordinator's REST API for people (libcurl to ask, jansson to read the answers).
  *
  *  Every command is one or two requests and a table. Errors print the server's own message
  *  (the REST API's {"error":{"status","message"}}) and exit 1; usage errors exit 2. `job wait`
- *  keeps polling through a coordinator restart (connection refused, 5xx) until its timeout, so
- *  it can watch a job across a crash of the coordinator.
+ *  and `fed wait` keep polling through a coordinator restart (connection refused, 5xx) until
+ *  their timeout, so they can watch a job or a federation across a crash of the coordinator.
+ *  Device tokens are secrets the coordinator shows once (it keeps only their hash): `devices
+ *  add --out F` writes them to a 0600 file made before the devices are enrolled and renamed
+ *  into place once complete, and never prints them.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -14,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,12 +27,19 @@
 #define DEFAULT_URL   "http://127.0.0.1:8470"
 #define MAX_REPLY     (64u << 20) /* JSON answers; model files go to disk */
 #define WAIT_INTERVAL 1.0
+/* The coordinator's limits (coord_fed_http.c, coord_fed.h; the CLI does not link the service):
+ * a spec is read up to one byte more, so that an oversized one reaches the server, which
+ * answers 413 with its limit; a model file over the limit is refused before it is sent. */
+#define FED_SPEC_MAX   (64u << 10)
+#define MODEL_PUSH_MAX (256u << 20)
 
 struct opts {
     char url[1024];
     char token[1024];
     int json;
-    const char *state, *out;
+    const char *state, *out, *name;
+    long long count; /* devices add --count; 0: not given */
+    int progress;    /* fed wait --progress */
     double timeout;
     const char *words[4];
     int nwords;
@@ -82,10 +93,11 @@ static size_t on_data(char *p, size_t sz, size_t n, void *user)
     return k;
 }
 
-/* One request to o->url + path. Returns 0 with r->code and the body (parsed into r->json when
- * it is JSON), or 1 when the server could not be reached (printed unless quiet). */
-static int http(const struct opts *o, const char *method, const char *path, const char *body,
-                size_t len, int auth, FILE *file, struct reply *r, int quiet)
+/* One request to o->url + path, with a body of Content-Type ctype when body is set. Returns 0
+ * with r->code and the body (parsed into r->json when it is JSON), or 1 when the server could
+ * not be reached (printed unless quiet). */
+static int http_ct(const struct opts *o, const char *method, const char *path, const char *ctype,
+                   const char *body, size_t len, int auth, FILE *file, struct reply *r, int quiet)
 {
     memset(r, 0, sizeof *r);
     CURL *c = curl_easy_init();
@@ -101,7 +113,9 @@ static int http(const struct opts *o, const char *method, const char *path, cons
         hdrs = curl_slist_append(hdrs, authz);
     }
     if (body) {
-        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+        char ct[128];
+        snprintf(ct, sizeof ct, "Content-Type: %s", ctype);
+        hdrs = curl_slist_append(hdrs, ct);
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     }
@@ -138,6 +152,13 @@ static int http(const struct opts *o, const char *method, const char *path, cons
         r->json = json_loadb(r->body, r->len, 0, &je);
     }
     return 0;
+}
+
+/* http_ct with a JSON body (or none). */
+static int http(const struct opts *o, const char *method, const char *path, const char *body,
+                size_t len, int auth, FILE *file, struct reply *r, int quiet)
+{
+    return http_ct(o, method, path, "application/json", body, len, auth, file, r, quiet);
 }
 
 /* The server said no: its message (and with --json its body), exit code 1. */
@@ -701,9 +722,529 @@ static int cmd_model_pull(const struct opts *o, const char *ref)
     return ret;
 }
 
+/* ------------------------------------------------------------------ federations */
+
+/* The whole of a file, read to its end; NULL (printed) when it cannot be read or holds more
+ * than limit bytes. The caller frees. */
+static char *read_file_all(const char *file, size_t limit, size_t *len)
+{
+    FILE *f = fopen(file, "rb");
+    if (!f) {
+        fprintf(stderr, "updraft: %s: %s\n", file, strerror(errno));
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    int bad = 0;
+    for (;;) {
+        if (n == cap) {
+            if (n > limit)
+                break;
+            size_t want = cap ? 2 * cap : 1 << 20;
+            want = want > limit + 1 ? limit + 1 : want;
+            char *p = realloc(buf, want + 1);
+            if (!p) {
+                bad = 1;
+                break;
+            }
+            buf = p;
+            cap = want;
+        }
+        size_t k = fread(buf + n, 1, cap - n, f);
+        n += k;
+        if (k == 0)
+            break;
+    }
+    bad = bad || ferror(f);
+    fclose(f);
+    if (bad || n > limit) {
+        if (n > limit)
+            fprintf(stderr, "updraft: %s: over the coordinator's limit of %zu bytes\n", file,
+                    limit);
+        else
+            fprintf(stderr, "updraft: %s: cannot read\n", file);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+static int cmd_model_push(const struct opts *o, const char *file)
+{
+    if (!o->name || !*o->name) {
+        fprintf(stderr, "updraft: model push needs --name NAME (the registry name)\n");
+        return 2;
+    }
+    size_t len;
+    char *bytes = read_file_all(file, MODEL_PUSH_MAX, &len);
+    if (!bytes)
+        return 1;
+    char path[1024] = "/v1/models";
+    path_seg(path, sizeof path, o->name);
+    strncat(path, "/versions", sizeof path - strlen(path) - 1);
+    struct reply r;
+    int fail = http_ct(o, "POST", path, "application/octet-stream", bytes, len, 1, NULL, &r, 0);
+    free(bytes);
+    if (fail)
+        return 1;
+    int ret = 0;
+    if (r.code != 201 || !json_is_object(r.json))
+        ret = server_error(o, &r, "model push");
+    else if (o->json)
+        ret = print_json(&r);
+    else
+        printf("registered %s version %lld (sha256 %s)\n", str(r.json, "name"),
+               integer(r.json, "version", 0), str(r.json, "sha256"));
+    reply_free(&r);
+    return ret;
+}
+
+/* "12s ago", "3m05s ago", or "never" for a device not heard from. */
+static const char *fmt_age(double t, char *buf, size_t n)
+{
+    if (!isfinite(t) || t <= 0)
+        return "never";
+    char d[32];
+    double age = now_s() - t;
+    snprintf(buf, n, "%s ago", fmt_duration(age < 0 ? 0 : age, d, sizeof d));
+    return buf;
+}
+
+static int cmd_devices(const struct opts *o)
+{
+    struct reply r;
+    if (http(o, "GET", "/v1/devices", NULL, 0, 0, NULL, &r, 0))
+        return 1;
+    int ret = 0;
+    json_t *devs = json_object_get(r.json, "devices");
+    if (r.code != 200 || !json_is_array(devs))
+        ret = server_error(o, &r, "devices");
+    else if (o->json)
+        ret = print_json(&r);
+    else if (json_array_size(devs) == 0)
+        printf("no devices enrolled (updraft devices add)\n");
+    else {
+        printf("%-6s %-24s %-14s %8s  %s\n", "ID", "NAME", "LAST SEEN", "UPDATES", "REVOKED");
+        size_t i;
+        json_t *d;
+        json_array_foreach(devs, i, d)
+        {
+            char a[48];
+            printf("%-6lld %-24.24s %-14s %8lld  %s\n", integer(d, "id", 0), str(d, "name"),
+                   fmt_age(num(d, "last_seen"), a, sizeof a), integer(d, "updates", 0),
+                   json_is_true(json_object_get(d, "revoked")) ? "yes" : "no");
+        }
+    }
+    reply_free(&r);
+    return ret;
+}
+
+/* A secrets file made beside its final name: created 0600 before any device is enrolled (so
+ * that a directory we cannot write to fails before the tokens exist), renamed into place once
+ * complete and flushed. */
+struct secret_file {
+    char tmp[4096 + 16];
+    const char *path;
+    FILE *f;
+};
+
+static int secret_open(struct secret_file *s, const char *path)
+{
+    s->path = path;
+    snprintf(s->tmp, sizeof s->tmp, "%s.XXXXXX", path);
+    int fd = mkstemp(s->tmp); /* 0600 whatever the umask */
+    if (fd < 0 || fchmod(fd, 0600) != 0 || !(s->f = fdopen(fd, "w"))) {
+        fprintf(stderr, "updraft: --out %s: %s\n", path, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+            unlink(s->tmp);
+        }
+        return -1;
+    }
+    return 0;
+}
+
+/* Drops the file (NULL-safe after a close). */
+static void secret_abort(struct secret_file *s)
+{
+    if (s->f)
+        fclose(s->f);
+    s->f = NULL;
+    unlink(s->tmp);
+}
+
+static int secret_commit(struct secret_file *s)
+{
+    int bad = fflush(s->f) != 0 || fsync(fileno(s->f)) != 0;
+    bad = fclose(s->f) != 0 || bad;
+    s->f = NULL;
+    if (bad || rename(s->tmp, s->path) != 0) {
+        int err = errno;
+        unlink(s->tmp);
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
+/* The enrolled devices of a POST /v1/devices answer: its "devices" array, or the answer
+ * itself (one device, enrolled without "count") as an array of one; the caller decrefs. */
+static json_t *enrolled(json_t *answer)
+{
+    json_t *a = json_object_get(answer, "devices");
+    if (json_is_array(a))
+        return json_incref(a);
+    if (json_is_object(answer) && json_is_string(json_object_get(answer, "token"))) {
+        a = json_array();
+        json_array_append(a, answer);
+        return a;
+    }
+    return NULL;
+}
+
+static int cmd_devices_add(const struct opts *o)
+{
+    json_t *req = json_object();
+    if (o->name)
+        json_object_set_new(req, "name", json_string(o->name));
+    if (o->count)
+        json_object_set_new(req, "count", json_integer(o->count));
+    char *body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    if (!body) {
+        fprintf(stderr, "updraft: out of memory\n");
+        return 1;
+    }
+    struct secret_file sf = {0};
+    if (o->out && secret_open(&sf, o->out) != 0) {
+        free(body);
+        return 1;
+    }
+    struct reply r;
+    int fail = http(o, "POST", "/v1/devices", body, strlen(body), 1, NULL, &r, 0);
+    free(body);
+    if (fail) {
+        if (o->out)
+            secret_abort(&sf);
+        return 1;
+    }
+    int ret = 0;
+    json_t *devs = r.code == 201 ? enrolled(r.json) : NULL;
+    size_t i;
+    json_t *d;
+    if (!devs) {
+        if (o->out)
+            secret_abort(&sf);
+        ret = server_error(o, &r, "devices add");
+    } else if (o->out) {
+        json_array_foreach(devs, i, d)
+        {
+            fprintf(sf.f, "%lld %s\n", integer(d, "id", 0), str(d, "token"));
+        }
+        if (secret_commit(&sf) != 0) {
+            fprintf(stderr,
+                    "updraft: %s: %s: the %zu device(s) were enrolled but their tokens are "
+                    "lost; enrol new ones\n",
+                    o->out, strerror(errno), json_array_size(devs));
+            ret = 1;
+        } else if (o->json) { /* the answer without its secrets */
+            json_array_foreach(devs, i, d)
+            {
+                json_object_del(d, "token");
+            }
+            char *s = json_dumps(r.json, JSON_COMPACT);
+            printf("%s\n", s ? s : "{}");
+            free(s);
+        } else {
+            json_array_foreach(devs, i, d)
+            {
+                printf("enrolled device %lld (%s)\n", integer(d, "id", 0), str(d, "name"));
+            }
+            printf("%zu token(s) written to %s (ID TOKEN per line, mode 0600)\n",
+                   json_array_size(devs), o->out);
+        }
+    } else if (o->json)
+        ret = print_json(&r);
+    else {
+        printf("%-6s %-24s %s\n", "ID", "NAME", "TOKEN (shown once: the coordinator keeps a hash)");
+        json_array_foreach(devs, i, d)
+        {
+            printf("%-6lld %-24s %s\n", integer(d, "id", 0), str(d, "name"), str(d, "token"));
+        }
+    }
+    json_decref(devs);
+    reply_free(&r);
+    return ret;
+}
+
+static int cmd_fed_start(const struct opts *o, const char *file)
+{
+    size_t len;
+    char *spec = read_spec(file, FED_SPEC_MAX, &len);
+    if (!spec)
+        return 1;
+    struct reply r;
+    int fail = http(o, "POST", "/v1/federations", spec, len, 1, NULL, &r, 0);
+    free(spec);
+    if (fail)
+        return 1;
+    int ret = 0;
+    if (r.code != 201 || !json_is_object(r.json))
+        ret = server_error(o, &r, "fed start");
+    else if (o->json)
+        ret = print_json(&r);
+    else {
+        long long id = integer(r.json, "id", 0);
+        printf("%lld started: %s, model %s from version %lld (see updraft fed show %lld)\n", id,
+               str(r.json, "name"), str(r.json, "model"), integer(r.json, "base_version", 0), id);
+    }
+    reply_free(&r);
+    return ret;
+}
+
+static int cmd_fed_list(const struct opts *o)
+{
+    struct reply r;
+    if (http(o, "GET", "/v1/federations", NULL, 0, 0, NULL, &r, 0))
+        return 1;
+    int ret = 0;
+    json_t *feds = json_object_get(r.json, "federations");
+    if (r.code != 200 || !json_is_array(feds))
+        ret = server_error(o, &r, "fed list");
+    else if (o->json)
+        ret = print_json(&r);
+    else if (json_array_size(feds) == 0)
+        printf("no federations\n");
+    else {
+        printf("%-5s %-20s %-10s %-20s %-13s %-11s %s\n", "ID", "NAME", "STATE", "MODEL", "VERSION",
+               "ROUND", "UPDATED");
+        size_t i;
+        json_t *f;
+        json_array_foreach(feds, i, f)
+        {
+            char v[48], k[48], t[32];
+            snprintf(v, sizeof v, "%lld -> %lld", integer(f, "base_version", 0),
+                     integer(f, "current_version", 0));
+            snprintf(k, sizeof k, "%lld/%lld", integer(f, "round", 0), integer(f, "rounds", 0));
+            printf("%-5lld %-20.20s %-10s %-20.20s %-13s %-11s %s\n", integer(f, "id", 0),
+                   str(f, "name"), str(f, "state"), str(f, "model"), v, k,
+                   fmt_time(num(f, "updated"), t, sizeof t));
+        }
+    }
+    reply_free(&r);
+    return ret;
+}
+
+/* "closed=1,stale=2" from a round's "rejected" object; "-" when none. */
+static const char *fmt_rejected(json_t *rej, char *buf, size_t n)
+{
+    const char *k;
+    json_t *v;
+    size_t have = 0;
+    buf[0] = '\0';
+    json_object_foreach(rej, k, v)
+    {
+        if (have < n)
+            have += (size_t)snprintf(buf + have, n - have, "%s%s=%lld", have ? "," : "", k,
+                                     (long long)json_integer_value(v));
+    }
+    return buf[0] ? buf : "-";
+}
+
+static const char *fmt_version(json_t *o, const char *key, char *buf, size_t n)
+{
+    json_t *v = json_object_get(o, key);
+    if (!json_is_integer(v))
+        return "-";
+    snprintf(buf, n, "%lld", (long long)json_integer_value(v));
+    return buf;
+}
+
+static const char *fmt_acc(json_t *o, const char *key, char *buf, size_t n)
+{
+    double a = num(o, key);
+    if (!isfinite(a))
+        return "-";
+    snprintf(buf, n, "%.4f", a);
+    return buf;
+}
+
+static int round_done(const char *state)
+{
+    return strcmp(state, "PUBLISHED") == 0 || strcmp(state, "FAILED") == 0 ||
+           strcmp(state, "CANCELLED") == 0;
+}
+
+static void show_federation(json_t *f)
+{
+    char b1[32], b2[32], b3[32], b4[32];
+    json_t *spec = json_object_get(f, "spec");
+    printf("%lld  %s  %s\n", integer(f, "id", 0), str(f, "name"), str(f, "state"));
+    if (json_is_string(json_object_get(f, "message")))
+        printf("message    %s\n", str(f, "message"));
+    printf("model      %s  version %lld -> %lld\n", str(f, "model"), integer(f, "base_version", 0),
+           integer(f, "current_version", 0));
+    printf("round      %lld of %lld  (%lld per round, at least %lld, deadline %s)\n",
+           integer(f, "round", 0), integer(f, "rounds", 0), integer(spec, "clients_per_round", 0),
+           integer(spec, "min_clients", 0),
+           fmt_duration(num(spec, "round_deadline"), b1, sizeof b1));
+    printf("times      created %s, updated %s, finished %s\n",
+           fmt_time(num(f, "created"), b2, sizeof b2), fmt_time(num(f, "updated"), b3, sizeof b3),
+           fmt_time(num(f, "finished"), b4, sizeof b4));
+    char *s = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(6));
+    if (s)
+        printf("spec       %s\n", s);
+    free(s);
+    json_t *rounds = json_object_get(f, "rounds_detail");
+    if (!json_array_size(rounds)) {
+        printf("no round yet\n");
+        return;
+    }
+    printf("%5s %-10s %7s %8s %-24s %7s %8s  %s\n", "ROUND", "STATE", "SAMPLED", "ACCEPTED",
+           "REJECTED", "VERSION", "EVAL ACC", "MESSAGE");
+    size_t i;
+    json_t *r;
+    json_array_foreach(rounds, i, r)
+    {
+        char rej[256], v[32], a[32];
+        const char *state = str(r, "state");
+        const char *msg = str(r, "message");
+        char open[96];
+        if (strcmp(state, "OPEN") == 0 && !json_is_string(json_object_get(r, "message"))) {
+            double left = num(r, "deadline") - now_s();
+            snprintf(open, sizeof open, "deadline in %s",
+                     fmt_duration(left < 0 ? 0 : left, b1, sizeof b1));
+            msg = open;
+        } else if (strcmp(state, "WAITING") == 0 && !json_is_string(json_object_get(r, "message")))
+            msg = "waiting for available devices";
+        printf("%5lld %-10s %7zu %8lld %-24s %7s %8s  %s\n", integer(r, "number", 0), state,
+               json_array_size(json_object_get(r, "participants")), integer(r, "accepted", 0),
+               fmt_rejected(json_object_get(r, "rejected"), rej, sizeof rej),
+               fmt_version(r, "published_version", v, sizeof v),
+               fmt_acc(r, "eval_accuracy", a, sizeof a), msg);
+    }
+}
+
+static void fed_path(char *path, size_t n, const char *id, const char *tail)
+{
+    snprintf(path, n, "/v1/federations");
+    path_seg(path, n, id);
+    if (tail)
+        strncat(path, tail, n - strlen(path) - 1);
+}
+
+static int cmd_fed_show(const struct opts *o, const char *id)
+{
+    char path[1024];
+    fed_path(path, sizeof path, id, NULL);
+    struct reply r;
+    if (http(o, "GET", path, NULL, 0, 0, NULL, &r, 0))
+        return 1;
+    int ret = 0;
+    if (r.code != 200 || !json_is_object(r.json))
+        ret = server_error(o, &r, id);
+    else if (o->json)
+        ret = print_json(&r);
+    else
+        show_federation(r.json);
+    reply_free(&r);
+    return ret;
+}
+
+static int cmd_fed_cancel(const struct opts *o, const char *id)
+{
+    char path[1024];
+    fed_path(path, sizeof path, id, "/cancel");
+    struct reply r;
+    if (http(o, "POST", path, NULL, 0, 1, NULL, &r, 0))
+        return 1;
+    int ret = 0;
+    if (r.code != 202 || !json_is_object(r.json))
+        ret = server_error(o, &r, "fed cancel");
+    else if (o->json)
+        ret = print_json(&r);
+    else
+        printf("%lld: %s\n", integer(r.json, "id", 0), str(r.json, "state"));
+    reply_free(&r);
+    return ret;
+}
+
+/* Prints the rounds of f that finished after round *done (they finish in order), moving
+ * *done on: each finished round once, those that finished before the wait began first. */
+static void fed_progress(json_t *f, long long *done)
+{
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(f, "rounds_detail"), i, r)
+    {
+        long long k = integer(r, "number", 0);
+        if (k <= *done || !round_done(str(r, "state")))
+            continue;
+        char v[32], a[32];
+        printf("%lld round %lld/%lld %-10s version %-6s eval accuracy %s\n", integer(f, "id", 0), k,
+               integer(f, "rounds", 0), str(r, "state"),
+               fmt_version(r, "published_version", v, sizeof v),
+               fmt_acc(r, "eval_accuracy", a, sizeof a));
+        fflush(stdout);
+        *done = k;
+    }
+}
+
+static int cmd_fed_wait(const struct opts *o, const char *id)
+{
+    char path[1024];
+    fed_path(path, sizeof path, id, NULL);
+    double deadline = o->timeout > 0 ? now_s() + o->timeout : INFINITY;
+    int unreachable = 0;
+    long long done = 0;
+    for (;;) {
+        struct reply r;
+        if (http(o, "GET", path, NULL, 0, 0, NULL, &r, 1) != 0) {
+            if (!unreachable++)
+                fprintf(stderr, "updraft: %s does not answer; still waiting\n", o->url);
+        } else if (r.code == 200 && json_is_object(r.json)) {
+            unreachable = 0;
+            const char *state = str(r.json, "state");
+            int finished = strcmp(state, "RUNNING") != 0;
+            if (o->progress && !o->json)
+                fed_progress(r.json, &done);
+            if (finished) {
+                int ok = strcmp(state, "SUCCEEDED") == 0;
+                if (o->json)
+                    print_json(&r);
+                else
+                    printf("%s: %s%s%s\n", id, state,
+                           json_is_string(json_object_get(r.json, "message")) ? ": " : "",
+                           json_is_string(json_object_get(r.json, "message"))
+                               ? str(r.json, "message")
+                               : "");
+                if (!ok)
+                    fprintf(stderr, "updraft: federation %s ended %s\n", id, state);
+                reply_free(&r);
+                return ok ? 0 : 1;
+            }
+        } else if (r.code / 100 != 5) { /* 404 and the like: waiting will not help */
+            int ret = server_error(o, &r, id);
+            reply_free(&r);
+            return ret;
+        }
+        reply_free(&r);
+        double left = deadline - now_s();
+        if (left <= 0) {
+            fprintf(stderr, "updraft: timed out after %g s waiting for federation %s\n", o->timeout,
+                    id);
+            return 1;
+        }
+        usleep((useconds_t)((left < WAIT_INTERVAL ? left : WAIT_INTERVAL) * 1e6));
+    }
+}
+
 /* ------------------------------------------------------------------ entry */
 
-static const char *const COMMANDS[] = {"status", "jobs", "job", "models", "model"};
+static const char *const COMMANDS[] = {"status", "jobs",    "job", "models",
+                                       "model",  "devices", "fed"};
 
 int cli_remote_is_command(const char *word)
 {
@@ -728,6 +1269,20 @@ void cli_remote_usage(FILE *f)
         "  models                              the registry: names, versions, latest\n"
         "  model show NAME[@V]                 a version's metadata, metrics and lineage\n"
         "  model pull NAME[@V] --out F         downloads a version's .udm and checks its hash\n"
+        "  model push FILE.udm --name NAME     registers a .udm as NAME's next version; needs\n"
+        "                                      the token\n"
+        "  devices                             enrolled devices: last seen, updates, revoked\n"
+        "  devices add [--name N] [--count K] [--out F]\n"
+        "                                      enrols devices; needs the token. Prints each id\n"
+        "                                      and token, or with --out writes \"ID TOKEN\" lines\n"
+        "                                      to F (mode 0600) and no token\n"
+        "  fed start SPEC.json                 starts a federation (- for stdin); needs the token\n"
+        "  fed list                            federations: state, model versions, round\n"
+        "  fed show ID                         a federation and each of its rounds\n"
+        "  fed cancel ID                       cancels a federation; needs the token\n"
+        "  fed wait ID [--timeout S] [--progress]\n"
+        "                                      waits until it ends (--progress: a line per\n"
+        "                                      finished round); exit 0 only on success\n"
         "                                      URL: --url, $UPDRAFT_URL or " DEFAULT_URL "\n"
         "                                      token: --token, --token-file, $UPDRAFT_TOKEN,\n"
         "                                      $UPDRAFT_TOKEN_FILE\n",
@@ -777,7 +1332,8 @@ int cli_remote_main(int argc, char **argv)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = strcmp(a, "--url") == 0 || strcmp(a, "--token") == 0 ||
                     strcmp(a, "--token-file") == 0 || strcmp(a, "--state") == 0 ||
-                    strcmp(a, "--out") == 0 || strcmp(a, "--timeout") == 0;
+                    strcmp(a, "--out") == 0 || strcmp(a, "--timeout") == 0 ||
+                    strcmp(a, "--name") == 0 || strcmp(a, "--count") == 0;
         if (takes && !v)
             return usage_error("%s needs a value", a);
         if (strcmp(a, "--json") == 0)
@@ -795,7 +1351,17 @@ int cli_remote_main(int argc, char **argv)
             o.state = v;
         else if (strcmp(a, "--out") == 0)
             o.out = v;
-        else if (strcmp(a, "--timeout") == 0) {
+        else if (strcmp(a, "--name") == 0)
+            o.name = v;
+        else if (strcmp(a, "--progress") == 0)
+            o.progress = 1;
+        else if (strcmp(a, "--count") == 0) {
+            char *end;
+            errno = 0;
+            o.count = strtoll(v, &end, 10);
+            if (*end || !*v || errno || o.count < 1)
+                return usage_error("--count '%s' must be a whole number >= 1", v);
+        } else if (strcmp(a, "--timeout") == 0) {
             char *end;
             o.timeout = strtod(v, &end);
             if (*end || !(o.timeout > 0))
@@ -821,7 +1387,7 @@ int cli_remote_main(int argc, char **argv)
     trim(o.token);
 
     if (o.nwords == 0)
-        return usage_error("%s", "which command? status, jobs, job, models or model");
+        return usage_error("%s", "which command? status, jobs, job, models, model, devices or fed");
     const char *cmd = o.words[0], *sub = o.nwords > 1 ? o.words[1] : "";
     const char *arg = o.nwords > 2 ? o.words[2] : NULL;
     int want = 1; /* words the command takes */
@@ -837,7 +1403,38 @@ int cli_remote_main(int argc, char **argv)
         ret = o.nwords == 1 ? cmd_jobs(&o) : -1;
     else if (strcmp(cmd, "models") == 0)
         ret = o.nwords == 1 ? cmd_models(&o) : -1;
-    else if (strcmp(cmd, "job") == 0 || strcmp(cmd, "model") == 0) {
+    else if (strcmp(cmd, "devices") == 0) {
+        want = 2;
+        if (o.nwords == 1)
+            ret = cmd_devices(&o);
+        else if (o.nwords == 2 && strcmp(sub, "add") == 0)
+            ret = cmd_devices_add(&o);
+        else
+            ret =
+                usage_error("devices %s: use devices, or devices add [--name N] [--count K]", sub);
+    } else if (strcmp(cmd, "fed") == 0) {
+        char fed_words[160] = ""; /* " show" or " show 1 2": what was given, for the message */
+        for (int i = 1; i < o.nwords; i++)
+            snprintf(fed_words + strlen(fed_words), sizeof fed_words - strlen(fed_words), " %s",
+                     o.words[i]);
+        want = 3;
+        if (o.nwords == 2 && strcmp(sub, "list") == 0)
+            ret = cmd_fed_list(&o);
+        else if (o.nwords != 3)
+            ret = usage_error("fed%s: use fed list, fed start SPEC or fed show|cancel|wait ID",
+                              fed_words);
+        else if (strcmp(sub, "start") == 0)
+            ret = cmd_fed_start(&o, arg);
+        else if (strcmp(sub, "show") == 0)
+            ret = cmd_fed_show(&o, arg);
+        else if (strcmp(sub, "cancel") == 0)
+            ret = cmd_fed_cancel(&o, arg);
+        else if (strcmp(sub, "wait") == 0)
+            ret = cmd_fed_wait(&o, arg);
+        else
+            ret = usage_error("fed%s: use fed list, fed start SPEC or fed show|cancel|wait ID",
+                              fed_words);
+    } else if (strcmp(cmd, "job") == 0 || strcmp(cmd, "model") == 0) {
         want = 3;
         if (o.nwords != 3)
             ret = -1;
@@ -853,9 +1450,12 @@ int cli_remote_main(int argc, char **argv)
             ret = cmd_model_show(&o, arg);
         else if (strcmp(cmd, "model") == 0 && strcmp(sub, "pull") == 0)
             ret = cmd_model_pull(&o, arg);
+        else if (strcmp(cmd, "model") == 0 && strcmp(sub, "push") == 0)
+            ret = cmd_model_push(&o, arg);
         else
-            ret = usage_error(strcmp(cmd, "job") == 0 ? "job %s: use job show|submit|cancel|wait ID"
-                                                      : "model %s: use model show|pull NAME[@V]",
+            ret = usage_error(strcmp(cmd, "job") == 0
+                                  ? "job %s: use job show|submit|cancel|wait ID"
+                                  : "model %s: use model show|pull NAME[@V], or model push FILE",
                               sub);
     } else {
         ret = usage_error("unknown command '%s'", cmd);

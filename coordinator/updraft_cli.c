@@ -11,7 +11,8 @@
  *                                              directory or a session (its newest complete one)
  *    updraft init --arch A --data SRC --out M  an untrained model for SRC's classes (cli_init.c)
  *    updraft dataset partition ...             SRC split among simulated clients (cli_dataset.c)
- *    updraft status|jobs|job ...|models|model ... a coordinator's REST API (cli_remote.c)
+ *    updraft status|jobs|job|models|model|devices|fed ...
+ *                                              a coordinator's REST API (cli_remote.c)
  */
 #include <errno.h>
 #include <math.h>
