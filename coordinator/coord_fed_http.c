@@ -585,9 +585,21 @@ static enum MHD_Result post_fed_cancel(struct coord_http *h, struct MHD_Connecti
         return db_fail(h, c, db, "cancel");
     if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         return db_fail(h, c, db, "cancel");
-    if (!changed)
-        return reply_error(h, c, MHD_HTTP_CONFLICT,
-                           "federation %" PRId64 " does not exist or is not running", id);
+    if (!changed) {
+        sqlite3_stmt *st = NULL;
+        char state[16] = "";
+        if (sqlite3_prepare_v2(db, "SELECT state FROM federations WHERE id = ?", -1, &st, NULL) ==
+            SQLITE_OK) {
+            sqlite3_bind_int64(st, 1, id);
+            if (sqlite3_step(st) == SQLITE_ROW)
+                snprintf(state, sizeof state, "%s", (const char *)sqlite3_column_text(st, 0));
+        }
+        sqlite3_finalize(st);
+        if (!state[0])
+            return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no federation %" PRId64, id);
+        return reply_error(h, c, MHD_HTTP_CONFLICT, "federation %" PRId64 " is already %s", id,
+                           state);
+    }
     struct sbuf b = {0};
     sb_printf(&b, "{\"id\":%" PRId64 ",\"state\":\"CANCELLED\"}", id);
     return reply_json(h, c, MHD_HTTP_ACCEPTED, &b);

@@ -228,8 +228,24 @@ static void test_db_schema(void **state)
     assert_int_equal(coord_db_err(ro, &e, "delete"), UD_EIO);
     assert_non_null(strstr(e.msg, "delete: "));
     coord_db_close(&ro);
+    /* A version 1 database (the federation tables missing) is migrated in place. */
+    assert_int_equal(sqlite3_exec(db,
+                                  "DROP TABLE rejections; DROP TABLE updates;"
+                                  " DROP TABLE participants; DROP TABLE rounds;"
+                                  " DROP TABLE federations; DROP TABLE devices;"
+                                  " PRAGMA user_version = 1",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    coord_db_close(&db);
+    assert_int_equal(coord_db_open(dir, 0, &db, &e), 0);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM jobs, devices", -1, &st, NULL),
+                     0);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    sqlite3_finalize(st);
     /* A newer schema is refused. */
-    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, NULL), SQLITE_OK);
+    char newer[64];
+    snprintf(newer, sizeof newer, "PRAGMA user_version = %d", COORD_DB_SCHEMA_VERSION + 1);
+    assert_int_equal(sqlite3_exec(db, newer, NULL, NULL, NULL), SQLITE_OK);
     coord_db_close(&db);
     assert_int_equal(coord_db_open(dir, 0, &db, &e), UD_EVERSION);
     assert_non_null(strstr(e.msg, "newer"));
