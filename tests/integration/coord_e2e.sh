@@ -27,7 +27,7 @@ it_expect_eq "admin token created (64 hex digits)" 64 "${#TOKEN}"
 
 # ---- 1. local launch, kill -9 of the coordinator mid-job
 spec=$(cat <<EOF
-{"name": "fashion-mlp", "data": "$TRAIN", "test": "$TEST", "arch": "mlp", "epochs": 3,
+{"name": "fashion-mlp", "data": "$TRAIN", "test": "$TEST", "arch": "mlp", "epochs": 10,
  "batch": 128, "lr": 0.05, "max_samples": 12000, "validation": 0.1, "threads": 1,
  "report_every": 5, "checkpoint_every": 20, "launch": {"np": 2}}
 EOF
