@@ -1,0 +1,314 @@
+/*  ud_delta.c — model deltas over the updatable spans and the update message codec
+ *  (contract: ud_delta.h; for people: docs/agent.md).
+ *
+ *  The message is decoded in an order that lets each refusal be named: the envelope module's
+ *  structural scan (ud__env_unpack_as) first bounds every declared length and count by the
+ *  bytes present, so msgpack-c never allocates from a forged size; then "v"; then each key's
+ *  type and range; the delta's length against max_floats before its copy is allocated.
+ */
+#include "updraft/ud_delta.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <msgpack.h>
+
+#include "ud_envelope_impl.h"
+
+/* ------------------------------------------------------------------------------------------ */
+/* Deltas                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+size_t ud_delta_size(const ud_model_t *m)
+{
+    const struct ud_span *sp;
+    size_t ns = ud_model_updatable_spans(m, &sp), n = 0;
+    for (size_t i = 0; i < ns; i++)
+        n += sp[i].count;
+    return n;
+}
+
+/* Same input, layers, sizes and updatable flags: then the spans and the buffers match too. */
+static int same_shape(const ud_model_t *a, const ud_model_t *b, struct ud_err *e)
+{
+    const struct ud_arch *x = ud_model_arch(a), *y = ud_model_arch(b);
+    if (x->input.c != y->input.c || x->input.h != y->input.h || x->input.w != y->input.w)
+        return ud_err_set(e, UD_ESHAPE, "inputs differ: (%d, %d, %d) and (%d, %d, %d)", x->input.c,
+                          x->input.h, x->input.w, y->input.c, y->input.h, y->input.w);
+    if (x->nlayers != y->nlayers)
+        return ud_err_set(e, UD_ESHAPE, "%d layers and %d layers", x->nlayers, y->nlayers);
+    for (int i = 0; i < x->nlayers; i++) {
+        const struct ud_layer_spec *p = &x->layer[i], *q = &y->layer[i];
+        if (p->kind != q->kind || p->units != q->units || p->filters != q->filters ||
+            p->kernel != q->kernel || p->stride != q->stride || p->pad != q->pad ||
+            p->pool != q->pool)
+            return ud_err_set(e, UD_ESHAPE, "layer %d differs (%s and %s)", i,
+                              ud_layer_kind_name(p->kind), ud_layer_kind_name(q->kind));
+        if (ud_model_layer_updatable(a, i) != ud_model_layer_updatable(b, i))
+            return ud_err_set(e, UD_ESHAPE, "layer %d (%s) is updatable in one model only", i,
+                              ud_layer_kind_name(p->kind));
+    }
+    if (ud_model_param_count(a) != ud_model_param_count(b))
+        return ud_err_set(e, UD_ESHAPE, "%zu and %zu parameters", ud_model_param_count(a),
+                          ud_model_param_count(b));
+    return 0;
+}
+
+int ud_delta_compute(const ud_model_t *base, const ud_model_t *updated, float *out,
+                     struct ud_err *e)
+{
+    int rc = same_shape(base, updated, e);
+    if (rc < 0)
+        return ud_err_prefix(e, "delta: the models differ");
+    const struct ud_span *sp;
+    size_t ns = ud_model_updatable_spans(base, &sp), k = 0;
+    const float *b = ud_model_params_const(base), *u = ud_model_params_const(updated);
+    for (size_t i = 0; i < ns; i++)
+        for (size_t j = sp[i].offset; j < sp[i].offset + sp[i].count; j++)
+            out[k++] = u[j] - b[j];
+    return 0;
+}
+
+int ud_delta_apply(ud_model_t *m, const float *delta, size_t n, float scale, struct ud_err *e)
+{
+    size_t want = ud_delta_size(m);
+    if (n != want)
+        return ud_err_set(e, UD_ESHAPE, "delta: %zu values, the model's updatable layers hold %zu",
+                          n, want);
+    if (!isfinite(scale))
+        return ud_err_set(e, UD_EINVAL, "delta: scale %g is not finite", (double)scale);
+    const struct ud_span *sp;
+    size_t ns = ud_model_updatable_spans(m, &sp), k = 0;
+    float *p = ud_model_params(m);
+    for (size_t i = 0; i < ns; i++)
+        for (size_t j = sp[i].offset; j < sp[i].offset + sp[i].count; j++)
+            p[j] += scale * delta[k++];
+    return 0;
+}
+
+int ud_delta_check(const float *d, size_t n, double max_norm, double *norm, struct ud_err *e)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(d[i]))
+            return ud_err_set(e, UD_ENONFINITE, "delta: value %zu of %zu is %s", i, n,
+                              isnan(d[i]) ? "NaN" : "infinite");
+        s += (double)d[i] * (double)d[i];
+    }
+    double l2 = sqrt(s);
+    if (norm)
+        *norm = l2;
+    if (max_norm > 0 && l2 > max_norm)
+        return ud_err_set(e, UD_ERANGE, "delta: L2 norm %.6g is over the limit %.6g", l2, max_norm);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The update message                                                                         */
+/* ------------------------------------------------------------------------------------------ */
+
+int ud_update_key_valid(const char *key, size_t len)
+{
+    if (len < 1 || len > UD_UPDATE_KEY_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)key[i] < 0x20 || (unsigned char)key[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
+static void pack_key(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static void pack_msg(msgpack_packer *pk, const void *ctx)
+{
+    const struct ud_update_msg *m = ctx;
+    msgpack_pack_map(pk, 8);
+    pack_key(pk, "v");
+    msgpack_pack_int64(pk, UD_UPDATE_MSG_VERSION);
+    pack_key(pk, "round");
+    msgpack_pack_int64(pk, m->round);
+    pack_key(pk, "base_version");
+    msgpack_pack_int64(pk, m->base_version);
+    pack_key(pk, "key");
+    pack_key(pk, m->key);
+    pack_key(pk, "samples");
+    msgpack_pack_int64(pk, m->samples);
+    pack_key(pk, "loss");
+    msgpack_pack_double(pk, m->loss);
+    pack_key(pk, "accuracy");
+    msgpack_pack_double(pk, m->accuracy);
+    pack_key(pk, "delta");
+    ud__env_pack_f32_bin(pk, m->delta, m->n);
+}
+
+int ud_update_msg_encode(const struct ud_update_msg *msg, char **buf, size_t *len, struct ud_err *e)
+{
+    *buf = NULL;
+    *len = 0;
+    size_t klen = strnlen(msg->key, sizeof msg->key);
+    if (!ud_update_key_valid(msg->key, klen))
+        return ud_err_set(e, UD_EINVAL,
+                          "update message: key must be 1 to %d printable ASCII characters",
+                          UD_UPDATE_KEY_MAX);
+    if (msg->round < 0 || msg->base_version < 0)
+        return ud_err_set(e, UD_EINVAL, "update message: %s %lld is negative",
+                          msg->round < 0 ? "round" : "base_version",
+                          (long long)(msg->round < 0 ? msg->round : msg->base_version));
+    if (msg->samples <= 0)
+        return ud_err_set(e, UD_EINVAL, "update message: samples %lld must be positive",
+                          (long long)msg->samples);
+    if (!isfinite(msg->loss) || !isfinite(msg->accuracy))
+        return ud_err_set(e, UD_EINVAL, "update message: %s is not finite",
+                          isfinite(msg->loss) ? "accuracy" : "loss");
+    if (msg->n > (size_t)UINT32_MAX / 4 || (msg->n && !msg->delta))
+        return ud_err_set(e, UD_EINVAL, "update message: delta of %zu floats cannot be sent",
+                          msg->n);
+    /* Pack once to count, once into an exactly sized buffer. */
+    struct ud__env_out cnt = {0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &cnt, ud__env_out_write);
+    pack_msg(&pk, msg);
+    struct ud__env_out out = {.cap = cnt.len};
+    if (!(out.data = malloc(cnt.len ? cnt.len : 1)))
+        return ud_err_set(e, UD_ENOMEM, "update message: out of memory for %zu bytes", cnt.len);
+    msgpack_packer_init(&pk, &out, ud__env_out_write);
+    pack_msg(&pk, msg);
+    if (out.overflow || out.len != cnt.len) {
+        free(out.data);
+        return ud_err_set(e, UD_EINTERNAL, "update message: packed size changed");
+    }
+    *buf = out.data;
+    *len = out.len;
+    return 0;
+}
+
+static const char *const MSG_KEYS[] = {"v",       "round", "base_version", "key",
+                                       "samples", "loss",  "accuracy",     "delta"};
+enum { K_V, K_ROUND, K_BASE, K_KEY, K_SAMPLES, K_LOSS, K_ACC, K_DELTA, NKEYS };
+
+/* Finds every known key of the top map (unknown keys ignored); a repeated known key or a
+ * non-string key is refused. */
+static int find_keys(const msgpack_object *top, const msgpack_object **vals, struct ud_err *e)
+{
+    if (top->type != MSGPACK_OBJECT_MAP)
+        return ud__env_type_err(top, "update message", "a map", e);
+    /* Linear in the map's size: only known keys are checked for repeats (a forged map of many
+     * unknown keys costs one pass). */
+    for (uint32_t i = 0; i < top->via.map.size; i++) {
+        const msgpack_object_kv *kv = &top->via.map.ptr[i];
+        if (kv->key.type != MSGPACK_OBJECT_STR)
+            return ud__env_type_err(&kv->key, "update message: a key", "a string", e);
+        for (int k = 0; k < NKEYS; k++)
+            if (ud__env_key_is(&kv->key, MSG_KEYS[k])) {
+                if (vals[k])
+                    return ud_err_set(e, UD_EFORMAT, "update message: key \"%s\" appears twice",
+                                      MSG_KEYS[k]);
+                vals[k] = &kv->val;
+            }
+    }
+    for (int k = 0; k < NKEYS; k++)
+        if (!vals[k])
+            return ud_err_set(e, UD_EFORMAT, "update message: missing key \"%s\"", MSG_KEYS[k]);
+    return 0;
+}
+
+static int get_finite(const msgpack_object *o, const char *field, double *out, struct ud_err *e)
+{
+    int rc = ud__env_get_double(o, field, out, e);
+    if (rc < 0)
+        return rc;
+    if (!isfinite(*out))
+        return ud_err_set(e, UD_EFORMAT, "%s: %g is not finite", field, *out);
+    return 0;
+}
+
+static int decode_top(const msgpack_object *top, size_t max_floats, struct ud_update_msg *m,
+                      float **delta, struct ud_err *e)
+{
+    const msgpack_object *v[NKEYS] = {0};
+    int rc;
+    if ((rc = find_keys(top, v, e)) < 0)
+        return rc;
+    /* The version first, so that a newer sender hears what to do. */
+    if (v[K_V]->type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
+        v[K_V]->type != MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        return ud__env_type_err(v[K_V], "update message.v", "an integer", e);
+    if (v[K_V]->type == MSGPACK_OBJECT_NEGATIVE_INTEGER || v[K_V]->via.u64 != UD_UPDATE_MSG_VERSION)
+        return ud_err_set(e, UD_EVERSION,
+                          "update message.v: version %lld, this side reads %d: run the same "
+                          "updraft release on the device and the coordinator",
+                          (long long)v[K_V]->via.i64, UD_UPDATE_MSG_VERSION);
+    if ((rc = ud__env_get_int(v[K_ROUND], "update message.round", 0, INT64_MAX, &m->round, e)) <
+            0 ||
+        (rc = ud__env_get_int(v[K_BASE], "update message.base_version", 0, INT64_MAX,
+                              &m->base_version, e)) < 0 ||
+        (rc = ud__env_get_int(v[K_SAMPLES], "update message.samples", 1, INT64_MAX, &m->samples,
+                              e)) < 0 ||
+        (rc = get_finite(v[K_LOSS], "update message.loss", &m->loss, e)) < 0 ||
+        (rc = get_finite(v[K_ACC], "update message.accuracy", &m->accuracy, e)) < 0)
+        return rc;
+    const msgpack_object *k = v[K_KEY];
+    if (k->type != MSGPACK_OBJECT_STR)
+        return ud__env_type_err(k, "update message.key", "a string", e);
+    if (!ud_update_key_valid(k->via.str.ptr, k->via.str.size))
+        return ud_err_set(e, UD_EFORMAT,
+                          "update message.key: %u bytes; it must be 1 to %d printable ASCII "
+                          "characters",
+                          k->via.str.size, UD_UPDATE_KEY_MAX);
+    memcpy(m->key, k->via.str.ptr, k->via.str.size);
+    m->key[k->via.str.size] = '\0';
+    const msgpack_object *d = v[K_DELTA];
+    if (d->type != MSGPACK_OBJECT_BIN)
+        return ud__env_type_err(d, "update message.delta", "bin (float32 little-endian)", e);
+    size_t bytes = d->via.bin.size;
+    if (bytes % 4)
+        return ud_err_set(e, UD_EFORMAT,
+                          "update message.delta: %zu bytes is not a whole number of float32",
+                          bytes);
+    size_t n = bytes / 4;
+    if (n > max_floats)
+        return ud_err_set(e, UD_ELIMIT, "update message.delta: %zu floats, the limit is %zu", n,
+                          max_floats);
+    float *copy = malloc(n ? n * sizeof *copy : 1);
+    if (!copy)
+        return ud_err_set(e, UD_ENOMEM, "update message.delta: out of memory for %zu floats", n);
+    ud__env_f32_from_le(copy, (const unsigned char *)d->via.bin.ptr, n);
+    *delta = copy;
+    m->delta = copy;
+    m->n = n;
+    return 0;
+}
+
+int ud_update_msg_decode(const void *buf, size_t len, size_t max_floats, struct ud_update_msg *out,
+                         float **delta, struct ud_err *e)
+{
+    memset(out, 0, sizeof *out);
+    *delta = NULL;
+    if (len == 0)
+        return ud_err_set(e, UD_EFORMAT, "update message: empty (0 bytes)");
+    /* The whole message cannot be larger than its delta allows, plus the small fields. */
+    if (max_floats < ((size_t)-1 - 4096) / 4 && len > max_floats * 4 + 4096)
+        return ud_err_set(e, UD_ELIMIT,
+                          "update message: %zu bytes, more than a delta of at most %zu floats "
+                          "needs",
+                          len, max_floats);
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    int rc = ud__env_unpack_as(buf, len, "update message", &up, e);
+    if (rc == 0)
+        rc = decode_top(&up.data, max_floats, out, delta, e);
+    msgpack_unpacked_destroy(&up);
+    if (rc < 0) {
+        free(*delta);
+        *delta = NULL;
+        memset(out, 0, sizeof *out);
+    }
+    return rc;
+}
