@@ -131,5 +131,6 @@ it_expect_eq "SIGINT: no model, no delta, no temporary file left" "" "$(ls cance
 libs=$(ldd "$AGENT")
 it_expect_eq "ldd: no libmpi" "" "$(echo "$libs" | grep -i libmpi || true)"
 it_expect_eq "ldd: no libzmq" "" "$(echo "$libs" | grep -i libzmq || true)"
+it_expect_eq "ldd: libcurl and jansson are linked (the daemon)" 2 "$(echo "$libs" | grep -c -E "libcurl|libjansson")"
 
 it_finish
