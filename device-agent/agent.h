@@ -14,8 +14,10 @@ double agent_parse_double(const char *opt, const char *s);
 long long agent_parse_int(const char *opt, const char *s, long long lo, long long hi);
 /* Dies (exit 1) unless path's directory exists and is writable and path is not a directory. */
 void agent_check_out_path(const char *opt, const char *path);
-/* Writes n floats as float32 little-endian to path atomically. Returns 0 or the UD_E* code. */
-int agent_write_delta_file(const char *path, const float *d, size_t n, struct ud_err *e);
+/* Writes n floats as float32 little-endian to path atomically. d is converted in place (its
+ * bytes are little-endian afterwards: no longer floats on a big-endian host). Returns 0 or the
+ * UD_E* code. */
+int agent_write_delta_file(const char *path, float *d, size_t n, struct ud_err *e);
 
 /* `updraft-agent run ...` (argv[0] is "run"). Returns the exit code. */
 int agent_cmd_run(int argc, char **argv);

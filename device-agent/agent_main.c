@@ -178,11 +178,10 @@ void agent_check_out_path(const char *opt, const char *path)
         agent_die(1, "%s %s: is a directory", opt, path);
 }
 
-int agent_write_delta_file(const char *path, const float *d, size_t n, struct ud_err *e)
+int agent_write_delta_file(const char *path, float *d, size_t n, struct ud_err *e)
 {
-    unsigned char *b = malloc(n * 4 + 1);
-    if (!b)
-        return ud_err_set(e, UD_ENOMEM, "%s: out of memory for %zu floats", path, n);
+    /* In place, so that no second copy of the delta is needed: a no-op on little-endian hosts. */
+    unsigned char *b = (unsigned char *)d;
     for (size_t i = 0; i < n; i++) {
         uint32_t u;
         memcpy(&u, &d[i], 4);
@@ -191,9 +190,7 @@ int agent_write_delta_file(const char *path, const float *d, size_t n, struct ud
         b[4 * i + 2] = (unsigned char)(u >> 16);
         b[4 * i + 3] = (unsigned char)(u >> 24);
     }
-    int rc = ud_write_file_atomic(path, b, n * 4, e);
-    free(b);
-    return rc;
+    return ud_write_file_atomic(path, b, n * 4, e);
 }
 
 static int cmd_update(int argc, char **argv)
@@ -235,6 +232,7 @@ static int cmd_update(int argc, char **argv)
             agent_die(1, "out of memory for a delta of %zu floats", nd);
         if (ud_delta_compute(base, model, delta, &e) < 0)
             agent_die(1, "%s", e.msg);
+        ud_model_destroy(&base); /* before encoding the output: a lower peak */
     }
     if (agent_update_stopping())
         agent_die(130, "cancelled; nothing written");
