@@ -15,7 +15,7 @@
 #define CONNECT_TIMEOUT_S 5L
 #define LOW_SPEED_BYTES   1L  /* below this many bytes per second ... */
 #define LOW_SPEED_TIME_S  20L /* ... for this long: the server is gone */
-#define SMALL_TIMEOUT_S   60L /* whole GET/POST of small bodies */
+#define SMALL_TIMEOUT_S   60L /* a whole GET of a small body */
 
 struct agent_http {
     CURL *curl;
@@ -145,16 +145,18 @@ static size_t mem_write(char *data, size_t size, size_t nmemb, void *user)
     return n;
 }
 
+/* A request with a small answer. timeout_s > 0 bounds the whole exchange; uploads pass 0: a
+ * slow uplink may take long, and the low-speed limit still catches a server gone silent. */
 static int perform_small(agent_http_t *h, const char *what, const char *path,
-                         struct curl_slist *hdrs, size_t max_body, struct agent_http_resp *r,
-                         struct ud_err *e)
+                         struct curl_slist *hdrs, long timeout_s, size_t max_body,
+                         struct agent_http_resp *r, struct ud_err *e)
 {
     struct membuf m = {.max = max_body};
     CURL *c = h->curl;
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, mem_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &m);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, SMALL_TIMEOUT_S);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_s);
     CURLcode cc = curl_easy_perform(c);
     curl_slist_free_all(hdrs);
     memset(r, 0, sizeof *r);
@@ -183,7 +185,7 @@ int agent_http_get(agent_http_t *h, const char *path, size_t max_body, struct ag
         return rc;
     }
     curl_easy_setopt(h->curl, CURLOPT_HTTPGET, 1L);
-    return perform_small(h, "GET", path, hdrs, max_body, r, e);
+    return perform_small(h, "GET", path, hdrs, SMALL_TIMEOUT_S, max_body, r, e);
 }
 
 int agent_http_post(agent_http_t *h, const char *path, const char *content_type,
@@ -206,7 +208,7 @@ int agent_http_post(agent_http_t *h, const char *path, const char *content_type,
     curl_easy_setopt(h->curl, CURLOPT_POST, 1L);
     curl_easy_setopt(h->curl, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(h->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    return perform_small(h, "POST", path, hdrs, max_body, r, e);
+    return perform_small(h, "POST", path, hdrs, 0, max_body, r, e);
 }
 
 /* ---- downloads ---- */

@@ -2,7 +2,8 @@
  *  and resumable file downloads.
  *
  *  Every request: `Authorization: Bearer <token>`, connect timeout 5 s, low-speed limit (below
- *  1 byte/s for 20 s aborts, so a dead server does not hang the agent), no redirects followed,
+ *  1 byte/s for 20 s aborts, so a dead server does not hang the agent; a GET of a small body is
+ *  also bounded to 60 s in all), no redirects followed,
  *  CURLOPT_NOSIGNAL, and an abort as soon as the stop callback says so (SIGINT/SIGTERM). Any HTTP
  *  status is a response (the caller decides what it means); only the absence of one is an
  *  error. One handle, one thread.

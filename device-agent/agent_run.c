@@ -393,23 +393,31 @@ static int fetch_task(struct daemon *d, struct task *t)
         }
         return 1;
     }
-    d->last_fetch_err[0] = '\0';
     long st = r.status;
     if (st == 401)
         die_token_refused(path);
     if (st == 204) {
+        d->last_fetch_err[0] = '\0';
         agent_http_resp_deinit(&r);
         return 1;
     }
     if (st != 200) {
-        agent_warn(d->log, "asking for a task: GET %s answered %ld: %.200s", path, st, r.body);
+        char msg[sizeof d->last_fetch_err];
+        snprintf(msg, sizeof msg, "GET %s answered %ld: %.200s", path, st, r.body);
+        if (strcmp(msg, d->last_fetch_err) != 0) {
+            agent_warn(d->log, "asking for a task: %s (asking again every %g s)", msg, d->o.poll);
+            snprintf(d->last_fetch_err, sizeof d->last_fetch_err, "%s", msg);
+        }
         agent_http_resp_deinit(&r);
         return 1;
     }
+    d->last_fetch_err[0] = '\0';
     rc = parse_task(r.body, r.len, t, &e);
     agent_http_resp_deinit(&r);
     if (rc < 0) {
-        agent_error(d->log, "%s", e.msg);
+        if (strcmp(e.msg, d->last_fetch_err) != 0)
+            agent_error(d->log, "%s (asking again every %g s)", e.msg, d->o.poll);
+        snprintf(d->last_fetch_err, sizeof d->last_fetch_err, "%s", e.msg);
         return 1;
     }
     return 0;

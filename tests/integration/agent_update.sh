@@ -84,8 +84,14 @@ it_expect_eq "--quiet prints nothing" "" "$(cat "$OUT" "$ERR")"
 
 # ---- memory: the reference mlp on 600 samples -----------------------------------------------
 it_run rss "$AGENT" update --model mlp.udm --data imgs --epochs 1 --out mlp4.udm --delta mlp4.delta --json
-it_expect_py "peak RSS of the reference mlp update on 600 samples <= 32 MB" '0 < v[0] <= 32' \
-    "$(it_json "$OUT" 'last["peak_rss_mb"]')"
+if ldd "$AGENT" | grep -q libasan; then
+    # AddressSanitizer's shadow memory and quarantine double the figure: only its presence counts.
+    it_expect_py "peak RSS reported (sanitizer build: the 32 MB goal is not checked)" '0 < v[0]' \
+        "$(it_json "$OUT" 'last["peak_rss_mb"]')"
+else
+    it_expect_py "peak RSS of the reference mlp update on 600 samples <= 32 MB" '0 < v[0] <= 32' \
+        "$(it_json "$OUT" 'last["peak_rss_mb"]')"
+fi
 
 # ---- refusals -------------------------------------------------------------------------------
 it_run lr "$AGENT" update --model mlp.udm --data imgs --lr 5 --out bad.udm
