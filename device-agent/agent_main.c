@@ -215,7 +215,7 @@ static int cmd_update(int argc, char **argv)
     int rc = agent_update_run(model, &o.req, &o.log, &res, &e);
     if (rc == UD_ECANCELLED || (rc < 0 && agent_update_stopping()))
         agent_die(130, "%s; nothing written", e.msg[0] ? e.msg : "cancelled");
-    if (rc == UD_ERANGE)
+    if (rc < 0 && res.bad_params)
         agent_die(2, "%s", e.msg);
     if (rc < 0)
         agent_die(1, "%s", e.msg);

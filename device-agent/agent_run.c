@@ -786,7 +786,7 @@ static int build_upload(struct daemon *d, const struct task *t, const char *mode
     if (rc < 0) {
         agent_error(log, "round %" PRId64 ": the update failed: %s; giving up this round", t->round,
                     e.msg);
-        snprintf(result, cap, rc == UD_ERANGE ? "bad_params" : "failed");
+        snprintf(result, cap, res.bad_params ? "bad_params" : "failed");
         goto out_free_base;
     }
     size_t n = ud_delta_size(base);

@@ -147,8 +147,10 @@ int agent_update_run(ud_model_t *model, const struct agent_update_req *req,
     if (req->have_seed)
         p.seed = req->seed;
     if ((rc = ud_update_params_check(&p, defs, e)) < 0 ||
-        (rc = ud_update_params_validate(&p, e)) < 0)
+        (rc = ud_update_params_validate(&p, e)) < 0) {
+        res->bad_params = 1;
         return rc;
+    }
 
     struct ud_load_opts lo = {
         .shape = ud_model_arch(model)->input, .warn = on_warn, .warn_user = (void *)log};

@@ -34,11 +34,13 @@ struct agent_update_result {
     int64_t epochs;
     double loss, accuracy; /* the final epoch's mean loss and training accuracy */
     double seconds;        /* training time */
+    int bad_params;        /* set when the error is an override outside the model's ranges */
 };
 
 /* Runs the update of model on req->data. Returns 0 with *res filled, or:
- *   UD_ERANGE (exit 2 material): an override outside the model's allowed range, the message
- *     naming the key, the value and the range ("--lr 5: learning_rate 5 is outside ...");
+ *   UD_ERANGE with res->bad_params set: an override outside the model's allowed range (or not
+ *     valid at all), the message naming the key, the value and the range ("learningRate 5 is
+ *     outside the model's allowed range [0, 1]");
  *   the loader's error (bad directory, unreadable image ...), naming the path;
  *   UD_ENOTFOUND: a class of the data that the model does not know, named with the model's
  *     labels; UD_ESHAPE: samples of another size than the model takes;

@@ -34,7 +34,10 @@ cfg = {"token": token, "model_file": model,
                           "url": "/v1/models/fmnist/versions/4/file"},
                 "epochs": 1, "batch": 32, "lr": 0.05, "max_norm": 50.0,
                 "deadline": time.time() + 600, "upload": "/v1/rounds/42/updates"}}
-cfg.update(json.loads(over))
+over = json.loads(over)
+for k, v in over.pop("task_over", {}).items():  # fields of the task to change
+    cfg["task"][k] = v if k != "deadline" else time.time() + v
+cfg.update(over)
 with open(d + "/config.json.tmp", "w") as f:
     json.dump(cfg, f)
 import os
@@ -200,6 +203,18 @@ IT_TIMEOUT=6 run_agent norm st8
 it_expect_eq "422 norm: one POST, round recorded as norm" '[1, "norm"]' \
     "$(python3 -c 'import json,sys; s = json.load(open("st8/state.json")); print(json.dumps(['"$(reqs s8 'len([x for x in r if x["method"] == "POST"])')"', s["last_result"]]))')"
 IT_TIMEOUT=60
+
+# ---- a task outside the model's ranges; 503 until the deadline -------------------------------
+server s10 '{"task_over": {"lr": 5}}'
+IT_TIMEOUT=4 run_agent bad_lr st10
+it_expect_grep "lr 5 from the task: refused naming the range" "$ERR" "learningRate 5 is outside the model's allowed range [0, 1]"
+it_expect_eq "no upload; the round is recorded as bad_params" '[0, "bad_params"]' \
+    "$(python3 -c 'import json,sys; s = json.load(open("st10/state.json")); print(json.dumps(['"$(reqs s10 'len([x for x in r if x["method"] == "POST"])')"', s["last_result"]]))')"
+server s11 '{"task_over": {"deadline": 4}, "upload_script": [503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503]}'
+IT_TIMEOUT=12 run_agent deadline st11
+it_expect_grep "503 until the deadline: given up" "$ERR" "the deadline has passed, giving up"
+it_expect_eq "the round is recorded as deadline, after several attempts" true \
+    "$(python3 -c 'import json,sys; s = json.load(open("st11/state.json")); print(str(s["last_result"] == "deadline" and '"$(reqs s11 'len([x for x in r if x["method"] == "POST"])')"' >= 2).lower())')"
 
 # ---- nothing to do: 204, then SIGTERM stops it cleanly ---------------------------------------
 server s9 '{"task": null}'
