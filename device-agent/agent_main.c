@@ -1,0 +1,285 @@
+/*  agent_main.c — updraft-agent: improves a model on data that stays on this device.
+ *
+ *    updraft-agent update ...   one update of a .udm on local data (this file)
+ *    updraft-agent run ...      the daemon: asks a coordinator for tasks, downloads the round's
+ *                               model, updates it, uploads the delta (agent_run.c)
+ *
+ *  Both run the same update (agent_update.c) through the update engine. docs/agent.md is the
+ *  user's description; exit codes: 0 done, 1 failure, 2 usage or a refused option/token,
+ *  130 cancelled by SIGINT/SIGTERM.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "agent_log.h"
+#include "agent_update.h"
+#include "updraft/ud_delta.h"
+#include "updraft/ud_kernels.h"
+#include "updraft/ud_udm.h"
+
+void agent_die(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, AGENT_PROG ": ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(code);
+}
+
+double agent_parse_double(const char *opt, const char *s)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v))
+        agent_die(2, "%s: '%s' is not a number", opt, s);
+    return v;
+}
+
+long long agent_parse_int(const char *opt, const char *s, long long lo, long long hi)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        agent_die(2, "%s: '%s' must be a whole number in [%lld, %lld]", opt, s, lo, hi);
+    return v;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: " AGENT_PROG " update --model M.udm --data SRC --out M2.udm [--epochs E]\n"
+            "       [--lr X] [--batch B] [--seed N] [--delta D.bin] [--threads T] [--json]\n"
+            "       [--quiet]\n"
+            "   or: " AGENT_PROG " run --coordinator URL (--token T | --token-file F) --data SRC\n"
+            "       --state DIR [--poll SEC] [--threads T] [--max-rounds N] [--json] [--quiet]\n"
+            "\n"
+            "update: improves a model on local data (a folder of class folders, an IDX file or a\n"
+            "CSV) through the update engine: only the layers the model marks updatable change.\n"
+            "Epochs, learning rate, batch and seed default to the model's update defaults and\n"
+            "must lie in its allowed ranges. --delta writes updated - base over the updatable\n"
+            "parameters as raw float32 little-endian. --threads: BLAS threads (default 1).\n"
+            "\n"
+            "run: the device daemon (docs/agent.md): polls the coordinator for a round's task,\n"
+            "downloads and verifies the model, updates it on SRC, uploads the delta; survives a\n"
+            "restart at any moment through the files in --state.\n");
+}
+
+/* ------------------------------------------------------------------------ update command */
+
+struct update_opts {
+    const char *model, *out, *delta;
+    struct agent_update_req req;
+    struct agent_log log;
+};
+
+static void parse_update(int argc, char **argv, struct update_opts *o)
+{
+    enum { O_MODEL = 256, O_DATA, O_EPOCHS, O_LR, O_BATCH, O_SEED, O_OUT, O_DELTA, O_THREADS };
+    static const struct option longopts[] = {{"model", required_argument, 0, O_MODEL},
+                                             {"data", required_argument, 0, O_DATA},
+                                             {"epochs", required_argument, 0, O_EPOCHS},
+                                             {"lr", required_argument, 0, O_LR},
+                                             {"batch", required_argument, 0, O_BATCH},
+                                             {"seed", required_argument, 0, O_SEED},
+                                             {"out", required_argument, 0, O_OUT},
+                                             {"delta", required_argument, 0, O_DELTA},
+                                             {"threads", required_argument, 0, O_THREADS},
+                                             {"json", no_argument, 0, 'j'},
+                                             {"quiet", no_argument, 0, 'q'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
+    memset(o, 0, sizeof *o);
+    o->req.threads = 1;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_MODEL:
+            o->model = optarg;
+            break;
+        case O_DATA:
+            o->req.data = optarg;
+            break;
+        case O_EPOCHS:
+            o->req.have_epochs = 1;
+            o->req.epochs = agent_parse_int("--epochs", optarg, 1, INT64_MAX);
+            break;
+        case O_LR:
+            o->req.have_lr = 1;
+            o->req.lr = agent_parse_double("--lr", optarg);
+            break;
+        case O_BATCH:
+            o->req.have_batch = 1;
+            o->req.batch = agent_parse_int("--batch", optarg, 1, INT64_MAX);
+            break;
+        case O_SEED:
+            o->req.have_seed = 1;
+            o->req.seed = (uint64_t)agent_parse_int("--seed", optarg, 0, INT64_MAX);
+            break;
+        case O_OUT:
+            o->out = optarg;
+            break;
+        case O_DELTA:
+            o->delta = optarg;
+            break;
+        case O_THREADS:
+            o->req.threads = (int)agent_parse_int("--threads", optarg, 1, 256);
+            break;
+        case 'j':
+            o->log.json = 1;
+            break;
+        case 'q':
+            o->log.quiet = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            exit(2);
+        }
+    }
+    if (optind < argc)
+        agent_die(2, "update: unexpected argument '%s' (try --help)", argv[optind]);
+    if (!o->model || !o->req.data || !o->out)
+        agent_die(2, "update: --model, --data and --out are required (try --help)");
+}
+
+/* Fails before training, not after, when a file could not be written there. */
+void agent_check_out_path(const char *opt, const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        dir[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        agent_die(1, "%s %s: directory %s does not exist", opt, path, dir);
+    if (access(dir, W_OK) != 0)
+        agent_die(1, "%s %s: cannot write to %s: %s", opt, path, dir, strerror(errno));
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        agent_die(1, "%s %s: is a directory", opt, path);
+}
+
+int agent_write_delta_file(const char *path, float *d, size_t n, struct ud_err *e)
+{
+    /* In place, so that no second copy of the delta is needed: a no-op on little-endian hosts. */
+    unsigned char *b = (unsigned char *)d;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &d[i], 4);
+        b[4 * i] = (unsigned char)u;
+        b[4 * i + 1] = (unsigned char)(u >> 8);
+        b[4 * i + 2] = (unsigned char)(u >> 16);
+        b[4 * i + 3] = (unsigned char)(u >> 24);
+    }
+    return ud_write_file_atomic(path, b, n * 4, e);
+}
+
+static int cmd_update(int argc, char **argv)
+{
+    struct update_opts o;
+    parse_update(argc, argv, &o);
+    ud_kernels_set_threads(o.req.threads);
+    agent_update_handle_signals();
+    agent_check_out_path("--out", o.out);
+    if (o.delta)
+        agent_check_out_path("--delta", o.delta);
+
+    struct ud_err e = {0};
+    ud_model_t *model = ud_udm_read(o.model, &e);
+    if (!model)
+        agent_die(1, "%s", e.msg);
+    ud_model_t *base = NULL;
+    if (o.delta && !(base = ud_model_clone(model, &e)))
+        agent_die(1, "%s", e.msg);
+
+    struct agent_update_result res;
+    int rc = agent_update_run(model, &o.req, &o.log, &res, &e);
+    if (rc == UD_ECANCELLED || (rc < 0 && agent_update_stopping()))
+        agent_die(130, "%s; nothing written", e.msg[0] ? e.msg : "cancelled");
+    if (rc < 0 && res.bad_params)
+        agent_die(2, "%s", e.msg);
+    if (rc < 0)
+        agent_die(1, "%s", e.msg);
+
+    ud_model_set_metric(model, "update_loss", res.loss);
+    ud_model_set_metric(model, "update_accuracy", res.accuracy);
+    ud_model_set_metric(model, "update_samples", (double)res.samples);
+    ud_model_set_metric(model, "update_epochs", (double)res.epochs);
+    size_t nd = 0;
+    float *delta = NULL;
+    if (base) {
+        nd = ud_delta_size(base);
+        if (!(delta = malloc((nd + 1) * sizeof *delta)))
+            agent_die(1, "out of memory for a delta of %zu floats", nd);
+        if (ud_delta_compute(base, model, delta, &e) < 0)
+            agent_die(1, "%s", e.msg);
+        ud_model_destroy(&base); /* before encoding the output: a lower peak */
+    }
+    if (agent_update_stopping())
+        agent_die(130, "cancelled; nothing written");
+    if (ud_udm_write(model, o.out, &e) < 0)
+        agent_die(1, "%s", e.msg);
+    if (delta && agent_write_delta_file(o.delta, delta, nd, &e) < 0)
+        agent_die(1, "%s", e.msg);
+
+    double rss = agent_peak_rss_mb();
+    agent_json_open(&o.log, "completed");
+    agent_json_int(&o.log, "samples", (long long)res.samples);
+    agent_json_int(&o.log, "epochs", (long long)res.epochs);
+    agent_json_num(&o.log, "loss", res.loss);
+    agent_json_num(&o.log, "accuracy", res.accuracy);
+    agent_json_num(&o.log, "seconds", res.seconds);
+    agent_json_num(&o.log, "peak_rss_mb", rss);
+    agent_json_str(&o.log, "out", o.out);
+    if (o.delta) {
+        agent_json_str(&o.log, "delta", o.delta);
+        agent_json_int(&o.log, "delta_floats", (long long)nd);
+    }
+    agent_json_close(&o.log);
+    agent_say(&o.log,
+              "wrote %s%s%s (%lld samples, loss %.4f, accuracy %.4f, %.1f s, peak RSS %.1f MB)",
+              o.out, o.delta ? " and " : "", o.delta ? o.delta : "", (long long)res.samples,
+              res.loss, res.accuracy, res.seconds, rss);
+    free(delta);
+    ud_model_destroy(&base);
+    ud_model_destroy(&model);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "update") == 0)
+        return cmd_update(argc - 1, argv + 1);
+    if (strcmp(argv[1], "run") == 0)
+        return agent_cmd_run(argc - 1, argv + 1);
+    fprintf(stderr, AGENT_PROG ": unknown command '%s' (update or run; try --help)\n", argv[1]);
+    return 2;
+}
