@@ -35,7 +35,7 @@
 #define PART_USAGE                                                                                 \
     "updraft dataset partition --data SRC --clients K --scheme iid|dirichlet:ALPHA|shards:S\n"     \
     "       --seed N --out DIR [--format png|csv] [--min-size M] [--json] [--input C,H,W]\n"       \
-    "       [--label-column NAME] [--skip-bad]"
+    "       [--label-column NAME] [--skip-bad] [--skip N]"
 
 static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 static void die(int code, const char *fmt, ...)
@@ -70,7 +70,7 @@ void cli_local_usage(FILE *f)
 
 struct part_opts {
     const char *data, *scheme_s, *out, *format, *label_column;
-    long long clients, seed, min_size;
+    long long clients, seed, min_size, skip;
     int json, skip_bad, seed_set;
     struct ud_shape input;
 };
@@ -104,9 +104,9 @@ static void parse_args(int argc, char **argv, struct part_opts *o)
             o->skip_bad = 1;
             continue;
         }
-        static const char *const valued[] = {"--data",     "--clients", "--scheme",
-                                             "--seed",     "--out",     "--format",
-                                             "--min-size", "--input",   "--label-column"};
+        static const char *const valued[] = {"--data",         "--clients", "--scheme",   "--seed",
+                                             "--out",          "--format",  "--min-size", "--input",
+                                             "--label-column", "--skip"};
         int known = 0;
         for (size_t k = 0; k < sizeof valued / sizeof *valued; k++)
             known |= strcmp(a, valued[k]) == 0;
@@ -131,6 +131,8 @@ static void parse_args(int argc, char **argv, struct part_opts *o)
             o->format = v;
         } else if (strcmp(a, "--min-size") == 0)
             o->min_size = parse_ll(a, v, 0, 1LL << 32);
+        else if (strcmp(a, "--skip") == 0)
+            o->skip = parse_ll(a, v, 0, 1LL << 40);
         else if (strcmp(a, "--label-column") == 0)
             o->label_column = v;
         else if (strcmp(a, "--input") == 0) {
@@ -441,30 +443,38 @@ static int cmd_partition(int argc, char **argv)
     if (is_u8 && sh.c != 1 && sh.c != 3)
         die(2, "%s: %d channels; PNG output takes 1 (grey) or 3 (RGB) (use --input 1,H,W or 3,H,W)",
             o.data, sh.c);
+    /* --skip N leaves out the first N samples: those a cluster job took with max_samples N. */
+    size_t skip = (size_t)o.skip;
+    if (skip >= n)
+        die(2, "--skip %zu: %s has only %zu samples", skip, o.data, n);
+    size_t all = n;
+    n -= skip;
     uint32_t K = (uint32_t)o.clients;
     if ((size_t)K > n)
-        die(2, "--clients %u: %s has only %zu samples; each client needs at least one", K, o.data,
-            n);
+        die(2, "--clients %u: %s has only %zu samples%s; each client needs at least one", K, o.data,
+            n, skip ? " after --skip" : "");
 
-    int32_t *labels = malloc(sizeof *labels * (n ? n : 1));
+    int32_t *labels = malloc(sizeof *labels * all); /* by position in SRC */
     uint32_t *client = malloc(sizeof *client * (n ? n : 1));
     size_t *off = malloc(sizeof *off * ((size_t)K + 1));
     if (!labels || !client || !off)
         die(1, "out of memory");
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < all; i++)
         labels[i] = ud_dataset_label(ds, i);
-    int rc = ud_partition_assign(labels, n, C, K, &scheme, (uint64_t)o.seed, (size_t)o.min_size,
-                                 client, &e);
+    int rc = ud_partition_assign(labels + skip, n, C, K, &scheme, (uint64_t)o.seed,
+                                 (size_t)o.min_size, client, &e);
     if (rc)
         die(rc == UD_EINVAL ? 2 : 1, "%s", e.msg);
     uint32_t *idx;
     if (ud_partition_group(client, n, K, off, &idx, &e))
         die(1, "%s", e.msg);
+    for (size_t j = 0; j < n; j++) /* positions in SRC */
+        idx[j] += (uint32_t)skip;
     uint64_t *counts = calloc((size_t)K * (size_t)C, sizeof *counts);
     if (!counts)
         die(1, "out of memory");
     for (size_t i = 0; i < n; i++)
-        counts[(size_t)client[i] * (size_t)C + (size_t)labels[i]]++;
+        counts[(size_t)client[i] * (size_t)C + (size_t)labels[skip + i]]++;
     double t_assign = now_s();
 
     /* Class folder names (ud_class_dir_name keeps distinct names distinct). */
@@ -483,7 +493,7 @@ static int cmd_partition(int argc, char **argv)
 
     /* Write every client under a temporary name. */
     int digits = 1;
-    for (size_t v = n ? n - 1 : 0; v >= 10; v /= 10)
+    for (size_t v = all - 1; v >= 10; v /= 10)
         digits++;
     size_t maxc = 0;
     for (int c = 0; c < C; c++)
@@ -539,8 +549,10 @@ static int cmd_partition(int argc, char **argv)
     ud_json_str(jf, o.data);
     fprintf(jf, ",\"scheme\":");
     ud_json_str(jf, sbuf);
-    fprintf(jf, ",\"seed\":%lld,\"clients\":%u,\"samples\":%zu,\"min_size\":%lld,\"format\":\"%s\"",
-            o.seed, K, n, o.min_size, format);
+    fprintf(jf,
+            ",\"seed\":%lld,\"clients\":%u,\"samples\":%zu,\"skip\":%zu,\"min_size\":%lld,"
+            "\"format\":\"%s\"",
+            o.seed, K, n, skip, o.min_size, format);
     fprintf(jf, ",\"classes\":");
     ud_json_str_array(jf, ud_dataset_classes(ds), C);
     fprintf(jf, ",\"counts\":[");

@@ -32,6 +32,17 @@ EOF
 
 # ---- IDX (a small one made here): pixels, sums, determinism
 fixture idx small 300 6 5 300 4
+# --skip: the samples a cluster job took with max_samples stay out.
+it_run part_skip "${PART[@]}" --data small-images-idx3-ubyte --clients 4 --scheme iid --seed 1 \
+    --skip 100 --out skip4
+it_expect_rc "partition --skip 100 exits 0" 0
+it_expect_eq "--skip: 200 files, all from position 100 on" "200 100" \
+    "$(find skip4 -name '*.png' | wc -l) $(find skip4 -name '*.png' -exec basename {} .png \; | sort -n | head -1 | sed 's/^0*//')"
+it_expect_eq "--skip: partition.json records it" "100 200" "$(python3 -c 'import json; j=json.load(open("skip4/partition.json")); print(j["skip"], j["samples"])')"
+it_run part_skip_all "${PART[@]}" --data small-images-idx3-ubyte --clients 4 --scheme iid --seed 1 \
+    --skip 300 --out skip5
+it_expect_error "--skip of every sample is refused"
+it_expect_grep "... saying how many there are" "$ERR" "only 300 samples"
 it_run part_idx "${PART[@]}" --data small-images-idx3-ubyte --clients 7 --scheme dirichlet:1 \
     --seed 5 --min-size 5 --out idx7
 it_expect_rc "partition of an IDX file exits 0" 0
