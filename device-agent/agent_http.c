@@ -28,31 +28,26 @@ agent_http_t *agent_http_new(const char *base_url, const char *token, int (*stop
                              struct ud_err *e)
 {
     agent_http_t *h = calloc(1, sizeof *h);
-    if (!h)
-        goto out_nomem;
+    if (!h) {
+        ud_err_set(e, UD_ENOMEM, "out of memory");
+        return NULL;
+    }
     size_t n = strlen(base_url);
     while (n > 0 && base_url[n - 1] == '/')
         n--;
-    if (!(h->base = strndup(base_url, n)))
-        goto out_free;
     size_t alen = strlen(token) + 32;
-    if (!(h->auth = malloc(alen)))
+    if (!(h->base = strndup(base_url, n)) || !(h->auth = malloc(alen))) {
+        ud_err_set(e, UD_ENOMEM, "out of memory");
         goto out_free;
+    }
     snprintf(h->auth, alen, "Authorization: Bearer %s", token);
     h->stop = stop;
     if (!(h->curl = curl_easy_init())) {
         ud_err_set(e, UD_EINTERNAL, "libcurl: cannot create a handle");
-        goto out_free_quiet;
+        goto out_free;
     }
     return h;
 out_free:
-    free(h->auth);
-    free(h->base);
-    free(h);
-out_nomem:
-    ud_err_set(e, UD_ENOMEM, "out of memory");
-    return NULL;
-out_free_quiet:
     free(h->auth);
     free(h->base);
     free(h);

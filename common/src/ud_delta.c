@@ -276,13 +276,15 @@ static int decode_top(const msgpack_object *top, size_t max_floats, struct ud_up
     if (n > max_floats)
         return ud_err_set(e, UD_ELIMIT, "update message.delta: %zu floats, the limit is %zu", n,
                           max_floats);
+    m->n = n;
+    if (!delta) /* the caller wants the fields only */
+        return 0;
     float *copy = malloc(n ? n * sizeof *copy : 1);
     if (!copy)
         return ud_err_set(e, UD_ENOMEM, "update message.delta: out of memory for %zu floats", n);
     ud__env_f32_from_le(copy, (const unsigned char *)d->via.bin.ptr, n);
     *delta = copy;
     m->delta = copy;
-    m->n = n;
     return 0;
 }
 
@@ -290,7 +292,8 @@ int ud_update_msg_decode(const void *buf, size_t len, size_t max_floats, struct 
                          float **delta, struct ud_err *e)
 {
     memset(out, 0, sizeof *out);
-    *delta = NULL;
+    if (delta)
+        *delta = NULL;
     if (len == 0)
         return ud_err_set(e, UD_EFORMAT, "update message: empty (0 bytes)");
     /* The whole message cannot be larger than its delta allows, plus the small fields. */
@@ -306,8 +309,10 @@ int ud_update_msg_decode(const void *buf, size_t len, size_t max_floats, struct 
         rc = decode_top(&up.data, max_floats, out, delta, e);
     msgpack_unpacked_destroy(&up);
     if (rc < 0) {
-        free(*delta);
-        *delta = NULL;
+        if (delta) {
+            free(*delta);
+            *delta = NULL;
+        }
         memset(out, 0, sizeof *out);
     }
     return rc;

@@ -174,6 +174,11 @@ static void test_msg_round_trip(void **state)
     assert_ptr_equal(out.delta, copy);
     assert_memory_equal(copy, DELTA, sizeof DELTA); /* bitwise, -0.0 included */
     free(copy);
+    /* fields only: nothing copied */
+    assert_int_equal(ud_update_msg_decode(buf, len, 5, &out, NULL, &e), 0);
+    assert_int_equal(out.n, 5);
+    assert_null(out.delta);
+    assert_string_equal(out.key, m.key);
     /* max_floats below the delta's length: UD_ELIMIT */
     assert_int_equal(ud_update_msg_decode(buf, len, 4, &out, &copy, &e), UD_ELIMIT);
     assert_null(copy);

@@ -68,14 +68,15 @@ int ud_update_msg_encode(const struct ud_update_msg *msg, char **buf, size_t *le
                          struct ud_err *e);
 
 /* Decodes buf[0..len) into *out. The delta is always copied (and converted from little-endian)
- * into a fresh array handed to the caller in *delta (free with free()); out->delta points at
- * it and out->n is its length. A bin of more than max_floats floats is UD_ELIMIT, checked before
- * allocating; every declared length and count is bounded by the bytes present before msgpack-c
- * unpacks. Unknown keys are ignored. Errors, all naming the key: UD_EVERSION ("v" not 1),
- * UD_EFORMAT (not a map, missing key, wrong type, repeated key, bad key string, samples <= 0,
- * a bin whose length is not a multiple of 4, non-finite loss or accuracy, truncated or trailing
- * bytes), UD_ELIMIT, UD_ENOMEM. On error *out is zeroed and *delta is NULL. Never reads
- * outside buf[0..len). */
+ * into a fresh, aligned array handed to the caller in *delta (free with free()); out->delta
+ * points at it and out->n is its length. delta NULL: every field is checked, out->n is set, but
+ * nothing is copied (out->delta stays NULL), e.g. to look at round and key before allocating. A bin
+ * of more than max_floats floats is UD_ELIMIT, checked before allocating; every declared length and
+ * count is bounded by the bytes present before msgpack-c unpacks. Unknown keys are ignored. Errors,
+ * all naming the key: UD_EVERSION ("v" not 1), UD_EFORMAT (not a map, missing key, wrong type,
+ * repeated key, bad key string, samples <= 0, a bin whose length is not a multiple of 4, non-finite
+ * loss or accuracy, truncated or trailing bytes), UD_ELIMIT, UD_ENOMEM. On error *out is zeroed and
+ * *delta (if given) is NULL. Never reads outside buf[0..len). */
 int ud_update_msg_decode(const void *buf, size_t len, size_t max_floats, struct ud_update_msg *out,
                          float **delta, struct ud_err *e);
 
