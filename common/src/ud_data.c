@@ -533,8 +533,16 @@ ud_dataset_t *ud_dataset_load(const char *src, const struct ud_load_opts *opts, 
         ud__data_errno(e, errno, "stat", src);
         return NULL;
     }
-    if (S_ISDIR(st.st_mode))
+    if (S_ISDIR(st.st_mode)) {
+        /* A directory holding data.csv (what `updraft dataset partition` writes for tabular
+         * data) is that CSV; any other directory holds class folders of images. */
+        char csv[4096 + 16];
+        struct stat cs;
+        if ((size_t)snprintf(csv, sizeof csv, "%s/data.csv", src) < sizeof csv &&
+            stat(csv, &cs) == 0 && S_ISREG(cs.st_mode))
+            return ud_dataset_load_csv(csv, opts, e);
         return ud_dataset_load_images(src, opts, e);
+    }
     if (ends_with_ci(src, ".csv"))
         return ud_dataset_load_csv(src, opts, e);
     return ud_dataset_load_idx(src, NULL, opts, e);

@@ -5,7 +5,8 @@
  *      grey or RGB, resized (bilinear) to the requested (C, H, W);
  *    - IDX files (MNIST, Fashion-MNIST), optionally gzip-compressed: given
  *      ".../train-images-idx3-ubyte[.gz]", the labels are ".../train-labels-idx1-ubyte[.gz]";
- *    - CSV with a header row and a label column (default: "label", else the last column).
+ *    - CSV with a header row and a label column (default: "label", else the last column); a
+ *      directory that holds a file data.csv (a partition's client, docs/federated.md) is that CSV.
  *  Pixel data is kept as bytes (a quarter of the memory of floats) and scaled to [0, 1] as it
  *  is read; CSV features are kept as floats.
  *
