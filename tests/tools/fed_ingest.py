@@ -102,7 +102,7 @@ def main():
             t.join()
         dt += time.time() - t0
         state["next"] = state["end"]
-        time.sleep(0.5)
+        time.sleep(1.5)
         state["rss"][str(state["end"])] = rss_mb(a.pid)
     print(json.dumps({"accepted": state["accepted"], "refused": state["refused"],
                       "seconds": round(dt, 3), "per_sec": round(state["accepted"] / dt, 1),
