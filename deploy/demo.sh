@@ -16,7 +16,7 @@
 #                  [--per-round N] [--rounds R]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-epochs=2 arch=cnn np=2 cluster=12000 devices=8 per=4 rounds=3
+epochs=2 arch=cnn np=2 cluster=12000 devices=8 per=4 rounds=5
 while [ $# -gt 0 ]; do
     case "$1" in
     --epochs) epochs=$2; shift 2 ;;
