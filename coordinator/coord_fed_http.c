@@ -613,36 +613,37 @@ static enum MHD_Result post_fed_cancel(struct coord_http *h, struct MHD_Connecti
     "id number state base_version delta_floats created opened deadline closed accepted samples "   \
     "published_version eval_accuracy eval_loss message"
 
+/* A JSON array of the integers sql (one '?': id) yields. 0, or -1 on a database error. */
+static int id_array(sqlite3 *db, const char *sql, int64_t id, struct sbuf *b)
+{
+    sqlite3_stmt *q = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &q, NULL);
+    sb_puts(b, "[");
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(q, 1, id);
+        for (int k = 0; (rc = sqlite3_step(q)) == SQLITE_ROW; k++)
+            sb_printf(b, "%s%lld", k ? "," : "", (long long)sqlite3_column_int64(q, 0));
+    }
+    sqlite3_finalize(q);
+    sb_puts(b, "]");
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
 /* The round object at st's current row (ROUND_COLS), with participants and rejections. */
 static int round_json(sqlite3 *db, sqlite3_stmt *st, struct sbuf *b)
 {
     int64_t id = sqlite3_column_int64(st, 0);
     sb_puts(b, "{");
     sb_cols(b, st, 0, ROUND_NAMES);
+    sb_puts(b, ",\"participants\":");
+    if (id_array(db, "SELECT device FROM participants WHERE round = ? ORDER BY device", id, b))
+        return -1;
+    sb_puts(b, ",\"contributors\":");
+    if (id_array(db, "SELECT device FROM updates WHERE round = ? ORDER BY device", id, b))
+        return -1;
     sqlite3_stmt *q = NULL;
-    int rc = sqlite3_prepare_v2(
-        db, "SELECT device FROM participants WHERE round = ? ORDER BY device", -1, &q, NULL);
-    sb_puts(b, ",\"participants\":[");
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_int64(q, 1, id);
-        for (int k = 0; (rc = sqlite3_step(q)) == SQLITE_ROW; k++)
-            sb_printf(b, "%s%lld", k ? "," : "", (long long)sqlite3_column_int64(q, 0));
-    }
-    sqlite3_finalize(q);
-    if (rc != SQLITE_DONE)
-        return -1;
-    sb_puts(b, "],\"contributors\":[");
-    rc = sqlite3_prepare_v2(db, "SELECT device FROM updates WHERE round = ? ORDER BY device", -1,
-                            &q, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_int64(q, 1, id);
-        for (int k = 0; (rc = sqlite3_step(q)) == SQLITE_ROW; k++)
-            sb_printf(b, "%s%lld", k ? "," : "", (long long)sqlite3_column_int64(q, 0));
-    }
-    sqlite3_finalize(q);
-    if (rc != SQLITE_DONE)
-        return -1;
-    sb_puts(b, "],\"rejected\":{");
+    int rc;
+    sb_puts(b, ",\"rejected\":{");
     rc = sqlite3_prepare_v2(
         db, "SELECT reason, count FROM rejections WHERE round = ? ORDER BY reason", -1, &q, NULL);
     if (rc == SQLITE_OK) {

@@ -218,7 +218,7 @@ it_expect_rc "fed cancel" 0
 it_expect_grep "it prints the new state" "$OUT" "$F3: CANCELLED"
 it_run cancel2 "$UPDRAFT" fed cancel "$F3"
 it_expect_rc "cancelling it again exits 1" 1
-it_expect_grep "with the server's 409" "$ERR" "is not running (HTTP 409)"
+it_expect_grep "with the server's 409" "$ERR" "is already CANCELLED (HTTP 409)"
 it_run cancel_noauth env -u UPDRAFT_TOKEN "$UPDRAFT" fed cancel "$F1"
 it_expect_grep "fed cancel without the token: 401" "$ERR" "(HTTP 401)"
 it_run wait3 "$UPDRAFT" fed wait "$F3"
