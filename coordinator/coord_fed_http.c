@@ -3,6 +3,7 @@
  *    POST /v1/devices                    admin: enrol one device (or {"count": K}) -> tokens
  *    GET  /v1/devices                    list, with last-seen time and updates contributed
  *    GET  /v1/devices/{id}/task          device: the current assignment, or 204
+ *    POST /v1/devices/{id}/revoke        admin: the device's token stops working
  *    POST /v1/federations                admin: start one
  *    GET  /v1/federations[/{id}]         state, current round, per-round figures
  *    POST /v1/federations/{id}/cancel    admin
@@ -312,6 +313,24 @@ static enum MHD_Result get_devices(struct coord_http *h, struct MHD_Connection *
         return db_fail(h, c, db, "reading devices");
     }
     sb_printf(&b, ",\"count\":%d}", n);
+    return reply_json(h, c, MHD_HTTP_OK, &b);
+}
+
+/* POST /v1/devices/{id}/revoke: its token stops working at once (401 on every device call);
+ * updates it already sent stay counted. Revoking twice is no error. */
+static enum MHD_Result post_revoke(struct coord_http *h, struct MHD_Connection *c, const char *sid)
+{
+    int64_t id = seg_id(sid);
+    struct ud_err e = {0};
+    sqlite3 *db = ch_db_rw(h, &e);
+    if (!db)
+        return reply_db_error(h, c, &e);
+    if (rw_exec(db, "UPDATE devices SET revoked = 1 WHERE id = ?", "i", id) != 0)
+        return db_fail(h, c, db, "revoke device");
+    if (sqlite3_changes(db) == 0)
+        return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no device '%.32s'", sid);
+    struct sbuf b = {0};
+    sb_printf(&b, "{\"id\":%" PRId64 ",\"revoked\":true}", id);
     return reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
@@ -1159,6 +1178,16 @@ enum MHD_Result fed_serve(struct coord_http *h, struct MHD_Connection *c, const 
                 pthread_mutex_unlock(&write_lock);
                 return r;
             }
+        }
+        if (k == 4 && strcmp(s[3], "revoke") == 0) {
+            if (!post)
+                return not_allowed(h, c, method, "POST");
+            if (!authorized(h, c))
+                return need_admin(h, c);
+            pthread_mutex_lock(&write_lock);
+            enum MHD_Result r = post_revoke(h, c, s[2]);
+            pthread_mutex_unlock(&write_lock);
+            return r;
         }
         if (k == 4 && strcmp(s[3], "task") == 0) {
             if (!get)

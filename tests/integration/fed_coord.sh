@@ -205,5 +205,17 @@ it_expect_eq "no version 3" 2 "$(jq_ "$API_BODY" 'len(j["versions"]) if isinstan
 api GET /v1/devices
 it_expect_eq "updates per device: 4 in round 1, 1 in round 2" "5 [0, 1, 1, 1, 2]" \
     "$(jq_ "$API_BODY" 'str(sum(d["updates"] for d in j["devices"])) + " " + str(sorted(d["updates"] for d in j["devices"]))')"
+# Revoking a device: its token stops working at once; what it sent stays counted.
+api POST /v1/devices/4/revoke
+it_expect_eq "revoke device 4: 200" 200 "$API_STATUS"
+it_expect_eq "its token is refused from then on: 401" 401 "$(task "$T4")"
+it_expect_eq "another device's token still works" 204 "$(task "$T3")"
+api POST /v1/devices/99/revoke
+it_expect_eq "revoking an unknown device: 404" 404 "$API_STATUS"
+it_expect_eq "revoking without the admin token: 401" 401 \
+    "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$URL/v1/devices/3/revoke")"
+api GET /v1/devices
+it_expect_eq "the list shows it revoked, its updates still counted" "True True" \
+    "$(jq_ "$API_BODY" 'str(j["devices"][3]["revoked"]) + " " + str(j["devices"][3]["updates"] >= 1)')"
 it_expect_nogrep "the coordinator log has no crash" "$COORD_LOG" "Sanitizer"
 it_finish
