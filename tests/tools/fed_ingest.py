@@ -2,8 +2,9 @@
 """fed_ingest.py — the ingest half of tests/bench/fed_ingest.sh: C concurrent uploaders post
 one mlp-sized update for each of the devices in a token file to round R, over keep-alive
 connections, and report what the coordinator answered, the accepted updates per second, and
-the coordinator's resident memory (VmRSS of PID) after each mark's updates were answered (uploads are paused
-there, so no request is in flight; the pauses are not counted in the rate).
+the coordinator's resident memory (VmRSS of PID) after each mark's updates were answered:
+uploads pause there for 1.5 s, so no request is in flight and the coordinator's once-a-second
+malloc_trim has run; the pauses are not counted in the rate.
 
   fed_ingest.py URL TOKENS_FILE ROUND BASE_VERSION FLOATS PID [--concurrency C] [--marks 50,500]
 Prints one JSON line: {"accepted":..,"refused":{code: n},"seconds":..,"per_sec":..,
