@@ -78,6 +78,8 @@
  *  updates     accepted updates: round, device, key TEXT (the idempotency key), samples,
  *    loss, accuracy, norm REAL, path TEXT (the delta file, relative to STATE), received REAL,
  *    PRIMARY KEY (round, device): one update per device per round
+ *  failures    sampled devices that reported they could not update: round, device, reason
+ *    TEXT, time REAL, PRIMARY KEY (round, device)
  *  rejections  refused updates by reason: round, reason TEXT (duplicate, stale, closed,
  *    not_selected, shape, nonfinite, norm, malformed, too_large, conflict), count INTEGER
  *

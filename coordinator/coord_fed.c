@@ -387,7 +387,7 @@ static int read_fed(sqlite3_stmt *st, struct fed_row *r, struct ud_err *e)
 
 /* The latest round of a federation: fills id/number/state; 0 when there is none yet. */
 struct round_row {
-    int64_t id, number, base_version, delta_floats, accepted, samples, participants;
+    int64_t id, number, base_version, delta_floats, accepted, samples, participants, failed;
     char state[16];
     double deadline, created;
 };
@@ -399,7 +399,8 @@ static int latest_round(coord_fed_t *f, int64_t fed, struct round_row *rr, struc
     if (sqlite3_prepare_v2(f->db,
                            "SELECT id, number, state, base_version, delta_floats, accepted,"
                            " samples, deadline, created, (SELECT count(*) FROM participants p WHERE"
-                           " p.round = rounds.id) FROM rounds WHERE federation = ?"
+                           " p.round = rounds.id), (SELECT count(*) FROM failures x WHERE"
+                           " x.round = rounds.id) FROM rounds WHERE federation = ?"
                            " ORDER BY number DESC LIMIT 1",
                            -1, &st, NULL) != SQLITE_OK)
         return coord_db_err(f->db, e, "reading rounds");
@@ -416,6 +417,7 @@ static int latest_round(coord_fed_t *f, int64_t fed, struct round_row *rr, struc
         rr->deadline = sqlite3_column_double(st, 7);
         rr->created = sqlite3_column_double(st, 8);
         rr->participants = sqlite3_column_int64(st, 9);
+        rr->failed = sqlite3_column_int64(st, 10);
         ret = 1;
     } else if (rc != SQLITE_DONE)
         ret = coord_db_err(f->db, e, "reading rounds");
@@ -834,9 +836,16 @@ static int round_fail(coord_fed_t *f, const struct fed_row *r, const struct roun
                       double now, struct ud_err *e)
 {
     char msg[256];
-    snprintf(msg, sizeof msg,
-             "%" PRId64 " update%s by the deadline, %" PRId64 " needed: nothing published",
-             rr->accepted, rr->accepted == 1 ? "" : "s", r->spec.min_clients);
+    if (rr->failed)
+        snprintf(msg, sizeof msg,
+                 "%" PRId64 " update%s and %" PRId64 " failure report%s, %" PRId64
+                 " updates needed: nothing published",
+                 rr->accepted, rr->accepted == 1 ? "" : "s", rr->failed, rr->failed == 1 ? "" : "s",
+                 r->spec.min_clients);
+    else
+        snprintf(msg, sizeof msg,
+                 "%" PRId64 " update%s by the deadline, %" PRId64 " needed: nothing published",
+                 rr->accepted, rr->accepted == 1 ? "" : "s", r->spec.min_clients);
     int rc = db_run(f->db, e,
                     "UPDATE rounds SET state = 'FAILED', closed = coalesce(closed, ?), message = ?"
                     " WHERE id = ? AND state = 'CLOSING'",
@@ -884,7 +893,8 @@ static int fed_step(coord_fed_t *f, const struct fed_row *r, double now, struct 
     if (strcmp(rr.state, "WAITING") == 0)
         return round_open(f, m, r, &rr, now, e);
     if (strcmp(rr.state, "OPEN") == 0) {
-        int full = rr.participants > 0 && rr.accepted >= rr.participants;
+        /* Every sampled device answered: with an update, or a report that it could not. */
+        int full = rr.participants > 0 && rr.accepted + rr.failed >= rr.participants;
         if (!full && now < rr.deadline)
             return 0;
         int rc = db_run(f->db, e,

@@ -7,7 +7,8 @@
  *                           `availability` seconds), or at least min_clients are and the round
  *                           has waited round_deadline seconds; clients_per_round of them (or
  *                           all, if fewer) are sampled, seeded by (seed, round number)
- *    OPEN     -> CLOSING    every sampled device's update was accepted, or the deadline passed
+ *    OPEN     -> CLOSING    every sampled device answered (an accepted update, or a failure
+ *                           report), or the deadline passed
  *    CLOSING  -> PUBLISHED  at least min_clients updates: they are aggregated (FedAvg: the
  *                           base plus the sample-weighted mean of the deltas, times server_lr)
  *                           into the model's next version, scored on the evaluation dataset

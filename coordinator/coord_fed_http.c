@@ -9,6 +9,7 @@
  *    POST /v1/federations/{id}/cancel    admin
  *    GET  /v1/rounds/{id}                one round
  *    POST /v1/rounds/{id}/updates        device: a delta (msgpack, docs/agent.md)
+ *    POST /v1/rounds/{id}/failures       device: it cannot contribute ({"reason": ...})
  *    POST /v1/models/{name}/versions     admin: register a .udm (e.g. a federation's start)
  *
  *  Device tokens are "<id>.<64 hex>"; the database keeps BLAKE2b of the secret and the
@@ -356,6 +357,7 @@ static enum MHD_Result get_task(struct coord_http *h, struct MHD_Connection *c, 
             " f.id = r.federation JOIN models m ON m.name = f.model AND m.version ="
             " r.base_version WHERE p.device = ?1 AND r.state = 'OPEN' AND f.state = 'RUNNING'"
             " AND NOT EXISTS (SELECT 1 FROM updates u WHERE u.round = r.id AND u.device = ?1)"
+            " AND NOT EXISTS (SELECT 1 FROM failures x WHERE x.round = r.id AND x.device = ?1)"
             " ORDER BY r.id LIMIT 1",
             -1, &st, NULL) != SQLITE_OK)
         return db_fail(h, c, db, "reading tasks");
@@ -659,6 +661,9 @@ static int round_json(sqlite3 *db, sqlite3_stmt *st, struct sbuf *b)
         return -1;
     sb_puts(b, ",\"contributors\":");
     if (id_array(db, "SELECT device FROM updates WHERE round = ? ORDER BY device", id, b))
+        return -1;
+    sb_puts(b, ",\"failed\":");
+    if (id_array(db, "SELECT device FROM failures WHERE round = ? ORDER BY device", id, b))
         return -1;
     sqlite3_stmt *q = NULL;
     int rc;
@@ -1142,6 +1147,87 @@ out:
     return ret;
 }
 
+/* POST /v1/rounds/{id}/failures: a sampled device says it cannot contribute (its update
+ * failed: bad local data, a parameter it cannot use). The round stops waiting for it: it
+ * closes once every sampled device has sent an update or such a report. */
+static enum MHD_Result post_failure(struct coord_http *h, struct MHD_Connection *c, const char *sid,
+                                    const char *body, size_t len)
+{
+    int64_t round = seg_id(sid);
+    int64_t dev = device_auth(h, c, 1);
+    if (!dev)
+        return bad_token(h, c);
+    char reason[257] = "";
+    if (len) {
+        json_error_t je;
+        json_t *o = json_loadb(body, len, 0, &je),
+               *v = json_is_object(o) ? json_object_get(o, "reason") : NULL;
+        if (!v || !json_is_string(v)) {
+            json_decref(o);
+            return reply_reason(h, c, HTTP_UNPROCESSABLE, "malformed",
+                                "expected {\"reason\": \"...\"}");
+        }
+        snprintf(reason, sizeof reason, "%s", json_string_value(v));
+        json_decref(o);
+    }
+    struct ud_err e = {0};
+    sqlite3 *db = ch_db_rw(h, &e);
+    if (!db)
+        return reply_db_error(h, c, &e);
+    pthread_mutex_lock(&write_lock);
+    enum MHD_Result ret;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        ret = db_fail(h, c, db, "begin");
+        goto out;
+    }
+    sqlite3_stmt *st = NULL;
+    char state[16] = "";
+    int selected = 0, contributed = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT state, EXISTS (SELECT 1 FROM participants WHERE round = ?1 AND"
+                           " device = ?2), EXISTS (SELECT 1 FROM updates WHERE round = ?1 AND"
+                           " device = ?2) FROM rounds WHERE id = ?1",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, round);
+        sqlite3_bind_int64(st, 2, dev);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            snprintf(state, sizeof state, "%s", (const char *)sqlite3_column_text(st, 0));
+            selected = sqlite3_column_int(st, 1);
+            contributed = sqlite3_column_int(st, 2);
+        }
+    }
+    sqlite3_finalize(st);
+    if (!state[0] || !selected || contributed || strcmp(state, "OPEN") != 0) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        if (!state[0])
+            ret = reply_reason(h, c, MHD_HTTP_NOT_FOUND, "unknown_round", "no round '%.32s'", sid);
+        else if (!selected)
+            ret = reply_reason(h, c, MHD_HTTP_CONFLICT, "not_selected",
+                               "device %" PRId64 " was not sampled for round %" PRId64, dev, round);
+        else if (contributed)
+            ret = reply_reason(h, c, MHD_HTTP_CONFLICT, "conflict",
+                               "device %" PRId64 " already contributed to round %" PRId64, dev,
+                               round);
+        else
+            ret = reply_reason(h, c, MHD_HTTP_CONFLICT, "closed", "round %" PRId64 " is %s", round,
+                               state);
+        goto out;
+    }
+    if (rw_exec(db,
+                "INSERT OR IGNORE INTO failures (round, device, reason, time) VALUES (?, ?, ?, ?)",
+                "iisd", round, dev, reason, wall_now()) != 0 ||
+        sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        ret = db_fail(h, c, db, "record failure");
+        goto out;
+    }
+    struct sbuf b = {0};
+    sb_printf(&b, "{\"status\":\"recorded\",\"round\":%" PRId64 "}", round);
+    ret = reply_json(h, c, MHD_HTTP_OK, &b);
+out:
+    pthread_mutex_unlock(&write_lock);
+    return ret;
+}
+
 /* ------------------------------------------------------------------ dispatch */
 
 enum MHD_Result fed_serve(struct coord_http *h, struct MHD_Connection *c, const char *method, int k,
@@ -1236,6 +1322,14 @@ enum MHD_Result fed_serve(struct coord_http *h, struct MHD_Connection *c, const 
             if (!post)
                 return not_allowed(h, c, method, "POST");
             return post_update(h, c, s[2], body, len, too_big);
+        }
+        if (k == 4 && strcmp(s[3], "failures") == 0) {
+            if (!post)
+                return not_allowed(h, c, method, "POST");
+            if (too_big)
+                return reply_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE,
+                                   "request body over the limit of %u bytes", SMALL_BODY_CAP);
+            return post_failure(h, c, s[2], body, len);
         }
     }
     return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no such resource");

@@ -856,6 +856,29 @@ static void make_key(const struct daemon *d, int64_t round, char *key, size_t ca
     snprintf(key, cap, "%s-%" PRId64 "-%s", d->device, round, hex);
 }
 
+/* Tells the coordinator, once and best effort, that this device cannot contribute to the
+ * round (POST /v1/rounds/{id}/failures), so that the round need not wait for its deadline. */
+static void report_failure(struct daemon *d, int64_t round, const char *result)
+{
+    char path[96], body[160];
+    snprintf(path, sizeof path, "/v1/rounds/%" PRId64 "/failures", round);
+    snprintf(body, sizeof body, "{\"reason\":\"%s\"}", result); /* result: a plain word */
+    struct agent_http_resp r;
+    struct ud_err e = {0};
+    int rc = agent_http_post(d->http, path, "application/json", NULL, body, strlen(body),
+                             RESP_MAX_BYTES, &r, &e);
+    agent_json_open(d->log, "failure_report");
+    agent_json_int(d->log, "round", (long long)round);
+    agent_json_str(d->log, "reason", result);
+    agent_json_int(d->log, "status", rc < 0 ? 0 : (long long)r.status);
+    agent_json_close(d->log);
+    if (rc < 0 || r.status != 200)
+        agent_warn(d->log, "round %" PRId64 ": could not report the failure (%s)", round,
+                   rc < 0 ? e.msg : "the coordinator refused it");
+    if (rc == 0)
+        agent_http_resp_deinit(&r);
+}
+
 static int do_round(struct daemon *d, const struct task *t)
 {
     const struct agent_log *log = d->log;
@@ -910,6 +933,7 @@ static int do_round(struct daemon *d, const struct task *t)
         if (rc == ROUND_LATER)
             return ROUND_LATER;
         if (rc < 0) {
+            report_failure(d, t->round, result);
             finish_round(d, t->round, result);
             return ROUND_FINISHED;
         }

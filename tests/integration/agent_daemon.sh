@@ -209,7 +209,9 @@ server s10 '{"task_over": {"lr": 5}}'
 IT_TIMEOUT=4 run_agent bad_lr st10
 it_expect_grep "lr 5 from the task: refused naming the range" "$ERR" "learningRate 5 is outside the model's allowed range [0, 1]"
 it_expect_eq "no upload; the round is recorded as bad_params" '[0, "bad_params"]' \
-    "$(python3 -c 'import json,sys; s = json.load(open("st10/state.json")); print(json.dumps(['"$(reqs s10 'len([x for x in r if x["method"] == "POST"])')"', s["last_result"]]))')"
+    "$(python3 -c 'import json,sys; s = json.load(open("st10/state.json")); print(json.dumps(['"$(reqs s10 'len([x for x in r if x["method"] == "POST" and x["path"].endswith("/updates")])')"', s["last_result"]]))')"
+it_expect_eq "... and the failure is reported once to the round" 1 \
+    "$(reqs s10 'len([x for x in r if x["method"] == "POST" and x["path"].endswith("/failures")])')"
 server s11 '{"task_over": {"deadline": 4}, "upload_script": [503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503]}'
 IT_TIMEOUT=12 run_agent deadline st11
 it_expect_grep "503 until the deadline: given up" "$ERR" "the deadline has passed, giving up"

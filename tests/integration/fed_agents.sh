@@ -110,6 +110,35 @@ echo "     (after restarts: $(cat out/agent-*.jsonl | grep -c '"event":"resend"'
 cat out/agent-*.log >out/agents.log
 it_expect_nogrep "no agent crashed" out/agents.log "Sanitizer"
 
+# A device that cannot update (its data does not fit the model) reports it, and the round
+# closes as soon as every sampled device has answered, not at its deadline.
+mkdir -p broken
+printf 'a,b,c,label\n1,2,3,x\n4,5,6,y\n' >broken/data.csv
+cat >spec2.json <<EOF
+{"model": "tab", "rounds": 1, "clients_per_round": $K, "min_clients": $K, "round_deadline": 300,
+ "epochs": 1, "batch": 16, "lr": 0.01, "max_norm": 1000}
+EOF
+it_run start2 "$UPDRAFT" fed start spec2.json
+it_expect_rc "a second federation started" 0
+for ((i = 1; i < K; i++)); do start_agent $i; done
+"$AGENT" run --coordinator "$URL" --token "${TOKS[0]}" --data broken --state agent-0 --poll 0.2 \
+    --json >out/broken.jsonl 2>out/broken.log &
+PIDS[0]=$!
+t0=$SECONDS
+for ((t = 0; t < 600; t++)); do
+    api GET /v1/federations/2
+    [ "$(jq_ "$API_BODY" 'j["state"]')" = RUNNING ] || break
+    sleep 0.1
+done
+it_expect_eq "its round closes well before the 300 s deadline" yes \
+    "$([ $((SECONDS - t0)) -lt 60 ] && echo yes || echo "no: $((SECONDS - t0)) s")"
+it_expect_eq "... with 3 updates and device 1's failure report: FAILED (4 needed)" "FAILED 3 [1]" \
+    "$(jq_ "$API_BODY" 'j["rounds_detail"][0]["state"] + " " + str(j["rounds_detail"][0]["accepted"]) + " " + str(j["rounds_detail"][0]["failed"])')"
+it_expect_grep "... saying so" "$API_BODY" "3 updates and 1 failure report"
+it_expect_grep "the agent reported the failure" out/broken.jsonl '"event":"failure_report"'
+for ((i = 0; i < K; i++)); do kill -TERM "${PIDS[$i]}" 2>/dev/null || true; done
+for ((i = 0; i < K; i++)); do wait "${PIDS[$i]}" 2>/dev/null || true; done
+
 # A wrong token: exit 2 with the reason.
 it_run badtoken "$AGENT" run --coordinator "$URL" --token "1.$(printf '%064d' 0)" \
     --data parts/client-000 --state agent-bad --poll 0.2
