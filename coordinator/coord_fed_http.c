@@ -100,15 +100,7 @@ static enum MHD_Result reply_reason(struct coord_http *h, struct MHD_Connection 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    struct sbuf b = {0};
-    sb_printf(&b, "{\"error\":{\"status\":%u,\"message\":", code);
-    sb_json_str(&b, msg);
-    sb_puts(&b, ",\"reason\":");
-    sb_json_str(&b, reason);
-    sb_puts(&b, "},\"reason\":");
-    sb_json_str(&b, reason);
-    sb_puts(&b, "}");
-    return reply_json(h, c, code, &b);
+    return reply_error_msg(h, c, code, NULL, NULL, reason, msg);
 }
 
 static int64_t seg_id(const char *s)

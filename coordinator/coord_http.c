@@ -521,6 +521,31 @@ struct MHD_Response *mem_response(const char *body, size_t len)
 }
 
 /* The error body, with a header pair (name NULL: none). */
+enum MHD_Result reply_error_msg(struct coord_http *h, struct MHD_Connection *c, unsigned code,
+                                const char *hname, const char *hvalue, const char *reason,
+                                const char *msg)
+{
+    struct sbuf b = {0};
+    sb_printf(&b, "{\"error\":{\"status\":%u,\"message\":", code);
+    sb_json_str(&b, msg);
+    if (reason) { /* machine-readable, inside the error and beside it */
+        sb_puts(&b, ",\"reason\":");
+        sb_json_str(&b, reason);
+        sb_puts(&b, "},\"reason\":");
+        sb_json_str(&b, reason);
+        sb_puts(&b, "}\n");
+    } else {
+        sb_puts(&b, "}}\n");
+    }
+    enum MHD_Result ret;
+    if (b.oom)
+        ret = MHD_NO;
+    else
+        ret = queue(h, c, code, mem_response(b.p, b.len), JSON_TYPE, hname, hvalue, NULL);
+    sb_free(&b);
+    return ret;
+}
+
 enum MHD_Result reply_error_h(struct coord_http *h, struct MHD_Connection *c, unsigned code,
                               const char *hname, const char *hvalue, const char *fmt, ...)
 {
@@ -529,17 +554,7 @@ enum MHD_Result reply_error_h(struct coord_http *h, struct MHD_Connection *c, un
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    struct sbuf b = {0};
-    sb_printf(&b, "{\"error\":{\"status\":%u,\"message\":", code);
-    sb_json_str(&b, msg);
-    sb_puts(&b, "}}\n");
-    enum MHD_Result ret;
-    if (b.oom)
-        ret = MHD_NO;
-    else
-        ret = queue(h, c, code, mem_response(b.p, b.len), JSON_TYPE, hname, hvalue, NULL);
-    sb_free(&b);
-    return ret;
+    return reply_error_msg(h, c, code, hname, hvalue, NULL, msg);
 }
 
 /* A failure on our side (the database): 503 when it is busy or missing, else 500. */

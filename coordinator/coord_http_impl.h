@@ -50,6 +50,11 @@ enum MHD_Result reply_error_h(struct coord_http *h, struct MHD_Connection *c, un
                               const char *hname, const char *hvalue, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
 #define reply_error(h, c, code, ...) reply_error_h(h, c, code, NULL, NULL, __VA_ARGS__)
+/* The same with the message made, and a machine-readable reason (NULL: none) added as
+ * "reason" inside "error" and beside it. */
+enum MHD_Result reply_error_msg(struct coord_http *h, struct MHD_Connection *c, unsigned code,
+                                const char *hname, const char *hvalue, const char *reason,
+                                const char *msg);
 /* 503: the database is busy or missing. */
 enum MHD_Result reply_db_error(struct coord_http *h, struct MHD_Connection *c,
                                const struct ud_err *e);
