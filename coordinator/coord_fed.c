@@ -19,6 +19,7 @@
 #include "coord_log.h"
 #include "coord_store.h"
 #include "updraft/ud_data.h"
+#include "updraft/ud_delta.h"
 #include "updraft/ud_eval.h"
 #include "updraft/ud_rng.h"
 #include "updraft/ud_udm.h"
@@ -425,15 +426,6 @@ static int latest_round(coord_fed_t *f, int64_t fed, struct round_row *rr, struc
     return ret;
 }
 
-static size_t delta_floats(const ud_model_t *m)
-{
-    const struct ud_span *sp;
-    size_t n = ud_model_updatable_spans(m, &sp), total = 0;
-    for (size_t i = 0; i < n; i++)
-        total += sp[i].count;
-    return total;
-}
-
 static int fed_finish(coord_fed_t *f, const struct fed_row *r, const char *state, const char *msg,
                       double now, struct ud_err *e)
 {
@@ -459,7 +451,7 @@ static int round_create(coord_fed_t *f, struct fed_mem *m, const struct fed_row 
     int rc = db_run(f->db, e,
                     "INSERT INTO rounds (federation, number, state, base_version, delta_floats,"
                     " created) VALUES (?, ?, 'WAITING', ?, ?, ?)",
-                    "iiiid", r->id, number, r->current_version, (int64_t)delta_floats(base), now);
+                    "iiiid", r->id, number, r->current_version, (int64_t)ud_delta_size(base), now);
     if (rc >= 0)
         rc = db_run(f->db, e, "UPDATE federations SET round = ?, updated = ? WHERE id = ?", "idi",
                     number, now, r->id);
@@ -616,7 +608,7 @@ static int round_publish(coord_fed_t *f, struct fed_mem *m, const struct fed_row
                           "round %" PRId64 " is based on version %" PRId64 " but the federation is "
                           "at %" PRId64,
                           rr->id, rr->base_version, m->version);
-    size_t n = delta_floats(base);
+    size_t n = ud_delta_size(base);
     if ((int64_t)n != rr->delta_floats)
         return ud_err_set(e, UD_ESHAPE,
                           "round %" PRId64 ": %" PRId64 " floats per delta, the "
@@ -958,7 +950,6 @@ void coord_fed_tick(coord_fed_t *f, double now)
         struct ud_err e = {0};
         /* A few steps per tick: a round can be created, opened, closed and published at once. */
         for (int k = 0; k < 4; k++) {
-            int64_t before = rows[i].current_version;
             if (fed_step(f, &rows[i], now, &e) != 0) {
                 coord_log(COORD_LOG_ERROR, "federation %" PRId64 ": %s", rows[i].id, e.msg);
                 break;
@@ -977,7 +968,6 @@ void coord_fed_tick(coord_fed_t *f, double now)
             sqlite3_finalize(rs);
             if (!alive)
                 break;
-            (void)before;
         }
     }
     free(rows);
