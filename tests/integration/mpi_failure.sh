@@ -8,7 +8,7 @@ it_require_bins "$WORKER" "$UPDRAFT"
 source "$IT_LIB/mpi.bash"
 
 TRAIN=$FASHION/train-images-idx3-ubyte.gz
-run=(--data "$TRAIN" --arch mlp --epochs 3 --batch 128 --lr 0.05 --max-samples 12000
+run=(--data "$TRAIN" --arch mlp --epochs 6 --batch 128 --lr 0.05 --max-samples 12000
      --validation 0.1 --threads 1 --json --checkpoint-every 9 --keep-checkpoints 2)
 sha() { "$UPDRAFT" info "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["params_sha256"])'; }
 ckpts() { local c; c=$(grep -c '"event":"checkpoint"' "$1" 2>/dev/null) || true; echo "${c:-0}"; }
