@@ -20,6 +20,7 @@
  *  counting and once into an exactly sized buffer, so a 1 GiB parameter blob is copied once.
  */
 #include "updraft/ud_udm.h"
+#include "updraft/ud_seal.h"
 
 #include "ud_envelope_impl.h"
 #include "ud_udm_impl.h"
@@ -989,6 +990,12 @@ ud_model_t *ud_udm_decode(const void *buf, size_t len, struct ud_err *e)
     }
     if (ud__env_sodium(e) < 0)
         return NULL;
+    if (ud_seal_detect(buf, len)) {
+        ud_err_set(e, UD_EFOREIGN,
+                   "a sealed (signed or encrypted) updraft model, not a plain "
+                   ".udm: open it with its keys (ud_seal_open)");
+        return NULL;
+    }
 
     const unsigned char *body = NULL;
     size_t body_len = 0;
@@ -1029,9 +1036,13 @@ ud_model_t *ud_udm_read(const char *path, struct ud_err *e)
         e = &local;
     char *buf = NULL;
     size_t len = 0;
-    if (ud_read_file(path, UD_UDM_MAX_BYTES, &buf, &len, e) < 0)
+    if (ud_read_file(path, UD_UDM_MAX_BYTES + UD_SEAL_HEADER_BYTES + UD_SEAL_SIG_BYTES, &buf, &len,
+                     e) < 0)
         return NULL; /* the message already starts with the path */
-    ud_model_t *m = ud_udm_decode(buf, len, e);
+    /* A signed file from a trusted place reads like a plain one (its signature is not checked
+     * here: readers that must check it use ud_seal_read_model with a key). */
+    ud_model_t *m = ud_seal_detect(buf, len) ? ud_seal_decode_model(buf, len, NULL, NULL, e)
+                                             : ud_udm_decode(buf, len, e);
     free(buf);
     if (!m)
         ud_err_prefix(e, "%s", path);

@@ -39,7 +39,10 @@ extern "C" {
     X(TIMEOUT, -22, "timed out")                                                                   \
     X(AUTH, -23, "authentication failed")                                                          \
     X(CONFLICT, -24, "conflict")                                                                   \
-    X(INTERNAL, -25, "internal error")
+    X(INTERNAL, -25, "internal error")                                                             \
+    X(UNSIGNED, -26, "not signed")                                                                 \
+    X(WRONGKEY, -27, "wrong key")                                                                  \
+    X(TAMPERED, -28, "altered after it was signed or encrypted")
 
 enum ud_errno {
     UD_OK = 0,
