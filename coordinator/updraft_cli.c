@@ -31,6 +31,7 @@
 #include "updraft/ud_jsonw.h"
 #include "updraft/ud_kernels.h"
 #include "updraft/ud_model.h"
+#include "updraft/ud_seal.h"
 #include "updraft/ud_udm.h"
 
 static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
@@ -68,18 +69,37 @@ static void usage(FILE *f)
         "Federated simulations:\n",
         f);
     cli_local_usage(f);
+    fputs("\nSigned and encrypted models:\n", f);
+    cli_keys_usage(f);
     fputs("\n"
           "Talking to a coordinator (updraft-coordinator):\n",
           f);
     cli_remote_usage(f);
 }
 
+/* A plain or sealed model. A signature is reported, not checked (`updraft keys verify` checks
+   it); an encrypted model needs UPDRAFT_MODEL_KEY, the path of its model-key file. */
+static struct ud_seal_info g_seal;
+
 static ud_model_t *load_model(const char *path)
 {
     struct ud_err e = {0};
-    ud_model_t *m = ud_udm_read(path, &e);
-    if (!m)
-        die(1, "%s", e.msg);
+    struct ud_key k;
+    struct ud_seal_keys keys = {NULL, NULL};
+    const char *key_path = getenv("UPDRAFT_MODEL_KEY");
+    if (key_path && *key_path) {
+        if (ud_key_read(key_path, UD_KEY_MODEL, &k, &e))
+            die(1, "UPDRAFT_MODEL_KEY: %s", e.msg);
+        keys.decrypt = &k;
+    }
+    ud_model_t *m = ud_seal_read_model(path, &keys, &g_seal, &e);
+    if (keys.decrypt)
+        ud_key_wipe(&k);
+    if (!m) {
+        if (e.code == UD_EWRONGKEY && !keys.decrypt)
+            die(4, "%s (set UPDRAFT_MODEL_KEY to the model-key file)", e.msg);
+        die(cli_seal_exit_code(e.code), "%s", e.msg);
+    }
     return m;
 }
 
@@ -153,6 +173,10 @@ static int cmd_info(int argc, char **argv)
         ud_json_str(stdout, path);
         printf(",\"format_version\":%d,\"file_bytes\":%lld,\"params\":%zu,\"params_sha256\":\"%s\"",
                UD_UDM_VERSION, fsize, ud_model_param_count(m), sha);
+        printf(",\"signed_by\":");
+        ud_json_str(stdout, g_seal.is_signed ? g_seal.sign_key_id : NULL);
+        printf(",\"encrypted_with\":");
+        ud_json_str(stdout, g_seal.encrypted ? g_seal.enc_key_id : NULL);
         printf(",\"input\":{\"shape\":[%d,%d,%d],\"kind\":\"%s\"", a->input.c, a->input.h,
                a->input.w, in->kind == UD_INPUT_IMAGE ? "image" : "tabular");
         ud_json_field(stdout, "scale", in->scale);
@@ -237,6 +261,13 @@ static int cmd_info(int argc, char **argv)
             printf("\n");
         }
         printf("parameters     %zu\nparams_sha256  %s\n", ud_model_param_count(m), sha);
+        if (g_seal.is_signed || g_seal.encrypted)
+            printf("sealed         %s%s%s%s%s\n", g_seal.is_signed ? "signed by key " : "",
+                   g_seal.sign_key_id, g_seal.is_signed ? " (not verified here)" : "",
+                   g_seal.encrypted ? (g_seal.is_signed ? "; encrypted with model key "
+                                                        : "encrypted with model key ")
+                                    : "",
+                   g_seal.enc_key_id);
         printf("labels (%d):   ", C);
         for (int c = 0; c < C; c++)
             printf("%s%s", c ? ", " : "", ud_model_label(m, c));
@@ -634,6 +665,12 @@ int main(int argc, char **argv)
         return cli_init_main(argc - 2, argv + 2);
     if (strcmp(argv[1], "dataset") == 0)
         return cli_dataset_main(argc - 2, argv + 2);
+    if (strcmp(argv[1], "keys") == 0)
+        return cli_keys_main(argc - 2, argv + 2);
+    if (strcmp(argv[1], "encrypt") == 0)
+        return cli_encrypt_main(argc - 2, argv + 2);
+    if (strcmp(argv[1], "decrypt") == 0)
+        return cli_decrypt_main(argc - 2, argv + 2);
     if (strcmp(argv[1], "info") == 0)
         return cmd_info(argc - 2, argv + 2);
     if (strcmp(argv[1], "eval") == 0)
