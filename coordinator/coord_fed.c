@@ -236,12 +236,14 @@ struct fed_mem {
 
 struct coord_fed {
     char *state_dir;
+    const struct coord_model_keys *keys; /* borrowed: seal published versions */
     sqlite3 *db;
     struct fed_mem *mem;
     size_t nmem;
 };
 
-coord_fed_t *coord_fed_new(const char *state_dir, sqlite3 *db, struct ud_err *e)
+coord_fed_t *coord_fed_new(const char *state_dir, const struct coord_model_keys *keys, sqlite3 *db,
+                           struct ud_err *e)
 {
     coord_fed_t *f = calloc(1, sizeof *f);
     if (!f || !(f->state_dir = strdup(state_dir))) {
@@ -250,6 +252,7 @@ coord_fed_t *coord_fed_new(const char *state_dir, sqlite3 *db, struct ud_err *e)
         return NULL;
     }
     f->db = db;
+    f->keys = keys;
     return f;
 }
 
@@ -308,7 +311,7 @@ struct fed_row {
 static ud_model_t *load_version(coord_fed_t *f, const char *name, int64_t version, struct ud_err *e)
 {
     sqlite3_stmt *st = NULL;
-    char sha[65] = "", path[4096 + 128];
+    char sha[65] = "";
     if (sqlite3_prepare_v2(f->db, "SELECT sha256 FROM models WHERE name = ? AND version = ?", -1,
                            &st, NULL) != SQLITE_OK) {
         coord_db_err(f->db, e, "reading the registry");
@@ -324,9 +327,7 @@ static ud_model_t *load_version(coord_fed_t *f, const char *name, int64_t versio
                    version);
         return NULL;
     }
-    if (coord_store_path(f->state_dir, sha, path, sizeof path, e) != 0)
-        return NULL;
-    return ud_udm_read(path, e);
+    return coord_store_read_model(f->state_dir, f->keys, sha, e);
 }
 
 /* The base model of the federation's current version (cached). */
@@ -734,7 +735,7 @@ static int round_publish(coord_fed_t *f, struct fed_mem *m, const struct fed_row
     if ((rc = ud_udm_encode(next, &buf, &len, e)) != 0)
         goto out;
     char sha[65];
-    if ((rc = coord_store_put(f->state_dir, buf, len, sha, e)) != 0)
+    if ((rc = coord_store_put_model(f->state_dir, f->keys, buf, len, sha, e)) != 0)
         goto out;
     meta = coord_model_metadata_json(next);
     json_t *mo = json_object(), *lo = json_object(), *bo = json_object();

@@ -37,6 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "coord_store.h"
 #include "updraft/ud_error.h"
 #include "updraft/ud_model.h"
 
@@ -78,7 +79,8 @@ int coord_device_token_parse(const char *token, size_t len, int64_t *id, unsigne
 typedef struct coord_fed coord_fed_t;
 
 /* Creates the federation engine over db (borrowed) for state_dir (absolute; borrowed). */
-coord_fed_t *coord_fed_new(const char *state_dir, sqlite3 *db, struct ud_err *e);
+coord_fed_t *coord_fed_new(const char *state_dir, const struct coord_model_keys *keys, sqlite3 *db,
+                           struct ud_err *e);
 /* Frees it. Accepts NULL; NULLs *f. */
 void coord_fed_destroy(coord_fed_t **f);
 /* Logs the federations that are not finished (start-up). Returns their number or UD_EIO. */

@@ -38,6 +38,7 @@
 #include "coord_jobs_impl.h"
 #include "coord_store.h"
 #include "updraft/ud_delta.h"
+#include "updraft/ud_seal.h"
 #include "updraft/ud_udm.h"
 
 #define MODEL_BODY_CAP     (256u << 20) /* POST /v1/models/{name}/versions */
@@ -410,7 +411,14 @@ static enum MHD_Result post_model(struct coord_http *h, struct MHD_Connection *c
                                "model names hold letters, digits, '-', '_' and '.' (at most %d)",
                                COORD_FED_NAME_MAX - 1);
     struct ud_err e = {0};
-    ud_model_t *m = ud_udm_decode(body ? body : "", len, &e);
+    /* A plain .udm, or a sealed one: an encrypted upload must be under the coordinator's own
+     * model key; the stored version is sealed with the coordinator's keys either way. */
+    const struct coord_model_keys *k = ch_keys(h);
+    struct ud_seal_keys sk = {NULL, k && k->has_model ? &k->model : NULL};
+    ud_model_t *m = ud_seal_decode_model(body ? body : "", len, &sk, NULL, &e);
+    if (!m && e.code == UD_EWRONGKEY)
+        return reply_error(h, c, HTTP_UNPROCESSABLE, "%s%s", e.msg,
+                           sk.decrypt ? "" : " (start the coordinator with --model-key)");
     if (!m)
         return reply_error(h, c, HTTP_UNPROCESSABLE, "not a valid .udm: %s", e.msg);
     char sha[65];
@@ -418,7 +426,7 @@ static enum MHD_Result post_model(struct coord_http *h, struct MHD_Connection *c
     ud_model_destroy(&m);
     if (!meta)
         return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
-    if (coord_store_put(ch_state_dir(h), body, len, sha, &e) != 0) {
+    if (coord_store_put_model(ch_state_dir(h), k, body, len, sha, &e) != 0) {
         free(meta);
         return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", e.msg);
     }
@@ -498,10 +506,8 @@ static enum MHD_Result post_federation(struct coord_http *h, struct MHD_Connecti
                            "POST /v1/models/%s/versions)",
                            s.model, s.model);
     }
-    char path[4096 + 128];
-    ud_model_t *m = NULL;
-    if (coord_store_path(ch_state_dir(h), sha, path, sizeof path, &e) != 0 ||
-        !(m = ud_udm_read(path, &e)))
+    ud_model_t *m = coord_store_read_model(ch_state_dir(h), ch_keys(h), sha, &e);
+    if (!m)
         return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "model %s version %" PRId64 ": %s",
                            s.model, version, e.msg);
     if (ud_delta_size(m) == 0) {

@@ -391,7 +391,8 @@ struct coord_http {
     int have_token;
     double heartbeat_timeout, started;
     int port;
-    _Atomic uint64_t replies[600]; /* by status code, for /metrics */
+    const struct coord_model_keys *keys; /* borrowed */
+    _Atomic uint64_t replies[600];       /* by status code, for /metrics */
 };
 
 static void tls_free(void *p)
@@ -446,6 +447,11 @@ sqlite3 *ch_db_rw(struct coord_http *h, struct ud_err *e)
 const char *ch_state_dir(const struct coord_http *h)
 {
     return h->state_abs;
+}
+
+const struct coord_model_keys *ch_keys(const struct coord_http *h)
+{
+    return h->keys;
 }
 
 /* This thread's prepared statement id, reset and ready to bind; NULL with e set. */
@@ -1803,6 +1809,7 @@ coord_http_t *coord_http_start(const struct coord_http_config *cfg, struct ud_er
     h->state_abs = strdup(realpath(cfg->state_dir, abs) ? abs : cfg->state_dir);
     h->heartbeat_timeout = cfg->heartbeat_timeout > 0 ? cfg->heartbeat_timeout : 10.0;
     h->started = cfg->started > 0 ? cfg->started : wall_now();
+    h->keys = cfg->keys;
     if (cfg->admin_token && cfg->admin_token[0]) {
         crypto_generichash(h->token_hash, sizeof h->token_hash,
                            (const unsigned char *)cfg->admin_token, strlen(cfg->admin_token), NULL,

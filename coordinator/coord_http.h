@@ -9,6 +9,7 @@
 #ifndef COORD_HTTP_H
 #define COORD_HTTP_H
 
+#include "coord_store.h"
 #include "updraft/ud_error.h"
 
 typedef struct coord_http coord_http_t;
@@ -20,6 +21,7 @@ struct coord_http_config {
     double heartbeat_timeout; /* seconds: a rank heard from within this is a live worker */
     double started;           /* unix time the coordinator started (uptime) */
     int threads;              /* libmicrohttpd thread pool size (0: 2) */
+    const struct coord_model_keys *keys; /* seal registered versions (NULL: as given) */
 };
 
 /* Starts serving. Returns NULL with e set (UD_EINVAL bad listen address, UD_ENET cannot bind:

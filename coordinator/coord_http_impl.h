@@ -69,6 +69,7 @@ sqlite3 *ch_db_ro(struct coord_http *h, struct ud_err *e);
 sqlite3 *ch_db_rw(struct coord_http *h, struct ud_err *e);
 /* The state directory (as given, and absolute). */
 const char *ch_state_dir(const struct coord_http *h);
+const struct coord_model_keys *ch_keys(const struct coord_http *h);
 
 /* ---- coord_fed_http.c: devices, federations, rounds, model uploads ---- */
 

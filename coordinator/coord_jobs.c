@@ -993,7 +993,8 @@ int coord_jobs_model(coord_jobs_t *j, const struct ud_msg *req, int64_t *version
         ud_err_prefix(e, "%s: stored spec", r.id);
         goto out;
     }
-    if ((rc = coord_store_put(j->cfg.state_dir, req->udm, req->udm_len, stored, e)) != 0)
+    if ((rc = coord_store_put_model(j->cfg.state_dir, j->cfg.keys, req->udm, req->udm_len, stored,
+                                    e)) != 0)
         goto out;
     meta = coord_model_metadata_json(model);
     metrics = metrics_json(req, model);

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "coord_spec.h"
+#include "coord_store.h"
 #include "updraft/ud_error.h"
 #include "updraft/ud_plan.h"
 #include "updraft/ud_proto.h"
@@ -43,6 +44,7 @@ struct coord_config {
     double restart_timeout;   /* seconds in RESTARTING before FAILED */
     double cancel_grace;      /* seconds a launched job has to stop after a cancel */
     double started;           /* unix time the coordinator started */
+    const struct coord_model_keys *keys; /* seal registered versions (NULL: as given) */
 };
 
 typedef struct coord_jobs coord_jobs_t;

@@ -45,6 +45,7 @@ static void on_signal(int sig)
 
 struct options {
     const char *state, *http, *zmq, *advertise, *token_file, *worker, *mpirun;
+    const char *signing_key, *model_key;
     double heartbeat_timeout, restart_timeout, cancel_grace;
     int quiet, http_threads;
 };
@@ -55,7 +56,7 @@ static void usage(FILE *f)
             "usage: " PROG " --state DIR [--http HOST:PORT|none] [--zmq ENDPOINT]\n"
             "       [--advertise ENDPOINT] [--token-file F] [--heartbeat-timeout S]\n"
             "       [--restart-timeout S] [--cancel-grace S] [--worker PATH] [--mpirun PATH]\n"
-            "       [--http-threads N] [--quiet]\n"
+            "       [--http-threads N] [--signing-key F] [--model-key F] [--quiet]\n"
             "\n"
             "The updraft coordinator: workers register over ZeroMQ, operators use the REST API.\n"
             "  --state DIR            database (updraft.db), model store, job directories\n"
@@ -71,6 +72,10 @@ static void usage(FILE *f)
             "  --worker PATH          updraft-worker for local launches (default: next to this\n"
             "                         program)\n"
             "  --mpirun PATH          mpirun for local launches (default: mpirun in PATH)\n"
+            "  --signing-key F        Ed25519 key that signs every model version (default:\n"
+            "                         DIR/signing.key, made on first start with signing.pub)\n"
+            "  --model-key F          also encrypt every model version with this key\n"
+            "                         (updraft keys generate --type model)\n"
             "  --quiet                log warnings and errors only\n");
 }
 
@@ -111,6 +116,8 @@ static void parse_args(int argc, char **argv, struct options *o)
         O_MPIRUN,
         O_QUIET,
         O_THREADS,
+        O_SIGNKEY,
+        O_MODELKEY,
         O_HELP
     };
     static const struct option longs[] = {
@@ -125,6 +132,8 @@ static void parse_args(int argc, char **argv, struct options *o)
         {"worker", required_argument, 0, O_WORKER},
         {"mpirun", required_argument, 0, O_MPIRUN},
         {"http-threads", required_argument, 0, O_THREADS},
+        {"signing-key", required_argument, 0, O_SIGNKEY},
+        {"model-key", required_argument, 0, O_MODELKEY},
         {"quiet", no_argument, 0, O_QUIET},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
@@ -171,6 +180,12 @@ static void parse_args(int argc, char **argv, struct options *o)
             break;
         case O_THREADS:
             o->http_threads = (int)parse_seconds("--http-threads", optarg, 1);
+            break;
+        case O_SIGNKEY:
+            o->signing_key = optarg;
+            break;
+        case O_MODELKEY:
+            o->model_key = optarg;
             break;
         case O_QUIET:
             o->quiet = 1;
@@ -310,6 +325,9 @@ int main(int argc, char **argv)
     char *token = load_token(state, o.token_file, token_path, sizeof token_path);
     if (!token)
         die(1, "out of memory");
+    static struct coord_model_keys keys; /* every registered version is sealed with these */
+    if (coord_model_keys_load(state, o.signing_key, o.model_key, &keys, &e) != 0)
+        die(1, "%s", e.msg);
 
     /* Signals: SIGINT/SIGTERM stop the loop. They are blocked while the REST threads start,
      * so those threads never take them and the main thread's zmq_poll is interrupted. */
@@ -338,11 +356,12 @@ int main(int argc, char **argv)
         .restart_timeout = o.restart_timeout,
         .cancel_grace = o.cancel_grace,
         .started = started,
+        .keys = &keys,
     };
     coord_jobs_t *jobs = coord_jobs_new(&cfg, db, &e);
     if (!jobs)
         die(1, "%s", e.msg);
-    coord_fed_t *fed = coord_fed_new(state, db, &e);
+    coord_fed_t *fed = coord_fed_new(state, &keys, db, &e);
     if (!fed)
         die(1, "%s", e.msg);
     /* The ZeroMQ background threads start here: keep the signals for the main thread. */
@@ -364,6 +383,7 @@ int main(int argc, char **argv)
             .heartbeat_timeout = o.heartbeat_timeout,
             .started = started,
             .threads = o.http_threads,
+            .keys = &keys,
         };
         if (!(http = coord_http_start(&hc, &e)))
             die(1, "%s", e.msg);
@@ -383,6 +403,11 @@ int main(int argc, char **argv)
     coord_log(COORD_LOG_WARN, "workers connect to %s (bound %s)", advertise,
               coord_workers_endpoint(workers));
     coord_log(COORD_LOG_WARN, "admin token in %s", token_path);
+    coord_log(COORD_LOG_WARN,
+              "model versions are signed with key %s (%s; devices verify with its "
+              "public half, updraft keys generate/show)%s%s",
+              keys.sign.id, keys.sign_path, keys.has_model ? " and encrypted with model key " : "",
+              keys.has_model ? keys.model.id : "");
     coord_log(COORD_LOG_INFO,
               "state in %s; worker %s; heartbeat timeout %.1f s, restart timeout "
               "%.0f s",
@@ -441,6 +466,8 @@ int main(int argc, char **argv)
     coord_jobs_destroy(&jobs);
     coord_fed_destroy(&fed);
     coord_db_close(&db);
+    ud_key_wipe(&keys.sign);
+    ud_key_wipe(&keys.model);
     sodium_memzero(token, strlen(token));
     free(token);
     return stop_signal ? 0 : 1;

@@ -9,10 +9,12 @@
 #include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "updraft/ud_seal.h"
 #include "updraft/ud_udm.h"
 
 static int store_hex_ok(const char *s)
@@ -91,4 +93,85 @@ int coord_store_has(const char *state_dir, const char *sha256)
         return 0;
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int coord_model_keys_load(const char *state_dir, const char *sign_path, const char *model_path,
+                          struct coord_model_keys *k, struct ud_err *e)
+{
+    memset(k, 0, sizeof *k);
+    int rc;
+    if (sign_path) {
+        snprintf(k->sign_path, sizeof k->sign_path, "%s", sign_path);
+        if ((rc = ud_key_read(sign_path, UD_KEY_SIGN_SECRET, &k->sign, e)) != 0) {
+            ud_err_prefix(e, "--signing-key");
+            return rc;
+        }
+    } else {
+        snprintf(k->sign_path, sizeof k->sign_path, "%s/signing.key", state_dir);
+        rc = ud_key_read(k->sign_path, UD_KEY_SIGN_SECRET, &k->sign, e);
+        if (rc == UD_ENOTFOUND) {
+            /* First start: make the key pair. The public half is what devices are given. */
+            struct ud_key pub;
+            char pub_path[sizeof k->sign_path + 8];
+            snprintf(pub_path, sizeof pub_path, "%s/signing.pub", state_dir);
+            if ((rc = ud_key_generate(UD_KEY_SIGN_SECRET, &k->sign, e)) != 0 ||
+                (rc = ud_key_write(k->sign_path, &k->sign, false, e)) != 0 ||
+                (rc = ud_key_public(&k->sign, &pub, e)) != 0 ||
+                (rc = ud_key_write(pub_path, &pub, true, e)) != 0)
+                return rc;
+        } else if (rc) {
+            return rc;
+        }
+    }
+    if (model_path) {
+        if ((rc = ud_key_read(model_path, UD_KEY_MODEL, &k->model, e)) != 0) {
+            ud_err_prefix(e, "--model-key");
+            return rc;
+        }
+        k->has_model = true;
+    }
+    return 0;
+}
+
+int coord_store_put_model(const char *state_dir, const struct coord_model_keys *k, const void *udm,
+                          size_t len, char sha256_out[65], struct ud_err *e)
+{
+    if (!k)
+        return coord_store_put(state_dir, udm, len, sha256_out, e);
+    struct ud_seal_keys open_keys = {NULL, k->has_model ? &k->model : NULL};
+    char *plain = NULL, *enc = NULL, *signed_ = NULL;
+    size_t plain_n = 0, enc_n = 0, signed_n = 0;
+    struct ud_seal_info info;
+    int rc = ud_seal_open(udm, len, &open_keys, &plain, &plain_n, &info, e);
+    if (rc)
+        return rc;
+    const char *to_sign = plain;
+    size_t to_sign_n = plain_n;
+    if (k->has_model) {
+        if ((rc = ud_seal_encrypt(plain, plain_n, &k->model, &enc, &enc_n, e)) != 0)
+            goto out;
+        to_sign = enc;
+        to_sign_n = enc_n;
+    }
+    if ((rc = ud_seal_sign(to_sign, to_sign_n, &k->sign, &signed_, &signed_n, e)) != 0)
+        goto out;
+    rc = coord_store_put(state_dir, signed_, signed_n, sha256_out, e);
+out:
+    if (plain) {
+        sodium_memzero(plain, plain_n);
+        free(plain);
+    }
+    free(enc);
+    free(signed_);
+    return rc;
+}
+
+ud_model_t *coord_store_read_model(const char *state_dir, const struct coord_model_keys *k,
+                                   const char *sha256, struct ud_err *e)
+{
+    char path[4096 + 128];
+    if (coord_store_path(state_dir, sha256, path, sizeof path, e) != 0)
+        return NULL;
+    struct ud_seal_keys keys = {NULL, k && k->has_model ? &k->model : NULL};
+    return ud_seal_read_model(path, &keys, NULL, e);
 }
