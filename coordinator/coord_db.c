@@ -96,6 +96,7 @@ static const char SCHEMA_V1[] =
     " key TEXT NOT NULL, samples INTEGER NOT NULL, loss REAL, accuracy REAL, norm REAL,"
     " path TEXT NOT NULL, received REAL,"
     " PRIMARY KEY (round, device)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS updates_key ON updates (key);"
     "CREATE TABLE IF NOT EXISTS failures ("
     " round INTEGER NOT NULL REFERENCES rounds (id) ON DELETE CASCADE,"
     " device INTEGER NOT NULL REFERENCES devices (id),"

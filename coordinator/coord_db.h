@@ -11,7 +11,7 @@
  *  which SQLite serialises with the main thread's (busy_timeout 5 s). Time columns are unix
  *  seconds (REAL).
  *
- *  The schema (version 1 below, version 2 after it; `PRAGMA user_version` holds it):
+ *  The schema (version 1 below, versions 2 and 3 after it; `PRAGMA user_version` holds it):
  *
  *  jobs        one row per job
  *    id TEXT PRIMARY KEY            "job-000001" (seq, zero-padded to 6)
@@ -77,11 +77,13 @@
  *  participants the devices sampled for a round: round, device, PRIMARY KEY (round, device)
  *  updates     accepted updates: round, device, key TEXT (the idempotency key), samples,
  *    loss, accuracy, norm REAL, path TEXT (the delta file, relative to STATE), received REAL,
- *    PRIMARY KEY (round, device): one update per device per round
+ *    PRIMARY KEY (round, device): one update per device per round; index updates_key (key),
+ *    so that a key seen before (a replayed upload) is found at once (schema version 3)
  *  failures    sampled devices that reported they could not update: round, device, reason
  *    TEXT, time REAL, PRIMARY KEY (round, device)
  *  rejections  refused updates by reason: round, reason TEXT (duplicate, stale, closed,
- *    not_selected, shape, nonfinite, norm, malformed, too_large, conflict), count INTEGER
+ *    not_selected, shape, nonfinite, norm, malformed, too_large, conflict, replayed),
+ *    count INTEGER
  *
  *  Thread-safety: a connection belongs to one thread at a time.
  */
@@ -93,7 +95,7 @@
 #include "updraft/ud_error.h"
 
 #define COORD_DB_FILE           "updraft.db"
-#define COORD_DB_SCHEMA_VERSION 2
+#define COORD_DB_SCHEMA_VERSION 3
 
 /* Job states, as stored. */
 #define COORD_JOB_STATES(X) X(PENDING) X(RUNNING) X(RESTARTING) X(SUCCEEDED) X(FAILED) X(CANCELLED)

@@ -735,7 +735,8 @@ static int round_publish(coord_fed_t *f, struct fed_mem *m, const struct fed_row
     if ((rc = ud_udm_encode(next, &buf, &len, e)) != 0)
         goto out;
     char sha[65];
-    if ((rc = coord_store_put_model(f->state_dir, f->keys, buf, len, sha, e)) != 0)
+    size_t stored_len = 0;
+    if ((rc = coord_store_put_model(f->state_dir, f->keys, buf, len, sha, &stored_len, e)) != 0)
         goto out;
     meta = coord_model_metadata_json(next);
     json_t *mo = json_object(), *lo = json_object(), *bo = json_object();
@@ -776,7 +777,8 @@ static int round_publish(coord_fed_t *f, struct fed_mem *m, const struct fed_row
     rc = db_run(f->db, e,
                 "INSERT INTO models (name, version, sha256, size, created, job, metrics, lineage,"
                 " metadata) VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?)",
-                "sisidsss", r->spec.model, version, sha, (int64_t)len, now, metrics, lineage, meta);
+                "sisidsss", r->spec.model, version, sha, (int64_t)stored_len, now, metrics, lineage,
+                meta);
     if (rc >= 0)
         rc = db_run(f->db, e,
                     "UPDATE rounds SET state = 'PUBLISHED', closed = coalesce(closed, ?),"

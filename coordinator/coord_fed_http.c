@@ -426,7 +426,8 @@ static enum MHD_Result post_model(struct coord_http *h, struct MHD_Connection *c
     ud_model_destroy(&m);
     if (!meta)
         return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
-    if (coord_store_put_model(ch_state_dir(h), k, body, len, sha, &e) != 0) {
+    size_t stored_len = 0;
+    if (coord_store_put_model(ch_state_dir(h), k, body, len, sha, &stored_len, &e) != 0) {
         free(meta);
         return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", e.msg);
     }
@@ -452,7 +453,7 @@ static enum MHD_Result post_model(struct coord_http *h, struct MHD_Connection *c
                              "INSERT INTO models (name, version, sha256, size, created, job,"
                              " metrics, lineage, metadata) VALUES (?, ?, ?, ?, ?, NULL, '{}',"
                              " '{\"base\":null,\"job\":null,\"uploaded\":true}', ?)",
-                             "sisids", name, v, sha, (int64_t)len, wall_now(), meta)
+                             "sisids", name, v, sha, (int64_t)stored_len, wall_now(), meta)
                    : -1;
     free(meta);
     if (rc != 0 || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
@@ -929,6 +930,27 @@ static int existing_update(sqlite3 *db, int64_t round, int64_t dev, char *key, s
     return ret;
 }
 
+/* The device that sent the update with this idempotency key in any round, or 0 for none: a
+ * key is made fresh per device and round, so finding it under another device or round means
+ * the bytes were captured and replayed. Returns -1 on a database error. */
+static int64_t key_owner(sqlite3 *db, const char *key, int64_t *round_out)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT device, round FROM updates WHERE key = ? LIMIT 1", -1, &st,
+                           NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    int64_t dev = 0;
+    if (rc == SQLITE_ROW) {
+        dev = sqlite3_column_int64(st, 0);
+        *round_out = sqlite3_column_int64(st, 1);
+    } else if (rc != SQLITE_DONE)
+        dev = -1;
+    sqlite3_finalize(st);
+    return dev;
+}
+
 static enum MHD_Result answer_existing(struct coord_http *h, struct MHD_Connection *c,
                                        int64_t round, const char *have_key, const char *key)
 {
@@ -1008,6 +1030,20 @@ static enum MHD_Result post_update(struct coord_http *h, struct MHD_Connection *
         count_rejection(h, round, "not_selected");
         ret = reply_reason(h, c, MHD_HTTP_CONFLICT, "not_selected",
                            "device %" PRId64 " was not sampled for round %" PRId64, dev, round);
+        goto out;
+    }
+    /* Another device's upload (its key), replayed under this device's token. */
+    int64_t key_round = 0, owner = key_owner(ro, msg.key, &key_round);
+    if (owner < 0) {
+        ret = db_fail(h, c, ro, "reading updates");
+        goto out;
+    }
+    if (owner && (owner != dev || key_round != round)) {
+        count_rejection(h, round, "replayed");
+        ret = reply_reason(h, c, MHD_HTTP_CONFLICT, "replayed",
+                           "key '%s' was already used by device %" PRId64 " in round %" PRId64
+                           ": a replayed upload",
+                           msg.key, owner, key_round);
         goto out;
     }
     /* A re-sent upload is answered the same whatever the round's state now. */

@@ -956,16 +956,18 @@ int coord_jobs_model(coord_jobs_t *j, const struct ud_msg *req, int64_t *version
     sodium_bin2hex(hex, sizeof hex, sha, sizeof sha);
 
     if (strcmp(r.state, "SUCCEEDED") == 0 && r.model_version > 0) {
-        if ((rc = registered_sha(j, r.name, r.model_version, stored, e)) != 0)
+        char plain[65];
+        if ((rc = registered_sha(j, r.name, r.model_version, stored, e)) != 0 ||
+            (rc = coord_store_plain_sha256(j->cfg.state_dir, j->cfg.keys, stored, plain, e)) != 0)
             goto out;
-        if (strcmp(stored, req->sha256) == 0 && strcmp(hex, req->sha256) == 0) {
+        if (strcmp(plain, req->sha256) == 0 && strcmp(hex, req->sha256) == 0) {
             *version = r.model_version; /* a re-sent upload: the same answer */
             goto out;
         }
         rc = ud_err_set(e, UD_ECONFLICT,
                         "job %s already registered %s version %lld (sha256 %.12s...), not this "
                         "model (%.12s...)",
-                        r.id, r.name, (long long)r.model_version, stored, req->sha256);
+                        r.id, r.name, (long long)r.model_version, plain, req->sha256);
         goto out;
     }
     if (coord_job_state_terminal(r.state) || strcmp(r.state, "PENDING") == 0) {
@@ -993,8 +995,9 @@ int coord_jobs_model(coord_jobs_t *j, const struct ud_msg *req, int64_t *version
         ud_err_prefix(e, "%s: stored spec", r.id);
         goto out;
     }
+    size_t stored_len = 0;
     if ((rc = coord_store_put_model(j->cfg.state_dir, j->cfg.keys, req->udm, req->udm_len, stored,
-                                    e)) != 0)
+                                    &stored_len, e)) != 0)
         goto out;
     meta = coord_model_metadata_json(model);
     metrics = metrics_json(req, model);
@@ -1015,13 +1018,13 @@ int coord_jobs_model(coord_jobs_t *j, const struct ud_msg *req, int64_t *version
     rc = db_run(j->db, e,
                 "INSERT INTO models (name, version, sha256, size, created, job, metrics, lineage,"
                 " metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                "sisidssss", r.name, v, hex, (int64_t)req->udm_len, now, r.id, metrics, lineage,
+                "sisidssss", r.name, v, stored, (int64_t)stored_len, now, r.id, metrics, lineage,
                 meta);
     if (rc < 0)
         goto out_rollback;
     char msg[512];
     snprintf(msg, sizeof msg, "registered model %s version %lld (sha256 %.12s..., %zu bytes)",
-             r.name, (long long)v, hex, req->udm_len);
+             r.name, (long long)v, stored, stored_len);
     rc = job_transition(j, &r, "SUCCEEDED", now, msg, 1, e);
     if (rc == 0)
         rc = ud_err_set(e, UD_ESTATE, "job %s changed state during the upload: try again", r.id);

@@ -134,8 +134,9 @@ int coord_model_keys_load(const char *state_dir, const char *sign_path, const ch
 }
 
 int coord_store_put_model(const char *state_dir, const struct coord_model_keys *k, const void *udm,
-                          size_t len, char sha256_out[65], struct ud_err *e)
+                          size_t len, char sha256_out[65], size_t *stored_len, struct ud_err *e)
 {
+    *stored_len = len;
     if (!k)
         return coord_store_put(state_dir, udm, len, sha256_out, e);
     struct ud_seal_keys open_keys = {NULL, k->has_model ? &k->model : NULL};
@@ -156,6 +157,7 @@ int coord_store_put_model(const char *state_dir, const struct coord_model_keys *
     if ((rc = ud_seal_sign(to_sign, to_sign_n, &k->sign, &signed_, &signed_n, e)) != 0)
         goto out;
     rc = coord_store_put(state_dir, signed_, signed_n, sha256_out, e);
+    *stored_len = signed_n;
 out:
     if (plain) {
         sodium_memzero(plain, plain_n);
@@ -174,4 +176,28 @@ ud_model_t *coord_store_read_model(const char *state_dir, const struct coord_mod
         return NULL;
     struct ud_seal_keys keys = {NULL, k && k->has_model ? &k->model : NULL};
     return ud_seal_read_model(path, &keys, NULL, e);
+}
+
+int coord_store_plain_sha256(const char *state_dir, const struct coord_model_keys *k,
+                             const char *sha256, char plain_out[65], struct ud_err *e)
+{
+    char path[4096 + 128], *buf = NULL, *plain = NULL;
+    size_t len = 0, plain_n = 0;
+    int rc = coord_store_path(state_dir, sha256, path, sizeof path, e);
+    if (rc == 0)
+        rc = ud_read_file(path,
+                          (size_t)UD_SEAL_MAX_PAYLOAD + UD_SEAL_HEADER_BYTES + UD_SEAL_SIG_BYTES,
+                          &buf, &len, e);
+    struct ud_seal_keys keys = {NULL, k && k->has_model ? &k->model : NULL};
+    if (rc == 0)
+        rc = ud_seal_open(buf, len, &keys, &plain, &plain_n, NULL, e);
+    if (rc == 0) {
+        unsigned char h[crypto_hash_sha256_BYTES];
+        crypto_hash_sha256(h, (const unsigned char *)plain, plain_n);
+        sodium_bin2hex(plain_out, 65, h, sizeof h);
+        sodium_memzero(plain, plain_n);
+    }
+    free(plain);
+    free(buf);
+    return rc;
 }

@@ -47,11 +47,17 @@ int coord_model_keys_load(const char *state_dir, const char *sign_path, const ch
 
 /* Seals a model file's bytes with k and stores them: udm may be a plain .udm or a sealed file
  * (its signature is replaced; an encrypted one must be under k's model key, and is opened and
- * re-encrypted). Writes the stored object's SHA-256 to sha256_out. Returns 0, UD_EWRONGKEY
+ * re-encrypted). Writes the stored object's SHA-256 to sha256_out and its size (what the
+ * registry records and serves) to *stored_len. Returns 0, UD_EWRONGKEY
  * (encrypted under another key, or encrypted while the coordinator holds no model key),
  * UD_ETAMPERED, UD_EFORMAT, or UD_EIO. A NULL k stores the bytes as given (unit tests). */
 int coord_store_put_model(const char *state_dir, const struct coord_model_keys *k, const void *udm,
-                          size_t len, char sha256_out[65], struct ud_err *e);
+                          size_t len, char sha256_out[65], size_t *stored_len, struct ud_err *e);
+
+/* The SHA-256 of the plain .udm inside a stored object (what a worker's upload hashed to), so
+ * that a re-sent upload is recognised although the stored bytes are sealed. */
+int coord_store_plain_sha256(const char *state_dir, const struct coord_model_keys *k,
+                             const char *sha256, char plain_out[65], struct ud_err *e);
 
 /* Reads and decodes a stored model version (decrypting with k's model key when it is
  * encrypted; the plaintext stays in memory). Returns the model (the caller's) or NULL. */

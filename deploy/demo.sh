@@ -83,6 +83,7 @@ echo "$devices devices enrolled, holding the other $((60000 - cluster)) images (
 i=0
 while read -r _id tok; do
     build/bin/updraft-agent run --coordinator "$UPDRAFT_URL" --token "$tok" \
+        --model-pubkey "$state/signing.pub" \
         --data "$(printf 'out/demo-devices/client-%03d' "$i")" --state "out/demo-devices/agent-$i" \
         --poll 0.5 --quiet 2>"out/demo-devices/agent-$i.log" &
     i=$((i + 1))

@@ -3,9 +3,13 @@
 #ifndef AGENT_H
 #define AGENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "updraft/ud_error.h"
+#include "updraft/ud_keys.h"
+#include "updraft/ud_model.h"
+#include "updraft/ud_seal.h"
 
 /* Prints "updraft-agent: <message>" on stderr and exits with code. For main-side setup only. */
 void agent_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
@@ -18,6 +22,22 @@ void agent_check_out_path(const char *opt, const char *path);
  * bytes are little-endian afterwards: no longer floats on a big-endian host). Returns 0 or the
  * UD_E* code. */
 int agent_write_delta_file(const char *path, float *d, size_t n, struct ud_err *e);
+
+/* The keys a device holds for the models it is sent (docs/security.md): the coordinator's
+ * signing public key (--model-pubkey), and the model key of encrypted models (--model-key). */
+struct agent_keys {
+    struct ud_key verify, decrypt;
+    bool have_verify, have_decrypt;
+};
+/* Loads --model-pubkey / --model-key (either may be NULL); dies (exit 2) naming a bad file. */
+void agent_keys_load(struct agent_keys *k, const char *pubkey_path, const char *model_key_path);
+/* Reads a model file: checks the signature first when a public key is held (nothing but the
+ * sealed envelope is read before that), then decrypts in memory, then parses. Returns the model
+ * or NULL with e set: UD_EUNSIGNED, UD_EWRONGKEY, UD_ETAMPERED for a refused model. */
+ud_model_t *agent_open_model(const struct agent_keys *k, const char *path,
+                             struct ud_seal_info *info, struct ud_err *e);
+/* Exit code for a refused model: 3 unsigned, 4 another key, 5 altered; else 1. */
+int agent_refusal_exit(int code);
 
 /* `updraft-agent run ...` (argv[0] is "run"). Returns the exit code. */
 int agent_cmd_run(int argc, char **argv);

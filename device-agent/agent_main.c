@@ -18,6 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "agent.h"
 #include "agent_log.h"
 #include "agent_update.h"
@@ -56,20 +58,66 @@ long long agent_parse_int(const char *opt, const char *s, long long lo, long lon
     return v;
 }
 
+void agent_keys_load(struct agent_keys *k, const char *pubkey_path, const char *model_key_path)
+{
+    struct ud_err e = {0};
+    memset(k, 0, sizeof *k);
+    if (pubkey_path) {
+        if (ud_key_read(pubkey_path, UD_KEY_SIGN_PUBLIC, &k->verify, &e) < 0)
+            agent_die(2, "--model-pubkey: %s", e.msg);
+        k->have_verify = true;
+    }
+    if (model_key_path) {
+        if (ud_key_read(model_key_path, UD_KEY_MODEL, &k->decrypt, &e) < 0)
+            agent_die(2, "--model-key: %s", e.msg);
+        k->have_decrypt = true;
+    }
+}
+
+ud_model_t *agent_open_model(const struct agent_keys *k, const char *path,
+                             struct ud_seal_info *info, struct ud_err *e)
+{
+    struct ud_seal_keys sk = {k->have_verify ? &k->verify : NULL,
+                              k->have_decrypt ? &k->decrypt : NULL};
+    ud_model_t *m = ud_seal_read_model(path, &sk, info, e);
+    if (!m && e->code == UD_EWRONGKEY && !sk.decrypt && strstr(e->msg, "no model key"))
+        ud_err_prefix(e, "give --model-key");
+    return m;
+}
+
+int agent_refusal_exit(int code)
+{
+    switch (code) {
+    case UD_EUNSIGNED:
+        return 3;
+    case UD_EWRONGKEY:
+        return 4;
+    case UD_ETAMPERED:
+        return 5;
+    default:
+        return 1;
+    }
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: " AGENT_PROG " update --model M.udm --data SRC --out M2.udm [--epochs E]\n"
             "       [--lr X] [--batch B] [--seed N] [--delta D.bin] [--threads T] [--json]\n"
-            "       [--quiet]\n"
+            "       [--model-pubkey SIGN.pub] [--model-key MODEL.key] [--quiet]\n"
             "   or: " AGENT_PROG " run --coordinator URL (--token T | --token-file F) --data SRC\n"
-            "       --state DIR [--poll SEC] [--threads T] [--max-rounds N] [--json] [--quiet]\n"
+            "       --state DIR (--model-pubkey SIGN.pub | --allow-unsigned) [--model-key F]\n"
+            "       [--poll SEC] [--threads T] [--max-rounds N] [--json] [--quiet]\n"
             "\n"
             "update: improves a model on local data (a folder of class folders, an IDX file or a\n"
             "CSV) through the update engine: only the layers the model marks updatable change.\n"
             "Epochs, learning rate, batch and seed default to the model's update defaults and\n"
             "must lie in its allowed ranges. --delta writes updated - base over the updatable\n"
             "parameters as raw float32 little-endian. --threads: BLAS threads (default 1).\n"
+            "--model-pubkey: the model must be signed by this key (checked before the model is\n"
+            "parsed); --model-key: decrypts an encrypted model in memory (--out is then written\n"
+            "encrypted with the same key). A refused model exits 3 (unsigned), 4 (another key)\n"
+            "or 5 (altered).\n"
             "\n"
             "run: the device daemon (docs/agent.md): polls the coordinator for a round's task,\n"
             "downloads and verifies the model, updates it on SRC, uploads the delta; survives a\n"
@@ -79,14 +127,26 @@ static void usage(FILE *f)
 /* ------------------------------------------------------------------------ update command */
 
 struct update_opts {
-    const char *model, *out, *delta;
+    const char *model, *out, *delta, *pubkey, *model_key;
     struct agent_update_req req;
     struct agent_log log;
 };
 
 static void parse_update(int argc, char **argv, struct update_opts *o)
 {
-    enum { O_MODEL = 256, O_DATA, O_EPOCHS, O_LR, O_BATCH, O_SEED, O_OUT, O_DELTA, O_THREADS };
+    enum {
+        O_MODEL = 256,
+        O_DATA,
+        O_EPOCHS,
+        O_LR,
+        O_BATCH,
+        O_SEED,
+        O_OUT,
+        O_DELTA,
+        O_THREADS,
+        O_PUBKEY,
+        O_MODELKEY
+    };
     static const struct option longopts[] = {{"model", required_argument, 0, O_MODEL},
                                              {"data", required_argument, 0, O_DATA},
                                              {"epochs", required_argument, 0, O_EPOCHS},
@@ -96,6 +156,8 @@ static void parse_update(int argc, char **argv, struct update_opts *o)
                                              {"out", required_argument, 0, O_OUT},
                                              {"delta", required_argument, 0, O_DELTA},
                                              {"threads", required_argument, 0, O_THREADS},
+                                             {"model-pubkey", required_argument, 0, O_PUBKEY},
+                                             {"model-key", required_argument, 0, O_MODELKEY},
                                              {"json", no_argument, 0, 'j'},
                                              {"quiet", no_argument, 0, 'q'},
                                              {"help", no_argument, 0, 'h'},
@@ -136,6 +198,12 @@ static void parse_update(int argc, char **argv, struct update_opts *o)
             break;
         case O_THREADS:
             o->req.threads = (int)agent_parse_int("--threads", optarg, 1, 256);
+            break;
+        case O_PUBKEY:
+            o->pubkey = optarg;
+            break;
+        case O_MODELKEY:
+            o->model_key = optarg;
             break;
         case 'j':
             o->log.json = 1;
@@ -193,6 +261,28 @@ int agent_write_delta_file(const char *path, float *d, size_t n, struct ud_err *
     return ud_write_file_atomic(path, b, n * 4, e);
 }
 
+/* Writes the updated model; encrypted with key when the input was, so that the plaintext of an
+   encrypted model never reaches the disk. */
+static int write_model(const ud_model_t *m, const char *path, const struct ud_key *key,
+                       struct ud_err *e)
+{
+    if (!key)
+        return ud_udm_write(m, path, e);
+    char *buf = NULL, *enc = NULL;
+    size_t len = 0, enc_len = 0;
+    int rc = ud_udm_encode(m, &buf, &len, e);
+    if (rc == 0)
+        rc = ud_seal_encrypt(buf, len, key, &enc, &enc_len, e);
+    if (buf) {
+        sodium_memzero(buf, len);
+        free(buf);
+    }
+    if (rc == 0)
+        rc = ud_write_file_atomic(path, enc, enc_len, e);
+    free(enc);
+    return rc;
+}
+
 static int cmd_update(int argc, char **argv)
 {
     struct update_opts o;
@@ -204,9 +294,15 @@ static int cmd_update(int argc, char **argv)
         agent_check_out_path("--delta", o.delta);
 
     struct ud_err e = {0};
-    ud_model_t *model = ud_udm_read(o.model, &e);
+    struct agent_keys keys;
+    agent_keys_load(&keys, o.pubkey, o.model_key);
+    struct ud_seal_info seal;
+    ud_model_t *model = agent_open_model(&keys, o.model, &seal, &e);
     if (!model)
-        agent_die(1, "%s", e.msg);
+        agent_die(agent_refusal_exit(e.code), "refusing the model: %s", e.msg);
+    if (seal.is_signed && keys.have_verify)
+        agent_say(&o.log, "%s: signed by key %s: the signature verifies%s", o.model,
+                  seal.sign_key_id, seal.encrypted ? "; decrypted in memory" : "");
     ud_model_t *base = NULL;
     if (o.delta && !(base = ud_model_clone(model, &e)))
         agent_die(1, "%s", e.msg);
@@ -236,8 +332,9 @@ static int cmd_update(int argc, char **argv)
     }
     if (agent_update_stopping())
         agent_die(130, "cancelled; nothing written");
-    if (ud_udm_write(model, o.out, &e) < 0)
+    if (write_model(model, o.out, seal.encrypted ? &keys.decrypt : NULL, &e) < 0)
         agent_die(1, "%s", e.msg);
+    ud_key_wipe(&keys.decrypt);
     if (delta && agent_write_delta_file(o.delta, delta, nd, &e) < 0)
         agent_die(1, "%s", e.msg);
 

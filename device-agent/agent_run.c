@@ -45,7 +45,8 @@
 #define PATH_CAP          4200
 
 struct run_opts {
-    const char *url, *token, *token_file, *data, *state;
+    const char *url, *token, *token_file, *data, *state, *pubkey, *model_key;
+    int allow_unsigned;
     double poll;
     int threads;
     int64_t max_rounds; /* 0: no limit */
@@ -71,6 +72,7 @@ struct daemon {
     char device[128];
     char token[1024];
     agent_http_t *http;
+    struct agent_keys keys;
     struct agent_state st;
     int64_t contributed;
     int64_t skipped_round;              /* the last already-done round we said so about */
@@ -170,7 +172,19 @@ static void answer_field(const struct agent_http_resp *r, const char *key, char 
 
 static void parse_run(int argc, char **argv, struct run_opts *o)
 {
-    enum { O_COORD = 256, O_TOKEN, O_TOKEN_FILE, O_DATA, O_STATE, O_POLL, O_THREADS, O_MAX };
+    enum {
+        O_COORD = 256,
+        O_TOKEN,
+        O_TOKEN_FILE,
+        O_DATA,
+        O_STATE,
+        O_POLL,
+        O_THREADS,
+        O_MAX,
+        O_PUBKEY,
+        O_MODELKEY,
+        O_UNSIGNED
+    };
     static const struct option longopts[] = {{"coordinator", required_argument, 0, O_COORD},
                                              {"token", required_argument, 0, O_TOKEN},
                                              {"token-file", required_argument, 0, O_TOKEN_FILE},
@@ -179,6 +193,9 @@ static void parse_run(int argc, char **argv, struct run_opts *o)
                                              {"poll", required_argument, 0, O_POLL},
                                              {"threads", required_argument, 0, O_THREADS},
                                              {"max-rounds", required_argument, 0, O_MAX},
+                                             {"model-pubkey", required_argument, 0, O_PUBKEY},
+                                             {"model-key", required_argument, 0, O_MODELKEY},
+                                             {"allow-unsigned", no_argument, 0, O_UNSIGNED},
                                              {"json", no_argument, 0, 'j'},
                                              {"quiet", no_argument, 0, 'q'},
                                              {"help", no_argument, 0, 'h'},
@@ -216,6 +233,15 @@ static void parse_run(int argc, char **argv, struct run_opts *o)
         case O_MAX:
             o->max_rounds = agent_parse_int("--max-rounds", optarg, 1, INT64_MAX);
             break;
+        case O_PUBKEY:
+            o->pubkey = optarg;
+            break;
+        case O_MODELKEY:
+            o->model_key = optarg;
+            break;
+        case O_UNSIGNED:
+            o->allow_unsigned = 1;
+            break;
         case 'j':
             o->log.json = 1;
             break;
@@ -225,6 +251,7 @@ static void parse_run(int argc, char **argv, struct run_opts *o)
         case 'h':
             printf("usage: " AGENT_PROG " run --coordinator URL (--token T | --token-file F) "
                    "--data SRC --state DIR\n"
+                   "       (--model-pubkey SIGN.pub | --allow-unsigned) [--model-key MODEL.key]\n"
                    "       [--poll SEC] [--threads T] [--max-rounds N] [--json] [--quiet]\n"
                    "(docs/agent.md)\n");
             exit(0);
@@ -240,6 +267,12 @@ static void parse_run(int argc, char **argv, struct run_opts *o)
         agent_die(2, "run: give exactly one of --token and --token-file");
     if (strncmp(o->url, "http://", 7) != 0 && strncmp(o->url, "https://", 8) != 0)
         agent_die(2, "--coordinator: '%s' must start with http:// or https://", o->url);
+    if (!o->pubkey && !o->allow_unsigned)
+        agent_die(2, "run: give --model-pubkey (the coordinator's signing key, STATE/signing.pub "
+                     "on its host) so that models are verified, or --allow-unsigned to accept "
+                     "them unverified");
+    if (o->pubkey && o->allow_unsigned)
+        agent_die(2, "run: --model-pubkey and --allow-unsigned contradict each other");
 }
 
 /* "<device id>.<hex secret>": the device id is what precedes the last '.'. */
@@ -754,15 +787,33 @@ static int build_upload(struct daemon *d, const struct task *t, const char *mode
 {
     const struct agent_log *log = d->log;
     struct ud_err e = {0};
-    ud_model_t *model = ud_udm_read(model_path, &e), *base = NULL;
+    struct ud_seal_info seal;
+    ud_model_t *model = agent_open_model(&d->keys, model_path, &seal, &e), *base = NULL;
     float *delta = NULL;
     char *buf = NULL;
     int rc = 0;
+    if (!model && (e.code == UD_EUNSIGNED || e.code == UD_EWRONGKEY || e.code == UD_ETAMPERED)) {
+        /* The bytes are the ones the coordinator announced, but they are not a model this
+         * device trusts: never train on them; give the round up and say why. */
+        agent_json_open(log, "model_refused");
+        agent_json_int(log, "round", (long long)t->round);
+        agent_json_str(log, "reason", ud_err_name(e.code));
+        agent_json_str(log, "message", e.msg);
+        agent_json_close(log);
+        agent_error(log, "round %" PRId64 ": refusing the model: %s; giving up this round",
+                    t->round, e.msg);
+        unlink(model_path);
+        snprintf(result, cap, "model_refused");
+        return e.code;
+    }
     if (!model) {
         agent_error(log, "round %" PRId64 ": %s", t->round, e.msg);
         unlink(model_path); /* verified bytes that do not decode: fetch again next time */
         return ROUND_LATER;
     }
+    if (seal.is_signed && d->keys.have_verify)
+        agent_say(log, "round %" PRId64 ": model signed by key %s: the signature verifies%s",
+                  t->round, seal.sign_key_id, seal.encrypted ? "; decrypted in memory" : "");
     if (!(base = ud_model_clone(model, &e))) {
         agent_error(log, "%s", e.msg);
         rc = ROUND_LATER;
@@ -955,6 +1006,12 @@ int agent_cmd_run(int argc, char **argv)
     d->log = &d->o.log;
     d->skipped_round = -1;
     load_token(d);
+    agent_keys_load(&d->keys, d->o.pubkey, d->o.model_key);
+    if (d->o.allow_unsigned)
+        agent_warn(d->log, "--allow-unsigned: models are not verified; anyone who can answer for "
+                           "the coordinator can make this device train on any model");
+    else
+        agent_say(d->log, "models must be signed by key %s (%s)", d->keys.verify.id, d->o.pubkey);
     if (sodium_init() < 0)
         agent_die(1, "libsodium cannot initialise");
     ud_kernels_set_threads(d->o.threads);

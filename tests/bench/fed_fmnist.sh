@@ -85,6 +85,7 @@ SPEC
     t0=$(date +%s.%N)
     while read -r _id tok; do
         "$bin/updraft-agent" run --coordinator "$url" --token "$tok" \
+            --model-pubkey "$work/state/signing.pub" \
             --data "$(printf '%s/client-%03d' "$parts" "$i")" --state "$work/agent-$tag-$i" \
             --poll 0.5 --quiet >"$work/agent-$tag-$i.log" 2>&1 &
         i=$((i + 1))

@@ -80,7 +80,7 @@ run_agent() # LABEL STATE [ARGS...]
 {
     local label=$1 state=$2
     shift 2
-    it_run "$label" "$AGENT" run --coordinator "$URL" --token "$TOKEN" --data imgs --state "$state" \
+    it_run "$label" "$AGENT" run --coordinator "$URL" --allow-unsigned --token "$TOKEN" --data imgs --state "$state" \
         --poll 0.2 "$@"
 }
 
@@ -90,7 +90,7 @@ run_agent round1 st1 --max-rounds 1 --json
 it_expect_rc "one round: exit 0 after --max-rounds 1" 0
 it_expect_rc "every stdout line is JSON" "$(fixture jsonlines "$OUT" >/dev/null 2>&1; echo $?)"
 it_expect_eq "events in order" \
-    '["started", "task", "download", "model_ready", "training_begin", "epoch_end", "delta", "upload", "round_done"]' \
+    '["warning", "started", "task", "download", "model_ready", "training_begin", "epoch_end", "delta", "upload", "round_done"]' \
     "$(it_json "$OUT" '[l["event"] for l in lines]')"
 it_expect_eq "the task's epochs, batch and lr drive the update" '[1, 32, 0.05, 126]' \
     "$(it_json "$OUT" '[[l["epochs"], l["batch"], l["lr"], l["samples"]] for l in lines if l["event"] == "training_begin"][0]')"
@@ -115,10 +115,10 @@ it_expect_eq "no second upload" 1 "$(reqs s1 'len([x for x in r if x["method"] =
 IT_TIMEOUT=60
 
 # ---- refused token --------------------------------------------------------------------------
-it_run badtoken "$AGENT" run --coordinator "$URL" --token dev7.0bad --data imgs --state st_bad --poll 0.2
+it_run badtoken "$AGENT" run --coordinator "$URL" --allow-unsigned --token dev7.0bad --data imgs --state st_bad --poll 0.2
 it_expect_rc "a refused token exits 2" 2
 it_expect_grep "it says so" "$ERR" "token refused"
-it_run malformed "$AGENT" run --coordinator "$URL" --token nodot --data imgs --state st_bad
+it_run malformed "$AGENT" run --coordinator "$URL" --allow-unsigned --token nodot --data imgs --state st_bad
 it_expect_rc "a token without a device id exits 2" 2
 
 # ---- 503, 503, then 200: retried with backoff, same key, same body --------------------------
@@ -150,7 +150,7 @@ it_expect_eq "download events: 700000 bytes, then the rest resumed" '[[0, 700000
 
 # ---- kill -9 in the middle of a download: resumed on restart ---------------------------------
 server s5 '{"throttle": 150000}'
-"$AGENT" run --coordinator "$URL" --token "$TOKEN" --data imgs --state st5 --poll 0.2 \
+"$AGENT" run --coordinator "$URL" --allow-unsigned --token "$TOKEN" --data imgs --state st5 --poll 0.2 \
     >out/dl_kill.out 2>out/dl_kill.err &
 pid=$!
 PIDS+=($pid)
@@ -171,7 +171,7 @@ it_expect_eq "the resumed model verified and the round accepted" '["download", "
 
 # ---- kill -9 in the middle of an upload: re-sent on restart with the same key ----------------
 server s6 '{"upload_delay": 30}'
-"$AGENT" run --coordinator "$URL" --token "$TOKEN" --data imgs --state st6 --poll 0.2 \
+"$AGENT" run --coordinator "$URL" --allow-unsigned --token "$TOKEN" --data imgs --state st6 --poll 0.2 \
     >out/up_kill.out 2>out/up_kill.err &
 pid=$!
 PIDS+=($pid)
@@ -183,7 +183,7 @@ it_expect_eq "after kill -9: the stored update is there" "upload-42.msgpack" "$(
 config s6 '{}'
 run_agent up_resume st6 --max-rounds 1 --json
 it_expect_rc "restarted after kill -9 mid-upload: exit 0" 0
-it_expect_eq "it re-sent before asking for a task" '["started", "resend", "upload", "round_done"]' \
+it_expect_eq "it re-sent before asking for a task" '["warning", "started", "resend", "upload", "round_done"]' \
     "$(it_json "$OUT" '[l["event"] for l in lines]')"
 it_expect_eq "same Idempotency-Key, same body" '[1, true]' \
     "$(reqs s6 '[len({x["idempotency_key"] for x in r if x["method"] == "POST"}), open("s6/uploads/1.bin","rb").read() == open("s6/uploads/2.bin","rb").read()]')"
@@ -220,7 +220,7 @@ it_expect_eq "the round is recorded as deadline, after several attempts" true \
 
 # ---- nothing to do: 204, then SIGTERM stops it cleanly ---------------------------------------
 server s9 '{"task": null}'
-"$AGENT" run --coordinator "$URL" --token "$TOKEN" --data imgs --state st9 --poll 0.2 \
+"$AGENT" run --coordinator "$URL" --allow-unsigned --token "$TOKEN" --data imgs --state st9 --poll 0.2 \
     >out/idle.out 2>out/idle.err &
 pid=$!
 sleep 1.5

@@ -260,10 +260,13 @@ it_expect_eq "re-sent upload: the same version and sha256" "model_ack 1 $SHA" "$
 it_expect_eq "other bytes for a finished job: UD_ECONFLICT" UD_ECONFLICT "$(reply 2 code_name)"
 it_expect_eq "heartbeat of a SUCCEEDED job: ack without cancel" "ack false" "$(reply 3 t) $(reply 3 cancel)"
 it_expect_eq "job SUCCEEDED with model_version 1" "SUCCEEDED|1" "$(sql "SELECT state, model_version FROM jobs WHERE id = '$A'")"
-it_expect_eq "one models row" "proto|1|$SHA|$A" "$(sql "SELECT name, version, sha256, job FROM models")"
+STORED=$(sql "SELECT sha256 FROM models")
+it_expect_eq "one models row" "proto|1|$STORED|$A" "$(sql "SELECT name, version, sha256, job FROM models")"
 it_expect_grep "metrics as sent" <(sql "SELECT metrics FROM models") '"test_accuracy":0.625'
 it_expect_grep "lineage names job and dataset" <(sql "SELECT lineage FROM models") "\"job\":\"$A\""
-it_expect_eq "the file is in the store under its sha256" 1 "$([ -f "$STATE/models/sha256/${SHA:0:2}/$SHA" ] && echo 1)"
+it_expect_eq "the file is in the store under its sha256" 1 "$([ -f "$STATE/models/sha256/${STORED:0:2}/$STORED" ] && echo 1)"
+it_expect_eq "... signed: the uploaded bytes (sha256 $SHA) inside a 64-byte header and signature" "$SHA" \
+    "$(/usr/bin/python3 -c 'import hashlib,sys; b=open(sys.argv[1],"rb").read(); print(hashlib.sha256(b[64:-64]).hexdigest())' "$STATE/models/sha256/${STORED:0:2}/$STORED")"
 
 kill "$KEEP"
 wait "$KEEP" 2>/dev/null || true

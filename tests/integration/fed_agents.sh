@@ -41,7 +41,7 @@ declare -a PIDS TOKS
 start_agent() # INDEX
 {
     local i=$1
-    "$AGENT" run --coordinator "$URL" --token "${TOKS[$i]}" --data "parts/client-00$i" \
+    "$AGENT" run --coordinator "$URL" --model-pubkey state/signing.pub --token "${TOKS[$i]}" --data "parts/client-00$i" \
         --state "agent-$i" --poll 0.2 --json >>"out/agent-$i.jsonl" 2>>"out/agent-$i.log" &
     PIDS[$i]=$!
 }
@@ -121,7 +121,7 @@ EOF
 it_run start2 "$UPDRAFT" fed start spec2.json
 it_expect_rc "a second federation started" 0
 for ((i = 1; i < K; i++)); do start_agent $i; done
-"$AGENT" run --coordinator "$URL" --token "${TOKS[0]}" --data broken --state agent-0 --poll 0.2 \
+"$AGENT" run --coordinator "$URL" --model-pubkey state/signing.pub --token "${TOKS[0]}" --data broken --state agent-0 --poll 0.2 \
     --json >out/broken.jsonl 2>out/broken.log &
 PIDS[0]=$!
 t0=$SECONDS
@@ -140,14 +140,14 @@ for ((i = 0; i < K; i++)); do kill -TERM "${PIDS[$i]}" 2>/dev/null || true; done
 for ((i = 0; i < K; i++)); do wait "${PIDS[$i]}" 2>/dev/null || true; done
 
 # A wrong token: exit 2 with the reason.
-it_run badtoken "$AGENT" run --coordinator "$URL" --token "1.$(printf '%064d' 0)" \
+it_run badtoken "$AGENT" run --coordinator "$URL" --model-pubkey state/signing.pub --token "1.$(printf '%064d' 0)" \
     --data parts/client-000 --state agent-bad --poll 0.2
 it_expect_rc "a refused token exits 2" 2
 it_expect_grep "... saying the token was refused" "$ERR" "token refused"
 
 # A dead coordinator: the agent retries quietly and stops cleanly on SIGTERM.
 coord_stop
-"$AGENT" run --coordinator "$URL" --token "${TOKS[0]}" --data parts/client-000 --state agent-0 \
+"$AGENT" run --coordinator "$URL" --model-pubkey state/signing.pub --token "${TOKS[0]}" --data parts/client-000 --state agent-0 \
     --poll 0.2 2>out/dead.log &
 apid=$!
 sleep 2

@@ -54,10 +54,17 @@ it_expect_eq "the refused pushes registered nothing" 0 "$(jq_ "$API_BODY" 'len(j
 
 it_run push "$UPDRAFT" model push m.udm --name fm
 it_expect_rc "model push m.udm --name fm" 0
-SHA=$(sha256sum m.udm | cut -d' ' -f1)
-it_expect_grep "it prints the version and the file's sha256" "$OUT" "registered fm version 1 (sha256 $SHA)"
+api GET /v1/models/fm/versions/1
+SHA=$(jq_ "$API_BODY" 'j["sha256"]')
+it_expect_grep "it prints the version and the stored file's sha256" "$OUT" "registered fm version 1 (sha256 $SHA)"
+it_run pull_fm "$UPDRAFT" model pull fm@1 --out fm1.udm
+it_expect_eq "the stored file is the pushed model, signed by the coordinator (64-byte header and signature)" \
+    "$(sha256sum m.udm | cut -d' ' -f1)" \
+    "$(/usr/bin/python3 -c 'import hashlib,sys; b=open(sys.argv[1],"rb").read(); print(hashlib.sha256(b[64:-64]).hexdigest())' fm1.udm)"
+it_run verify_fm "$UPDRAFT" keys verify --key "$STATE/signing.pub" fm1.udm
+it_expect_rc "updraft keys verify: the signature verifies against STATE/signing.pub" 0
 it_run push_json "$UPDRAFT" --json model push m.udm --name fm-copy
-it_expect_eq "model push --json prints the server's answer" "fm-copy 1 $SHA" \
+it_expect_eq "model push --json prints the server's answer (the same signed bytes)" "fm-copy 1 $SHA" \
     "$(jq_ "$OUT" 'j["name"] + " " + str(j["version"]) + " " + j["sha256"]')"
 
 # ---- 2. devices

@@ -3,7 +3,8 @@
 # updates (tests/tools/fed_upload.py) so that every answer can be checked exactly:
 #   - an accepted update, a re-sent one (duplicate), another key from the same device
 #     (conflict), a stale base version, NaN, a norm over the bound, a wrong shape, an
-#     oversized body, garbage, a mismatched round, a bad token, a device not sampled: each gets
+#     oversized body, garbage, a mismatched round, a bad token, a device not sampled, another
+#     device's upload replayed under its own token, a round-1 upload replayed into round 2: each gets
 #     its answer and its rejection count;
 #   - kill -9 of the coordinator mid-round: the acknowledged update is still counted, once;
 #   - the published version is exactly base + the sample-weighted mean of the accepted deltas
@@ -84,7 +85,7 @@ up() # TOKEN ROUND ARGS... -> "STATUS BODY"
 code() { echo "${1%% *}"; }
 rf() { echo "$R" >out/r.txt && echo out/r.txt; }
 
-R=$(up "$T1" 1 --base 1 --value 0.01 --samples 100)
+R=$(up "$T1" 1 --base 1 --value 0.01 --samples 100 --save out/t1-r1.msgpack)
 it_expect_eq "device 1's update accepted" 200 "$(code "$R")"
 it_expect_grep "... as accepted" "$(rf)" '"status":"accepted"'
 
@@ -98,6 +99,9 @@ it_expect_eq "after kill -9: round 1 still OPEN with 1 update" "OPEN 1" \
 R=$(up "$T1" 1 --base 1 --value 0.01 --samples 100)
 it_expect_eq "the same upload re-sent: 200" 200 "$(code "$R")"
 it_expect_grep "... counted once (duplicate)" "$(rf)" '"status":"duplicate"'
+R=$(up "$T2" 1 --base 1 --replay out/t1-r1.msgpack)
+it_expect_eq "device 1's upload replayed byte for byte under device 2's token: 409" 409 "$(code "$R")"
+it_expect_grep "... reason replayed" "$(rf)" '"reason":"replayed"'
 R=$(up "$T1" 1 --base 1 --value 0.5 --samples 100 --key another)
 it_expect_eq "another key from the same device: 409" 409 "$(code "$R")"
 it_expect_grep "... reason conflict" "$(rf)" '"reason":"conflict"'
@@ -135,7 +139,7 @@ api GET /v1/rounds/1
 it_expect_eq "refusals left the round at 1 update" "OPEN 1 100" \
     "$(jq_ "$API_BODY" 'j["state"] + " " + str(j["accepted"]) + " " + str(j["samples"])')"
 it_expect_eq "rejections counted by reason" \
-    '{"conflict": 1, "duplicate": 1, "malformed": 2, "nonfinite": 1, "norm": 1, "not_selected": 1, "shape": 1, "stale": 1, "too_large": 1}' \
+    '{"conflict": 1, "duplicate": 1, "malformed": 2, "nonfinite": 1, "norm": 1, "not_selected": 1, "replayed": 1, "shape": 1, "stale": 1, "too_large": 1}' \
     "$(jq_ "$API_BODY" 'j["rejected"]')"
 
 # The rest of the round: weights 300, 100, 500 -> mean (1 + 9 - 1 + 10) / 1000 = 0.019.
@@ -187,6 +191,9 @@ P1=${TOKS[$(jq_ "$API_BODY" 'j["participants"][0]')]}
 P2=${TOKS[$(jq_ "$API_BODY" 'j["participants"][1]')]}
 R=$(up "$P1" 2 --base 1 --value 0.01)
 it_expect_eq "an update against version 1 in round 2: stale" 409 "$(code "$R")"
+R=$(up "$P1" 2 --base 2 --replay out/t1-r1.msgpack)
+it_expect_eq "device 1's round-1 upload replayed into round 2: 422" 422 "$(code "$R")"
+it_expect_grep "... naming the round it was for" "$(rf)" "the message is for round 1, posted to round 2"
 it_expect_eq "a sampled device accepted in round 2" 200 "$(code "$(up "$P1" 2 --base 2 --value 0.01)")"
 for ((i = 0; i < 120; i++)); do
     api GET /v1/federations/2

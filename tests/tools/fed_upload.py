@@ -4,6 +4,8 @@ ingest benchmark (tests/integration/fed_coord.sh, tests/bench/fed_ingest.sh).
 
   fed_upload.py URL TOKEN ROUND --base V --floats N [--value X | --nan | --random SEED]
                 [--samples S] [--key K] [--body-floats M] [--round-in-body R] [--garbage]
+                [--save FILE] [--replay FILE]
+--save keeps the bytes posted; --replay posts a saved file's bytes as they are.
 prints "<http status> <json body>" on one line.
 """
 import argparse
@@ -70,8 +72,18 @@ def main():
     p.add_argument("--body-floats", type=int)
     p.add_argument("--round-in-body", type=int)
     p.add_argument("--garbage", action="store_true")
+    p.add_argument("--save")
+    p.add_argument("--replay")
     a = p.parse_args()
-    code, text = post("%s/v1/rounds/%d/updates" % (a.url, a.round), a.token, body(a))
+    if a.replay:
+        with open(a.replay, "rb") as f:
+            data = f.read()
+    else:
+        data = body(a)
+    if a.save:
+        with open(a.save, "wb") as f:
+            f.write(data)
+    code, text = post("%s/v1/rounds/%d/updates" % (a.url, a.round), a.token, data)
     print(code, text.strip().replace("\n", " "))
 
 
