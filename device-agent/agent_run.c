@@ -811,9 +811,15 @@ static int build_upload(struct daemon *d, const struct task *t, const char *mode
         unlink(model_path); /* verified bytes that do not decode: fetch again next time */
         return ROUND_LATER;
     }
-    if (seal.is_signed && d->keys.have_verify)
+    if (seal.is_signed && d->keys.have_verify) {
+        agent_json_open(log, "model_verified");
+        agent_json_int(log, "round", (long long)t->round);
+        agent_json_str(log, "signed_by", seal.sign_key_id);
+        agent_json_int(log, "encrypted", seal.encrypted ? 1 : 0);
+        agent_json_close(log);
         agent_say(log, "round %" PRId64 ": model signed by key %s: the signature verifies%s",
                   t->round, seal.sign_key_id, seal.encrypted ? "; decrypted in memory" : "");
+    }
     if (!(base = ud_model_clone(model, &e))) {
         agent_error(log, "%s", e.msg);
         rc = ROUND_LATER;
