@@ -80,6 +80,7 @@ $U dataset partition --data "$data/train-images-idx3-ubyte.gz" --skip "$cluster"
     --clients "$devices" --scheme dirichlet:1 --seed 1 --out out/demo-devices >/dev/null
 $U devices add --count "$devices" --name phone --out out/demo-devices/tokens >/dev/null
 echo "$devices devices enrolled, holding the other $((60000 - cluster)) images (Dirichlet(1) label split)"
+echo "every version is signed by the coordinator ($($U keys show "$state/signing.pub" | sed 's/, public key.*//; s/^.*: //')); each agent verifies it before training"
 i=0
 while read -r _id tok; do
     build/bin/updraft-agent run --coordinator "$UPDRAFT_URL" --token "$tok" \
