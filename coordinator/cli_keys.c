@@ -42,18 +42,7 @@ void cli_keys_usage(FILE *f)
 
 int cli_seal_exit_code(int rc)
 {
-    switch (rc) {
-    case 0:
-        return 0;
-    case UD_EUNSIGNED:
-        return 3;
-    case UD_EWRONGKEY:
-        return 4;
-    case UD_ETAMPERED:
-        return 5;
-    default:
-        return 1;
-    }
+    return ud_seal_exit_status(rc);
 }
 
 /* "sign-secret key", "model key": how messages name a key's type. */

@@ -87,16 +87,7 @@ ud_model_t *agent_open_model(const struct agent_keys *k, const char *path,
 
 int agent_refusal_exit(int code)
 {
-    switch (code) {
-    case UD_EUNSIGNED:
-        return 3;
-    case UD_EWRONGKEY:
-        return 4;
-    case UD_ETAMPERED:
-        return 5;
-    default:
-        return 1;
-    }
+    return ud_seal_exit_status(code);
 }
 
 static void usage(FILE *f)

@@ -61,6 +61,22 @@ static int sodium_ready(struct ud_err *e)
     return 0;
 }
 
+int ud_seal_exit_status(int code)
+{
+    switch (code) {
+    case 0:
+        return 0;
+    case UD_EUNSIGNED:
+        return 3;
+    case UD_EWRONGKEY:
+        return 4;
+    case UD_ETAMPERED:
+        return 5;
+    default:
+        return 1;
+    }
+}
+
 bool ud_seal_detect(const void *buf, size_t len)
 {
     return buf && len >= 8 && memcmp(buf, UD_SEAL_MAGIC, 8) == 0;

@@ -55,6 +55,11 @@ struct ud_seal_keys {
     const struct ud_key *decrypt;
 };
 
+/* The exit status programs give a refused model, the same everywhere (updraft keys verify,
+   updraft decrypt, updraft-agent update): 0 for 0, 3 UD_EUNSIGNED, 4 UD_EWRONGKEY,
+   5 UD_ETAMPERED, 1 for any other error. */
+int ud_seal_exit_status(int code);
+
 /* True when buf begins with the sealed-file magic. */
 bool ud_seal_detect(const void *buf, size_t len);
 
