@@ -43,6 +43,9 @@ struct coord_config {
     double restart_timeout;   /* seconds in RESTARTING before FAILED */
     double cancel_grace;      /* seconds a launched job has to stop after a cancel */
     double started;           /* unix time the coordinator started */
+    /* CURVE for launched workers: both set (absolute paths: the coordinator's public key file
+     * and the workers' keypair file), passed as --curve-server-key and --curve-secret; or NULL */
+    const char *curve_server_pub, *curve_worker_secret;
 };
 
 typedef struct coord_jobs coord_jobs_t;
