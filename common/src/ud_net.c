@@ -6,6 +6,7 @@
 #include "updraft/ud_net.h"
 
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <strings.h>
@@ -77,4 +78,31 @@ bool ud_net_url_is_plain_remote(const char *url)
     if (ud_net_url_host(url, host, sizeof host) != 0)
         return true; /* not even a readable host: nothing says it stays on this machine */
     return !ud_net_host_is_loopback(host);
+}
+
+void ud_net_tls_message(char *out, size_t n, enum ud_tls_failure why, const char *base_url,
+                        const char *cafile, const char *pin, const char *reason)
+{
+    char ca[1200];
+    if (cafile)
+        snprintf(ca, sizeof ca, "CA file %s", cafile);
+    else
+        snprintf(ca, sizeof ca, "the system's CA store (pass --cacert FILE for a private CA)");
+    reason = reason && *reason ? reason : "no detail";
+    switch (why) {
+    case UD_TLS_UNTRUSTED:
+        snprintf(out, n, "TLS: %s: server certificate not trusted by %s (%s)", base_url, ca,
+                 reason);
+        break;
+    case UD_TLS_PIN:
+        snprintf(out, n, "TLS: %s: server public key does not match the pin %s (%s)", base_url,
+                 pin ? pin : "?", reason);
+        break;
+    case UD_TLS_CAFILE:
+        snprintf(out, n, "TLS: %s: cannot use %s (%s)", base_url, ca, reason);
+        break;
+    default:
+        snprintf(out, n, "TLS: %s: certificate problem with %s (%s)", base_url, ca, reason);
+        break;
+    }
 }

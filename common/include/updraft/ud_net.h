@@ -31,6 +31,21 @@ int ud_net_url_host(const char *url, char *out, size_t n);
  * warn about, since the bearer token then crosses a network in the clear. */
 bool ud_net_url_is_plain_remote(const char *url);
 
+/* Why a TLS connection was refused, as the clients (agent, CLI) classify libcurl's codes. */
+enum ud_tls_failure {
+    UD_TLS_UNTRUSTED, /* the server's certificate did not verify (CA, name, dates) */
+    UD_TLS_PIN,       /* its public key is not the pinned one */
+    UD_TLS_CAFILE,    /* the CA file cannot be used */
+    UD_TLS_OTHER,     /* another certificate problem */
+};
+
+/* The one wording of a refused TLS connection, into out (n bytes):
+ *   "TLS: https://host:8470: server certificate not trusted by CA file ca.pem (<reason>)"
+ * base_url: the server; cafile: the CA file in use (NULL: the system store); pin: the pin in
+ * use (NULL: none); reason: the TLS library's words. */
+void ud_net_tls_message(char *out, size_t n, enum ud_tls_failure why, const char *base_url,
+                        const char *cafile, const char *pin, const char *reason);
+
 #ifdef __cplusplus
 }
 #endif
