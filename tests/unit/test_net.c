@@ -69,12 +69,32 @@ static void test_plain_remote(void **state)
     assert_true(ud_net_url_is_plain_remote("http://"));
 }
 
+static void test_tls_message(void **state)
+{
+    (void)state;
+    char m[512];
+    ud_net_tls_message(m, sizeof m, UD_TLS_UNTRUSTED, "https://127.0.0.1:8470", "ca-wrong.pem",
+                       NULL, "SSL certificate problem: unable to get local issuer certificate");
+    assert_string_equal(m, "TLS: https://127.0.0.1:8470: server certificate not trusted by CA "
+                           "file ca-wrong.pem (SSL certificate problem: unable to get local "
+                           "issuer certificate)");
+    ud_net_tls_message(m, sizeof m, UD_TLS_UNTRUSTED, "https://h", NULL, NULL, "");
+    assert_non_null(strstr(m, "the system's CA store"));
+    assert_non_null(strstr(m, "(no detail)"));
+    ud_net_tls_message(m, sizeof m, UD_TLS_PIN, "https://h", NULL, "sha256//abc=", "mismatch");
+    assert_string_equal(m, "TLS: https://h: server public key does not match the pin "
+                           "sha256//abc= (mismatch)");
+    ud_net_tls_message(m, 16, UD_TLS_CAFILE, "https://h", "ca.pem", NULL, "x");
+    assert_int_equal(strlen(m), 15); /* truncated, still terminated */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loopback_hosts),
         cmocka_unit_test(test_url_host),
         cmocka_unit_test(test_plain_remote),
+        cmocka_unit_test(test_tls_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
