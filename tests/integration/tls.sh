@@ -188,6 +188,27 @@ STRANGER=$("$KEYGEN" keys/stranger.key keys/stranger.pub)
     echo "# workers allowed besides the launched ones"
     grep -v '^#' keys/alice.pub
 } >keys/clients.txt
+it_run curve_nosecret "$COORDINATOR" --state "$PWD/bad" --curve-clients keys/clients.txt
+it_expect_rc "--curve-clients without --curve-secret is a usage error" 2
+cat keys/alice.key >keys/leaked.txt
+it_run curve_secretline "$COORDINATOR" --state "$PWD/bad" --http none --zmq tcp://127.0.0.1:0 \
+    --curve-secret keys/server.key --curve-clients keys/leaked.txt
+it_expect_rc "a secret key in --curve-clients stops the coordinator" 1
+it_expect_grep "... saying to list public keys only" "$ERR" "list the workers' public keys only"
+mkdir -p keys/clients.d
+cp keys/alice.pub keys/clients.d/
+"$COORDINATOR" --state "$PWD/bad" --http none --zmq tcp://127.0.0.1:0 --curve-secret keys/server.key \
+    --curve-clients keys/clients.d --quiet 2>out/curve_dir.err &
+DIR_PID=$!
+for ((i = 0; i < 50; i++)); do
+    grep -q "worker link encrypted" out/curve_dir.err && break
+    sleep 0.1
+done
+it_expect_grep "a directory of *.pub files is read as the allowed keys" out/curve_dir.err \
+    "only listed worker keys are accepted"
+kill -TERM $DIR_PID 2>/dev/null || true
+wait $DIR_PID 2>/dev/null || true
+
 URL=http://127.0.0.1:$HTTP_PORT
 export UPDRAFT_URL=$URL
 CURL_TLS=()
