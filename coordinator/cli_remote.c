@@ -17,12 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli_remote.h"
 #include "coord_spec.h"
+#include "updraft/ud_net.h"
 
 #define DEFAULT_URL   "http://127.0.0.1:8470"
 #define MAX_REPLY     (64u << 20) /* JSON answers; model files go to disk */
@@ -36,6 +38,7 @@
 struct opts {
     char url[1024];
     char token[1024];
+    const char *cacert, *pin; /* --cacert/$UPDRAFT_CACERT, --pin/$UPDRAFT_PIN; NULL: none */
     int json;
     const char *state, *out, *name;
     long long count; /* devices add --count; 0: not given */
@@ -93,9 +96,38 @@ static size_t on_data(char *p, size_t sz, size_t n, void *user)
     return k;
 }
 
+#define HTTP_TLS_REFUSED 3 /* http_ct: the server failed TLS verification */
+
+/* 1 (with the message of ud_net_tls_message in msg) when cc is a TLS verification failure. */
+static int tls_refused(const struct opts *o, CURLcode cc, const char *reason, char *msg, size_t n)
+{
+    enum ud_tls_failure why = UD_TLS_OTHER;
+    switch (cc) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+        why = UD_TLS_UNTRUSTED;
+        break;
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+        why = UD_TLS_PIN;
+        break;
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CRL_BADFILE:
+        why = UD_TLS_CAFILE;
+        break;
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+        break;
+    default:
+        return 0;
+    }
+    ud_net_tls_message(msg, n, why, o->url, o->cacert, o->pin, reason);
+    return 1;
+}
+
 /* One request to o->url + path, with a body of Content-Type ctype when body is set. Returns 0
- * with r->code and the body (parsed into r->json when it is JSON), or 1 when the server could
- * not be reached (printed unless quiet). */
+ * with r->code and the body (parsed into r->json when it is JSON), 1 when the server could not
+ * be reached (printed unless quiet), or HTTP_TLS_REFUSED when it failed TLS verification
+ * (always printed: waiting will not mend it). */
 static int http_ct(const struct opts *o, const char *method, const char *path, const char *ctype,
                    const char *body, size_t len, int auth, FILE *file, struct reply *r, int quiet)
 {
@@ -133,11 +165,22 @@ static int http_ct(const struct opts *o, const char *method, const char *path, c
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "updraft/" UD_VERSION_STRING);
+    if (o->cacert)
+        curl_easy_setopt(c, CURLOPT_CAINFO, o->cacert);
+    if (o->pin)
+        curl_easy_setopt(c, CURLOPT_PINNEDPUBLICKEY, o->pin);
     CURLcode rc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->code);
     curl_slist_free_all(hdrs);
     curl_easy_cleanup(c);
     r->curl = NULL;
+    char tls[UD_ERRMSG_MAX];
+    if (rc != CURLE_OK &&
+        tls_refused(o, rc, errbuf[0] ? errbuf : curl_easy_strerror(rc), tls, sizeof tls)) {
+        fprintf(stderr, "updraft: %s\n", tls);
+        reply_free(r);
+        return HTTP_TLS_REFUSED;
+    }
     if (rc != CURLE_OK) {
         if (!quiet)
             fprintf(stderr, "updraft: %s %s: %s\n", method, url,
@@ -515,7 +558,10 @@ static int cmd_job_wait(const struct opts *o, const char *id)
     int unreachable = 0;
     for (;;) {
         struct reply r;
-        if (http(o, "GET", path, NULL, 0, 0, NULL, &r, 1) != 0) {
+        int hr = http(o, "GET", path, NULL, 0, 0, NULL, &r, 1);
+        if (hr == HTTP_TLS_REFUSED)
+            return 1;
+        if (hr != 0) {
             if (!unreachable++)
                 fprintf(stderr, "updraft: %s does not answer; still waiting\n", o->url);
         } else if (r.code == 200 && json_is_object(r.json)) {
@@ -1201,7 +1247,10 @@ static int cmd_fed_wait(const struct opts *o, const char *id)
     long long done = 0;
     for (;;) {
         struct reply r;
-        if (http(o, "GET", path, NULL, 0, 0, NULL, &r, 1) != 0) {
+        int hr = http(o, "GET", path, NULL, 0, 0, NULL, &r, 1);
+        if (hr == HTTP_TLS_REFUSED)
+            return 1;
+        if (hr != 0) {
             if (!unreachable++)
                 fprintf(stderr, "updraft: %s does not answer; still waiting\n", o->url);
         } else if (r.code == 200 && json_is_object(r.json)) {
@@ -1253,13 +1302,15 @@ int cli_remote_is_command(const char *word)
             return 1;
     return strcmp(word, "--url") == 0 || strcmp(word, "--token") == 0 ||
            strcmp(word, "--token-file") == 0 || strcmp(word, "--json") == 0 ||
-           strncmp(word, "--url=", 6) == 0;
+           strncmp(word, "--url=", 6) == 0 || strcmp(word, "--cacert") == 0 ||
+           strcmp(word, "--pin") == 0;
 }
 
 void cli_remote_usage(FILE *f)
 {
     fputs(
-        "  [--url URL] [--token T | --token-file F] [--json] COMMAND   the coordinator:\n"
+        "  [--url URL] [--token T | --token-file F] [--cacert F] [--pin P] [--json] COMMAND\n"
+        "                                      the coordinator:\n"
         "  status                              version, uptime, jobs by state, workers, models\n"
         "  jobs [--state S]                    jobs, newest first\n"
         "  job show ID                         a job: progress, ETA, ranks, metrics, events\n"
@@ -1285,7 +1336,10 @@ void cli_remote_usage(FILE *f)
         "                                      finished round); exit 0 only on success\n"
         "                                      URL: --url, $UPDRAFT_URL or " DEFAULT_URL "\n"
         "                                      token: --token, --token-file, $UPDRAFT_TOKEN,\n"
-        "                                      $UPDRAFT_TOKEN_FILE\n",
+        "                                      $UPDRAFT_TOKEN_FILE\n"
+        "                                      https: --cacert F or $UPDRAFT_CACERT (a CA file;\n"
+        "                                      default: the system store), --pin P or\n"
+        "                                      $UPDRAFT_PIN (sha256//BASE64 or a key file)\n",
         f);
 }
 
@@ -1327,13 +1381,16 @@ int cli_remote_main(int argc, char **argv)
     const char *url = getenv("UPDRAFT_URL"), *token = getenv("UPDRAFT_TOKEN");
     /* $UPDRAFT_TOKEN_FILE when neither the token nor a file is given otherwise. */
     const char *token_file = token ? NULL : getenv("UPDRAFT_TOKEN_FILE");
+    o.cacert = getenv("UPDRAFT_CACERT");
+    o.pin = getenv("UPDRAFT_PIN");
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = strcmp(a, "--url") == 0 || strcmp(a, "--token") == 0 ||
                     strcmp(a, "--token-file") == 0 || strcmp(a, "--state") == 0 ||
                     strcmp(a, "--out") == 0 || strcmp(a, "--timeout") == 0 ||
-                    strcmp(a, "--name") == 0 || strcmp(a, "--count") == 0;
+                    strcmp(a, "--name") == 0 || strcmp(a, "--count") == 0 ||
+                    strcmp(a, "--cacert") == 0 || strcmp(a, "--pin") == 0;
         if (takes && !v)
             return usage_error("%s needs a value", a);
         if (strcmp(a, "--json") == 0)
@@ -1349,6 +1406,10 @@ int cli_remote_main(int argc, char **argv)
             token_file = v;
         else if (strcmp(a, "--state") == 0)
             o.state = v;
+        else if (strcmp(a, "--cacert") == 0)
+            o.cacert = v;
+        else if (strcmp(a, "--pin") == 0)
+            o.pin = v;
         else if (strcmp(a, "--out") == 0)
             o.out = v;
         else if (strcmp(a, "--name") == 0)
@@ -1385,6 +1446,20 @@ int cli_remote_main(int argc, char **argv)
         snprintf(o.token, sizeof o.token, "%s", token);
     }
     trim(o.token);
+    if (o.cacert && !*o.cacert)
+        o.cacert = NULL;
+    if (o.pin && !*o.pin)
+        o.pin = NULL;
+    if ((o.cacert || o.pin) && strncasecmp(o.url, "https://", 8) != 0)
+        return usage_error("--cacert and --pin verify an https:// coordinator; %s is plain HTTP",
+                           o.url);
+    if (o.cacert && access(o.cacert, R_OK) != 0)
+        return usage_error("--cacert %s: not a readable file", o.cacert);
+    if (ud_net_url_is_plain_remote(o.url))
+        fprintf(stderr,
+                "updraft: warning: %s is plain HTTP to a host that is not loopback: the token "
+                "crosses the network unencrypted; use https://\n",
+                o.url);
 
     if (o.nwords == 0)
         return usage_error("%s", "which command? status, jobs, job, models, model, devices or fed");

@@ -22,6 +22,9 @@ struct coord_http_config {
     double started;           /* unix time the coordinator started (uptime) */
     int threads;              /* libmicrohttpd thread pool size (0: 2) */
     const struct coord_model_keys *keys; /* seal registered versions (NULL: as given) */
+    /* HTTPS: both set (PEM text, checked by coord_tls_creds_load; borrowed, valid until
+     * coord_http_stop), or both NULL for plain HTTP. */
+    const char *tls_cert_pem, *tls_key_pem;
 };
 
 /* Starts serving. Returns NULL with e set (UD_EINVAL bad listen address, UD_ENET cannot bind:

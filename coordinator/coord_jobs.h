@@ -45,6 +45,9 @@ struct coord_config {
     double cancel_grace;      /* seconds a launched job has to stop after a cancel */
     double started;           /* unix time the coordinator started */
     const struct coord_model_keys *keys; /* seal registered versions (NULL: as given) */
+    /* CURVE for launched workers: both set (absolute paths: the coordinator's public key file
+     * and the workers' keypair file), passed as --curve-server-key and --curve-secret; or NULL */
+    const char *curve_server_pub, *curve_worker_secret;
 };
 
 typedef struct coord_jobs coord_jobs_t;

@@ -30,7 +30,11 @@
 #include "coord_http.h"
 #include "coord_jobs.h"
 #include "coord_log.h"
+#include "coord_tls.h"
 #include "coord_workers.h"
+#include "coord_zap.h"
+#include "updraft/ud_keys.h"
+#include "updraft/ud_net.h"
 #include "updraft/ud_udm.h"
 
 #define PROG         "updraft-coordinator"
@@ -46,6 +50,7 @@ static void on_signal(int sig)
 struct options {
     const char *state, *http, *zmq, *advertise, *token_file, *worker, *mpirun;
     const char *signing_key, *model_key;
+    const char *tls_cert, *tls_key, *curve_secret, *curve_clients, *curve_worker_key;
     double heartbeat_timeout, restart_timeout, cancel_grace;
     int quiet, http_threads;
 };
@@ -56,7 +61,9 @@ static void usage(FILE *f)
             "usage: " PROG " --state DIR [--http HOST:PORT|none] [--zmq ENDPOINT]\n"
             "       [--advertise ENDPOINT] [--token-file F] [--heartbeat-timeout S]\n"
             "       [--restart-timeout S] [--cancel-grace S] [--worker PATH] [--mpirun PATH]\n"
-            "       [--http-threads N] [--signing-key F] [--model-key F] [--quiet]\n"
+            "       [--http-threads N] [--signing-key F] [--model-key F]\n"
+            "       [--tls-cert F --tls-key F] [--curve-secret F\n"
+            "       [--curve-clients F|DIR] [--curve-worker-key F]] [--quiet]\n"
             "\n"
             "The updraft coordinator: workers register over ZeroMQ, operators use the REST API.\n"
             "  --state DIR            database (updraft.db), model store, job directories\n"
@@ -76,6 +83,15 @@ static void usage(FILE *f)
             "                         DIR/signing.key, made on first start with signing.pub)\n"
             "  --model-key F          also encrypt every model version with this key\n"
             "                         (updraft keys generate --type model)\n"
+            "  --tls-cert F, --tls-key F  serve the REST API over HTTPS (PEM certificate chain\n"
+            "                         and its unencrypted private key)\n"
+            "  --curve-secret F       CURVE-encrypt the worker link with this keypair\n"
+            "                         (curve-secret key file; its public half is written to\n"
+            "                         DIR/curve-server.pub for workers' --curve-server-key)\n"
+            "  --curve-clients F|DIR  the workers' public keys allowed to connect (key lines,\n"
+            "                         or a directory of *.pub files); others are refused\n"
+            "  --curve-worker-key F   the keypair handed to the workers this coordinator\n"
+            "                         launches (allowed implicitly)\n"
             "  --quiet                log warnings and errors only\n");
 }
 
@@ -118,7 +134,12 @@ static void parse_args(int argc, char **argv, struct options *o)
         O_THREADS,
         O_SIGNKEY,
         O_MODELKEY,
-        O_HELP
+        O_HELP,
+        O_TLS_CERT,
+        O_TLS_KEY,
+        O_CURVE_SECRET,
+        O_CURVE_CLIENTS,
+        O_CURVE_WORKER
     };
     static const struct option longs[] = {
         {"state", required_argument, 0, O_STATE},
@@ -136,6 +157,11 @@ static void parse_args(int argc, char **argv, struct options *o)
         {"model-key", required_argument, 0, O_MODELKEY},
         {"quiet", no_argument, 0, O_QUIET},
         {"help", no_argument, 0, O_HELP},
+        {"tls-cert", required_argument, 0, O_TLS_CERT},
+        {"tls-key", required_argument, 0, O_TLS_KEY},
+        {"curve-secret", required_argument, 0, O_CURVE_SECRET},
+        {"curve-clients", required_argument, 0, O_CURVE_CLIENTS},
+        {"curve-worker-key", required_argument, 0, O_CURVE_WORKER},
         {0, 0, 0, 0},
     };
     memset(o, 0, sizeof *o);
@@ -193,6 +219,21 @@ static void parse_args(int argc, char **argv, struct options *o)
         case O_HELP:
             usage(stdout);
             exit(0);
+        case O_TLS_CERT:
+            o->tls_cert = optarg;
+            break;
+        case O_TLS_KEY:
+            o->tls_key = optarg;
+            break;
+        case O_CURVE_SECRET:
+            o->curve_secret = optarg;
+            break;
+        case O_CURVE_CLIENTS:
+            o->curve_clients = optarg;
+            break;
+        case O_CURVE_WORKER:
+            o->curve_worker_key = optarg;
+            break;
         default:
             usage(stderr);
             exit(2);
@@ -202,6 +243,11 @@ static void parse_args(int argc, char **argv, struct options *o)
         die(2, "unexpected argument '%s' (see --help)", argv[optind]);
     if (!o->state || !*o->state)
         die(2, "--state DIR is required (the coordinator's database and model store)");
+    if (!o->tls_cert != !o->tls_key)
+        die(2, "give both --tls-cert and --tls-key (or neither, for plain HTTP)");
+    if ((o->curve_clients || o->curve_worker_key) && !o->curve_secret)
+        die(2, "--curve-clients and --curve-worker-key need --curve-secret (the coordinator's "
+               "own CURVE keypair)");
 }
 
 /* Trims whitespace at both ends, in place. */
@@ -258,6 +304,34 @@ static char *load_token(const char *state, const char *token_file, char *path, s
         die(1, "%s: cannot write: %s", path, strerror(errno));
     close(fd);
     return strdup(hex);
+}
+
+/* CURVE keys: the coordinator's keypair (its public half written to STATE/curve-server.pub
+ * for workers) and the keypair handed to launched workers (an absolute path). */
+struct curve_setup {
+    struct ud_key server, worker;
+    char server_id[UD_KEY_ID_LEN + 1];
+    char server_pub[PATH_MAX], worker_key[PATH_MAX]; /* worker_key "": none */
+};
+
+static void curve_setup(const struct options *o, const char *state, struct curve_setup *c)
+{
+    struct ud_err e = {0};
+    if (!o->curve_secret)
+        return;
+    if (ud_key_read(o->curve_secret, UD_KEY_CURVE_SECRET, &c->server, &e) != 0)
+        die(1, "--curve-secret: %s", e.msg);
+    snprintf(c->server_id, sizeof c->server_id, "%s", c->server.id);
+    struct ud_key pub;
+    snprintf(c->server_pub, sizeof c->server_pub, "%s/curve-server.pub", state);
+    if (ud_key_public(&c->server, &pub, &e) != 0 || ud_key_write(c->server_pub, &pub, true, &e))
+        die(1, "%s", e.msg);
+    if (!o->curve_worker_key)
+        return;
+    if (ud_key_read(o->curve_worker_key, UD_KEY_CURVE_SECRET, &c->worker, &e) != 0)
+        die(1, "--curve-worker-key: %s", e.msg);
+    if (!realpath(o->curve_worker_key, c->worker_key))
+        die(1, "--curve-worker-key %s: %s", o->curve_worker_key, strerror(errno));
 }
 
 /* The endpoint workers on this host can reach: * and 0.0.0.0 become 127.0.0.1. */
@@ -346,6 +420,11 @@ int main(int argc, char **argv)
     void *ctx = zmq_ctx_new();
     if (!ctx)
         die(1, "ZeroMQ: %s", zmq_strerror(zmq_errno()));
+    struct coord_tls_creds tls = {0};
+    if (o.tls_cert && coord_tls_creds_load(o.tls_cert, o.tls_key, &tls, &e) != 0)
+        die(1, "%s", e.msg);
+    struct curve_setup curve = {0};
+    curve_setup(&o, state, &curve);
     char advertise[512] = ""; /* filled in once the ROUTER is bound (cfg borrows it) */
     struct coord_config cfg = {
         .state_dir = state,
@@ -357,6 +436,8 @@ int main(int argc, char **argv)
         .cancel_grace = o.cancel_grace,
         .started = started,
         .keys = &keys,
+        .curve_server_pub = curve.worker_key[0] ? curve.server_pub : NULL,
+        .curve_worker_secret = curve.worker_key[0] ? curve.worker_key : NULL,
     };
     coord_jobs_t *jobs = coord_jobs_new(&cfg, db, &e);
     if (!jobs)
@@ -366,7 +447,16 @@ int main(int argc, char **argv)
         die(1, "%s", e.msg);
     /* The ZeroMQ background threads start here: keep the signals for the main thread. */
     pthread_sigmask(SIG_BLOCK, &block, &old);
-    coord_workers_t *workers = coord_workers_new(ctx, o.zmq, jobs, &e);
+    /* The ZAP handler answers for the ROUTER's CURVE handshakes: it is up before the bind. */
+    coord_zap_t *zap = NULL;
+    if (o.curve_secret && (o.curve_clients || curve.worker_key[0]) &&
+        !(zap = coord_zap_new(ctx, o.curve_clients, curve.worker_key[0] ? curve.worker.pub : NULL,
+                              &e)))
+        die(1, "%s", e.msg);
+    coord_workers_t *workers =
+        coord_workers_new(ctx, o.zmq, jobs, o.curve_secret ? &curve.server : NULL, &e);
+    ud_key_wipe(&curve.server);
+    ud_key_wipe(&curve.worker);
     if (!workers)
         die(1, "%s", e.msg);
     if (o.advertise)
@@ -384,6 +474,8 @@ int main(int argc, char **argv)
             .started = started,
             .threads = o.http_threads,
             .keys = &keys,
+            .tls_cert_pem = tls.cert_pem,
+            .tls_key_pem = tls.key_pem,
         };
         if (!(http = coord_http_start(&hc, &e)))
             die(1, "%s", e.msg);
@@ -396,12 +488,40 @@ int main(int argc, char **argv)
         char *colon = strrchr(host, ':');
         if (colon)
             *colon = '\0';
-        coord_log(COORD_LOG_WARN, "REST API at http://%s:%d", host, coord_http_port(http));
+        if (tls.cert_pem) {
+            char until[32] = "?";
+            time_t t = (time_t)tls.not_after;
+            struct tm tm;
+            if (t > 0 && gmtime_r(&t, &tm))
+                strftime(until, sizeof until, "%Y-%m-%d", &tm);
+            coord_log(COORD_LOG_WARN,
+                      "serving HTTPS on https://%s:%d (certificate %s, valid until %s)", host,
+                      coord_http_port(http), tls.subject, until);
+            if (t > 0 && (double)t < started)
+                coord_log(COORD_LOG_WARN, "warning: the --tls-cert certificate expired on %s",
+                          until);
+        } else {
+            coord_log(COORD_LOG_WARN, "REST API at http://%s:%d", host, coord_http_port(http));
+            if (!ud_net_host_is_loopback(host))
+                coord_log(COORD_LOG_WARN,
+                          "warning: plain HTTP on %s, which is not loopback: tokens and models "
+                          "cross the network unencrypted; use --tls-cert/--tls-key",
+                          host);
+        }
     } else {
         coord_log(COORD_LOG_WARN, "REST API off (--http none)");
     }
     coord_log(COORD_LOG_WARN, "workers connect to %s (bound %s)", advertise,
               coord_workers_endpoint(workers));
+    if (o.curve_secret)
+        coord_log(COORD_LOG_WARN,
+                  "worker link encrypted with CURVE (server key %s, public half in %s); %s",
+                  curve.server_id, curve.server_pub,
+                  zap ? "only listed worker keys are accepted"
+                      : "no --curve-clients: any worker that knows the server's public key "
+                        "is accepted");
+    if (zap)
+        coord_log(COORD_LOG_INFO, "%zu worker CURVE key(s) allowed", coord_zap_count(zap));
     coord_log(COORD_LOG_WARN, "admin token in %s", token_path);
     coord_log(COORD_LOG_WARN,
               "model versions are signed with key %s (%s; devices verify with its "
@@ -461,7 +581,9 @@ int main(int argc, char **argv)
               : stop_signal == SIGTERM ? "SIGTERM"
                                        : "error");
     coord_http_stop(&http);
+    coord_tls_creds_deinit(&tls);
     coord_workers_destroy(&workers);
+    coord_zap_destroy(&zap);
     zmq_ctx_term(ctx);
     coord_jobs_destroy(&jobs);
     coord_fed_destroy(&fed);

@@ -127,17 +127,19 @@ static int launch(coord_jobs_t *j, struct job_row *r, int relaunch, double now, 
     job_log_path(j, r->id, logpath, sizeof logpath);
 
     int resume = relaunch && r->resume_from != NULL;
-    const char *argv[] = {mpirun,
-                          "--oversubscribe",
-                          "-np",
-                          np,
-                          j->cfg.worker_path,
-                          "--coordinator",
-                          j->cfg.advertise,
-                          "--job",
-                          r->id,
-                          resume ? "--resume" : NULL,
-                          NULL};
+    const char *argv[16] = {mpirun,          "--oversubscribe", "-np",   np,   j->cfg.worker_path,
+                            "--coordinator", j->cfg.advertise,  "--job", r->id};
+    int argc = 9;
+    int curve = j->cfg.curve_server_pub && j->cfg.curve_worker_secret;
+    if (curve) {
+        argv[argc++] = "--curve-server-key";
+        argv[argc++] = j->cfg.curve_server_pub;
+        argv[argc++] = "--curve-secret";
+        argv[argc++] = j->cfg.curve_worker_secret;
+    }
+    if (resume)
+        argv[argc++] = "--resume";
+    argv[argc] = NULL;
 
     /* The environment: ours, with mpirun allowed as root and shared memory / TCP only. */
     static const char *const SET[] = {"OMPI_ALLOW_RUN_AS_ROOT=1",
@@ -180,9 +182,11 @@ static int launch(coord_jobs_t *j, struct job_row *r, int relaunch, double now, 
     int hn =
         snprintf(head, sizeof head,
                  "=== updraft-coordinator %s: %s %s --oversubscribe -np %s %s --coordinator %s "
-                 "--job %s%s\n",
+                 "--job %s%s%s%s%s%s\n",
                  stamp, relaunch ? "relaunch" : "launch", mpirun, np, j->cfg.worker_path,
-                 j->cfg.advertise, r->id, resume ? " --resume" : "");
+                 j->cfg.advertise, r->id, curve ? " --curve-server-key " : "",
+                 curve ? j->cfg.curve_server_pub : "", curve ? " --curve-secret " : "",
+                 curve ? j->cfg.curve_worker_secret : "", resume ? " --resume" : "");
     if (hn > 0 && write(logfd, head, (size_t)hn < sizeof head ? (size_t)hn : sizeof head - 1) < 0)
         coord_log(COORD_LOG_WARN, "%s: cannot write %s: %s", r->id, logpath, strerror(errno));
     long maxfd = sysconf(_SC_OPEN_MAX);

@@ -28,7 +28,7 @@ struct coord_workers {
 };
 
 coord_workers_t *coord_workers_new(void *ctx, const char *endpoint, coord_jobs_t *jobs,
-                                   struct ud_err *e)
+                                   const struct ud_key *curve_secret, struct ud_err *e)
 {
     coord_workers_t *w = calloc(1, sizeof *w);
     if (!w) {
@@ -44,6 +44,19 @@ coord_workers_t *coord_workers_new(void *ctx, const char *endpoint, coord_jobs_t
         ud_err_set(e, UD_ENET, "ZeroMQ ROUTER socket: %s", zmq_strerror(zmq_errno()));
         goto out_fail;
     }
+    if (curve_secret) {
+        int server = 1;
+        if (!zmq_has("curve")) {
+            ud_err_set(e, UD_EUNSUPPORTED, "--curve-secret: this libzmq was built without CURVE");
+            goto out_fail;
+        }
+        if (zmq_setsockopt(w->router, ZMQ_CURVE_SERVER, &server, sizeof server) != 0 ||
+            zmq_setsockopt(w->router, ZMQ_CURVE_SECRETKEY, curve_secret->sec, 32) != 0 ||
+            zmq_setsockopt(w->router, ZMQ_ZAP_DOMAIN, "updraft", 7) != 0) {
+            ud_err_set(e, UD_ENET, "ZeroMQ CURVE server: %s", zmq_strerror(zmq_errno()));
+            goto out_fail;
+        }
+    }
     if (zmq_bind(w->router, endpoint) != 0) {
         ud_err_set(e, UD_ENET, "--zmq %s: cannot bind: %s", endpoint, zmq_strerror(zmq_errno()));
         goto out_fail;
@@ -52,7 +65,8 @@ coord_workers_t *coord_workers_new(void *ctx, const char *endpoint, coord_jobs_t
     if (zmq_getsockopt(w->router, ZMQ_LAST_ENDPOINT, w->endpoint, &len) != 0)
         snprintf(w->endpoint, sizeof w->endpoint, "%s", endpoint);
     int events = ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |
-                 ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL;
+                 ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
     if (zmq_socket_monitor(w->router, COORD_EVENTS_ENDPOINT, events) != 0 ||
         !(w->events = zmq_socket(ctx, ZMQ_PAIR)) ||
         zmq_setsockopt(w->events, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
@@ -294,6 +308,23 @@ int coord_workers_serve(coord_workers_t *w, int max)
     return n;
 }
 
+/* Why a handshake failed, from a ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL value. */
+static const char *handshake_reason(uint32_t v)
+{
+    switch (v) {
+    case ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+        return "the peer uses another security mechanism (a worker without --curve-server-key "
+               "talking to a CURVE coordinator, or the other way round)";
+    case ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
+        return "its CURVE hello did not decrypt (the worker has a wrong --curve-server-key)";
+    default:
+        return v >= ZMQ_PROTOCOL_ERROR_ZMTP_UNEXPECTED_COMMAND &&
+                       v < ZMQ_PROTOCOL_ERROR_ZAP_UNSPECIFIED
+                   ? "malformed ZMTP (not a worker?)"
+                   : "not a worker?";
+    }
+}
+
 void coord_workers_drain_events(coord_workers_t *w)
 {
     for (;;) {
@@ -304,8 +335,11 @@ void coord_workers_drain_events(coord_workers_t *w)
             return;
         }
         uint16_t event = 0;
-        if (zmq_msg_size(&head) >= 2)
+        uint32_t value = 0;
+        if (zmq_msg_size(&head) >= 6) {
             memcpy(&event, zmq_msg_data(&head), 2);
+            memcpy(&value, (char *)zmq_msg_data(&head) + 2, 4);
+        }
         int more = zmq_msg_more(&head);
         zmq_msg_close(&head);
         char where[256] = "?";
@@ -327,6 +361,13 @@ void coord_workers_drain_events(coord_workers_t *w)
                       "worker connection on %s closed (the peer left, or sent something libzmq "
                       "refused: a message over %u MiB, a broken frame)",
                       where, UD_PROTO_MAX_MESSAGE >> 20);
+        else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+            coord_log(COORD_LOG_WARN,
+                      "connection on %s dropped: the worker's CURVE key is not allowed (ZAP %u)",
+                      where, (unsigned)value);
+        else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+            coord_log(COORD_LOG_WARN, "connection on %s dropped: ZeroMQ handshake failed: %s",
+                      where, handshake_reason(value));
         else
             coord_log(COORD_LOG_WARN,
                       "connection on %s dropped: ZeroMQ handshake failed (not a worker?)", where);

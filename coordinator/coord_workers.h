@@ -6,8 +6,8 @@
  *  one for an unknown job is logged ("dropped message from <peer>: <why>") and answered with
  *  an error when its id could be read; nothing a peer sends stops the loop. The ROUTER refuses
  *  messages over UD_PROTO_MAX_MESSAGE (ZMQ_MAXMSGSIZE: libzmq drops the connection before
- *  allocating); connection events (accepted, closed, failed handshakes) are logged from a
- *  socket monitor.
+ *  allocating); connection events (accepted, closed, failed handshakes, CURVE clients refused)
+ *  are logged from a socket monitor.
  *
  *  Thread-safety: belongs to the coordinator's main thread (it owns the sockets).
  */
@@ -15,15 +15,19 @@
 #define COORD_WORKERS_H
 
 #include "coord_jobs.h"
+#include "updraft/ud_keys.h"
 #include "updraft/ud_error.h"
 
 typedef struct coord_workers coord_workers_t;
 
 /* Creates the ROUTER in ctx (borrowed), binds it to endpoint ("tcp://\*:8471"; a port of "*"
- * takes any free one) and attaches the event monitor. jobs is borrowed. Returns NULL with e
- * set: UD_ENET (cannot bind: e names the endpoint and the reason), UD_ENOMEM. */
+ * takes any free one) and attaches the event monitor. jobs is borrowed. curve_secret: NULL for
+ * plain ZMTP, or the coordinator's CURVE keypair (UD_KEY_CURVE_SECRET; copied): the ROUTER is
+ * then a CURVE server, and a ZAP handler in ctx, when one runs (coord_zap.h), decides which
+ * clients may connect. Returns NULL with e set: UD_ENET (cannot bind: e names the endpoint and
+ * the reason), UD_EUNSUPPORTED (libzmq without CURVE), UD_ENOMEM. */
 coord_workers_t *coord_workers_new(void *ctx, const char *endpoint, coord_jobs_t *jobs,
-                                   struct ud_err *e);
+                                   const struct ud_key *curve_secret, struct ud_err *e);
 /* Closes the sockets (linger 0: unsent replies are dropped). Accepts NULL; NULLs *w. */
 void coord_workers_destroy(coord_workers_t **w);
 

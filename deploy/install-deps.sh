@@ -13,7 +13,7 @@ pkgs=(
     libopenblas-dev libmsgpack-dev libzmq3-dev
     libsqlite3-dev libmicrohttpd-dev libjansson-dev sqlite3 curl wrk python3-msgpack
     libopenmpi-dev openmpi-bin
-    libcurl4-openssl-dev libcmocka-dev
+    libcurl4-openssl-dev libcmocka-dev libgnutls28-dev openssl
     zlib1g-dev libpng-dev libjpeg62-turbo-dev libsodium-dev
     dataset-fashion-mnist
 )

@@ -12,6 +12,8 @@
 
 #include <curl/curl.h>
 
+#include "updraft/ud_net.h"
+
 #define CONNECT_TIMEOUT_S 5L
 #define LOW_SPEED_BYTES   1L  /* below this many bytes per second ... */
 #define LOW_SPEED_TIME_S  20L /* ... for this long: the server is gone */
@@ -22,10 +24,12 @@ struct agent_http {
     char *base;
     char *auth; /* "Authorization: Bearer <token>" */
     int (*stop)(void);
+    char *cacert, *pin; /* NULL: the system store; no pin */
+    char errbuf[CURL_ERROR_SIZE];
 };
 
 agent_http_t *agent_http_new(const char *base_url, const char *token, int (*stop)(void),
-                             struct ud_err *e)
+                             const struct agent_http_tls *tls, struct ud_err *e)
 {
     agent_http_t *h = calloc(1, sizeof *h);
     if (!h) {
@@ -41,6 +45,11 @@ agent_http_t *agent_http_new(const char *base_url, const char *token, int (*stop
         goto out_free;
     }
     snprintf(h->auth, alen, "Authorization: Bearer %s", token);
+    if ((tls && tls->cacert && !(h->cacert = strdup(tls->cacert))) ||
+        (tls && tls->pin && !(h->pin = strdup(tls->pin)))) {
+        ud_err_set(e, UD_ENOMEM, "out of memory");
+        goto out_free;
+    }
     h->stop = stop;
     if (!(h->curl = curl_easy_init())) {
         ud_err_set(e, UD_EINTERNAL, "libcurl: cannot create a handle");
@@ -48,6 +57,8 @@ agent_http_t *agent_http_new(const char *base_url, const char *token, int (*stop
     }
     return h;
 out_free:
+    free(h->cacert);
+    free(h->pin);
     free(h->auth);
     free(h->base);
     free(h);
@@ -60,6 +71,8 @@ void agent_http_destroy(agent_http_t **hp)
     if (!h)
         return;
     curl_easy_cleanup(h->curl);
+    free(h->cacert);
+    free(h->pin);
     free(h->auth);
     free(h->base);
     free(h);
@@ -100,19 +113,59 @@ static int setup(agent_http_t *h, const char *path, struct curl_slist **hdrs, st
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, xferinfo);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, h);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "updraft-agent/" UD_VERSION_STRING);
+    /* Verification stays on (libcurl's default, said again after the reset); the CA file and
+     * the pin apply to https:// only. */
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (h->cacert)
+        curl_easy_setopt(c, CURLOPT_CAINFO, h->cacert);
+    if (h->pin)
+        curl_easy_setopt(c, CURLOPT_PINNEDPUBLICKEY, h->pin);
+    h->errbuf[0] = '\0';
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, h->errbuf);
     *hdrs = curl_slist_append(*hdrs, h->auth);
     *hdrs = curl_slist_append(*hdrs, "Expect:"); /* no 100-continue round trip for uploads */
     return 0;
 }
 
-/* Maps a failed transfer to a UD_E* code with curl's words. */
-static int curl_fail(CURLcode cc, const char *what, const char *path, struct ud_err *e)
+/* Maps a failed transfer to a UD_E* code with curl's words; TLS verification failures are
+ * UD_EAUTH with the message of ud_net_tls_message. */
+static int curl_fail(agent_http_t *h, CURLcode cc, const char *what, const char *path,
+                     struct ud_err *e)
 {
+    const char *reason = h->errbuf[0] ? h->errbuf : curl_easy_strerror(cc);
+    int tls = 1;
+    enum ud_tls_failure why = UD_TLS_OTHER;
+    switch (cc) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+        why = UD_TLS_UNTRUSTED;
+        break;
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+        why = UD_TLS_PIN;
+        break;
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CRL_BADFILE:
+        why = UD_TLS_CAFILE;
+        break;
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+        break;
+    default:
+        tls = 0;
+    }
+    if (tls) {
+        char msg[UD_ERRMSG_MAX];
+        ud_net_tls_message(msg, sizeof msg, why, h->base, h->cacert, h->pin, reason);
+        return ud_err_set(e, UD_EAUTH, "%s", msg);
+    }
     int code = UD_ENET;
     if (cc == CURLE_OPERATION_TIMEDOUT)
         code = UD_ETIMEOUT;
     else if (cc == CURLE_ABORTED_BY_CALLBACK)
         code = UD_ECANCELLED;
+    /* curl's generic words, not its error buffer: those carry timings ("after 3 ms") and would
+     * make every failure to connect a new message to log. */
     return ud_err_set(e, code, "%s %s: %s", what, path, curl_easy_strerror(cc));
 }
 
@@ -160,7 +213,7 @@ static int perform_small(agent_http_t *h, const char *what, const char *path,
         if (m.over)
             return ud_err_set(e, UD_ELIMIT, "%s %s: the response is over %zu bytes", what, path,
                               max_body);
-        return curl_fail(cc, what, path, e);
+        return curl_fail(h, cc, what, path, e);
     }
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
     if (!m.p && !(m.p = calloc(1, 1)))
@@ -346,6 +399,6 @@ int agent_http_download(agent_http_t *h, const char *path, struct agent_download
     if (s.io_err)
         return ud_err_set(e, UD_EIO, "GET %s: writing the file: %s", path, strerror(errno));
     if (cc != CURLE_OK)
-        return curl_fail(cc, "GET", path, e);
+        return curl_fail(h, cc, "GET", path, e);
     return 0;
 }

@@ -18,11 +18,18 @@
 
 typedef struct agent_http agent_http_t;
 
+/* How an https:// server is verified: cacert (CURLOPT_CAINFO; NULL: the system store) and pin
+ * (CURLOPT_PINNEDPUBLICKEY: "sha256//BASE64[;sha256//...]" or a PEM/DER public key file; NULL:
+ * none). */
+struct agent_http_tls {
+    const char *cacert, *pin;
+};
+
 /* base_url: "http://host:port" (a trailing '/' is dropped); token: sent as the bearer token;
- * stop: polled during transfers, non-zero aborts (may be NULL). Both strings are copied.
- * Returns NULL with e set (UD_ENOMEM, UD_EINTERNAL). */
+ * stop: polled during transfers, non-zero aborts (may be NULL); tls: may be NULL. The strings
+ * are copied. Returns NULL with e set (UD_ENOMEM, UD_EINTERNAL). */
 agent_http_t *agent_http_new(const char *base_url, const char *token, int (*stop)(void),
-                             struct ud_err *e);
+                             const struct agent_http_tls *tls, struct ud_err *e);
 void agent_http_destroy(agent_http_t **h);
 
 struct agent_http_resp {
@@ -34,7 +41,10 @@ void agent_http_resp_deinit(struct agent_http_resp *r);
 
 /* GET base+path (path starts with '/'). Returns 0 when a response arrived (r->status says
  * which), else UD_ENET (connection refused or reset, DNS), UD_ETIMEOUT (connect or low-speed
- * timeout), UD_ELIMIT (a body over max_body bytes), UD_ECANCELLED (stop). */
+ * timeout), UD_ELIMIT (a body over max_body bytes), UD_ECANCELLED (stop), UD_EAUTH (the server
+ * failed TLS verification: its certificate is not trusted, its key is not the pinned one, or
+ * the CA file is unusable; e reads "TLS: <base url>: ..." with curl's reason). Verification
+ * happens before the request (and its token) is sent. */
 int agent_http_get(agent_http_t *h, const char *path, size_t max_body, struct agent_http_resp *r,
                    struct ud_err *e);
 /* POST body to base+path with the content type and, when idem_key is not NULL, the header

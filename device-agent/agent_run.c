@@ -35,6 +35,7 @@
 #include "agent_update.h"
 #include "updraft/ud_delta.h"
 #include "updraft/ud_kernels.h"
+#include "updraft/ud_net.h"
 #include "updraft/ud_udm.h"
 
 #define TASK_MAX_BYTES    (64 * 1024) /* a task's JSON */
@@ -47,6 +48,7 @@
 struct run_opts {
     const char *url, *token, *token_file, *data, *state, *pubkey, *model_key;
     int allow_unsigned;
+    struct agent_http_tls tls; /* --cacert, --pin */
     double poll;
     int threads;
     int64_t max_rounds; /* 0: no limit */
@@ -147,6 +149,18 @@ static void die_token_refused(const char *what)
               what);
 }
 
+/* A server that fails TLS verification will not pass on a retry, and talking on would hand
+ * a token to whoever it is: exit 2 naming the server, the CA file or pin, and curl's reason. */
+static void die_if_tls(struct daemon *d, int rc, const struct ud_err *e)
+{
+    if (rc != UD_EAUTH)
+        return;
+    agent_error(d->log, "%s", e->msg);
+    agent_http_destroy(&d->http);
+    curl_global_cleanup();
+    exit(2);
+}
+
 static void exit_stopped(struct daemon *d)
 {
     agent_json_open(d->log, "stopped");
@@ -185,6 +199,7 @@ static void parse_run(int argc, char **argv, struct run_opts *o)
         O_MODELKEY,
         O_UNSIGNED
     };
+    enum { O_CACERT = 300, O_PIN };
     static const struct option longopts[] = {{"coordinator", required_argument, 0, O_COORD},
                                              {"token", required_argument, 0, O_TOKEN},
                                              {"token-file", required_argument, 0, O_TOKEN_FILE},
@@ -196,6 +211,8 @@ static void parse_run(int argc, char **argv, struct run_opts *o)
                                              {"model-pubkey", required_argument, 0, O_PUBKEY},
                                              {"model-key", required_argument, 0, O_MODELKEY},
                                              {"allow-unsigned", no_argument, 0, O_UNSIGNED},
+                                             {"cacert", required_argument, 0, O_CACERT},
+                                             {"pin", required_argument, 0, O_PIN},
                                              {"json", no_argument, 0, 'j'},
                                              {"quiet", no_argument, 0, 'q'},
                                              {"help", no_argument, 0, 'h'},
@@ -242,6 +259,12 @@ static void parse_run(int argc, char **argv, struct run_opts *o)
         case O_UNSIGNED:
             o->allow_unsigned = 1;
             break;
+        case O_CACERT:
+            o->tls.cacert = optarg;
+            break;
+        case O_PIN:
+            o->tls.pin = optarg;
+            break;
         case 'j':
             o->log.json = 1;
             break;
@@ -252,7 +275,8 @@ static void parse_run(int argc, char **argv, struct run_opts *o)
             printf("usage: " AGENT_PROG " run --coordinator URL (--token T | --token-file F) "
                    "--data SRC --state DIR\n"
                    "       (--model-pubkey SIGN.pub | --allow-unsigned) [--model-key MODEL.key]\n"
-                   "       [--poll SEC] [--threads T] [--max-rounds N] [--json] [--quiet]\n"
+                   "       [--poll SEC] [--threads T] [--max-rounds N] [--cacert F] [--pin P]\n"
+                   "       [--json] [--quiet]\n"
                    "(docs/agent.md)\n");
             exit(0);
         default:
@@ -273,6 +297,14 @@ static void parse_run(int argc, char **argv, struct run_opts *o)
                      "them unverified");
     if (o->pubkey && o->allow_unsigned)
         agent_die(2, "run: --model-pubkey and --allow-unsigned contradict each other");
+    if ((o->tls.cacert || o->tls.pin) && strncmp(o->url, "https://", 8) != 0)
+        agent_die(2, "--cacert and --pin verify an https:// coordinator; '%s' is plain HTTP",
+                  o->url);
+    if (o->tls.cacert && access(o->tls.cacert, R_OK) != 0)
+        agent_die(2, "--cacert %s: %s", o->tls.cacert, strerror(errno));
+    if (o->tls.pin && strncmp(o->tls.pin, "sha256//", 8) != 0 && access(o->tls.pin, R_OK) != 0)
+        agent_die(2, "--pin '%s': neither sha256//BASE64 nor a readable public key file (%s)",
+                  o->tls.pin, strerror(errno));
 }
 
 /* "<device id>.<hex secret>": the device id is what precedes the last '.'. */
@@ -418,6 +450,7 @@ static int fetch_task(struct daemon *d, struct task *t)
     int rc = agent_http_get(d->http, path, TASK_MAX_BYTES, &r, &e);
     if (rc == UD_ECANCELLED)
         exit_stopped(d);
+    die_if_tls(d, rc, &e);
     if (rc < 0) {
         /* Once per distinct failure: a coordinator down for an hour is one line, not 700. */
         if (strcmp(e.msg, d->last_fetch_err) != 0) {
@@ -558,6 +591,7 @@ static int ensure_model(struct daemon *d, const struct task *t, char *out, struc
                 agent_say(log, "resuming the download at byte %lld of %" PRIu64,
                           (long long)have_bytes, t->size);
             rc = agent_http_download(d->http, t->model_url, &dl, e);
+            die_if_tls(d, rc, e);
             agent_json_open(log, "download");
             agent_json_int(log, "round", (long long)t->round);
             agent_json_int(log, "from", (long long)dl.from);
@@ -669,6 +703,7 @@ static void send_upload(struct daemon *d, int64_t round, const char *upload, con
             free(body);
             exit_stopped(d);
         }
+        die_if_tls(d, rc, &e);
         char reason[64] = "", status[64] = "";
         long st = rc < 0 ? 0 : r.status;
         if (rc == 0) {
@@ -924,6 +959,7 @@ static void report_failure(struct daemon *d, int64_t round, const char *result)
     struct ud_err e = {0};
     int rc = agent_http_post(d->http, path, "application/json", NULL, body, strlen(body),
                              RESP_MAX_BYTES, &r, &e);
+    die_if_tls(d, rc, &e);
     agent_json_open(d->log, "failure_report");
     agent_json_int(d->log, "round", (long long)round);
     agent_json_str(d->log, "reason", result);
@@ -1030,8 +1066,13 @@ int agent_cmd_run(int argc, char **argv)
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
         agent_die(1, "libcurl cannot initialise");
     struct ud_err e = {0};
-    if (!(d->http = agent_http_new(d->o.url, d->token, agent_update_stopping, &e)))
+    if (!(d->http = agent_http_new(d->o.url, d->token, agent_update_stopping, &d->o.tls, &e)))
         agent_die(1, "%s", e.msg);
+    if (ud_net_url_is_plain_remote(d->o.url))
+        agent_warn(d->log,
+                   "%s is plain HTTP to a host that is not loopback: the device token and the "
+                   "updates cross the network unencrypted; use https:// (and --cacert)",
+                   d->o.url);
 
     int rc = agent_state_load(d->o.state, &d->st, &e);
     if (rc < 0 && rc != UD_ENOTFOUND)

@@ -15,11 +15,14 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sodium.h>
 #include <zmq.h>
 
-#define RESEND_S     3.0  /* a request or reliable post without a reply is sent again */
-#define MAX_PENDING  256  /* reliable posts kept; beyond this the oldest progress is dropped */
-#define WARN_EVERY_S 30.0 /* at most one "cannot reach" warning per this long */
+#define RESEND_S       3.0  /* a request or reliable post without a reply is sent again */
+#define MAX_PENDING    256  /* reliable posts kept; beyond this the oldest progress is dropped */
+#define WARN_EVERY_S   30.0 /* at most one "cannot reach" warning per this long */
+#define HANDSHAKE_MS   5000 /* a ZMTP/CURVE handshake that takes longer fails */
+#define HANDSHAKE_CUTS 3    /* connections closed mid-handshake in a row: a wrong server key */
 
 struct pending {
     uint64_t id;
@@ -30,8 +33,12 @@ struct pending {
 
 struct coord_client {
     void *ctx;
-    void *req;       /* the caller's DEALER */
-    void *pipe_main; /* the caller's end of the inproc pipe */
+    void *req;     /* the caller's DEALER */
+    void *monitor; /* the caller's: req's connection events */
+    int curve;     /* 1: the keys below are used */
+    struct coord_client_curve keys;
+    int connected, cuts; /* the monitor's view: a connection is up; handshakes cut short */
+    void *pipe_main;     /* the caller's end of the inproc pipe */
     char endpoint[512];
     int rank;
     char host[256];
@@ -53,7 +60,8 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void *dealer_new(void *ctx, const char *endpoint, struct ud_err *e)
+static void *dealer_new(void *ctx, const char *endpoint, const struct coord_client_curve *curve,
+                        struct ud_err *e)
 {
     void *s = zmq_socket(ctx, ZMQ_DEALER);
     if (!s) {
@@ -74,7 +82,19 @@ static void *dealer_new(void *ctx, const char *endpoint, struct ud_err *e)
     zmq_setsockopt(s, ZMQ_HEARTBEAT_IVL, &hb_ivl, sizeof hb_ivl);
     zmq_setsockopt(s, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout, sizeof hb_timeout);
     zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    if (zmq_connect(s, endpoint) != 0) {
+    int handshake = HANDSHAKE_MS;
+    zmq_setsockopt(s, ZMQ_HANDSHAKE_IVL, &handshake, sizeof handshake);
+    if (curve &&
+        (!zmq_has("curve") || zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, curve->server_pub, 32) != 0 ||
+         zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, curve->pub, 32) != 0 ||
+         zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, curve->sec, 32) != 0)) {
+        ud_err_set(e, UD_EUNSUPPORTED, "--curve-secret: %s",
+                   zmq_has("curve") ? zmq_strerror(zmq_errno())
+                                    : "this libzmq was built without CURVE");
+        zmq_close(s);
+        return NULL;
+    }
+    if (endpoint && zmq_connect(s, endpoint) != 0) {
         ud_err_set(e, UD_EINVAL, "--coordinator %s: %s", endpoint, zmq_strerror(zmq_errno()));
         zmq_close(s);
         return NULL;
@@ -82,7 +102,120 @@ static void *dealer_new(void *ctx, const char *endpoint, struct ud_err *e)
     return s;
 }
 
-coord_client_t *coord_client_new(const char *endpoint, int rank, struct ud_err *e)
+static int monitor_attach(coord_client_t *c, const char *name, struct ud_err *e)
+{
+    int events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+    int linger = 0;
+    if (zmq_socket_monitor(c->req, name, events) != 0 ||
+        !(c->monitor = zmq_socket(c->ctx, ZMQ_PAIR)) ||
+        zmq_setsockopt(c->monitor, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+        zmq_connect(c->monitor, name) != 0)
+        return ud_err_set(e, UD_ENET, "ZeroMQ socket monitor: %s", zmq_strerror(zmq_errno()));
+    return 0;
+}
+
+static int connect_req(coord_client_t *c, struct ud_err *e)
+{
+    if (zmq_connect(c->req, c->endpoint) != 0)
+        return ud_err_set(e, UD_EINVAL, "--coordinator %s: %s", c->endpoint,
+                          zmq_strerror(zmq_errno()));
+    return 0;
+}
+
+/* "CURVE handshake with tcp://...: failed: ..." for a ZMQ_EVENT_HANDSHAKE_FAILED_* event. */
+static int handshake_failed(coord_client_t *c, uint16_t event, uint32_t value, struct ud_err *e)
+{
+    const char *mech = c->curve ? "CURVE" : "ZeroMQ";
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+        return ud_err_set(e, UD_EAUTH,
+                          "%s handshake with %s failed: the coordinator refused this worker's key "
+                          "%s (ZAP status %u): add its public key to the coordinator's "
+                          "--curve-clients",
+                          mech, c->endpoint, c->keys.id, (unsigned)value);
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+        value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+        return ud_err_set(e, UD_EAUTH, "%s handshake with %s failed: %s", mech, c->endpoint,
+                          c->curve ? "the coordinator does not use CURVE (start it with "
+                                     "--curve-secret, or drop --curve-server-key here)"
+                                   : "the coordinator requires CURVE: pass --curve-server-key "
+                                     "(its STATE/curve-server.pub) and --curve-secret");
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+        value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC)
+        return ud_err_set(e, UD_EAUTH,
+                          "%s handshake with %s failed: a message did not decrypt (a wrong "
+                          "--curve-server-key?)",
+                          mech, c->endpoint);
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+        return ud_err_set(e, UD_EAUTH, "%s handshake with %s failed: protocol error 0x%08x", mech,
+                          c->endpoint, (unsigned)value);
+    /* No detail: the coordinator closed the connection mid-handshake (EPIPE, ECONNRESET). A
+     * CURVE server does that to a hello it cannot decrypt, and to a peer without CURVE. */
+    return ud_err_set(e, UD_EAUTH, "%s handshake with %s failed: %s (%s)", mech, c->endpoint,
+                      c->curve ? "the coordinator closed the connection: a wrong "
+                                 "--curve-server-key (the coordinator's is its "
+                                 "STATE/curve-server.pub), or a coordinator without CURVE"
+                               : "the coordinator closed the connection: it probably requires "
+                                 "CURVE: pass --curve-server-key (its STATE/curve-server.pub) "
+                                 "and --curve-secret",
+                      value ? zmq_strerror((int)value) : "closed during the handshake");
+}
+
+/* Reads the waiting connection events of the caller's socket. Returns 0, or UD_EAUTH when the
+ * handshake failed for good (see coord_client_request). */
+static int link_check(coord_client_t *c, struct ud_err *e)
+{
+    for (;;) {
+        zmq_msg_t head, addr;
+        zmq_msg_init(&head);
+        if (zmq_msg_recv(&head, c->monitor, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&head);
+            return 0;
+        }
+        uint16_t event = 0;
+        uint32_t value = 0;
+        if (zmq_msg_size(&head) >= 6) {
+            memcpy(&event, zmq_msg_data(&head), 2);
+            memcpy(&value, (char *)zmq_msg_data(&head) + 2, 4);
+        }
+        int more = zmq_msg_more(&head);
+        zmq_msg_close(&head);
+        if (more) { /* the endpoint frame */
+            zmq_msg_init(&addr);
+            zmq_msg_recv(&addr, c->monitor, 0);
+            zmq_msg_close(&addr);
+        }
+        switch (event) {
+        case ZMQ_EVENT_CONNECTED:
+            c->connected = 1;
+            break;
+        case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+            c->connected = 0;
+            c->cuts = 0;
+            break;
+        case ZMQ_EVENT_DISCONNECTED:
+        case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            /* Closed before the handshake finished. A CURVE server drops a hello it cannot
+             * decrypt (a wrong server key) or a peer without CURVE that way, every time; a
+             * coordinator that died mid-handshake does it once. So: fatal when it repeats. */
+            if ((c->connected || event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) &&
+                ++c->cuts >= HANDSHAKE_CUTS)
+                return handshake_failed(c, ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL,
+                                        event == ZMQ_EVENT_DISCONNECTED ? 0 : value, e);
+            c->connected = 0;
+            break;
+        case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+            return handshake_failed(c, event, value, e);
+        default:
+            break;
+        }
+    }
+}
+
+coord_client_t *coord_client_new(const char *endpoint, int rank,
+                                 const struct coord_client_curve *curve, struct ud_err *e)
 {
     coord_client_t *c = calloc(1, sizeof *c);
     if (!c) {
@@ -102,8 +235,21 @@ coord_client_t *coord_client_new(const char *endpoint, int rank, struct ud_err *
         free(c);
         return NULL;
     }
-    if (!(c->req = dealer_new(c->ctx, endpoint, e))) {
+    if (curve) {
+        c->curve = 1;
+        c->keys = *curve;
+    }
+    /* The monitor is attached before the connect, so no event of the first attempt is lost. */
+    char mon[64];
+    snprintf(mon, sizeof mon, "inproc://coord-client-monitor-%p", (void *)c);
+    if (!(c->req = dealer_new(c->ctx, NULL, c->curve ? &c->keys : NULL, e)) ||
+        monitor_attach(c, mon, e) != 0 || connect_req(c, e) != 0) {
+        if (c->monitor)
+            zmq_close(c->monitor);
+        if (c->req)
+            zmq_close(c->req);
         zmq_ctx_term(c->ctx);
+        sodium_memzero(&c->keys, sizeof c->keys);
         free(c);
         return NULL;
     }
@@ -162,9 +308,17 @@ int coord_client_request(coord_client_t *c, struct ud_msg *m, struct ud_msg *rep
             if (zmq_send(c->req, buf, len, ZMQ_DONTWAIT) == (int)len)
                 sent = now_s();
         }
-        zmq_pollitem_t it = {.socket = c->req, .events = ZMQ_POLLIN};
+        zmq_pollitem_t it[2] = {{.socket = c->req, .events = ZMQ_POLLIN},
+                                {.socket = c->monitor, .events = ZMQ_POLLIN}};
         double wait = fmin(deadline - now_s(), sent > 0 ? RESEND_S : 0.1);
-        if (zmq_poll(&it, 1, (long)(fmax(wait, 0.01) * 1000)) <= 0 || !(it.revents & ZMQ_POLLIN))
+        if (zmq_poll(it, 2, (long)(fmax(wait, 0.01) * 1000)) <= 0)
+            continue;
+        int lc = (it[1].revents & ZMQ_POLLIN) ? link_check(c, e) : 0;
+        if (lc) {
+            rc = lc;
+            goto out;
+        }
+        if (!(it[0].revents & ZMQ_POLLIN))
             continue;
         void *rb;
         size_t rl;
@@ -330,7 +484,7 @@ static void *actor_main(void *arg)
     coord_client_t *c = arg;
     struct ud_err e = {0};
     struct actor a = {.c = c};
-    a.dealer = dealer_new(c->ctx, c->endpoint, &e);
+    a.dealer = dealer_new(c->ctx, c->endpoint, c->curve ? &c->keys : NULL, &e);
     a.pipe = zmq_socket(c->ctx, ZMQ_PAIR);
     if (!a.dealer || !a.pipe || zmq_connect(a.pipe, c->pipe_name) != 0) {
         fprintf(stderr, "updraft-worker: warning: coordinator link not started: %s\n",
@@ -443,8 +597,11 @@ void coord_client_destroy(coord_client_t **pc, double flush_s)
     }
     if (c->pipe_main)
         zmq_close(c->pipe_main);
+    zmq_socket_monitor(c->req, NULL, 0);
+    zmq_close(c->monitor);
     zmq_close(c->req);
     zmq_ctx_term(c->ctx);
+    sodium_memzero(&c->keys, sizeof c->keys);
     free(c);
     *pc = NULL;
 }

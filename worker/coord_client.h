@@ -24,8 +24,17 @@
 
 typedef struct coord_client coord_client_t;
 
-/* Connects to endpoint ("tcp://HOST:PORT") as rank `rank`. Returns NULL with e set. */
-coord_client_t *coord_client_new(const char *endpoint, int rank, struct ud_err *e);
+/* CURVE for the link: the coordinator's public key and this worker's keypair (32 bytes each,
+ * as ZMQ_CURVE_SERVERKEY / PUBLICKEY / SECRETKEY take them) and the keypair's id for messages. */
+struct coord_client_curve {
+    uint8_t server_pub[32], pub[32], sec[32];
+    char id[17];
+};
+
+/* Connects to endpoint ("tcp://HOST:PORT") as rank `rank`; curve NULL for plain ZMTP, else the
+ * keys (copied). Returns NULL with e set. */
+coord_client_t *coord_client_new(const char *endpoint, int rank,
+                                 const struct coord_client_curve *curve, struct ud_err *e);
 /* Stops the actor after trying (at most flush_s seconds) to deliver the messages still
  * waiting for an acknowledgement. Accepts NULL; NULLs *c. */
 void coord_client_destroy(coord_client_t **c, double flush_s);
@@ -34,7 +43,12 @@ void coord_client_destroy(coord_client_t **c, double flush_s);
  * timeout_s in all. On success *reply holds the decoded reply (free with ud_msg_deinit) and,
  * when raw is not NULL, *raw and *raw_len its bytes (malloc'd, the caller's). An `error` reply is
  * returned as its code with e holding the coordinator's message. UD_ETIMEOUT when no reply
- * came in time. */
+ * came in time. UD_EAUTH, at once, when the connection's handshake failed in a way waiting
+ * cannot mend (watched through a socket monitor; handshakes time out after a few seconds):
+ * the coordinator refused this worker's CURVE key (at once), the server key is wrong or one
+ * side uses CURVE and the other not (the coordinator closes the connection during the
+ * handshake three times running, or libzmq reports the mismatch); e says "CURVE handshake with
+ * tcp://... failed: <why>" ("ZeroMQ handshake ..." for a worker without CURVE). */
 int coord_client_request(coord_client_t *c, struct ud_msg *m, struct ud_msg *reply, void **raw,
                          size_t *raw_len, double timeout_s, struct ud_err *e);
 

@@ -26,6 +26,7 @@
 #include "updraft/ud_data.h"
 #include "updraft/ud_eval.h"
 #include "updraft/ud_jsonw.h"
+#include "updraft/ud_keys.h"
 #include "updraft/ud_kernels.h"
 #include "updraft/ud_model.h"
 #include "updraft/ud_plan.h"
@@ -49,7 +50,8 @@ struct options {
     /* --coordinator: the job's options come from the coordinator */
     const char *coordinator, *job;
     double coord_timeout;
-    const char *spec_opt; /* the first option given that a job spec sets */
+    const char *curve_server_key, *curve_secret; /* CURVE for the coordinator link */
+    const char *spec_opt;                        /* the first option given that a job spec sets */
 };
 
 static void usage(FILE *f)
@@ -65,11 +67,14 @@ static void usage(FILE *f)
             "       [--session DIR [--resume] [--checkpoint-every N] [--keep-checkpoints K]]\n"
             "       [--report-every N] [--bucket-mb MB] [--peer-timeout SEC]\n"
             "   or: " PROG " --coordinator tcp://HOST:8471 [--job ID] [--resume]\n"
-            "       [--coordinator-timeout SEC] [--threads T] [--json] [--quiet]\n"
+            "       [--coordinator-timeout SEC] [--curve-server-key F --curve-secret F]\n"
+            "       [--threads T] [--json] [--quiet]\n"
             "\n"
             "With --coordinator, rank 0 registers with updraft-coordinator (for job ID, or the\n"
             "oldest job waiting for workers) and every rank trains with the job's options on the\n"
             "shard the coordinator planned for it, reporting progress, checkpoints and the model.\n"
+            "--curve-server-key (the coordinator's public key file) and --curve-secret (this\n"
+            "worker's curve-secret keypair) encrypt and authenticate that link with CURVE.\n"
             "\n"
             "Under mpirun every rank runs this same command: --batch is the global batch, each\n"
             "rank trains on its slice of every batch, gradients are summed across ranks.\n"
@@ -212,7 +217,9 @@ static void parse_args(int argc, char **argv, struct options *o)
         O_PEER_TIMEOUT,
         O_COORD,
         O_JOB,
-        O_COORD_TIMEOUT
+        O_COORD_TIMEOUT,
+        O_CURVE_SERVER,
+        O_CURVE_SECRET
     };
     static const struct option longopts[] = {
         {"data", required_argument, 0, 'd'},
@@ -255,6 +262,8 @@ static void parse_args(int argc, char **argv, struct options *o)
         {"coordinator", required_argument, 0, O_COORD},
         {"job", required_argument, 0, O_JOB},
         {"coordinator-timeout", required_argument, 0, O_COORD_TIMEOUT},
+        {"curve-server-key", required_argument, 0, O_CURVE_SERVER},
+        {"curve-secret", required_argument, 0, O_CURVE_SECRET},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -369,6 +378,12 @@ static void parse_args(int argc, char **argv, struct options *o)
         case O_JOB:
             o->job = optarg;
             break;
+        case O_CURVE_SERVER:
+            o->curve_server_key = optarg;
+            break;
+        case O_CURVE_SECRET:
+            o->curve_secret = optarg;
+            break;
         case O_COORD_TIMEOUT:
             o->coord_timeout = parse_double("--coordinator-timeout", optarg);
             if (!(o->coord_timeout >= 1 && o->coord_timeout <= 86400))
@@ -412,18 +427,25 @@ static void parse_args(int argc, char **argv, struct options *o)
             die(2, "unknown option '%s' (see --help)", argv[optind - 1]);
         }
         if (!o->spec_opt && c != O_COORD && c != O_JOB && c != O_COORD_TIMEOUT && c != O_RESUME &&
-            c != O_THREADS && c != 'j' && c != O_QUIET)
+            c != O_THREADS && c != 'j' && c != O_QUIET && c != O_CURVE_SERVER &&
+            c != O_CURVE_SECRET)
             o->spec_opt = argv[optind - 1];
     }
     if (optind < argc)
         die(2, "unexpected argument '%s' (see --help)", argv[optind]);
     if (o->job && !o->coordinator)
         die(2, "--job needs --coordinator tcp://HOST:PORT");
+    if ((o->curve_server_key || o->curve_secret) && !o->coordinator)
+        die(2, "--curve-server-key and --curve-secret secure the --coordinator link");
+    if (!o->curve_server_key != !o->curve_secret)
+        die(2, "CURVE needs both --curve-server-key (the coordinator's public key) and "
+               "--curve-secret (this worker's keypair)");
     if (o->coordinator) {
         if (o->spec_opt)
             die(2,
                 "%s: with --coordinator the job spec sets the training options (only --job, "
-                "--resume, --coordinator-timeout, --threads, --json and --quiet may be given)",
+                "--resume, --coordinator-timeout, --curve-server-key, --curve-secret, --threads, "
+                "--json and --quiet may be given)",
                 o->spec_opt);
         return;
     }
@@ -863,8 +885,27 @@ static void join_job(struct run *R, struct options *o)
     void *raw = NULL;
     size_t rawlen = 0;
     int rc = 0;
-    if (!(g_cc = coord_client_new(o->coordinator, R->rank, &le)))
+    struct coord_client_curve curve;
+    memset(&curve, 0, sizeof curve);
+    if (o->curve_secret) {
+        struct ud_key server, self;
+        if (ud_key_read(o->curve_server_key, UD_KEY_CURVE_PUBLIC, &server, &le) != 0)
+            ud_err_prefix(&le, "--curve-server-key");
+        else if (ud_key_read(o->curve_secret, UD_KEY_CURVE_SECRET, &self, &le) != 0)
+            ud_err_prefix(&le, "--curve-secret");
+        if (!le.code) {
+            memcpy(curve.server_pub, server.pub, 32);
+            memcpy(curve.pub, self.pub, 32);
+            memcpy(curve.sec, self.sec, 32);
+            snprintf(curve.id, sizeof curve.id, "%s", self.id);
+        }
+        ud_key_wipe(&self);
         rc = le.code;
+    }
+    if (!rc &&
+        !(g_cc = coord_client_new(o->coordinator, R->rank, o->curve_secret ? &curve : NULL, &le)))
+        rc = le.code;
+    sodium_memzero(&curve, sizeof curve);
     if (!rc && R->rank == 0) {
         char host[256] = "unknown";
         gethostname(host, sizeof host - 1);

@@ -11,7 +11,10 @@
 #   wait_job ID STATES SECS       polls GET /v1/jobs/ID until its state is one of STATES
 #                                 (space-separated); returns 1 on timeout. $JOB_STATE is the last
 #   wait_iteration ID N SECS      polls until the job's iteration >= N
+# Over HTTPS: set URL to https://127.0.0.1:$HTTP_PORT and CURL_TLS=(--cacert CA.pem) after
+# sourcing; coord_start's readiness check and api use them.
 COORDINATOR=$UD_BIN_DIR/updraft-coordinator
+CURL_TLS=()
 COORD_RUNS=0
 COORD_PID=""
 
@@ -36,7 +39,7 @@ coord_start()
         "$@" >"$COORD_LOG" 2>&1 &
     COORD_PID=$!
     for ((i = 0; i < 100; i++)); do
-        if curl -sf "$URL/healthz" >/dev/null 2>&1; then
+        if curl -sf "${CURL_TLS[@]}" "$URL/healthz" >/dev/null 2>&1; then
             TOKEN=$(cat "$state/admin.token" 2>/dev/null || true)
             export UPDRAFT_TOKEN=$TOKEN
             return 0
@@ -76,7 +79,8 @@ api()
     local method=$1 path=$2
     API_N=$((API_N + 1))
     API_BODY=$UD_TEST_SCRATCH/out/api-$API_N.json
-    local args=(-s -o "$API_BODY" -w '%{http_code}' -X "$method" -H "Authorization: Bearer $TOKEN")
+    local args=(-s "${CURL_TLS[@]}" -o "$API_BODY" -w '%{http_code}' -X "$method"
+        -H "Authorization: Bearer $TOKEN")
     if [ $# -ge 3 ]; then
         args+=(-H 'Content-Type: application/json' --data-binary "$3")
     fi
