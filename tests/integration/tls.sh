@@ -18,8 +18,13 @@ source "$IT_LIB/coord.bash"
 source "$IT_LIB/mpi.bash"
 
 AGENT=$UD_BIN_DIR/updraft-agent
-KEYGEN=$UD_BIN_DIR/../tests/curve_keygen
-it_require_bins "$COORDINATOR" "$UPDRAFT" "$AGENT" "$WORKER" "$KEYGEN"
+it_require_bins "$COORDINATOR" "$UPDRAFT" "$AGENT" "$WORKER"
+# keygen SECRET PUBLIC: a CURVE keypair (updraft keys generate); prints the key id.
+keygen()
+{
+    "$UPDRAFT" keys generate --type curve --out "$1" | sed -n '1s/.* //p'
+    mv "$1.pub" "$2"
+}
 command -v openssl >/dev/null || {
     echo "$IT_NAME: openssl is missing (deploy/install-deps.sh installs it)"
     exit 1
@@ -96,11 +101,13 @@ it_run push "$UPDRAFT" --cacert pki/ca.pem model push base.udm --name tab
 it_expect_rc "model push over HTTPS (a binary upload)" 0
 it_run pull "$UPDRAFT" --cacert pki/ca.pem model pull tab --out pulled.udm
 it_expect_rc "model pull over HTTPS" 0
-if cmp -s base.udm pulled.udm; then it_pass "... the same bytes"; else it_fail "pulled = pushed" "files differ"; fi
+it_run pulled_verify "$UPDRAFT" keys verify --key state/signing.pub pulled.udm
+it_expect_rc "... the pushed model, signed by the coordinator" 0
+if cmp -s base.udm <(tail -c +65 pulled.udm | head -c "$(stat -c %s base.udm)"); then it_pass "... around the same bytes"; else it_fail "pulled = pushed" "files differ"; fi
 FILE_URL=$URL/v1/models/tab/versions/1/file
 code=$(curl -s --cacert pki/ca.pem -r 100-199 -D out/range.hdr -o range.bin -w '%{http_code}' "$FILE_URL")
 it_expect_eq "a Range request for the model file over HTTPS → 206" 206 "$code"
-if cmp -s range.bin <(tail -c +101 base.udm | head -c 100); then it_pass "... with bytes 100..199"; else it_fail "range bytes" "differ"; fi
+if cmp -s range.bin <(tail -c +101 pulled.udm | head -c 100); then it_pass "... with bytes 100..199"; else it_fail "range bytes" "differ"; fi
 etag=$(tr -d '\r' <out/range.hdr | sed -n 's/^[Ee][Tt][Aa][Gg]: //p')
 code=$(curl -s --cacert pki/ca.pem -H "If-None-Match: $etag" -o /dev/null -w '%{http_code}' "$FILE_URL")
 it_expect_eq "... and its ETag answers If-None-Match with 304" 304 "$code"
@@ -114,11 +121,11 @@ EOF
 it_run start "$UPDRAFT" --cacert pki/ca.pem fed start spec.json
 it_expect_rc "federation started over HTTPS" 0
 mapfile -t TOKS < <(awk '{print $2}' tokens)
-timeout 60 "$AGENT" run --coordinator "$URL" --cacert pki/ca.pem --token "${TOKS[0]}" \
+timeout 60 "$AGENT" run --coordinator "$URL" --model-pubkey state/signing.pub --cacert pki/ca.pem --token "${TOKS[0]}" \
     --data parts/client-000 --state agent-0 --poll 0.2 --max-rounds 1 --json \
     >out/agent-0.jsonl 2>out/agent-0.log &
 A0=$!
-timeout 60 "$AGENT" run --coordinator "$URL" --cacert pki/ca.pem --pin "$PIN" \
+timeout 60 "$AGENT" run --coordinator "$URL" --model-pubkey state/signing.pub --cacert pki/ca.pem --pin "$PIN" \
     --token "${TOKS[1]}" --data parts/client-001 --state agent-1 --poll 0.2 --max-rounds 1 --json \
     >out/agent-1.jsonl 2>out/agent-1.log &
 A1=$!
@@ -140,12 +147,12 @@ it_expect_nogrep "no plain-HTTP warning for an https:// URL" out/agent-0.log "pl
 it_run enrol3 "$UPDRAFT" --cacert pki/ca.pem devices add --name victim --out token3
 TOK3=$(awk '{print $2}' token3)
 DEV3=$(awk '{print $1}' token3)
-it_run wrongca "$AGENT" run --coordinator "$URL" --cacert pki/ca-wrong.pem --token "$TOK3" \
+it_run wrongca "$AGENT" run --coordinator "$URL" --model-pubkey state/signing.pub --cacert pki/ca-wrong.pem --token "$TOK3" \
     --data parts/client-000 --state agent-3 --poll 0.2
 it_expect_rc "an agent with the wrong CA exits 2 (not retried)" 2
 it_expect_grep "... with the TLS message" "$ERR" \
     "TLS: $URL: server certificate not trusted by CA file pki/ca-wrong.pem (SSL certificate problem: unable to get local issuer certificate)"
-it_run wrongpin "$AGENT" run --coordinator "$URL" --cacert pki/ca.pem --pin "$WRONG_PIN" \
+it_run wrongpin "$AGENT" run --coordinator "$URL" --model-pubkey state/signing.pub --cacert pki/ca.pem --pin "$WRONG_PIN" \
     --token "$TOK3" --data parts/client-000 --state agent-3 --poll 0.2 --json
 it_expect_rc "an agent with a wrong pin exits 2" 2
 it_expect_grep "... saying the server key does not match the pin" "$ERR" \
@@ -170,7 +177,7 @@ it_expect_grep "plain HTTP on 0.0.0.0: the coordinator warns" out/coord-open.log
 it_run cli_open "$UPDRAFT" --url "http://0.0.0.0:$P2" status
 it_expect_rc "the CLI still talks to http://0.0.0.0" 0
 it_expect_grep "... and warns that the URL is not loopback" "$ERR" "is plain HTTP to a host that is not loopback"
-it_run agent_open "$AGENT" run --coordinator "http://0.0.0.0:$P2" --token "dev-9.00ff" \
+it_run agent_open "$AGENT" run --coordinator "http://0.0.0.0:$P2" --allow-unsigned --token "dev-9.00ff" \
     --data parts/client-000 --state agent-open --poll 0.2
 it_expect_grep "the agent warns for a plain-HTTP URL off loopback" "$ERR" "is plain HTTP to a host that is not loopback"
 it_run cli_lo "$UPDRAFT" --url "http://127.0.0.1:$P2" status
@@ -180,10 +187,10 @@ wait $OPEN_PID 2>/dev/null || true
 
 # ---- CURVE on the worker link
 mkdir -p keys
-"$KEYGEN" keys/server.key keys/server.pub >/dev/null
-"$KEYGEN" keys/worker.key keys/worker.pub >/dev/null
-ALICE=$("$KEYGEN" keys/alice.key keys/alice.pub)
-STRANGER=$("$KEYGEN" keys/stranger.key keys/stranger.pub)
+keygen keys/server.key keys/server.pub >/dev/null
+keygen keys/worker.key keys/worker.pub >/dev/null
+ALICE=$(keygen keys/alice.key keys/alice.pub)
+STRANGER=$(keygen keys/stranger.key keys/stranger.pub)
 {
     echo "# workers allowed besides the launched ones"
     grep -v '^#' keys/alice.pub
