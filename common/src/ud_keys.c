@@ -204,7 +204,7 @@ int ud_key_parse(const char *text, size_t len, const char *what, enum ud_key_typ
                           "<hex>')",
                           what, KEY_MAGIC);
 
-    char buf[KEY_FILE_MAX + 1], magic[32], type[32], hex[2 * (UD_KEY_SECRET_BYTES + 32) + 2];
+    char buf[KEY_FILE_MAX + 1], magic[32], type[32], hex[260] /* sscanf takes at most 257 */;
     memcpy(buf, line, line_len);
     buf[line_len] = '\0';
     unsigned ver = 0;
