@@ -116,6 +116,14 @@ static void test_key_files(void **state)
                          "ssh-ed25519 AAAA\n"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_true(ud_key_parse(bad[i], strlen(bad[i]), "t", UD_KEY_MODEL, &r, &e) < 0);
+    /* A key field longer than any key (sscanf's bound, not the buffer, must stop it). */
+    char longline[700];
+    int w = snprintf(longline, sizeof longline, "updraft-key 1 sign-secret ");
+    memset(longline + w, 'a', 600);
+    longline[w + 600] = '\n';
+    longline[w + 601] = '\0';
+    assert_int_equal(ud_key_parse(longline, strlen(longline), "t", UD_KEY_SIGN_SECRET, &r, &e),
+                     UD_EFORMAT);
 
     unlink(path);
     unlink(pub);
