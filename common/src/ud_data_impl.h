@@ -79,6 +79,17 @@ void ud__data_warn(const struct ud_load_opts *opts, const char *fmt, ...)
  * Errors: UD_ENOTFOUND, UD_EIO, UD_ELIMIT (over max bytes), each naming the path. */
 int ud__data_read_file(const char *path, size_t max, char **out, size_t *len, struct ud_err *e);
 
+/* ud_dataset_load_csv from the file's bytes data[0..len) (copied; name stands for the path in
+ * messages and sources). The file reader parses through the same code. */
+ud_dataset_t *ud__dataset_csv_mem(const void *data, size_t len, const char *name,
+                                  const struct ud_load_opts *opts, struct ud_err *e);
+/* Decodes a PNG or JPEG file's bytes data[0..len) and converts it to one sample of shape
+ * (1 or 3 channels, sides 1..UD_MAX_DIM) in out (ud_shape_size(shape) bytes, planar).
+ * Returns 0 or a UD_E* code with the reason (not naming a file) in msg. The file loaders
+ * decode through the same code. */
+int ud__image_decode_mem(const void *data, size_t len, struct ud_shape shape, uint8_t *out,
+                         char *msg, size_t msz);
+
 /* malloc'ed "a/b" (NULL on no memory). */
 char *ud__path_join(const char *a, const char *b);
 
