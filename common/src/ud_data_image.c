@@ -85,6 +85,11 @@ static int png_decode_run(struct png_job *j)
                  (unsigned)h, UD_DATA_MAX_IMAGE_SIDE, UD_DATA_MAX_IMAGE_SIDE);
         return -2;
     }
+    if ((uint64_t)w * h > UD_DATA_MAX_IMAGE_PIXELS) {
+        snprintf(j->msg, sizeof j->msg, "image of %u x %u pixels (limit %llu pixels)", (unsigned)w,
+                 (unsigned)h, (unsigned long long)UD_DATA_MAX_IMAGE_PIXELS);
+        return -2;
+    }
     png_set_expand(j->png); /* palette -> RGB, grey < 8 bits -> 8, tRNS -> alpha */
     png_set_scale_16(j->png);
     png_set_strip_alpha(j->png);
@@ -177,6 +182,11 @@ static int jpeg_decode_run(struct jpeg_job *j, const uint8_t *data, size_t len)
     if (w == 0 || h == 0 || w > UD_DATA_MAX_IMAGE_SIDE || h > UD_DATA_MAX_IMAGE_SIDE) {
         snprintf(j->msg, sizeof j->msg, "image of %u x %u pixels (limit %d x %d)", (unsigned)w,
                  (unsigned)h, UD_DATA_MAX_IMAGE_SIDE, UD_DATA_MAX_IMAGE_SIDE);
+        return -2;
+    }
+    if ((uint64_t)w * h > UD_DATA_MAX_IMAGE_PIXELS) {
+        snprintf(j->msg, sizeof j->msg, "image of %u x %u pixels (limit %llu pixels)", (unsigned)w,
+                 (unsigned)h, (unsigned long long)UD_DATA_MAX_IMAGE_PIXELS);
         return -2;
     }
     switch (j->cinfo.jpeg_color_space) {

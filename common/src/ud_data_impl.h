@@ -17,6 +17,9 @@
 
 /* Width or height of an image file (before resizing). */
 #define UD_DATA_MAX_IMAGE_SIDE 16384
+/* Pixels of an image file (before resizing): a 100-byte PNG may declare 16384 x 16384, and the
+ * decoded pixels are allocated before the rows are read. */
+#define UD_DATA_MAX_IMAGE_PIXELS ((uint64_t)1 << 26) /* 64 Mi pixels, e.g. 8192 x 8192 */
 /* Size of one image file read into memory. */
 #define UD_DATA_MAX_IMAGE_FILE ((size_t)1 << 28) /* 256 MiB */
 /* Size of a CSV file (read whole). */
