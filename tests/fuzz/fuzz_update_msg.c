@@ -28,6 +28,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if ((rc0 == 0) != (rc1 == 0) && rc1 != UD_ENOMEM)
         fuzz_fail(&e); /* validation and decoding disagree */
     if (rc1 == 0) {
+        double norm;
+        ud_delta_check(delta, m.n, 10.0, &norm, &e); /* what the coordinator does next */
         char *out = NULL;
         size_t len = 0;
         struct ud_update_msg m2;

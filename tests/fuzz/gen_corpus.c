@@ -111,6 +111,16 @@ static const char *const CNN = "input 1 4 4\nconv2d 2 3 pad=1\nrelu\nmaxpool 2\n
                                "dense 3\nsoftmax\n";
 static const char *const MLP = "input 3 1 1\ndense 4\nrelu\ndense 2\nsoftmax\n";
 
+static void gen_arch(void)
+{
+    seed_str("arch", "cnn", -1, CNN);
+    seed_str("arch", "mlp", -1, MLP);
+    seed_str("arch", "full", -1,
+             "# every layer kind\ninput 3 12 12\nconv2d 4 3 pad=1 stride=1 frozen\nrelu\n"
+             "maxpool 2\ndropout 0.25\nconv2d 8 3 stride=2\nrelu\nflatten\ndense 16 frozen\n"
+             "relu\ndense 5\nsoftmax\n");
+}
+
 static void gen_udm(void)
 {
     const char *specs[] = {CNN, MLP};
@@ -506,6 +516,7 @@ int main(int argc, char **argv)
     if (mkdir(root, 0755) != 0 && errno != EEXIST)
         die(root, NULL);
     gen_udm();
+    gen_arch();
     gen_ckpt();
     gen_proto();
     gen_update_msg();
