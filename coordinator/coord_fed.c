@@ -231,6 +231,25 @@ out:
     return rc;
 }
 
+int coord_fed_spec_fill(struct coord_fed_spec *s, int64_t epochs, int64_t batch, double lr,
+                        int64_t version, struct ud_err *e)
+{
+    s->epochs = epochs;
+    s->batch = batch;
+    s->lr = lr;
+    s->version = version;
+    /* A model's update defaults may lie outside the spec's ranges (a .udm may say 20000
+     * epochs, a spec allows 1..10000): what is stored must parse again, or the federation
+     * could not be read back. */
+    struct coord_fed_spec t = *s;
+    if (!t.name[0])
+        snprintf(t.name, sizeof t.name, "federation-1");
+    char *j = coord_fed_spec_json(&t);
+    int rc = j ? coord_fed_spec_parse(j, strlen(j), &t, e) : ud_err_set(e, UD_ENOMEM, "no memory");
+    free(j);
+    return rc;
+}
+
 char *coord_fed_spec_json(const struct coord_fed_spec *s)
 {
     json_t *o = json_object();

@@ -77,6 +77,11 @@ int coord_fed_enrol_parse(const char *body, size_t len, char name[COORD_FED_NAME
  * COORD_FED_REASON_MAX bytes). UD_EINVAL with the message the client sees. */
 int coord_fed_failure_parse(const char *body, size_t len, char reason[COORD_FED_REASON_MAX + 1],
                             struct ud_err *e);
+/* Fills what the spec left to the model (epochs, batch, lr: the values the update will use;
+ * version: the base version) and checks that the spec as stored parses again. Returns 0, or
+ * UD_EINVAL naming the key that is out of the spec's range. */
+int coord_fed_spec_fill(struct coord_fed_spec *s, int64_t epochs, int64_t batch, double lr,
+                        int64_t version, struct ud_err *e);
 /* The spec as canonical JSON (every key, sorted); the caller frees. NULL: out of memory. */
 char *coord_fed_spec_json(const struct coord_fed_spec *s);
 

@@ -500,10 +500,11 @@ static enum MHD_Result post_federation(struct coord_http *h, struct MHD_Connecti
     if (rc)
         return reply_error(h, c, HTTP_UNPROCESSABLE,
                            "the model's update parameters do not allow this: %s", e.msg);
-    s.epochs = p.epochs;
-    s.batch = p.mini_batch_size;
-    s.lr = p.learning_rate;
-    s.version = version;
+    if (coord_fed_spec_fill(&s, p.epochs, p.mini_batch_size, p.learning_rate, version, &e) != 0)
+        return reply_error(h, c, HTTP_UNPROCESSABLE,
+                           "with the model's update defaults filled in, the spec is refused: %s "
+                           "(give the key in the spec)",
+                           e.msg);
     if (s.eval[0] && access(s.eval, R_OK) != 0)
         return reply_error(h, c, HTTP_UNPROCESSABLE,
                            "'eval': %s cannot be read on the coordinator: %s", s.eval,

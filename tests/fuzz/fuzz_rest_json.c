@@ -45,11 +45,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 1: {
         struct coord_fed_spec s;
         if (coord_fed_spec_parse(body, len, &s, &e) == 0) {
-            /* POST /v1/federations fills what was left to the model before storing. */
-            s.epochs = s.epochs ? s.epochs : 1;
-            s.batch = s.batch ? s.batch : 32;
-            s.lr = s.lr >= 0 ? s.lr : 0.01;
-            s.version = s.version ? s.version : 1;
+            /* POST /v1/federations fills what the spec left to the model (any value a .udm
+             * allows: epochs up to 10^6, batch up to 65536, lr in [0, 1]), refusing what would
+             * not load again, before storing. */
+            uint32_t r =
+                len >= 4 ? (uint32_t)data[1] << 16 ^ (uint32_t)data[len] << 8 ^ data[2] : 7;
+            if (coord_fed_spec_fill(&s, s.epochs ? s.epochs : 1 + r % 1000000,
+                                    s.batch ? s.batch : 1 + r % 65536,
+                                    s.lr >= 0 ? s.lr : (r % 1000) / 1000.0, 1 + r % 5, &e) != 0)
+                break;
             if (!s.name[0])
                 snprintf(s.name, sizeof s.name, "federation-1");
             char *j = coord_fed_spec_json(&s);
