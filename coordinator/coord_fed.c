@@ -77,6 +77,62 @@ static int name_ok(const char *s)
     return 1;
 }
 
+int coord_fed_enrol_parse(const char *body, size_t len, char name[COORD_FED_NAME_MAX],
+                          int64_t *count, struct ud_err *e)
+{
+    name[0] = '\0';
+    *count = 0;
+    if (!len)
+        return 0;
+    json_error_t je;
+    json_t *o = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    if (!o || !json_is_object(o)) {
+        json_decref(o);
+        return ud_err_set(e, UD_EINVAL, "expected a JSON object like {\"name\": \"phone-17\"}");
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v)
+    {
+        if (strcmp(k, "name") == 0 && json_is_string(v) &&
+            json_string_length(v) < COORD_FED_NAME_MAX && json_string_length(v) > 0)
+            snprintf(name, COORD_FED_NAME_MAX, "%s", json_string_value(v));
+        else if (strcmp(k, "count") == 0 && json_is_integer(v) && json_integer_value(v) >= 1 &&
+                 json_integer_value(v) <= COORD_FED_ENROL_MAX)
+            *count = json_integer_value(v);
+        else {
+            ud_err_set(e, UD_EINVAL,
+                       "'%.64s': expected \"name\" (a string of 1..%d bytes) or \"count\" "
+                       "(1..%d)",
+                       k, COORD_FED_NAME_MAX - 1, COORD_FED_ENROL_MAX);
+            json_decref(o);
+            name[0] = '\0';
+            *count = 0;
+            return UD_EINVAL;
+        }
+    }
+    json_decref(o);
+    return 0;
+}
+
+int coord_fed_failure_parse(const char *body, size_t len, char reason[COORD_FED_REASON_MAX + 1],
+                            struct ud_err *e)
+{
+    reason[0] = '\0';
+    if (!len)
+        return 0;
+    json_error_t je;
+    json_t *o = json_loadb(body, len, 0, &je),
+           *v = json_is_object(o) ? json_object_get(o, "reason") : NULL;
+    if (!v || !json_is_string(v)) {
+        json_decref(o);
+        return ud_err_set(e, UD_EINVAL, "expected {\"reason\": \"...\"}");
+    }
+    snprintf(reason, COORD_FED_REASON_MAX + 1, "%s", json_string_value(v));
+    json_decref(o);
+    return 0;
+}
+
 int coord_fed_spec_parse(const char *json, size_t len, struct coord_fed_spec *s, struct ud_err *e)
 {
     memset(s, 0, sizeof *s);
@@ -172,6 +228,25 @@ int coord_fed_spec_parse(const char *json, size_t len, struct coord_fed_spec *s,
     }
 out:
     json_decref(o);
+    return rc;
+}
+
+int coord_fed_spec_fill(struct coord_fed_spec *s, int64_t epochs, int64_t batch, double lr,
+                        int64_t version, struct ud_err *e)
+{
+    s->epochs = epochs;
+    s->batch = batch;
+    s->lr = lr;
+    s->version = version;
+    /* A model's update defaults may lie outside the spec's ranges (a .udm may say 20000
+     * epochs, a spec allows 1..10000): what is stored must parse again, or the federation
+     * could not be read back. */
+    struct coord_fed_spec t = *s;
+    if (!t.name[0])
+        snprintf(t.name, sizeof t.name, "federation-1");
+    char *j = coord_fed_spec_json(&t);
+    int rc = j ? coord_fed_spec_parse(j, strlen(j), &t, e) : ud_err_set(e, UD_ENOMEM, "no memory");
+    free(j);
     return rc;
 }
 

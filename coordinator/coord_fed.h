@@ -45,6 +45,8 @@
 #define COORD_FED_SPEC_MAX    (64u << 10)
 #define COORD_FED_MAX_ROUNDS  100000
 #define COORD_FED_MAX_CLIENTS 100000
+#define COORD_FED_ENROL_MAX   10000 /* devices enrolled by one POST /v1/devices */
+#define COORD_FED_REASON_MAX  256   /* bytes of a failure report's reason kept (longer: cut) */
 
 /* A federation's spec (POST /v1/federations; docs/rest.md lists the keys and defaults). */
 struct coord_fed_spec {
@@ -67,6 +69,20 @@ struct coord_fed_spec {
  * the key; over COORD_FED_SPEC_MAX bytes UD_ELIMIT. Fills defaults. Does not look at the
  * registry or the file system. */
 int coord_fed_spec_parse(const char *json, size_t len, struct coord_fed_spec *s, struct ud_err *e);
+/* The body of POST /v1/devices: empty, or {"name": 1..COORD_FED_NAME_MAX-1 bytes,
+ * "count": 1..COORD_FED_ENROL_MAX}. name "" and count 0 when absent. UD_EINVAL with the
+ * message the client sees. */
+int coord_fed_enrol_parse(const char *body, size_t len, char name[COORD_FED_NAME_MAX],
+                          int64_t *count, struct ud_err *e);
+/* The body of POST /v1/rounds/{id}/failures: empty, or {"reason": string} (cut to
+ * COORD_FED_REASON_MAX bytes). UD_EINVAL with the message the client sees. */
+int coord_fed_failure_parse(const char *body, size_t len, char reason[COORD_FED_REASON_MAX + 1],
+                            struct ud_err *e);
+/* Fills what the spec left to the model (epochs, batch, lr: the values the update will use;
+ * version: the base version) and checks that the spec as stored parses again. Returns 0, or
+ * UD_EINVAL naming the key that is out of the spec's range. */
+int coord_fed_spec_fill(struct coord_fed_spec *s, int64_t epochs, int64_t batch, double lr,
+                        int64_t version, struct ud_err *e);
 /* The spec as canonical JSON (every key, sorted); the caller frees. NULL: out of memory. */
 char *coord_fed_spec_json(const struct coord_fed_spec *s);
 

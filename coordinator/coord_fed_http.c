@@ -45,7 +45,6 @@
 #define UPDATE_SLACK       (64u << 10)  /* an update's bytes beyond its delta */
 #define UPDATE_CAP         (256u << 20) /* any update, before the round is known */
 #define SMALL_BODY_CAP     (64u << 10)
-#define ENROL_MAX          10000
 #define MSGPACK_TYPE       "application/msgpack"
 #define HTTP_UNPROCESSABLE 422 /* libmicrohttpd renamed its constant across versions */
 
@@ -204,34 +203,9 @@ static enum MHD_Result post_devices(struct coord_http *h, struct MHD_Connection 
 {
     char name[COORD_FED_NAME_MAX] = "";
     int64_t count = 0;
-    if (len) {
-        json_error_t je;
-        json_t *o = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
-        if (!o || !json_is_object(o)) {
-            json_decref(o);
-            return reply_error(h, c, MHD_HTTP_BAD_REQUEST,
-                               "expected a JSON object like {\"name\": \"phone-17\"}");
-        }
-        const char *k;
-        json_t *v;
-        json_object_foreach(o, k, v)
-        {
-            if (strcmp(k, "name") == 0 && json_is_string(v) &&
-                json_string_length(v) < sizeof name && json_string_length(v) > 0)
-                snprintf(name, sizeof name, "%s", json_string_value(v));
-            else if (strcmp(k, "count") == 0 && json_is_integer(v) && json_integer_value(v) >= 1 &&
-                     json_integer_value(v) <= ENROL_MAX)
-                count = json_integer_value(v);
-            else {
-                json_decref(o);
-                return reply_error(h, c, MHD_HTTP_BAD_REQUEST,
-                                   "'%.64s': expected \"name\" (a string of 1..%zu bytes) or "
-                                   "\"count\" (1..%d)",
-                                   k, sizeof name - 1, ENROL_MAX);
-            }
-        }
-        json_decref(o);
-    }
+    struct ud_err pe = {0};
+    if (coord_fed_enrol_parse(body, len, name, &count, &pe) != 0)
+        return reply_error(h, c, MHD_HTTP_BAD_REQUEST, "%s", pe.msg);
     struct ud_err e = {0};
     sqlite3 *db = ch_db_rw(h, &e);
     if (!db)
@@ -533,10 +507,11 @@ static enum MHD_Result post_federation(struct coord_http *h, struct MHD_Connecti
     if (rc)
         return reply_error(h, c, HTTP_UNPROCESSABLE,
                            "the model's update parameters do not allow this: %s", e.msg);
-    s.epochs = p.epochs;
-    s.batch = p.mini_batch_size;
-    s.lr = p.learning_rate;
-    s.version = version;
+    if (coord_fed_spec_fill(&s, p.epochs, p.mini_batch_size, p.learning_rate, version, &e) != 0)
+        return reply_error(h, c, HTTP_UNPROCESSABLE,
+                           "with the model's update defaults filled in, the spec is refused: %s "
+                           "(give the key in the spec)",
+                           e.msg);
     if (s.eval[0] && access(s.eval, R_OK) != 0)
         return reply_error(h, c, HTTP_UNPROCESSABLE,
                            "'eval': %s cannot be read on the coordinator: %s", s.eval,
@@ -1191,19 +1166,10 @@ static enum MHD_Result post_failure(struct coord_http *h, struct MHD_Connection 
     int64_t dev = device_auth(h, c, 1);
     if (!dev)
         return bad_token(h, c);
-    char reason[257] = "";
-    if (len) {
-        json_error_t je;
-        json_t *o = json_loadb(body, len, 0, &je),
-               *v = json_is_object(o) ? json_object_get(o, "reason") : NULL;
-        if (!v || !json_is_string(v)) {
-            json_decref(o);
-            return reply_reason(h, c, HTTP_UNPROCESSABLE, "malformed",
-                                "expected {\"reason\": \"...\"}");
-        }
-        snprintf(reason, sizeof reason, "%s", json_string_value(v));
-        json_decref(o);
-    }
+    char reason[COORD_FED_REASON_MAX + 1] = "";
+    struct ud_err pe = {0};
+    if (coord_fed_failure_parse(body, len, reason, &pe) != 0)
+        return reply_reason(h, c, HTTP_UNPROCESSABLE, "malformed", "%s", pe.msg);
     struct ud_err e = {0};
     sqlite3 *db = ch_db_rw(h, &e);
     if (!db)

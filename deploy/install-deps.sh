@@ -10,6 +10,7 @@ set -euo pipefail
 
 pkgs=(
     build-essential cmake pkg-config git clang-format python3
+    clang libclang-rt-dev
     libopenblas-dev libmsgpack-dev libzmq3-dev
     libsqlite3-dev libmicrohttpd-dev libjansson-dev sqlite3 curl wrk python3-msgpack
     libopenmpi-dev openmpi-bin

@@ -32,13 +32,13 @@
 #include "agent_http.h"
 #include "agent_log.h"
 #include "agent_state.h"
+#include "agent_task.h"
 #include "agent_update.h"
 #include "updraft/ud_delta.h"
 #include "updraft/ud_kernels.h"
 #include "updraft/ud_net.h"
 #include "updraft/ud_udm.h"
 
-#define TASK_MAX_BYTES    (64 * 1024) /* a task's JSON */
 #define RESP_MAX_BYTES    (64 * 1024) /* an upload's JSON answer */
 #define BACKOFF_BASE_S    0.5
 #define BACKOFF_CAP_S     30.0
@@ -53,19 +53,6 @@ struct run_opts {
     int threads;
     int64_t max_rounds; /* 0: no limit */
     struct agent_log log;
-};
-
-/* A task as the coordinator sends it (docs/agent.md, "Tasks"). */
-struct task {
-    int64_t federation, round, number;
-    char model_name[256];
-    int64_t model_version;
-    char sha256[65];
-    uint64_t size;
-    char model_url[1024];
-    int64_t epochs, batch;
-    double lr, max_norm, deadline;
-    char upload[512];
 };
 
 struct daemon {
@@ -350,104 +337,14 @@ static void load_token(struct daemon *d)
 
 /* ----------------------------------------------------------------------------------- task */
 
-static int path_ok(const char *s)
-{
-    if (s[0] != '/')
-        return 0;
-    for (const char *p = s; *p; p++)
-        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
-            return 0;
-    return 1;
-}
-
-static int task_int(json_t *o, const char *where, const char *key, int64_t lo, int64_t *out,
-                    struct ud_err *e)
-{
-    json_t *v = json_object_get(o, key);
-    if (!json_is_integer(v))
-        return ud_err_set(e, UD_EFORMAT, "task: %s\"%s\" must be an integer", where, key);
-    if (json_integer_value(v) < lo)
-        return ud_err_set(e, UD_EFORMAT, "task: %s\"%s\" is %lld, it must be >= %lld", where, key,
-                          (long long)json_integer_value(v), (long long)lo);
-    *out = json_integer_value(v);
-    return 0;
-}
-
-static int task_num(json_t *o, const char *key, double lo, double *out, struct ud_err *e)
-{
-    json_t *v = json_object_get(o, key);
-    if (!json_is_number(v) || !isfinite(json_number_value(v)))
-        return ud_err_set(e, UD_EFORMAT, "task: \"%s\" must be a number", key);
-    if (json_number_value(v) < lo)
-        return ud_err_set(e, UD_EFORMAT, "task: \"%s\" is %g, it must be >= %g", key,
-                          json_number_value(v), lo);
-    *out = json_number_value(v);
-    return 0;
-}
-
-static int task_str(json_t *o, const char *where, const char *key, char *buf, size_t cap,
-                    struct ud_err *e)
-{
-    json_t *v = json_object_get(o, key);
-    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) >= cap)
-        return ud_err_set(e, UD_EFORMAT, "task: %s\"%s\" must be a string of 1 to %zu bytes", where,
-                          key, cap - 1);
-    memcpy(buf, json_string_value(v), json_string_length(v) + 1);
-    return 0;
-}
-
-static int parse_task(const char *body, size_t len, struct task *t, struct ud_err *e)
-{
-    memset(t, 0, sizeof *t);
-    json_error_t je;
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
-    if (!root)
-        return ud_err_set(e, UD_EFORMAT, "task: not valid JSON: %s", je.text);
-    int rc;
-    int64_t size = 0;
-    json_t *m = json_object_get(root, "model");
-    if (!json_is_object(root)) {
-        rc = ud_err_set(e, UD_EFORMAT, "task: not a JSON object");
-    } else if (!json_is_object(m)) {
-        rc = ud_err_set(e, UD_EFORMAT, "task: \"model\" must be an object");
-    } else if ((rc = task_int(root, "", "federation", 0, &t->federation, e)) < 0 ||
-               (rc = task_int(root, "", "round", 0, &t->round, e)) < 0 ||
-               (rc = task_int(root, "", "number", 0, &t->number, e)) < 0 ||
-               (rc = task_str(m, "model.", "name", t->model_name, sizeof t->model_name, e)) < 0 ||
-               (rc = task_int(m, "model.", "version", 0, &t->model_version, e)) < 0 ||
-               (rc = task_str(m, "model.", "sha256", t->sha256, sizeof t->sha256, e)) < 0 ||
-               (rc = task_int(m, "model.", "size", 1, &size, e)) < 0 ||
-               (rc = task_str(m, "model.", "url", t->model_url, sizeof t->model_url, e)) < 0 ||
-               (rc = task_int(root, "", "epochs", 1, &t->epochs, e)) < 0 ||
-               (rc = task_int(root, "", "batch", 1, &t->batch, e)) < 0 ||
-               (rc = task_num(root, "lr", 0, &t->lr, e)) < 0 ||
-               (rc = task_num(root, "max_norm", 0, &t->max_norm, e)) < 0 ||
-               (rc = task_num(root, "deadline", 0, &t->deadline, e)) < 0 ||
-               (rc = task_str(root, "", "upload", t->upload, sizeof t->upload, e)) < 0) {
-        /* rc and e set */
-    } else if (!agent_is_sha256(t->sha256)) {
-        rc = ud_err_set(e, UD_EFORMAT, "task: \"model.sha256\" must be 64 lowercase hex digits");
-    } else if ((uint64_t)size > UD_UDM_MAX_BYTES) {
-        rc = ud_err_set(e, UD_EFORMAT, "task: \"model.size\" %lld is over the model limit %zu",
-                        (long long)size, UD_UDM_MAX_BYTES);
-    } else if (!path_ok(t->model_url) || !path_ok(t->upload)) {
-        rc = ud_err_set(e, UD_EFORMAT,
-                        "task: \"model.url\" and \"upload\" must be paths starting with '/', "
-                        "without spaces or control characters");
-    }
-    t->size = (uint64_t)size;
-    json_decref(root);
-    return rc;
-}
-
 /* Returns 0 with a task, 1 for "nothing now" (204) or a failure worth only a log line. */
-static int fetch_task(struct daemon *d, struct task *t)
+static int fetch_task(struct daemon *d, struct agent_task *t)
 {
     char path[256];
     snprintf(path, sizeof path, "/v1/devices/%s/task", d->device);
     struct agent_http_resp r;
     struct ud_err e = {0};
-    int rc = agent_http_get(d->http, path, TASK_MAX_BYTES, &r, &e);
+    int rc = agent_http_get(d->http, path, AGENT_TASK_MAX_BYTES, &r, &e);
     if (rc == UD_ECANCELLED)
         exit_stopped(d);
     die_if_tls(d, rc, &e);
@@ -478,7 +375,7 @@ static int fetch_task(struct daemon *d, struct task *t)
         return 1;
     }
     d->last_fetch_err[0] = '\0';
-    rc = parse_task(r.body, r.len, t, &e);
+    rc = agent_task_parse(r.body, r.len, t, &e);
     agent_http_resp_deinit(&r);
     if (rc < 0) {
         if (strcmp(e.msg, d->last_fetch_err) != 0)
@@ -534,7 +431,7 @@ static void prune_models(struct daemon *d, const char *keep)
 
 /* Makes STATE/model-<sha256>.udm exist and verified. Returns 0 (path in out), UD_ECANCELLED,
  * or an error for which the round is tried again later. */
-static int ensure_model(struct daemon *d, const struct task *t, char *out, struct ud_err *e)
+static int ensure_model(struct daemon *d, const struct agent_task *t, char *out, struct ud_err *e)
 {
     const struct agent_log *log = d->log;
     spath(out, d, "model-%s.udm", t->sha256);
@@ -817,7 +714,7 @@ static void finish_round(struct daemon *d, int64_t round, const char *result)
 /* Trains on the verified model and stores the encoded update in STATE/upload-<round>.msgpack.
  * Returns 0, or a negative code with result set to what to record (ROUND_LATER as positive:
  * try again later, nothing recorded). */
-static int build_upload(struct daemon *d, const struct task *t, const char *model_path,
+static int build_upload(struct daemon *d, const struct agent_task *t, const char *model_path,
                         char *result, size_t cap)
 {
     const struct agent_log *log = d->log;
@@ -972,7 +869,7 @@ static void report_failure(struct daemon *d, int64_t round, const char *result)
         agent_http_resp_deinit(&r);
 }
 
-static int do_round(struct daemon *d, const struct task *t)
+static int do_round(struct daemon *d, const struct agent_task *t)
 {
     const struct agent_log *log = d->log;
     struct ud_err e = {0};
@@ -1110,7 +1007,7 @@ int agent_cmd_run(int argc, char **argv)
 
     int said_idle = 0;
     while (!agent_update_stopping()) {
-        struct task t;
+        struct agent_task t;
         if (fetch_task(d, &t) != 0) {
             if (!said_idle) {
                 agent_say(d->log, "no task now; asking every %g s", d->o.poll);

@@ -30,24 +30,18 @@ int agent_is_sha256(const char *s)
     return 1;
 }
 
-/* Reads and parses DIR/name into *root. */
-static int load_json(const char *dir, const char *name, json_t **root, char *path, size_t plen,
-                     struct ud_err *e)
+/* Parses data[0..len) (the contents of path) into *root, a JSON object. */
+static int parse_json(const char *data, size_t len, const char *path, json_t **root,
+                      struct ud_err *e)
 {
-    snprintf(path, plen, "%s/%s", dir, name);
-    char *data;
-    size_t len;
-    int rc = ud_read_file(path, STATE_MAX_BYTES, &data, &len, e);
-    if (rc < 0)
-        return rc;
     json_error_t je;
     *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
-    free(data);
     if (!*root)
         return ud_err_set(e, UD_EFORMAT, "%s: not valid JSON: %s (line %d)", path, je.text,
                           je.line);
     if (!json_is_object(*root)) {
         json_decref(*root);
+        *root = NULL;
         return ud_err_set(e, UD_EFORMAT, "%s: not a JSON object", path);
     }
     return 0;
@@ -116,18 +110,36 @@ static int parse_state(json_t *root, struct agent_state *s, const char *path, st
     return 0;
 }
 
-int agent_state_load(const char *dir, struct agent_state *s, struct ud_err *e)
+int agent_state_parse(const char *data, size_t len, const char *path, struct agent_state *s,
+                      struct ud_err *e)
 {
     agent_state_init(s);
-    char path[4200];
+    if (len > STATE_MAX_BYTES)
+        return ud_err_set(e, UD_ELIMIT, "%s: %zu bytes, over the limit of %d", path, len,
+                          STATE_MAX_BYTES);
     json_t *root;
-    int rc = load_json(dir, "state.json", &root, path, sizeof path, e);
+    int rc = parse_json(data, len, path, &root, e);
     if (rc < 0)
-        return rc; /* UD_ENOTFOUND, or the file is unreadable or not JSON */
+        return rc;
     rc = parse_state(root, s, path, e);
     json_decref(root);
     if (rc < 0)
         agent_state_init(s);
+    return rc;
+}
+
+int agent_state_load(const char *dir, struct agent_state *s, struct ud_err *e)
+{
+    agent_state_init(s);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/state.json", dir);
+    char *data;
+    size_t len;
+    int rc = ud_read_file(path, STATE_MAX_BYTES, &data, &len, e);
+    if (rc < 0)
+        return rc; /* UD_ENOTFOUND, or the file is unreadable */
+    rc = agent_state_parse(data, len, path, s, e);
+    free(data);
     return rc;
 }
 
@@ -200,11 +212,13 @@ void agent_state_finish(struct agent_state *s, int64_t round, const char *result
         s->round = -1;
 }
 
-int agent_download_load(const char *dir, char sha256[65], uint64_t *size, struct ud_err *e)
+int agent_download_parse(const char *data, size_t len, const char *path, char sha256[65],
+                         uint64_t *size, struct ud_err *e)
 {
-    char path[4200];
     json_t *root;
-    int rc = load_json(dir, "download.json", &root, path, sizeof path, e);
+    sha256[0] = '\0';
+    *size = 0;
+    int rc = parse_json(data, len, path, &root, e);
     if (rc < 0)
         return rc;
     int64_t sz = 0;
@@ -213,6 +227,20 @@ int agent_download_load(const char *dir, char sha256[65], uint64_t *size, struct
         rc = ud_err_set(e, UD_EFORMAT, "%s: \"sha256\" is not 64 hex digits", path);
     json_decref(root);
     *size = (uint64_t)sz;
+    return rc;
+}
+
+int agent_download_load(const char *dir, char sha256[65], uint64_t *size, struct ud_err *e)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/download.json", dir);
+    char *data;
+    size_t len;
+    int rc = ud_read_file(path, STATE_MAX_BYTES, &data, &len, e);
+    if (rc < 0)
+        return rc;
+    rc = agent_download_parse(data, len, path, sha256, size, e);
+    free(data);
     return rc;
 }
 

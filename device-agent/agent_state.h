@@ -40,6 +40,9 @@ void agent_state_init(struct agent_state *s);
 /* Reads DIR/state.json. Returns 0, UD_ENOTFOUND (no file: *s is fresh), or UD_EFORMAT (UD_EIO,
  * UD_ELIMIT) with a message naming the file and the problem (*s is fresh then too). */
 int agent_state_load(const char *dir, struct agent_state *s, struct ud_err *e);
+/* The same from the file's bytes data[0..len) (path only names it in messages). */
+int agent_state_parse(const char *data, size_t len, const char *path, struct agent_state *s,
+                      struct ud_err *e);
 /* Writes DIR/state.json atomically. Returns 0 or UD_EIO/UD_ENOMEM. */
 int agent_state_save(const char *dir, const struct agent_state *s, struct ud_err *e);
 /* True when round is among the finished ones. */
@@ -51,6 +54,8 @@ void agent_state_finish(struct agent_state *s, int64_t round, const char *result
 /* DIR/download.json: which model DIR/model.part belongs to. load returns 0, UD_ENOTFOUND or
  * UD_EFORMAT. */
 int agent_download_load(const char *dir, char sha256[65], uint64_t *size, struct ud_err *e);
+int agent_download_parse(const char *data, size_t len, const char *path, char sha256[65],
+                         uint64_t *size, struct ud_err *e);
 int agent_download_save(const char *dir, const char *sha256, uint64_t size, struct ud_err *e);
 
 /* True when s is 64 lowercase hex digits. */

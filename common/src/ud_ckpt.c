@@ -14,6 +14,7 @@
  */
 #include "updraft/ud_ckpt.h"
 
+#include "ud_ckpt_impl.h"
 #include "ud_envelope_impl.h"
 #include "updraft/ud_udm.h"
 
@@ -1612,4 +1613,47 @@ int ud_ckpt_prune(const char *session, int keep, struct ud_err *e)
     free(st);
     free(names);
     return first_rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Decoders on memory (ud_ckpt_impl.h)                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+int ud__ckpt_decode_mem(enum ud__ckpt_file kind, const void *buf, size_t len, struct ud_err *e)
+{
+    int rc;
+    switch (kind) {
+    case UD__CKPT_STATE: {
+        if (len > CKPT_STATE_MAX_BYTES)
+            return ud_err_set(e, UD_ELIMIT, "state.ckpt: %zu bytes, over the limit of %zu", len,
+                              (size_t)CKPT_STATE_MAX_BYTES);
+        struct ud_ckpt_state st = {0};
+        rc = ckpt_state_decode(buf, len, &st, true, e);
+        ud_ckpt_state_deinit(&st);
+        return rc;
+    }
+    case UD__CKPT_RANK: {
+        if (len > CKPT_RANK_MAX_BYTES)
+            return ud_err_set(e, UD_ELIMIT, "rank file: %zu bytes, over the limit of %d", len,
+                              CKPT_RANK_MAX_BYTES);
+        struct ckpt_rank r = {0};
+        return ckpt_rank_decode(buf, len, &r, e);
+    }
+    case UD__CKPT_DONE: {
+        if (len > CKPT_DONE_MAX_BYTES)
+            return ud_err_set(e, UD_ELIMIT, "DONE: %zu bytes, over the limit of %zu", len,
+                              (size_t)CKPT_DONE_MAX_BYTES);
+        char *text = malloc(len + 1);
+        if (!text)
+            return ud_err_set(e, UD_ENOMEM, "DONE: out of memory");
+        memcpy(text, buf, len);
+        text[len] = '\0';
+        struct ckpt_done d;
+        rc = ckpt_done_parse(text, len, &d, e);
+        ckpt_done_deinit(&d);
+        free(text);
+        return rc;
+    }
+    }
+    return ud_err_set(e, UD_EINVAL, "no such checkpoint file kind %d", (int)kind);
 }

@@ -159,22 +159,22 @@ static int cmp_strp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-ud_dataset_t *ud_dataset_load_csv(const char *path, const struct ud_load_opts *opts,
-                                  struct ud_err *e)
+/* Parses buf[0..len) (buf[len] is a NUL; the text is modified in place, and not freed here);
+ * path names it in messages and sources. */
+static ud_dataset_t *csv_parse(const char *path, char *buf, size_t len,
+                               const struct ud_load_opts *opts, struct ud_err *e)
 {
     static const struct ud_load_opts no_opts;
     if (!opts)
         opts = &no_opts;
     ud_dataset_t *ds = NULL;
-    char *buf = NULL, **hdr = NULL, **labs = NULL, **uniq = NULL;
+    char **hdr = NULL, **labs = NULL, **uniq = NULL;
     float *fx = NULL;
-    size_t *lines = NULL, len;
+    size_t *lines = NULL;
     struct csv c = {.path = path};
     struct ud__sbuf src = {0};
     locale_t loc = (locale_t)0;
 
-    if (ud__data_read_file(path, UD_DATA_MAX_CSV_FILE, &buf, &len, e))
-        return NULL;
     const char *nul = memchr(buf, '\0', len);
     if (nul) {
         ud_err_set(e, UD_EFORMAT, "%s: NUL byte at offset %zu (not a text file)", path,
@@ -375,7 +375,6 @@ ud_dataset_t *ud_dataset_load_csv(const char *path, const struct ud_load_opts *o
     free(hdr);
     free(c.f);
     freelocale(loc);
-    free(buf);
     return ds;
 
 out_fail:
@@ -389,6 +388,37 @@ out_fail:
     free(c.f);
     if (loc)
         freelocale(loc);
-    free(buf);
     return NULL;
+}
+
+ud_dataset_t *ud_dataset_load_csv(const char *path, const struct ud_load_opts *opts,
+                                  struct ud_err *e)
+{
+    char *buf;
+    size_t len;
+    if (ud__data_read_file(path, UD_DATA_MAX_CSV_FILE, &buf, &len, e))
+        return NULL;
+    ud_dataset_t *ds = csv_parse(path, buf, len, opts, e);
+    free(buf);
+    return ds;
+}
+
+ud_dataset_t *ud__dataset_csv_mem(const void *data, size_t len, const char *name,
+                                  const struct ud_load_opts *opts, struct ud_err *e)
+{
+    if (len > UD_DATA_MAX_CSV_FILE) {
+        ud_err_set(e, UD_ELIMIT, "%s: %zu bytes, over the limit of %zu for a CSV file", name, len,
+                   UD_DATA_MAX_CSV_FILE);
+        return NULL;
+    }
+    char *buf = malloc(len + 1);
+    if (!buf) {
+        ud_err_set(e, UD_ENOMEM, "%s: out of memory", name);
+        return NULL;
+    }
+    memcpy(buf, data, len);
+    buf[len] = '\0';
+    ud_dataset_t *ds = csv_parse(name, buf, len, opts, e);
+    free(buf);
+    return ds;
 }

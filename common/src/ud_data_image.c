@@ -85,6 +85,11 @@ static int png_decode_run(struct png_job *j)
                  (unsigned)h, UD_DATA_MAX_IMAGE_SIDE, UD_DATA_MAX_IMAGE_SIDE);
         return -2;
     }
+    if ((uint64_t)w * h > UD_DATA_MAX_IMAGE_PIXELS) {
+        snprintf(j->msg, sizeof j->msg, "image of %u x %u pixels (limit %llu pixels)", (unsigned)w,
+                 (unsigned)h, (unsigned long long)UD_DATA_MAX_IMAGE_PIXELS);
+        return -2;
+    }
     png_set_expand(j->png); /* palette -> RGB, grey < 8 bits -> 8, tRNS -> alpha */
     png_set_scale_16(j->png);
     png_set_strip_alpha(j->png);
@@ -179,6 +184,11 @@ static int jpeg_decode_run(struct jpeg_job *j, const uint8_t *data, size_t len)
                  (unsigned)h, UD_DATA_MAX_IMAGE_SIDE, UD_DATA_MAX_IMAGE_SIDE);
         return -2;
     }
+    if ((uint64_t)w * h > UD_DATA_MAX_IMAGE_PIXELS) {
+        snprintf(j->msg, sizeof j->msg, "image of %u x %u pixels (limit %llu pixels)", (unsigned)w,
+                 (unsigned)h, (unsigned long long)UD_DATA_MAX_IMAGE_PIXELS);
+        return -2;
+    }
     switch (j->cinfo.jpeg_color_space) {
     case JCS_GRAYSCALE:
         j->cinfo.out_color_space = JCS_GRAYSCALE;
@@ -246,6 +256,20 @@ static int jpeg_decode(const uint8_t *data, size_t len, struct image *im, char *
 
 /* ---- Decoding one file ---- */
 
+/* Picks the decoder by the first bytes. Returns 0 (im->px the caller's) or a UD_E* code with
+ * the reason in msg (im->px NULL). */
+static int image_decode(const void *data, size_t len, struct image *im, char *msg, size_t msz)
+{
+    const uint8_t *d = data;
+    im->px = NULL;
+    if (len >= 8 && png_sig_cmp(d, 0, 8) == 0)
+        return png_decode(d, len, im, msg, msz);
+    if (len >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF)
+        return jpeg_decode(d, len, im, msg, msz);
+    snprintf(msg, msz, "not a PNG or JPEG file (%zu bytes)", len);
+    return UD_EFORMAT;
+}
+
 static int image_decode_file(const char *path, struct image *im, char *msg, size_t msz,
                              struct ud_err *e)
 {
@@ -262,15 +286,7 @@ static int image_decode_file(const char *path, struct image *im, char *msg, size
         snprintf(msg, msz, "%s", why);
         return rc;
     }
-    const uint8_t *d = (const uint8_t *)data;
-    if (len >= 8 && png_sig_cmp(d, 0, 8) == 0) {
-        rc = png_decode(d, len, im, msg, msz);
-    } else if (len >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF) {
-        rc = jpeg_decode(d, len, im, msg, msz);
-    } else {
-        snprintf(msg, msz, "not a PNG or JPEG file (%zu bytes)", len);
-        rc = UD_EFORMAT;
-    }
+    rc = image_decode(data, len, im, msg, msz);
     free(data);
     return rc;
 }
@@ -743,6 +759,29 @@ out_free_scratch:
 
 /* ---- One image at a time ---- */
 
+int ud__image_decode_mem(const void *data, size_t len, struct ud_shape shape, uint8_t *out,
+                         char *msg, size_t msz)
+{
+    if (!(shape.c == 1 || shape.c == 3) || !ud__shape_valid(shape)) {
+        snprintf(msg, msz, "cannot load an image as (%d, %d, %d)", shape.c, shape.h, shape.w);
+        return UD_ESHAPE;
+    }
+    if (len > UD_DATA_MAX_IMAGE_FILE) {
+        snprintf(msg, msz, "%zu bytes, over the limit of %zu for an image file", len,
+                 UD_DATA_MAX_IMAGE_FILE);
+        return UD_ELIMIT;
+    }
+    struct image im = {0};
+    int rc = image_decode(data, len, &im, msg, msz);
+    if (rc)
+        return rc;
+    rc = image_to_sample(&im, shape, out);
+    free(im.px);
+    if (rc)
+        snprintf(msg, msz, "out of memory decoding");
+    return rc;
+}
+
 int ud_image_load(const char *path, struct ud_shape shape, float *x, struct ud_err *e)
 {
     if (!(shape.c == 1 || shape.c == 3) || !ud__shape_valid(shape))
@@ -750,19 +789,19 @@ int ud_image_load(const char *path, struct ud_shape shape, float *x, struct ud_e
                           "%s: cannot load an image as (%d, %d, %d): need 1 or 3 channels and "
                           "sides in 1..%d",
                           path, shape.c, shape.h, shape.w, UD_MAX_DIM);
-    struct image im = {0};
-    struct ud_err fe = {0};
-    char msg[UD_ERRMSG_MAX];
-    int rc = image_decode_file(path, &im, msg, sizeof msg, &fe);
+    char *data;
+    size_t len;
+    int rc = ud__data_read_file(path, UD_DATA_MAX_IMAGE_FILE, &data, &len, e);
     if (rc)
-        return ud_err_set(e, rc, "%s: %s", path, msg);
+        return rc; /* the message names path */
     size_t m = ud_shape_size(shape);
     uint8_t *px = malloc(m);
-    rc = px ? image_to_sample(&im, shape, px) : UD_ENOMEM;
-    free(im.px);
+    char msg[UD_ERRMSG_MAX] = "out of memory decoding";
+    rc = px ? ud__image_decode_mem(data, len, shape, px, msg, sizeof msg) : UD_ENOMEM;
+    free(data);
     if (rc) {
         free(px);
-        return ud_err_set(e, rc, "%s: out of memory decoding", path);
+        return ud_err_set(e, rc, "%s: %s", path, msg);
     }
     const float s = 1.0f / 255.0f;
     for (size_t k = 0; k < m; k++)

@@ -17,6 +17,9 @@
 
 /* Width or height of an image file (before resizing). */
 #define UD_DATA_MAX_IMAGE_SIDE 16384
+/* Pixels of an image file (before resizing): a 100-byte PNG may declare 16384 x 16384, and the
+ * decoded pixels are allocated before the rows are read. */
+#define UD_DATA_MAX_IMAGE_PIXELS ((uint64_t)1 << 26) /* 64 Mi pixels, e.g. 8192 x 8192 */
 /* Size of one image file read into memory. */
 #define UD_DATA_MAX_IMAGE_FILE ((size_t)1 << 28) /* 256 MiB */
 /* Size of a CSV file (read whole). */
@@ -78,6 +81,17 @@ void ud__data_warn(const struct ud_load_opts *opts, const char *fmt, ...)
 /* Reads the whole regular file at path into a fresh NUL-terminated buffer (caller frees).
  * Errors: UD_ENOTFOUND, UD_EIO, UD_ELIMIT (over max bytes), each naming the path. */
 int ud__data_read_file(const char *path, size_t max, char **out, size_t *len, struct ud_err *e);
+
+/* ud_dataset_load_csv from the file's bytes data[0..len) (copied; name stands for the path in
+ * messages and sources). The file reader parses through the same code. */
+ud_dataset_t *ud__dataset_csv_mem(const void *data, size_t len, const char *name,
+                                  const struct ud_load_opts *opts, struct ud_err *e);
+/* Decodes a PNG or JPEG file's bytes data[0..len) and converts it to one sample of shape
+ * (1 or 3 channels, sides 1..UD_MAX_DIM) in out (ud_shape_size(shape) bytes, planar).
+ * Returns 0 or a UD_E* code with the reason (not naming a file) in msg. The file loaders
+ * decode through the same code. */
+int ud__image_decode_mem(const void *data, size_t len, struct ud_shape shape, uint8_t *out,
+                         char *msg, size_t msz);
 
 /* malloc'ed "a/b" (NULL on no memory). */
 char *ud__path_join(const char *a, const char *b);

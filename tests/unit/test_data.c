@@ -837,6 +837,35 @@ static void test_image_load_one(void **state)
         ud_image_load(ud_test_path("img/ant/a.png"), (struct ud_shape){4, 2, 2}, x, &e), UD_ESHAPE);
 }
 
+/* A 45-byte PNG whose header declares 10000 x 10000 pixels (each side under the side limit, the
+ * whole over the pixel limit) is refused from its header, before 100 MB are allocated. */
+static void test_image_pixel_limit(void **state)
+{
+    uint8_t png[8 + 25 + 12] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    const uint8_t ihdr[4 + 13] = {'I', 'H', 'D', 'R', 0, 0, 0x27, 0x10, 0, 0, 0x27, 0x10, 8, 0};
+    const uint8_t idat[4] = {'I', 'D', 'A', 'T'}; /* empty: the header is all it takes */
+    uint8_t *p = png + 8;
+    p[3] = 13;
+    memcpy(p + 4, ihdr, sizeof ihdr);
+    uint32_t crc = (uint32_t)crc32(0, ihdr, sizeof ihdr);
+    p[21] = (uint8_t)(crc >> 24), p[22] = (uint8_t)(crc >> 16), p[23] = (uint8_t)(crc >> 8);
+    p[24] = (uint8_t)crc;
+    p += 25;
+    memcpy(p + 4, idat, 4);
+    crc = (uint32_t)crc32(0, idat, 4);
+    p[8] = (uint8_t)(crc >> 24), p[9] = (uint8_t)(crc >> 16), p[10] = (uint8_t)(crc >> 8);
+    p[11] = (uint8_t)crc;
+    FILE *f = fopen(ud_test_path("huge.png"), "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(png, 1, sizeof png, f), sizeof png);
+    fclose(f);
+    struct ud_err e = {0};
+    float x[4];
+    assert_int_equal(ud_image_load(ud_test_path("huge.png"), (struct ud_shape){1, 2, 2}, x, &e),
+                     UD_ELIMIT);
+    assert_msg_has(&e, "10000 x 10000 pixels");
+}
+
 /* ---- IDX ---- */
 
 static const uint8_t idx_labels5[5] = {3, 0, 2, 3, 1};
@@ -1329,6 +1358,7 @@ int main(void)
         cmocka_unit_test(test_idx_fashion_names),
         cmocka_unit_test(test_idx_fashion_real),
         cmocka_unit_test(test_csv_load),
+        cmocka_unit_test(test_image_pixel_limit),
         cmocka_unit_test(test_csv_errors),
         cmocka_unit_test(test_csv_skip_bad),
         cmocka_unit_test(test_load_dispatch),
