@@ -17,6 +17,7 @@
 
 #include <jpeglib.h>
 #include <png.h>
+#include <sodium.h>
 #include <zlib.h>
 
 #include "ud_envelope_impl.h"
@@ -25,6 +26,8 @@
 #include "updraft/ud_model.h"
 #include "updraft/ud_proto.h"
 #include "updraft/ud_rng.h"
+#include "updraft/ud_keys.h"
+#include "updraft/ud_seal.h"
 #include "updraft/ud_udm.h"
 
 static const char *root;
@@ -140,6 +143,53 @@ static void gen_udm(void)
         free(buf);
         ud_model_destroy(&m);
     }
+}
+
+/* Sealed files under fuzz_seal's fixed keys (signing seed 0x01 x 32, model key 0x02 x 32), so
+ * that the fuzzer starts past the signature and the tag; plus key-file texts. The encrypted
+ * seeds carry a random nonce: they differ from one generation to the next. */
+static void gen_seal(void)
+{
+    struct ud_err e = {0};
+    uint8_t s1[32], s2[32];
+    memset(s1, 1, sizeof s1);
+    memset(s2, 2, sizeof s2);
+    struct ud_key sk, mk;
+    memset(&sk, 0, sizeof sk);
+    memset(&mk, 0, sizeof mk);
+    char hex[129], text[256];
+    uint8_t pk[32], sec[64];
+    crypto_sign_seed_keypair(pk, sec, s1);
+    sodium_bin2hex(hex, sizeof hex, sec, 64);
+    snprintf(text, sizeof text, "updraft-key 1 sign-secret %s\n", hex);
+    if (ud_key_parse(text, strlen(text), "gen", UD_KEY_SIGN_SECRET, &sk, &e) != 0)
+        die("sign key", &e);
+    seed_str("seal", "key-sign-secret", 2, text);
+    sodium_bin2hex(hex, sizeof hex, s2, 32);
+    snprintf(text, sizeof text, "# a comment\nupdraft-key 1 model-key %s\n", hex);
+    if (ud_key_parse(text, strlen(text), "gen", UD_KEY_MODEL, &mk, &e) != 0)
+        die("model key", &e);
+    seed_str("seal", "key-model", 2, text);
+    sodium_bin2hex(hex, sizeof hex, pk, 32);
+    snprintf(text, sizeof text, "updraft-key 1 curve-public %s\n", hex);
+    seed_str("seal", "key-curve-public", 2, text);
+
+    ud_model_t *m = model(MLP, 2);
+    char *udm, *sig, *enc, *both;
+    size_t n, sn, en, bn;
+    if (ud_udm_encode(m, &udm, &n, &e) != 0 || ud_seal_sign(udm, n, &sk, &sig, &sn, &e) != 0 ||
+        ud_seal_encrypt(udm, n, &mk, &enc, &en, &e) != 0 ||
+        ud_seal_sign(enc, en, &sk, &both, &bn, &e) != 0)
+        die("seal", &e);
+    seed("seal", "signed-open", 0, sig, sn);
+    seed("seal", "signed", 1, sig, sn);
+    seed("seal", "encrypted-open", 0, enc, en);
+    seed("seal", "encrypted-signed", 1, both, bn);
+    free(udm);
+    free(sig);
+    free(enc);
+    free(both);
+    ud_model_destroy(&m);
 }
 
 static void gen_ckpt(void)
@@ -516,6 +566,7 @@ int main(int argc, char **argv)
     if (mkdir(root, 0755) != 0 && errno != EEXIST)
         die(root, NULL);
     gen_udm();
+    gen_seal();
     gen_arch();
     gen_ckpt();
     gen_proto();

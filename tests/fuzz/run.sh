@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-all=(fuzz_udm fuzz_ckpt fuzz_arch fuzz_proto fuzz_update_msg fuzz_rest_json fuzz_agent_json fuzz_csv
+all=(fuzz_udm fuzz_seal fuzz_ckpt fuzz_arch fuzz_proto fuzz_update_msg fuzz_rest_json fuzz_agent_json fuzz_csv
     fuzz_image fuzz_idx)
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 
