@@ -25,6 +25,7 @@
 #include "cli_remote.h"
 #include "coord_spec.h"
 #include "updraft/ud_net.h"
+#include "updraft/ud_net_curl.h"
 
 #define DEFAULT_URL   "http://127.0.0.1:8470"
 #define MAX_REPLY     (64u << 20) /* JSON answers; model files go to disk */
@@ -101,25 +102,9 @@ static size_t on_data(char *p, size_t sz, size_t n, void *user)
 /* 1 (with the message of ud_net_tls_message in msg) when cc is a TLS verification failure. */
 static int tls_refused(const struct opts *o, CURLcode cc, const char *reason, char *msg, size_t n)
 {
-    enum ud_tls_failure why = UD_TLS_OTHER;
-    switch (cc) {
-    case CURLE_PEER_FAILED_VERIFICATION:
-        why = UD_TLS_UNTRUSTED;
-        break;
-    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-        why = UD_TLS_PIN;
-        break;
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_CRL_BADFILE:
-        why = UD_TLS_CAFILE;
-        break;
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_ISSUER_ERROR:
-    case CURLE_SSL_INVALIDCERTSTATUS:
-        break;
-    default:
+    enum ud_tls_failure why;
+    if (!ud_net_curl_tls_failure(cc, &why))
         return 0;
-    }
     ud_net_tls_message(msg, n, why, o->url, o->cacert, o->pin, reason);
     return 1;
 }

@@ -85,22 +85,13 @@ static int load_file(coord_zap_t *z, const char *path, struct ud_err *e)
     int rc = ud_read_file(path, LIST_MAX, &text, &len, e);
     if (rc)
         return ud_err_prefix(e, "--curve-clients");
-    size_t i = 0;
+    size_t pos = 0, n = 0;
     int lineno = 0;
-    while (i < len && rc == 0) {
-        size_t j = i;
-        while (j < len && text[j] != '\n')
-            j++;
-        lineno++;
-        size_t a = i;
-        while (a < j && (text[a] == ' ' || text[a] == '\t' || text[a] == '\r'))
-            a++;
-        if (a < j && text[a] != '#') {
-            char what[4200];
-            snprintf(what, sizeof what, "--curve-clients %s:%d", path, lineno);
-            rc = add_line(z, text + a, j - a, what, e);
-        }
-        i = j + 1;
+    const char *line;
+    while (rc == 0 && ud_key_next_line(text, len, &pos, &lineno, &line, &n)) {
+        char what[4200];
+        snprintf(what, sizeof what, "--curve-clients %s:%d", path, lineno);
+        rc = add_line(z, line, n, what, e);
     }
     free(text);
     return rc;

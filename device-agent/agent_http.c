@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 
 #include "updraft/ud_net.h"
+#include "updraft/ud_net_curl.h"
 
 #define CONNECT_TIMEOUT_S 5L
 #define LOW_SPEED_BYTES   1L  /* below this many bytes per second ... */
@@ -134,26 +135,8 @@ static int curl_fail(agent_http_t *h, CURLcode cc, const char *what, const char 
                      struct ud_err *e)
 {
     const char *reason = h->errbuf[0] ? h->errbuf : curl_easy_strerror(cc);
-    int tls = 1;
-    enum ud_tls_failure why = UD_TLS_OTHER;
-    switch (cc) {
-    case CURLE_PEER_FAILED_VERIFICATION:
-        why = UD_TLS_UNTRUSTED;
-        break;
-    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-        why = UD_TLS_PIN;
-        break;
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_CRL_BADFILE:
-        why = UD_TLS_CAFILE;
-        break;
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_ISSUER_ERROR:
-    case CURLE_SSL_INVALIDCERTSTATUS:
-        break;
-    default:
-        tls = 0;
-    }
+    enum ud_tls_failure why;
+    int tls = ud_net_curl_tls_failure(cc, &why);
     if (tls) {
         char msg[UD_ERRMSG_MAX];
         ud_net_tls_message(msg, sizeof msg, why, h->base, h->cacert, h->pin, reason);

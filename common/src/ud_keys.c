@@ -166,6 +166,33 @@ int ud_key_write(const char *path, const struct ud_key *k, bool overwrite, struc
     return rc;
 }
 
+int ud_key_next_line(const char *text, size_t len, size_t *pos, int *lineno, const char **line,
+                     size_t *line_len)
+{
+    size_t i = *pos;
+    while (i < len) {
+        size_t j = i;
+        while (j < len && text[j] != '\n')
+            j++;
+        ++*lineno;
+        size_t a = i;
+        while (a < j && (text[a] == ' ' || text[a] == '\t' || text[a] == '\r'))
+            a++;
+        *pos = i = j + 1;
+        if (a < j && text[a] != '#') {
+            size_t n = j - a;
+            while (n &&
+                   (text[a + n - 1] == ' ' || text[a + n - 1] == '\t' || text[a + n - 1] == '\r'))
+                n--;
+            *line = text + a;
+            *line_len = n;
+            return 1;
+        }
+    }
+    *pos = len;
+    return 0;
+}
+
 int ud_key_parse(const char *text, size_t len, const char *what, enum ud_key_type want,
                  struct ud_key *k, struct ud_err *e)
 {
@@ -176,28 +203,13 @@ int ud_key_parse(const char *text, size_t len, const char *what, enum ud_key_typ
         return ud_err_set(e, UD_ELIMIT, "%s: %zu bytes is not a key file (at most %d)", what, len,
                           KEY_FILE_MAX);
     memset(k, 0, sizeof *k);
-    /* Find the first line that is not blank and not a comment. */
-    size_t i = 0;
+    /* The first line that is not blank and not a comment. */
+    size_t pos = 0;
     int lineno = 0;
     const char *line = NULL;
     size_t line_len = 0;
-    while (i < len) {
-        size_t j = i;
-        while (j < len && text[j] != '\n')
-            j++;
-        lineno++;
-        size_t a = i;
-        while (a < j && (text[a] == ' ' || text[a] == '\t' || text[a] == '\r'))
-            a++;
-        if (a < j && text[a] != '#') {
-            line = text + a;
-            line_len = j - a;
-            while (line_len && (line[line_len - 1] == ' ' || line[line_len - 1] == '\r'))
-                line_len--;
-            break;
-        }
-        i = j + 1;
-    }
+    if (!ud_key_next_line(text, len, &pos, &lineno, &line, &line_len))
+        line = NULL;
     if (!line)
         return ud_err_set(e, UD_EFORMAT,
                           "%s: no key in the file (expected a line '%s 1 <type> "

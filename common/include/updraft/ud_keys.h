@@ -72,6 +72,13 @@ int ud_key_read(const char *path, enum ud_key_type want, struct ud_key *k, struc
 int ud_key_parse(const char *text, size_t len, const char *what, enum ud_key_type want,
                  struct ud_key *k, struct ud_err *e);
 
+/* Walks a key file's text: from *pos, finds the next line that is neither blank nor a '#'
+   comment, sets *line and *line_len to it (leading and trailing blanks dropped), advances *pos past
+   it and counts lines in *lineno (start both at 0). Returns 1 for a line, 0 at the end. Used
+   for files that list several keys (the coordinator's --curve-clients). */
+int ud_key_next_line(const char *text, size_t len, size_t *pos, int *lineno, const char **line,
+                     size_t *line_len);
+
 /* Zeroes k (sodium_memzero). Accepts NULL. */
 void ud_key_wipe(struct ud_key *k);
 
