@@ -9,11 +9,7 @@
 
 #include "updraft/ud_model.h"
 
-static void fuzz_fail(const struct ud_err *e)
-{
-    fprintf(stderr, "fuzz invariant broken; last error: %s\n", e->msg);
-    abort();
-}
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

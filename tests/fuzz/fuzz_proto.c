@@ -9,12 +9,7 @@
 
 #include "updraft/ud_proto.h"
 
-/* A broken invariant: say which, then crash so that libFuzzer keeps the input. */
-static void fuzz_fail(const struct ud_err *e)
-{
-    fprintf(stderr, "fuzz invariant broken; last error: %s\n", e->msg);
-    abort();
-}
+#include "fuzz.h"
 
 /* A plan that passed validation is what a worker trains from: its indices and an epoch's order
  * must come out without reading outside the shards (a hostile coordinator is in the model). */

@@ -16,12 +16,7 @@
 #include "coord_fed.h"
 #include "coord_spec.h"
 
-/* A broken invariant: say which, then crash so that libFuzzer keeps the input. */
-static void fuzz_fail(const struct ud_err *e)
-{
-    fprintf(stderr, "fuzz invariant broken; last error: %s\n", e->msg);
-    abort();
-}
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

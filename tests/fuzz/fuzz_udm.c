@@ -14,12 +14,7 @@
 #include "updraft/ud_model.h"
 #include "updraft/ud_udm.h"
 
-/* A broken invariant: say which, then crash so that libFuzzer keeps the input. */
-static void fuzz_fail(const struct ud_err *e)
-{
-    fprintf(stderr, "fuzz invariant broken; last error: %s\n", e->msg);
-    abort();
-}
+#include "fuzz.h"
 
 /* A model that decodes must also run: a hostile .udm (the agent downloads one from the
  * coordinator) must not crash forward or backward. Two samples of zeros, through every layer,
