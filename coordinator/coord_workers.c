@@ -17,6 +17,7 @@
 #include "coord_log.h"
 #include "coord_workers.h"
 #include "updraft/ud_proto.h"
+#include "updraft/ud_zmq_event.h"
 
 #define COORD_EVENTS_ENDPOINT "inproc://coord-workers-events"
 #define MAX_FRAMES            4
@@ -327,33 +328,10 @@ static const char *handshake_reason(uint32_t v)
 
 void coord_workers_drain_events(coord_workers_t *w)
 {
-    for (;;) {
-        zmq_msg_t head, addr;
-        zmq_msg_init(&head);
-        if (zmq_msg_recv(&head, w->events, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&head);
-            return;
-        }
-        uint16_t event = 0;
-        uint32_t value = 0;
-        if (zmq_msg_size(&head) >= 6) {
-            memcpy(&event, zmq_msg_data(&head), 2);
-            memcpy(&value, (char *)zmq_msg_data(&head) + 2, 4);
-        }
-        int more = zmq_msg_more(&head);
-        zmq_msg_close(&head);
-        char where[256] = "?";
-        if (more) {
-            zmq_msg_init(&addr);
-            if (zmq_msg_recv(&addr, w->events, 0) >= 0) {
-                size_t len = zmq_msg_size(&addr);
-                if (len >= sizeof where)
-                    len = sizeof where - 1;
-                memcpy(where, zmq_msg_data(&addr), len);
-                where[len] = '\0';
-            }
-            zmq_msg_close(&addr);
-        }
+    uint16_t event;
+    uint32_t value;
+    char where[256];
+    while (ud_zmq_event_recv(w->events, &event, &value, where, sizeof where)) {
         if (event == ZMQ_EVENT_ACCEPTED)
             coord_log(COORD_LOG_INFO, "worker connection accepted on %s", where);
         else if (event == ZMQ_EVENT_DISCONNECTED)

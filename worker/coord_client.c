@@ -18,6 +18,8 @@
 #include <sodium.h>
 #include <zmq.h>
 
+#include "updraft/ud_zmq_event.h"
+
 #define RESEND_S       3.0  /* a request or reliable post without a reply is sent again */
 #define MAX_PENDING    256  /* reliable posts kept; beyond this the oldest progress is dropped */
 #define WARN_EVERY_S   30.0 /* at most one "cannot reach" warning per this long */
@@ -166,26 +168,9 @@ static int handshake_failed(coord_client_t *c, uint16_t event, uint32_t value, s
  * handshake failed for good (see coord_client_request). */
 static int link_check(coord_client_t *c, struct ud_err *e)
 {
-    for (;;) {
-        zmq_msg_t head, addr;
-        zmq_msg_init(&head);
-        if (zmq_msg_recv(&head, c->monitor, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&head);
-            return 0;
-        }
-        uint16_t event = 0;
-        uint32_t value = 0;
-        if (zmq_msg_size(&head) >= 6) {
-            memcpy(&event, zmq_msg_data(&head), 2);
-            memcpy(&value, (char *)zmq_msg_data(&head) + 2, 4);
-        }
-        int more = zmq_msg_more(&head);
-        zmq_msg_close(&head);
-        if (more) { /* the endpoint frame */
-            zmq_msg_init(&addr);
-            zmq_msg_recv(&addr, c->monitor, 0);
-            zmq_msg_close(&addr);
-        }
+    uint16_t event;
+    uint32_t value;
+    while (ud_zmq_event_recv(c->monitor, &event, &value, NULL, 0)) {
         switch (event) {
         case ZMQ_EVENT_CONNECTED:
             c->connected = 1;
@@ -212,6 +197,7 @@ static int link_check(coord_client_t *c, struct ud_err *e)
             break;
         }
     }
+    return 0;
 }
 
 coord_client_t *coord_client_new(const char *endpoint, int rank,
