@@ -30,6 +30,7 @@
 #include "updraft/ud_data.h"
 #include "updraft/ud_jsonw.h"
 #include "updraft/ud_partition.h"
+#include "updraft/ud_file.h"
 #include "updraft/ud_udm.h"
 
 #define PART_USAGE                                                                                 \
@@ -569,7 +570,7 @@ static int cmd_partition(int argc, char **argv)
     fprintf(jf, "]}\n");
     fclose(jf);
     snprintf(path, plen, "%s/partition.json", o.out);
-    if (ud_write_file_atomic(path, json, jlen, &e))
+    if (ud_file_write_atomic(path, json, jlen, &e))
         die(1, "%s", e.msg);
     double t_end = now_s();
 

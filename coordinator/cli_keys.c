@@ -16,6 +16,7 @@
 #include "cli_local.h"
 #include "updraft/ud_keys.h"
 #include "updraft/ud_seal.h"
+#include "updraft/ud_file.h"
 #include "updraft/ud_udm.h"
 
 #define SEALED_FILE_MAX ((size_t)UD_SEAL_MAX_PAYLOAD + UD_SEAL_HEADER_BYTES + UD_SEAL_SIG_BYTES)
@@ -158,7 +159,7 @@ static int keys_show(struct key_opts *o)
     struct ud_err e = {0};
     char *text = NULL;
     size_t len = 0;
-    if (ud_read_file(o->file, 4096, &text, &len, &e))
+    if (ud_file_read(o->file, 4096, &text, &len, &e))
         return fail(1, "keys show", &e);
     /* Try each type: the file says which it is. */
     struct ud_key k;
@@ -190,11 +191,11 @@ static int rewrite(const char *what, const struct key_opts *o, const struct ud_k
     struct ud_err e = {0};
     char *in = NULL, *out = NULL;
     size_t n = 0, on = 0;
-    int rc = ud_read_file(o->file, SEALED_FILE_MAX, &in, &n, &e);
+    int rc = ud_file_read(o->file, SEALED_FILE_MAX, &in, &n, &e);
     if (rc == 0 && (rc = fn(in, n, k, &out, &on, &e)) != 0)
         ud_err_prefix(&e, "%s", o->file);
     if (rc == 0)
-        rc = ud_write_file_atomic(o->out ? o->out : o->file, out, on, &e);
+        rc = ud_file_write_atomic(o->out ? o->out : o->file, out, on, &e);
     free(in);
     free(out);
     return rc ? fail(cli_seal_exit_code(rc), what, &e) : 0;
@@ -226,7 +227,7 @@ static int keys_verify(struct key_opts *o)
     char *in = NULL;
     size_t n = 0;
     struct ud_seal_info info;
-    int rc = ud_read_file(o->file, SEALED_FILE_MAX, &in, &n, &e);
+    int rc = ud_file_read(o->file, SEALED_FILE_MAX, &in, &n, &e);
     if (rc == 0)
         rc = ud_seal_verify(in, n, &k, &info, &e);
     free(in);

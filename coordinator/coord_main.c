@@ -35,6 +35,7 @@
 #include "coord_zap.h"
 #include "updraft/ud_keys.h"
 #include "updraft/ud_net.h"
+#include "updraft/ud_file.h"
 #include "updraft/ud_udm.h"
 
 #define PROG         "updraft-coordinator"
@@ -269,7 +270,7 @@ static char *load_token(const char *state, const char *token_file, char *path, s
     size_t len = 0;
     if (token_file) {
         snprintf(path, n, "%s", token_file);
-        if (ud_read_file(token_file, 4096, &data, &len, &e) != 0)
+        if (ud_file_read(token_file, 4096, &data, &len, &e) != 0)
             die(1, "--token-file: %s", e.msg);
         char *t = trim(data);
         if (!*t)
@@ -279,7 +280,7 @@ static char *load_token(const char *state, const char *token_file, char *path, s
         return tok;
     }
     snprintf(path, n, "%s/admin.token", state);
-    if (ud_read_file(path, 4096, &data, &len, &e) == 0) {
+    if (ud_file_read(path, 4096, &data, &len, &e) == 0) {
         char *t = trim(data);
         if (*t) {
             char *tok = strdup(t);

@@ -1,7 +1,7 @@
 /*  coord_store.c — the content-addressed model store (coord_store.h).
  *
  *  STATE/models/sha256/ab/abcdef...: the two-digit fan-out keeps directories small. The bytes
- *  go through ud_write_file_atomic (temporary file, fsync, rename, fsync of the directory), so
+ *  go through ud_file_write_atomic (temporary file, fsync, rename, fsync of the directory), so
  *  a stored object is whole or absent, never half-written.
  */
 #include "coord_store.h"
@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "updraft/ud_seal.h"
+#include "updraft/ud_file.h"
 #include "updraft/ud_udm.h"
 
 static int store_hex_ok(const char *s)
@@ -80,7 +81,7 @@ int coord_store_put(const char *state_dir, const void *bytes, size_t len, char s
             return 0;
         /* Same name, other size: a damaged object. Replace it with the right bytes. */
     }
-    rc = ud_write_file_atomic(path, bytes, len, e);
+    rc = ud_file_write_atomic(path, bytes, len, e);
     if (rc)
         ud_err_prefix(e, "model store");
     return rc;
@@ -185,7 +186,7 @@ int coord_store_plain_sha256(const char *state_dir, const struct coord_model_key
     size_t len = 0, plain_n = 0;
     int rc = coord_store_path(state_dir, sha256, path, sizeof path, e);
     if (rc == 0)
-        rc = ud_read_file(path,
+        rc = ud_file_read(path,
                           (size_t)UD_SEAL_MAX_PAYLOAD + UD_SEAL_HEADER_BYTES + UD_SEAL_SIG_BYTES,
                           &buf, &len, e);
     struct ud_seal_keys keys = {NULL, k && k->has_model ? &k->model : NULL};

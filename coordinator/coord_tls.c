@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "updraft/ud_file.h"
 #include "updraft/ud_udm.h"
 
 #define PEM_MAX (1u << 20) /* a certificate chain or key file */
@@ -21,7 +22,7 @@
 static int read_pem(const char *opt, const char *path, char **out, struct ud_err *e)
 {
     size_t len = 0;
-    int rc = ud_read_file(path, PEM_MAX, out, &len, e);
+    int rc = ud_file_read(path, PEM_MAX, out, &len, e);
     if (rc)
         return ud_err_prefix(e, "%s", opt);
     if (strlen(*out) != len) {

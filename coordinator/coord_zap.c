@@ -18,6 +18,7 @@
 
 #include "coord_log.h"
 #include "updraft/ud_keys.h"
+#include "updraft/ud_file.h"
 #include "updraft/ud_udm.h"
 
 #define ZAP_ENDPOINT "inproc://zeromq.zap.01"
@@ -82,7 +83,7 @@ static int load_file(coord_zap_t *z, const char *path, struct ud_err *e)
 {
     char *text = NULL;
     size_t len = 0;
-    int rc = ud_read_file(path, LIST_MAX, &text, &len, e);
+    int rc = ud_file_read(path, LIST_MAX, &text, &len, e);
     if (rc)
         return ud_err_prefix(e, "--curve-clients");
     size_t pos = 0, n = 0;

@@ -25,6 +25,7 @@
 #include "agent_update.h"
 #include "updraft/ud_delta.h"
 #include "updraft/ud_kernels.h"
+#include "updraft/ud_file.h"
 #include "updraft/ud_udm.h"
 
 void agent_die(int code, const char *fmt, ...)
@@ -249,7 +250,7 @@ int agent_write_delta_file(const char *path, float *d, size_t n, struct ud_err *
         b[4 * i + 2] = (unsigned char)(u >> 16);
         b[4 * i + 3] = (unsigned char)(u >> 24);
     }
-    return ud_write_file_atomic(path, b, n * 4, e);
+    return ud_file_write_atomic(path, b, n * 4, e);
 }
 
 /* Writes the updated model; encrypted with key when the input was, so that the plaintext of an
@@ -269,7 +270,7 @@ static int write_model(const ud_model_t *m, const char *path, const struct ud_ke
         free(buf);
     }
     if (rc == 0)
-        rc = ud_write_file_atomic(path, enc, enc_len, e);
+        rc = ud_file_write_atomic(path, enc, enc_len, e);
     free(enc);
     return rc;
 }

@@ -37,6 +37,7 @@
 #include "updraft/ud_delta.h"
 #include "updraft/ud_kernels.h"
 #include "updraft/ud_net.h"
+#include "updraft/ud_file.h"
 #include "updraft/ud_udm.h"
 
 #define RESP_MAX_BYTES    (64 * 1024) /* an upload's JSON answer */
@@ -302,7 +303,7 @@ static void load_token(struct daemon *d)
         struct ud_err e = {0};
         char *data;
         size_t len;
-        if (ud_read_file(o->token_file, sizeof d->token - 1, &data, &len, &e) < 0)
+        if (ud_file_read(o->token_file, sizeof d->token - 1, &data, &len, &e) < 0)
             agent_die(2, "--token-file: %s", e.msg);
         while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r' || data[len - 1] == ' ' ||
                            data[len - 1] == '\t'))
@@ -587,7 +588,7 @@ static void send_upload(struct daemon *d, int64_t round, const char *upload, con
     char *body;
     size_t len;
     struct ud_err e = {0};
-    if (ud_read_file(path, (size_t)1 << 31, &body, &len, &e) < 0) {
+    if (ud_file_read(path, (size_t)1 << 31, &body, &len, &e) < 0) {
         agent_error(log, "round %" PRId64 ": cannot read the stored update: %s", round, e.msg);
         snprintf(result, cap, "failed");
         return;
@@ -822,7 +823,7 @@ static int build_upload(struct daemon *d, const struct agent_task *t, const char
     }
     char path[PATH_CAP];
     upload_path(path, d, t->round);
-    if ((rc = ud_write_file_atomic(path, buf, len, &e)) < 0) {
+    if ((rc = ud_file_write_atomic(path, buf, len, &e)) < 0) {
         agent_error(log, "%s", e.msg);
         rc = ROUND_LATER;
     }

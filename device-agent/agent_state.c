@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "updraft/ud_file.h"
 #include "updraft/ud_udm.h"
 
 #define STATE_MAX_BYTES (1 << 20)
@@ -135,7 +136,7 @@ int agent_state_load(const char *dir, struct agent_state *s, struct ud_err *e)
     snprintf(path, sizeof path, "%s/state.json", dir);
     char *data;
     size_t len;
-    int rc = ud_read_file(path, STATE_MAX_BYTES, &data, &len, e);
+    int rc = ud_file_read(path, STATE_MAX_BYTES, &data, &len, e);
     if (rc < 0)
         return rc; /* UD_ENOTFOUND, or the file is unreadable */
     rc = agent_state_parse(data, len, path, s, e);
@@ -178,7 +179,7 @@ int agent_state_save(const char *dir, const struct agent_state *s, struct ud_err
     snprintf(path, sizeof path, "%s/state.json", dir);
     size_t len = strlen(text);
     text[len] = '\0';
-    int rc = ud_write_file_atomic(path, text, len, e);
+    int rc = ud_file_write_atomic(path, text, len, e);
     free(text);
     return rc;
 out_nomem:
@@ -236,7 +237,7 @@ int agent_download_load(const char *dir, char sha256[65], uint64_t *size, struct
     snprintf(path, sizeof path, "%s/download.json", dir);
     char *data;
     size_t len;
-    int rc = ud_read_file(path, STATE_MAX_BYTES, &data, &len, e);
+    int rc = ud_file_read(path, STATE_MAX_BYTES, &data, &len, e);
     if (rc < 0)
         return rc;
     rc = agent_download_parse(data, len, path, sha256, size, e);
@@ -250,5 +251,5 @@ int agent_download_save(const char *dir, const char *sha256, uint64_t size, stru
     snprintf(path, sizeof path, "%s/download.json", dir);
     int n = snprintf(text, sizeof text, "{\"sha256\": \"%s\", \"size\": %llu}\n", sha256,
                      (unsigned long long)size);
-    return ud_write_file_atomic(path, text, (size_t)n, e);
+    return ud_file_write_atomic(path, text, (size_t)n, e);
 }

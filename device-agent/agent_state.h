@@ -7,7 +7,7 @@
  *    model-<sha256>.udm      the verified model of the current round (only the newest is kept)
  *    upload-<round>.msgpack  the encoded update, written before the first send
  *
- *  Every write is temporary file + fsync + rename + fsync of the directory (ud_write_file_atomic),
+ *  Every write is temporary file + fsync + rename + fsync of the directory (ud_file_write_atomic),
  *  so a kill -9 at any moment leaves either the old or the new file. Reading refuses anything
  *  malformed with a message naming the file and what is wrong.
  */

@@ -31,6 +31,7 @@
 #include "updraft/ud_model.h"
 #include "updraft/ud_plan.h"
 #include "updraft/ud_proto.h"
+#include "updraft/ud_file.h"
 #include "updraft/ud_udm.h"
 #include "updraft/ud_update.h"
 
@@ -996,7 +997,7 @@ static void upload_model(const struct options *o, const struct ud_update_metrics
     struct ud_err e = {0};
     char *bytes = NULL;
     size_t len = 0;
-    if (ud_read_file(o->out, UD_PROTO_MAX_MESSAGE - 4096, &bytes, &len, &e))
+    if (ud_file_read(o->out, UD_PROTO_MAX_MESSAGE - 4096, &bytes, &len, &e))
         die(1, "cannot upload the model: %s", e.msg);
     unsigned char h[crypto_hash_sha256_BYTES];
     crypto_hash_sha256(h, (const unsigned char *)bytes, len);

@@ -1,5 +1,6 @@
 /*  ud_arch.c — architectures: presets, the text spec format, shape inference and checks. */
 #include "updraft/ud_model.h"
+#include "updraft/ud_file.h"
 #include "updraft/ud_udm.h"
 
 #include <ctype.h>
@@ -213,7 +214,7 @@ int ud_arch_load(const char *path, struct ud_arch *a, struct ud_err *e)
 {
     char *text = NULL;
     size_t len = 0;
-    int rc = ud_read_file(path, 1 << 20, &text, &len, e);
+    int rc = ud_file_read(path, 1 << 20, &text, &len, e);
     if (rc)
         return rc; /* the message names the path */
     if (memchr(text, '\0', len)) {

@@ -1,7 +1,7 @@
 /*  ud_ckpt.c — training-session checkpoints (contract: ud_ckpt.h; formats: docs/checkpoints.md).
  *
  *  A checkpoint is a directory of four kinds of file, each written atomically by
- *  ud_write_file_atomic: model.udm (ud_udm_write), state.ckpt and rank-NNNNN.ckpt (msgpack
+ *  ud_file_write_atomic: model.udm (ud_udm_write), state.ckpt and rank-NNNNN.ckpt (msgpack
  *  bodies in the .udm envelope, ud_envelope.c, with magics "UDCK" and "UDCR"), and DONE, a
  *  short text file that lists every other file with its size and SHA-256 and is written last.
  *
@@ -16,6 +16,7 @@
 
 #include "ud_ckpt_impl.h"
 #include "ud_envelope_impl.h"
+#include "updraft/ud_file.h"
 #include "updraft/ud_udm.h"
 
 #include <dirent.h>
@@ -47,7 +48,6 @@
 #define CKPT_DONE_MAX_BYTES ((size_t)(UD_CKPT_MAX_RANKS + 8) * 128)
 #define CKPT_MAX_THREADS    65536
 #define CKPT_HASH_CHUNK     ((size_t)1 << 20)
-#define CKPT_RMTREE_DEPTH   8
 
 #define CKPT_NO_DONE "no DONE marker (incomplete: a rank died or the write was interrupted)"
 
@@ -118,136 +118,6 @@ static int64_t ckpt_path_iteration(const char *path)
     return ckpt_name_iteration(base ? base + 1 : tmp);
 }
 
-/* fsync of a directory, so entries created or renamed in it survive a crash. File systems
- * that cannot sync a directory say EINVAL or ENOTSUP; there is nothing more to do then. */
-static int ckpt_sync_dir(const char *dir, struct ud_err *e)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return ud_err_set(e, UD_EIO, "%s: cannot open to sync: %s", dir, strerror(errno));
-    int rc = 0;
-    if (fsync(fd) < 0 && errno != EINVAL && errno != ENOTSUP)
-        rc = ud_err_set(e, UD_EIO, "%s: fsync failed: %s", dir, strerror(errno));
-    close(fd);
-    return rc;
-}
-
-/* mkdir -p; *created says whether the last component was new. The parent of every directory
- * created is synced, so the new entries survive a crash like the files that go in them. */
-static int ckpt_mkdirs(const char *path, bool *created, struct ud_err *e)
-{
-    char tmp[CKPT_PATH_MAX];
-    int n = snprintf(tmp, sizeof tmp, "%s", path);
-    if (n <= 0 || n >= (int)sizeof tmp)
-        return ud_err_set(e, UD_ELIMIT, "%.200s...: the path is over %d bytes", path,
-                          CKPT_PATH_MAX - 1);
-    while (n > 1 && tmp[n - 1] == '/')
-        tmp[--n] = '\0';
-    *created = false;
-    for (char *p = tmp + 1;; p++) {
-        bool last = *p == '\0';
-        if (*p != '/' && !last)
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0777) == 0) {
-            *created = last;
-            char *slash = strrchr(tmp, '/');
-            int rc;
-            if (slash == tmp) {
-                rc = ckpt_sync_dir("/", e);
-            } else if (slash) {
-                *slash = '\0';
-                rc = ckpt_sync_dir(tmp, e);
-                *slash = '/';
-            } else {
-                rc = ckpt_sync_dir(".", e);
-            }
-            if (rc < 0)
-                return rc;
-        } else if (errno == EEXIST) {
-            struct stat st;
-            if (stat(tmp, &st) < 0 || !S_ISDIR(st.st_mode))
-                return ud_err_set(e, UD_EIO, "%s: exists and is not a directory", tmp);
-        } else {
-            return ud_err_set(e, UD_EIO, "%s: cannot create the directory: %s", tmp,
-                              strerror(errno));
-        }
-        if (last)
-            return 0;
-        *p = '/';
-    }
-}
-
-/* Removes name (in the directory parentfd) and, when it is a directory, what it holds; DONE
- * goes first, so a removal cut short leaves an incomplete checkpoint rather than a corrupt
- * one. With keep_top the directory itself stays (emptied). Things that vanish meanwhile are
- * fine. Symbolic links are removed, never followed. */
-static int ckpt_rmtree(int parentfd, const char *name, const char *shown, bool keep_top, int depth,
-                       struct ud_err *e)
-{
-    if (unlinkat(parentfd, name, 0) == 0 || errno == ENOENT)
-        return 0;
-    if (errno != EISDIR && errno != EPERM)
-        return ud_err_set(e, UD_EIO, "%s/%s: cannot remove: %s", shown, name, strerror(errno));
-    if (depth >= CKPT_RMTREE_DEPTH)
-        return ud_err_set(e, UD_EIO, "%s/%s: nested deeper than %d directories, not removed", shown,
-                          name, CKPT_RMTREE_DEPTH);
-    int fd = openat(parentfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return 0;
-        return ud_err_set(e, UD_EIO, "%s/%s: cannot open: %s", shown, name, strerror(errno));
-    }
-    DIR *d = fdopendir(fd);
-    if (!d) {
-        close(fd);
-        return ud_err_set(e, UD_EIO, "%s/%s: cannot list: %s", shown, name, strerror(errno));
-    }
-    char sub[CKPT_PATH_MAX];
-    snprintf(sub, sizeof sub, "%s/%s", shown, name);
-    int rc = 0;
-    if (unlinkat(fd, CKPT_DONE_FILE, 0) < 0 && errno != ENOENT && errno != EISDIR)
-        rc =
-            ud_err_set(e, UD_EIO, "%s/" CKPT_DONE_FILE ": cannot remove: %s", sub, strerror(errno));
-    struct dirent *de;
-    while (rc == 0 && (de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        rc = ckpt_rmtree(fd, de->d_name, sub, false, depth + 1, e);
-    }
-    closedir(d);
-    if (rc == 0 && !keep_top && unlinkat(parentfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-        rc = ud_err_set(e, UD_EIO, "%s: cannot remove the directory: %s", sub, strerror(errno));
-    return rc;
-}
-
-/* Removes (or, keep_top, empties) the directory at path. */
-static int ckpt_remove_dir(const char *path, bool keep_top, struct ud_err *e)
-{
-    char parent[CKPT_PATH_MAX], base[CKPT_PATH_MAX];
-    snprintf(parent, sizeof parent, "%s", path);
-    size_t n = strlen(parent);
-    while (n > 1 && parent[n - 1] == '/')
-        parent[--n] = '\0';
-    char *slash = strrchr(parent, '/');
-    snprintf(base, sizeof base, "%s", slash ? slash + 1 : parent);
-    if (!slash)
-        snprintf(parent, sizeof parent, ".");
-    else if (slash == parent)
-        snprintf(parent, sizeof parent, "/");
-    else
-        *slash = '\0';
-    int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (pfd < 0) {
-        if (errno == ENOENT)
-            return 0;
-        return ud_err_set(e, UD_EIO, "%s: cannot open: %s", parent, strerror(errno));
-    }
-    int rc = ckpt_rmtree(pfd, base, parent, keep_top, 0, e);
-    close(pfd);
-    return rc;
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* Hashing and loading files                                                                  */
 /* ------------------------------------------------------------------------------------------ */
@@ -316,7 +186,7 @@ static int ckpt_load(const char *dir, const char *name, size_t max, char **buf, 
     int rc = ckpt_join(path, dir, name, e);
     if (rc < 0)
         return rc;
-    rc = ud_read_file(path, max, buf, len, e);
+    rc = ud_file_read(path, max, buf, len, e);
     if (rc == UD_ENOTFOUND)
         return ud_err_set(e, UD_ENOTFOUND, "%s: missing", name);
     if (rc == UD_ELIMIT)
@@ -1132,7 +1002,7 @@ int ud_ckpt_begin(const char *dir, struct ud_err *e)
     if (ud__env_sodium(e) < 0)
         return e->code;
     bool created = false;
-    int rc = ckpt_mkdirs(dir, &created, e);
+    int rc = ud_file_mkdirs(dir, &created, e);
     if (rc < 0)
         return rc;
     if (!created) {
@@ -1143,9 +1013,9 @@ int ud_ckpt_begin(const char *dir, struct ud_err *e)
                               "%s: already holds a complete checkpoint; refusing to overwrite it",
                               dir);
         /* A leftover of an interrupted write (or a damaged one): start it afresh. */
-        if ((rc = ckpt_remove_dir(dir, true, e)) < 0)
+        if ((rc = ud_file_remove_tree(dir, true, CKPT_DONE_FILE, e)) < 0)
             return rc;
-        return ckpt_sync_dir(dir, e);
+        return ud_file_sync_dir(dir, e);
     }
     return 0;
 }
@@ -1183,7 +1053,7 @@ int ud_ckpt_write_state(const char *dir, const struct ud_ckpt_state *st, struct 
                       &buf, &len, e);
     if (rc < 0)
         return ud_err_prefix(e, "%s", path);
-    rc = ud_write_file_atomic(path, buf, len, e);
+    rc = ud_file_write_atomic(path, buf, len, e);
     free(buf);
     return rc;
 }
@@ -1213,7 +1083,7 @@ int ud_ckpt_write_rank(const char *dir, int rank, int world, const struct ud_rng
                       &buf, &len, e);
     if (rc < 0)
         return ud_err_prefix(e, "%s", path);
-    rc = ud_write_file_atomic(path, buf, len, e);
+    rc = ud_file_write_atomic(path, buf, len, e);
     free(buf);
     return rc;
 }
@@ -1308,7 +1178,7 @@ int ud_ckpt_commit(const char *dir, int world, struct ud_err *e)
         buf = NULL;
     }
     at += (size_t)snprintf(text + at, cap - at, "end\n");
-    rc = ud_write_file_atomic(path, text, at, e);
+    rc = ud_file_write_atomic(path, text, at, e);
     free(text);
     return rc;
 
@@ -1603,7 +1473,7 @@ int ud_ckpt_prune(const char *session, int keep, struct ud_err *e)
         }
         if (remove) {
             struct ud_err re = {0};
-            int r = ckpt_remove_dir(path, false, &re);
+            int r = ud_file_remove_tree(path, false, CKPT_DONE_FILE, &re);
             if (r < 0 && first_rc == 0) {
                 first_rc = r;
                 ud_err_set(e, r, "%s", re.msg);

@@ -13,6 +13,7 @@
 
 #include <sodium.h>
 
+#include "updraft/ud_file.h"
 #include "updraft/ud_udm.h"
 
 #define KEY_FILE_MAX 4096
@@ -157,7 +158,7 @@ int ud_key_write(const char *path, const struct ud_key *k, bool overwrite, struc
                        k->id, KEY_MAGIC, name, hex);
     sodium_memzero(mat, sizeof mat);
     sodium_memzero(hex, sizeof hex);
-    int rc = ud_write_file_atomic(path, text, (size_t)len, e);
+    int rc = ud_file_write_atomic(path, text, (size_t)len, e);
     if (rc == 0 && is_secret(k->type) && chmod(path, 0600) != 0)
         rc = ud_err_set(e, UD_EIO, "%s: cannot make it private (chmod 0600)", path);
     if (rc == 0 && !is_secret(k->type))
@@ -306,7 +307,7 @@ int ud_key_read(const char *path, enum ud_key_type want, struct ud_key *k, struc
 {
     char *text = NULL;
     size_t len = 0;
-    int rc = ud_read_file(path, KEY_FILE_MAX, &text, &len, e);
+    int rc = ud_file_read(path, KEY_FILE_MAX, &text, &len, e);
     if (rc)
         return rc;
     rc = ud_key_parse(text, len, path, want, k, e);

@@ -12,6 +12,7 @@
 
 #include <sodium.h>
 
+#include "updraft/ud_file.h"
 #include "updraft/ud_udm.h"
 
 #define F_ENCRYPTED 1u
@@ -367,7 +368,7 @@ ud_model_t *ud_seal_read_model(const char *path, const struct ud_seal_keys *keys
 {
     char *buf = NULL;
     size_t len = 0;
-    if (ud_read_file(path, (size_t)UD_SEAL_MAX_PAYLOAD + UD_SEAL_HEADER_BYTES + UD_SEAL_SIG_BYTES,
+    if (ud_file_read(path, (size_t)UD_SEAL_MAX_PAYLOAD + UD_SEAL_HEADER_BYTES + UD_SEAL_SIG_BYTES,
                      &buf, &len, e) < 0)
         return NULL;
     ud_model_t *m = ud_seal_decode_model(buf, len, keys, info, e);

@@ -19,6 +19,7 @@
  *  integer encodings, floats as float32 and doubles as float64. It runs the packer twice, once
  *  counting and once into an exactly sized buffer, so a 1 GiB parameter blob is copied once.
  */
+#include "updraft/ud_file.h"
 #include "updraft/ud_udm.h"
 #include "updraft/ud_seal.h"
 
@@ -1024,7 +1025,7 @@ int ud_udm_write(const ud_model_t *m, const char *path, struct ud_err *e)
         ud_err_prefix(e, "%s", path ? path : "(null)");
         return rc;
     }
-    rc = ud_write_file_atomic(path, buf, len, e);
+    rc = ud_file_write_atomic(path, buf, len, e);
     free(buf);
     return rc;
 }
@@ -1036,7 +1037,7 @@ ud_model_t *ud_udm_read(const char *path, struct ud_err *e)
         e = &local;
     char *buf = NULL;
     size_t len = 0;
-    if (ud_read_file(path, UD_UDM_MAX_BYTES + UD_SEAL_HEADER_BYTES + UD_SEAL_SIG_BYTES, &buf, &len,
+    if (ud_file_read(path, UD_UDM_MAX_BYTES + UD_SEAL_HEADER_BYTES + UD_SEAL_SIG_BYTES, &buf, &len,
                      e) < 0)
         return NULL; /* the message already starts with the path */
     /* A signed file from a trusted place reads like a plain one (its signature is not checked
@@ -1049,200 +1050,3 @@ ud_model_t *ud_udm_read(const char *path, struct ud_err *e)
     return m;
 }
 
-/* Writes all of data, retrying short writes and EINTR. Returns 0 or -1 with errno set. */
-static int udm_write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len > ((size_t)1 << 30) ? ((size_t)1 << 30) : len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-int ud_write_file_atomic(const char *path, const void *data, size_t len, struct ud_err *e)
-{
-    if (!path || !*path || (!data && len))
-        return ud_err_set(e, UD_EINVAL, "ud_write_file_atomic: no path or no data");
-    int rc = ud__env_sodium(e);
-    if (rc < 0)
-        return rc;
-
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 64);
-    char *dir = malloc(plen + 2);
-    if (!tmp || !dir) {
-        rc = ud_err_set(e, UD_ENOMEM, "%s: out of memory", path);
-        goto out_free;
-    }
-    /* The directory, so the rename can be made durable. */
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        strcpy(dir, ".");
-    else if (slash == path)
-        strcpy(dir, "/");
-    else {
-        memcpy(dir, path, (size_t)(slash - path));
-        dir[slash - path] = '\0';
-    }
-
-    int fd = -1, err = 0;
-    for (int attempt = 0; attempt < 16 && fd < 0; attempt++) {
-        snprintf(tmp, plen + 64, "%s.tmp.%ld.%08x", path, (long)getpid(),
-                 (unsigned)randombytes_random());
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        err = errno;
-        if (fd < 0 && err != EEXIST)
-            break;
-    }
-    if (fd < 0) {
-        rc = ud_err_set(e, UD_EIO, "%s: cannot create a temporary file next to it: %s", path,
-                        strerror(err));
-        goto out_free;
-    }
-    if (udm_write_all(fd, data, len) < 0) {
-        rc = ud_err_set(e, UD_EIO, "%s: write failed: %s", path, strerror(errno));
-        goto out_close_unlink;
-    }
-    if (fsync(fd) < 0) {
-        rc = ud_err_set(e, UD_EIO, "%s: fsync failed: %s", path, strerror(errno));
-        goto out_close_unlink;
-    }
-    if (close(fd) < 0) {
-        fd = -1;
-        rc = ud_err_set(e, UD_EIO, "%s: close failed: %s", path, strerror(errno));
-        goto out_unlink;
-    }
-    fd = -1;
-    if (rename(tmp, path) < 0) {
-        rc = ud_err_set(e, UD_EIO, "%s: cannot rename the temporary file into place: %s", path,
-                        strerror(errno));
-        goto out_unlink;
-    }
-    /* The file is in place; syncing the directory makes the rename survive a crash. File
-     * systems that cannot sync a directory say EINVAL, and there is nothing more to do. */
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || (fsync(dfd) < 0 && errno != EINVAL && errno != ENOTSUP)) {
-        rc = ud_err_set(e, UD_EIO, "%s: written, but syncing directory %s failed: %s", path, dir,
-                        strerror(errno));
-        if (dfd >= 0)
-            close(dfd);
-        goto out_free;
-    }
-    close(dfd);
-    rc = 0;
-    goto out_free;
-
-out_close_unlink:
-    close(fd);
-out_unlink:
-    unlink(tmp);
-out_free:
-    free(dir);
-    free(tmp);
-    return rc;
-}
-
-int ud_read_file(const char *path, size_t max, char **data, size_t *len, struct ud_err *e)
-{
-    if (!path || !data || !len)
-        return ud_err_set(e, UD_EINVAL, "ud_read_file: NULL argument");
-    *data = NULL;
-    *len = 0;
-    if (max > SIZE_MAX / 2)
-        max = SIZE_MAX / 2;
-
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return ud_err_set(e, UD_ENOTFOUND, "%s: no such file", path);
-        return ud_err_set(e, UD_EIO, "%s: cannot open: %s", path, strerror(errno));
-    }
-    int rc;
-    char *buf = NULL;
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        rc = ud_err_set(e, UD_EIO, "%s: cannot stat: %s", path, strerror(errno));
-        goto out_close;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        rc = ud_err_set(e, UD_EIO, "%s: is a directory", path);
-        goto out_close;
-    }
-    size_t cap = 4096;
-    if (S_ISREG(st.st_mode)) {
-        if ((uintmax_t)st.st_size > max) {
-            rc = ud_err_set(e, UD_ELIMIT, "%s: the file is %lld bytes, the limit is %zu", path,
-                            (long long)st.st_size, max);
-            goto out_close;
-        }
-        cap = (size_t)st.st_size;
-    }
-    if (cap > max)
-        cap = max;
-    buf = malloc(cap + 1);
-    if (!buf) {
-        rc = ud_err_set(e, UD_ENOMEM, "%s: cannot allocate %zu bytes", path, cap + 1);
-        goto out_close;
-    }
-    /* Read to EOF: the file may have changed since fstat, and pipes have no size. When the
-     * buffer is full, one probe byte tells EOF from more data without growing it. */
-    size_t n = 0;
-    for (;;) {
-        if (n == cap) {
-            char probe;
-            ssize_t r = read(fd, &probe, 1);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r < 0) {
-                rc = ud_err_set(e, UD_EIO, "%s: read failed: %s", path, strerror(errno));
-                goto out_free;
-            }
-            if (r == 0)
-                break;
-            if (cap == max) {
-                rc = ud_err_set(e, UD_ELIMIT, "%s: the file is over the limit of %zu bytes", path,
-                                max);
-                goto out_free;
-            }
-            size_t ncap = cap < 4096 ? 4096 : cap > max / 2 ? max : cap * 2;
-            char *nb = realloc(buf, ncap + 1);
-            if (!nb) {
-                rc = ud_err_set(e, UD_ENOMEM, "%s: cannot allocate %zu bytes", path, ncap + 1);
-                goto out_free;
-            }
-            buf = nb;
-            cap = ncap;
-            buf[n++] = probe;
-            continue;
-        }
-        size_t want = cap - n;
-        ssize_t r = read(fd, buf + n, want > ((size_t)1 << 30) ? ((size_t)1 << 30) : want);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = ud_err_set(e, UD_EIO, "%s: read failed: %s", path, strerror(errno));
-            goto out_free;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-    }
-    close(fd);
-    buf[n] = '\0';
-    *data = buf;
-    *len = n;
-    return 0;
-
-out_free:
-    free(buf);
-out_close:
-    close(fd);
-    return rc;
-}

@@ -31,6 +31,7 @@
 
 #include "updraft/ud_model.h"
 #include "updraft/ud_proto.h"
+#include "updraft/ud_file.h"
 #include "updraft/ud_udm.h"
 
 static uint64_t next_id = 1;
@@ -180,7 +181,7 @@ static int build(const char *spec, struct ud_msg *m)
         } else {
             char *data = NULL;
             struct ud_err e = {0};
-            rc = ud_read_file(udm_src, UD_UDM_MAX_BYTES, &data, &m->udm_len, &e);
+            rc = ud_file_read(udm_src, UD_UDM_MAX_BYTES, &data, &m->udm_len, &e);
             m->udm = (uint8_t *)data;
             if (rc)
                 fprintf(stderr, "zmq_poke: %s\n", e.msg);

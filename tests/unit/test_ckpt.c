@@ -15,6 +15,7 @@
 
 #include "ud_envelope_impl.h"
 #include "updraft/ud_ckpt.h"
+#include "updraft/ud_file.h"
 #include "updraft/ud_udm.h"
 
 /* ------------------------------------------------------------------------------------------ */
@@ -165,7 +166,7 @@ __attribute__((noinline)) static char *slurp(const char *path, size_t *len)
 {
     char *buf = NULL;
     struct ud_err e = {0};
-    if (ud_read_file(path, (size_t)1 << 30, &buf, len, &e) != 0)
+    if (ud_file_read(path, (size_t)1 << 30, &buf, len, &e) != 0)
         fail_msg("read %s: %s", path, e.msg);
     return buf;
 }

@@ -12,6 +12,7 @@
 
 #include <msgpack.h>
 
+#include "updraft/ud_file.h"
 #include "updraft/ud_udm.h"
 #include "ud_udm_impl.h"
 
@@ -354,7 +355,7 @@ static void test_write_read_overwrite(void **state)
     /* The file holds exactly the encoding. */
     char *data;
     size_t len, elen;
-    assert_int_equal(ud_read_file(path, UD_UDM_MAX_BYTES, &data, &len, &e), 0);
+    assert_int_equal(ud_file_read(path, UD_UDM_MAX_BYTES, &data, &len, &e), 0);
     char *enc = encode(m, &elen);
     assert_int_equal(len, elen);
     assert_memory_equal(data, enc, len);
@@ -398,7 +399,7 @@ static void test_write_errors(void **state)
     /* Renaming onto a directory fails after the temp file exists: it must be removed. */
     const char *dir = ud_test_path("a-directory");
     assert_int_equal(mkdir(dir, 0755), 0);
-    assert_int_equal(ud_write_file_atomic(dir, "x", 1, &e), UD_EIO);
+    assert_int_equal(ud_file_write_atomic(dir, "x", 1, &e), UD_EIO);
     assert_msg_has(&e, dir);
     assert_msg_has(&e, "rename");
     assert_int_equal(count_temp_files(), 0);
@@ -413,7 +414,7 @@ static void test_read_file_errors(void **state)
     size_t len = 99;
 
     const char *missing = ud_test_path("missing.udm");
-    assert_int_equal(ud_read_file(missing, 100, &data, &len, &e), UD_ENOTFOUND);
+    assert_int_equal(ud_file_read(missing, 100, &data, &len, &e), UD_ENOTFOUND);
     assert_null(data);
     assert_msg_has(&e, missing);
     assert_null(ud_udm_read(missing, &e));
@@ -423,21 +424,21 @@ static void test_read_file_errors(void **state)
     char blob[100];
     memset(blob, 'x', sizeof blob);
     const char *p = ud_test_write("hundred.bin", blob, sizeof blob);
-    assert_int_equal(ud_read_file(p, 99, &data, &len, &e), UD_ELIMIT);
+    assert_int_equal(ud_file_read(p, 99, &data, &len, &e), UD_ELIMIT);
     assert_msg_has(&e, "100 bytes");
     assert_msg_has(&e, "limit is 99");
-    assert_int_equal(ud_read_file(p, 100, &data, &len, &e), 0);
+    assert_int_equal(ud_file_read(p, 100, &data, &len, &e), 0);
     assert_int_equal(len, 100);
     assert_int_equal(data[100], '\0');
     free(data);
 
     p = ud_test_write("empty.bin", "", 0);
-    assert_int_equal(ud_read_file(p, 100, &data, &len, &e), 0);
+    assert_int_equal(ud_file_read(p, 100, &data, &len, &e), 0);
     assert_int_equal(len, 0);
     assert_int_equal(data[0], '\0');
     free(data);
 
-    assert_int_equal(ud_read_file(ud_test_scratch(), 100, &data, &len, &e), UD_EIO);
+    assert_int_equal(ud_file_read(ud_test_scratch(), 100, &data, &len, &e), UD_EIO);
     assert_msg_has(&e, "directory");
 }
 

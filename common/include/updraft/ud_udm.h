@@ -43,14 +43,6 @@ int ud_udm_write(const ud_model_t *m, const char *path, struct ud_err *e);
 /* Reads a model from path; errors are prefixed with the path. */
 ud_model_t *ud_udm_read(const char *path, struct ud_err *e);
 
-/* Writes len bytes to path atomically (temp file in the same directory, fsync, rename, fsync
- * of the directory). Shared by every artefact updraft writes. */
-int ud_write_file_atomic(const char *path, const void *data, size_t len, struct ud_err *e);
-/* Reads a whole file (at most max bytes) into a fresh buffer (*data, caller frees with free()),
- * followed by a NUL byte not counted in *len, so text files can be parsed in place. Returns 0,
- * UD_ENOTFOUND, UD_ELIMIT (larger than max) or UD_EIO; messages start with the path. */
-int ud_read_file(const char *path, size_t max, char **data, size_t *len, struct ud_err *e);
-
 #ifdef __cplusplus
 }
 #endif
