@@ -83,8 +83,8 @@ int ud_file_mkdirs(const char *path, bool *created, struct ud_err *e)
 
 /* Removes name (in the directory parentfd) and, when it is a directory, what it holds; the
  * entry named first goes first (a checkpoint's DONE, so that a removal cut short leaves an
- * incomplete checkpoint rather than a corrupt one). With keep_top the directory itself stays (emptied). Things that vanish meanwhile are
- * fine. Symbolic links are removed, never followed. */
+ * incomplete checkpoint rather than a corrupt one). With keep_top the directory itself stays
+ * (emptied). Things that vanish meanwhile are fine. Symbolic links are removed, never followed. */
 static int file_rmtree(int parentfd, const char *name, const char *shown, bool keep_top,
                        const char *first, int depth, struct ud_err *e)
 {
@@ -149,7 +149,6 @@ int ud_file_remove_tree(const char *path, bool keep_top, const char *first, stru
     close(pfd);
     return rc;
 }
-
 
 /* Writes all of data, retrying short writes and EINTR. Returns 0 or -1 with errno set. */
 static int file_write_all(int fd, const void *data, size_t len)

@@ -1049,4 +1049,3 @@ ud_model_t *ud_udm_read(const char *path, struct ud_err *e)
         ud_err_prefix(e, "%s", path);
     return m;
 }
-
