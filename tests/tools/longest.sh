@@ -15,5 +15,5 @@ git ls-files '*.c' '*.h' 2>/dev/null | grep -v '^tests/fuzz/corpus' |
             if ($i ~ /^line:/) line = substr($i, 6)
             if ($i ~ /^end:/) end = substr($i, 5)
         }
-        if (end > 0) printf "%d\t%s:%d\t%s\n", end - line, $2, line, $1
+        if (end > 0) printf "%d\t%s:%d\t%s\n", end - line + 1, $2, line, $1
     }' | sort -k1,1nr | head -n "$n"
