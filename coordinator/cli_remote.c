@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "cli_remote.h"
-#include "coord_spec.h"
+#include "updraft/ud_limits.h"
 #include "updraft/ud_net.h"
 #include "updraft/ud_net_curl.h"
 
@@ -33,8 +33,8 @@
 /* The coordinator's limits (coord_fed_http.c, coord_fed.h; the CLI does not link the service):
  * a spec is read up to one byte more, so that an oversized one reaches the server, which
  * answers 413 with its limit; a model file over the limit is refused before it is sent. */
-#define FED_SPEC_MAX   (64u << 10)
-#define MODEL_PUSH_MAX (256u << 20)
+#define FED_SPEC_MAX   UD_LIMIT_FED_SPEC_BYTES
+#define MODEL_PUSH_MAX UD_LIMIT_MODEL_PUSH_BYTES
 
 struct opts {
     char url[1024];
@@ -487,7 +487,7 @@ static char *read_spec(const char *file, size_t limit, size_t *len)
 static int cmd_job_submit(const struct opts *o, const char *file)
 {
     size_t len;
-    char *spec = read_spec(file, COORD_SPEC_MAX_BYTES, &len);
+    char *spec = read_spec(file, UD_LIMIT_JOB_SPEC_BYTES, &len);
     if (!spec)
         return 1;
     struct reply r;

@@ -39,10 +39,11 @@
 
 #include "coord_store.h"
 #include "updraft/ud_error.h"
+#include "updraft/ud_limits.h"
 #include "updraft/ud_model.h"
 
 #define COORD_FED_NAME_MAX    128
-#define COORD_FED_SPEC_MAX    (64u << 10)
+#define COORD_FED_SPEC_MAX    UD_LIMIT_FED_SPEC_BYTES
 #define COORD_FED_MAX_ROUNDS  100000
 #define COORD_FED_MAX_CLIENTS 100000
 #define COORD_FED_ENROL_MAX   10000 /* devices enrolled by one POST /v1/devices */

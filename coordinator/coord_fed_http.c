@@ -41,10 +41,10 @@
 #include "updraft/ud_seal.h"
 #include "updraft/ud_udm.h"
 
-#define MODEL_BODY_CAP     (256u << 20) /* POST /v1/models/{name}/versions */
-#define UPDATE_SLACK       (64u << 10)  /* an update's bytes beyond its delta */
-#define UPDATE_CAP         (256u << 20) /* any update, before the round is known */
-#define SMALL_BODY_CAP     (64u << 10)
+#define MODEL_BODY_CAP     UD_LIMIT_MODEL_PUSH_BYTES
+#define UPDATE_SLACK       (64u << 10) /* an update's bytes beyond its delta */
+#define UPDATE_CAP         UD_LIMIT_UPDATE_BYTES
+#define SMALL_BODY_CAP     UD_LIMIT_SMALL_BODY_BYTES
 #define MSGPACK_TYPE       "application/msgpack"
 #define HTTP_UNPROCESSABLE 422 /* libmicrohttpd renamed its constant across versions */
 

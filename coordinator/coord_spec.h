@@ -32,8 +32,9 @@
 #include <stdint.h>
 
 #include "updraft/ud_error.h"
+#include "updraft/ud_limits.h"
 
-#define COORD_SPEC_MAX_BYTES (1u << 20) /* a spec (a REST body) is at most 1 MiB */
+#define COORD_SPEC_MAX_BYTES UD_LIMIT_JOB_SPEC_BYTES /* a spec (a REST body) */
 #define COORD_SPEC_MAX_ARGS  96
 
 struct coord_spec {
