@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "cli_remote.h"
+#include "updraft/ud_error.h"
 #include "updraft/ud_limits.h"
 #include "updraft/ud_net.h"
 #include "updraft/ud_net_curl.h"
