@@ -6,6 +6,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <getopt.h>
+
+#include "agent_log.h"
 #include "updraft/ud_error.h"
 #include "updraft/ud_keys.h"
 #include "updraft/ud_model.h"
@@ -14,8 +17,26 @@
 /* Prints "updraft-agent: <message>" on stderr and exits with code. For main-side setup only. */
 void agent_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 /* Option values; a bad one is agent_die(2) naming the option. */
-double agent_parse_double(const char *opt, const char *s);
+double agent_parse_double(const char *opt, const char *s, double lo, double hi);
 long long agent_parse_int(const char *opt, const char *s, long long lo, long long hi);
+/* The options both commands take: the keys models are checked with, and how the agent reports.
+ * AGENT_COMMON_LONGOPTS closes a command's getopt_long table with them (and --help, 'h'). */
+struct agent_common_opts {
+    const char *pubkey, *model_key; /* --model-pubkey, --model-key */
+    struct agent_log log;           /* --json, --quiet */
+};
+enum { AGENT_O_PUBKEY = 400, AGENT_O_MODELKEY, AGENT_O_JSON, AGENT_O_QUIET };
+#define AGENT_COMMON_LONGOPTS                                                                      \
+    {"model-pubkey", required_argument, 0, AGENT_O_PUBKEY},                                        \
+        {"model-key", required_argument, 0, AGENT_O_MODELKEY},                                     \
+        {"json", no_argument, 0, AGENT_O_JSON}, {"quiet", no_argument, 0, AGENT_O_QUIET},          \
+        {"help", no_argument, 0, 'h'},                                                             \
+    {                                                                                              \
+        0, 0, 0, 0                                                                                 \
+    }
+/* Takes getopt_long's c (and optarg) when c is one of the common options: returns 1 then, and 0
+ * for any other c. */
+int agent_common_option(int c, const char *arg, struct agent_common_opts *o);
 /* Dies (exit 1) unless path's directory exists and is writable and path is not a directory. */
 void agent_check_out_path(const char *opt, const char *path);
 /* Writes n floats as float32 little-endian to path atomically. d is converted in place (its

@@ -9,6 +9,7 @@
  *  130 cancelled by SIGINT/SIGTERM.
  */
 #include <errno.h>
+#include <float.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
@@ -26,6 +27,7 @@
 #include "updraft/ud_delta.h"
 #include "updraft/ud_kernels.h"
 #include "updraft/ud_file.h"
+#include "updraft/ud_num.h"
 #include "updraft/ud_udm.h"
 
 void agent_die(int code, const char *fmt, ...)
@@ -39,24 +41,42 @@ void agent_die(int code, const char *fmt, ...)
     exit(code);
 }
 
-double agent_parse_double(const char *opt, const char *s)
+double agent_parse_double(const char *opt, const char *s, double lo, double hi)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v))
-        agent_die(2, "%s: '%s' is not a number", opt, s);
+    struct ud_err e = {0};
+    double v;
+    if (ud_num_double(opt, s, lo, hi, &v, &e) < 0)
+        agent_die(2, "%s", e.msg);
     return v;
 }
 
 long long agent_parse_int(const char *opt, const char *s, long long lo, long long hi)
 {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        agent_die(2, "%s: '%s' must be a whole number in [%lld, %lld]", opt, s, lo, hi);
+    struct ud_err e = {0};
+    long long v;
+    if (ud_num_ll(opt, s, lo, hi, &v, &e) < 0)
+        agent_die(2, "%s", e.msg);
     return v;
+}
+
+int agent_common_option(int c, const char *arg, struct agent_common_opts *o)
+{
+    switch (c) {
+    case AGENT_O_PUBKEY:
+        o->pubkey = arg;
+        return 1;
+    case AGENT_O_MODELKEY:
+        o->model_key = arg;
+        return 1;
+    case AGENT_O_JSON:
+        o->log.json = 1;
+        return 1;
+    case AGENT_O_QUIET:
+        o->log.quiet = 1;
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 void agent_keys_load(struct agent_keys *k, const char *pubkey_path, const char *model_key_path)
@@ -119,9 +139,9 @@ static void usage(FILE *f)
 /* ------------------------------------------------------------------------ update command */
 
 struct update_opts {
-    const char *model, *out, *delta, *pubkey, *model_key;
+    const char *model, *out, *delta;
     struct agent_update_req req;
-    struct agent_log log;
+    struct agent_common_opts common;
 };
 
 static void parse_update(int argc, char **argv, struct update_opts *o)
@@ -136,29 +156,20 @@ static void parse_update(int argc, char **argv, struct update_opts *o)
         O_OUT,
         O_DELTA,
         O_THREADS,
-        O_PUBKEY,
-        O_MODELKEY
     };
-    static const struct option longopts[] = {{"model", required_argument, 0, O_MODEL},
-                                             {"data", required_argument, 0, O_DATA},
-                                             {"epochs", required_argument, 0, O_EPOCHS},
-                                             {"lr", required_argument, 0, O_LR},
-                                             {"batch", required_argument, 0, O_BATCH},
-                                             {"seed", required_argument, 0, O_SEED},
-                                             {"out", required_argument, 0, O_OUT},
-                                             {"delta", required_argument, 0, O_DELTA},
-                                             {"threads", required_argument, 0, O_THREADS},
-                                             {"model-pubkey", required_argument, 0, O_PUBKEY},
-                                             {"model-key", required_argument, 0, O_MODELKEY},
-                                             {"json", no_argument, 0, 'j'},
-                                             {"quiet", no_argument, 0, 'q'},
-                                             {"help", no_argument, 0, 'h'},
-                                             {0, 0, 0, 0}};
+    static const struct option longopts[] = {
+        {"model", required_argument, 0, O_MODEL},     {"data", required_argument, 0, O_DATA},
+        {"epochs", required_argument, 0, O_EPOCHS},   {"lr", required_argument, 0, O_LR},
+        {"batch", required_argument, 0, O_BATCH},     {"seed", required_argument, 0, O_SEED},
+        {"out", required_argument, 0, O_OUT},         {"delta", required_argument, 0, O_DELTA},
+        {"threads", required_argument, 0, O_THREADS}, AGENT_COMMON_LONGOPTS};
     memset(o, 0, sizeof *o);
     o->req.threads = 1;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (agent_common_option(c, optarg, &o->common))
+            continue;
         switch (c) {
         case O_MODEL:
             o->model = optarg;
@@ -172,7 +183,7 @@ static void parse_update(int argc, char **argv, struct update_opts *o)
             break;
         case O_LR:
             o->req.have_lr = 1;
-            o->req.lr = agent_parse_double("--lr", optarg);
+            o->req.lr = agent_parse_double("--lr", optarg, -DBL_MAX, DBL_MAX);
             break;
         case O_BATCH:
             o->req.have_batch = 1;
@@ -191,18 +202,6 @@ static void parse_update(int argc, char **argv, struct update_opts *o)
         case O_THREADS:
             o->req.threads = (int)agent_parse_int("--threads", optarg, 1, 256);
             break;
-        case O_PUBKEY:
-            o->pubkey = optarg;
-            break;
-        case O_MODELKEY:
-            o->model_key = optarg;
-            break;
-        case 'j':
-            o->log.json = 1;
-            break;
-        case 'q':
-            o->log.quiet = 1;
-            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -220,22 +219,9 @@ static void parse_update(int argc, char **argv, struct update_opts *o)
 /* Fails before training, not after, when a file could not be written there. */
 void agent_check_out_path(const char *opt, const char *path)
 {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir)
-        dir[1] = '\0';
-    else if (slash)
-        *slash = '\0';
-    else
-        snprintf(dir, sizeof dir, ".");
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        agent_die(1, "%s %s: directory %s does not exist", opt, path, dir);
-    if (access(dir, W_OK) != 0)
-        agent_die(1, "%s %s: cannot write to %s: %s", opt, path, dir, strerror(errno));
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        agent_die(1, "%s %s: is a directory", opt, path);
+    struct ud_err e = {0};
+    if (ud_file_check_writable(path, &e) < 0)
+        agent_die(1, "%s %s", opt, e.msg);
 }
 
 int agent_write_delta_file(const char *path, float *d, size_t n, struct ud_err *e)
@@ -287,20 +273,20 @@ static int cmd_update(int argc, char **argv)
 
     struct ud_err e = {0};
     struct agent_keys keys;
-    agent_keys_load(&keys, o.pubkey, o.model_key);
+    agent_keys_load(&keys, o.common.pubkey, o.common.model_key);
     struct ud_seal_info seal;
     ud_model_t *model = agent_open_model(&keys, o.model, &seal, &e);
     if (!model)
         agent_die(agent_refusal_exit(e.code), "refusing the model: %s", e.msg);
     if (seal.is_signed && keys.have_verify)
-        agent_say(&o.log, "%s: signed by key %s: the signature verifies%s", o.model,
+        agent_say(&o.common.log, "%s: signed by key %s: the signature verifies%s", o.model,
                   seal.sign_key_id, seal.encrypted ? "; decrypted in memory" : "");
     ud_model_t *base = NULL;
     if (o.delta && !(base = ud_model_clone(model, &e)))
         agent_die(1, "%s", e.msg);
 
     struct agent_update_result res;
-    int rc = agent_update_run(model, &o.req, &o.log, &res, &e);
+    int rc = agent_update_run(model, &o.req, &o.common.log, &res, &e);
     if (rc == UD_ECANCELLED || (rc < 0 && agent_update_stopping()))
         agent_die(130, "%s; nothing written", e.msg[0] ? e.msg : "cancelled");
     if (rc < 0 && res.bad_params)
@@ -331,20 +317,20 @@ static int cmd_update(int argc, char **argv)
         agent_die(1, "%s", e.msg);
 
     double rss = agent_peak_rss_mb();
-    agent_json_open(&o.log, "completed");
-    agent_json_int(&o.log, "samples", (long long)res.samples);
-    agent_json_int(&o.log, "epochs", (long long)res.epochs);
-    agent_json_num(&o.log, "loss", res.loss);
-    agent_json_num(&o.log, "accuracy", res.accuracy);
-    agent_json_num(&o.log, "seconds", res.seconds);
-    agent_json_num(&o.log, "peak_rss_mb", rss);
-    agent_json_str(&o.log, "out", o.out);
+    agent_json_open(&o.common.log, "completed");
+    agent_json_int(&o.common.log, "samples", (long long)res.samples);
+    agent_json_int(&o.common.log, "epochs", (long long)res.epochs);
+    agent_json_num(&o.common.log, "loss", res.loss);
+    agent_json_num(&o.common.log, "accuracy", res.accuracy);
+    agent_json_num(&o.common.log, "seconds", res.seconds);
+    agent_json_num(&o.common.log, "peak_rss_mb", rss);
+    agent_json_str(&o.common.log, "out", o.out);
     if (o.delta) {
-        agent_json_str(&o.log, "delta", o.delta);
-        agent_json_int(&o.log, "delta_floats", (long long)nd);
+        agent_json_str(&o.common.log, "delta", o.delta);
+        agent_json_int(&o.common.log, "delta_floats", (long long)nd);
     }
-    agent_json_close(&o.log);
-    agent_say(&o.log,
+    agent_json_close(&o.common.log);
+    agent_say(&o.common.log,
               "wrote %s%s%s (%lld samples, loss %.4f, accuracy %.4f, %.1f s, peak RSS %.1f MB)",
               o.out, o.delta ? " and " : "", o.delta ? o.delta : "", (long long)res.samples,
               res.loss, res.accuracy, res.seconds, rss);

@@ -47,13 +47,13 @@
 #define PATH_CAP          4200
 
 struct run_opts {
-    const char *url, *token, *token_file, *data, *state, *pubkey, *model_key;
+    const char *url, *token, *token_file, *data, *state;
     int allow_unsigned;
     struct agent_http_tls tls; /* --cacert, --pin */
     double poll;
     int threads;
     int64_t max_rounds; /* 0: no limit */
-    struct agent_log log;
+    struct agent_common_opts common;
 };
 
 struct daemon {
@@ -183,8 +183,6 @@ static void parse_run(int argc, char **argv, struct run_opts *o)
         O_POLL,
         O_THREADS,
         O_MAX,
-        O_PUBKEY,
-        O_MODELKEY,
         O_UNSIGNED
     };
     enum { O_CACERT = 300, O_PIN };
@@ -196,21 +194,18 @@ static void parse_run(int argc, char **argv, struct run_opts *o)
                                              {"poll", required_argument, 0, O_POLL},
                                              {"threads", required_argument, 0, O_THREADS},
                                              {"max-rounds", required_argument, 0, O_MAX},
-                                             {"model-pubkey", required_argument, 0, O_PUBKEY},
-                                             {"model-key", required_argument, 0, O_MODELKEY},
                                              {"allow-unsigned", no_argument, 0, O_UNSIGNED},
                                              {"cacert", required_argument, 0, O_CACERT},
                                              {"pin", required_argument, 0, O_PIN},
-                                             {"json", no_argument, 0, 'j'},
-                                             {"quiet", no_argument, 0, 'q'},
-                                             {"help", no_argument, 0, 'h'},
-                                             {0, 0, 0, 0}};
+                                             AGENT_COMMON_LONGOPTS};
     memset(o, 0, sizeof *o);
     o->poll = 5;
     o->threads = 1;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (agent_common_option(c, optarg, &o->common))
+            continue;
         switch (c) {
         case O_COORD:
             o->url = optarg;
@@ -228,21 +223,13 @@ static void parse_run(int argc, char **argv, struct run_opts *o)
             o->state = optarg;
             break;
         case O_POLL:
-            o->poll = agent_parse_double("--poll", optarg);
-            if (o->poll < 0.05 || o->poll > 86400)
-                agent_die(2, "--poll: %s must be between 0.05 and 86400 seconds", optarg);
+            o->poll = agent_parse_double("--poll", optarg, 0.05, 86400);
             break;
         case O_THREADS:
             o->threads = (int)agent_parse_int("--threads", optarg, 1, 256);
             break;
         case O_MAX:
             o->max_rounds = agent_parse_int("--max-rounds", optarg, 1, INT64_MAX);
-            break;
-        case O_PUBKEY:
-            o->pubkey = optarg;
-            break;
-        case O_MODELKEY:
-            o->model_key = optarg;
             break;
         case O_UNSIGNED:
             o->allow_unsigned = 1;
@@ -252,12 +239,6 @@ static void parse_run(int argc, char **argv, struct run_opts *o)
             break;
         case O_PIN:
             o->tls.pin = optarg;
-            break;
-        case 'j':
-            o->log.json = 1;
-            break;
-        case 'q':
-            o->log.quiet = 1;
             break;
         case 'h':
             printf("usage: " AGENT_PROG " run --coordinator URL (--token T | --token-file F) "
@@ -279,11 +260,11 @@ static void parse_run(int argc, char **argv, struct run_opts *o)
         agent_die(2, "run: give exactly one of --token and --token-file");
     if (strncmp(o->url, "http://", 7) != 0 && strncmp(o->url, "https://", 8) != 0)
         agent_die(2, "--coordinator: '%s' must start with http:// or https://", o->url);
-    if (!o->pubkey && !o->allow_unsigned)
+    if (!o->common.pubkey && !o->allow_unsigned)
         agent_die(2, "run: give --model-pubkey (the coordinator's signing key, STATE/signing.pub "
                      "on its host) so that models are verified, or --allow-unsigned to accept "
                      "them unverified");
-    if (o->pubkey && o->allow_unsigned)
+    if (o->common.pubkey && o->allow_unsigned)
         agent_die(2, "run: --model-pubkey and --allow-unsigned contradict each other");
     if ((o->tls.cacert || o->tls.pin) && strncmp(o->url, "https://", 8) != 0)
         agent_die(2, "--cacert and --pin verify an https:// coordinator; '%s' is plain HTTP",
@@ -943,15 +924,16 @@ int agent_cmd_run(int argc, char **argv)
     static struct daemon D;
     struct daemon *d = &D;
     parse_run(argc, argv, &d->o);
-    d->log = &d->o.log;
+    d->log = &d->o.common.log;
     d->skipped_round = -1;
     load_token(d);
-    agent_keys_load(&d->keys, d->o.pubkey, d->o.model_key);
+    agent_keys_load(&d->keys, d->o.common.pubkey, d->o.common.model_key);
     if (d->o.allow_unsigned)
         agent_warn(d->log, "--allow-unsigned: models are not verified; anyone who can answer for "
                            "the coordinator can make this device train on any model");
     else
-        agent_say(d->log, "models must be signed by key %s (%s)", d->keys.verify.id, d->o.pubkey);
+        agent_say(d->log, "models must be signed by key %s (%s)", d->keys.verify.id,
+                  d->o.common.pubkey);
     if (sodium_init() < 0)
         agent_die(1, "libsodium cannot initialise");
     ud_kernels_set_threads(d->o.threads);

@@ -33,9 +33,11 @@ int ud_num_double(const char *name, const char *text, double lo, double hi, doub
     char *end = NULL;
     errno = 0;
     double x = text ? strtod(text, &end) : NAN;
-    if (!text || errno || end == text || *end || !isfinite(x) || x < lo || x > hi)
-        return ud_err_set(e, UD_EINVAL, "%s: '%s' must be a number between %g and %g", name,
-                          text ? text : "", lo, hi);
+    if (!text || errno || end == text || *end || !isfinite(x))
+        return ud_err_set(e, UD_EINVAL, "%s: '%s' is not a number", name, text ? text : "");
+    if (x < lo || x > hi)
+        return ud_err_set(e, UD_EINVAL, "%s: '%s' must be a number between %g and %g", name, text,
+                          lo, hi);
     *v = x;
     return 0;
 }

@@ -19,8 +19,9 @@ int ud_num_ll(const char *name, const char *text, long long lo, long long hi, lo
               struct ud_err *e);
 /* The same for an int-sized whole number. */
 int ud_num_int(const char *name, const char *text, int lo, int hi, int *v, struct ud_err *e);
-/* A finite number in [lo, hi] into *v ("--lr: 'abc' must be a number between 0 and 10").
- * Returns 0 or UD_EINVAL; *v is untouched on error. */
+/* A finite number in [lo, hi] into *v: "--lr: 'abc' is not a number", "--lr: '20' must be a
+ * number between 0 and 10" (for no bounds, pass -DBL_MAX and DBL_MAX). Returns 0 or UD_EINVAL;
+ * *v is untouched on error. */
 int ud_num_double(const char *name, const char *text, double lo, double hi, double *v,
                   struct ud_err *e);
 
