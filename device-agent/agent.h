@@ -34,9 +34,11 @@ enum { AGENT_O_PUBKEY = 400, AGENT_O_MODELKEY, AGENT_O_JSON, AGENT_O_QUIET };
     {                                                                                              \
         0, 0, 0, 0                                                                                 \
     }
-/* Takes getopt_long's c (and optarg) when c is one of the common options: returns 1 then, and 0
- * for any other c. */
-int agent_common_option(int c, const char *arg, struct agent_common_opts *o);
+/* getopt_long over argv (set optind = 1 before the first call) that handles the common options
+ * itself, into *common: returns the next other option's value (optarg set), '?' for an unknown
+ * one, or -1 at the end. */
+int agent_next_option(int argc, char **argv, const struct option *longopts,
+                      struct agent_common_opts *common);
 /* Dies (exit 1) unless path's directory exists and is writable and path is not a directory. */
 void agent_check_out_path(const char *opt, const char *path);
 /* Writes n floats as float32 little-endian to path atomically. d is converted in place (its

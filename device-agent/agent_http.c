@@ -93,7 +93,8 @@ static int xferinfo(void *user, curl_off_t dt, curl_off_t dn, curl_off_t ut, cur
     return h->stop && h->stop() ? 1 : 0;
 }
 
-/* The options every request shares; the URL is base + path. */
+/* The options every request shares; the URL is base + path. *hdrs gets the headers every
+ * request sends (the caller frees them); on failure it is left as it was. */
 static int setup(agent_http_t *h, const char *path, struct curl_slist **hdrs, struct ud_err *e)
 {
     CURL *c = h->curl;
@@ -211,10 +212,8 @@ int agent_http_get(agent_http_t *h, const char *path, size_t max_body, struct ag
 {
     struct curl_slist *hdrs = NULL;
     int rc = setup(h, path, &hdrs, e);
-    if (rc < 0) {
-        curl_slist_free_all(hdrs);
+    if (rc < 0)
         return rc;
-    }
     curl_easy_setopt(h->curl, CURLOPT_HTTPGET, 1L);
     return perform_small(h, "GET", path, hdrs, SMALL_TIMEOUT_S, max_body, r, e);
 }
@@ -225,10 +224,8 @@ int agent_http_post(agent_http_t *h, const char *path, const char *content_type,
 {
     struct curl_slist *hdrs = NULL;
     int rc = setup(h, path, &hdrs, e);
-    if (rc < 0) {
-        curl_slist_free_all(hdrs);
+    if (rc < 0)
         return rc;
-    }
     char line[512];
     snprintf(line, sizeof line, "Content-Type: %s", content_type);
     hdrs = curl_slist_append(hdrs, line);
@@ -342,10 +339,8 @@ int agent_http_download(agent_http_t *h, const char *path, struct agent_download
 {
     struct curl_slist *hdrs = NULL;
     int rc = setup(h, path, &hdrs, e);
-    if (rc < 0) {
-        curl_slist_free_all(hdrs);
+    if (rc < 0)
         return rc;
-    }
     d->status = 0;
     d->total = d->from;
     d->received = 0;

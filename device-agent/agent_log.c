@@ -27,39 +27,38 @@ void agent_say(const struct agent_log *log, const char *fmt, ...)
     va_end(ap);
 }
 
-static void vjson_msg(const struct agent_log *log, const char *event, const char *fmt, va_list ap)
+/* A warning or an error: on stderr always, and as a JSON event too under --json. */
+static void vreport(const struct agent_log *log, const char *event, const char *fmt, va_list ap)
 {
-    char msg[2048];
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    agent_json_open(log, event);
-    agent_json_str(log, "message", msg);
-    agent_json_close(log);
+    va_list json_ap;
+    va_copy(json_ap, ap);
+    char kind[16];
+    snprintf(kind, sizeof kind, "%s: ", event);
+    vline(kind, fmt, ap);
+    if (log->json) {
+        char msg[2048];
+        vsnprintf(msg, sizeof msg, fmt, json_ap);
+        agent_json_open(log, event);
+        agent_json_str(log, "message", msg);
+        agent_json_close(log);
+    }
+    va_end(json_ap);
 }
 
 void agent_warn(const struct agent_log *log, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vline("warning: ", fmt, ap);
+    vreport(log, "warning", fmt, ap);
     va_end(ap);
-    if (log->json) {
-        va_start(ap, fmt);
-        vjson_msg(log, "warning", fmt, ap);
-        va_end(ap);
-    }
 }
 
 void agent_error(const struct agent_log *log, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vline("error: ", fmt, ap);
+    vreport(log, "error", fmt, ap);
     va_end(ap);
-    if (log->json) {
-        va_start(ap, fmt);
-        vjson_msg(log, "error", fmt, ap);
-        va_end(ap);
-    }
 }
 
 void agent_json_open(const struct agent_log *log, const char *event)
@@ -119,11 +118,4 @@ double agent_peak_rss_mb(void)
         kb = ru.ru_maxrss;
     }
     return (double)kb / 1024.0;
-}
-
-double agent_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }

@@ -40,7 +40,5 @@ void agent_json_close(const struct agent_log *log);
 /* Peak resident memory of this process in MB (VmHWM from /proc/self/status; getrusage's
  * maxrss when that is unreadable). */
 double agent_peak_rss_mb(void);
-/* Monotonic seconds. */
-double agent_now(void);
 
 #endif

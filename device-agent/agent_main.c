@@ -59,7 +59,7 @@ long long agent_parse_int(const char *opt, const char *s, long long lo, long lon
     return v;
 }
 
-int agent_common_option(int c, const char *arg, struct agent_common_opts *o)
+static int common_option(int c, const char *arg, struct agent_common_opts *o)
 {
     switch (c) {
     case AGENT_O_PUBKEY:
@@ -77,6 +77,16 @@ int agent_common_option(int c, const char *arg, struct agent_common_opts *o)
     default:
         return 0;
     }
+}
+
+int agent_next_option(int argc, char **argv, const struct option *longopts,
+                      struct agent_common_opts *common)
+{
+    int c;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1 &&
+           common_option(c, optarg, common))
+        ;
+    return c;
 }
 
 void agent_keys_load(struct agent_keys *k, const char *pubkey_path, const char *model_key_path)
@@ -167,9 +177,7 @@ static void parse_update(int argc, char **argv, struct update_opts *o)
     o->req.threads = 1;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        if (agent_common_option(c, optarg, &o->common))
-            continue;
+    while ((c = agent_next_option(argc, argv, longopts, &o->common)) != -1) {
         switch (c) {
         case O_MODEL:
             o->model = optarg;

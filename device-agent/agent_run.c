@@ -34,6 +34,7 @@
 #include "agent_state.h"
 #include "agent_task.h"
 #include "agent_update.h"
+#include "updraft/ud_clock.h"
 #include "updraft/ud_delta.h"
 #include "updraft/ud_kernels.h"
 #include "updraft/ud_net.h"
@@ -74,13 +75,6 @@ enum { ROUND_FINISHED = 0, ROUND_LATER = 1 };
 
 /* ------------------------------------------------------------------------------- helpers */
 
-static double wall_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* Uniform in [0, 1). */
 static double uniform(void)
 {
@@ -90,9 +84,9 @@ static double uniform(void)
 /* Sleeps s seconds, waking early when a signal asks to stop. */
 static void nap(double s)
 {
-    double end = agent_now() + s;
+    double end = ud_clock_mono() + s;
     while (!agent_update_stopping()) {
-        double left = end - agent_now();
+        double left = end - ud_clock_mono();
         if (left <= 0)
             break;
         if (left > 0.05)
@@ -203,9 +197,7 @@ static void parse_run(int argc, char **argv, struct run_opts *o)
     o->threads = 1;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        if (agent_common_option(c, optarg, &o->common))
-            continue;
+    while ((c = agent_next_option(argc, argv, longopts, &o->common)) != -1) {
         switch (c) {
         case O_COORD:
             o->url = optarg;
@@ -413,6 +405,113 @@ static void prune_models(struct daemon *d, const char *keep)
 
 /* Makes STATE/model-<sha256>.udm exist and verified. Returns 0 (path in out), UD_ECANCELLED,
  * or an error for which the round is tried again later. */
+static void model_ready_event(const struct agent_log *log, const struct agent_task *t,
+                              const char *source)
+{
+    agent_json_open(log, "model_ready");
+    agent_json_str(log, "sha256", t->sha256);
+    agent_json_int(log, "bytes", (long long)t->size);
+    agent_json_str(log, "source", source);
+    agent_json_close(log);
+}
+
+static void download_event(const struct agent_log *log, const struct agent_task *t,
+                           const struct agent_download *dl)
+{
+    agent_json_open(log, "download");
+    agent_json_int(log, "round", (long long)t->round);
+    agent_json_int(log, "from", (long long)dl->from);
+    agent_json_int(log, "received", (long long)dl->received);
+    agent_json_int(log, "total", (long long)dl->total);
+    agent_json_int(log, "size", (long long)t->size);
+    agent_json_int(log, "status", dl->status);
+    agent_json_int(log, "resumed", dl->from > 0 && dl->status == 206);
+    agent_json_close(log);
+    agent_say(
+        log, "download: HTTP %ld, %" PRIu64 " bytes received, %" PRIu64 " of %" PRIu64 " on disk%s",
+        dl->status, dl->received, dl->total, t->size,
+        dl->restarted ? " (the server sent the whole file again)" : "");
+}
+
+/* Fetches what part lacks of the task's model (resuming from its length), then syncs it.
+ * Returns 0 once part holds t->size bytes (not yet hashed), or the error: UD_ENET for what a
+ * retry may fix, UD_ECANCELLED, UD_EIO, ... A 401 exits through die_token_refused. */
+static int download_part(struct daemon *d, const struct agent_task *t, const char *part,
+                         struct ud_err *e)
+{
+    const struct agent_log *log = d->log;
+    int fd = open(part, O_RDWR | O_CREAT, 0644);
+    if (fd < 0)
+        return ud_err_set(e, UD_EIO, "%s: %s", part, strerror(errno));
+    off_t have_bytes = lseek(fd, 0, SEEK_END);
+    if (have_bytes < 0 || (uint64_t)have_bytes > t->size) {
+        if (ftruncate(fd, 0) < 0) {
+            close(fd);
+            return ud_err_set(e, UD_EIO, "%s: %s", part, strerror(errno));
+        }
+        have_bytes = 0;
+    }
+    int rc = 0;
+    struct agent_download dl = {
+        .fd = fd, .from = (uint64_t)have_bytes, .etag = t->sha256, .max_total = t->size};
+    if ((uint64_t)have_bytes < t->size) {
+        agent_say(log, "downloading %s v%" PRId64 " (%" PRIu64 " bytes)%s", t->model_name,
+                  t->model_version, t->size, have_bytes ? ", resuming" : "");
+        if (have_bytes)
+            agent_say(log, "resuming the download at byte %lld of %" PRIu64, (long long)have_bytes,
+                      t->size);
+        rc = agent_http_download(d->http, t->model_url, &dl, e);
+        die_if_tls(d, rc, e);
+        download_event(log, t, &dl);
+    } else {
+        dl.status = 206;
+        dl.total = t->size;
+    }
+    if (rc == 0 && dl.status != 200 && dl.status != 206) {
+        if (dl.status == 401) {
+            close(fd);
+            die_token_refused(t->model_url);
+        }
+        rc = ud_err_set(e, dl.status >= 500 || dl.status == 429 ? UD_ENET : UD_ENOTFOUND,
+                        "GET %s answered %ld: %.200s", t->model_url, dl.status, dl.err_body);
+        if (dl.status == 416) /* our range is past the end: start over */
+            rc = ftruncate(fd, 0) < 0 ? UD_EIO : UD_ENET;
+    }
+    if (rc == 0 && dl.total < t->size)
+        rc =
+            ud_err_set(e, UD_ENET, "GET %s: the transfer ended at %" PRIu64 " of %" PRIu64 " bytes",
+                       t->model_url, dl.total, t->size);
+    if (rc == 0 && fsync(fd) < 0)
+        rc = ud_err_set(e, UD_EIO, "%s: fsync: %s", part, strerror(errno));
+    close(fd);
+    return rc;
+}
+
+/* Waits before the next download attempt (exponential backoff with jitter), unless the error
+ * is not one a retry may fix or the round's deadline would pass first: then returns the error. */
+static int download_backoff(struct daemon *d, const struct agent_task *t, const char *part, int rc,
+                            int *attempt, struct ud_err *e)
+{
+    if (rc != UD_ENET && rc != UD_ETIMEOUT && rc != UD_ELIMIT && rc != UD_EFORMAT)
+        return rc;
+    if (rc == UD_ELIMIT || rc == UD_EFORMAT) {
+        agent_error(d->log, "%s; starting over", e->msg);
+        unlink(part);
+    }
+    double cap = BACKOFF_BASE_S * pow(2.0, *attempt < 16 ? *attempt : 16);
+    double wait = uniform() * (cap < BACKOFF_CAP_S ? cap : BACKOFF_CAP_S);
+    (*attempt)++;
+    if (ud_clock_wall() + wait > t->deadline)
+        return ud_err_set(e, UD_ETIMEOUT, "%s; the round's deadline has passed", e->msg);
+    agent_warn(d->log, "%s; retrying in %.1f s", e->msg, wait);
+    nap(wait);
+    return 0;
+}
+
+/* The task's model at out (STATE/model-<sha256>.udm): kept from an earlier round, or downloaded
+ * (resuming a partial download of the same file) and checked against its SHA-256, with retries
+ * until the round's deadline. A file that never matches its hash is given up after
+ * MISMATCH_ATTEMPTS downloads (UD_ECHECKSUM). */
 static int ensure_model(struct daemon *d, const struct agent_task *t, char *out, struct ud_err *e)
 {
     const struct agent_log *log = d->log;
@@ -421,11 +520,7 @@ static int ensure_model(struct daemon *d, const struct agent_task *t, char *out,
     snprintf(name, sizeof name, "model-%s.udm", t->sha256);
     struct stat st;
     if (stat(out, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == t->size) {
-        agent_json_open(log, "model_ready");
-        agent_json_str(log, "sha256", t->sha256);
-        agent_json_int(log, "bytes", (long long)t->size);
-        agent_json_str(log, "source", "state");
-        agent_json_close(log);
+        model_ready_event(log, t, "state");
         agent_say(log, "model %s v%" PRId64 " already verified (%s)", t->model_name,
                   t->model_version, name);
         prune_models(d, name);
@@ -449,110 +544,39 @@ static int ensure_model(struct daemon *d, const struct agent_task *t, char *out,
     for (;;) {
         if (agent_update_stopping())
             return ud_err_set(e, UD_ECANCELLED, "stopped");
-        int fd = open(part, O_RDWR | O_CREAT, 0644);
-        if (fd < 0)
-            return ud_err_set(e, UD_EIO, "%s: %s", part, strerror(errno));
-        off_t have_bytes = lseek(fd, 0, SEEK_END);
-        if (have_bytes < 0 || (uint64_t)have_bytes > t->size) {
-            if (ftruncate(fd, 0) < 0) {
-                close(fd);
-                return ud_err_set(e, UD_EIO, "%s: %s", part, strerror(errno));
-            }
-            have_bytes = 0;
-        }
-        int rc = 0;
-        struct agent_download dl = {
-            .fd = fd, .from = (uint64_t)have_bytes, .etag = t->sha256, .max_total = t->size};
-        if ((uint64_t)have_bytes < t->size) {
-            agent_say(log, "downloading %s v%" PRId64 " (%" PRIu64 " bytes)%s", t->model_name,
-                      t->model_version, t->size, have_bytes ? ", resuming" : "");
-            if (have_bytes)
-                agent_say(log, "resuming the download at byte %lld of %" PRIu64,
-                          (long long)have_bytes, t->size);
-            rc = agent_http_download(d->http, t->model_url, &dl, e);
-            die_if_tls(d, rc, e);
-            agent_json_open(log, "download");
-            agent_json_int(log, "round", (long long)t->round);
-            agent_json_int(log, "from", (long long)dl.from);
-            agent_json_int(log, "received", (long long)dl.received);
-            agent_json_int(log, "total", (long long)dl.total);
-            agent_json_int(log, "size", (long long)t->size);
-            agent_json_int(log, "status", dl.status);
-            agent_json_int(log, "resumed", dl.from > 0 && dl.status == 206);
-            agent_json_close(log);
-            agent_say(log,
-                      "download: HTTP %ld, %" PRIu64 " bytes received, %" PRIu64 " of %" PRIu64
-                      " on disk%s",
-                      dl.status, dl.received, dl.total, t->size,
-                      dl.restarted ? " (the server sent the whole file again)" : "");
-        } else {
-            dl.status = 206;
-            dl.total = t->size;
-        }
-        if (rc == 0 && dl.status != 200 && dl.status != 206) {
-            if (dl.status == 401) {
-                close(fd);
-                die_token_refused(t->model_url);
-            }
-            rc = ud_err_set(e, dl.status >= 500 || dl.status == 429 ? UD_ENET : UD_ENOTFOUND,
-                            "GET %s answered %ld: %.200s", t->model_url, dl.status, dl.err_body);
-            if (dl.status == 416) /* our range is past the end: start over */
-                rc = ftruncate(fd, 0) < 0 ? UD_EIO : UD_ENET;
-        }
-        if (rc == 0 && dl.total < t->size)
-            rc = ud_err_set(e, UD_ENET,
-                            "GET %s: the transfer ended at %" PRIu64 " of %" PRIu64 " bytes",
-                            t->model_url, dl.total, t->size);
-        if (rc == 0 && fsync(fd) < 0)
-            rc = ud_err_set(e, UD_EIO, "%s: fsync: %s", part, strerror(errno));
-        close(fd);
+        int rc = download_part(d, t, part, e);
         if (rc == UD_ECANCELLED)
             return rc;
-        if (rc == 0) {
-            char hex[65];
-            if ((rc = file_sha256(part, hex, e)) < 0)
+        if (rc < 0) {
+            /* The transfer failed: retry what may pass, with backoff, until the deadline. */
+            if ((rc = download_backoff(d, t, part, rc, &attempt, e)) < 0)
                 return rc;
-            if (strcmp(hex, t->sha256) != 0) {
-                mismatches++;
-                agent_error(log,
-                            "the downloaded model's SHA-256 is %s, the task says %s: deleted "
-                            "(attempt %d of %d)",
-                            hex, t->sha256, mismatches, MISMATCH_ATTEMPTS);
-                unlink(part);
-                if (mismatches >= MISMATCH_ATTEMPTS)
-                    return ud_err_set(e, UD_ECHECKSUM,
-                                      "the model from %s never matched its SHA-256 %s",
-                                      t->model_url, t->sha256);
-                continue;
-            }
-            if (rename(part, out) < 0)
-                return ud_err_set(e, UD_EIO, "rename %s to %s: %s", part, out, strerror(errno));
-            fsync_path(out, 0);
-            fsync_path(d->o.state, 1);
-            unlink(djson);
-            agent_json_open(log, "model_ready");
-            agent_json_str(log, "sha256", t->sha256);
-            agent_json_int(log, "bytes", (long long)t->size);
-            agent_json_str(log, "source", "download");
-            agent_json_close(log);
-            agent_say(log, "model verified (SHA-256 %s): %s", t->sha256, name);
-            prune_models(d, name);
-            return 0;
+            continue;
         }
-        /* The transfer failed: retry what may pass, with backoff, until the deadline. */
-        if (rc != UD_ENET && rc != UD_ETIMEOUT && rc != UD_ELIMIT && rc != UD_EFORMAT)
+        char hex[65];
+        if ((rc = file_sha256(part, hex, e)) < 0)
             return rc;
-        if (rc == UD_ELIMIT || rc == UD_EFORMAT) {
-            agent_error(log, "%s; starting over", e->msg);
+        if (strcmp(hex, t->sha256) != 0) {
+            mismatches++;
+            agent_error(log,
+                        "the downloaded model's SHA-256 is %s, the task says %s: deleted "
+                        "(attempt %d of %d)",
+                        hex, t->sha256, mismatches, MISMATCH_ATTEMPTS);
             unlink(part);
+            if (mismatches >= MISMATCH_ATTEMPTS)
+                return ud_err_set(e, UD_ECHECKSUM, "the model from %s never matched its SHA-256 %s",
+                                  t->model_url, t->sha256);
+            continue;
         }
-        double cap = BACKOFF_BASE_S * pow(2.0, attempt < 16 ? attempt : 16);
-        double wait = uniform() * (cap < BACKOFF_CAP_S ? cap : BACKOFF_CAP_S);
-        attempt++;
-        if (wall_now() + wait > t->deadline)
-            return ud_err_set(e, UD_ETIMEOUT, "%s; the round's deadline has passed", e->msg);
-        agent_warn(log, "%s; retrying in %.1f s", e->msg, wait);
-        nap(wait);
+        if (rename(part, out) < 0)
+            return ud_err_set(e, UD_EIO, "rename %s to %s: %s", part, out, strerror(errno));
+        fsync_path(out, 0);
+        fsync_path(d->o.state, 1);
+        unlink(djson);
+        model_ready_event(log, t, "download");
+        agent_say(log, "model verified (SHA-256 %s): %s", t->sha256, name);
+        prune_models(d, name);
+        return 0;
     }
 }
 
@@ -649,7 +673,7 @@ static void send_upload(struct daemon *d, int64_t round, const char *upload, con
             agent_http_resp_deinit(&r);
         double cap_s = BACKOFF_BASE_S * pow(2.0, attempt < 16 ? attempt : 16);
         double wait = uniform() * (cap_s < BACKOFF_CAP_S ? cap_s : BACKOFF_CAP_S);
-        if (wall_now() + wait > deadline) {
+        if (ud_clock_wall() + wait > deadline) {
             agent_error(log, "round %" PRId64 ": %s; the deadline has passed, giving up", round,
                         why);
             snprintf(result, cap, "deadline");

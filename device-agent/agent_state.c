@@ -129,16 +129,23 @@ int agent_state_parse(const char *data, size_t len, const char *path, struct age
     return rc;
 }
 
+/* Reads dir/name (at most STATE_MAX_BYTES) into *data; path receives the file's path. Returns
+ * 0, UD_ENOTFOUND, or the error of an unreadable file. */
+static int read_state_file(const char *dir, const char *name, char path[4200], char **data,
+                           size_t *len, struct ud_err *e)
+{
+    snprintf(path, 4200, "%s/%s", dir, name);
+    return ud_file_read(path, STATE_MAX_BYTES, data, len, e);
+}
+
 int agent_state_load(const char *dir, struct agent_state *s, struct ud_err *e)
 {
     agent_state_init(s);
-    char path[4200];
-    snprintf(path, sizeof path, "%s/state.json", dir);
-    char *data;
+    char path[4200], *data;
     size_t len;
-    int rc = ud_file_read(path, STATE_MAX_BYTES, &data, &len, e);
+    int rc = read_state_file(dir, "state.json", path, &data, &len, e);
     if (rc < 0)
-        return rc; /* UD_ENOTFOUND, or the file is unreadable */
+        return rc;
     rc = agent_state_parse(data, len, path, s, e);
     free(data);
     return rc;
@@ -233,11 +240,9 @@ int agent_download_parse(const char *data, size_t len, const char *path, char sh
 
 int agent_download_load(const char *dir, char sha256[65], uint64_t *size, struct ud_err *e)
 {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/download.json", dir);
-    char *data;
+    char path[4200], *data;
     size_t len;
-    int rc = ud_file_read(path, STATE_MAX_BYTES, &data, &len, e);
+    int rc = read_state_file(dir, "download.json", path, &data, &len, e);
     if (rc < 0)
         return rc;
     rc = agent_download_parse(data, len, path, sha256, size, e);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "updraft/ud_clock.h"
 #include "updraft/ud_data.h"
 #include "updraft/ud_delta.h"
 #include "updraft/ud_update.h"
@@ -176,7 +177,7 @@ int agent_update_run(ud_model_t *model, const struct agent_update_req *req,
         rc = e->code ? e->code : UD_EINTERNAL;
         goto out_free_data;
     }
-    double t0 = agent_now();
+    double t0 = ud_clock_mono();
     g_task = task;
     if (g_stop) /* a signal before the task existed */
         ud_update_task_cancel(task);
@@ -195,7 +196,7 @@ int agent_update_run(ud_model_t *model, const struct agent_update_req *req,
     res->epochs = p.epochs;
     res->loss = prog.have_last ? prog.last.loss : NAN;
     res->accuracy = prog.have_last ? prog.last.accuracy : NAN;
-    res->seconds = agent_now() - t0;
+    res->seconds = ud_clock_mono() - t0;
 
 out_destroy_task:
     ud_update_task_destroy(&task);
