@@ -603,7 +603,7 @@ ud_update_task_t *ud_update_task_new(ud_model_t *model, const struct ud_batch_pr
         ud_err_set(e, UD_EINVAL, "update task: a completion handler is required");
         return NULL;
     }
-    if (ud_update_params_validate(&cfg->params, e))
+    if (ud_update_params_check_runnable(&cfg->params, e))
         return NULL;
     int world = cfg->hooks.world > 0 ? cfg->hooks.world : 1;
     int rank = cfg->hooks.world > 0 ? cfg->hooks.rank : 0;

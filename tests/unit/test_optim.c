@@ -5,6 +5,7 @@
 #include <math.h>
 
 #include "updraft/ud_optim.h"
+#include "updraft/ud_update_params.h"
 #include "updraft/ud_rng.h"
 
 /* cmocka's assert_float_equal works in float; these checks need double. */
@@ -286,7 +287,7 @@ static void test_defaults(void **state)
     assert_near(p.gamma, 0.1, 0);
     assert_int_equal(p.step_epochs, 1);
     struct ud_err e = {0};
-    assert_int_equal(ud_update_params_validate(&p, &e), 0);
+    assert_int_equal(ud_update_params_check_runnable(&p, &e), 0);
 
     /* Round trip through a model's defaults. */
     p.optimizer = UD_OPT_ADAM;
@@ -300,7 +301,7 @@ static void test_defaults(void **state)
     assert_near(d.learning_rate.min, 0, 0);
     assert_near(d.learning_rate.max, 1, 0);
     assert_int_equal(d.mini_batch_size.max, 65536);
-    assert_int_equal(ud_update_params_check(&p, &d, &e), 0);
+    assert_int_equal(ud_update_params_check_model_ranges(&p, &d, &e), 0);
     ud_update_params_default(&q);
     q.schedule = UD_LR_COSINE;
     ud_update_defaults_to_params(&d, &q);
@@ -316,14 +317,14 @@ static void test_defaults(void **state)
     p.learning_rate = 2;
     ud_update_defaults_from_params(&d, &p);
     assert_near(d.learning_rate.max, 2, 0);
-    assert_int_equal(ud_update_params_check(&p, &d, &e), 0);
+    assert_int_equal(ud_update_params_check_model_ranges(&p, &d, &e), 0);
 }
 
 static void expect_range(const struct ud_update_params *p, const struct ud_update_defaults *d,
                          const char *key, const char *also)
 {
     struct ud_err e = {0};
-    assert_int_equal(ud_update_params_check(p, d, &e), UD_ERANGE);
+    assert_int_equal(ud_update_params_check_model_ranges(p, d, &e), UD_ERANGE);
     assert_int_equal(e.code, UD_ERANGE);
     if (!strstr(e.msg, key) || (also && !strstr(e.msg, also)))
         fail_msg("message \"%s\" should name %s%s%s", e.msg, key, also ? " and " : "",
@@ -338,7 +339,7 @@ static void test_params_check(void **state)
     struct ud_update_defaults d;
     ud_update_defaults_from_params(&d, &base);
     struct ud_err e = {0};
-    assert_int_equal(ud_update_params_check(&base, &d, &e), 0);
+    assert_int_equal(ud_update_params_check_model_ranges(&base, &d, &e), 0);
 
     p = base;
     p.learning_rate = 2;
@@ -381,7 +382,7 @@ static void test_params_check(void **state)
     p.seed = 6;
     expect_range(&p, &narrow, "seed", "[5, 5]");
     p.seed = 5;
-    assert_int_equal(ud_update_params_check(&p, &narrow, &e), 0);
+    assert_int_equal(ud_update_params_check_model_ranges(&p, &narrow, &e), 0);
 
     /* Inconsistent defaults (default outside their own range) are refused too. */
     narrow = d;
@@ -400,7 +401,7 @@ static void test_params_validate(void **state)
         p = base;                                                                                  \
         stmt;                                                                                      \
         ud_err_clear(&e);                                                                          \
-        assert_int_equal(ud_update_params_validate(&p, &e), code);                                 \
+        assert_int_equal(ud_update_params_check_runnable(&p, &e), code);                           \
         assert_non_null(strstr(e.msg, word));                                                      \
         assert_null(ud_optim_new(&p, 10, &e));                                                     \
     } while (0)
@@ -422,7 +423,7 @@ static void test_params_validate(void **state)
     p = base;
     p.nesterov = 1;
     p.momentum = 0.5;
-    assert_int_equal(ud_update_params_validate(&p, &e), 0);
+    assert_int_equal(ud_update_params_check_runnable(&p, &e), 0);
 }
 
 /* Runs `steps` steps of a fresh optimizer on x with grads drawn from r. */
