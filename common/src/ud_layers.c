@@ -475,22 +475,6 @@ static void col2im(const float *col, float *dx, int layout, int B, int b0, int n
             }
 }
 
-/* Sum of n floats in 16 independent lanes, so that it vectorises without -ffast-math. */
-static float sum_floats(const float *restrict x, size_t n)
-{
-    float acc[16] = {0};
-    size_t k = 0;
-    for (; k + 16 <= n; k += 16)
-        for (int j = 0; j < 16; j++)
-            acc[j] += x[k + j];
-    float s = 0.0f;
-    for (; k < n; k++)
-        s += x[k];
-    for (int j = 0; j < 16; j++)
-        s += acc[j];
-    return s;
-}
-
 /* y (F, B*Ho*Wo) channel-major = W (F, C*K*K) * columns + bias, then ReLU if relu, one chunk
  * of samples at a time; col holds one chunk's columns. */
 static void fast_conv_forward(const float *x, const float *W, const float *bias, float *y,
@@ -562,7 +546,7 @@ static void conv_chunk_grads(const float *x, const float *W, const float *d, siz
     size_t Nc = (size_t)nb * out.h * out.w;
     if (dW) {
         for (int f = 0; f < F; f++)
-            db[f] += sum_floats(d + (size_t)f * ldd, Nc);
+            db[f] += ud__sum_floats(d + (size_t)f * ldd, Nc);
         im2col(x, col, layout_in, B, b0, nb, in, out, A->kernel, A->stride, A->pad);
         ud_sgemm(false, true, F, KK, (int)Nc, 1.0f, d, (int)ldd, col, (int)Nc, b0 ? 1.0f : 0.0f, dW,
                  KK);
