@@ -36,56 +36,53 @@ struct ud_optim {
 
 /* ---- names ---- */
 
+static const char *const optimizer_names[] = {[UD_OPT_SGD] = "sgd", [UD_OPT_ADAM] = "adam"};
+static const char *const schedule_names[] = {
+    [UD_LR_CONSTANT] = "constant", [UD_LR_STEP] = "step", [UD_LR_COSINE] = "cosine"};
+
+/* names[v], or "unknown" for a value the table does not name. */
+static const char *name_of(const char *const *names, size_t n, int v)
+{
+    return v >= 0 && (size_t)v < n && names[v] ? names[v] : "unknown";
+}
+
+/* The value names gives s, into *out; UD_EINVAL (and *out untouched) for any other s. */
+static int value_of(const char *const *names, size_t n, const char *s, int *out)
+{
+    for (size_t v = 0; s && v < n; v++)
+        if (names[v] && strcmp(s, names[v]) == 0) {
+            *out = (int)v;
+            return 0;
+        }
+    return UD_EINVAL;
+}
+
+#define NNAMES(a) (sizeof(a) / sizeof *(a))
+
 const char *ud_optimizer_name(enum ud_optimizer o)
 {
-    switch (o) {
-    case UD_OPT_SGD:
-        return "sgd";
-    case UD_OPT_ADAM:
-        return "adam";
-    }
-    return "unknown";
+    return name_of(optimizer_names, NNAMES(optimizer_names), (int)o);
 }
 
 int ud_optimizer_parse(const char *s, enum ud_optimizer *out)
 {
-    if (!s)
-        return UD_EINVAL;
-    if (strcmp(s, "sgd") == 0)
-        *out = UD_OPT_SGD;
-    else if (strcmp(s, "adam") == 0)
-        *out = UD_OPT_ADAM;
-    else
-        return UD_EINVAL;
-    return 0;
+    int v, rc = value_of(optimizer_names, NNAMES(optimizer_names), s, &v);
+    if (!rc)
+        *out = (enum ud_optimizer)v;
+    return rc;
 }
 
 const char *ud_lr_schedule_name(enum ud_lr_schedule s)
 {
-    switch (s) {
-    case UD_LR_CONSTANT:
-        return "constant";
-    case UD_LR_STEP:
-        return "step";
-    case UD_LR_COSINE:
-        return "cosine";
-    }
-    return "unknown";
+    return name_of(schedule_names, NNAMES(schedule_names), (int)s);
 }
 
 int ud_lr_schedule_parse(const char *s, enum ud_lr_schedule *out)
 {
-    if (!s)
-        return UD_EINVAL;
-    if (strcmp(s, "constant") == 0)
-        *out = UD_LR_CONSTANT;
-    else if (strcmp(s, "step") == 0)
-        *out = UD_LR_STEP;
-    else if (strcmp(s, "cosine") == 0)
-        *out = UD_LR_COSINE;
-    else
-        return UD_EINVAL;
-    return 0;
+    int v, rc = value_of(schedule_names, NNAMES(schedule_names), s, &v);
+    if (!rc)
+        *out = (enum ud_lr_schedule)v;
+    return rc;
 }
 
 double ud_lr_at(const struct ud_update_params *p, double base_lr, int64_t epoch, int64_t step,

@@ -111,19 +111,13 @@ static double now_s(void)
 
 const char *ud_task_state_name(enum ud_task_state s)
 {
-    switch (s) {
-    case UD_TASK_SUSPENDED:
-        return "suspended";
-    case UD_TASK_RUNNING:
-        return "running";
-    case UD_TASK_CANCELLING:
-        return "cancelling";
-    case UD_TASK_COMPLETED:
-        return "completed";
-    case UD_TASK_FAILED:
-        return "failed";
-    }
-    return "unknown";
+    static const char *const names[] = {[UD_TASK_SUSPENDED] = "suspended",
+                                        [UD_TASK_RUNNING] = "running",
+                                        [UD_TASK_CANCELLING] = "cancelling",
+                                        [UD_TASK_COMPLETED] = "completed",
+                                        [UD_TASK_FAILED] = "failed"};
+    size_t i = (size_t)s; /* a negative value wraps past the end */
+    return i < sizeof names / sizeof *names && names[i] ? names[i] : "unknown";
 }
 
 /* ---- data order and rank slices ---- */
