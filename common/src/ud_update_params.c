@@ -44,27 +44,12 @@ void ud_update_params_trainer_default(struct ud_update_params *p)
     p->momentum = 0.9;
 }
 
-static struct ud_param_double dparam(double v, double min, double max)
-{
-    /* Widen the range to hold the value, so that defaults made from any valid run are
-     * consistent (a server run at lr 2 still writes a loadable model). */
-    struct ud_param_double d = {v, min, max};
-    if (v > d.max)
-        d.max = v;
-    if (v < d.min)
-        d.min = v;
-    return d;
-}
-
-static struct ud_param_int iparam(int64_t v, int64_t min, int64_t max)
-{
-    struct ud_param_int d = {v, min, max};
-    if (v > d.max)
-        d.max = v;
-    if (v < d.min)
-        d.min = v;
-    return d;
-}
+/* A default of type T (struct ud_param_double or ud_param_int) with the range [lo, hi], widened
+ * to hold the value, so that defaults made from any valid run are consistent (a server run at
+ * lr 2 still writes a loadable model). A NaN value leaves the range alone. */
+#define WIDENED(T, v, lo, hi) ((T){(v), (v) < (lo) ? (v) : (lo), (v) > (hi) ? (v) : (hi)})
+#define dparam(v, lo, hi)     WIDENED(struct ud_param_double, v, lo, hi)
+#define iparam(v, lo, hi)     WIDENED(struct ud_param_int, v, lo, hi)
 
 void ud_update_defaults_from_params(struct ud_update_defaults *d, const struct ud_update_params *p)
 {

@@ -341,39 +341,24 @@ static void test_params_check(void **state)
     struct ud_err e = {0};
     assert_int_equal(ud_update_params_check_model_ranges(&base, &d, &e), 0);
 
-    p = base;
-    p.learning_rate = 2;
-    expect_range(&p, &d, "learningRate 2 is outside the model's allowed range [0, 1]", NULL);
-    p = base;
-    p.learning_rate = -0.5;
-    expect_range(&p, &d, "learningRate", "-0.5");
-    p = base;
-    p.momentum = 1.5;
-    expect_range(&p, &d, "momentum", "1.5");
-    p = base;
-    p.mini_batch_size = 100000;
-    expect_range(&p, &d, "miniBatchSize", "[1, 65536]");
-    p = base;
-    p.mini_batch_size = 0;
-    expect_range(&p, &d, "miniBatchSize", NULL);
-    p = base;
-    p.epochs = 0;
-    expect_range(&p, &d, "epochs", NULL);
-    p = base;
-    p.beta1 = 1.5;
-    expect_range(&p, &d, "beta1", NULL);
-    p = base;
-    p.beta2 = -1;
-    expect_range(&p, &d, "beta2", NULL);
-    p = base;
-    p.eps = 3;
-    expect_range(&p, &d, "eps", NULL);
-    p = base;
-    p.weight_decay = 7;
-    expect_range(&p, &d, "weightDecay", NULL);
-    p = base;
-    p.learning_rate = NAN;
-    expect_range(&p, &d, "learningRate", NULL);
+#define RANGE(stmt, key, also)                                                                     \
+    do {                                                                                           \
+        p = base;                                                                                  \
+        stmt;                                                                                      \
+        expect_range(&p, &d, key, also);                                                           \
+    } while (0)
+    RANGE(p.learning_rate = 2, "learningRate 2 is outside the model's allowed range [0, 1]", NULL);
+    RANGE(p.learning_rate = -0.5, "learningRate", "-0.5");
+    RANGE(p.momentum = 1.5, "momentum", "1.5");
+    RANGE(p.mini_batch_size = 100000, "miniBatchSize", "[1, 65536]");
+    RANGE(p.mini_batch_size = 0, "miniBatchSize", NULL);
+    RANGE(p.epochs = 0, "epochs", NULL);
+    RANGE(p.beta1 = 1.5, "beta1", NULL);
+    RANGE(p.beta2 = -1, "beta2", NULL);
+    RANGE(p.eps = 3, "eps", NULL);
+    RANGE(p.weight_decay = 7, "weightDecay", NULL);
+    RANGE(p.learning_rate = NAN, "learningRate", NULL);
+#undef RANGE
 
     /* A model that narrows a range: a seed set of exactly {5}. */
     struct ud_update_defaults narrow = d;
