@@ -1,9 +1,13 @@
-/*  ud_layers.c — forward and backward passes of every layer, in two backends.
+/*  ud_layers.c — forward and backward passes of every layer, the fast backend's kernels, and
+ *  the per-layer plan that picks a kernel (and a fusion) for each layer.
  *
- *  The reference backend is naive loops over (B, C, H, W) tensors: easy to read and to trust.
- *  The fast backend uses GEMM (ud_sgemm) for dense and conv layers, im2col over the whole batch,
- *  and keeps conv/pool activations channel-major (C, B, H, W) so that no transposes are needed
- *  until flatten. Tests check the two against each other and against finite differences.
+ *  The fast backend uses GEMM (ud_sgemm) for dense and conv layers, im2col over the whole batch
+ *  (or Winograd, ud_conv_wino.c), and keeps conv/pool activations channel-major (C, B, H, W) so
+ *  that no transposes are needed until flatten. The reference backend's naive kernels are in
+ *  ud_layers_ref.c; the layers without weights (ReLU, dropout, flatten, softmax) are the same
+ *  loops in both. ud__model_reserve plans every layer for both backends once (struct
+ *  ud_layer_plan); forward_layer and backward_layer only follow the plan. Tests check the two
+ *  backends against each other and against finite differences.
  */
 #include "ud_model_impl.h"
 #include "updraft/ud_kernels.h"
