@@ -249,20 +249,30 @@ static void test_schedules(void **state)
     assert_near(ud_lr_at(&p, 0.2, 0, 100, 100), 0.0, 1e-15);
     assert_near(ud_lr_at(&p, 0.2, 0, 10, 0), 0.2, 0); /* no total: constant */
 
+    /* Every name parses to its value and back. */
+    const struct {
+        const char *name;
+        enum ud_lr_schedule v;
+    } scheds[] = {{"cosine", UD_LR_COSINE}, {"step", UD_LR_STEP}, {"constant", UD_LR_CONSTANT}};
+    for (size_t i = 0; i < sizeof scheds / sizeof *scheds; i++) {
+        enum ud_lr_schedule s;
+        assert_int_equal(ud_lr_schedule_parse(scheds[i].name, &s), 0);
+        assert_int_equal(s, scheds[i].v);
+        assert_string_equal(ud_lr_schedule_name(s), scheds[i].name);
+    }
     enum ud_lr_schedule s;
-    assert_int_equal(ud_lr_schedule_parse("cosine", &s), 0);
-    assert_int_equal(s, UD_LR_COSINE);
-    assert_int_equal(ud_lr_schedule_parse("step", &s), 0);
-    assert_int_equal(s, UD_LR_STEP);
-    assert_int_equal(ud_lr_schedule_parse("constant", &s), 0);
-    assert_int_equal(s, UD_LR_CONSTANT);
     assert_int_equal(ud_lr_schedule_parse("linear", &s), UD_EINVAL);
     assert_string_equal(ud_lr_schedule_name(UD_LR_STEP), "step");
+    const struct {
+        const char *name;
+        enum ud_optimizer v;
+    } opts[] = {{"adam", UD_OPT_ADAM}, {"sgd", UD_OPT_SGD}};
+    for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) {
+        enum ud_optimizer o;
+        assert_int_equal(ud_optimizer_parse(opts[i].name, &o), 0);
+        assert_int_equal(o, opts[i].v);
+    }
     enum ud_optimizer o;
-    assert_int_equal(ud_optimizer_parse("adam", &o), 0);
-    assert_int_equal(o, UD_OPT_ADAM);
-    assert_int_equal(ud_optimizer_parse("sgd", &o), 0);
-    assert_int_equal(o, UD_OPT_SGD);
     assert_int_equal(ud_optimizer_parse("rmsprop", &o), UD_EINVAL);
     assert_string_equal(ud_optimizer_name(UD_OPT_ADAM), "adam");
     assert_string_equal(ud_optimizer_name(UD_OPT_SGD), "sgd");
