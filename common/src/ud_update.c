@@ -94,7 +94,7 @@ struct ud_update_task {
     struct ud_err err;
 
     /* This step's optimizer step, taken span by span through step_span in every mode. */
-    double lr;        /* this step's learning rate */
+    double step_lr;   /* this step's learning rate (the training thread's own) */
     size_t stepped;   /* parameters stepped so far this step */
     size_t updatable; /* parameters in the model's updatable spans */
     int bad;          /* a stepped span had NaN or infinite gradients */
@@ -285,7 +285,7 @@ static int grads_finite(ud_update_task_t *t)
 static int step_span(ud_update_task_t *t, struct ud_span span, int layer)
 {
     int rc = ud_optim_step_span(t->opt, ud_model_params(t->model), ud_model_grads(t->model), span,
-                                t->lr);
+                                t->step_lr);
     t->stepped += span.count;
     if (rc && !t->bad) {
         t->bad = 1;
@@ -417,7 +417,7 @@ static int end_minibatch(ud_update_task_t *t, int64_t e, int64_t s, const double
         .steps_per_epoch = t->spe,
         .epoch_seconds = now - acc->start,
         .seconds = now - t->t0,
-        .learning_rate = t->lr,
+        .learning_rate = t->step_lr,
         .val_loss = NAN,
         .val_accuracy = NAN,
     };
@@ -450,7 +450,7 @@ static int train_step(ud_update_task_t *t, int64_t e, int64_t s, struct epoch_ac
     if ((rc = gather(t, t->data, t->order, lo_g + lo, b)))
         return ud_err_prefix(&t->err, "epoch %lld step %lld", (long long)e, (long long)s);
 
-    t->lr = ud_lr_at(P, P->learning_rate, e, t->step, t->total_steps);
+    t->step_lr = ud_lr_at(P, P->learning_rate, e, t->step, t->total_steps);
     t->stepped = 0;
     t->bad = 0;
     t->bad_layer = -1;
