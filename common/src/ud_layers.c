@@ -59,12 +59,13 @@ void ud__model_free_workspace(struct ud_model *m)
     free(m->delta[0]);
     free(m->delta[1]);
     for (int i = 0; i < UD_MAX_LAYERS; i++) {
+        struct ud_layer_rt *L = &m->L[i];
         free(m->bufs[i]);
-        free(m->cols[i]);
-        free(m->argmaxes[i]);
-        free(m->masks[i]);
-        m->bufs[i] = m->cols[i] = m->masks[i] = NULL;
-        m->argmaxes[i] = NULL;
+        free(L->col);
+        free(L->argmax);
+        free(L->mask);
+        m->bufs[i] = L->col = L->mask = NULL;
+        L->argmax = NULL;
     }
     m->x_in = m->probs = m->delta[0] = m->delta[1] = NULL;
     m->cap = 0;
@@ -256,11 +257,11 @@ int ud__model_reserve(struct ud_model *m, int B)
             need = (rows + (size_t)A->filters) * cols; /* + the chunk's output when fused */
             if (p->op == UD_OP_WINO || p->op == UD_OP_WINO_POOL)
                 need = ud__wino_floats(L, A, p->chunk < B ? p->chunk : B);
-            ok &= !!(L->col = m->cols[i] = walloc(need * sizeof(float)));
+            ok &= !!(L->col = walloc(need * sizeof(float)));
         } else if (A->kind == UD_LAYER_MAXPOOL2D) {
-            ok &= !!(L->argmax = m->argmaxes[i] = walloc(b * L->out_size * sizeof(int32_t)));
+            ok &= !!(L->argmax = walloc(b * L->out_size * sizeof(int32_t)));
         } else if (A->kind == UD_LAYER_DROPOUT) {
-            ok &= !!(L->mask = m->masks[i] = walloc(b * L->out_size * sizeof(float)));
+            ok &= !!(L->mask = walloc(b * L->out_size * sizeof(float)));
         }
     }
     if (ok) {
@@ -685,14 +686,14 @@ static int forward_layer(struct ud_model *m, int i, const struct ud_layer_plan *
         fast_conv_forward(cur, W, bias, out, L->col, lay, B, L->in, L->out, A, p->chunk, p->relu);
         break;
     case UD_OP_CONV_POOL:
-        fast_conv_pool_forward(cur, W, bias, m->bufs[p->pool], m->argmaxes[p->pool], L->col, lay, B,
+        fast_conv_pool_forward(cur, W, bias, m->bufs[p->pool], m->L[p->pool].argmax, L->col, lay, B,
                                L->in, L->out, A, p->chunk, p->relu);
         break;
     case UD_OP_WINO:
         ud__wino_forward(cur, lay, W, bias, out, L->col, B, L->in, F, p->chunk, p->relu);
         break;
     case UD_OP_WINO_POOL:
-        ud__wino_forward_pool(cur, lay, W, bias, m->bufs[p->pool], m->argmaxes[p->pool], L->col, B,
+        ud__wino_forward_pool(cur, lay, W, bias, m->bufs[p->pool], m->L[p->pool].argmax, L->col, B,
                               L->in, F, p->chunk, p->relu);
         break;
     case UD_OP_MAXPOOL:

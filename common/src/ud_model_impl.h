@@ -30,7 +30,8 @@ enum ud_op {
 
 /* How one backend runs one layer, decided once by ud__model_reserve from the architecture
  * (the fusions look at the layers around it); forward and backward only follow it. A new
- * layer kind needs its ops here, a case in plan_layer and a case in each pass. */
+ * layer kind needs its ops here, a case in plan_fast (a row in plan_reference's table) and a
+ * case in forward_layer and backward_layer. */
 struct ud_layer_plan {
     enum ud_op op;
     int layout_in, layout_out; /* UD_LAYOUT_* of the layer's input and output */
@@ -91,9 +92,6 @@ struct ud_model {
     float *probs;               /* (B, nclasses) */
     float *delta[2];            /* backward scratch, each (B, max activation size) */
     float *bufs[UD_MAX_LAYERS]; /* owned activation buffers (NULL where in place) */
-    float *cols[UD_MAX_LAYERS]; /* owned im2col buffers */
-    int32_t *argmaxes[UD_MAX_LAYERS];
-    float *masks[UD_MAX_LAYERS];
 };
 
 /* ud_layers.c. Reserve sizes the workspace for B samples and plans every layer for both
