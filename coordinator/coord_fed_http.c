@@ -502,7 +502,7 @@ static enum MHD_Result post_federation(struct coord_http *h, struct MHD_Connecti
         p.mini_batch_size = s.batch;
     if (s.lr >= 0)
         p.learning_rate = s.lr;
-    rc = ud_update_params_check(&p, d, &e);
+    rc = ud_update_params_check_model_ranges(&p, d, &e);
     ud_model_destroy(&m);
     if (rc)
         return reply_error(h, c, HTTP_UNPROCESSABLE,

@@ -428,7 +428,7 @@ int coord_spec_parse(const char *json, size_t len, struct coord_spec *s, struct 
         goto out_free;
     }
     struct ud_err pe = {0};
-    if (ud_update_params_validate(&p, &pe) != 0) {
+    if (ud_update_params_check_runnable(&p, &pe) != 0) {
         rc = ud_err_set(e, UD_EINVAL, "job spec: %s", pe.msg);
         goto out_free;
     }

@@ -147,8 +147,8 @@ int agent_update_run(ud_model_t *model, const struct agent_update_req *req,
         p.mini_batch_size = req->batch;
     if (req->have_seed)
         p.seed = req->seed;
-    if ((rc = ud_update_params_check(&p, defs, e)) < 0 ||
-        (rc = ud_update_params_validate(&p, e)) < 0) {
+    if ((rc = ud_update_params_check_model_ranges(&p, defs, e)) < 0 ||
+        (rc = ud_update_params_check_runnable(&p, e)) < 0) {
         res->bad_params = 1;
         return rc;
     }

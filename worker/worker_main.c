@@ -459,7 +459,7 @@ static void parse_args(int argc, char **argv, struct options *o)
     if ((o->resume || o->checkpoint_every) && !o->session)
         die(2, "%s needs --session DIR", o->resume ? "--resume" : "--checkpoint-every");
     struct ud_err e = {0};
-    if (ud_update_params_validate(&o->params, &e))
+    if (ud_update_params_check_runnable(&o->params, &e))
         die(2, "%s", e.msg);
 }
 

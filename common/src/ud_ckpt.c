@@ -247,7 +247,7 @@ static int ckpt_check_state(const struct ud_ckpt_state *st, bool check_optim, st
         return ud_err_set(e, UD_ERANGE, "threads: %d, allowed 0 to %d", (int)st->threads,
                           CKPT_MAX_THREADS);
     /* Also refuses an optimizer or a schedule that has no name. */
-    if ((rc = ud_update_params_validate(&st->params, e)) < 0)
+    if ((rc = ud_update_params_check_runnable(&st->params, e)) < 0)
         return ud_err_prefix(e, "params");
     if (!isfinite(st->params.gamma))
         return ud_err_set(e, UD_ENONFINITE, "params.gamma: %g is not finite", st->params.gamma);

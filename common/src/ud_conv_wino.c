@@ -182,6 +182,25 @@ typedef float vf8 __attribute__((vector_size(32), aligned(4)));
 #define SRELU(v)  ((v) < 0.0f ? 0.0f : (v)) /* NaN passes through */
 #define SSPLAT(x) (x)
 
+/* Runs a tile kernel over tiles t in [0, n): VEC (the kernel on vf16) for full groups of
+ * UD_WINO_VEC tiles, then SCALAR (the same kernel on float) for the rest. */
+#if UD_WINO_VEC
+#define FOR_EACH_TILE(n, VEC, SCALAR)                                                              \
+    do {                                                                                           \
+        size_t t = 0;                                                                              \
+        for (; t + UD_WINO_VEC <= (n); t += UD_WINO_VEC)                                           \
+            VEC;                                                                                   \
+        for (; t < (n); t++)                                                                       \
+            SCALAR;                                                                                \
+    } while (0)
+#else
+#define FOR_EACH_TILE(n, VEC, SCALAR)                                                              \
+    do {                                                                                           \
+        for (size_t t = 0; t < (n); t++)                                                           \
+            SCALAR;                                                                                \
+    } while (0)
+#endif
+
 #define INPUT_TILES(TY, LD, ST)                                                                    \
     do {                                                                                           \
         TY e[4][4];                                                                                \
@@ -206,13 +225,7 @@ UD_WINO_CLONES
 static void input_transform_tiles(const float *restrict D, size_t tps, float *restrict V,
                                   size_t ldv)
 {
-    size_t t = 0;
-#if UD_WINO_VEC
-    for (; t + UD_WINO_VEC <= tps; t += UD_WINO_VEC)
-        INPUT_TILES(vf16, VLD, VST);
-#endif
-    for (; t < tps; t++)
-        INPUT_TILES(float, SLD, SST);
+    FOR_EACH_TILE(tps, INPUT_TILES(vf16, VLD, VST), INPUT_TILES(float, SLD, SST));
 }
 
 #if UD_WINO_VEC
@@ -290,13 +303,7 @@ static void input_transform(const float *plane, float *pad, float *D, struct ud_
 UD_WINO_CLONES
 static void input_adjoint_tiles(const float *restrict V, size_t ldv, float *restrict D, size_t tps)
 {
-    size_t t = 0;
-#if UD_WINO_VEC
-    for (; t + UD_WINO_VEC <= tps; t += UD_WINO_VEC)
-        INPUT_ADJOINT_TILES(vf16, VLD, VST);
-#endif
-    for (; t < tps; t++)
-        INPUT_ADJOINT_TILES(float, SLD, SST);
+    FOR_EACH_TILE(tps, INPUT_ADJOINT_TILES(vf16, VLD, VST), INPUT_ADJOINT_TILES(float, SLD, SST));
 }
 
 #if UD_WINO_VEC
@@ -401,13 +408,8 @@ UD_WINO_CLONES
 static void output_transform_tiles(const float *restrict M, size_t ldm, float bias, int relu,
                                    float *restrict Yq, size_t tps)
 {
-    size_t t = 0;
-#if UD_WINO_VEC
-    for (; t + UD_WINO_VEC <= tps; t += UD_WINO_VEC)
-        OUTPUT_TILES(vf16, VLD, VST, VRELU, VSPLAT);
-#endif
-    for (; t < tps; t++)
-        OUTPUT_TILES(float, SLD, SST, SRELU, SSPLAT);
+    FOR_EACH_TILE(tps, OUTPUT_TILES(vf16, VLD, VST, VRELU, VSPLAT),
+                  OUTPUT_TILES(float, SLD, SST, SRELU, SSPLAT));
 }
 
 /* plane (H, W) = A^T M A over the tiles of one output plane, + bias, then ReLU if relu. */
@@ -449,13 +451,7 @@ UD_WINO_CLONES
 static void output_adjoint_tiles(const float *restrict Yq, size_t tps, float *restrict M,
                                  size_t ldm)
 {
-    size_t t = 0;
-#if UD_WINO_VEC
-    for (; t + UD_WINO_VEC <= tps; t += UD_WINO_VEC)
-        OUTPUT_ADJOINT_TILES(vf16, VLD, VST);
-#endif
-    for (; t < tps; t++)
-        OUTPUT_ADJOINT_TILES(float, SLD, SST);
+    FOR_EACH_TILE(tps, OUTPUT_ADJOINT_TILES(vf16, VLD, VST), OUTPUT_ADJOINT_TILES(float, SLD, SST));
 }
 
 /* dM for the tiles of one output-gradient plane (H, W). Yq: 4 * tps floats scratch. */
@@ -741,20 +737,8 @@ void ud__wino_backward(const float *x, int layout, const float *dy, float *dW, f
     struct wino_ws w = ws_split(ws, C, F, Tmax, in);
     layout_strides(layout, B, C, hw, &cs, &bs);
     if (db)
-        for (int f = 0; f < F; f++) {
-            const float *restrict d = dy + (size_t)f * B * hw;
-            float acc[16] = {0};
-            size_t n = (size_t)B * hw, k = 0;
-            for (; k + 16 <= n; k += 16)
-                for (int j = 0; j < 16; j++)
-                    acc[j] += d[k + j];
-            float s = 0.0f;
-            for (; k < n; k++)
-                s += d[k];
-            for (int j = 0; j < 16; j++)
-                s += acc[j];
-            db[f] = s;
-        }
+        for (int f = 0; f < F; f++)
+            db[f] = ud__sum_floats(dy + (size_t)f * B * hw, (size_t)B * hw);
     for (int b0 = 0; b0 < B; b0 += chunk) {
         int nb = B - b0 < chunk ? B - b0 : chunk;
         size_t T = (size_t)nb * tps;

@@ -1,9 +1,13 @@
-/*  ud_layers.c — forward and backward passes of every layer, in two backends.
+/*  ud_layers.c — forward and backward passes of every layer, the fast backend's kernels, and
+ *  the per-layer plan that picks a kernel (and a fusion) for each layer.
  *
- *  The reference backend is naive loops over (B, C, H, W) tensors: easy to read and to trust.
- *  The fast backend uses GEMM (ud_sgemm) for dense and conv layers, im2col over the whole batch,
- *  and keeps conv/pool activations channel-major (C, B, H, W) so that no transposes are needed
- *  until flatten. Tests check the two against each other and against finite differences.
+ *  The fast backend uses GEMM (ud_sgemm) for dense and conv layers, im2col over the whole batch
+ *  (or Winograd, ud_conv_wino.c), and keeps conv/pool activations channel-major (C, B, H, W) so
+ *  that no transposes are needed until flatten. The reference backend's naive kernels are in
+ *  ud_layers_ref.c; the layers without weights (ReLU, dropout, flatten, softmax) are the same
+ *  loops in both. ud__model_reserve plans every layer for both backends once (struct
+ *  ud_layer_plan); forward_layer and backward_layer only follow the plan. Tests check the two
+ *  backends against each other and against finite differences.
  */
 #include "ud_model_impl.h"
 #include "updraft/ud_kernels.h"
@@ -55,12 +59,13 @@ void ud__model_free_workspace(struct ud_model *m)
     free(m->delta[0]);
     free(m->delta[1]);
     for (int i = 0; i < UD_MAX_LAYERS; i++) {
+        struct ud_layer_rt *L = &m->L[i];
         free(m->bufs[i]);
-        free(m->cols[i]);
-        free(m->argmaxes[i]);
-        free(m->masks[i]);
-        m->bufs[i] = m->cols[i] = m->masks[i] = NULL;
-        m->argmaxes[i] = NULL;
+        free(L->col);
+        free(L->argmax);
+        free(L->mask);
+        m->bufs[i] = L->col = L->mask = NULL;
+        L->argmax = NULL;
     }
     m->x_in = m->probs = m->delta[0] = m->delta[1] = NULL;
     m->cap = 0;
@@ -112,11 +117,127 @@ static int conv_chunk(const struct ud_layer_rt *L, const struct ud_layer_spec *A
     return n > 4096 ? 4096 : (int)n;
 }
 
+/* ---------------------------------------------------------------------- the plan */
+
+static enum ud_layer_kind kind_at(const struct ud_model *m, int i)
+{
+    return i >= 0 && i < m->arch.nlayers ? m->arch.layer[i].kind : (enum ud_layer_kind)0;
+}
+
+/* Fast backend: the index of the max pool that conv i runs in its own forward, or 0. A 2x2 pool
+ * right above it (past a ReLU) whose windows are the Winograd output tiles (any H, W), or tile
+ * an even im2col output: the conv's output then need not be stored at all. */
+static int conv_fused_pool(const struct ud_model *m, int i)
+{
+    if (kind_at(m, i) != UD_LAYER_CONV2D)
+        return 0;
+    const struct ud_layer_rt *L = &m->L[i];
+    int j = i + 1 + (kind_at(m, i + 1) == UD_LAYER_RELU);
+    if (kind_at(m, j) != UD_LAYER_MAXPOOL2D || m->arch.layer[j].pool != 2)
+        return 0;
+    int even = L->out.h % 2 == 0 && L->out.w % 2 == 0;
+    return ud__wino_applies(L, &m->arch.layer[i]) || even ? j : 0;
+}
+
+/* Fast backend: max pool i runs the 2x2 tiling kernels (when no conv below runs it). */
+static int pool2_applies(const struct ud_model *m, int i)
+{
+    const struct ud_layer_rt *L = &m->L[i];
+    return m->arch.layer[i].pool == 2 && L->in.h % 2 == 0 && L->in.w % 2 == 0;
+}
+
+/* Fast backend: max pool i is run by the conv below it (conv_fused_pool). */
+static int pool_fused_below(const struct ud_model *m, int i)
+{
+    return i > 0 && (conv_fused_pool(m, i - 1) == i || conv_fused_pool(m, i - 2) == i);
+}
+
+/* Plans layer i for the fast backend: the fusions (dense+ReLU, conv+ReLU(+2x2 pool) through
+ * im2col or Winograd, pool2 gating the ReLU below) and the layouts (conv and pool outputs
+ * channel-major, so that one GEMM covers the whole batch; flatten turns them back). */
+static void plan_fast(const struct ud_model *m, int i, int layout, struct ud_layer_plan *p)
+{
+    const struct ud_layer_spec *A = &m->arch.layer[i];
+    const struct ud_layer_rt *L = &m->L[i];
+    switch (A->kind) {
+    case UD_LAYER_DENSE:
+        p->op = UD_OP_DENSE;
+        p->relu = kind_at(m, i + 1) == UD_LAYER_RELU;
+        break;
+    case UD_LAYER_CONV2D: {
+        int wino = ud__wino_applies(L, A);
+        p->relu = kind_at(m, i + 1) == UD_LAYER_RELU;
+        p->pool = conv_fused_pool(m, i);
+        p->op = wino ? (p->pool ? UD_OP_WINO_POOL : UD_OP_WINO)
+                     : (p->pool ? UD_OP_CONV_POOL : UD_OP_CONV);
+        p->chunk = wino ? ud__wino_chunk(L, A) : conv_chunk(L, A);
+        layout = UD_LAYOUT_CBHW;
+        break;
+    }
+    case UD_LAYER_MAXPOOL2D:
+        p->op = pool_fused_below(m, i) ? UD_OP_NONE
+                : pool2_applies(m, i)  ? UD_OP_MAXPOOL2
+                                       : UD_OP_MAXPOOL;
+        p->gate = p->op == UD_OP_MAXPOOL2 && kind_at(m, i - 1) == UD_LAYER_RELU;
+        break;
+    case UD_LAYER_RELU: {
+        enum ud_layer_kind below = kind_at(m, i - 1);
+        p->op = UD_OP_RELU;
+        p->skip_fwd = below == UD_LAYER_DENSE || below == UD_LAYER_CONV2D;
+        p->skip_bwd = kind_at(m, i + 1) == UD_LAYER_MAXPOOL2D &&
+                      (pool_fused_below(m, i + 1) || pool2_applies(m, i + 1));
+        break;
+    }
+    case UD_LAYER_DROPOUT:
+        p->op = UD_OP_DROPOUT;
+        break;
+    case UD_LAYER_FLATTEN:
+        p->op = UD_OP_FLATTEN;
+        layout = UD_LAYOUT_BCHW;
+        break;
+    case UD_LAYER_SOFTMAX:
+        p->op = UD_OP_SOFTMAX;
+        break;
+    }
+    p->layout_out = layout;
+}
+
+/* Plans layer i for the reference backend: one plain kernel per layer, no fusion, (B, C, H, W)
+ * throughout. */
+static void plan_reference(const struct ud_model *m, int i, struct ud_layer_plan *p)
+{
+    static const enum ud_op ops[] = {
+        [UD_LAYER_DENSE] = UD_OP_DENSE_REF,   [UD_LAYER_CONV2D] = UD_OP_CONV_REF,
+        [UD_LAYER_MAXPOOL2D] = UD_OP_MAXPOOL, [UD_LAYER_RELU] = UD_OP_RELU,
+        [UD_LAYER_FLATTEN] = UD_OP_FLATTEN,   [UD_LAYER_DROPOUT] = UD_OP_DROPOUT,
+        [UD_LAYER_SOFTMAX] = UD_OP_SOFTMAX,
+    };
+    p->op = ops[m->arch.layer[i].kind];
+    p->layout_out = UD_LAYOUT_BCHW;
+}
+
+static void plan_layers(struct ud_model *m)
+{
+    int layout[2] = {UD_LAYOUT_BCHW, UD_LAYOUT_BCHW};
+    for (int i = 0; i < m->arch.nlayers; i++)
+        for (int be = 0; be < 2; be++) {
+            struct ud_layer_plan *p = &m->L[i].plan[be];
+            *p = (struct ud_layer_plan){.layout_in = layout[be]};
+            if (be == UD_BACKEND_FAST)
+                plan_fast(m, i, layout[be], p);
+            else
+                plan_reference(m, i, p);
+            p->inplace = layer_inplace(m, i, (enum ud_backend)be);
+            layout[be] = p->layout_out;
+        }
+}
+
 int ud__model_reserve(struct ud_model *m, int B)
 {
     if (B <= m->cap)
         return 0;
     ud__model_free_workspace(m);
+    plan_layers(m);
     size_t b = (size_t)B, maxact = m->input_size;
     int ok = 1;
     ok &= !!(m->x_in = walloc(b * m->input_size * sizeof(float)));
@@ -124,25 +245,23 @@ int ud__model_reserve(struct ud_model *m, int B)
     for (int i = 0; ok && i < m->arch.nlayers; i++) {
         const struct ud_layer_spec *A = &m->arch.layer[i];
         struct ud_layer_rt *L = &m->L[i];
+        const struct ud_layer_plan *p = &L->plan[UD_BACKEND_FAST];
         if (L->out_size > maxact)
             maxact = L->out_size;
         /* Both backends may run on the same model: size for the larger need. */
-        if (!layer_inplace(m, i, UD_BACKEND_FAST) || A->kind == UD_LAYER_FLATTEN)
+        if (!p->inplace || A->kind == UD_LAYER_FLATTEN)
             ok &= !!(m->bufs[i] = walloc(b * L->out_size * sizeof(float)));
         if (A->kind == UD_LAYER_CONV2D) {
             size_t rows = (size_t)L->in.c * A->kernel * A->kernel, need;
-            int chunk = conv_chunk(L, A);
-            size_t cols = (size_t)(chunk < B ? chunk : B) * L->out.h * L->out.w;
+            size_t cols = (size_t)(p->chunk < B ? p->chunk : B) * L->out.h * L->out.w;
             need = (rows + (size_t)A->filters) * cols; /* + the chunk's output when fused */
-            if (ud__wino_applies(L, A)) {
-                chunk = ud__wino_chunk(L, A);
-                need = ud__wino_floats(L, A, chunk < B ? chunk : B);
-            }
-            ok &= !!(m->cols[i] = walloc(need * sizeof(float)));
+            if (p->op == UD_OP_WINO || p->op == UD_OP_WINO_POOL)
+                need = ud__wino_floats(L, A, p->chunk < B ? p->chunk : B);
+            ok &= !!(L->col = walloc(need * sizeof(float)));
         } else if (A->kind == UD_LAYER_MAXPOOL2D) {
-            ok &= !!(m->argmaxes[i] = walloc(b * L->out_size * sizeof(int32_t)));
+            ok &= !!(L->argmax = walloc(b * L->out_size * sizeof(int32_t)));
         } else if (A->kind == UD_LAYER_DROPOUT) {
-            ok &= !!(m->masks[i] = walloc(b * L->out_size * sizeof(float)));
+            ok &= !!(L->mask = walloc(b * L->out_size * sizeof(float)));
         }
     }
     if (ok) {
@@ -185,33 +304,6 @@ static void softmax_rows(const float *in, float *out, int B, int n)
         float inv = 1.0f / sum;
         for (int j = 0; j < n; j++)
             y[j] *= inv;
-    }
-}
-
-/* Maxpool over planes of (H, W): layout-agnostic, a plane is a plane. */
-static void maxpool_forward(const float *in, float *out, int32_t *argmax, size_t planes, int H,
-                            int W, int P)
-{
-    int Ho = H / P, Wo = W / P;
-    for (size_t p = 0; p < planes; p++) {
-        const float *x = in + p * (size_t)H * W;
-        float *y = out + p * (size_t)Ho * Wo;
-        int32_t *am = argmax + p * (size_t)Ho * Wo;
-        for (int oy = 0; oy < Ho; oy++)
-            for (int ox = 0; ox < Wo; ox++) {
-                int best = (oy * P) * W + ox * P;
-                float bv = x[best];
-                for (int dy = 0; dy < P; dy++)
-                    for (int dx = 0; dx < P; dx++) {
-                        int idx = (oy * P + dy) * W + ox * P + dx;
-                        if (x[idx] > bv) {
-                            bv = x[idx];
-                            best = idx;
-                        }
-                    }
-                y[oy * Wo + ox] = bv;
-                am[oy * Wo + ox] = best;
-            }
     }
 }
 
@@ -281,20 +373,6 @@ static void maxpool2_backward(const float *dout, float *din, const int32_t *argm
     }
 }
 
-static void maxpool_backward(const float *dout, float *din, const int32_t *argmax, size_t planes,
-                             int H, int W, int P)
-{
-    int Ho = H / P, Wo = W / P;
-    memset(din, 0, planes * (size_t)H * W * sizeof(float));
-    for (size_t p = 0; p < planes; p++) {
-        const float *d = dout + p * (size_t)Ho * Wo;
-        const int32_t *am = argmax + p * (size_t)Ho * Wo;
-        float *g = din + p * (size_t)H * W;
-        for (int k = 0; k < Ho * Wo; k++)
-            g[am[k]] += d[k];
-    }
-}
-
 static void dropout_forward(struct ud_model *m, float *x, float *mask, size_t n, float rate)
 {
     float keep = 1.0f / (1.0f - rate);
@@ -302,105 +380,6 @@ static void dropout_forward(struct ud_model *m, float *x, float *mask, size_t n,
         mask[i] = ud_rng_uniform(&m->rng) < rate ? 0.0f : keep;
         x[i] *= mask[i];
     }
-}
-
-/* ------------------------------------------------------------------ reference backend */
-
-static void ref_dense_forward(const float *x, const float *W, const float *bias, float *y, int B,
-                              int in, int out)
-{
-    for (int b = 0; b < B; b++)
-        for (int o = 0; o < out; o++) {
-            double s = bias[o];
-            for (int k = 0; k < in; k++)
-                s += (double)x[(size_t)b * in + k] * W[(size_t)o * in + k];
-            y[(size_t)b * out + o] = (float)s;
-        }
-}
-
-static void ref_dense_backward(const float *x, const float *W, const float *dy, float *dW,
-                               float *db, float *dx, int B, int in, int out)
-{
-    for (int o = 0; o < out; o++) {
-        double sb = 0;
-        for (int b = 0; b < B; b++)
-            sb += dy[(size_t)b * out + o];
-        db[o] = (float)sb;
-        for (int k = 0; k < in; k++) {
-            double s = 0;
-            for (int b = 0; b < B; b++)
-                s += (double)dy[(size_t)b * out + o] * x[(size_t)b * in + k];
-            dW[(size_t)o * in + k] = (float)s;
-        }
-    }
-    if (dx)
-        for (int b = 0; b < B; b++)
-            for (int k = 0; k < in; k++) {
-                double s = 0;
-                for (int o = 0; o < out; o++)
-                    s += (double)dy[(size_t)b * out + o] * W[(size_t)o * in + k];
-                dx[(size_t)b * in + k] = (float)s;
-            }
-}
-
-static void ref_conv_forward(const float *x, const float *W, const float *bias, float *y, int B,
-                             struct ud_shape in, struct ud_shape out, const struct ud_layer_spec *A)
-{
-    int K = A->kernel, S = A->stride, P = A->pad;
-    for (int b = 0; b < B; b++)
-        for (int f = 0; f < out.c; f++)
-            for (int oy = 0; oy < out.h; oy++)
-                for (int ox = 0; ox < out.w; ox++) {
-                    double s = bias[f];
-                    for (int c = 0; c < in.c; c++)
-                        for (int ky = 0; ky < K; ky++)
-                            for (int kx = 0; kx < K; kx++) {
-                                int iy = oy * S - P + ky, ix = ox * S - P + kx;
-                                if (iy < 0 || iy >= in.h || ix < 0 || ix >= in.w)
-                                    continue;
-                                s += (double)x[(((size_t)b * in.c + c) * in.h + iy) * in.w + ix] *
-                                     W[(((size_t)f * in.c + c) * K + ky) * K + kx];
-                            }
-                    y[(((size_t)b * out.c + f) * out.h + oy) * out.w + ox] = (float)s;
-                }
-}
-
-static void ref_conv_backward(const float *x, const float *W, const float *dy, float *dW, float *db,
-                              float *dx, int B, struct ud_shape in, struct ud_shape out,
-                              const struct ud_layer_spec *A)
-{
-    int K = A->kernel, S = A->stride, P = A->pad;
-    size_t nw = (size_t)out.c * in.c * K * K;
-    double *gw = calloc(nw + (size_t)out.c, sizeof(double));
-    if (!gw)
-        abort(); /* test-only path: tiny sizes */
-    double *gb = gw + nw;
-    if (dx)
-        memset(dx, 0, (size_t)B * ud_shape_size(in) * sizeof(float));
-    for (int b = 0; b < B; b++)
-        for (int f = 0; f < out.c; f++)
-            for (int oy = 0; oy < out.h; oy++)
-                for (int ox = 0; ox < out.w; ox++) {
-                    float g = dy[(((size_t)b * out.c + f) * out.h + oy) * out.w + ox];
-                    gb[f] += g;
-                    for (int c = 0; c < in.c; c++)
-                        for (int ky = 0; ky < K; ky++)
-                            for (int kx = 0; kx < K; kx++) {
-                                int iy = oy * S - P + ky, ix = ox * S - P + kx;
-                                if (iy < 0 || iy >= in.h || ix < 0 || ix >= in.w)
-                                    continue;
-                                size_t xi = (((size_t)b * in.c + c) * in.h + iy) * in.w + ix;
-                                size_t wi = (((size_t)f * in.c + c) * K + ky) * K + kx;
-                                gw[wi] += (double)g * x[xi];
-                                if (dx)
-                                    dx[xi] += g * W[wi];
-                            }
-                }
-    for (size_t i = 0; i < nw; i++)
-        dW[i] = (float)gw[i];
-    for (int f = 0; f < out.c; f++)
-        db[f] = (float)gb[f];
-    free(gw);
 }
 
 /* ------------------------------------------------------------------------ fast backend */
@@ -501,22 +480,6 @@ static void col2im(const float *col, float *dx, int layout, int B, int b0, int n
             }
 }
 
-/* Sum of n floats in 16 independent lanes, so that it vectorises without -ffast-math. */
-static float sum_floats(const float *restrict x, size_t n)
-{
-    float acc[16] = {0};
-    size_t k = 0;
-    for (; k + 16 <= n; k += 16)
-        for (int j = 0; j < 16; j++)
-            acc[j] += x[k + j];
-    float s = 0.0f;
-    for (; k < n; k++)
-        s += x[k];
-    for (int j = 0; j < 16; j++)
-        s += acc[j];
-    return s;
-}
-
 /* y (F, B*Ho*Wo) channel-major = W (F, C*K*K) * columns + bias, then ReLU if relu, one chunk
  * of samples at a time; col holds one chunk's columns. */
 static void fast_conv_forward(const float *x, const float *W, const float *bias, float *y,
@@ -588,7 +551,7 @@ static void conv_chunk_grads(const float *x, const float *W, const float *d, siz
     size_t Nc = (size_t)nb * out.h * out.w;
     if (dW) {
         for (int f = 0; f < F; f++)
-            db[f] += sum_floats(d + (size_t)f * ldd, Nc);
+            db[f] += ud__sum_floats(d + (size_t)f * ldd, Nc);
         im2col(x, col, layout_in, B, b0, nb, in, out, A->kernel, A->stride, A->pad);
         ud_sgemm(false, true, F, KK, (int)Nc, 1.0f, d, (int)ldd, col, (int)Nc, b0 ? 1.0f : 0.0f, dW,
                  KK);
@@ -699,6 +662,68 @@ static void transpose_cb(const float *src, float *dst, int C, int B, size_t hw, 
 
 /* --------------------------------------------------------------------------- passes */
 
+/* Runs layer i forward as its plan says, from cur into out (the same buffer when in place). */
+static int forward_layer(struct ud_model *m, int i, const struct ud_layer_plan *p, const float *cur,
+                         float *out, int B, bool training)
+{
+    const struct ud_layer_spec *A = &m->arch.layer[i];
+    struct ud_layer_rt *L = &m->L[i];
+    const float *W = m->params + L->w.offset, *bias = m->params + L->b.offset;
+    size_t n = (size_t)B * L->out_size, planes = (size_t)B * L->in.c;
+    int lay = p->layout_in, F = A->filters;
+    switch (p->op) {
+    case UD_OP_NONE:
+        break;
+    case UD_OP_DENSE_REF:
+        ud__ref_dense_forward(cur, W, bias, out, B, (int)L->in_size, A->units);
+        break;
+    case UD_OP_DENSE: /* the backward scratch is free during forward */
+        fast_dense_forward(cur, W, bias, out, B, (int)L->in_size, A->units, m->delta[1], p->relu);
+        break;
+    case UD_OP_CONV_REF:
+        return ud__ref_conv_forward(cur, W, bias, out, B, L->in, L->out, A);
+    case UD_OP_CONV:
+        fast_conv_forward(cur, W, bias, out, L->col, lay, B, L->in, L->out, A, p->chunk, p->relu);
+        break;
+    case UD_OP_CONV_POOL:
+        fast_conv_pool_forward(cur, W, bias, m->bufs[p->pool], m->L[p->pool].argmax, L->col, lay, B,
+                               L->in, L->out, A, p->chunk, p->relu);
+        break;
+    case UD_OP_WINO:
+        ud__wino_forward(cur, lay, W, bias, out, L->col, B, L->in, F, p->chunk, p->relu);
+        break;
+    case UD_OP_WINO_POOL:
+        ud__wino_forward_pool(cur, lay, W, bias, m->bufs[p->pool], m->L[p->pool].argmax, L->col, B,
+                              L->in, F, p->chunk, p->relu);
+        break;
+    case UD_OP_MAXPOOL:
+        ud__ref_maxpool_forward(cur, out, L->argmax, planes, L->in.h, L->in.w, A->pool);
+        break;
+    case UD_OP_MAXPOOL2:
+        maxpool2_forward(cur, out, L->argmax, planes, L->in.h, L->in.w);
+        break;
+    case UD_OP_RELU:
+        if (!p->skip_fwd)
+            relu_forward(out, n);
+        break;
+    case UD_OP_DROPOUT:
+        if (training && A->rate > 0.0f)
+            dropout_forward(m, out, L->mask, n, A->rate);
+        else
+            for (size_t k = 0; k < n; k++)
+                L->mask[k] = 1.0f;
+        break;
+    case UD_OP_FLATTEN:
+        if (!p->inplace)
+            transpose_cb(cur, out, L->in.c, B, (size_t)L->in.h * L->in.w, 1);
+        break;
+    case UD_OP_SOFTMAX:
+        softmax_rows(cur, out, B, m->nclasses);
+        break;
+    }
+    return 0;
+}
+
 int ud_model_forward(ud_model_t *m, const float *x, int B, bool training)
 {
     if (B <= 0)
@@ -710,116 +735,19 @@ int ud_model_forward(ud_model_t *m, const float *x, int B, bool training)
     /* The first layer only reads its input unless it works in place (relu, dropout, flatten
      * as its own buffer): then it gets a copy, so that the caller's batch is never written. */
     float *cur;
-    if (layer_inplace(m, 0, be)) {
+    if (m->L[0].plan[be].inplace) {
         memcpy(m->x_in, x, (size_t)B * m->input_size * sizeof(float));
         cur = m->x_in;
     } else {
         cur = (float *)x; /* read only: layer 0 writes its own buffer */
     }
     m->x_last = cur;
-    int layout = UD_LAYOUT_BCHW;
-    for (int i = 0; i < m->arch.nlayers; i++)
-        m->L[i].fused_fwd = m->L[i].fused_bwd = m->L[i].fused_pool = 0;
     for (int i = 0; i < m->arch.nlayers; i++) {
-        const struct ud_layer_spec *A = &m->arch.layer[i];
-        struct ud_layer_rt *L = &m->L[i];
-        const float *W = m->params + L->w.offset, *bias = m->params + L->b.offset;
-        L->layout_in = layout;
-        L->inplace = layer_inplace(m, i, be);
-        float *out = L->inplace ? cur : m->bufs[i];
-        size_t n = (size_t)B * L->out_size;
-        switch (A->kind) {
-        case UD_LAYER_DENSE:
-            if (be == UD_BACKEND_REFERENCE)
-                ref_dense_forward(cur, W, bias, out, B, (int)L->in_size, A->units);
-            else {
-                /* The backward scratch is free during forward. */
-                int relu = i + 1 < m->arch.nlayers && m->arch.layer[i + 1].kind == UD_LAYER_RELU;
-                fast_dense_forward(cur, W, bias, out, B, (int)L->in_size, A->units, m->delta[1],
-                                   relu);
-                if (relu)
-                    m->L[i + 1].fused_fwd = 1;
-            }
-            break;
-        case UD_LAYER_CONV2D:
-            if (be == UD_BACKEND_REFERENCE) {
-                ref_conv_forward(cur, W, bias, out, B, L->in, L->out, A);
-            } else {
-                int relu = i + 1 < m->arch.nlayers && m->arch.layer[i + 1].kind == UD_LAYER_RELU;
-                L->col = m->cols[i];
-                L->wino = ud__wino_applies(L, A);
-                /* A 2x2 max pool right above (past the ReLU): its windows are the Winograd
-                 * output tiles, so the conv's output need not be stored at all. */
-                int j = i + 1 + relu;
-                int pool2 = j < m->arch.nlayers && m->arch.layer[j].kind == UD_LAYER_MAXPOOL2D &&
-                            m->arch.layer[j].pool == 2;
-                if (pool2 && L->wino) {
-                    L->chunk = ud__wino_chunk(L, A);
-                    L->fused_pool = j;
-                    m->L[j].fused_fwd = 1;
-                    if (relu)
-                        m->L[i + 1].fused_bwd = 1;
-                    ud__wino_forward_pool(cur, layout, W, bias, m->bufs[j], m->argmaxes[j], L->col,
-                                          B, L->in, A->filters, L->chunk, relu);
-                } else if (L->wino) {
-                    L->chunk = ud__wino_chunk(L, A);
-                    ud__wino_forward(cur, layout, W, bias, out, L->col, B, L->in, A->filters,
-                                     L->chunk, relu);
-                } else if (pool2 && L->out.h % 2 == 0 && L->out.w % 2 == 0) {
-                    L->chunk = conv_chunk(L, A);
-                    L->fused_pool = j;
-                    m->L[j].fused_fwd = 1;
-                    if (relu)
-                        m->L[i + 1].fused_bwd = 1;
-                    fast_conv_pool_forward(cur, W, bias, m->bufs[j], m->argmaxes[j], L->col, layout,
-                                           B, L->in, L->out, A, L->chunk, relu);
-                } else {
-                    L->chunk = conv_chunk(L, A);
-                    fast_conv_forward(cur, W, bias, out, L->col, layout, B, L->in, L->out, A,
-                                      L->chunk, relu);
-                }
-                if (relu)
-                    m->L[i + 1].fused_fwd = 1;
-                layout = UD_LAYOUT_CBHW;
-            }
-            break;
-        case UD_LAYER_MAXPOOL2D:
-            L->argmax = m->argmaxes[i];
-            if (L->fused_fwd) /* by the conv below */
-                break;
-            if (be == UD_BACKEND_FAST && A->pool == 2 && L->in.h % 2 == 0 && L->in.w % 2 == 0) {
-                maxpool2_forward(cur, out, L->argmax, (size_t)B * L->in.c, L->in.h, L->in.w);
-                if (i > 0 && m->arch.layer[i - 1].kind == UD_LAYER_RELU)
-                    m->L[i - 1].fused_bwd = 1;
-            } else {
-                maxpool_forward(cur, out, L->argmax, (size_t)B * L->in.c, L->in.h, L->in.w,
-                                A->pool);
-            }
-            break;
-        case UD_LAYER_RELU:
-            if (!L->fused_fwd)
-                relu_forward(out, n);
-            break;
-        case UD_LAYER_DROPOUT:
-            L->mask = m->masks[i];
-            if (training && A->rate > 0.0f)
-                dropout_forward(m, out, L->mask, n, A->rate);
-            else
-                for (size_t k = 0; k < n; k++)
-                    L->mask[k] = 1.0f;
-            break;
-        case UD_LAYER_FLATTEN:
-            if (!L->inplace)
-                transpose_cb(cur, out, L->in.c, B, (size_t)L->in.h * L->in.w, 1);
-            layout = UD_LAYOUT_BCHW;
-            break;
-        case UD_LAYER_SOFTMAX:
-            out = m->probs;
-            softmax_rows(cur, out, B, m->nclasses);
-            break;
-        }
-        L->act = out;
-        L->layout_out = layout;
+        const struct ud_layer_plan *p = &m->L[i].plan[be];
+        float *out = p->op == UD_OP_SOFTMAX ? m->probs : p->inplace ? cur : m->bufs[i];
+        if ((rc = forward_layer(m, i, p, cur, out, B, training)))
+            return rc;
+        m->L[i].act = out;
         cur = out;
     }
     m->last_B = B;
@@ -861,6 +789,82 @@ int ud_model_loss(const ud_model_t *m, const int32_t *labels, int B, double *los
     return 0;
 }
 
+/* Runs layer i backward as its plan says: from d, the gradient at its output, into its
+ * parameters' gradients (if updatable) and dx, the gradient at its input (NULL: not needed).
+ * Returns 1 when the result is in dx, 0 when the layer worked on d in place (or did nothing:
+ * a fused pool), or a negative error. */
+static int backward_layer(struct ud_model *m, int i, const struct ud_layer_plan *p, float *d,
+                          float *dx, int B)
+{
+    const struct ud_layer_spec *A = &m->arch.layer[i];
+    const struct ud_layer_rt *L = &m->L[i];
+    const float *in = i > 0 ? m->L[i - 1].act : m->x_last;
+    const float *W = m->params + L->w.offset;
+    float *dW = A->updatable ? m->grads + L->w.offset : NULL;
+    float *db = A->updatable ? m->grads + L->b.offset : NULL;
+    size_t planes = (size_t)B * L->in.c;
+    int lay = p->layout_in, F = A->filters, in_size = (int)L->in_size;
+    switch (p->op) {
+    case UD_OP_NONE:
+        return 0; /* the conv below takes the pooled gradient */
+    case UD_OP_DENSE_REF:
+    case UD_OP_DENSE:
+        if (!dW && dx) /* frozen: the input's gradient only */
+            ud_sgemm(false, false, B, in_size, A->units, 1.0f, d, A->units, W, in_size, 0.0f, dx,
+                     in_size);
+        else if (dW && p->op == UD_OP_DENSE_REF)
+            ud__ref_dense_backward(in, W, d, dW, db, dx, B, in_size, A->units);
+        else if (dW)
+            fast_dense_backward(in, W, d, dW, db, dx, B, in_size, A->units);
+        return 1;
+    case UD_OP_CONV_REF: {
+        int rc = ud__ref_conv_backward(in, W, d, dW, db, dx, B, L->in, L->out, A);
+        return rc ? rc : 1;
+    }
+    case UD_OP_CONV:
+        fast_conv_backward(in, W, d, dW, db, dx, L->col, lay, B, L->in, L->out, A, p->chunk);
+        return 1;
+    case UD_OP_CONV_POOL: {
+        const struct ud_layer_rt *P = &m->L[p->pool];
+        fast_conv_pool_backward(in, W, d, P->argmax, p->relu ? P->act : NULL, dW, db, dx, L->col,
+                                lay, B, L->in, L->out, A, p->chunk);
+        return 1;
+    }
+    case UD_OP_WINO:
+        ud__wino_backward(in, lay, d, dW, db, dx, L->col, B, L->in, F, p->chunk);
+        return 1;
+    case UD_OP_WINO_POOL:
+        ud__wino_backward_pool(in, lay, d, m->L[p->pool].argmax, dW, db, dx, L->col, B, L->in, F,
+                               p->chunk);
+        return 1;
+    case UD_OP_MAXPOOL:
+        if (dx)
+            ud__ref_maxpool_backward(d, dx, L->argmax, planes, L->in.h, L->in.w, A->pool);
+        return 1;
+    case UD_OP_MAXPOOL2:
+        if (dx)
+            maxpool2_backward(d, dx, L->argmax, p->gate ? L->act : NULL, planes, L->in.h, L->in.w);
+        return 1;
+    case UD_OP_RELU:
+        if (!p->skip_bwd)
+            relu_backward(d, L->act, (size_t)B * L->out_size);
+        return 0;
+    case UD_OP_DROPOUT:
+        for (size_t k = 0, n = (size_t)B * L->out_size; k < n; k++)
+            d[k] *= L->mask[k];
+        return 0;
+    case UD_OP_FLATTEN:
+        if (p->inplace)
+            return 0;
+        if (dx)
+            transpose_cb(d, dx, L->in.c, B, (size_t)L->in.h * L->in.w, 0);
+        return 1;
+    case UD_OP_SOFTMAX:
+        break;
+    }
+    return 1;
+}
+
 int ud_model_backward(ud_model_t *m, const int32_t *labels, int B, float scale,
                       ud_grad_ready_fn ready, void *user)
 {
@@ -882,95 +886,18 @@ int ud_model_backward(ud_model_t *m, const int32_t *labels, int B, float scale,
         g[labels[b]] -= scale;
     }
     for (int i = nl - 2; i >= m->lowest_updatable; i--) {
-        const struct ud_layer_spec *A = &m->arch.layer[i];
-        struct ud_layer_rt *L = &m->L[i];
+        const struct ud_layer_rt *L = &m->L[i];
         int need_dx = i > m->lowest_updatable;
-        const float *in = i > 0 ? m->L[i - 1].act : m->x_last;
-        const float *W = m->params + L->w.offset;
-        float *dW = m->grads + L->w.offset, *db = m->grads + L->b.offset;
-        int upd = A->updatable;
-        switch (A->kind) {
-        case UD_LAYER_DENSE:
-            if (upd) {
-                if (be == UD_BACKEND_REFERENCE)
-                    ref_dense_backward(in, W, d, dW, db, need_dx ? spare : NULL, B, (int)L->in_size,
-                                       A->units);
-                else
-                    fast_dense_backward(in, W, d, dW, db, need_dx ? spare : NULL, B,
-                                        (int)L->in_size, A->units);
-            } else if (need_dx) {
-                ud_sgemm(false, false, B, (int)L->in_size, A->units, 1.0f, d, A->units, W,
-                         (int)L->in_size, 0.0f, spare, (int)L->in_size);
-            }
-            break;
-        case UD_LAYER_CONV2D:
-            if (be == UD_BACKEND_REFERENCE) {
-                float *tmpW = upd ? dW : NULL, *tmpb = upd ? db : NULL;
-                float *scratch = NULL;
-                if (!upd) {
-                    scratch = malloc((L->w.count + L->b.count) * sizeof(float));
-                    if (!scratch)
-                        return UD_ENOMEM;
-                    tmpW = scratch;
-                    tmpb = scratch + L->w.count;
-                }
-                ref_conv_backward(in, W, d, tmpW, tmpb, need_dx ? spare : NULL, B, L->in, L->out,
-                                  A);
-                free(scratch);
-            } else if (L->fused_pool && !L->wino) {
-                const struct ud_layer_rt *P = &m->L[L->fused_pool];
-                fast_conv_pool_backward(in, W, d, P->argmax, L->fused_pool == i + 2 ? P->act : NULL,
-                                        upd ? dW : NULL, upd ? db : NULL, need_dx ? spare : NULL,
-                                        L->col, L->layout_in, B, L->in, L->out, A, L->chunk);
-            } else if (L->fused_pool) {
-                ud__wino_backward_pool(in, L->layout_in, d, m->L[L->fused_pool].argmax,
-                                       upd ? dW : NULL, upd ? db : NULL, need_dx ? spare : NULL,
-                                       L->col, B, L->in, A->filters, L->chunk);
-            } else if (L->wino) {
-                ud__wino_backward(in, L->layout_in, d, upd ? dW : NULL, upd ? db : NULL,
-                                  need_dx ? spare : NULL, L->col, B, L->in, A->filters, L->chunk);
-            } else {
-                fast_conv_backward(in, W, d, upd ? dW : NULL, upd ? db : NULL,
-                                   need_dx ? spare : NULL, L->col, L->layout_in, B, L->in, L->out,
-                                   A, L->chunk);
-            }
-            break;
-        case UD_LAYER_MAXPOOL2D:
-            if (L->fused_fwd)
-                continue; /* the conv below takes the pooled gradient */
-            if (!need_dx)
-                break;
-            if (be == UD_BACKEND_FAST && A->pool == 2 && L->in.h % 2 == 0 && L->in.w % 2 == 0)
-                maxpool2_backward(d, spare, L->argmax, m->L[i - 1].fused_bwd ? L->act : NULL,
-                                  (size_t)B * L->in.c, L->in.h, L->in.w);
-            else
-                maxpool_backward(d, spare, L->argmax, (size_t)B * L->in.c, L->in.h, L->in.w,
-                                 A->pool);
-            break;
-        case UD_LAYER_RELU:
-            if (!L->fused_bwd)
-                relu_backward(d, L->act, (size_t)B * L->out_size);
-            continue; /* in place: d stays d */
-        case UD_LAYER_DROPOUT: {
-            size_t n = (size_t)B * L->out_size;
-            for (size_t k = 0; k < n; k++)
-                d[k] *= L->mask[k];
-            continue;
-        }
-        case UD_LAYER_FLATTEN:
-            if (L->inplace)
-                continue;
-            if (need_dx)
-                transpose_cb(d, spare, L->in.c, B, (size_t)L->in.h * L->in.w, 0);
-            break;
-        case UD_LAYER_SOFTMAX:
-            break;
-        }
-        if (upd && L->w.count && ready)
+        int rc = backward_layer(m, i, &L->plan[be], d, need_dx ? spare : NULL, B);
+        if (rc < 0)
+            return rc;
+        if (m->arch.layer[i].updatable && L->w.count && ready)
             ready(user, i, (struct ud_span){L->w.offset, L->w.count + L->b.count});
-        float *t = d;
-        d = spare;
-        spare = t;
+        if (rc) {
+            float *t = d;
+            d = spare;
+            spare = t;
+        }
     }
     return 0;
 }

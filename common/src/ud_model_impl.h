@@ -10,22 +10,49 @@
  * batch (im2col columns are (b, y, x)); flatten turns them back into (B, C*H*W). */
 enum { UD_LAYOUT_BCHW = 0, UD_LAYOUT_CBHW = 1 };
 
+/* What the passes run for a layer: one kernel per (layer kind, backend, fusion). */
+enum ud_op {
+    UD_OP_NONE = 0,  /* nothing: a max pool the conv below already ran (see ud_layer_plan.pool) */
+    UD_OP_DENSE_REF, /* reference backend (ud_layers_ref.c) */
+    UD_OP_CONV_REF,  /* reference backend */
+    UD_OP_DENSE,     /* GEMM */
+    UD_OP_CONV,      /* im2col + GEMM, chunk by chunk */
+    UD_OP_CONV_POOL, /* the same with the 2x2 max pool above fused in */
+    UD_OP_WINO,      /* Winograd F(2x2, 3x3) (ud_conv_wino.c) */
+    UD_OP_WINO_POOL, /* the same with the 2x2 max pool above fused in */
+    UD_OP_MAXPOOL,   /* any window (ud_layers_ref.c) */
+    UD_OP_MAXPOOL2,  /* 2x2 windows tiling an even plane */
+    UD_OP_RELU,
+    UD_OP_DROPOUT,
+    UD_OP_FLATTEN,
+    UD_OP_SOFTMAX,
+};
+
+/* How one backend runs one layer, decided once by ud__model_reserve from the architecture
+ * (the fusions look at the layers around it); forward and backward only follow it. A new
+ * layer kind needs its ops here, a case in plan_fast (a row in plan_reference's table) and a
+ * case in forward_layer and backward_layer. */
+struct ud_layer_plan {
+    enum ud_op op;
+    int layout_in, layout_out; /* UD_LAYOUT_* of the layer's input and output */
+    int inplace;  /* the output shares the input's buffer (relu, dropout, BCHW flatten) */
+    int relu;     /* dense, conv: forward also applies the ReLU right above;
+                     conv pool ops: that ReLU sits between the conv and the pool */
+    int pool;     /* conv pool ops: index of the max pool its forward also runs */
+    int chunk;    /* conv: samples per chunk (the col buffer's capacity) */
+    int skip_fwd; /* relu: the layer below applied it */
+    int skip_bwd; /* relu: the pool above, or the conv below, applies its gradient gate */
+    int gate;     /* maxpool2: the ReLU below is gated here, from the pool's output */
+};
+
 struct ud_layer_rt {
     struct ud_shape in, out;
     size_t in_size, out_size; /* per sample */
     struct ud_span w, b;
-    int layout_in, layout_out; /* for the current forward's backend */
-    int inplace;               /* output shares the input's buffer (relu, dropout, BCHW flatten) */
-    float *act;                /* output, (B, out_size) floats; borrowed from the workspace */
+    struct ud_layer_plan plan[2]; /* indexed by enum ud_backend */
+    float *act;                   /* output, (B, out_size) floats; borrowed from the workspace */
     float *col;      /* conv (fast): im2col columns of one chunk, (C*K*K, chunk*Ho*Wo), or the
                         Winograd workspace (the filters' transform from forward, kept for backward) */
-    int chunk;       /* conv (fast): samples per chunk (the buffer's capacity) */
-    int wino;        /* conv (fast): forward ran Winograd F(2x2, 3x3) (ud_conv_wino.c) */
-    int fused_fwd;   /* relu, maxpool (fast): already applied by the conv below it */
-    int fused_bwd;   /* relu (fast): its gradient gate was applied by the pool above it or by
-                        the conv below it */
-    int fused_pool;  /* conv (fast): index of the maxpool its forward also ran (with the ReLU
-                        between, if any; its argmax holds ud__wino_forward_pool's codes); 0: none */
     int32_t *argmax; /* maxpool: index into the input of each output */
     float *mask;     /* dropout: 0 or 1/(1-rate) per output */
 };
@@ -65,16 +92,49 @@ struct ud_model {
     float *probs;               /* (B, nclasses) */
     float *delta[2];            /* backward scratch, each (B, max activation size) */
     float *bufs[UD_MAX_LAYERS]; /* owned activation buffers (NULL where in place) */
-    float *cols[UD_MAX_LAYERS]; /* owned im2col buffers */
-    int32_t *argmaxes[UD_MAX_LAYERS];
-    float *masks[UD_MAX_LAYERS];
 };
 
-/* ud_layers.c */
+/* ud_layers.c. Reserve sizes the workspace for B samples and plans every layer for both
+ * backends (struct ud_layer_plan). */
 int ud__model_reserve(struct ud_model *m, int B);
 void ud__model_free_workspace(struct ud_model *m);
 /* Recomputes per-layer shapes, spans and the lowest updatable layer from m->arch. */
 void ud__model_layout(struct ud_model *m);
+
+/* Sum of n floats in 16 independent lanes, so that it vectorises without -ffast-math. */
+static inline float ud__sum_floats(const float *restrict x, size_t n)
+{
+    float acc[16] = {0};
+    size_t k = 0;
+    for (; k + 16 <= n; k += 16)
+        for (int j = 0; j < 16; j++)
+            acc[j] += x[k + j];
+    float s = 0.0f;
+    for (; k < n; k++)
+        s += x[k];
+    for (int j = 0; j < 16; j++)
+        s += acc[j];
+    return s;
+}
+
+/* ud_layers_ref.c: the reference backend, naive loops in double precision, what the fast one is
+ * tested against. Activations (B, C, H, W). dx NULL: not needed. The conv's dW and db NULL: a
+ * frozen layer. The conv functions return 0 or UD_ENOMEM (their double accumulators). */
+void ud__ref_dense_forward(const float *x, const float *W, const float *bias, float *y, int B,
+                           int in, int out);
+void ud__ref_dense_backward(const float *x, const float *W, const float *dy, float *dW, float *db,
+                            float *dx, int B, int in, int out);
+int ud__ref_conv_forward(const float *x, const float *W, const float *bias, float *y, int B,
+                         struct ud_shape in, struct ud_shape out, const struct ud_layer_spec *A);
+int ud__ref_conv_backward(const float *x, const float *W, const float *dy, float *dW, float *db,
+                          float *dx, int B, struct ud_shape in, struct ud_shape out,
+                          const struct ud_layer_spec *A);
+/* Max pool over planes of (H, W) with P x P windows (layout-agnostic: a plane is a plane);
+ * ties go to the first maximum in row-major window order. Backward overwrites din. */
+void ud__ref_maxpool_forward(const float *in, float *out, int32_t *argmax, size_t planes, int H,
+                             int W, int P);
+void ud__ref_maxpool_backward(const float *dout, float *din, const int32_t *argmax, size_t planes,
+                              int H, int W, int P);
 
 /* ud_conv_wino.c: Winograd F(2x2, 3x3) for 3x3, stride 1, pad 1 convolutions with at least
  * UD_WINO_MIN_C input channels (below that im2col's GEMM is cheap and the transforms are not).

@@ -93,13 +93,12 @@ struct ud_update_task {
     int result;
     struct ud_err err;
 
-    /* The fused step (standalone runs): backward's grad_ready applies each layer's update. */
-    double fused_lr;
-    int fused_bad_layer; /* -1, or the layer whose gradients were not finite */
-    /* Parameters stepped through grad_sync's apply callback this step; whether any was bad. */
-    size_t applied;
+    /* This step's optimizer step, taken span by span through step_span in every mode. */
+    double step_lr;   /* this step's learning rate (the training thread's own) */
+    size_t stepped;   /* parameters stepped so far this step */
     size_t updatable; /* parameters in the model's updatable spans */
-    int applied_bad;
+    int bad;          /* a stepped span had NaN or infinite gradients */
+    int bad_layer;    /* the first such span's layer, or -1 when not known (grad_sync's apply) */
     struct epoch_acc *acc; /* the current epoch's sums (train's) */
 };
 
@@ -112,19 +111,13 @@ static double now_s(void)
 
 const char *ud_task_state_name(enum ud_task_state s)
 {
-    switch (s) {
-    case UD_TASK_SUSPENDED:
-        return "suspended";
-    case UD_TASK_RUNNING:
-        return "running";
-    case UD_TASK_CANCELLING:
-        return "cancelling";
-    case UD_TASK_COMPLETED:
-        return "completed";
-    case UD_TASK_FAILED:
-        return "failed";
-    }
-    return "unknown";
+    static const char *const names[] = {[UD_TASK_SUSPENDED] = "suspended",
+                                        [UD_TASK_RUNNING] = "running",
+                                        [UD_TASK_CANCELLING] = "cancelling",
+                                        [UD_TASK_COMPLETED] = "completed",
+                                        [UD_TASK_FAILED] = "failed"};
+    size_t i = (size_t)s; /* a negative value wraps past the end */
+    return i < sizeof names / sizeof *names && names[i] ? names[i] : "unknown";
 }
 
 /* ---- data order and rank slices ---- */
@@ -285,18 +278,50 @@ static int grads_finite(ud_update_task_t *t)
     return 1;
 }
 
+/* Applies the optimizer to one span of parameters at this step's learning rate: the one way
+ * every mode takes its step (fused into backward, through grad_sync's apply, or after both).
+ * The finite check rides in the optimizer's own pass over the gradients; the first bad span is
+ * remembered (layer: its layer, or -1 when not known) for nonfinite_error. */
+static int step_span(ud_update_task_t *t, struct ud_span span, int layer)
+{
+    int rc = ud_optim_step_span(t->opt, ud_model_params(t->model), ud_model_grads(t->model), span,
+                                t->step_lr);
+    t->stepped += span.count;
+    if (rc && !t->bad) {
+        t->bad = 1;
+        t->bad_layer = layer;
+    }
+    return rc;
+}
+
+/* The one error for a step that met NaN or infinity: in the loss when `loss` is not finite,
+ * else in the gradients (of `layer` when it is known, >= 0). */
+static int nonfinite_error(ud_update_task_t *t, int64_t e, int64_t s, double loss, int layer)
+{
+    char what[64];
+    if (!isfinite(loss))
+        snprintf(what, sizeof what, "loss became %s", isnan(loss) ? "NaN" : "infinite");
+    else if (layer >= 0)
+        snprintf(what, sizeof what, "gradients of layer %d became NaN or infinite", layer);
+    else
+        snprintf(what, sizeof what, "gradients became NaN or infinite");
+    return ud_err_set(&t->err, UD_ENONFINITE,
+                      "%s at epoch %lld step %lld; lower the learning rate (or check the data "
+                      "for non-finite values)",
+                      what, (long long)e, (long long)s);
+}
+
 /* grad_ready in standalone runs: the layer's gradients are final and still in cache, so take
- * the optimizer step for that layer now (checking them in the same pass), instead of in more
- * passes over the whole parameter buffer after backward. The layers below do not read this layer's
- * weights, so updating them early changes nothing else; the result is bitwise that of one step
- * after backward. The caller's own grad_ready, if any, still runs. */
+ * the optimizer step for that layer now, instead of in more passes over the whole parameter
+ * buffer after backward. The layers below do not read this layer's weights, so updating them
+ * early changes nothing else; the result is bitwise that of one step after backward. After a
+ * bad layer the layers below are left alone (the task fails). The caller's own grad_ready, if
+ * any, still runs. */
 static void fused_ready(void *user, int layer, struct ud_span span)
 {
     ud_update_task_t *t = user;
-    /* The finite check rides in the optimizer's own pass over the gradients. */
-    if (t->fused_bad_layer < 0 && ud_optim_step_span(t->opt, ud_model_params(t->model),
-                                                     ud_model_grads(t->model), span, t->fused_lr))
-        t->fused_bad_layer = layer;
+    if (!t->bad)
+        step_span(t, span, layer);
     if (t->cfg.hooks.grad_ready)
         t->cfg.hooks.grad_ready(t->cfg.hooks.user, layer, span);
 }
@@ -304,13 +329,7 @@ static void fused_ready(void *user, int layer, struct ud_span span)
 /* grad_sync's apply callback: the span holds the global sum, so step it now. */
 static int apply_span(void *ctx, struct ud_span span)
 {
-    ud_update_task_t *t = ctx;
-    t->applied += span.count;
-    int rc = ud_optim_step_span(t->opt, ud_model_params(t->model), ud_model_grads(t->model), span,
-                                t->fused_lr);
-    if (rc)
-        t->applied_bad = 1;
-    return rc;
+    return step_span(ctx, span, -1);
 }
 
 /* Reads samples order[first .. first + b) into the batch buffers. */
@@ -329,106 +348,61 @@ static int gather(ud_update_task_t *t, const struct ud_batch_provider *p, const 
     return 0;
 }
 
-static int train_step(ud_update_task_t *t, int64_t e, int64_t s, struct epoch_acc *acc)
+/* Forward, loss and backward of this rank's b samples of a global batch of bsz. Fused: the
+ * optimizer step rides in backward (fused_ready), so a non-finite loss stops it first. */
+static int forward_backward(ud_update_task_t *t, int64_t e, int64_t s, size_t b, size_t bsz,
+                            int fused, double *loss, int *correct)
 {
     const struct ud_update_hooks *hk = &t->cfg.hooks;
-    struct ud_update_params *P = &t->cfg.params;
-    size_t lo_g = (size_t)s * t->G;
-    size_t hi_g = lo_g + t->G < t->n ? lo_g + t->G : t->n;
-    size_t bsz = hi_g - lo_g, lo, hi;
-    ud_update_rank_slice(bsz, t->rank, t->world, &lo, &hi);
-    size_t b = hi - lo;
     int rc;
-
-    if ((rc = gather(t, t->data, t->order, lo_g + lo, b)))
+    if ((rc = ud_model_forward(t->model, t->x, (int)b, true)))
+        return ud_err_set(&t->err, rc, "forward pass of %zu samples: %s", b, ud_strerror(rc));
+    if ((rc = ud_model_loss(t->model, t->labels, (int)b, loss, correct, &t->err)))
         return ud_err_prefix(&t->err, "epoch %lld step %lld", (long long)e, (long long)s);
+    /* ud_model_loss clamps the probability before the log, which turns a NaN output into a
+     * finite loss; a non-finite output is what a NaN loss means here. */
+    if (!all_finite(ud_model_output(t->model), b * (size_t)ud_model_num_classes(t->model)))
+        *loss = NAN;
+    if (fused && !isfinite(*loss))
+        return nonfinite_error(t, e, s, *loss, -1);
+    rc = ud_model_backward(t->model, t->labels, (int)b, (float)(1.0 / (double)bsz),
+                           fused ? fused_ready : hk->grad_ready, fused ? (void *)t : hk->user);
+    if (rc)
+        return ud_err_set(&t->err, rc, "backward pass at epoch %lld step %lld: %s", (long long)e,
+                          (long long)s, ud_strerror(rc));
+    return 0;
+}
 
-    double loss = 0;
-    int correct = 0;
-    /* Standalone (nothing to sum across ranks): the step is fused into backward. */
-    int fused = !hk->grad_sync && !hk->metric_sync && b > 0;
-    double lr = ud_lr_at(P, P->learning_rate, e, t->step, t->total_steps);
-    if (b > 0) {
-        if ((rc = ud_model_forward(t->model, t->x, (int)b, true)))
-            return ud_err_set(&t->err, rc, "forward pass of %zu samples: %s", b, ud_strerror(rc));
-        if ((rc = ud_model_loss(t->model, t->labels, (int)b, &loss, &correct, &t->err)))
-            return ud_err_prefix(&t->err, "epoch %lld step %lld", (long long)e, (long long)s);
-        /* ud_model_loss clamps the probability before the log, which turns a NaN output into
-         * a finite loss; a non-finite output is what a NaN loss means here. */
-        if (!all_finite(ud_model_output(t->model), b * (size_t)ud_model_num_classes(t->model)))
-            loss = NAN;
-        if (fused && !isfinite(loss))
-            return ud_err_set(&t->err, UD_ENONFINITE,
-                              "loss became %s at epoch %lld step %lld; lower the learning rate "
-                              "(or check the data for non-finite values)",
-                              isnan(loss) ? "NaN" : "infinite", (long long)e, (long long)s);
-        t->fused_lr = lr;
-        t->fused_bad_layer = -1;
-        if (fused)
-            rc = ud_model_backward(t->model, t->labels, (int)b, (float)(1.0 / (double)bsz),
-                                   fused_ready, t);
-        else
-            rc = ud_model_backward(t->model, t->labels, (int)b, (float)(1.0 / (double)bsz),
-                                   hk->grad_ready, hk->user);
-        if (rc)
-            return ud_err_set(&t->err, rc, "backward pass at epoch %lld step %lld: %s",
-                              (long long)e, (long long)s, ud_strerror(rc));
-    } else {
-        zero_grads(t);
-    }
-    t->applied = 0;
-    t->applied_bad = 0;
-    t->fused_lr = lr;
-    if (hk->grad_sync &&
-        (rc = hk->grad_sync(hk->user, ud_model_grads(t->model), ud_model_param_count(t->model),
-                            apply_span, t, &t->err)))
-        return rc;
-    double v[3] = {loss * (double)b, (double)correct, (double)b};
-    if (hk->metric_sync && (rc = hk->metric_sync(hk->user, v, 3, &t->err)))
-        return rc;
-    /* Checked on the global sum, so every rank stops at the same step, before the update. */
-    if (!isfinite(v[0]))
-        return ud_err_set(&t->err, UD_ENONFINITE,
-                          "loss became %s at epoch %lld step %lld; lower the learning rate (or "
-                          "check the data for non-finite values)",
-                          isnan(v[0]) ? "NaN" : "infinite", (long long)e, (long long)s);
-
-    /* A finite loss can still come with overflowing gradients. After grad_sync (the global sum)
-     * they are checked before they are applied; the fused path finds them while applying them,
-     * so the bad layer and those above it have taken the step, and the task fails. */
-    const struct ud_span *spans;
-    size_t nspans = ud_model_updatable_spans(t->model, &spans);
-    if (t->applied && t->applied != t->updatable)
+/* Ends the optimizer step once the gradients are summed and the loss is known to be finite.
+ * Spans stepped already (fused into backward, or by grad_sync's apply) only close the step;
+ * otherwise every updatable span is stepped now, after checking the gradients, so that a bad
+ * step leaves the parameters alone. A finite loss can still come with overflowing gradients:
+ * the fused and apply paths find them while applying them (those spans have taken the step). */
+static int finish_step(ud_update_task_t *t, int64_t e, int64_t s, int fused)
+{
+    if (!fused && t->stepped && t->stepped != t->updatable)
         return ud_err_set(&t->err, UD_EINTERNAL,
                           "grad_sync stepped %zu of the model's %zu updatable parameters at "
                           "epoch %lld step %lld",
-                          t->applied, t->updatable, (long long)e, (long long)s);
-    if (t->applied) {
-        ud_optim_end_step(t->opt);
-        if (t->applied_bad)
-            return ud_err_set(&t->err, UD_ENONFINITE,
-                              "gradients became NaN or infinite at epoch %lld step %lld; lower "
-                              "the learning rate (or check the data for non-finite values)",
-                              (long long)e, (long long)s);
-    } else if (fused) {
-        ud_optim_end_step(t->opt);
-        if (t->fused_bad_layer >= 0)
-            return ud_err_set(&t->err, UD_ENONFINITE,
-                              "gradients of layer %d became NaN or infinite at epoch %lld step "
-                              "%lld; lower the learning rate (or check the data for non-finite "
-                              "values)",
-                              t->fused_bad_layer, (long long)e, (long long)s);
-    } else {
+                          t->stepped, t->updatable, (long long)e, (long long)s);
+    if (!fused && !t->stepped) {
         if (!grads_finite(t))
-            return ud_err_set(&t->err, UD_ENONFINITE,
-                              "gradients became NaN or infinite at epoch %lld step %lld; lower "
-                              "the learning rate (or check the data for non-finite values)",
-                              (long long)e, (long long)s);
-        ud_optim_step(t->opt, ud_model_params(t->model), ud_model_grads(t->model), spans, nspans,
-                      lr);
+            return nonfinite_error(t, e, s, 0, -1);
+        const struct ud_span *spans;
+        size_t nspans = ud_model_updatable_spans(t->model, &spans);
+        for (size_t i = 0; i < nspans; i++)
+            step_span(t, spans[i], -1);
     }
-    t->step++;
+    ud_optim_end_step(t->opt);
+    return t->bad ? nonfinite_error(t, e, s, 0, t->bad_layer) : 0;
+}
 
+/* Adds the step's global sums v (loss sum, correct, samples) to the epoch's, publishes the
+ * metrics and runs after_step and the mini-batch event. */
+static int end_minibatch(ud_update_task_t *t, int64_t e, int64_t s, const double v[3],
+                         struct epoch_acc *acc)
+{
+    const struct ud_update_hooks *hk = &t->cfg.hooks;
     acc->loss_sum += v[0];
     acc->correct += v[1];
     acc->samples += v[2];
@@ -443,13 +417,14 @@ static int train_step(ud_update_task_t *t, int64_t e, int64_t s, struct epoch_ac
         .steps_per_epoch = t->spe,
         .epoch_seconds = now - acc->start,
         .seconds = now - t->t0,
-        .learning_rate = lr,
+        .learning_rate = t->step_lr,
         .val_loss = NAN,
         .val_accuracy = NAN,
     };
     m.samples_per_sec = m.epoch_seconds > 0 ? (acc->samples - acc->samples0) / m.epoch_seconds : 0;
     set_position(t, e, s + 1);
     publish(t, &m);
+    int rc;
     if (hk->after_step && (rc = hk->after_step(hk->user, t, &t->err))) {
         if (!t->err.code)
             ud_err_set(&t->err, rc, "after_step hook failed at step %lld", (long long)t->step);
@@ -457,6 +432,50 @@ static int train_step(ud_update_task_t *t, int64_t e, int64_t s, struct epoch_ac
     }
     emit(t, UD_EVENT_MINIBATCH_END, &m);
     return 0;
+}
+
+/* One mini-batch: this rank's slice of it forward and backward, the distributed sums, one
+ * optimizer step, the metrics. */
+static int train_step(ud_update_task_t *t, int64_t e, int64_t s, struct epoch_acc *acc)
+{
+    const struct ud_update_hooks *hk = &t->cfg.hooks;
+    struct ud_update_params *P = &t->cfg.params;
+    size_t lo_g = (size_t)s * t->G;
+    size_t hi_g = lo_g + t->G < t->n ? lo_g + t->G : t->n;
+    size_t bsz = hi_g - lo_g, lo, hi;
+    ud_update_rank_slice(bsz, t->rank, t->world, &lo, &hi);
+    size_t b = hi - lo;
+    int rc;
+
+    if ((rc = gather(t, t->data, t->order, lo_g + lo, b)))
+        return ud_err_prefix(&t->err, "epoch %lld step %lld", (long long)e, (long long)s);
+
+    t->step_lr = ud_lr_at(P, P->learning_rate, e, t->step, t->total_steps);
+    t->stepped = 0;
+    t->bad = 0;
+    t->bad_layer = -1;
+    /* Standalone (nothing to sum across ranks): the step is fused into backward. */
+    int fused = !hk->grad_sync && !hk->metric_sync && b > 0;
+    double loss = 0;
+    int correct = 0;
+    if (b > 0 && (rc = forward_backward(t, e, s, b, bsz, fused, &loss, &correct)))
+        return rc;
+    if (b == 0)
+        zero_grads(t);
+    if (hk->grad_sync &&
+        (rc = hk->grad_sync(hk->user, ud_model_grads(t->model), ud_model_param_count(t->model),
+                            apply_span, t, &t->err)))
+        return rc;
+    double v[3] = {loss * (double)b, (double)correct, (double)b};
+    if (hk->metric_sync && (rc = hk->metric_sync(hk->user, v, 3, &t->err)))
+        return rc;
+    /* Checked on the global sum, so every rank stops at the same step, before the update. */
+    if (!isfinite(v[0]))
+        return nonfinite_error(t, e, s, v[0], -1);
+    if ((rc = finish_step(t, e, s, fused)))
+        return rc;
+    t->step++;
+    return end_minibatch(t, e, s, v, acc);
 }
 
 /* Scores the validation provider (this rank's share, summed across ranks). */
@@ -586,57 +605,67 @@ static void *thread_main(void *arg)
 
 /* ---- lifecycle ---- */
 
-ud_update_task_t *ud_update_task_new(ud_model_t *model, const struct ud_batch_provider *data,
-                                     const struct ud_update_config *cfg,
-                                     const struct ud_update_handlers *handlers, struct ud_err *e)
-{
-    /* Task identifiers are unique within the process: a counter is the one piece of state
-     * that has to outlive every task object. */
-    static atomic_ullong counter;
+/* The sizes a task works with, settled before anything is allocated. */
+struct task_sizes {
+    int rank, world;
+    size_t n;      /* samples in the provider */
+    size_t G;      /* global mini-batch */
+    int64_t spe;   /* steps per epoch */
+    size_t insz;   /* floats per sample */
+    size_t bufcap; /* samples the batch buffers hold */
+};
 
-    if (!model || !data || !data->ops || !cfg || !handlers) {
-        ud_err_set(e, UD_EINVAL,
-                   "update task: model, data, configuration and handlers are required");
-        return NULL;
-    }
-    if (!handlers->completion) {
-        ud_err_set(e, UD_EINVAL, "update task: a completion handler is required");
-        return NULL;
-    }
-    if (ud_update_params_validate(&cfg->params, e))
-        return NULL;
-    int world = cfg->hooks.world > 0 ? cfg->hooks.world : 1;
-    int rank = cfg->hooks.world > 0 ? cfg->hooks.rank : 0;
-    if (rank < 0 || rank >= world) {
-        ud_err_set(e, UD_EINVAL, "update task: rank %d is not in [0, %d)", rank, world);
-        return NULL;
-    }
-    size_t n = ud_batch_provider_count(data);
-    if (n == 0) {
-        ud_err_set(e, UD_EEMPTY, "update task: the training data has no samples");
-        return NULL;
-    }
-    if (n > UINT32_MAX) {
-        ud_err_set(e, UD_ELIMIT, "update task: %zu samples is over the limit of %lu", n,
-                   (unsigned long)UINT32_MAX);
-        return NULL;
-    }
-    size_t G = (size_t)cfg->params.mini_batch_size;
-    int64_t spe = (int64_t)((n + G - 1) / G);
+/* Checks the arguments, the rank and the data, and works out the run's sizes into z. */
+static int check_run(const ud_model_t *model, const struct ud_batch_provider *data,
+                     const struct ud_update_config *cfg, const struct ud_update_handlers *handlers,
+                     struct task_sizes *z, struct ud_err *e)
+{
+    if (!model || !data || !data->ops || !cfg || !handlers)
+        return ud_err_set(e, UD_EINVAL,
+                          "update task: model, data, configuration and handlers are required");
+    if (!handlers->completion)
+        return ud_err_set(e, UD_EINVAL, "update task: a completion handler is required");
+    int rc;
+    if ((rc = ud_update_params_check_runnable(&cfg->params, e)))
+        return rc;
+    z->world = cfg->hooks.world > 0 ? cfg->hooks.world : 1;
+    z->rank = cfg->hooks.world > 0 ? cfg->hooks.rank : 0;
+    if (z->rank < 0 || z->rank >= z->world)
+        return ud_err_set(e, UD_EINVAL, "update task: rank %d is not in [0, %d)", z->rank,
+                          z->world);
+    z->n = ud_batch_provider_count(data);
+    if (z->n == 0)
+        return ud_err_set(e, UD_EEMPTY, "update task: the training data has no samples");
+    if (z->n > UINT32_MAX)
+        return ud_err_set(e, UD_ELIMIT, "update task: %zu samples is over the limit of %lu", z->n,
+                          (unsigned long)UINT32_MAX);
+    z->G = (size_t)cfg->params.mini_batch_size;
+    z->spe = (int64_t)((z->n + z->G - 1) / z->G);
+    return 0;
+}
+
+/* Checks that the start position lies inside the run (a resumed run starts past 0). */
+static int check_start(const struct ud_update_config *cfg, int64_t spe, struct ud_err *e)
+{
     int64_t epochs = cfg->params.epochs;
     if (cfg->start_epoch < 0 || cfg->start_epoch > epochs || cfg->start_minibatch < 0 ||
-        cfg->start_minibatch >= spe || (cfg->start_epoch == epochs && cfg->start_minibatch)) {
-        ud_err_set(e, UD_ERANGE,
-                   "update task: start position epoch %lld mini-batch %lld is outside the run "
-                   "(%lld epochs of %lld mini-batches)",
-                   (long long)cfg->start_epoch, (long long)cfg->start_minibatch, (long long)epochs,
-                   (long long)spe);
-        return NULL;
-    }
-    size_t insz = ud_model_input_size(model);
-    /* Largest rank slice: ceil(min(G, n) / world). Validation reuses the buffers in chunks. */
-    size_t maxb = G < n ? G : n;
-    size_t bufcap = (maxb + (size_t)world - 1) / (size_t)world;
+        cfg->start_minibatch >= spe || (cfg->start_epoch == epochs && cfg->start_minibatch))
+        return ud_err_set(e, UD_ERANGE,
+                          "update task: start position epoch %lld mini-batch %lld is outside the "
+                          "run (%lld epochs of %lld mini-batches)",
+                          (long long)cfg->start_epoch, (long long)cfg->start_minibatch,
+                          (long long)epochs, (long long)spe);
+    return 0;
+}
+
+/* Sizes the batch buffers: the largest rank slice, ceil(min(G, n) / world), or a validation
+ * chunk if that is larger (validation reuses the buffers in chunks). */
+static int size_buffers(const ud_model_t *model, const struct ud_update_config *cfg,
+                        struct task_sizes *z, struct ud_err *e)
+{
+    z->insz = ud_model_input_size(model);
+    size_t maxb = z->G < z->n ? z->G : z->n;
+    size_t bufcap = (maxb + (size_t)z->world - 1) / (size_t)z->world;
     if (cfg->validation) {
         size_t nv = ud_batch_provider_count(cfg->validation);
         size_t vc = nv < UD_UPDATE_VAL_CHUNK ? nv : UD_UPDATE_VAL_CHUNK;
@@ -645,51 +674,21 @@ ud_update_task_t *ud_update_task_new(ud_model_t *model, const struct ud_batch_pr
     }
     if (bufcap == 0)
         bufcap = 1;
-    if (insz == 0 || bufcap > SIZE_MAX / sizeof(float) / insz) {
-        ud_err_set(e, UD_ELIMIT, "update task: a batch of %zu samples of %zu floats is too large",
-                   bufcap, insz);
-        return NULL;
-    }
+    z->bufcap = bufcap;
+    if (z->insz == 0 || bufcap > SIZE_MAX / sizeof(float) / z->insz)
+        return ud_err_set(e, UD_ELIMIT,
+                          "update task: a batch of %zu samples of %zu floats is too large", bufcap,
+                          z->insz);
+    return 0;
+}
 
-    ud_update_task_t *t = calloc(1, sizeof *t);
-    if (!t) {
-        ud_err_set(e, UD_ENOMEM, "update task: out of memory");
-        return NULL;
-    }
-    t->model = model;
-    t->data = data;
-    t->cfg = *cfg;
-    t->h = *handlers;
-    t->rank = rank;
-    t->world = world;
-    t->n = n;
-    t->insz = insz;
-    t->G = G;
-    t->spe = spe;
-    t->total_steps = epochs * spe;
-    t->bufcap = bufcap;
-    t->order = malloc(n * sizeof *t->order);
-    t->x = malloc(bufcap * insz * sizeof *t->x);
-    t->labels = malloc(bufcap * sizeof *t->labels);
-    if (!t->order || !t->x || !t->labels) {
-        ud_err_set(e, UD_ENOMEM, "update task: cannot allocate batch buffers of %zu samples",
-                   bufcap);
-        goto out_free_buffers;
-    }
-    t->opt = ud_optim_new(&cfg->params, ud_model_param_count(model), e);
-    {
-        const struct ud_span *sp;
-        size_t ns = ud_model_updatable_spans(model, &sp);
-        for (size_t i = 0; i < ns; i++)
-            t->updatable += sp[i].count;
-    }
-    if (!t->opt)
-        goto out_free_buffers;
-    if (pthread_mutex_init(&t->mu, NULL) || pthread_mutex_init(&t->join_mu, NULL)) {
-        /* glibc's default mutexes cannot fail to initialise; others may, for memory. */
-        ud_err_set(e, UD_ENOMEM, "update task: cannot create a mutex");
-        goto out_destroy_optim;
-    }
+/* The task's starting state: suspended, at the start position, no metrics yet. */
+static void init_state(ud_update_task_t *t)
+{
+    /* Task identifiers are unique within the process: a counter is the one piece of state
+     * that has to outlive every task object. */
+    static atomic_ullong counter;
+    const struct ud_update_config *cfg = &t->cfg;
     atomic_init(&t->state, UD_TASK_SUSPENDED);
     atomic_init(&t->cancel, 0);
     atomic_init(&t->started, 0);
@@ -700,14 +699,62 @@ ud_update_task_t *ud_update_task_new(ud_model_t *model, const struct ud_batch_pr
         .epoch_index = cfg->start_epoch,
         .minibatch_index = cfg->start_minibatch,
         .accuracy = NAN,
-        .step = cfg->start_epoch * spe + cfg->start_minibatch,
-        .steps_per_epoch = spe,
+        .step = cfg->start_epoch * t->spe + cfg->start_minibatch,
+        .steps_per_epoch = t->spe,
         .learning_rate = NAN,
         .val_loss = NAN,
         .val_accuracy = NAN,
     };
     snprintf(t->id, sizeof t->id, "update-%ld-%llu", (long)getpid(),
              (unsigned long long)atomic_fetch_add(&counter, 1) + 1);
+}
+
+ud_update_task_t *ud_update_task_new(ud_model_t *model, const struct ud_batch_provider *data,
+                                     const struct ud_update_config *cfg,
+                                     const struct ud_update_handlers *handlers, struct ud_err *e)
+{
+    struct task_sizes z = {0};
+    if (check_run(model, data, cfg, handlers, &z, e) || check_start(cfg, z.spe, e) ||
+        size_buffers(model, cfg, &z, e))
+        return NULL;
+
+    ud_update_task_t *t = calloc(1, sizeof *t);
+    if (!t) {
+        ud_err_set(e, UD_ENOMEM, "update task: out of memory");
+        return NULL;
+    }
+    t->model = model;
+    t->data = data;
+    t->cfg = *cfg;
+    t->h = *handlers;
+    t->rank = z.rank;
+    t->world = z.world;
+    t->n = z.n;
+    t->insz = z.insz;
+    t->G = z.G;
+    t->spe = z.spe;
+    t->total_steps = cfg->params.epochs * z.spe;
+    t->bufcap = z.bufcap;
+    t->order = malloc(z.n * sizeof *t->order);
+    t->x = malloc(z.bufcap * z.insz * sizeof *t->x);
+    t->labels = malloc(z.bufcap * sizeof *t->labels);
+    if (!t->order || !t->x || !t->labels) {
+        ud_err_set(e, UD_ENOMEM, "update task: cannot allocate batch buffers of %zu samples",
+                   z.bufcap);
+        goto out_free_buffers;
+    }
+    if (!(t->opt = ud_optim_new(&cfg->params, ud_model_param_count(model), e)))
+        goto out_free_buffers;
+    const struct ud_span *sp;
+    size_t ns = ud_model_updatable_spans(model, &sp);
+    for (size_t i = 0; i < ns; i++)
+        t->updatable += sp[i].count;
+    if (pthread_mutex_init(&t->mu, NULL) || pthread_mutex_init(&t->join_mu, NULL)) {
+        /* glibc's default mutexes cannot fail to initialise; others may, for memory. */
+        ud_err_set(e, UD_ENOMEM, "update task: cannot create a mutex");
+        goto out_destroy_optim;
+    }
+    init_state(t);
     return t;
 
 out_destroy_optim:

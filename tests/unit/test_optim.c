@@ -5,6 +5,7 @@
 #include <math.h>
 
 #include "updraft/ud_optim.h"
+#include "updraft/ud_update_params.h"
 #include "updraft/ud_rng.h"
 
 /* cmocka's assert_float_equal works in float; these checks need double. */
@@ -248,20 +249,30 @@ static void test_schedules(void **state)
     assert_near(ud_lr_at(&p, 0.2, 0, 100, 100), 0.0, 1e-15);
     assert_near(ud_lr_at(&p, 0.2, 0, 10, 0), 0.2, 0); /* no total: constant */
 
+    /* Every name parses to its value and back. */
+    const struct {
+        const char *name;
+        enum ud_lr_schedule v;
+    } scheds[] = {{"cosine", UD_LR_COSINE}, {"step", UD_LR_STEP}, {"constant", UD_LR_CONSTANT}};
+    for (size_t i = 0; i < sizeof scheds / sizeof *scheds; i++) {
+        enum ud_lr_schedule s;
+        assert_int_equal(ud_lr_schedule_parse(scheds[i].name, &s), 0);
+        assert_int_equal(s, scheds[i].v);
+        assert_string_equal(ud_lr_schedule_name(s), scheds[i].name);
+    }
     enum ud_lr_schedule s;
-    assert_int_equal(ud_lr_schedule_parse("cosine", &s), 0);
-    assert_int_equal(s, UD_LR_COSINE);
-    assert_int_equal(ud_lr_schedule_parse("step", &s), 0);
-    assert_int_equal(s, UD_LR_STEP);
-    assert_int_equal(ud_lr_schedule_parse("constant", &s), 0);
-    assert_int_equal(s, UD_LR_CONSTANT);
     assert_int_equal(ud_lr_schedule_parse("linear", &s), UD_EINVAL);
     assert_string_equal(ud_lr_schedule_name(UD_LR_STEP), "step");
+    const struct {
+        const char *name;
+        enum ud_optimizer v;
+    } opts[] = {{"adam", UD_OPT_ADAM}, {"sgd", UD_OPT_SGD}};
+    for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) {
+        enum ud_optimizer o;
+        assert_int_equal(ud_optimizer_parse(opts[i].name, &o), 0);
+        assert_int_equal(o, opts[i].v);
+    }
     enum ud_optimizer o;
-    assert_int_equal(ud_optimizer_parse("adam", &o), 0);
-    assert_int_equal(o, UD_OPT_ADAM);
-    assert_int_equal(ud_optimizer_parse("sgd", &o), 0);
-    assert_int_equal(o, UD_OPT_SGD);
     assert_int_equal(ud_optimizer_parse("rmsprop", &o), UD_EINVAL);
     assert_string_equal(ud_optimizer_name(UD_OPT_ADAM), "adam");
     assert_string_equal(ud_optimizer_name(UD_OPT_SGD), "sgd");
@@ -286,7 +297,7 @@ static void test_defaults(void **state)
     assert_near(p.gamma, 0.1, 0);
     assert_int_equal(p.step_epochs, 1);
     struct ud_err e = {0};
-    assert_int_equal(ud_update_params_validate(&p, &e), 0);
+    assert_int_equal(ud_update_params_check_runnable(&p, &e), 0);
 
     /* Round trip through a model's defaults. */
     p.optimizer = UD_OPT_ADAM;
@@ -300,7 +311,7 @@ static void test_defaults(void **state)
     assert_near(d.learning_rate.min, 0, 0);
     assert_near(d.learning_rate.max, 1, 0);
     assert_int_equal(d.mini_batch_size.max, 65536);
-    assert_int_equal(ud_update_params_check(&p, &d, &e), 0);
+    assert_int_equal(ud_update_params_check_model_ranges(&p, &d, &e), 0);
     ud_update_params_default(&q);
     q.schedule = UD_LR_COSINE;
     ud_update_defaults_to_params(&d, &q);
@@ -316,14 +327,14 @@ static void test_defaults(void **state)
     p.learning_rate = 2;
     ud_update_defaults_from_params(&d, &p);
     assert_near(d.learning_rate.max, 2, 0);
-    assert_int_equal(ud_update_params_check(&p, &d, &e), 0);
+    assert_int_equal(ud_update_params_check_model_ranges(&p, &d, &e), 0);
 }
 
 static void expect_range(const struct ud_update_params *p, const struct ud_update_defaults *d,
                          const char *key, const char *also)
 {
     struct ud_err e = {0};
-    assert_int_equal(ud_update_params_check(p, d, &e), UD_ERANGE);
+    assert_int_equal(ud_update_params_check_model_ranges(p, d, &e), UD_ERANGE);
     assert_int_equal(e.code, UD_ERANGE);
     if (!strstr(e.msg, key) || (also && !strstr(e.msg, also)))
         fail_msg("message \"%s\" should name %s%s%s", e.msg, key, also ? " and " : "",
@@ -338,41 +349,26 @@ static void test_params_check(void **state)
     struct ud_update_defaults d;
     ud_update_defaults_from_params(&d, &base);
     struct ud_err e = {0};
-    assert_int_equal(ud_update_params_check(&base, &d, &e), 0);
+    assert_int_equal(ud_update_params_check_model_ranges(&base, &d, &e), 0);
 
-    p = base;
-    p.learning_rate = 2;
-    expect_range(&p, &d, "learningRate 2 is outside the model's allowed range [0, 1]", NULL);
-    p = base;
-    p.learning_rate = -0.5;
-    expect_range(&p, &d, "learningRate", "-0.5");
-    p = base;
-    p.momentum = 1.5;
-    expect_range(&p, &d, "momentum", "1.5");
-    p = base;
-    p.mini_batch_size = 100000;
-    expect_range(&p, &d, "miniBatchSize", "[1, 65536]");
-    p = base;
-    p.mini_batch_size = 0;
-    expect_range(&p, &d, "miniBatchSize", NULL);
-    p = base;
-    p.epochs = 0;
-    expect_range(&p, &d, "epochs", NULL);
-    p = base;
-    p.beta1 = 1.5;
-    expect_range(&p, &d, "beta1", NULL);
-    p = base;
-    p.beta2 = -1;
-    expect_range(&p, &d, "beta2", NULL);
-    p = base;
-    p.eps = 3;
-    expect_range(&p, &d, "eps", NULL);
-    p = base;
-    p.weight_decay = 7;
-    expect_range(&p, &d, "weightDecay", NULL);
-    p = base;
-    p.learning_rate = NAN;
-    expect_range(&p, &d, "learningRate", NULL);
+#define RANGE(stmt, key, also)                                                                     \
+    do {                                                                                           \
+        p = base;                                                                                  \
+        stmt;                                                                                      \
+        expect_range(&p, &d, key, also);                                                           \
+    } while (0)
+    RANGE(p.learning_rate = 2, "learningRate 2 is outside the model's allowed range [0, 1]", NULL);
+    RANGE(p.learning_rate = -0.5, "learningRate", "-0.5");
+    RANGE(p.momentum = 1.5, "momentum", "1.5");
+    RANGE(p.mini_batch_size = 100000, "miniBatchSize", "[1, 65536]");
+    RANGE(p.mini_batch_size = 0, "miniBatchSize", NULL);
+    RANGE(p.epochs = 0, "epochs", NULL);
+    RANGE(p.beta1 = 1.5, "beta1", NULL);
+    RANGE(p.beta2 = -1, "beta2", NULL);
+    RANGE(p.eps = 3, "eps", NULL);
+    RANGE(p.weight_decay = 7, "weightDecay", NULL);
+    RANGE(p.learning_rate = NAN, "learningRate", NULL);
+#undef RANGE
 
     /* A model that narrows a range: a seed set of exactly {5}. */
     struct ud_update_defaults narrow = d;
@@ -381,7 +377,7 @@ static void test_params_check(void **state)
     p.seed = 6;
     expect_range(&p, &narrow, "seed", "[5, 5]");
     p.seed = 5;
-    assert_int_equal(ud_update_params_check(&p, &narrow, &e), 0);
+    assert_int_equal(ud_update_params_check_model_ranges(&p, &narrow, &e), 0);
 
     /* Inconsistent defaults (default outside their own range) are refused too. */
     narrow = d;
@@ -400,7 +396,7 @@ static void test_params_validate(void **state)
         p = base;                                                                                  \
         stmt;                                                                                      \
         ud_err_clear(&e);                                                                          \
-        assert_int_equal(ud_update_params_validate(&p, &e), code);                                 \
+        assert_int_equal(ud_update_params_check_runnable(&p, &e), code);                           \
         assert_non_null(strstr(e.msg, word));                                                      \
         assert_null(ud_optim_new(&p, 10, &e));                                                     \
     } while (0)
@@ -422,7 +418,7 @@ static void test_params_validate(void **state)
     p = base;
     p.nesterov = 1;
     p.momentum = 0.5;
-    assert_int_equal(ud_update_params_validate(&p, &e), 0);
+    assert_int_equal(ud_update_params_check_runnable(&p, &e), 0);
 }
 
 /* Runs `steps` steps of a fresh optimizer on x with grads drawn from r. */

@@ -559,6 +559,60 @@ static int noop_grad_sync(void *user, float *g, size_t n, ud_span_apply_fn apply
     return 0;
 }
 
+/* A grad_sync that leaves a NaN in the summed gradients at step 1, then steps every span
+ * through apply (user->apply) or leaves the step to the engine. */
+struct poison {
+    ud_model_t *m;
+    int apply, calls;
+};
+
+static int poisoning_grad_sync(void *user, float *g, size_t n, ud_span_apply_fn apply, void *actx,
+                               struct ud_err *e)
+{
+    struct poison *ps = user;
+    (void)n, (void)e;
+    if (ps->calls++ == 1)
+        g[0] = NAN;
+    const struct ud_span *spans;
+    size_t ns = ud_model_updatable_spans(ps->m, &spans);
+    for (size_t i = 0; ps->apply && i < ns; i++)
+        apply(actx, spans[i]);
+    return 0;
+}
+
+/* Gradients that are not finite under a finite loss stop the run at that step with the one
+ * message, whether grad_sync steps the spans through apply or the engine steps after it; the
+ * engine checks before it steps, so then the parameters stay finite. */
+static void test_nonfinite_gradients(void **state)
+{
+    (void)state;
+    ud_dataset_t *ds = make_data(NSAMP, 1);
+    struct ud_batch_provider p;
+    ud_dataset_provider(ds, NULL, 0, &p);
+    for (int apply = 0; apply < 2; apply++) {
+        ud_model_t *m = make_model(3);
+        struct poison ps = {m, apply, 0};
+        struct ud_update_config c = make_cfg(1);
+        c.hooks.grad_sync = poisoning_grad_sync;
+        c.hooks.user = &ps;
+        static struct seen s;
+        seen_init(&s);
+        ud_update_task_t *t = task_or_fail(m, &p, &c, 0, &s);
+        assert_int_equal(ud_update_task_run(t), UD_ENONFINITE);
+        const char *msg = ud_update_task_error(t)->msg;
+        if (strcmp(msg, "gradients became NaN or infinite at epoch 0 step 1; lower the learning "
+                        "rate (or check the data for non-finite values)") != 0)
+            fail_msg("message: %s", msg);
+        size_t np = ud_model_param_count(m);
+        const float *pp = ud_model_params(m);
+        for (size_t i = 0; !apply && i < np; i++)
+            assert_true(isfinite(pp[i]));
+        ud_update_task_destroy(&t);
+        ud_model_destroy(&m);
+    }
+    ud_dataset_destroy(&ds);
+}
+
 /* Steps every span through apply, top layer first, as the MPI worker does when each bucket's
  * sum arrives. */
 static int applying_grad_sync(void *user, float *g, size_t n, ud_span_apply_fn apply, void *actx,
@@ -1072,6 +1126,7 @@ int main(void)
         cmocka_unit_test(test_epoch_order_and_rank_slices),
         cmocka_unit_test(test_resume_position),
         cmocka_unit_test(test_failures),
+        cmocka_unit_test(test_nonfinite_gradients),
         cmocka_unit_test(test_identity_and_names),
         cmocka_unit_test(test_two_ranks),
     };

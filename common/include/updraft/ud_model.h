@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #include "updraft/ud_error.h"
-#include "updraft/ud_optim.h"
+#include "updraft/ud_update_params.h"
 #include "updraft/ud_rng.h"
 
 #ifdef __cplusplus

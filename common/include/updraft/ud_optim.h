@@ -1,8 +1,6 @@
-/*  ud_optim.h — update hyper-parameters (Core ML's MLParameterKey set) and the optimizers.
- *
- *  struct ud_update_params is the effective set a run uses; struct ud_update_defaults is what a
- *  model file carries: a default per key plus its allowed range (Core ML's MLParameterDescription
- *  with an MLNumericConstraint). Overrides are validated against the ranges before a run starts.
+/*  ud_optim.h — the optimizers (SGD, Adam) and the learning-rate schedules: the maths of one
+ *  update step. The hyper-parameters they take (struct ud_update_params) and a model's allowed
+ *  ranges for them are in updraft/ud_update_params.h.
  *
  *  The optimizer works on the model's one contiguous parameter buffer and one gradient buffer,
  *  touching only the ranges of updatable layers. Its state (momentum or Adam moments, step count)
@@ -28,54 +26,8 @@ int ud_optimizer_parse(const char *s, enum ud_optimizer *out); /* 0 or UD_EINVAL
 const char *ud_lr_schedule_name(enum ud_lr_schedule s);        /* "constant", "step", "cosine" */
 int ud_lr_schedule_parse(const char *s, enum ud_lr_schedule *out);
 
-/* The effective hyper-parameters of one run. Names follow MLParameterKey. */
-struct ud_update_params {
-    enum ud_optimizer optimizer;
-    double learning_rate;     /* learningRate: adjustable in progress */
-    double momentum;          /* SGD momentum (PyTorch convention: v = m v + g; p -= lr v) */
-    int nesterov;             /* SGD Nesterov momentum */
-    double weight_decay;      /* L2, added to the gradient (SGD and Adam) */
-    double beta1, beta2, eps; /* Adam */
-    int64_t mini_batch_size;  /* miniBatchSize: the global batch */
-    int64_t epochs;
-    int shuffle;   /* reshuffle every epoch */
-    uint64_t seed; /* init, shuffle and dropout streams derive from it */
-    enum ud_lr_schedule schedule;
-    int64_t step_epochs; /* UD_LR_STEP: multiply by gamma every step_epochs epochs */
-    double gamma;
-};
-
-/* PyTorch-like defaults: SGD, lr 0.01, momentum 0, batch 32, 1 epoch, shuffle, seed 0. */
-void ud_update_params_default(struct ud_update_params *p);
-/* updraft-worker's defaults, which it also writes into the models it makes (and `updraft init`
- * into an untrained one): the above with 10 epochs, batch 128, lr 0.05, momentum 0.9. */
-void ud_update_params_trainer_default(struct ud_update_params *p);
-
-struct ud_param_double {
-    double value, min, max; /* min <= value <= max */
-};
-struct ud_param_int {
-    int64_t value, min, max;
-};
-
-/* What a model file says about updating it: defaults and allowed ranges. */
-struct ud_update_defaults {
-    enum ud_optimizer optimizer;
-    struct ud_param_double learning_rate, momentum, weight_decay, beta1, beta2, eps;
-    struct ud_param_int mini_batch_size, epochs, seed;
-    int shuffle, nesterov;
-};
-
-/* Fills d from p with wide but sane ranges (lr [0,1], momentum [0,1), batch [1,65536], ...). */
-void ud_update_defaults_from_params(struct ud_update_defaults *d, const struct ud_update_params *p);
-/* Writes the defaults' values into p (schedule left constant). */
-void ud_update_defaults_to_params(const struct ud_update_defaults *d, struct ud_update_params *p);
-/* Checks that every value of p lies within d's ranges and that d itself is consistent.
- * Returns 0 or UD_ERANGE naming the key, its value and the allowed range. */
-int ud_update_params_check(const struct ud_update_params *p, const struct ud_update_defaults *d,
-                           struct ud_err *e);
-/* Checks p alone (positive batch and epochs, finite lr >= 0, betas in [0,1), ...). */
-int ud_update_params_validate(const struct ud_update_params *p, struct ud_err *e);
+/* The effective hyper-parameters of one run: updraft/ud_update_params.h. */
+struct ud_update_params;
 
 /* The learning rate for a step under p's schedule. epoch counts from 0; step is the global
  * step; total_steps is epochs * steps_per_epoch (cosine anneals to 0 over it). */

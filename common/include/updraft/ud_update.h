@@ -31,6 +31,7 @@
 #include "updraft/ud_error.h"
 #include "updraft/ud_model.h"
 #include "updraft/ud_optim.h"
+#include "updraft/ud_update_params.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -119,7 +120,7 @@ struct ud_update_hooks {
 };
 
 struct ud_update_config {
-    struct ud_update_params params; /* effective parameters (see ud_update_params_check) */
+    struct ud_update_params params; /* effective parameters (see ud_update_params_check_runnable) */
     const struct ud_batch_provider *validation; /* optional, scored at every epoch end */
     struct ud_update_hooks hooks;
     /* Where to start: a resumed run continues at (start_epoch, start_minibatch), with the
