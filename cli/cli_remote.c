@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli_remote.h"
+#include "cli.h"
 #include "updraft/ud_error.h"
 #include "updraft/ud_limits.h"
 #include "updraft/ud_net.h"

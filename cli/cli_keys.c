@@ -13,7 +13,7 @@
 
 #include <sodium.h>
 
-#include "cli_local.h"
+#include "cli.h"
 #include "updraft/ud_keys.h"
 #include "updraft/ud_seal.h"
 #include "updraft/ud_file.h"

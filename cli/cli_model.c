@@ -1,4 +1,5 @@
-/*  updraft_cli.c — `updraft`, the user's tool.
+/*  cli_model.c — `updraft info|eval|predict|checkpoints|export`: the commands that read a
+ *  model or a training session's checkpoints on local files.
  *
  *    updraft info MODEL [--json]               what a .udm holds
  *    updraft eval MODEL --data SRC [--json]    accuracy, loss, precision/recall, confusion
@@ -9,10 +10,6 @@
  *    updraft export CHECKPOINT --out MODEL     a checkpoint's model as a .udm (Create ML's
  *                                              init(checkpoint:)); CHECKPOINT is a checkpoint
  *                                              directory or a session (its newest complete one)
- *    updraft init --arch A --data SRC --out M  an untrained model for SRC's classes (cli_init.c)
- *    updraft dataset partition ...             SRC split among simulated clients (cli_dataset.c)
- *    updraft status|jobs|job|models|model|devices|fed ...
- *                                              a coordinator's REST API (cli_remote.c)
  */
 #include <errno.h>
 #include <math.h>
@@ -23,59 +20,14 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "cli_local.h"
-#include "cli_remote.h"
+#include "cli.h"
 #include "updraft/ud_ckpt.h"
 #include "updraft/ud_data.h"
 #include "updraft/ud_eval.h"
 #include "updraft/ud_jsonw.h"
-#include "updraft/ud_kernels.h"
 #include "updraft/ud_model.h"
 #include "updraft/ud_seal.h"
 #include "updraft/ud_udm.h"
-
-static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
-static void die(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("updraft: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(code);
-}
-
-static void usage(FILE *f)
-{
-    fputs(
-        "usage: updraft <command> [options]\n"
-        "\n"
-        "  info MODEL [--json]                 layers, parameters, labels, metadata, update\n"
-        "                                      defaults, metrics and params_sha256 of a .udm\n"
-        "  eval MODEL --data SRC [--json] [--skip-bad]\n"
-        "                                      accuracy, loss, per-class precision/recall and\n"
-        "                                      the confusion matrix on labeled data\n"
-        "  predict MODEL FILE... [--json]      one line per image: path, label, confidence\n"
-        "  checkpoints SESSION [--json]        the checkpoints of a training session: iteration,\n"
-        "                                      epoch.minibatch, phase, date, complete or why not,\n"
-        "                                      loss, accuracy, validation accuracy, learning rate\n"
-        "  export CHECKPOINT --out MODEL.udm   writes a checkpoint's model (with its metrics);\n"
-        "                                      CHECKPOINT is a checkpoint directory, or a session\n"
-        "                                      directory for its newest complete checkpoint\n"
-        "\n"
-        "SRC is a folder of class folders, an IDX images file, or a CSV with a label column.\n"
-        "\n"
-        "Federated simulations:\n",
-        f);
-    cli_local_usage(f);
-    fputs("\nSigned and encrypted models:\n", f);
-    cli_keys_usage(f);
-    fputs("\n"
-          "Talking to a coordinator (updraft-coordinator):\n",
-          f);
-    cli_remote_usage(f);
-}
 
 /* A plain or sealed model. A signature is reported, not checked (`updraft keys verify` checks
    it); an encrypted model needs UPDRAFT_MODEL_KEY, the path of its model-key file. */
@@ -89,7 +41,7 @@ static ud_model_t *load_model(const char *path)
     const char *key_path = getenv("UPDRAFT_MODEL_KEY");
     if (key_path && *key_path) {
         if (ud_key_read(key_path, UD_KEY_MODEL, &k, &e))
-            die(1, "UPDRAFT_MODEL_KEY: %s", e.msg);
+            cli_die(NULL, 1, "UPDRAFT_MODEL_KEY: %s", e.msg);
         keys.decrypt = &k;
     }
     ud_model_t *m = ud_seal_read_model(path, &keys, &g_seal, &e);
@@ -97,8 +49,8 @@ static ud_model_t *load_model(const char *path)
         ud_key_wipe(&k);
     if (!m) {
         if (e.code == UD_EWRONGKEY && !keys.decrypt)
-            die(4, "%s (set UPDRAFT_MODEL_KEY to the model-key file)", e.msg);
-        die(cli_seal_exit_code(e.code), "%s", e.msg);
+            cli_die(NULL, 4, "%s (set UPDRAFT_MODEL_KEY to the model-key file)", e.msg);
+        cli_die(NULL, cli_seal_exit_code(e.code), "%s", e.msg);
     }
     return m;
 }
@@ -142,7 +94,7 @@ static void layer_desc(const struct ud_layer_spec *L, char *buf, size_t len)
     }
 }
 
-static int cmd_info(int argc, char **argv)
+int cli_info_main(int argc, char **argv)
 {
     const char *path = NULL;
     int json = 0;
@@ -150,14 +102,14 @@ static int cmd_info(int argc, char **argv)
         if (strcmp(argv[i], "--json") == 0)
             json = 1;
         else if (argv[i][0] == '-')
-            die(2, "info: unknown option '%s'", argv[i]);
+            cli_die(NULL, 2, "info: unknown option '%s'", argv[i]);
         else if (!path)
             path = argv[i];
         else
-            die(2, "info: one model at a time ('%s')", argv[i]);
+            cli_die(NULL, 2, "info: one model at a time ('%s')", argv[i]);
     }
     if (!path)
-        die(2, "info: which model? (updraft info MODEL [--json])");
+        cli_die(NULL, 2, "info: which model? (updraft info MODEL [--json])");
     ud_model_t *m = load_model(path);
     struct stat st;
     long long fsize = stat(path, &st) == 0 ? (long long)st.st_size : -1;
@@ -301,7 +253,7 @@ static void warn_cb(void *user, const char *msg)
     fprintf(stderr, "updraft: warning: %s\n", msg);
 }
 
-static int cmd_eval(int argc, char **argv)
+int cli_eval_main(int argc, char **argv)
 {
     const char *path = NULL, *data = NULL;
     int json = 0, skip_bad = 0;
@@ -313,37 +265,37 @@ static int cmd_eval(int argc, char **argv)
         else if (strcmp(argv[i], "--data") == 0 && i + 1 < argc)
             data = argv[++i];
         else if (argv[i][0] == '-')
-            die(2, "eval: unknown option '%s'", argv[i]);
+            cli_die(NULL, 2, "eval: unknown option '%s'", argv[i]);
         else if (!path)
             path = argv[i];
         else
-            die(2, "eval: unexpected '%s'", argv[i]);
+            cli_die(NULL, 2, "eval: unexpected '%s'", argv[i]);
     }
     if (!path || !data)
-        die(2, "eval: usage: updraft eval MODEL --data SRC [--json] [--skip-bad]");
+        cli_die(NULL, 2, "eval: usage: updraft eval MODEL --data SRC [--json] [--skip-bad]");
     ud_model_t *m = load_model(path);
     struct ud_err e = {0};
     struct ud_load_opts lo = {
         .shape = ud_model_arch(m)->input, .skip_bad = skip_bad, .warn = warn_cb};
     ud_dataset_t *ds = ud_dataset_load(data, &lo, &e);
     if (!ds)
-        die(1, "%s", e.msg);
+        cli_die(NULL, 1, "%s", e.msg);
     if (ud_dataset_input_size(ds) != ud_model_input_size(m))
-        die(1, "%s: samples have %zu values but %s takes %zu", data, ud_dataset_input_size(ds),
-            path, ud_model_input_size(m));
+        cli_die(NULL, 1, "%s: samples have %zu values but %s takes %zu", data,
+                ud_dataset_input_size(ds), path, ud_model_input_size(m));
     int C = ud_model_num_classes(m);
     const char **names = malloc(sizeof(char *) * (size_t)C);
     for (int c = 0; c < C; c++)
         names[c] = ud_model_label(m, c);
     int mapped = ud_dataset_map_classes(ds, names, C, &e);
-    free(names); /* before die(): LeakSanitizer builds count it otherwise */
+    free(names); /* before cli_die(NULL, ): LeakSanitizer builds count it otherwise */
     if (mapped)
-        die(1, "%s: %s (the model knows: %s ...)", data, e.msg, ud_model_label(m, 0));
+        cli_die(NULL, 1, "%s: %s (the model knows: %s ...)", data, e.msg, ud_model_label(m, 0));
     struct ud_batch_provider p;
     ud_dataset_provider(ds, NULL, 0, &p);
     struct ud_eval_result r;
     if (ud_model_evaluate(m, &p, 256, &r, &e))
-        die(1, "%s: %s", data, e.msg);
+        cli_die(NULL, 1, "%s: %s", data, e.msg);
     if (json) {
         printf("{\"model\":");
         ud_json_str(stdout, path);
@@ -395,7 +347,7 @@ static int cmd_eval(int argc, char **argv)
 
 /* ------------------------------------------------------------------------------- predict */
 
-static int cmd_predict(int argc, char **argv)
+int cli_predict_main(int argc, char **argv)
 {
     const char *path = NULL;
     int json = 0, nfiles = 0, failures = 0;
@@ -404,14 +356,14 @@ static int cmd_predict(int argc, char **argv)
         if (strcmp(argv[i], "--json") == 0)
             json = 1;
         else if (argv[i][0] == '-' && argv[i][1])
-            die(2, "predict: unknown option '%s'", argv[i]);
+            cli_die(NULL, 2, "predict: unknown option '%s'", argv[i]);
         else if (!path)
             path = argv[i];
         else
             files[nfiles++] = argv[i];
     }
     if (!path || nfiles == 0)
-        die(2, "predict: usage: updraft predict MODEL FILE... [--json]");
+        cli_die(NULL, 2, "predict: usage: updraft predict MODEL FILE... [--json]");
     ud_model_t *m = load_model(path);
     const struct ud_arch *a = ud_model_arch(m);
     size_t in = ud_model_input_size(m);
@@ -431,7 +383,7 @@ static int cmd_predict(int argc, char **argv)
         int32_t cls;
         float conf;
         if (ud_model_predict(m, x, 1, &cls, &conf))
-            die(1, "out of memory predicting %s", files[i]);
+            cli_die(NULL, 1, "out of memory predicting %s", files[i]);
         if (json) {
             printf("{\"path\":");
             ud_json_str(stdout, files[i]);
@@ -487,7 +439,7 @@ static void text_metric(char *buf, size_t cap, const char *fmt, double v)
         snprintf(buf, cap, "-");
 }
 
-static int cmd_checkpoints(int argc, char **argv)
+int cli_checkpoints_main(int argc, char **argv)
 {
     const char *session = NULL;
     int json = 0;
@@ -495,22 +447,22 @@ static int cmd_checkpoints(int argc, char **argv)
         if (strcmp(argv[i], "--json") == 0)
             json = 1;
         else if (argv[i][0] == '-')
-            die(2, "checkpoints: unknown option '%s'", argv[i]);
+            cli_die(NULL, 2, "checkpoints: unknown option '%s'", argv[i]);
         else if (!session)
             session = argv[i];
         else
-            die(2, "checkpoints: one session at a time ('%s')", argv[i]);
+            cli_die(NULL, 2, "checkpoints: one session at a time ('%s')", argv[i]);
     }
     if (!session)
-        die(2, "checkpoints: which session? (updraft checkpoints SESSION [--json])");
+        cli_die(NULL, 2, "checkpoints: which session? (updraft checkpoints SESSION [--json])");
     struct stat sb;
     if (stat(session, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        die(1, "%s: no such session directory", session);
+        cli_die(NULL, 1, "%s: no such session directory", session);
     struct ud_err e = {0};
     struct ud_ckpt_state *list = NULL;
     size_t n = 0;
     if (ud_ckpt_list(session, &list, &n, &e))
-        die(1, "%s", e.msg);
+        cli_die(NULL, 1, "%s", e.msg);
     if (json)
         putchar('[');
     else if (n == 0)
@@ -574,33 +526,34 @@ static int cmd_checkpoints(int argc, char **argv)
 
 /* -------------------------------------------------------------------------------- export */
 
-static int cmd_export(int argc, char **argv)
+int cli_export_main(int argc, char **argv)
 {
     const char *from = NULL, *out = NULL;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
             out = argv[++i];
         else if (argv[i][0] == '-')
-            die(2, "export: unknown option '%s'", argv[i]);
+            cli_die(NULL, 2, "export: unknown option '%s'", argv[i]);
         else if (!from)
             from = argv[i];
         else
-            die(2, "export: one checkpoint at a time ('%s')", argv[i]);
+            cli_die(NULL, 2, "export: one checkpoint at a time ('%s')", argv[i]);
     }
     if (!from || !out)
-        die(2, "export: usage: updraft export CHECKPOINT --out MODEL.udm (CHECKPOINT: a "
-               "checkpoint directory, or a session directory for its newest complete one)");
+        cli_die(NULL, 2,
+                "export: usage: updraft export CHECKPOINT --out MODEL.udm (CHECKPOINT: a "
+                "checkpoint directory, or a session directory for its newest complete one)");
     struct ud_err e = {0};
     struct stat sb;
     if (stat(from, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        die(1, "export: %s: no such checkpoint or session directory", from);
+        cli_die(NULL, 1, "export: %s: no such checkpoint or session directory", from);
 
     /* A session holds checkpoints/; anything else is taken for a checkpoint directory. */
     char dir[4096], sub[4200];
     snprintf(sub, sizeof sub, "%s/checkpoints", from);
     if (stat(sub, &sb) == 0 && S_ISDIR(sb.st_mode)) {
         if (ud_ckpt_latest(from, dir, sizeof dir, &e))
-            die(1, "export: %s", e.msg);
+            cli_die(NULL, 1, "export: %s", e.msg);
     } else {
         snprintf(dir, sizeof dir, "%s", from);
     }
@@ -608,14 +561,14 @@ static int cmd_export(int argc, char **argv)
     struct ud_ckpt_state st;
     ud_model_t *m = NULL;
     if (ud_ckpt_read(dir, &st, &m, &e))
-        die(1, "export: %s", e.msg);
+        cli_die(NULL, 1, "export: %s", e.msg);
     if (strcmp(st.phase, "training") != 0) {
         ud_ckpt_state_deinit(&st);
         ud_model_destroy(&m);
-        die(1,
-            "export: %s is a checkpoint of phase \"%s\"; only \"training\" checkpoints can "
-            "be exported",
-            dir, st.phase);
+        cli_die(NULL, 1,
+                "export: %s is a checkpoint of phase \"%s\"; only \"training\" checkpoints can "
+                "be exported",
+                dir, st.phase);
     }
     const struct {
         const char *key;
@@ -630,14 +583,14 @@ static int cmd_export(int argc, char **argv)
     };
     for (size_t i = 0; i < sizeof metrics / sizeof *metrics; i++)
         if (isfinite(metrics[i].v) && ud_model_set_metric(m, metrics[i].key, metrics[i].v))
-            die(1, "export: out of memory");
+            cli_die(NULL, 1, "export: out of memory");
     int rc = ud_udm_write(m, out, &e);
     char sha[65];
     ud_model_params_sha256(m, sha);
     ud_model_destroy(&m);
     if (rc) {
         ud_ckpt_state_deinit(&st);
-        die(1, "export: %s", e.msg);
+        cli_die(NULL, 1, "export: %s", e.msg);
     }
     printf("wrote %s: the model of %s (iteration %lld, epoch %lld.%lld", out, dir,
            (long long)st.iteration, (long long)st.epoch, (long long)st.minibatch);
@@ -646,42 +599,4 @@ static int cmd_export(int argc, char **argv)
     printf("), params_sha256 %s\n", sha);
     ud_ckpt_state_deinit(&st);
     return 0;
-}
-
-int main(int argc, char **argv)
-{
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
-    }
-    if (strcmp(argv[1], "--version") == 0) {
-        printf("updraft %s (%s)\n", UD_VERSION_STRING, ud_kernels_describe());
-        return 0;
-    }
-    if (cli_remote_is_command(argv[1]))
-        return cli_remote_main(argc - 1, argv + 1);
-    ud_kernels_set_threads(1);
-    if (strcmp(argv[1], "init") == 0)
-        return cli_init_main(argc - 2, argv + 2);
-    if (strcmp(argv[1], "dataset") == 0)
-        return cli_dataset_main(argc - 2, argv + 2);
-    if (strcmp(argv[1], "keys") == 0)
-        return cli_keys_main(argc - 2, argv + 2);
-    if (strcmp(argv[1], "encrypt") == 0)
-        return cli_encrypt_main(argc - 2, argv + 2);
-    if (strcmp(argv[1], "decrypt") == 0)
-        return cli_decrypt_main(argc - 2, argv + 2);
-    if (strcmp(argv[1], "info") == 0)
-        return cmd_info(argc - 2, argv + 2);
-    if (strcmp(argv[1], "eval") == 0)
-        return cmd_eval(argc - 2, argv + 2);
-    if (strcmp(argv[1], "predict") == 0)
-        return cmd_predict(argc - 2, argv + 2);
-    if (strcmp(argv[1], "checkpoints") == 0)
-        return cmd_checkpoints(argc - 2, argv + 2);
-    if (strcmp(argv[1], "export") == 0)
-        return cmd_export(argc - 2, argv + 2);
-    fprintf(stderr, "updraft: unknown command '%s'\n\n", argv[1]);
-    usage(stderr);
-    return 2;
 }

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli_local.h"
+#include "cli.h"
 #include "updraft/ud_data.h"
 #include "updraft/ud_model.h"
 #include "updraft/ud_optim.h"

@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli_local.h"
+#include "cli.h"
 #include "updraft/ud_data.h"
 #include "updraft/ud_jsonw.h"
 #include "updraft/ud_partition.h"
