@@ -21,6 +21,19 @@
 void cli_die(const char *cmd, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4), noreturn));
 
+/* Prints "updraft: message (see updraft --help)" on stderr; returns 2, a usage error's exit
+ * code. */
+int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A ud_load_opts.warn callback: "updraft[ CMD]: warning: msg", cmd being the user pointer (a
+ * const char *, may be NULL). */
+void cli_warn(void *cmd, const char *msg);
+/* --input C,H,W into *s (C 1..4, H and W 1..UD_MAX_DIM); dies with a usage error otherwise. */
+struct ud_shape;
+void cli_parse_shape(const char *cmd, const char *text, struct ud_shape *s);
+/* A whole number option in [lo, hi] (ud_num_ll's message); dies with a usage error otherwise. */
+long long cli_parse_ll(const char *cmd, const char *opt, const char *text, long long lo,
+                       long long hi);
+
 /* Local files only (no coordinator). */
 int cli_info_main(int argc, char **argv);
 int cli_eval_main(int argc, char **argv);

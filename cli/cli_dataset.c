@@ -16,17 +16,15 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
-#include <ftw.h>
 #include <png.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "updraft/ud_clock.h"
 #include "updraft/ud_data.h"
 #include "updraft/ud_jsonw.h"
 #include "updraft/ud_partition.h"
@@ -37,24 +35,6 @@
     "updraft dataset partition --data SRC --clients K --scheme iid|dirichlet:ALPHA|shards:S\n"     \
     "       --seed N --out DIR [--format png|csv] [--min-size M] [--json] [--input C,H,W]\n"       \
     "       [--label-column NAME] [--skip-bad] [--skip N]"
-
-static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
-static void die(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("updraft dataset partition: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(code);
-}
-
-static void warn_cb(void *user, const char *msg)
-{
-    (void)user;
-    fprintf(stderr, "updraft dataset partition: warning: %s\n", msg);
-}
 
 void cli_local_usage(FILE *f)
 {
@@ -75,16 +55,6 @@ struct part_opts {
     int json, skip_bad, seed_set;
     struct ud_shape input;
 };
-
-static long long parse_ll(const char *opt, const char *s, long long lo, long long hi)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        die(2, "%s: '%s' must be a whole number between %lld and %lld", opt, s, lo, hi);
-    return v;
-}
 
 static void parse_args(int argc, char **argv, struct part_opts *o)
 {
@@ -112,39 +82,37 @@ static void parse_args(int argc, char **argv, struct part_opts *o)
         for (size_t k = 0; k < sizeof valued / sizeof *valued; k++)
             known |= strcmp(a, valued[k]) == 0;
         if (!known)
-            die(2, "unknown argument '%s'\nusage: " PART_USAGE, a);
+            cli_die("dataset partition", 2, "unknown argument '%s'\nusage: " PART_USAGE, a);
         if (i + 1 >= argc)
-            die(2, "%s needs a value\nusage: " PART_USAGE, a);
+            cli_die("dataset partition", 2, "%s needs a value\nusage: " PART_USAGE, a);
         const char *v = argv[++i];
         if (strcmp(a, "--data") == 0)
             o->data = v;
         else if (strcmp(a, "--clients") == 0)
-            o->clients = parse_ll(a, v, 1, UD_PARTITION_MAX_CLIENTS);
+            o->clients = cli_parse_ll("dataset partition", a, v, 1, UD_PARTITION_MAX_CLIENTS);
         else if (strcmp(a, "--scheme") == 0)
             o->scheme_s = v;
         else if (strcmp(a, "--seed") == 0)
-            o->seed = parse_ll(a, v, 0, 1LL << 62), o->seed_set = 1;
+            o->seed = cli_parse_ll("dataset partition", a, v, 0, 1LL << 62), o->seed_set = 1;
         else if (strcmp(a, "--out") == 0)
             o->out = v;
         else if (strcmp(a, "--format") == 0) {
             if (strcmp(v, "png") && strcmp(v, "csv"))
-                die(2, "--format: '%s' is not png or csv", v);
+                cli_die("dataset partition", 2, "--format: '%s' is not png or csv", v);
             o->format = v;
         } else if (strcmp(a, "--min-size") == 0)
-            o->min_size = parse_ll(a, v, 0, 1LL << 32);
+            o->min_size = cli_parse_ll("dataset partition", a, v, 0, 1LL << 32);
         else if (strcmp(a, "--skip") == 0)
-            o->skip = parse_ll(a, v, 0, 1LL << 40);
+            o->skip = cli_parse_ll("dataset partition", a, v, 0, 1LL << 40);
         else if (strcmp(a, "--label-column") == 0)
             o->label_column = v;
         else if (strcmp(a, "--input") == 0) {
-            struct ud_shape *s = &o->input;
-            if (sscanf(v, "%d,%d,%d", &s->c, &s->h, &s->w) != 3 || s->c <= 0 || s->h <= 0 ||
-                s->w <= 0 || s->c > 4 || s->h > UD_MAX_DIM || s->w > UD_MAX_DIM)
-                die(2, "--input: expected C,H,W (C 1..4), e.g. 1,28,28 or 3,64,64");
+            cli_parse_shape("dataset partition", v, &o->input);
         }
     }
     if (!o->data || o->clients < 0 || !o->scheme_s || !o->out || !o->seed_set)
-        die(2, "--data, --clients, --scheme, --seed and --out are required\nusage: " PART_USAGE);
+        cli_die("dataset partition", 2,
+                "--data, --clients, --scheme, --seed and --out are required\nusage: " PART_USAGE);
 }
 
 /* ---- Output directory ---- */
@@ -152,18 +120,6 @@ static void parse_args(int argc, char **argv, struct part_opts *o)
 static int is_client_entry(const char *name)
 {
     return strncmp(name, "client-", 7) == 0 || strncmp(name, ".tmp-client-", 12) == 0;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)ftw;
-    return flag == FTW_DP ? rmdir(path) : unlink(path);
-}
-
-static int rm_tree(const char *path)
-{
-    return nftw(path, rm_entry, 32, FTW_DEPTH | FTW_PHYS);
 }
 
 /* Checks DIR: absent (created), empty, or an earlier partition (its client directories and
@@ -174,17 +130,17 @@ static void prepare_out(const char *dir, int *replacing)
     struct stat st;
     if (stat(dir, &st) != 0) {
         if (errno != ENOENT || mkdir(dir, 0777) != 0)
-            die(1, "--out %s: %s", dir, strerror(errno));
+            cli_die("dataset partition", 1, "--out %s: %s", dir, strerror(errno));
         return;
     }
     if (!S_ISDIR(st.st_mode))
-        die(1, "--out %s exists and is not a directory", dir);
+        cli_die("dataset partition", 1, "--out %s exists and is not a directory", dir);
     char pj[4200];
     snprintf(pj, sizeof pj, "%s/partition.json", dir);
     int has_pj = access(pj, F_OK) == 0;
     DIR *d = opendir(dir);
     if (!d)
-        die(1, "--out %s: %s", dir, strerror(errno));
+        cli_die("dataset partition", 1, "--out %s: %s", dir, strerror(errno));
     struct dirent *ent;
     int foreign = 0;
     char first[256] = "";
@@ -201,16 +157,16 @@ static void prepare_out(const char *dir, int *replacing)
     }
     closedir(d);
     if (foreign && !has_pj)
-        die(1,
-            "--out %s exists and is not empty (it holds '%s'%s) and has no partition.json, so "
-            "it is not an earlier partition: refusing to write into it; choose a new directory "
-            "or empty it",
-            dir, first, foreign > 1 ? " and more" : "");
+        cli_die("dataset partition", 1,
+                "--out %s exists and is not empty (it holds '%s'%s) and has no partition.json, so "
+                "it is not an earlier partition: refusing to write into it; choose a new directory "
+                "or empty it",
+                dir, first, foreign > 1 ? " and more" : "");
     if (foreign)
-        die(1,
-            "--out %s holds an earlier partition but also '%s'%s, which a partition does not "
-            "write: refusing to replace it; move that away or choose a new directory",
-            dir, first, foreign > 1 ? " and more" : "");
+        cli_die("dataset partition", 1,
+                "--out %s holds an earlier partition but also '%s'%s, which a partition does not "
+                "write: refusing to replace it; move that away or choose a new directory",
+                dir, first, foreign > 1 ? " and more" : "");
     *replacing = has_pj;
     /* Leftover temporaries of an interrupted run go now. */
     d = opendir(dir);
@@ -218,7 +174,8 @@ static void prepare_out(const char *dir, int *replacing)
         if (strncmp(ent->d_name, ".tmp-client-", 12) == 0) {
             char p[4400];
             snprintf(p, sizeof p, "%s/%s", dir, ent->d_name);
-            rm_tree(p);
+            struct ud_err e = {0};
+            ud_file_remove_tree(p, false, NULL, &e); /* one that stays fails its mkdir */
         }
     }
     if (d)
@@ -230,15 +187,16 @@ static void remove_old(const char *dir)
 {
     DIR *d = opendir(dir);
     if (!d)
-        die(1, "--out %s: %s", dir, strerror(errno));
+        cli_die("dataset partition", 1, "--out %s: %s", dir, strerror(errno));
     struct dirent *ent;
     while ((ent = readdir(d))) {
         if (strncmp(ent->d_name, "client-", 7) != 0 && strcmp(ent->d_name, "partition.json") != 0)
             continue;
         char p[4400];
         snprintf(p, sizeof p, "%s/%s", dir, ent->d_name);
-        if (rm_tree(p) != 0)
-            die(1, "cannot remove %s of the earlier partition: %s", p, strerror(errno));
+        struct ud_err e = {0};
+        if (ud_file_remove_tree(p, false, NULL, &e) != 0)
+            cli_die("dataset partition", 1, "cannot remove the earlier partition: %s", e.msg);
     }
     closedir(d);
 }
@@ -287,19 +245,20 @@ static void write_file(const char *path, const void *data, size_t len)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (fd < 0)
-        die(1, "cannot create %s: %s", path, strerror(errno));
+        cli_die("dataset partition", 1, "cannot create %s: %s", path, strerror(errno));
     const uint8_t *p = data;
     while (len) {
         ssize_t w = write(fd, p, len);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
-            die(1, "cannot write %s: %s", path, w < 0 ? strerror(errno) : "short write");
+            cli_die("dataset partition", 1, "cannot write %s: %s", path,
+                    w < 0 ? strerror(errno) : "short write");
         p += w;
         len -= (size_t)w;
     }
     if (close(fd) != 0)
-        die(1, "cannot write %s: %s", path, strerror(errno));
+        cli_die("dataset partition", 1, "cannot write %s: %s", path, strerror(errno));
 }
 
 static void csv_field(FILE *f, const char *s)
@@ -318,13 +277,6 @@ static void csv_field(FILE *f, const char *s)
 }
 
 /* ---- The command ---- */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* What the writer threads share (read-only) and what each does: clients first, first+step... */
 struct writer {
@@ -355,20 +307,20 @@ static void write_client(const struct writer *w, uint32_t k, char *tmp, char *pa
     struct ud_shape sh = ud_dataset_shape(ds);
     snprintf(tmp, w->plen, "%s/.tmp-client-%03u", w->o->out, k);
     if (mkdir(tmp, 0777) != 0)
-        die(1, "cannot create %s: %s", tmp, strerror(errno));
+        cli_die("dataset partition", 1, "cannot create %s: %s", tmp, strerror(errno));
     if (strcmp(w->format, "png") == 0) {
         for (int c = 0; c < w->C; c++) {
             if (!w->counts[(size_t)k * (size_t)w->C + (size_t)c])
                 continue; /* the loader refuses empty class folders */
             snprintf(path, w->plen, "%s/%s", tmp, w->cdir[c]);
             if (mkdir(path, 0777) != 0)
-                die(1, "cannot create %s: %s", path, strerror(errno));
+                cli_die("dataset partition", 1, "cannot create %s: %s", path, strerror(errno));
         }
         for (size_t j = w->off[k]; j < w->off[k + 1]; j++) {
             uint32_t i = w->idx[j];
             snprintf(path, w->plen, "%s/%s/%0*u.png", tmp, w->cdir[w->labels[i]], w->digits, i);
             if (png_encode(ud_dataset_pixels(ds, i), sh, rows, mb))
-                die(1, "cannot encode %s (out of memory)", path);
+                cli_die("dataset partition", 1, "cannot encode %s (out of memory)", path);
             write_file(path, mb->p, mb->len);
         }
         return;
@@ -376,7 +328,7 @@ static void write_client(const struct writer *w, uint32_t k, char *tmp, char *pa
     snprintf(path, w->plen, "%s/data.csv", tmp);
     FILE *f = fopen(path, "w");
     if (!f)
-        die(1, "cannot create %s: %s", path, strerror(errno));
+        cli_die("dataset partition", 1, "cannot create %s: %s", path, strerror(errno));
     for (size_t d = 0; d < isize; d++)
         fprintf(f, "f%zu,", d);
     fputs("label\n", f);
@@ -389,7 +341,7 @@ static void write_client(const struct writer *w, uint32_t k, char *tmp, char *pa
         putc('\n', f);
     }
     if (fflush(f) != 0 || ferror(f) || fclose(f) != 0)
-        die(1, "cannot write %s: %s", path, strerror(errno));
+        cli_die("dataset partition", 1, "cannot write %s: %s", path, strerror(errno));
 }
 
 static void *writer_run(void *arg)
@@ -402,7 +354,7 @@ static void *writer_run(void *arg)
     float *fx = malloc(sizeof *fx * (isize ? isize : 1));
     struct membuf mb = {0};
     if (!tmp || !path || !rows || !fx)
-        die(1, "out of memory");
+        cli_die("dataset partition", 1, "out of memory");
     for (uint32_t k = j->first; k < w->K; k += j->step)
         write_client(w, k, tmp, path, rows, fx, &mb);
     free(mb.p);
@@ -420,73 +372,82 @@ static int cmd_partition(int argc, char **argv)
     struct ud_err e = {0};
     struct ud_partition_scheme scheme;
     if (ud_partition_scheme_parse(o.scheme_s, &scheme, &e))
-        die(2, "--scheme: %s", e.msg);
-    double t0 = now_s();
+        cli_die("dataset partition", 2, "--scheme: %s", e.msg);
+    double t0 = ud_clock_mono();
     /* libpng's deflate state (~300 KB) per image would otherwise be an mmap and munmap each
      * time, with fresh zeroed pages (measured: 12 s of Fashion-MNIST's 60,000 PNGs became 8). */
     mallopt(M_MMAP_THRESHOLD, 8 << 20);
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
 
-    struct ud_load_opts lo = {
-        .shape = o.input, .skip_bad = o.skip_bad, .label_column = o.label_column, .warn = warn_cb};
+    struct ud_load_opts lo = {.shape = o.input,
+                              .skip_bad = o.skip_bad,
+                              .label_column = o.label_column,
+                              .warn = cli_warn,
+                              .warn_user = (void *)"dataset partition"};
     ud_dataset_t *ds = ud_dataset_load(o.data, &lo, &e);
     if (!ds)
-        die(1, "%s", e.msg);
+        cli_die("dataset partition", 1, "%s", e.msg);
     size_t n = ud_dataset_count(ds);
     int C = ud_dataset_num_classes(ds);
     struct ud_shape sh = ud_dataset_shape(ds);
     int is_u8 = ud_dataset_pixels(ds, 0) != NULL;
     const char *format = o.format ? o.format : is_u8 ? "png" : "csv";
     if (strcmp(format, "png") == 0 && !is_u8)
-        die(2, "--format png: %s holds numeric features, not images; use --format csv", o.data);
+        cli_die("dataset partition", 2,
+                "--format png: %s holds numeric features, not images; use --format csv", o.data);
     if (strcmp(format, "csv") == 0 && is_u8)
-        die(2, "--format csv: %s holds images; partitions of images are written as PNG", o.data);
+        cli_die("dataset partition", 2,
+                "--format csv: %s holds images; partitions of images are written as PNG", o.data);
     if (is_u8 && sh.c != 1 && sh.c != 3)
-        die(2, "%s: %d channels; PNG output takes 1 (grey) or 3 (RGB) (use --input 1,H,W or 3,H,W)",
+        cli_die(
+            "dataset partition", 2,
+            "%s: %d channels; PNG output takes 1 (grey) or 3 (RGB) (use --input 1,H,W or 3,H,W)",
             o.data, sh.c);
     /* --skip N leaves out the first N samples: those a cluster job took with max_samples N. */
     size_t skip = (size_t)o.skip;
     if (skip >= n)
-        die(2, "--skip %zu: %s has only %zu samples", skip, o.data, n);
+        cli_die("dataset partition", 2, "--skip %zu: %s has only %zu samples", skip, o.data, n);
     size_t all = n;
     n -= skip;
     uint32_t K = (uint32_t)o.clients;
     if ((size_t)K > n)
-        die(2, "--clients %u: %s has only %zu samples%s; each client needs at least one", K, o.data,
-            n, skip ? " after --skip" : "");
+        cli_die("dataset partition", 2,
+                "--clients %u: %s has only %zu samples%s; each client needs at least one", K,
+                o.data, n, skip ? " after --skip" : "");
 
     int32_t *labels = malloc(sizeof *labels * all); /* by position in SRC */
     uint32_t *client = malloc(sizeof *client * (n ? n : 1));
     size_t *off = malloc(sizeof *off * ((size_t)K + 1));
     if (!labels || !client || !off)
-        die(1, "out of memory");
+        cli_die("dataset partition", 1, "out of memory");
     for (size_t i = 0; i < all; i++)
         labels[i] = ud_dataset_label(ds, i);
     int rc = ud_partition_assign(labels + skip, n, C, K, &scheme, (uint64_t)o.seed,
                                  (size_t)o.min_size, client, &e);
     if (rc)
-        die(rc == UD_EINVAL ? 2 : 1, "%s", e.msg);
+        cli_die("dataset partition", rc == UD_EINVAL ? 2 : 1, "%s", e.msg);
     uint32_t *idx;
     if (ud_partition_group(client, n, K, off, &idx, &e))
-        die(1, "%s", e.msg);
+        cli_die("dataset partition", 1, "%s", e.msg);
     for (size_t j = 0; j < n; j++) /* positions in SRC */
         idx[j] += (uint32_t)skip;
     uint64_t *counts = calloc((size_t)K * (size_t)C, sizeof *counts);
     if (!counts)
-        die(1, "out of memory");
+        cli_die("dataset partition", 1, "out of memory");
     for (size_t i = 0; i < n; i++)
         counts[(size_t)client[i] * (size_t)C + (size_t)labels[skip + i]]++;
-    double t_assign = now_s();
+    double t_assign = ud_clock_mono();
 
     /* Class folder names (ud_class_dir_name keeps distinct names distinct). */
     char **cdir = calloc((size_t)C, sizeof *cdir);
     if (!cdir)
-        die(1, "out of memory");
+        cli_die("dataset partition", 1, "out of memory");
     for (int c = 0; c < C; c++) {
         if (!(cdir[c] = ud_class_dir_name(ud_dataset_class_name(ds, c))))
-            die(1, "out of memory");
+            cli_die("dataset partition", 1, "out of memory");
         if (is_u8 && !cdir[c][0])
-            die(1, "%s: class %d has an empty name, which no folder can carry", o.data, c);
+            cli_die("dataset partition", 1,
+                    "%s: class %d has an empty name, which no folder can carry", o.data, c);
     }
 
     int replacing;
@@ -502,7 +463,7 @@ static int cmd_partition(int argc, char **argv)
     size_t plen = strlen(o.out) + maxc + 96;
     char *path = malloc(plen), *tmp = malloc(plen), *fin = malloc(plen);
     if (!path || !tmp || !fin)
-        die(1, "out of memory");
+        cli_die("dataset partition", 1, "out of memory");
     struct writer w = {.o = &o,
                        .ds = ds,
                        .format = format,
@@ -524,7 +485,7 @@ static int cmd_partition(int argc, char **argv)
     for (int t = 0; t < nthreads; t++) {
         jobs[t] = (struct writer_job){.w = &w, .first = (uint32_t)t, .step = (uint32_t)nthreads};
         if (t > 0 && pthread_create(&th[t], NULL, writer_run, &jobs[t]) != 0)
-            die(1, "cannot start a writer thread");
+            cli_die("dataset partition", 1, "cannot start a writer thread");
     }
     writer_run(&jobs[0]);
     for (int t = 1; t < nthreads; t++)
@@ -536,7 +497,8 @@ static int cmd_partition(int argc, char **argv)
         snprintf(tmp, plen, "%s/.tmp-client-%03u", o.out, k);
         snprintf(fin, plen, "%s/client-%03u", o.out, k);
         if (rename(tmp, fin) != 0)
-            die(1, "cannot rename %s to %s: %s", tmp, fin, strerror(errno));
+            cli_die("dataset partition", 1, "cannot rename %s to %s: %s", tmp, fin,
+                    strerror(errno));
     }
 
     char sbuf[64];
@@ -545,7 +507,7 @@ static int cmd_partition(int argc, char **argv)
     size_t jlen = 0;
     FILE *jf = open_memstream(&json, &jlen);
     if (!jf)
-        die(1, "out of memory");
+        cli_die("dataset partition", 1, "out of memory");
     fprintf(jf, "{\"source\":");
     ud_json_str(jf, o.data);
     fprintf(jf, ",\"scheme\":");
@@ -571,8 +533,8 @@ static int cmd_partition(int argc, char **argv)
     fclose(jf);
     snprintf(path, plen, "%s/partition.json", o.out);
     if (ud_file_write_atomic(path, json, jlen, &e))
-        die(1, "%s", e.msg);
-    double t_end = now_s();
+        cli_die("dataset partition", 1, "%s", e.msg);
+    double t_end = ud_clock_mono();
 
     if (o.json) {
         fputs(json, stdout);

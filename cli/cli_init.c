@@ -5,8 +5,6 @@
  *  the worker initialises it, the dataset's class names as labels, and the worker's update
  *  defaults. The same arguments give the same parameters (params_sha256).
  */
-#include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,24 +14,6 @@
 #include "updraft/ud_model.h"
 #include "updraft/ud_optim.h"
 #include "updraft/ud_udm.h"
-
-static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
-static void die(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("updraft init: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(code);
-}
-
-static void warn_cb(void *user, const char *msg)
-{
-    (void)user;
-    fprintf(stderr, "updraft init: warning: %s\n", msg);
-}
 
 #define INIT_USAGE                                                                                 \
     "updraft init --arch mlp|cnn|SPEC --data SRC --out MODEL.udm [--input C,H,W] [--seed N]\n"     \
@@ -62,21 +42,11 @@ int cli_init_main(int argc, char **argv)
         } else if (strcmp(a, "--updatable") == 0 && has) {
             updatable = argv[++i];
             if (strcmp(updatable, "all") && strcmp(updatable, "last") && strcmp(updatable, "none"))
-                die(2, "--updatable: '%s' is not all, last or none", updatable);
+                cli_die("init", 2, "--updatable: '%s' is not all, last or none", updatable);
         } else if (strcmp(a, "--seed") == 0 && has) {
-            const char *s = argv[++i];
-            char *end;
-            errno = 0;
-            long long v = strtoll(s, &end, 10);
-            if (errno || end == s || *end || v < 0 || v > (1LL << 62))
-                die(2, "--seed: '%s' must be a whole number in [0, 2^62]", s);
-            seed = (uint64_t)v;
+            seed = (uint64_t)cli_parse_ll("init", a, argv[++i], 0, 1LL << 62);
         } else if (strcmp(a, "--input") == 0 && has) {
-            const char *s = argv[++i];
-            if (sscanf(s, "%d,%d,%d", &input.c, &input.h, &input.w) != 3 || input.c <= 0 ||
-                input.h <= 0 || input.w <= 0 || input.c > 4 || input.h > UD_MAX_DIM ||
-                input.w > UD_MAX_DIM)
-                die(2, "--input: expected C,H,W (C 1..4), e.g. 1,28,28 or 3,64,64");
+            cli_parse_shape("init", argv[++i], &input);
         } else if (strcmp(a, "--skip-bad") == 0) {
             skip_bad = 1;
         } else if (a[0] == '-' && !has && strncmp(a, "--", 2) == 0 &&
@@ -84,34 +54,35 @@ int cli_init_main(int argc, char **argv)
                     strcmp(a, "--out") == 0 || strcmp(a, "--name") == 0 ||
                     strcmp(a, "--updatable") == 0 || strcmp(a, "--seed") == 0 ||
                     strcmp(a, "--input") == 0)) {
-            die(2, "%s needs a value\nusage: " INIT_USAGE, a);
+            cli_die("init", 2, "%s needs a value\nusage: " INIT_USAGE, a);
         } else {
-            die(2, "unknown argument '%s'\nusage: " INIT_USAGE, a);
+            cli_die("init", 2, "unknown argument '%s'\nusage: " INIT_USAGE, a);
         }
     }
     if (!arch_opt || !data || !out)
-        die(2, "--arch, --data and --out are required\nusage: " INIT_USAGE);
+        cli_die("init", 2, "--arch, --data and --out are required\nusage: " INIT_USAGE);
 
     struct ud_err e = {0};
     struct ud_arch arch;
     int preset;
     if (ud_arch_from_option(arch_opt, &arch, &preset, &e))
-        die(1, "%s", e.msg);
+        cli_die("init", 1, "%s", e.msg);
     if (!preset && input.c == 0)
         input = arch.input; /* the spec's input shape sizes the images */
-    struct ud_load_opts lo = {.shape = input, .skip_bad = skip_bad, .warn = warn_cb};
+    struct ud_load_opts lo = {
+        .shape = input, .skip_bad = skip_bad, .warn = cli_warn, .warn_user = (void *)"init"};
     ud_dataset_t *ds = ud_dataset_load(data, &lo, &e);
     if (!ds)
-        die(1, "%s", e.msg);
+        cli_die("init", 1, "%s", e.msg);
     int nclasses = ud_dataset_num_classes(ds);
     if (ud_arch_fit_data(arch_opt, preset, data, ud_dataset_shape(ds), nclasses, &arch, &e))
-        die(1, "%s", e.msg);
+        cli_die("init", 1, "%s", e.msg);
     ud_model_t *m = ud_model_new(&arch, &e);
     if (!m)
-        die(1, "%s", e.msg);
+        cli_die("init", 1, "%s", e.msg);
     ud_model_init_params(m, seed);
     if (ud_model_set_labels(m, ud_dataset_classes(ds), nclasses, &e))
-        die(1, "%s", e.msg);
+        cli_die("init", 1, "%s", e.msg);
 
     /* Which layers a device may update (Core ML's isUpdatable). */
     int last = -1;
@@ -148,7 +119,7 @@ int cli_init_main(int argc, char **argv)
         ud_metadata_set_additional(md, "seed", seedbuf) ||
         ud_metadata_set_additional(md, "updatable", updatable) ||
         ud_metadata_set_additional(md, "created_by", "updraft init " UD_VERSION_STRING))
-        die(1, "out of memory");
+        cli_die("init", 1, "out of memory");
     ud_dataset_destroy(&ds);
 
     int rc = ud_udm_write(m, out, &e);
@@ -157,7 +128,7 @@ int cli_init_main(int argc, char **argv)
     size_t nparams = ud_model_param_count(m);
     ud_model_destroy(&m);
     if (rc)
-        die(1, "%s", e.msg);
+        cli_die("init", 1, "%s", e.msg);
     printf("wrote %s: untrained %s, %zu parameters, %d classes, seed %llu, params_sha256 %s\n", out,
            arch_opt, nparams, nclasses, (unsigned long long)seed, sha);
     return 0;

@@ -60,14 +60,6 @@ static int fail(int code, const char *what, const struct ud_err *e)
     return code;
 }
 
-static int usage_error(const char *fmt, const char *arg)
-{
-    fputs("updraft: ", stderr);
-    fprintf(stderr, fmt, arg ? arg : "");
-    fputs(" (see updraft --help)\n", stderr);
-    return 2;
-}
-
 /* Options shared by the commands: --type, --key, --out, --force, and one positional file. */
 struct key_opts {
     const char *type, *key, *out, *file;
@@ -105,14 +97,14 @@ static int parse(const char *cmd, int argc, char **argv, struct key_opts *o)
             cli_keys_usage(stdout);
             exit(0);
         case ':':
-            return usage_error("%s: an option needs a value", cmd);
+            return cli_usage_error("%s: an option needs a value", cmd);
         default:
-            return usage_error("%s: unknown option", cmd);
+            return cli_usage_error("%s: unknown option", cmd);
         }
     }
     for (int i = optind; i < argc + 1; i++) {
         if (o->file)
-            return usage_error("one file at a time ('%s')", av[i]);
+            return cli_usage_error("one file at a time ('%s')", av[i]);
         o->file = av[i];
     }
     return 0;
@@ -122,7 +114,7 @@ static int keys_generate(struct key_opts *o)
 {
     enum ud_key_type t;
     if (!o->type || !o->out)
-        return usage_error("%s", "keys generate --type sign|model|curve --out PATH [--force]");
+        return cli_usage_error("%s", "keys generate --type sign|model|curve --out PATH [--force]");
     if (strcmp(o->type, "sign") == 0)
         t = UD_KEY_SIGN_SECRET;
     else if (strcmp(o->type, "model") == 0)
@@ -130,7 +122,7 @@ static int keys_generate(struct key_opts *o)
     else if (strcmp(o->type, "curve") == 0)
         t = UD_KEY_CURVE_SECRET;
     else
-        return usage_error("keys generate: --type is sign, model or curve, not '%s'", o->type);
+        return cli_usage_error("keys generate: --type is sign, model or curve, not '%s'", o->type);
     struct ud_err e = {0};
     struct ud_key k, p;
     int rc = ud_key_generate(t, &k, &e);
@@ -155,7 +147,7 @@ static int keys_generate(struct key_opts *o)
 static int keys_show(struct key_opts *o)
 {
     if (!o->file)
-        return usage_error("%s", "keys show KEYFILE");
+        return cli_usage_error("%s", "keys show KEYFILE");
     struct ud_err e = {0};
     char *text = NULL;
     size_t len = 0;
@@ -204,7 +196,7 @@ static int rewrite(const char *what, const struct key_opts *o, const struct ud_k
 static int keys_sign(struct key_opts *o)
 {
     if (!o->key || !o->file)
-        return usage_error("%s", "keys sign --key SIGN.key MODEL [--out OUT]");
+        return cli_usage_error("%s", "keys sign --key SIGN.key MODEL [--out OUT]");
     struct ud_err e = {0};
     struct ud_key k;
     if (ud_key_read(o->key, UD_KEY_SIGN_SECRET, &k, &e))
@@ -219,7 +211,7 @@ static int keys_sign(struct key_opts *o)
 static int keys_verify(struct key_opts *o)
 {
     if (!o->key || !o->file)
-        return usage_error("%s", "keys verify --key SIGN.pub MODEL");
+        return cli_usage_error("%s", "keys verify --key SIGN.pub MODEL");
     struct ud_err e = {0};
     struct ud_key k;
     if (ud_key_read(o->key, UD_KEY_SIGN_PUBLIC, &k, &e))
@@ -268,7 +260,7 @@ static int crypt_cmd(const char *cmd, int argc, char **argv)
     if (rc)
         return rc;
     if (!o.key || !o.file || !o.out)
-        return usage_error("%s --key MODEL.key MODEL --out OUT", cmd);
+        return cli_usage_error("%s --key MODEL.key MODEL --out OUT", cmd);
     struct ud_err e = {0};
     struct ud_key k;
     if (ud_key_read(o.key, UD_KEY_MODEL, &k, &e))
@@ -284,7 +276,7 @@ static int crypt_cmd(const char *cmd, int argc, char **argv)
 int cli_keys_main(int argc, char **argv)
 {
     if (argc < 1)
-        return usage_error("%s", "keys generate|show|sign|verify ...");
+        return cli_usage_error("%s", "keys generate|show|sign|verify ...");
     struct key_opts o;
     int rc = parse("keys", argc - 1, argv + 1, &o);
     if (rc)
@@ -297,7 +289,7 @@ int cli_keys_main(int argc, char **argv)
         return keys_sign(&o);
     if (strcmp(argv[0], "verify") == 0)
         return keys_verify(&o);
-    return usage_error("keys: unknown subcommand '%s' (generate, show, sign, verify)", argv[0]);
+    return cli_usage_error("keys: unknown subcommand '%s' (generate, show, sign, verify)", argv[0]);
 }
 
 int cli_encrypt_main(int argc, char **argv)

@@ -15,6 +15,8 @@
 
 #include "cli.h"
 #include "updraft/ud_kernels.h"
+#include "updraft/ud_model.h"
+#include "updraft/ud_num.h"
 
 void cli_die(const char *cmd, int code, const char *fmt, ...)
 {
@@ -25,6 +27,40 @@ void cli_die(const char *cmd, int code, const char *fmt, ...)
     fputc('\n', stderr);
     va_end(ap);
     exit(code);
+}
+
+int cli_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("updraft: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs(" (see updraft --help)\n", stderr);
+    va_end(ap);
+    return 2;
+}
+
+void cli_warn(void *cmd, const char *msg)
+{
+    const char *c = cmd;
+    fprintf(stderr, "updraft%s%s: warning: %s\n", c ? " " : "", c ? c : "", msg);
+}
+
+void cli_parse_shape(const char *cmd, const char *text, struct ud_shape *s)
+{
+    if (sscanf(text, "%d,%d,%d", &s->c, &s->h, &s->w) != 3 || s->c <= 0 || s->h <= 0 || s->w <= 0 ||
+        s->c > 4 || s->h > UD_MAX_DIM || s->w > UD_MAX_DIM)
+        cli_die(cmd, 2, "--input: expected C,H,W (C 1..4), e.g. 1,28,28 or 3,64,64");
+}
+
+long long cli_parse_ll(const char *cmd, const char *opt, const char *text, long long lo,
+                       long long hi)
+{
+    struct ud_err e = {0};
+    long long v = 0;
+    if (ud_num_ll(opt, text, lo, hi, &v, &e))
+        cli_die(cmd, 2, "%s", e.msg);
+    return v;
 }
 
 static void usage(FILE *f)

@@ -11,9 +11,7 @@
  *                                              init(checkpoint:)); CHECKPOINT is a checkpoint
  *                                              directory or a session (its newest complete one)
  */
-#include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -247,12 +245,6 @@ int cli_info_main(int argc, char **argv)
 
 /* ---------------------------------------------------------------------------------- eval */
 
-static void warn_cb(void *user, const char *msg)
-{
-    (void)user;
-    fprintf(stderr, "updraft: warning: %s\n", msg);
-}
-
 int cli_eval_main(int argc, char **argv)
 {
     const char *path = NULL, *data = NULL;
@@ -276,7 +268,7 @@ int cli_eval_main(int argc, char **argv)
     ud_model_t *m = load_model(path);
     struct ud_err e = {0};
     struct ud_load_opts lo = {
-        .shape = ud_model_arch(m)->input, .skip_bad = skip_bad, .warn = warn_cb};
+        .shape = ud_model_arch(m)->input, .skip_bad = skip_bad, .warn = cli_warn};
     ud_dataset_t *ds = ud_dataset_load(data, &lo, &e);
     if (!ds)
         cli_die(NULL, 1, "%s", e.msg);

@@ -12,6 +12,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -23,20 +24,17 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "updraft/ud_clock.h"
 #include "updraft/ud_error.h"
+#include "updraft/ud_file.h"
 #include "updraft/ud_limits.h"
 #include "updraft/ud_net.h"
 #include "updraft/ud_net_curl.h"
+#include "updraft/ud_num.h"
 
 #define DEFAULT_URL   "http://127.0.0.1:8470"
 #define MAX_REPLY     (64u << 20) /* JSON answers; model files go to disk */
 #define WAIT_INTERVAL 1.0
-/* The coordinator's limits (coord_fed_http.c, coord_fed.h; the CLI does not link the service):
- * a spec is read up to one byte more, so that an oversized one reaches the server, which
- * answers 413 with its limit; a model file over the limit is refused before it is sent. */
-#define FED_SPEC_MAX   UD_LIMIT_FED_SPEC_BYTES
-#define MODEL_PUSH_MAX UD_LIMIT_MODEL_PUSH_BYTES
-
 struct opts {
     char url[1024];
     char token[1024];
@@ -59,13 +57,6 @@ struct reply {
     CURL *curl;
     json_t *json;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void reply_free(struct reply *r)
 {
@@ -461,34 +452,24 @@ static int cmd_job_show(const struct opts *o, const char *id)
     return ret;
 }
 
-/* The whole of a file (or stdin for "-"), at most limit bytes plus one (so that an oversized
- * spec reaches the server, which says 413). */
-static char *read_spec(const char *file, size_t limit, size_t *len)
+/* The whole of a file (or stdin for "-"), at most limit bytes (the coordinator's, ud_limits.h);
+ * NULL (printed) when it cannot be read or is larger. The caller frees. */
+static char *read_body(const char *file, size_t limit, size_t *len)
 {
-    FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "rb");
-    if (!f) {
-        fprintf(stderr, "updraft: %s: %s\n", file, strerror(errno));
-        return NULL;
-    }
-    char *buf = malloc(limit + 2);
-    size_t n = buf ? fread(buf, 1, limit + 1, f) : 0;
-    int bad = !buf || ferror(f);
-    if (f != stdin)
-        fclose(f);
-    if (bad) {
-        fprintf(stderr, "updraft: %s: cannot read\n", file);
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
+    struct ud_err e = {0};
+    char *buf = NULL;
+    int rc = ud_file_read(strcmp(file, "-") == 0 ? "/dev/stdin" : file, limit, &buf, len, &e);
+    if (rc == UD_ELIMIT)
+        fprintf(stderr, "updraft: %s: over the coordinator's limit of %zu bytes\n", file, limit);
+    else if (rc)
+        fprintf(stderr, "updraft: %s\n", e.msg);
+    return rc ? NULL : buf;
 }
 
 static int cmd_job_submit(const struct opts *o, const char *file)
 {
     size_t len;
-    char *spec = read_spec(file, UD_LIMIT_JOB_SPEC_BYTES, &len);
+    char *spec = read_body(file, UD_LIMIT_JOB_SPEC_BYTES, &len);
     if (!spec)
         return 1;
     struct reply r;
@@ -540,7 +521,7 @@ static int cmd_job_wait(const struct opts *o, const char *id)
 {
     char path[1024] = "/v1/jobs", last[256] = "";
     path_seg(path, sizeof path, id);
-    double deadline = o->timeout > 0 ? now_s() + o->timeout : INFINITY;
+    double deadline = o->timeout > 0 ? ud_clock_mono() + o->timeout : INFINITY;
     int unreachable = 0;
     for (;;) {
         struct reply r;
@@ -578,7 +559,7 @@ static int cmd_job_wait(const struct opts *o, const char *id)
             return ret;
         }
         reply_free(&r);
-        double left = deadline - now_s();
+        double left = deadline - ud_clock_mono();
         if (left <= 0) {
             fprintf(stderr, "updraft: timed out after %g s waiting for %s\n", o->timeout, id);
             return 1;
@@ -756,53 +737,6 @@ static int cmd_model_pull(const struct opts *o, const char *ref)
 
 /* ------------------------------------------------------------------ federations */
 
-/* The whole of a file, read to its end; NULL (printed) when it cannot be read or holds more
- * than limit bytes. The caller frees. */
-static char *read_file_all(const char *file, size_t limit, size_t *len)
-{
-    FILE *f = fopen(file, "rb");
-    if (!f) {
-        fprintf(stderr, "updraft: %s: %s\n", file, strerror(errno));
-        return NULL;
-    }
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    int bad = 0;
-    for (;;) {
-        if (n == cap) {
-            if (n > limit)
-                break;
-            size_t want = cap ? 2 * cap : 1 << 20;
-            want = want > limit + 1 ? limit + 1 : want;
-            char *p = realloc(buf, want + 1);
-            if (!p) {
-                bad = 1;
-                break;
-            }
-            buf = p;
-            cap = want;
-        }
-        size_t k = fread(buf + n, 1, cap - n, f);
-        n += k;
-        if (k == 0)
-            break;
-    }
-    bad = bad || ferror(f);
-    fclose(f);
-    if (bad || n > limit) {
-        if (n > limit)
-            fprintf(stderr, "updraft: %s: over the coordinator's limit of %zu bytes\n", file,
-                    limit);
-        else
-            fprintf(stderr, "updraft: %s: cannot read\n", file);
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 static int cmd_model_push(const struct opts *o, const char *file)
 {
     if (!o->name || !*o->name) {
@@ -810,7 +744,7 @@ static int cmd_model_push(const struct opts *o, const char *file)
         return 2;
     }
     size_t len;
-    char *bytes = read_file_all(file, MODEL_PUSH_MAX, &len);
+    char *bytes = read_body(file, UD_LIMIT_MODEL_PUSH_BYTES, &len);
     if (!bytes)
         return 1;
     char path[1024] = "/v1/models";
@@ -839,7 +773,7 @@ static const char *fmt_age(double t, char *buf, size_t n)
     if (!isfinite(t) || t <= 0)
         return "never";
     char d[32];
-    double age = now_s() - t;
+    double age = ud_clock_wall() - t; /* t: the server's wall clock */
     snprintf(buf, n, "%s ago", fmt_duration(age < 0 ? 0 : age, d, sizeof d));
     return buf;
 }
@@ -1014,7 +948,7 @@ static int cmd_devices_add(const struct opts *o)
 static int cmd_fed_start(const struct opts *o, const char *file)
 {
     size_t len;
-    char *spec = read_spec(file, FED_SPEC_MAX, &len);
+    char *spec = read_body(file, UD_LIMIT_FED_SPEC_BYTES, &len);
     if (!spec)
         return 1;
     struct reply r;
@@ -1145,7 +1079,7 @@ static void show_federation(json_t *f)
         const char *msg = str(r, "message");
         char open[96];
         if (strcmp(state, "OPEN") == 0 && !json_is_string(json_object_get(r, "message"))) {
-            double left = num(r, "deadline") - now_s();
+            double left = num(r, "deadline") - ud_clock_wall();
             snprintf(open, sizeof open, "deadline in %s",
                      fmt_duration(left < 0 ? 0 : left, b1, sizeof b1));
             msg = open;
@@ -1228,7 +1162,7 @@ static int cmd_fed_wait(const struct opts *o, const char *id)
 {
     char path[1024];
     fed_path(path, sizeof path, id, NULL);
-    double deadline = o->timeout > 0 ? now_s() + o->timeout : INFINITY;
+    double deadline = o->timeout > 0 ? ud_clock_mono() + o->timeout : INFINITY;
     int unreachable = 0;
     long long done = 0;
     for (;;) {
@@ -1266,7 +1200,7 @@ static int cmd_fed_wait(const struct opts *o, const char *id)
             return ret;
         }
         reply_free(&r);
-        double left = deadline - now_s();
+        double left = deadline - ud_clock_mono();
         if (left <= 0) {
             fprintf(stderr, "updraft: timed out after %g s waiting for federation %s\n", o->timeout,
                     id);
@@ -1329,14 +1263,6 @@ void cli_remote_usage(FILE *f)
         f);
 }
 
-static int usage_error(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "updraft: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (see updraft --help)\n");
-    return 2;
-}
-
 static int read_token_file(const char *file, char *buf, size_t n)
 {
     FILE *f = fopen(file, "r");
@@ -1378,7 +1304,7 @@ int cli_remote_main(int argc, char **argv)
                     strcmp(a, "--name") == 0 || strcmp(a, "--count") == 0 ||
                     strcmp(a, "--cacert") == 0 || strcmp(a, "--pin") == 0;
         if (takes && !v)
-            return usage_error("%s needs a value", a);
+            return cli_usage_error("%s needs a value", a);
         if (strcmp(a, "--json") == 0)
             o.json = 1;
         else if (strcmp(a, "--url") == 0)
@@ -1403,22 +1329,19 @@ int cli_remote_main(int argc, char **argv)
         else if (strcmp(a, "--progress") == 0)
             o.progress = 1;
         else if (strcmp(a, "--count") == 0) {
-            char *end;
-            errno = 0;
-            o.count = strtoll(v, &end, 10);
-            if (*end || !*v || errno || o.count < 1)
-                return usage_error("--count '%s' must be a whole number >= 1", v);
+            struct ud_err e = {0};
+            if (ud_num_ll("--count", v, 1, INT_MAX, &o.count, &e))
+                return cli_usage_error("%s", e.msg);
         } else if (strcmp(a, "--timeout") == 0) {
-            char *end;
-            o.timeout = strtod(v, &end);
-            if (*end || !(o.timeout > 0))
-                return usage_error("--timeout '%s' must be a number of seconds > 0", v);
+            struct ud_err e = {0};
+            if (ud_num_double("--timeout", v, 0.001, 1e9, &o.timeout, &e))
+                return cli_usage_error("%s (seconds)", e.msg);
         } else if (a[0] == '-' && a[1])
-            return usage_error("unknown option '%s'", a);
+            return cli_usage_error("unknown option '%s'", a);
         else if (o.nwords < 4)
             o.words[o.nwords++] = a;
         else
-            return usage_error("unexpected argument '%s'", a);
+            return cli_usage_error("unexpected argument '%s'", a);
         i += takes;
     }
     snprintf(o.url, sizeof o.url, "%s", url && *url ? url : DEFAULT_URL);
@@ -1437,10 +1360,10 @@ int cli_remote_main(int argc, char **argv)
     if (o.pin && !*o.pin)
         o.pin = NULL;
     if ((o.cacert || o.pin) && strncasecmp(o.url, "https://", 8) != 0)
-        return usage_error("--cacert and --pin verify an https:// coordinator; %s is plain HTTP",
-                           o.url);
+        return cli_usage_error(
+            "--cacert and --pin verify an https:// coordinator; %s is plain HTTP", o.url);
     if (o.cacert && access(o.cacert, R_OK) != 0)
-        return usage_error("--cacert %s: not a readable file", o.cacert);
+        return cli_usage_error("--cacert %s: not a readable file", o.cacert);
     if (ud_net_url_is_plain_remote(o.url))
         fprintf(stderr,
                 "updraft: warning: %s is plain HTTP to a host that is not loopback: the token "
@@ -1448,7 +1371,8 @@ int cli_remote_main(int argc, char **argv)
                 o.url);
 
     if (o.nwords == 0)
-        return usage_error("%s", "which command? status, jobs, job, models, model, devices or fed");
+        return cli_usage_error("%s",
+                               "which command? status, jobs, job, models, model, devices or fed");
     const char *cmd = o.words[0], *sub = o.nwords > 1 ? o.words[1] : "";
     const char *arg = o.nwords > 2 ? o.words[2] : NULL;
     int want = 1; /* words the command takes */
@@ -1471,8 +1395,8 @@ int cli_remote_main(int argc, char **argv)
         else if (o.nwords == 2 && strcmp(sub, "add") == 0)
             ret = cmd_devices_add(&o);
         else
-            ret =
-                usage_error("devices %s: use devices, or devices add [--name N] [--count K]", sub);
+            ret = cli_usage_error("devices %s: use devices, or devices add [--name N] [--count K]",
+                                  sub);
     } else if (strcmp(cmd, "fed") == 0) {
         char fed_words[160] = ""; /* " show" or " show 1 2": what was given, for the message */
         for (int i = 1; i < o.nwords; i++)
@@ -1482,8 +1406,8 @@ int cli_remote_main(int argc, char **argv)
         if (o.nwords == 2 && strcmp(sub, "list") == 0)
             ret = cmd_fed_list(&o);
         else if (o.nwords != 3)
-            ret = usage_error("fed%s: use fed list, fed start SPEC or fed show|cancel|wait ID",
-                              fed_words);
+            ret = cli_usage_error("fed%s: use fed list, fed start SPEC or fed show|cancel|wait ID",
+                                  fed_words);
         else if (strcmp(sub, "start") == 0)
             ret = cmd_fed_start(&o, arg);
         else if (strcmp(sub, "show") == 0)
@@ -1493,8 +1417,8 @@ int cli_remote_main(int argc, char **argv)
         else if (strcmp(sub, "wait") == 0)
             ret = cmd_fed_wait(&o, arg);
         else
-            ret = usage_error("fed%s: use fed list, fed start SPEC or fed show|cancel|wait ID",
-                              fed_words);
+            ret = cli_usage_error("fed%s: use fed list, fed start SPEC or fed show|cancel|wait ID",
+                                  fed_words);
     } else if (strcmp(cmd, "job") == 0 || strcmp(cmd, "model") == 0) {
         want = 3;
         if (o.nwords != 3)
@@ -1514,18 +1438,19 @@ int cli_remote_main(int argc, char **argv)
         else if (strcmp(cmd, "model") == 0 && strcmp(sub, "push") == 0)
             ret = cmd_model_push(&o, arg);
         else
-            ret = usage_error(strcmp(cmd, "job") == 0
-                                  ? "job %s: use job show|submit|cancel|wait ID"
-                                  : "model %s: use model show|pull NAME[@V], or model push FILE",
-                              sub);
+            ret =
+                cli_usage_error(strcmp(cmd, "job") == 0
+                                    ? "job %s: use job show|submit|cancel|wait ID"
+                                    : "model %s: use model show|pull NAME[@V], or model push FILE",
+                                sub);
     } else {
-        ret = usage_error("unknown command '%s'", cmd);
+        ret = cli_usage_error("unknown command '%s'", cmd);
     }
     if (ret < 0)
-        ret = usage_error(want == 1 ? "%s takes no argument"
-                                    : "%s needs a subcommand and one "
-                                      "argument",
-                          cmd);
+        ret = cli_usage_error(want == 1 ? "%s takes no argument"
+                                        : "%s needs a subcommand and one "
+                                          "argument",
+                              cmd);
     curl_global_cleanup();
     return ret;
 }
