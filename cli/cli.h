@@ -34,6 +34,31 @@ void cli_parse_shape(const char *cmd, const char *text, struct ud_shape *s);
 long long cli_parse_ll(const char *cmd, const char *opt, const char *text, long long lo,
                        long long hi);
 
+/* ---- The command table (cli_main.c): one row per command, in the order of `updraft --help`.
+ *
+ * A row is a command word and, for a remote command, its subcommand (NULL: none); the one
+ * argument it takes after them (NULL: none); the options it takes, space-separated, with a '='
+ * after those that take a value ("--timeout= --progress"); its handler; and its lines of
+ * `updraft --help`. A local row's handler parses the arguments after its word itself; a remote
+ * row's options are parsed by cli_remote_main, which refuses an option the row does not list.
+ * A row with no name is a heading of --help only. Adding a command is a row plus its handler. */
+struct cli_remote; /* a remote command's options, URL and token (cli_remote.c) */
+struct cli_cmd {
+    const char *name, *sub, *arg, *opts;
+    int (*local)(int argc, char **argv);
+    int (*remote)(const struct cli_remote *o, const char *arg);
+    const char *help;
+};
+/* The table; ends with a row of all NULLs. */
+extern const struct cli_cmd cli_commands[];
+/* The options every remote command takes (before or after its words). */
+#define CLI_REMOTE_OPTS "--url= --token= --token-file= --cacert= --pin= --json"
+/* 1 if opt is in an option list of the table's form; *takes (may be NULL) then says whether it
+ * takes a value. */
+int cli_opt_in(const char *list, const char *opt, int *takes);
+/* The --help lines of every row named name. */
+void cli_usage_of(FILE *f, const char *name);
+
 /* Local files only (no coordinator). */
 int cli_info_main(int argc, char **argv);
 int cli_eval_main(int argc, char **argv);
@@ -47,35 +72,35 @@ int cli_dataset_main(int argc, char **argv);
 int cli_keys_main(int argc, char **argv);
 int cli_encrypt_main(int argc, char **argv);
 int cli_decrypt_main(int argc, char **argv);
-void cli_keys_usage(FILE *f);
 /* The exit code for a ud_seal error code (0, 3, 4, 5, else 1). */
 int cli_seal_exit_code(int rc);
-/* The lines of init and dataset partition for `updraft --help`. */
-void cli_local_usage(FILE *f);
 
-/* The commands that talk to a coordinator's REST API (docs/rest.md):
- *
- *    updraft [--url URL] [--token T | --token-file F] [--json] COMMAND
- *      status | jobs [--state S] | job show ID | job submit SPEC.json | job cancel ID |
- *      job wait ID [--timeout S] | models | model show NAME[@V] | model pull NAME[@V] --out F |
- *      model push FILE.udm --name NAME |
- *      devices | devices add [--name N] [--count K] [--out F] |
- *      fed start SPEC.json | fed list | fed show ID | fed cancel ID |
- *      fed wait ID [--timeout S] [--progress]
- *
- *  URL: --url, else $UPDRAFT_URL, else http://127.0.0.1:8470. Token (job submit/cancel, model
- *  push, devices add, fed start/cancel): --token, --token-file, else $UPDRAFT_TOKEN, else
- *  $UPDRAFT_TOKEN_FILE. Human tables by default; --json prints the server's JSON (`devices add
- *  --out` leaves the tokens out of it: they go to the file only, mode 0600). */
-/* 1 if word (the first argument after the program name) starts a remote command: one of the
- * command names above or a global option (--url, --token, --token-file, --json). */
-int cli_remote_is_command(const char *word);
-/* Runs the remote command in argv[0..argc) (the arguments after the program name). Returns the
- * exit code: 0 success, 1 the server said no or could not be reached (its message printed),
- * 2 a usage error. `job wait` returns 0 only when the job SUCCEEDED, `fed wait` only when the
- * federation SUCCEEDED. */
+/* The commands that talk to a coordinator's REST API (cli_remote.c, docs/rest.md). URL:
+ * --url, else $UPDRAFT_URL, else http://127.0.0.1:8470. Token (every request but a GET):
+ * --token, --token-file, else $UPDRAFT_TOKEN, else $UPDRAFT_TOKEN_FILE. Human tables by default;
+ * --json prints the server's JSON (`devices add --out` leaves the tokens out of it: they go to
+ * the file only, mode 0600). Each returns the exit code: 0 success, 1 the server said no or
+ * could not be reached (its message printed), 2 a usage error. `job wait` returns 0 only when
+ * the job SUCCEEDED, `fed wait` only when the federation SUCCEEDED. */
+int cli_status(const struct cli_remote *o, const char *arg);
+int cli_jobs(const struct cli_remote *o, const char *arg);
+int cli_job_show(const struct cli_remote *o, const char *id);
+int cli_job_submit(const struct cli_remote *o, const char *file);
+int cli_job_cancel(const struct cli_remote *o, const char *id);
+int cli_job_wait(const struct cli_remote *o, const char *id);
+int cli_models(const struct cli_remote *o, const char *arg);
+int cli_model_show(const struct cli_remote *o, const char *ref);
+int cli_model_pull(const struct cli_remote *o, const char *ref);
+int cli_model_push(const struct cli_remote *o, const char *file);
+int cli_devices(const struct cli_remote *o, const char *arg);
+int cli_devices_add(const struct cli_remote *o, const char *arg);
+int cli_fed_start(const struct cli_remote *o, const char *file);
+int cli_fed_list(const struct cli_remote *o, const char *arg);
+int cli_fed_show(const struct cli_remote *o, const char *id);
+int cli_fed_cancel(const struct cli_remote *o, const char *id);
+int cli_fed_wait(const struct cli_remote *o, const char *id);
+/* Runs the remote command in argv[0..argc) (the arguments after the program name; its row
+ * found from its words), with the options of CLI_REMOTE_OPTS and of its row. */
 int cli_remote_main(int argc, char **argv);
-/* The remote commands' lines for `updraft --help`. */
-void cli_remote_usage(FILE *f);
 
 #endif

@@ -36,19 +36,6 @@
     "       --seed N --out DIR [--format png|csv] [--min-size M] [--json] [--input C,H,W]\n"       \
     "       [--label-column NAME] [--skip-bad] [--skip N]"
 
-void cli_local_usage(FILE *f)
-{
-    fputs("  init --arch mlp|cnn|SPEC --data SRC --out MODEL.udm [--input C,H,W] [--seed N]\n"
-          "       [--updatable all|last|none] [--name S]\n"
-          "                                      an untrained model (seeded) whose labels are\n"
-          "                                      SRC's classes: the start of a federation\n"
-          "  dataset partition --data SRC --clients K --scheme iid|dirichlet:ALPHA|shards:S\n"
-          "       --seed N --out DIR [--format png|csv] [--min-size M] [--json]\n"
-          "                                      splits SRC into K labeled client directories\n"
-          "                                      DIR/client-NNN/ and DIR/partition.json\n",
-          f);
-}
-
 struct part_opts {
     const char *data, *scheme_s, *out, *format, *label_column;
     long long clients, seed, min_size, skip;

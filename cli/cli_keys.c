@@ -21,26 +21,6 @@
 
 #define SEALED_FILE_MAX ((size_t)UD_SEAL_MAX_PAYLOAD + UD_SEAL_HEADER_BYTES + UD_SEAL_SIG_BYTES)
 
-void cli_keys_usage(FILE *f)
-{
-    fputs("  keys generate --type sign|model|curve --out PATH [--force]\n"
-          "                                      a new key: sign (Ed25519: PATH and PATH.pub),\n"
-          "                                      model (XChaCha20-Poly1305) or curve (ZeroMQ\n"
-          "                                      CURVE: PATH and PATH.pub); secrets are mode 0600\n"
-          "  keys show KEYFILE                   a key file's type and id (and public key)\n"
-          "  keys sign --key SIGN.key MODEL [--out OUT]\n"
-          "                                      signs a .udm (or a sealed file) with Ed25519\n"
-          "  keys verify --key SIGN.pub MODEL    checks MODEL's signature: exit 0 verified,\n"
-          "                                      3 unsigned, 4 another key, 5 altered\n"
-          "  encrypt --key MODEL.key MODEL --out OUT\n"
-          "                                      encrypts a .udm (XChaCha20-Poly1305)\n"
-          "  decrypt --key MODEL.key MODEL --out OUT\n"
-          "                                      the plain .udm back: exit 4 another key,\n"
-          "                                      5 altered\n"
-          "  (info, eval and predict read an encrypted model with UPDRAFT_MODEL_KEY=KEYFILE)\n",
-          f);
-}
-
 int cli_seal_exit_code(int rc)
 {
     return ud_seal_exit_status(rc);
@@ -94,7 +74,9 @@ static int parse(const char *cmd, int argc, char **argv, struct key_opts *o)
             o->force = true;
             break;
         case 'h':
-            cli_keys_usage(stdout);
+            cli_usage_of(stdout, "keys");
+            cli_usage_of(stdout, "encrypt");
+            cli_usage_of(stdout, "decrypt");
             exit(0);
         case ':':
             return cli_usage_error("%s: an option needs a value", cmd);

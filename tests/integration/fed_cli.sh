@@ -240,6 +240,13 @@ it_run u3 "$UPDRAFT" devices add --count 0
 it_expect_rc "devices add --count 0: usage error" 2
 it_run u4 "$UPDRAFT" devices remove
 it_expect_rc "devices remove: usage error" 2
+it_run u5 "$UPDRAFT" status --count 3
+it_expect_rc "status --count (an option of devices add): usage error" 2
+it_expect_grep "it names the command and the option" "$ERR" \
+    "updraft status: unknown option --count (try updraft status --help)"
+it_run u6 "$UPDRAFT" fed wait --help
+it_expect_rc "fed wait --help exits 0" 0
+it_expect_grep "fed wait --help prints its line" "$OUT" "fed wait ID [--timeout S] [--progress]"
 it_run help "$UPDRAFT" --help
 it_expect_grep "--help lists fed wait" "$OUT" "fed wait ID [--timeout S] [--progress]"
 it_expect_grep "--help lists devices add" "$OUT" "devices add [--name N] [--count K] [--out F]"
