@@ -19,6 +19,47 @@
     "updraft init --arch mlp|cnn|SPEC --data SRC --out MODEL.udm [--input C,H,W] [--seed N]\n"     \
     "       [--updatable all|last|none] [--name S] [--skip-bad]"
 
+/* Which layers a device may update (Core ML's isUpdatable): all, the last with parameters,
+ * or none. */
+static void set_updatable(ud_model_t *m, int nlayers, const char *updatable)
+{
+    int last = -1;
+    for (int i = 0; i < nlayers; i++) {
+        struct ud_span w, b;
+        ud_model_layer_params(m, i, &w, &b);
+        if (w.count)
+            last = i;
+    }
+    for (int i = 0; i <= last; i++) {
+        struct ud_span w, b;
+        ud_model_layer_params(m, i, &w, &b);
+        if (!w.count)
+            continue;
+        int on = strcmp(updatable, "all") == 0 || (strcmp(updatable, "last") == 0 && i == last);
+        ud_model_set_layer_updatable(m, i, on);
+    }
+}
+
+/* The description and the additional metadata that say how the model was made. */
+static void set_metadata(ud_model_t *m, const char *name, const char *arch_opt, int nclasses,
+                         const char *data, uint64_t seed, const char *updatable)
+{
+    struct ud_metadata *md = ud_model_metadata(m);
+    char desc[1024], seedbuf[32];
+    snprintf(desc, sizeof desc, "%s%suntrained %s classifier for the %d classes of %s (seed %llu)",
+             name ? name : "", name ? ": " : "", arch_opt, nclasses, data,
+             (unsigned long long)seed);
+    snprintf(seedbuf, sizeof seedbuf, "%llu", (unsigned long long)seed);
+    if (ud_metadata_set(&md->short_description, desc) ||
+        (name && ud_metadata_set_additional(md, "name", name)) ||
+        ud_metadata_set_additional(md, "dataset", data) ||
+        ud_metadata_set_additional(md, "architecture", arch_opt) ||
+        ud_metadata_set_additional(md, "seed", seedbuf) ||
+        ud_metadata_set_additional(md, "updatable", updatable) ||
+        ud_metadata_set_additional(md, "created_by", "updraft init " UD_VERSION_STRING))
+        cli_die("init", 1, "out of memory");
+}
+
 int cli_init_main(int argc, char **argv)
 {
     const char *arch_opt = NULL, *data = NULL, *out = NULL, *name = NULL, *updatable = "all";
@@ -84,42 +125,14 @@ int cli_init_main(int argc, char **argv)
     if (ud_model_set_labels(m, ud_dataset_classes(ds), nclasses, &e))
         cli_die("init", 1, "%s", e.msg);
 
-    /* Which layers a device may update (Core ML's isUpdatable). */
-    int last = -1;
-    for (int i = 0; i < arch.nlayers; i++) {
-        struct ud_span w, b;
-        ud_model_layer_params(m, i, &w, &b);
-        if (w.count)
-            last = i;
-    }
-    for (int i = 0; i <= last; i++) {
-        struct ud_span w, b;
-        ud_model_layer_params(m, i, &w, &b);
-        if (!w.count)
-            continue;
-        int on = strcmp(updatable, "all") == 0 || (strcmp(updatable, "last") == 0 && i == last);
-        ud_model_set_layer_updatable(m, i, on);
-    }
+    set_updatable(m, arch.nlayers, updatable);
 
     struct ud_update_params p;
     ud_update_params_trainer_default(&p);
     p.seed = seed;
     ud_update_defaults_from_params(ud_model_update_defaults(m), &p);
 
-    struct ud_metadata *md = ud_model_metadata(m);
-    char desc[1024], seedbuf[32];
-    snprintf(desc, sizeof desc, "%s%suntrained %s classifier for the %d classes of %s (seed %llu)",
-             name ? name : "", name ? ": " : "", arch_opt, nclasses, data,
-             (unsigned long long)seed);
-    snprintf(seedbuf, sizeof seedbuf, "%llu", (unsigned long long)seed);
-    if (ud_metadata_set(&md->short_description, desc) ||
-        (name && ud_metadata_set_additional(md, "name", name)) ||
-        ud_metadata_set_additional(md, "dataset", data) ||
-        ud_metadata_set_additional(md, "architecture", arch_opt) ||
-        ud_metadata_set_additional(md, "seed", seedbuf) ||
-        ud_metadata_set_additional(md, "updatable", updatable) ||
-        ud_metadata_set_additional(md, "created_by", "updraft init " UD_VERSION_STRING))
-        cli_die("init", 1, "out of memory");
+    set_metadata(m, name, arch_opt, nclasses, data, seed, updatable);
     ud_dataset_destroy(&ds);
 
     int rc = ud_udm_write(m, out, &e);

@@ -53,6 +53,27 @@ static ud_model_t *load_model(const char *path)
     return m;
 }
 
+/* The arguments of `updraft CMD PATH [--json]`: the one PATH (a noun: "model"), *json. */
+static const char *one_path(const char *cmd, const char *noun, const char *meta, int argc,
+                            char **argv, int *json)
+{
+    const char *path = NULL;
+    *json = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            *json = 1;
+        else if (argv[i][0] == '-')
+            cli_die(NULL, 2, "%s: unknown option '%s'", cmd, argv[i]);
+        else if (!path)
+            path = argv[i];
+        else
+            cli_die(NULL, 2, "%s: one %s at a time ('%s')", cmd, noun, argv[i]);
+    }
+    if (!path)
+        cli_die(NULL, 2, "%s: which %s? (updraft %s %s [--json])", cmd, noun, cmd, meta);
+    return path;
+}
+
 /* ---------------------------------------------------------------------------------- info */
 
 /* ,"key":{"value":v,"min":lo,"max":hi}: one update default and its allowed range. */
@@ -92,153 +113,158 @@ static void layer_desc(const struct ud_layer_spec *L, char *buf, size_t len)
     }
 }
 
-int cli_info_main(int argc, char **argv)
+/* `info --json`: one JSON object. */
+static void info_json(const ud_model_t *m, const char *path, long long fsize, const char *sha)
 {
-    const char *path = NULL;
-    int json = 0;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
-            json = 1;
-        else if (argv[i][0] == '-')
-            cli_die(NULL, 2, "info: unknown option '%s'", argv[i]);
-        else if (!path)
-            path = argv[i];
-        else
-            cli_die(NULL, 2, "info: one model at a time ('%s')", argv[i]);
-    }
-    if (!path)
-        cli_die(NULL, 2, "info: which model? (updraft info MODEL [--json])");
-    ud_model_t *m = load_model(path);
-    struct stat st;
-    long long fsize = stat(path, &st) == 0 ? (long long)st.st_size : -1;
     const struct ud_arch *a = ud_model_arch(m);
     const struct ud_metadata *md = ud_model_metadata_const(m);
     const struct ud_update_defaults *d = ud_model_update_defaults_const(m);
     const struct ud_input_desc *in = ud_model_input_desc_const(m);
-    char sha[65], desc[128];
-    ud_model_params_sha256(m, sha);
+    char desc[128];
     int C = ud_model_num_classes(m);
-    if (json) {
-        printf("{\"path\":");
-        ud_json_str(stdout, path);
-        printf(",\"format_version\":%d,\"file_bytes\":%lld,\"params\":%zu,\"params_sha256\":\"%s\"",
-               UD_UDM_VERSION, fsize, ud_model_param_count(m), sha);
-        printf(",\"signed_by\":");
-        ud_json_str(stdout, g_seal.is_signed ? g_seal.sign_key_id : NULL);
-        printf(",\"encrypted_with\":");
-        ud_json_str(stdout, g_seal.encrypted ? g_seal.enc_key_id : NULL);
-        printf(",\"input\":{\"shape\":[%d,%d,%d],\"kind\":\"%s\"", a->input.c, a->input.h,
-               a->input.w, in->kind == UD_INPUT_IMAGE ? "image" : "tabular");
-        ud_json_field(stdout, "scale", in->scale);
-        ud_json_field(stdout, "offset", in->offset);
-        printf("},\"layers\":[");
-        for (int i = 0; i < a->nlayers; i++) {
-            struct ud_span w, b;
-            ud_model_layer_params(m, i, &w, &b);
-            struct ud_shape s = ud_arch_shape(a, i);
-            layer_desc(&a->layer[i], desc, sizeof desc);
-            printf("%s{\"index\":%d,\"kind\":\"%s\",\"description\":", i ? "," : "", i,
-                   ud_layer_kind_name(a->layer[i].kind));
-            ud_json_str(stdout, desc);
-            printf(",\"output\":[%d,%d,%d],\"params\":%zu", s.c, s.h, s.w, w.count + b.count);
-            if (w.count)
-                printf(",\"updatable\":%s", ud_model_layer_updatable(m, i) ? "true" : "false");
-            printf("}");
-        }
-        printf("],\"labels\":");
-        ud_json_str_array(stdout, ud_model_labels(m), C);
-        printf(",\"metadata\":{\"author\":");
-        ud_json_str(stdout, md->author);
-        printf(",\"short_description\":");
-        ud_json_str(stdout, md->short_description);
-        printf(",\"license\":");
-        ud_json_str(stdout, md->license);
-        printf(",\"version\":");
-        ud_json_str(stdout, md->version);
-        printf(",\"additional\":{");
-        for (size_t i = 0; i < md->nadditional; i++) {
-            if (i)
-                putchar(',');
-            ud_json_str(stdout, md->additional[i].key);
-            putchar(':');
-            ud_json_str(stdout, md->additional[i].value);
-        }
-        printf("}},\"update_defaults\":{\"optimizer\":\"%s\",\"shuffle\":%s,\"nesterov\":%s",
-               ud_optimizer_name(d->optimizer), d->shuffle ? "true" : "false",
-               d->nesterov ? "true" : "false");
-        json_range_d("learningRate", &d->learning_rate);
-        json_range_d("momentum", &d->momentum);
-        json_range_d("weightDecay", &d->weight_decay);
-        json_range_d("beta1", &d->beta1);
-        json_range_d("beta2", &d->beta2);
-        json_range_d("eps", &d->eps);
-        json_range_i("miniBatchSize", &d->mini_batch_size);
-        json_range_i("epochs", &d->epochs);
-        json_range_i("seed", &d->seed);
-        printf("},\"metrics\":{");
+    printf("{\"path\":");
+    ud_json_str(stdout, path);
+    printf(",\"format_version\":%d,\"file_bytes\":%lld,\"params\":%zu,\"params_sha256\":\"%s\"",
+           UD_UDM_VERSION, fsize, ud_model_param_count(m), sha);
+    printf(",\"signed_by\":");
+    ud_json_str(stdout, g_seal.is_signed ? g_seal.sign_key_id : NULL);
+    printf(",\"encrypted_with\":");
+    ud_json_str(stdout, g_seal.encrypted ? g_seal.enc_key_id : NULL);
+    printf(",\"input\":{\"shape\":[%d,%d,%d],\"kind\":\"%s\"", a->input.c, a->input.h, a->input.w,
+           in->kind == UD_INPUT_IMAGE ? "image" : "tabular");
+    ud_json_field(stdout, "scale", in->scale);
+    ud_json_field(stdout, "offset", in->offset);
+    printf("},\"layers\":[");
+    for (int i = 0; i < a->nlayers; i++) {
+        struct ud_span w, b;
+        ud_model_layer_params(m, i, &w, &b);
+        struct ud_shape s = ud_arch_shape(a, i);
+        layer_desc(&a->layer[i], desc, sizeof desc);
+        printf("%s{\"index\":%d,\"kind\":\"%s\",\"description\":", i ? "," : "", i,
+               ud_layer_kind_name(a->layer[i].kind));
+        ud_json_str(stdout, desc);
+        printf(",\"output\":[%d,%d,%d],\"params\":%zu", s.c, s.h, s.w, w.count + b.count);
+        if (w.count)
+            printf(",\"updatable\":%s", ud_model_layer_updatable(m, i) ? "true" : "false");
+        printf("}");
+    }
+    printf("],\"labels\":");
+    ud_json_str_array(stdout, ud_model_labels(m), C);
+    printf(",\"metadata\":{\"author\":");
+    ud_json_str(stdout, md->author);
+    printf(",\"short_description\":");
+    ud_json_str(stdout, md->short_description);
+    printf(",\"license\":");
+    ud_json_str(stdout, md->license);
+    printf(",\"version\":");
+    ud_json_str(stdout, md->version);
+    printf(",\"additional\":{");
+    for (size_t i = 0; i < md->nadditional; i++) {
+        if (i)
+            putchar(',');
+        ud_json_str(stdout, md->additional[i].key);
+        putchar(':');
+        ud_json_str(stdout, md->additional[i].value);
+    }
+    printf("}},\"update_defaults\":{\"optimizer\":\"%s\",\"shuffle\":%s,\"nesterov\":%s",
+           ud_optimizer_name(d->optimizer), d->shuffle ? "true" : "false",
+           d->nesterov ? "true" : "false");
+    json_range_d("learningRate", &d->learning_rate);
+    json_range_d("momentum", &d->momentum);
+    json_range_d("weightDecay", &d->weight_decay);
+    json_range_d("beta1", &d->beta1);
+    json_range_d("beta2", &d->beta2);
+    json_range_d("eps", &d->eps);
+    json_range_i("miniBatchSize", &d->mini_batch_size);
+    json_range_i("epochs", &d->epochs);
+    json_range_i("seed", &d->seed);
+    printf("},\"metrics\":{");
+    for (size_t i = 0; i < ud_model_metric_count(m); i++) {
+        const char *k;
+        double v;
+        ud_model_metric_at(m, i, &k, &v);
+        if (i)
+            putchar(',');
+        ud_json_str(stdout, k);
+        putchar(':');
+        ud_json_num(stdout, v);
+    }
+    printf("}}\n");
+}
+
+/* `info` for people. */
+static void info_text(const ud_model_t *m, const char *path, long long fsize, const char *sha)
+{
+    const struct ud_arch *a = ud_model_arch(m);
+    const struct ud_metadata *md = ud_model_metadata_const(m);
+    const struct ud_update_defaults *d = ud_model_update_defaults_const(m);
+    const struct ud_input_desc *in = ud_model_input_desc_const(m);
+    char desc[128];
+    int C = ud_model_num_classes(m);
+    printf("%s: updraft model, format version %d, %lld bytes\n", path, UD_UDM_VERSION, fsize);
+    printf("  description  %s\n", md->short_description ? md->short_description : "");
+    printf("  author       %s\n", md->author ? md->author : "");
+    printf("  version      %s\n", md->version ? md->version : "");
+    printf("  license      %s\n", md->license ? md->license : "(none)");
+    for (size_t i = 0; i < md->nadditional; i++)
+        printf("  %-12s %s\n", md->additional[i].key, md->additional[i].value);
+    printf("input (%d, %d, %d) %s, x = raw * %g + %g\n", a->input.c, a->input.h, a->input.w,
+           in->kind == UD_INPUT_IMAGE ? "image" : "tabular", (double)in->scale, (double)in->offset);
+    printf("layers:\n");
+    for (int i = 0; i < a->nlayers; i++) {
+        struct ud_span w, b;
+        ud_model_layer_params(m, i, &w, &b);
+        struct ud_shape s = ud_arch_shape(a, i);
+        layer_desc(&a->layer[i], desc, sizeof desc);
+        printf("  %2d  %-32s -> (%d, %d, %d)", i, desc, s.c, s.h, s.w);
+        if (w.count)
+            printf("  %9zu params  %s", w.count + b.count,
+                   ud_model_layer_updatable(m, i) ? "updatable" : "frozen");
+        printf("\n");
+    }
+    printf("parameters     %zu\nparams_sha256  %s\n", ud_model_param_count(m), sha);
+    if (g_seal.is_signed || g_seal.encrypted)
+        printf("sealed         %s%s%s%s%s\n", g_seal.is_signed ? "signed by key " : "",
+               g_seal.sign_key_id, g_seal.is_signed ? " (not verified here)" : "",
+               g_seal.encrypted ? (g_seal.is_signed ? "; encrypted with model key "
+                                                    : "encrypted with model key ")
+                                : "",
+               g_seal.enc_key_id);
+    printf("labels (%d):   ", C);
+    for (int c = 0; c < C; c++)
+        printf("%s%s", c ? ", " : "", ud_model_label(m, c));
+    printf("\nupdate defaults: %s, learningRate %g [%g, %g], momentum %g%s, miniBatchSize %lld "
+           "[%lld, %lld], epochs %lld [%lld, %lld], shuffle %s\n",
+           ud_optimizer_name(d->optimizer), d->learning_rate.value, d->learning_rate.min,
+           d->learning_rate.max, d->momentum.value, d->nesterov ? " (nesterov)" : "",
+           (long long)d->mini_batch_size.value, (long long)d->mini_batch_size.min,
+           (long long)d->mini_batch_size.max, (long long)d->epochs.value, (long long)d->epochs.min,
+           (long long)d->epochs.max, d->shuffle ? "on" : "off");
+    if (ud_model_metric_count(m)) {
+        printf("metrics:");
         for (size_t i = 0; i < ud_model_metric_count(m); i++) {
             const char *k;
             double v;
             ud_model_metric_at(m, i, &k, &v);
-            if (i)
-                putchar(',');
-            ud_json_str(stdout, k);
-            putchar(':');
-            ud_json_num(stdout, v);
+            printf(" %s=%g", k, v);
         }
-        printf("}}\n");
-    } else {
-        printf("%s: updraft model, format version %d, %lld bytes\n", path, UD_UDM_VERSION, fsize);
-        printf("  description  %s\n", md->short_description ? md->short_description : "");
-        printf("  author       %s\n", md->author ? md->author : "");
-        printf("  version      %s\n", md->version ? md->version : "");
-        printf("  license      %s\n", md->license ? md->license : "(none)");
-        for (size_t i = 0; i < md->nadditional; i++)
-            printf("  %-12s %s\n", md->additional[i].key, md->additional[i].value);
-        printf("input (%d, %d, %d) %s, x = raw * %g + %g\n", a->input.c, a->input.h, a->input.w,
-               in->kind == UD_INPUT_IMAGE ? "image" : "tabular", (double)in->scale,
-               (double)in->offset);
-        printf("layers:\n");
-        for (int i = 0; i < a->nlayers; i++) {
-            struct ud_span w, b;
-            ud_model_layer_params(m, i, &w, &b);
-            struct ud_shape s = ud_arch_shape(a, i);
-            layer_desc(&a->layer[i], desc, sizeof desc);
-            printf("  %2d  %-32s -> (%d, %d, %d)", i, desc, s.c, s.h, s.w);
-            if (w.count)
-                printf("  %9zu params  %s", w.count + b.count,
-                       ud_model_layer_updatable(m, i) ? "updatable" : "frozen");
-            printf("\n");
-        }
-        printf("parameters     %zu\nparams_sha256  %s\n", ud_model_param_count(m), sha);
-        if (g_seal.is_signed || g_seal.encrypted)
-            printf("sealed         %s%s%s%s%s\n", g_seal.is_signed ? "signed by key " : "",
-                   g_seal.sign_key_id, g_seal.is_signed ? " (not verified here)" : "",
-                   g_seal.encrypted ? (g_seal.is_signed ? "; encrypted with model key "
-                                                        : "encrypted with model key ")
-                                    : "",
-                   g_seal.enc_key_id);
-        printf("labels (%d):   ", C);
-        for (int c = 0; c < C; c++)
-            printf("%s%s", c ? ", " : "", ud_model_label(m, c));
-        printf("\nupdate defaults: %s, learningRate %g [%g, %g], momentum %g%s, miniBatchSize %lld "
-               "[%lld, %lld], epochs %lld [%lld, %lld], shuffle %s\n",
-               ud_optimizer_name(d->optimizer), d->learning_rate.value, d->learning_rate.min,
-               d->learning_rate.max, d->momentum.value, d->nesterov ? " (nesterov)" : "",
-               (long long)d->mini_batch_size.value, (long long)d->mini_batch_size.min,
-               (long long)d->mini_batch_size.max, (long long)d->epochs.value,
-               (long long)d->epochs.min, (long long)d->epochs.max, d->shuffle ? "on" : "off");
-        if (ud_model_metric_count(m)) {
-            printf("metrics:");
-            for (size_t i = 0; i < ud_model_metric_count(m); i++) {
-                const char *k;
-                double v;
-                ud_model_metric_at(m, i, &k, &v);
-                printf(" %s=%g", k, v);
-            }
-            printf("\n");
-        }
+        printf("\n");
     }
+}
+
+int cli_info_main(int argc, char **argv)
+{
+    int json;
+    const char *path = one_path("info", "model", "MODEL", argc, argv, &json);
+    ud_model_t *m = load_model(path);
+    struct stat st;
+    long long fsize = stat(path, &st) == 0 ? (long long)st.st_size : -1;
+    char sha[65];
+    ud_model_params_sha256(m, sha);
+    if (json)
+        info_json(m, path, fsize, sha);
+    else
+        info_text(m, path, fsize, sha);
     ud_model_destroy(&m);
     return 0;
 }
@@ -433,20 +459,8 @@ static void text_metric(char *buf, size_t cap, const char *fmt, double v)
 
 int cli_checkpoints_main(int argc, char **argv)
 {
-    const char *session = NULL;
-    int json = 0;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
-            json = 1;
-        else if (argv[i][0] == '-')
-            cli_die(NULL, 2, "checkpoints: unknown option '%s'", argv[i]);
-        else if (!session)
-            session = argv[i];
-        else
-            cli_die(NULL, 2, "checkpoints: one session at a time ('%s')", argv[i]);
-    }
-    if (!session)
-        cli_die(NULL, 2, "checkpoints: which session? (updraft checkpoints SESSION [--json])");
+    int json;
+    const char *session = one_path("checkpoints", "session", "SESSION", argc, argv, &json);
     struct stat sb;
     if (stat(session, &sb) != 0 || !S_ISDIR(sb.st_mode))
         cli_die(NULL, 1, "%s: no such session directory", session);
