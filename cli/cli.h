@@ -39,8 +39,10 @@ long long cli_parse_ll(const char *cmd, const char *opt, const char *text, long 
  * A row is a command word and, for a remote command, its subcommand (NULL: none); the one
  * argument it takes after them (NULL: none); the options it takes, space-separated, with a '='
  * after those that take a value ("--timeout= --progress"); its handler; and its lines of
- * `updraft --help`. A local row's handler parses the arguments after its word itself; a remote
- * row's options are parsed by cli_remote_main, which refuses an option the row does not list.
+ * `updraft --help`. A local row's handler is given the arguments after its word: it reads them
+ * with cli_parse against its row's options, or (opts NULL: init, dataset, keys, encrypt,
+ * decrypt) parses them itself. A remote row's are parsed by cli_remote_main. Either way an
+ * option the row does not list is refused.
  * A row with no name is a heading of --help only. Adding a command is a row plus its handler. */
 struct cli_remote; /* a remote command's options, URL and token (cli_remote.c) */
 struct cli_cmd {
@@ -58,6 +60,20 @@ extern const struct cli_cmd cli_commands[];
 int cli_opt_in(const char *list, const char *opt, int *takes);
 /* The --help lines of every row named name. */
 void cli_usage_of(FILE *f, const char *name);
+/* The arguments of a local command whose row lists its options: cli_parse moves the words
+ * (the arguments that are not options or their values) to argv[0..nwords), in order, and keeps
+ * each option's value (a flag's is ""). It prints the row's --help lines and exits 0 for --help
+ * or -h, and dies with a usage error (2) naming the command for an option the row does not
+ * list or one without its value. */
+#define CLI_MAX_OPTS 8
+struct cli_args {
+    const struct cli_cmd *cmd;
+    const char *val[CLI_MAX_OPTS]; /* by position in cmd->opts; NULL: not given */
+    int nwords;
+};
+void cli_parse(const char *name, int argc, char **argv, struct cli_args *a);
+/* The value of opt ("--data"; "" for a flag), or NULL when it was not given. */
+const char *cli_arg(const struct cli_args *a, const char *opt);
 
 /* Local files only (no coordinator). */
 int cli_info_main(int argc, char **argv);

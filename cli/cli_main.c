@@ -78,25 +78,25 @@ long long cli_parse_ll(const char *cmd, const char *opt, const char *text, long 
 
 const struct cli_cmd cli_commands[] = {
     {.help = "usage: updraft <command> [options]\n\n"},
-    {"info", .local = cli_info_main,
+    {"info", .opts = "--json", .local = cli_info_main,
      .help =
          "  info MODEL [--json]                 layers, parameters, labels, metadata, update\n"
          "                                      defaults, metrics and params_sha256 of a .udm\n"},
-    {"eval", .local = cli_eval_main,
+    {"eval", .opts = "--data= --json --skip-bad", .local = cli_eval_main,
      .help =
          "  eval MODEL --data SRC [--json] [--skip-bad]\n"
          "                                      accuracy, loss, per-class precision/recall and\n"
          "                                      the confusion matrix on labeled data\n"},
-    {"predict", .local = cli_predict_main,
+    {"predict", .opts = "--json", .local = cli_predict_main,
      .help = "  predict MODEL FILE... [--json]      one line per image: path, label, confidence\n"},
-    {"checkpoints", .local = cli_checkpoints_main,
+    {"checkpoints", .opts = "--json", .local = cli_checkpoints_main,
      .help =
          "  checkpoints SESSION [--json]        the checkpoints of a training session: iteration,\n"
          "                                      epoch.minibatch, phase, date, complete or why "
          "not,\n"
          "                                      loss, accuracy, validation accuracy, learning "
          "rate\n"},
-    {"export", .local = cli_export_main,
+    {"export", .opts = "--out=", .local = cli_export_main,
      .help =
          "  export CHECKPOINT --out MODEL.udm   writes a checkpoint's model (with its metrics);\n"
          "                                      CHECKPOINT is a checkpoint directory, or a "
@@ -193,28 +193,68 @@ static int is_end(const struct cli_cmd *c)
     return !c->name && !c->help;
 }
 
-int cli_opt_in(const char *list, const char *opt, int *takes)
-{
-    size_t n = strlen(opt);
-    for (const char *p = list; p && *p;) {
-        size_t k = strcspn(p, " ");
-        int valued = k > 0 && p[k - 1] == '=';
-        if (k - (size_t)valued == n && strncmp(p, opt, n) == 0) {
-            if (takes)
-                *takes = valued;
-            return 1;
-        }
-        p += k;
-        p += *p == ' ';
-    }
-    return 0;
-}
-
 void cli_usage_of(FILE *f, const char *name)
 {
     for (const struct cli_cmd *c = cli_commands; !is_end(c); c++)
         if (c->name && strcmp(c->name, name) == 0)
             fputs(c->help, f);
+}
+
+/* The index of opt in the option list, or -1. */
+static int opt_index(const char *list, const char *opt, int *takes)
+{
+    size_t n = strlen(opt);
+    int k = 0;
+    for (const char *p = list; p && *p; k++) {
+        size_t len = strcspn(p, " ");
+        int valued = len > 0 && p[len - 1] == '=';
+        if (len - (size_t)valued == n && strncmp(p, opt, n) == 0) {
+            if (takes)
+                *takes = valued;
+            return k;
+        }
+        p += len;
+        p += *p == ' ';
+    }
+    return -1;
+}
+
+int cli_opt_in(const char *list, const char *opt, int *takes)
+{
+    return opt_index(list, opt, takes) >= 0;
+}
+
+void cli_parse(const char *name, int argc, char **argv, struct cli_args *a)
+{
+    memset(a, 0, sizeof *a);
+    for (a->cmd = cli_commands; a->cmd->name == NULL || strcmp(a->cmd->name, name) != 0;)
+        a->cmd++; /* the caller's own row: always there */
+    for (int i = 0; i < argc; i++) {
+        const char *o = argv[i];
+        if (o[0] != '-' || !o[1]) {
+            argv[a->nwords++] = argv[i];
+            continue;
+        }
+        if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
+            printf("usage:\n%s", a->cmd->help);
+            exit(0);
+        }
+        int takes = 0, k = opt_index(a->cmd->opts, o, &takes);
+        if (k < 0 || k >= CLI_MAX_OPTS) {
+            fprintf(stderr, "updraft %s: unknown option %s (try updraft %s --help)\n", name, o,
+                    name);
+            exit(2);
+        }
+        if (takes && i + 1 >= argc)
+            cli_die(name, 2, "%s needs a value", o);
+        a->val[k] = takes ? argv[++i] : "";
+    }
+}
+
+const char *cli_arg(const struct cli_args *a, const char *opt)
+{
+    int k = opt_index(a->cmd->opts, opt, NULL);
+    return k >= 0 && k < CLI_MAX_OPTS ? a->val[k] : NULL;
 }
 
 static void usage(FILE *f)

@@ -53,25 +53,18 @@ static ud_model_t *load_model(const char *path)
     return m;
 }
 
-/* The arguments of `updraft CMD PATH [--json]`: the one PATH (a noun: "model"), *json. */
+/* The one PATH of `updraft CMD PATH [--json]` (a noun: "model"), and *json. */
 static const char *one_path(const char *cmd, const char *noun, const char *meta, int argc,
                             char **argv, int *json)
 {
-    const char *path = NULL;
-    *json = 0;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
-            *json = 1;
-        else if (argv[i][0] == '-')
-            cli_die(NULL, 2, "%s: unknown option '%s'", cmd, argv[i]);
-        else if (!path)
-            path = argv[i];
-        else
-            cli_die(NULL, 2, "%s: one %s at a time ('%s')", cmd, noun, argv[i]);
-    }
-    if (!path)
+    struct cli_args a;
+    cli_parse(cmd, argc, argv, &a);
+    *json = cli_arg(&a, "--json") != NULL;
+    if (a.nwords > 1)
+        cli_die(NULL, 2, "%s: one %s at a time ('%s')", cmd, noun, argv[1]);
+    if (a.nwords < 1)
         cli_die(NULL, 2, "%s: which %s? (updraft %s %s [--json])", cmd, noun, cmd, meta);
-    return path;
+    return argv[0];
 }
 
 /* ---------------------------------------------------------------------------------- info */
@@ -273,22 +266,12 @@ int cli_info_main(int argc, char **argv)
 
 int cli_eval_main(int argc, char **argv)
 {
-    const char *path = NULL, *data = NULL;
-    int json = 0, skip_bad = 0;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
-            json = 1;
-        else if (strcmp(argv[i], "--skip-bad") == 0)
-            skip_bad = 1;
-        else if (strcmp(argv[i], "--data") == 0 && i + 1 < argc)
-            data = argv[++i];
-        else if (argv[i][0] == '-')
-            cli_die(NULL, 2, "eval: unknown option '%s'", argv[i]);
-        else if (!path)
-            path = argv[i];
-        else
-            cli_die(NULL, 2, "eval: unexpected '%s'", argv[i]);
-    }
+    struct cli_args args;
+    cli_parse("eval", argc, argv, &args);
+    const char *path = args.nwords ? argv[0] : NULL, *data = cli_arg(&args, "--data");
+    int json = cli_arg(&args, "--json") != NULL, skip_bad = cli_arg(&args, "--skip-bad") != NULL;
+    if (args.nwords > 1)
+        cli_die(NULL, 2, "eval: unexpected '%s'", argv[1]);
     if (!path || !data)
         cli_die(NULL, 2, "eval: usage: updraft eval MODEL --data SRC [--json] [--skip-bad]");
     ud_model_t *m = load_model(path);
@@ -367,19 +350,12 @@ int cli_eval_main(int argc, char **argv)
 
 int cli_predict_main(int argc, char **argv)
 {
-    const char *path = NULL;
-    int json = 0, nfiles = 0, failures = 0;
-    char **files = calloc((size_t)argc + 1, sizeof *files);
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
-            json = 1;
-        else if (argv[i][0] == '-' && argv[i][1])
-            cli_die(NULL, 2, "predict: unknown option '%s'", argv[i]);
-        else if (!path)
-            path = argv[i];
-        else
-            files[nfiles++] = argv[i];
-    }
+    struct cli_args args;
+    cli_parse("predict", argc, argv, &args);
+    int json = cli_arg(&args, "--json") != NULL, failures = 0;
+    const char *path = args.nwords ? argv[0] : NULL;
+    int nfiles = args.nwords - 1;
+    char **files = argv + 1;
     if (!path || nfiles == 0)
         cli_die(NULL, 2, "predict: usage: updraft predict MODEL FILE... [--json]");
     ud_model_t *m = load_model(path);
@@ -414,7 +390,6 @@ int cli_predict_main(int argc, char **argv)
         }
     }
     free(x);
-    free(files);
     ud_model_destroy(&m);
     return failures ? 1 : 0;
 }
@@ -534,17 +509,11 @@ int cli_checkpoints_main(int argc, char **argv)
 
 int cli_export_main(int argc, char **argv)
 {
-    const char *from = NULL, *out = NULL;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
-            out = argv[++i];
-        else if (argv[i][0] == '-')
-            cli_die(NULL, 2, "export: unknown option '%s'", argv[i]);
-        else if (!from)
-            from = argv[i];
-        else
-            cli_die(NULL, 2, "export: one checkpoint at a time ('%s')", argv[i]);
-    }
+    struct cli_args args;
+    cli_parse("export", argc, argv, &args);
+    const char *from = args.nwords ? argv[0] : NULL, *out = cli_arg(&args, "--out");
+    if (args.nwords > 1)
+        cli_die(NULL, 2, "export: one checkpoint at a time ('%s')", argv[1]);
     if (!from || !out)
         cli_die(NULL, 2,
                 "export: usage: updraft export CHECKPOINT --out MODEL.udm (CHECKPOINT: a "
