@@ -40,10 +40,10 @@ long long cli_parse_ll(const char *cmd, const char *opt, const char *text, long 
  * argument it takes after them (NULL: none); the options it takes, space-separated, with a '='
  * after those that take a value ("--timeout= --progress"); its handler; and its lines of
  * `updraft --help`. A local row's handler is given the arguments after its word: it reads them
- * with cli_parse against its row's options, or (opts NULL: init, dataset, keys, encrypt,
- * decrypt) parses them itself. A remote row's are parsed by cli_remote_main. Either way an
- * option the row does not list is refused.
- * A row with no name is a heading of --help only. Adding a command is a row plus its handler. */
+ * with cli_parse against its row's options, or (opts NULL: keys, encrypt, decrypt, whose
+ * getopt parser is theirs) parses them itself. A remote row's are parsed by cli_remote_main. Either
+ * way an option the row does not list is refused. A row with no name is a heading of --help only.
+ * Adding a command is a row plus its handler. */
 struct cli_remote; /* a remote command's options, URL and token (cli_remote.c) */
 struct cli_cmd {
     const char *name, *sub, *arg, *opts;
@@ -65,13 +65,14 @@ void cli_usage_of(FILE *f, const char *name);
  * each option's value (a flag's is ""). It prints the row's --help lines and exits 0 for --help
  * or -h, and dies with a usage error (2) naming the command for an option the row does not
  * list or one without its value. */
-#define CLI_MAX_OPTS 8
+#define CLI_MAX_OPTS 16
 struct cli_args {
     const struct cli_cmd *cmd;
     const char *val[CLI_MAX_OPTS]; /* by position in cmd->opts; NULL: not given */
     int nwords;
 };
-void cli_parse(const char *name, int argc, char **argv, struct cli_args *a);
+void cli_parse(const char *name, int argc, char **argv, struct cli_args *a); /* name: "info",
+                                                                            "dataset partition" */
 /* The value of opt ("--data"; "" for a flag), or NULL when it was not given. */
 const char *cli_arg(const struct cli_args *a, const char *opt);
 

@@ -32,11 +32,6 @@
 #include "updraft/ud_udm.h"
 
 #define PART "dataset partition" /* the command, in messages */
-#define PART_USAGE                                                                                 \
-    "updraft dataset partition --data SRC --clients K --scheme iid|dirichlet:ALPHA|shards:S\n"     \
-    "       --seed N --out DIR [--format png|csv] [--min-size M] [--json] [--input C,H,W]\n"       \
-    "       [--label-column NAME] [--skip-bad] [--skip N]"
-
 struct part_opts {
     const char *data, *scheme_s, *out, *format, *label_column;
     long long clients, seed, min_size, skip;
@@ -46,61 +41,37 @@ struct part_opts {
 
 static void parse_args(int argc, char **argv, struct part_opts *o)
 {
+    struct cli_args args;
+    cli_parse(PART, argc, argv, &args);
+    if (args.nwords)
+        cli_die(PART, 2, "unexpected argument '%s' (try updraft dataset partition --help)",
+                argv[0]);
     memset(o, 0, sizeof *o);
-    o->min_size = 10;
-    o->clients = -1;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            printf("usage: " PART_USAGE "\n");
-            exit(0);
-        }
-        if (strcmp(a, "--json") == 0) {
-            o->json = 1;
-            continue;
-        }
-        if (strcmp(a, "--skip-bad") == 0) {
-            o->skip_bad = 1;
-            continue;
-        }
-        static const char *const valued[] = {"--data",         "--clients", "--scheme",   "--seed",
-                                             "--out",          "--format",  "--min-size", "--input",
-                                             "--label-column", "--skip"};
-        int known = 0;
-        for (size_t k = 0; k < sizeof valued / sizeof *valued; k++)
-            known |= strcmp(a, valued[k]) == 0;
-        if (!known)
-            cli_die(PART, 2, "unknown argument '%s'\nusage: " PART_USAGE, a);
-        if (i + 1 >= argc)
-            cli_die(PART, 2, "%s needs a value\nusage: " PART_USAGE, a);
-        const char *v = argv[++i];
-        if (strcmp(a, "--data") == 0)
-            o->data = v;
-        else if (strcmp(a, "--clients") == 0)
-            o->clients = cli_parse_ll("dataset partition", a, v, 1, UD_PARTITION_MAX_CLIENTS);
-        else if (strcmp(a, "--scheme") == 0)
-            o->scheme_s = v;
-        else if (strcmp(a, "--seed") == 0)
-            o->seed = cli_parse_ll("dataset partition", a, v, 0, 1LL << 62), o->seed_set = 1;
-        else if (strcmp(a, "--out") == 0)
-            o->out = v;
-        else if (strcmp(a, "--format") == 0) {
-            if (strcmp(v, "png") && strcmp(v, "csv"))
-                cli_die(PART, 2, "--format: '%s' is not png or csv", v);
-            o->format = v;
-        } else if (strcmp(a, "--min-size") == 0)
-            o->min_size = cli_parse_ll("dataset partition", a, v, 0, 1LL << 32);
-        else if (strcmp(a, "--skip") == 0)
-            o->skip = cli_parse_ll("dataset partition", a, v, 0, 1LL << 40);
-        else if (strcmp(a, "--label-column") == 0)
-            o->label_column = v;
-        else if (strcmp(a, "--input") == 0) {
-            cli_parse_shape("dataset partition", v, &o->input);
-        }
-    }
+    o->data = cli_arg(&args, "--data");
+    o->scheme_s = cli_arg(&args, "--scheme");
+    o->out = cli_arg(&args, "--out");
+    o->label_column = cli_arg(&args, "--label-column");
+    o->json = cli_arg(&args, "--json") != NULL;
+    o->skip_bad = cli_arg(&args, "--skip-bad") != NULL;
+    const char *v;
+    o->clients = (v = cli_arg(&args, "--clients"))
+                     ? cli_parse_ll(PART, "--clients", v, 1, UD_PARTITION_MAX_CLIENTS)
+                     : -1;
+    if ((v = cli_arg(&args, "--seed")))
+        o->seed = cli_parse_ll(PART, "--seed", v, 0, 1LL << 62), o->seed_set = 1;
+    if ((v = cli_arg(&args, "--format")) && strcmp(v, "png") && strcmp(v, "csv"))
+        cli_die(PART, 2, "--format: '%s' is not png or csv", v);
+    o->format = v;
+    o->min_size =
+        (v = cli_arg(&args, "--min-size")) ? cli_parse_ll(PART, "--min-size", v, 0, 1LL << 32) : 10;
+    if ((v = cli_arg(&args, "--skip")))
+        o->skip = cli_parse_ll(PART, "--skip", v, 0, 1LL << 40);
+    if ((v = cli_arg(&args, "--input")))
+        cli_parse_shape(PART, v, &o->input);
     if (!o->data || o->clients < 0 || !o->scheme_s || !o->out || !o->seed_set)
         cli_die(PART, 2,
-                "--data, --clients, --scheme, --seed and --out are required\nusage: " PART_USAGE);
+                "--data, --clients, --scheme, --seed and --out are required (try updraft dataset "
+                "partition --help)");
 }
 
 /* ---- Output directory ---- */
@@ -614,7 +585,8 @@ static int cmd_partition(int argc, char **argv)
 int cli_dataset_main(int argc, char **argv)
 {
     if (argc < 1 || strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
-        fprintf(argc < 1 ? stderr : stdout, "usage: " PART_USAGE "\n");
+        fputs("usage:\n", argc < 1 ? stderr : stdout);
+        cli_usage_of(argc < 1 ? stderr : stdout, "dataset");
         return argc < 1 ? 2 : 0;
     }
     if (strcmp(argv[0], "partition") == 0)

@@ -15,10 +15,6 @@
 #include "updraft/ud_optim.h"
 #include "updraft/ud_udm.h"
 
-#define INIT_USAGE                                                                                 \
-    "updraft init --arch mlp|cnn|SPEC --data SRC --out MODEL.udm [--input C,H,W] [--seed N]\n"     \
-    "       [--updatable all|last|none] [--name S] [--skip-bad]"
-
 /* Which layers a device may update (Core ML's isUpdatable): all, the last with parameters,
  * or none. */
 static void set_updatable(ud_model_t *m, int nlayers, const char *updatable)
@@ -62,46 +58,26 @@ static void set_metadata(ud_model_t *m, const char *name, const char *arch_opt, 
 
 int cli_init_main(int argc, char **argv)
 {
-    const char *arch_opt = NULL, *data = NULL, *out = NULL, *name = NULL, *updatable = "all";
-    struct ud_shape input = {0, 0, 0};
+    struct cli_args args;
+    cli_parse("init", argc, argv, &args);
+    if (args.nwords)
+        cli_die("init", 2, "unexpected argument '%s' (try updraft init --help)", argv[0]);
+    const char *arch_opt = cli_arg(&args, "--arch"), *data = cli_arg(&args, "--data");
+    const char *out = cli_arg(&args, "--out"), *name = cli_arg(&args, "--name");
+    const char *updatable = cli_arg(&args, "--updatable"), *v;
+    if (!updatable)
+        updatable = "all";
+    else if (strcmp(updatable, "all") && strcmp(updatable, "last") && strcmp(updatable, "none"))
+        cli_die("init", 2, "--updatable: '%s' is not all, last or none", updatable);
     uint64_t seed = 0;
-    int skip_bad = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        int has = i + 1 < argc;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            printf("usage: " INIT_USAGE "\n");
-            return 0;
-        } else if (strcmp(a, "--arch") == 0 && has) {
-            arch_opt = argv[++i];
-        } else if (strcmp(a, "--data") == 0 && has) {
-            data = argv[++i];
-        } else if (strcmp(a, "--out") == 0 && has) {
-            out = argv[++i];
-        } else if (strcmp(a, "--name") == 0 && has) {
-            name = argv[++i];
-        } else if (strcmp(a, "--updatable") == 0 && has) {
-            updatable = argv[++i];
-            if (strcmp(updatable, "all") && strcmp(updatable, "last") && strcmp(updatable, "none"))
-                cli_die("init", 2, "--updatable: '%s' is not all, last or none", updatable);
-        } else if (strcmp(a, "--seed") == 0 && has) {
-            seed = (uint64_t)cli_parse_ll("init", a, argv[++i], 0, 1LL << 62);
-        } else if (strcmp(a, "--input") == 0 && has) {
-            cli_parse_shape("init", argv[++i], &input);
-        } else if (strcmp(a, "--skip-bad") == 0) {
-            skip_bad = 1;
-        } else if (a[0] == '-' && !has && strncmp(a, "--", 2) == 0 &&
-                   (strcmp(a, "--arch") == 0 || strcmp(a, "--data") == 0 ||
-                    strcmp(a, "--out") == 0 || strcmp(a, "--name") == 0 ||
-                    strcmp(a, "--updatable") == 0 || strcmp(a, "--seed") == 0 ||
-                    strcmp(a, "--input") == 0)) {
-            cli_die("init", 2, "%s needs a value\nusage: " INIT_USAGE, a);
-        } else {
-            cli_die("init", 2, "unknown argument '%s'\nusage: " INIT_USAGE, a);
-        }
-    }
+    if ((v = cli_arg(&args, "--seed")))
+        seed = (uint64_t)cli_parse_ll("init", "--seed", v, 0, 1LL << 62);
+    struct ud_shape input = {0, 0, 0};
+    if ((v = cli_arg(&args, "--input")))
+        cli_parse_shape("init", v, &input);
+    int skip_bad = cli_arg(&args, "--skip-bad") != NULL;
     if (!arch_opt || !data || !out)
-        cli_die("init", 2, "--arch, --data and --out are required\nusage: " INIT_USAGE);
+        cli_die("init", 2, "--arch, --data and --out are required (try updraft init --help)");
 
     struct ud_err e = {0};
     struct ud_arch arch;

@@ -105,16 +105,22 @@ const struct cli_cmd cli_commands[] = {
     {.help =
          "\nSRC is a folder of class folders, an IDX images file, or a CSV with a label column.\n"
          "\nFederated simulations:\n"},
-    {"init", .local = cli_init_main,
+    {"init", .opts = "--arch= --data= --out= --input= --seed= --updatable= --name= --skip-bad",
+     .local = cli_init_main,
      .help = "  init --arch mlp|cnn|SPEC --data SRC --out MODEL.udm [--input C,H,W] [--seed N]\n"
-             "       [--updatable all|last|none] [--name S]\n"
+             "       [--updatable all|last|none] [--name S] [--skip-bad]\n"
              "                                      an untrained model (seeded) whose labels are\n"
              "                                      SRC's classes: the start of a federation\n"},
-    {"dataset", .local = cli_dataset_main,
-     .help = "  dataset partition --data SRC --clients K --scheme iid|dirichlet:ALPHA|shards:S\n"
-             "       --seed N --out DIR [--format png|csv] [--min-size M] [--json]\n"
-             "                                      splits SRC into K labeled client directories\n"
-             "                                      DIR/client-NNN/ and DIR/partition.json\n"},
+    {"dataset",
+     .opts = "--data= --clients= --scheme= --seed= --out= --format= --min-size= --json --input= "
+             "--label-column= --skip-bad --skip=",
+     .local = cli_dataset_main,
+     .help =
+         "  dataset partition --data SRC --clients K --scheme iid|dirichlet:ALPHA|shards:S\n"
+         "       --seed N --out DIR [--format png|csv] [--min-size M] [--json] [--input C,H,W]\n"
+         "       [--label-column NAME] [--skip-bad] [--skip N]\n"
+         "                                      splits SRC into K labeled client directories\n"
+         "                                      DIR/client-NNN/ and DIR/partition.json\n"},
     {.help = "\nSigned and encrypted models:\n"},
     {"keys", .local = cli_keys_main, .help = KEYS_HELP},
     {"encrypt", .local = cli_encrypt_main,
@@ -227,7 +233,9 @@ int cli_opt_in(const char *list, const char *opt, int *takes)
 void cli_parse(const char *name, int argc, char **argv, struct cli_args *a)
 {
     memset(a, 0, sizeof *a);
-    for (a->cmd = cli_commands; a->cmd->name == NULL || strcmp(a->cmd->name, name) != 0;)
+    size_t word = strcspn(name, " "); /* "dataset partition": the row of "dataset" */
+    for (a->cmd = cli_commands; a->cmd->name == NULL || strlen(a->cmd->name) != word ||
+                                strncmp(a->cmd->name, name, word) != 0;)
         a->cmd++; /* the caller's own row: always there */
     for (int i = 0; i < argc; i++) {
         const char *o = argv[i];
