@@ -106,35 +106,43 @@ static void layer_desc(const struct ud_layer_spec *L, char *buf, size_t len)
     }
 }
 
+/* What info shows of a model, read once for either form. */
+struct info {
+    const ud_model_t *m;
+    const char *path, *sha;
+    long long fsize; /* -1: unknown */
+    const struct ud_arch *a;
+    const struct ud_metadata *md;
+    const struct ud_update_defaults *d;
+    const struct ud_input_desc *in;
+    int C;
+};
+
 /* `info --json`: one JSON object. */
-static void info_json(const ud_model_t *m, const char *path, long long fsize, const char *sha)
+static void info_json(const struct info *v)
 {
-    const struct ud_arch *a = ud_model_arch(m);
-    const struct ud_metadata *md = ud_model_metadata_const(m);
-    const struct ud_update_defaults *d = ud_model_update_defaults_const(m);
-    const struct ud_input_desc *in = ud_model_input_desc_const(m);
+    const ud_model_t *m = v->m;
     char desc[128];
-    int C = ud_model_num_classes(m);
     printf("{\"path\":");
-    ud_json_str(stdout, path);
+    ud_json_str(stdout, v->path);
     printf(",\"format_version\":%d,\"file_bytes\":%lld,\"params\":%zu,\"params_sha256\":\"%s\"",
-           UD_UDM_VERSION, fsize, ud_model_param_count(m), sha);
+           UD_UDM_VERSION, v->fsize, ud_model_param_count(m), v->sha);
     printf(",\"signed_by\":");
     ud_json_str(stdout, g_seal.is_signed ? g_seal.sign_key_id : NULL);
     printf(",\"encrypted_with\":");
     ud_json_str(stdout, g_seal.encrypted ? g_seal.enc_key_id : NULL);
-    printf(",\"input\":{\"shape\":[%d,%d,%d],\"kind\":\"%s\"", a->input.c, a->input.h, a->input.w,
-           in->kind == UD_INPUT_IMAGE ? "image" : "tabular");
-    ud_json_field(stdout, "scale", in->scale);
-    ud_json_field(stdout, "offset", in->offset);
+    printf(",\"input\":{\"shape\":[%d,%d,%d],\"kind\":\"%s\"", v->a->input.c, v->a->input.h,
+           v->a->input.w, v->in->kind == UD_INPUT_IMAGE ? "image" : "tabular");
+    ud_json_field(stdout, "scale", v->in->scale);
+    ud_json_field(stdout, "offset", v->in->offset);
     printf("},\"layers\":[");
-    for (int i = 0; i < a->nlayers; i++) {
+    for (int i = 0; i < v->a->nlayers; i++) {
         struct ud_span w, b;
         ud_model_layer_params(m, i, &w, &b);
-        struct ud_shape s = ud_arch_shape(a, i);
-        layer_desc(&a->layer[i], desc, sizeof desc);
+        struct ud_shape s = ud_arch_shape(v->a, i);
+        layer_desc(&v->a->layer[i], desc, sizeof desc);
         printf("%s{\"index\":%d,\"kind\":\"%s\",\"description\":", i ? "," : "", i,
-               ud_layer_kind_name(a->layer[i].kind));
+               ud_layer_kind_name(v->a->layer[i].kind));
         ud_json_str(stdout, desc);
         printf(",\"output\":[%d,%d,%d],\"params\":%zu", s.c, s.h, s.w, w.count + b.count);
         if (w.count)
@@ -142,35 +150,35 @@ static void info_json(const ud_model_t *m, const char *path, long long fsize, co
         printf("}");
     }
     printf("],\"labels\":");
-    ud_json_str_array(stdout, ud_model_labels(m), C);
+    ud_json_str_array(stdout, ud_model_labels(m), v->C);
     printf(",\"metadata\":{\"author\":");
-    ud_json_str(stdout, md->author);
+    ud_json_str(stdout, v->md->author);
     printf(",\"short_description\":");
-    ud_json_str(stdout, md->short_description);
+    ud_json_str(stdout, v->md->short_description);
     printf(",\"license\":");
-    ud_json_str(stdout, md->license);
+    ud_json_str(stdout, v->md->license);
     printf(",\"version\":");
-    ud_json_str(stdout, md->version);
+    ud_json_str(stdout, v->md->version);
     printf(",\"additional\":{");
-    for (size_t i = 0; i < md->nadditional; i++) {
+    for (size_t i = 0; i < v->md->nadditional; i++) {
         if (i)
             putchar(',');
-        ud_json_str(stdout, md->additional[i].key);
+        ud_json_str(stdout, v->md->additional[i].key);
         putchar(':');
-        ud_json_str(stdout, md->additional[i].value);
+        ud_json_str(stdout, v->md->additional[i].value);
     }
     printf("}},\"update_defaults\":{\"optimizer\":\"%s\",\"shuffle\":%s,\"nesterov\":%s",
-           ud_optimizer_name(d->optimizer), d->shuffle ? "true" : "false",
-           d->nesterov ? "true" : "false");
-    json_range_d("learningRate", &d->learning_rate);
-    json_range_d("momentum", &d->momentum);
-    json_range_d("weightDecay", &d->weight_decay);
-    json_range_d("beta1", &d->beta1);
-    json_range_d("beta2", &d->beta2);
-    json_range_d("eps", &d->eps);
-    json_range_i("miniBatchSize", &d->mini_batch_size);
-    json_range_i("epochs", &d->epochs);
-    json_range_i("seed", &d->seed);
+           ud_optimizer_name(v->d->optimizer), v->d->shuffle ? "true" : "false",
+           v->d->nesterov ? "true" : "false");
+    json_range_d("learningRate", &v->d->learning_rate);
+    json_range_d("momentum", &v->d->momentum);
+    json_range_d("weightDecay", &v->d->weight_decay);
+    json_range_d("beta1", &v->d->beta1);
+    json_range_d("beta2", &v->d->beta2);
+    json_range_d("eps", &v->d->eps);
+    json_range_i("miniBatchSize", &v->d->mini_batch_size);
+    json_range_i("epochs", &v->d->epochs);
+    json_range_i("seed", &v->d->seed);
     printf("},\"metrics\":{");
     for (size_t i = 0; i < ud_model_metric_count(m); i++) {
         const char *k;
@@ -186,36 +194,33 @@ static void info_json(const ud_model_t *m, const char *path, long long fsize, co
 }
 
 /* `info` for people. */
-static void info_text(const ud_model_t *m, const char *path, long long fsize, const char *sha)
+static void info_text(const struct info *v)
 {
-    const struct ud_arch *a = ud_model_arch(m);
-    const struct ud_metadata *md = ud_model_metadata_const(m);
-    const struct ud_update_defaults *d = ud_model_update_defaults_const(m);
-    const struct ud_input_desc *in = ud_model_input_desc_const(m);
+    const ud_model_t *m = v->m;
     char desc[128];
-    int C = ud_model_num_classes(m);
-    printf("%s: updraft model, format version %d, %lld bytes\n", path, UD_UDM_VERSION, fsize);
-    printf("  description  %s\n", md->short_description ? md->short_description : "");
-    printf("  author       %s\n", md->author ? md->author : "");
-    printf("  version      %s\n", md->version ? md->version : "");
-    printf("  license      %s\n", md->license ? md->license : "(none)");
-    for (size_t i = 0; i < md->nadditional; i++)
-        printf("  %-12s %s\n", md->additional[i].key, md->additional[i].value);
-    printf("input (%d, %d, %d) %s, x = raw * %g + %g\n", a->input.c, a->input.h, a->input.w,
-           in->kind == UD_INPUT_IMAGE ? "image" : "tabular", (double)in->scale, (double)in->offset);
+    printf("%s: updraft model, format version %d, %lld bytes\n", v->path, UD_UDM_VERSION, v->fsize);
+    printf("  description  %s\n", v->md->short_description ? v->md->short_description : "");
+    printf("  author       %s\n", v->md->author ? v->md->author : "");
+    printf("  version      %s\n", v->md->version ? v->md->version : "");
+    printf("  license      %s\n", v->md->license ? v->md->license : "(none)");
+    for (size_t i = 0; i < v->md->nadditional; i++)
+        printf("  %-12s %s\n", v->md->additional[i].key, v->md->additional[i].value);
+    printf("input (%d, %d, %d) %s, x = raw * %g + %g\n", v->a->input.c, v->a->input.h,
+           v->a->input.w, v->in->kind == UD_INPUT_IMAGE ? "image" : "tabular", (double)v->in->scale,
+           (double)v->in->offset);
     printf("layers:\n");
-    for (int i = 0; i < a->nlayers; i++) {
+    for (int i = 0; i < v->a->nlayers; i++) {
         struct ud_span w, b;
         ud_model_layer_params(m, i, &w, &b);
-        struct ud_shape s = ud_arch_shape(a, i);
-        layer_desc(&a->layer[i], desc, sizeof desc);
+        struct ud_shape s = ud_arch_shape(v->a, i);
+        layer_desc(&v->a->layer[i], desc, sizeof desc);
         printf("  %2d  %-32s -> (%d, %d, %d)", i, desc, s.c, s.h, s.w);
         if (w.count)
             printf("  %9zu params  %s", w.count + b.count,
                    ud_model_layer_updatable(m, i) ? "updatable" : "frozen");
         printf("\n");
     }
-    printf("parameters     %zu\nparams_sha256  %s\n", ud_model_param_count(m), sha);
+    printf("parameters     %zu\nparams_sha256  %s\n", ud_model_param_count(m), v->sha);
     if (g_seal.is_signed || g_seal.encrypted)
         printf("sealed         %s%s%s%s%s\n", g_seal.is_signed ? "signed by key " : "",
                g_seal.sign_key_id, g_seal.is_signed ? " (not verified here)" : "",
@@ -223,16 +228,16 @@ static void info_text(const ud_model_t *m, const char *path, long long fsize, co
                                                     : "encrypted with model key ")
                                 : "",
                g_seal.enc_key_id);
-    printf("labels (%d):   ", C);
-    for (int c = 0; c < C; c++)
+    printf("labels (%d):   ", v->C);
+    for (int c = 0; c < v->C; c++)
         printf("%s%s", c ? ", " : "", ud_model_label(m, c));
     printf("\nupdate defaults: %s, learningRate %g [%g, %g], momentum %g%s, miniBatchSize %lld "
            "[%lld, %lld], epochs %lld [%lld, %lld], shuffle %s\n",
-           ud_optimizer_name(d->optimizer), d->learning_rate.value, d->learning_rate.min,
-           d->learning_rate.max, d->momentum.value, d->nesterov ? " (nesterov)" : "",
-           (long long)d->mini_batch_size.value, (long long)d->mini_batch_size.min,
-           (long long)d->mini_batch_size.max, (long long)d->epochs.value, (long long)d->epochs.min,
-           (long long)d->epochs.max, d->shuffle ? "on" : "off");
+           ud_optimizer_name(v->d->optimizer), v->d->learning_rate.value, v->d->learning_rate.min,
+           v->d->learning_rate.max, v->d->momentum.value, v->d->nesterov ? " (nesterov)" : "",
+           (long long)v->d->mini_batch_size.value, (long long)v->d->mini_batch_size.min,
+           (long long)v->d->mini_batch_size.max, (long long)v->d->epochs.value,
+           (long long)v->d->epochs.min, (long long)v->d->epochs.max, v->d->shuffle ? "on" : "off");
     if (ud_model_metric_count(m)) {
         printf("metrics:");
         for (size_t i = 0; i < ud_model_metric_count(m); i++) {
@@ -254,10 +259,19 @@ int cli_info_main(int argc, char **argv)
     long long fsize = stat(path, &st) == 0 ? (long long)st.st_size : -1;
     char sha[65];
     ud_model_params_sha256(m, sha);
+    struct info v = {m,
+                     path,
+                     sha,
+                     fsize,
+                     ud_model_arch(m),
+                     ud_model_metadata_const(m),
+                     ud_model_update_defaults_const(m),
+                     ud_model_input_desc_const(m),
+                     ud_model_num_classes(m)};
     if (json)
-        info_json(m, path, fsize, sha);
+        info_json(&v);
     else
-        info_text(m, path, fsize, sha);
+        info_text(&v);
     ud_model_destroy(&m);
     return 0;
 }
