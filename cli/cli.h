@@ -89,8 +89,6 @@ int cli_dataset_main(int argc, char **argv);
 int cli_keys_main(int argc, char **argv);
 int cli_encrypt_main(int argc, char **argv);
 int cli_decrypt_main(int argc, char **argv);
-/* The exit code for a ud_seal error code (0, 3, 4, 5, else 1). */
-int cli_seal_exit_code(int rc);
 
 /* The commands that talk to a coordinator's REST API (cli_remote.c, docs/rest.md). URL:
  * --url, else $UPDRAFT_URL, else http://127.0.0.1:8470. Token (every request but a GET):

@@ -21,11 +21,6 @@
 
 #define SEALED_FILE_MAX ((size_t)UD_SEAL_MAX_PAYLOAD + UD_SEAL_HEADER_BYTES + UD_SEAL_SIG_BYTES)
 
-int cli_seal_exit_code(int rc)
-{
-    return ud_seal_exit_status(rc);
-}
-
 /* "sign-secret key", "model key": how messages name a key's type. */
 static const char *kind(const struct ud_key *k)
 {
@@ -172,7 +167,7 @@ static int rewrite(const char *what, const struct key_opts *o, const struct ud_k
         rc = ud_file_write_atomic(o->out ? o->out : o->file, out, on, &e);
     free(in);
     free(out);
-    return rc ? fail(cli_seal_exit_code(rc), what, &e) : 0;
+    return rc ? fail(ud_seal_exit_status(rc), what, &e) : 0;
 }
 
 static int keys_sign(struct key_opts *o)
@@ -207,7 +202,7 @@ static int keys_verify(struct key_opts *o)
     free(in);
     if (rc) {
         ud_err_prefix(&e, "%s", o->file);
-        return fail(cli_seal_exit_code(rc), "keys verify", &e);
+        return fail(ud_seal_exit_status(rc), "keys verify", &e);
     }
     printf("%s: signed by key %s: the signature verifies%s\n", o->file, k.id,
            info.encrypted ? " (the model inside is encrypted)" : "");

@@ -48,7 +48,7 @@ static ud_model_t *load_model(const char *path)
     if (!m) {
         if (e.code == UD_EWRONGKEY && !keys.decrypt)
             cli_die(NULL, 4, "%s (set UPDRAFT_MODEL_KEY to the model-key file)", e.msg);
-        cli_die(NULL, cli_seal_exit_code(e.code), "%s", e.msg);
+        cli_die(NULL, ud_seal_exit_status(e.code), "%s", e.msg);
     }
     return m;
 }
