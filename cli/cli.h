@@ -109,6 +109,7 @@ int cli_model_pull(const struct cli_remote *o, const char *ref);
 int cli_model_push(const struct cli_remote *o, const char *file);
 int cli_devices(const struct cli_remote *o, const char *arg);
 int cli_devices_add(const struct cli_remote *o, const char *arg);
+int cli_devices_revoke(const struct cli_remote *o, const char *id);
 int cli_fed_start(const struct cli_remote *o, const char *file);
 int cli_fed_list(const struct cli_remote *o, const char *arg);
 int cli_fed_show(const struct cli_remote *o, const char *id);

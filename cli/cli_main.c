@@ -171,6 +171,10 @@ const struct cli_cmd cli_commands[] = {
          "                                      and token, or with --out writes \"ID TOKEN\" "
          "lines\n"
          "                                      to F (mode 0600) and no token\n"},
+    {"devices", "revoke", "ID", .remote = cli_devices_revoke,
+     .help =
+         "  devices revoke ID                   revokes a device: its token is refused from now\n"
+         "                                      on; needs the token\n"},
     {"fed", "start", "SPEC.json", .remote = cli_fed_start,
      .help = "  fed start SPEC.json                 starts a federation (- for stdin); needs the "
              "token\n"},

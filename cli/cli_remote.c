@@ -982,6 +982,21 @@ int cli_devices_add(const struct cli_remote *o, const char *arg)
     return ret;
 }
 
+static void print_revoked(const struct cli_remote *o, json_t *j)
+{
+    (void)o;
+    printf("device %lld revoked: its token is refused from now on\n", integer(j, "id", 0));
+}
+
+int cli_devices_revoke(const struct cli_remote *o, const char *id)
+{
+    char path[1024] = "/v1/devices";
+    path_seg(path, sizeof path, id);
+    strncat(path, "/revoke", sizeof path - strlen(path) - 1);
+    return call_and_print(o, &(struct call){.method = "POST", .path = path, .ok = 200},
+                          "devices revoke", print_revoked);
+}
+
 static void print_fed_started(const struct cli_remote *o, json_t *j)
 {
     (void)o;
