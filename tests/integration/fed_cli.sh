@@ -13,6 +13,7 @@
 #      (tests/tools/fed_upload.py), a stale and a duplicate upload are counted as rejections, the
 #      round PUBLISHES version 2, `fed wait --progress` prints it with its eval accuracy, exit 0.
 #   5. `fed cancel`, `fed wait --timeout`, and usage errors.
+#   6. `devices revoke ID`: the device then shows revoked=yes and its token gets 401.
 # shellcheck source=SCRIPTDIR/lib/common.bash
 source "$(dirname "$0")/lib/common.bash"
 it_require_bins "$WORKER" "$UPDRAFT" "$UD_BIN_DIR/updraft-coordinator"
@@ -240,6 +241,31 @@ it_run u3 "$UPDRAFT" devices add --count 0
 it_expect_rc "devices add --count 0: usage error" 2
 it_run u4 "$UPDRAFT" devices remove
 it_expect_rc "devices remove: usage error" 2
+it_run u5 "$UPDRAFT" status --count 3
+it_expect_rc "status --count (an option of devices add): usage error" 2
+it_expect_grep "it names the command and the option" "$ERR" \
+    "updraft status: unknown option --count (try updraft status --help)"
+it_run u6 "$UPDRAFT" fed wait --help
+it_expect_rc "fed wait --help exits 0" 0
+it_expect_grep "fed wait --help prints its line" "$OUT" "fed wait ID [--timeout S] [--progress]"
+
+# ---- 6. devices revoke
+it_run add_lost "$UPDRAFT" devices add --name lost --out lost.token
+it_expect_rc "devices add --name lost --out lost.token" 0
+LOST_ID=$(cut -d' ' -f1 lost.token)
+LOST_TOKEN=$(cut -d' ' -f2 lost.token)
+it_run revoke "$UPDRAFT" devices revoke "$LOST_ID"
+it_expect_rc "devices revoke ID" 0
+it_expect_grep "it says the device is revoked" "$OUT" "device $LOST_ID revoked"
+it_run devices_rv "$UPDRAFT" devices
+it_expect_py "devices shows it revoked=yes" 'v[0] == 1' \
+    "$(grep -cE "^$LOST_ID +lost +never +0 +yes$" "$OUT")"
+it_expect_eq "its token gets 401" 401 "$(device_poll "$LOST_TOKEN")"
+it_run revoke_noauth env -u UPDRAFT_TOKEN "$UPDRAFT" devices revoke "$LOST_ID"
+it_expect_grep "devices revoke without the token: 401" "$ERR" "(HTTP 401)"
+it_run revoke_404 "$UPDRAFT" devices revoke 9999
+it_expect_rc "devices revoke of an unknown device exits 1" 1
+it_expect_grep "with the server's 404" "$ERR" "(HTTP 404)"
 it_run help "$UPDRAFT" --help
 it_expect_grep "--help lists fed wait" "$OUT" "fed wait ID [--timeout S] [--progress]"
 it_expect_grep "--help lists devices add" "$OUT" "devices add [--name N] [--count K] [--out F]"

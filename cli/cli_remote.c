@@ -12,6 +12,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -22,22 +23,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli_remote.h"
+#include "cli.h"
+#include "updraft/ud_clock.h"
 #include "updraft/ud_error.h"
+#include "updraft/ud_file.h"
 #include "updraft/ud_limits.h"
 #include "updraft/ud_net.h"
 #include "updraft/ud_net_curl.h"
+#include "updraft/ud_num.h"
 
 #define DEFAULT_URL   "http://127.0.0.1:8470"
 #define MAX_REPLY     (64u << 20) /* JSON answers; model files go to disk */
 #define WAIT_INTERVAL 1.0
-/* The coordinator's limits (coord_fed_http.c, coord_fed.h; the CLI does not link the service):
- * a spec is read up to one byte more, so that an oversized one reaches the server, which
- * answers 413 with its limit; a model file over the limit is refused before it is sent. */
-#define FED_SPEC_MAX   UD_LIMIT_FED_SPEC_BYTES
-#define MODEL_PUSH_MAX UD_LIMIT_MODEL_PUSH_BYTES
-
-struct opts {
+struct cli_remote {
     char url[1024];
     char token[1024];
     const char *cacert, *pin; /* --cacert/$UPDRAFT_CACERT, --pin/$UPDRAFT_PIN; NULL: none */
@@ -46,8 +44,6 @@ struct opts {
     long long count; /* devices add --count; 0: not given */
     int progress;    /* fed wait --progress */
     double timeout;
-    const char *words[4];
-    int nwords;
 };
 
 struct reply {
@@ -59,13 +55,6 @@ struct reply {
     CURL *curl;
     json_t *json;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void reply_free(struct reply *r)
 {
@@ -101,7 +90,8 @@ static size_t on_data(char *p, size_t sz, size_t n, void *user)
 #define HTTP_TLS_REFUSED 3 /* http_ct: the server failed TLS verification */
 
 /* 1 (with the message of ud_net_tls_message in msg) when cc is a TLS verification failure. */
-static int tls_refused(const struct opts *o, CURLcode cc, const char *reason, char *msg, size_t n)
+static int tls_refused(const struct cli_remote *o, CURLcode cc, const char *reason, char *msg,
+                       size_t n)
 {
     enum ud_tls_failure why;
     if (!ud_net_curl_tls_failure(cc, &why))
@@ -114,8 +104,9 @@ static int tls_refused(const struct opts *o, CURLcode cc, const char *reason, ch
  * with r->code and the body (parsed into r->json when it is JSON), 1 when the server could not
  * be reached (printed unless quiet), or HTTP_TLS_REFUSED when it failed TLS verification
  * (always printed: waiting will not mend it). */
-static int http_ct(const struct opts *o, const char *method, const char *path, const char *ctype,
-                   const char *body, size_t len, int auth, FILE *file, struct reply *r, int quiet)
+static int http_ct(const struct cli_remote *o, const char *method, const char *path,
+                   const char *ctype, const char *body, size_t len, int auth, FILE *file,
+                   struct reply *r, int quiet)
 {
     memset(r, 0, sizeof *r);
     CURL *c = curl_easy_init();
@@ -184,14 +175,14 @@ static int http_ct(const struct opts *o, const char *method, const char *path, c
 }
 
 /* http_ct with a JSON body (or none). */
-static int http(const struct opts *o, const char *method, const char *path, const char *body,
+static int http(const struct cli_remote *o, const char *method, const char *path, const char *body,
                 size_t len, int auth, FILE *file, struct reply *r, int quiet)
 {
     return http_ct(o, method, path, "application/json", body, len, auth, file, r, quiet);
 }
 
 /* The server said no: its message (and with --json its body), exit code 1. */
-static int server_error(const struct opts *o, const struct reply *r, const char *what)
+static int server_error(const struct cli_remote *o, const struct reply *r, const char *what)
 {
     const char *msg =
         json_string_value(json_object_get(json_object_get(r->json, "error"), "message"));
@@ -216,6 +207,40 @@ static int print_json(const struct reply *r)
     if (!r->len || r->body[r->len - 1] != '\n')
         putchar('\n');
     return 0;
+}
+
+/* One request for call_and_print: ok is the status that means success; list, when set, the
+ * key of the array the answer must hold; body (of Content-Type ctype, JSON when NULL) is sent
+ * with the admin token, as every request but a GET is. */
+struct call {
+    const char *method, *path;
+    long ok;
+    const char *list;
+    const char *body, *ctype;
+    size_t len;
+};
+
+/* Makes the request; then the server's error (what names the request in it), or with --json
+ * the answer as it is, or print(o, answer) for people. Returns the exit code. */
+static int call_and_print(const struct cli_remote *o, const struct call *c, const char *what,
+                          void (*print)(const struct cli_remote *, json_t *))
+{
+    struct reply r;
+    int auth = strcmp(c->method, "GET") != 0;
+    if (http_ct(o, c->method, c->path, c->ctype ? c->ctype : "application/json", c->body, c->len,
+                auth, NULL, &r, 0))
+        return 1;
+    int ret = 0;
+    int ok = r.code == c->ok &&
+             (c->list ? json_is_array(json_object_get(r.json, c->list)) : json_is_object(r.json));
+    if (!ok)
+        ret = server_error(o, &r, what);
+    else if (o->json)
+        ret = print_json(&r);
+    else
+        print(o, r.json);
+    reply_free(&r);
+    return ret;
 }
 
 /* ------------------------------------------------------------------ formatting */
@@ -304,72 +329,65 @@ static void path_seg(char *path, size_t n, const char *s)
 
 /* ------------------------------------------------------------------ commands */
 
-static int cmd_status(const struct opts *o)
+static void print_status(const struct cli_remote *o, json_t *j)
 {
-    struct reply r;
-    if (http(o, "GET", "/v1/status", NULL, 0, 0, NULL, &r, 0))
-        return 1;
-    int ret = 0;
-    if (r.code != 200 || !r.json)
-        ret = server_error(o, &r, "status");
-    else if (o->json)
-        ret = print_json(&r);
-    else {
-        char d[32];
-        json_t *jobs = json_object_get(r.json, "jobs");
-        printf("coordinator %s at %s (protocol %lld), up %s\n", str(r.json, "version"), o->url,
-               integer(r.json, "protocol", 0),
-               fmt_duration(num(r.json, "uptime_seconds"), d, sizeof d));
-        printf("jobs      %lld pending, %lld running, %lld restarting, %lld succeeded, "
-               "%lld failed, %lld cancelled\n",
-               integer(jobs, "PENDING", 0), integer(jobs, "RUNNING", 0),
-               integer(jobs, "RESTARTING", 0), integer(jobs, "SUCCEEDED", 0),
-               integer(jobs, "FAILED", 0), integer(jobs, "CANCELLED", 0));
-        printf("workers   %lld live\n", integer(r.json, "workers", 0));
-        printf("models    %lld versions of %lld models\n", integer(r.json, "models", 0),
-               integer(r.json, "model_names", 0));
-    }
-    reply_free(&r);
-    return ret;
+    char d[32];
+    json_t *jobs = json_object_get(j, "jobs");
+    printf("coordinator %s at %s (protocol %lld), up %s\n", str(j, "version"), o->url,
+           integer(j, "protocol", 0), fmt_duration(num(j, "uptime_seconds"), d, sizeof d));
+    printf("jobs      %lld pending, %lld running, %lld restarting, %lld succeeded, "
+           "%lld failed, %lld cancelled\n",
+           integer(jobs, "PENDING", 0), integer(jobs, "RUNNING", 0), integer(jobs, "RESTARTING", 0),
+           integer(jobs, "SUCCEEDED", 0), integer(jobs, "FAILED", 0),
+           integer(jobs, "CANCELLED", 0));
+    printf("workers   %lld live\n", integer(j, "workers", 0));
+    printf("models    %lld versions of %lld models\n", integer(j, "models", 0),
+           integer(j, "model_names", 0));
 }
 
-static int cmd_jobs(const struct opts *o)
+int cli_status(const struct cli_remote *o, const char *arg)
 {
+    (void)arg;
+    return call_and_print(o, &(struct call){.method = "GET", .path = "/v1/status", .ok = 200},
+                          "status", print_status);
+}
+
+static void print_jobs(const struct cli_remote *o, json_t *answer)
+{
+    json_t *jobs = json_object_get(answer, "jobs");
+    if (json_array_size(jobs) == 0) {
+        printf("no jobs%s%s\n", o->state ? " in state " : "", o->state ? o->state : "");
+        return;
+    }
+    printf("%-11s %-20s %-10s %-9s %-13s %6s  %s\n", "ID", "NAME", "STATE", "EPOCH", "STEP", "DONE",
+           "UPDATED");
+    size_t i;
+    json_t *j;
+    json_array_foreach(jobs, i, j)
+    {
+        char p[96], t[32];
+        printf("%-11s %-20.20s %-10s %s  %s\n", str(j, "id"), str(j, "name"), str(j, "state"),
+               fmt_progress(j, p, sizeof p), fmt_time(num(j, "updated"), t, sizeof t));
+    }
+}
+
+int cli_jobs(const struct cli_remote *o, const char *arg)
+{
+    (void)arg;
     char path[512] = "/v1/jobs";
     if (o->state) {
         char *e = curl_easy_escape(NULL, o->state, 0);
         snprintf(path, sizeof path, "/v1/jobs?state=%s", e ? e : "");
         curl_free(e);
     }
-    struct reply r;
-    if (http(o, "GET", path, NULL, 0, 0, NULL, &r, 0))
-        return 1;
-    int ret = 0;
-    json_t *jobs = json_object_get(r.json, "jobs");
-    if (r.code != 200 || !json_is_array(jobs))
-        ret = server_error(o, &r, "jobs");
-    else if (o->json)
-        ret = print_json(&r);
-    else if (json_array_size(jobs) == 0)
-        printf("no jobs%s%s\n", o->state ? " in state " : "", o->state ? o->state : "");
-    else {
-        printf("%-11s %-20s %-10s %-9s %-13s %6s  %s\n", "ID", "NAME", "STATE", "EPOCH", "STEP",
-               "DONE", "UPDATED");
-        size_t i;
-        json_t *j;
-        json_array_foreach(jobs, i, j)
-        {
-            char p[96], t[32];
-            printf("%-11s %-20.20s %-10s %s  %s\n", str(j, "id"), str(j, "name"), str(j, "state"),
-                   fmt_progress(j, p, sizeof p), fmt_time(num(j, "updated"), t, sizeof t));
-        }
-    }
-    reply_free(&r);
-    return ret;
+    return call_and_print(o,
+                          &(struct call){.method = "GET", .path = path, .ok = 200, .list = "jobs"},
+                          "jobs", print_jobs);
 }
 
-static void show_job(json_t *j)
+static void show_job(const struct cli_remote *o, json_t *j)
 {
+    (void)o;
     char b1[96], b2[32], b3[32], b4[32];
     printf("%s  %s  %s\n", str(j, "id"), str(j, "name"), str(j, "state"));
     if (json_is_string(json_object_get(j, "message")))
@@ -443,91 +461,66 @@ static void show_job(json_t *j)
     free(spec);
 }
 
-static int cmd_job_show(const struct opts *o, const char *id)
+int cli_job_show(const struct cli_remote *o, const char *id)
 {
     char path[1024] = "/v1/jobs";
     path_seg(path, sizeof path, id);
-    struct reply r;
-    if (http(o, "GET", path, NULL, 0, 0, NULL, &r, 0))
-        return 1;
-    int ret = 0;
-    if (r.code != 200 || !json_is_object(r.json))
-        ret = server_error(o, &r, id);
-    else if (o->json)
-        ret = print_json(&r);
-    else
-        show_job(r.json);
-    reply_free(&r);
-    return ret;
+    return call_and_print(o, &(struct call){.method = "GET", .path = path, .ok = 200}, id,
+                          show_job);
 }
 
-/* The whole of a file (or stdin for "-"), at most limit bytes plus one (so that an oversized
- * spec reaches the server, which says 413). */
-static char *read_spec(const char *file, size_t limit, size_t *len)
+/* The whole of a file (or stdin for "-"), at most limit bytes (the coordinator's, ud_limits.h);
+ * NULL (printed) when it cannot be read or is larger. The caller frees. */
+static char *read_body(const char *file, size_t limit, size_t *len)
 {
-    FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "rb");
-    if (!f) {
-        fprintf(stderr, "updraft: %s: %s\n", file, strerror(errno));
-        return NULL;
-    }
-    char *buf = malloc(limit + 2);
-    size_t n = buf ? fread(buf, 1, limit + 1, f) : 0;
-    int bad = !buf || ferror(f);
-    if (f != stdin)
-        fclose(f);
-    if (bad) {
-        fprintf(stderr, "updraft: %s: cannot read\n", file);
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
+    struct ud_err e = {0};
+    char *buf = NULL;
+    int rc = ud_file_read(strcmp(file, "-") == 0 ? "/dev/stdin" : file, limit, &buf, len, &e);
+    if (rc == UD_ELIMIT)
+        fprintf(stderr, "updraft: %s: over the coordinator's limit of %zu bytes\n", file, limit);
+    else if (rc)
+        fprintf(stderr, "updraft: %s\n", e.msg);
+    return rc ? NULL : buf;
 }
 
-static int cmd_job_submit(const struct opts *o, const char *file)
+static void print_submitted(const struct cli_remote *o, json_t *j)
+{
+    (void)o;
+    printf("%s submitted: %s (see updraft job show %s)\n", str(j, "id"), str(j, "state"),
+           str(j, "id"));
+}
+
+int cli_job_submit(const struct cli_remote *o, const char *file)
 {
     size_t len;
-    char *spec = read_spec(file, UD_LIMIT_JOB_SPEC_BYTES, &len);
+    char *spec = read_body(file, UD_LIMIT_JOB_SPEC_BYTES, &len);
     if (!spec)
         return 1;
-    struct reply r;
-    int fail = http(o, "POST", "/v1/jobs", spec, len, 1, NULL, &r, 0);
+    int ret = call_and_print(
+        o,
+        &(struct call){.method = "POST", .path = "/v1/jobs", .ok = 201, .body = spec, .len = len},
+        "job submit", print_submitted);
     free(spec);
-    if (fail)
-        return 1;
-    int ret = 0;
-    if (r.code != 201 || !json_is_object(r.json))
-        ret = server_error(o, &r, "job submit");
-    else if (o->json)
-        ret = print_json(&r);
-    else
-        printf("%s submitted: %s (see updraft job show %s)\n", str(r.json, "id"),
-               str(r.json, "state"), str(r.json, "id"));
-    reply_free(&r);
     return ret;
 }
 
-static int cmd_job_cancel(const struct opts *o, const char *id)
+static void print_job_cancelled(const struct cli_remote *o, json_t *j)
+{
+    (void)o;
+    if (strcmp(str(j, "state"), "CANCELLED") == 0)
+        printf("%s: CANCELLED\n", str(j, "id"));
+    else
+        printf("%s: cancel requested; the workers stop at their next step (state %s)\n",
+               str(j, "id"), str(j, "state"));
+}
+
+int cli_job_cancel(const struct cli_remote *o, const char *id)
 {
     char path[1024] = "/v1/jobs";
     path_seg(path, sizeof path, id);
     strncat(path, "/cancel", sizeof path - strlen(path) - 1);
-    struct reply r;
-    if (http(o, "POST", path, NULL, 0, 1, NULL, &r, 0))
-        return 1;
-    int ret = 0;
-    if (r.code != 202 || !json_is_object(r.json))
-        ret = server_error(o, &r, "job cancel");
-    else if (o->json)
-        ret = print_json(&r);
-    else if (strcmp(str(r.json, "state"), "CANCELLED") == 0)
-        printf("%s: CANCELLED\n", str(r.json, "id"));
-    else
-        printf("%s: cancel requested; the workers stop at their next step (state %s)\n",
-               str(r.json, "id"), str(r.json, "state"));
-    reply_free(&r);
-    return ret;
+    return call_and_print(o, &(struct call){.method = "POST", .path = path, .ok = 202},
+                          "job cancel", print_job_cancelled);
 }
 
 static int terminal(const char *state)
@@ -536,11 +529,22 @@ static int terminal(const char *state)
            strcmp(state, "CANCELLED") == 0;
 }
 
-static int cmd_job_wait(const struct opts *o, const char *id)
+/* What waiting for a job or a federation does with each answer of a GET of it. */
+struct waiter {
+    const char *noun; /* names the id in messages: "" (a job) or "federation " */
+    /* Shows the progress in j; 1 when j's state is final. */
+    int (*step)(const struct cli_remote *o, const char *id, json_t *j, void *state);
+    /* The last line for people once it is. */
+    void (*done)(const struct cli_remote *o, const char *id, json_t *j);
+    void *state;
+};
+
+/* GETs path every WAIT_INTERVAL until w->step says the state is final, through a coordinator
+ * that does not answer or answers 5xx, until --timeout. Returns 0 only for SUCCEEDED. */
+static int wait_until_final(const struct cli_remote *o, const char *path, const char *id,
+                            const struct waiter *w)
 {
-    char path[1024] = "/v1/jobs", last[256] = "";
-    path_seg(path, sizeof path, id);
-    double deadline = o->timeout > 0 ? now_s() + o->timeout : INFINITY;
+    double deadline = o->timeout > 0 ? ud_clock_mono() + o->timeout : INFINITY;
     int unreachable = 0;
     for (;;) {
         struct reply r;
@@ -553,22 +557,14 @@ static int cmd_job_wait(const struct opts *o, const char *id)
         } else if (r.code == 200 && json_is_object(r.json)) {
             unreachable = 0;
             const char *state = str(r.json, "state");
-            char line[256], p[96];
-            snprintf(line, sizeof line, "%s %-10s %s", id, state,
-                     fmt_progress(r.json, p, sizeof p));
-            if (!o->json && strcmp(line, last) != 0) {
-                printf("%s\n", line);
-                fflush(stdout);
-                snprintf(last, sizeof last, "%s", line);
-            }
-            if (terminal(state)) {
+            if (w->step(o, id, r.json, w->state)) {
                 int ok = strcmp(state, "SUCCEEDED") == 0;
                 if (o->json)
                     print_json(&r);
-                else if (json_is_string(json_object_get(r.json, "message")))
-                    printf("%s: %s\n", id, str(r.json, "message"));
+                else
+                    w->done(o, id, r.json);
                 if (!ok)
-                    fprintf(stderr, "updraft: %s ended %s\n", id, state);
+                    fprintf(stderr, "updraft: %s%s ended %s\n", w->noun, id, state);
                 reply_free(&r);
                 return ok ? 0 : 1;
             }
@@ -578,48 +574,75 @@ static int cmd_job_wait(const struct opts *o, const char *id)
             return ret;
         }
         reply_free(&r);
-        double left = deadline - now_s();
+        double left = deadline - ud_clock_mono();
         if (left <= 0) {
-            fprintf(stderr, "updraft: timed out after %g s waiting for %s\n", o->timeout, id);
+            fprintf(stderr, "updraft: timed out after %g s waiting for %s%s\n", o->timeout, w->noun,
+                    id);
             return 1;
         }
         usleep((useconds_t)((left < WAIT_INTERVAL ? left : WAIT_INTERVAL) * 1e6));
     }
 }
 
-static int cmd_models(const struct opts *o)
+/* A line per change of the job's state or progress (last: the line printed before). */
+static int job_step(const struct cli_remote *o, const char *id, json_t *j, void *last)
 {
-    struct reply r;
-    if (http(o, "GET", "/v1/models", NULL, 0, 0, NULL, &r, 0))
-        return 1;
-    int ret = 0;
-    json_t *models = json_object_get(r.json, "models");
-    if (r.code != 200 || !json_is_array(models))
-        ret = server_error(o, &r, "models");
-    else if (o->json)
-        ret = print_json(&r);
-    else if (json_array_size(models) == 0)
-        printf("no models yet\n");
-    else {
-        printf("%-24s %8s %6s %10s  %-19s  %s\n", "NAME", "VERSIONS", "LATEST", "SIZE", "CREATED",
-               "TEST ACCURACY");
-        size_t i;
-        json_t *m;
-        json_array_foreach(models, i, m)
-        {
-            json_t *l = json_object_get(m, "latest");
-            char sz[32], t[32], acc[32] = "-";
-            double a = num(json_object_get(l, "metrics"), "test_accuracy");
-            if (isfinite(a))
-                snprintf(acc, sizeof acc, "%.4f", a);
-            printf("%-24.24s %8lld %6lld %10s  %-19s  %s\n", str(m, "name"),
-                   integer(m, "versions", 0), integer(l, "version", 0),
-                   fmt_size(num(l, "size"), sz, sizeof sz),
-                   fmt_time(num(l, "created"), t, sizeof t), acc);
-        }
+    const char *state = str(j, "state");
+    char line[256], p[96];
+    snprintf(line, sizeof line, "%s %-10s %s", id, state, fmt_progress(j, p, sizeof p));
+    if (!o->json && strcmp(line, last) != 0) {
+        printf("%s\n", line);
+        fflush(stdout);
+        snprintf(last, 256, "%s", line);
     }
-    reply_free(&r);
-    return ret;
+    return terminal(state);
+}
+
+static void job_done(const struct cli_remote *o, const char *id, json_t *j)
+{
+    (void)o;
+    if (json_is_string(json_object_get(j, "message")))
+        printf("%s: %s\n", id, str(j, "message"));
+}
+
+int cli_job_wait(const struct cli_remote *o, const char *id)
+{
+    char path[1024] = "/v1/jobs", last[256] = "";
+    path_seg(path, sizeof path, id);
+    return wait_until_final(o, path, id, &(struct waiter){"", job_step, job_done, last});
+}
+
+static void print_models(const struct cli_remote *o, json_t *answer)
+{
+    (void)o;
+    json_t *models = json_object_get(answer, "models");
+    if (json_array_size(models) == 0) {
+        printf("no models yet\n");
+        return;
+    }
+    printf("%-24s %8s %6s %10s  %-19s  %s\n", "NAME", "VERSIONS", "LATEST", "SIZE", "CREATED",
+           "TEST ACCURACY");
+    size_t i;
+    json_t *m;
+    json_array_foreach(models, i, m)
+    {
+        json_t *l = json_object_get(m, "latest");
+        char sz[32], t[32], acc[32] = "-";
+        double a = num(json_object_get(l, "metrics"), "test_accuracy");
+        if (isfinite(a))
+            snprintf(acc, sizeof acc, "%.4f", a);
+        printf("%-24.24s %8lld %6lld %10s  %-19s  %s\n", str(m, "name"), integer(m, "versions", 0),
+               integer(l, "version", 0), fmt_size(num(l, "size"), sz, sizeof sz),
+               fmt_time(num(l, "created"), t, sizeof t), acc);
+    }
+}
+
+int cli_models(const struct cli_remote *o, const char *arg)
+{
+    (void)arg;
+    return call_and_print(
+        o, &(struct call){.method = "GET", .path = "/v1/models", .ok = 200, .list = "models"},
+        "models", print_models);
 }
 
 /* NAME[@V] → /v1/models/NAME/versions/V (V "latest" when absent). */
@@ -642,38 +665,32 @@ static int model_path(const char *ref, char *path, size_t n)
     return 0;
 }
 
-static int cmd_model_show(const struct opts *o, const char *ref)
+static void print_model(const struct cli_remote *o, json_t *j)
+{
+    char sz[32], t[32];
+    printf("%s@%lld  %s  created %s\n", str(j, "name"), integer(j, "version", 0),
+           fmt_size(num(j, "size"), sz, sizeof sz), fmt_time(num(j, "created"), t, sizeof t));
+    printf("sha256     %s\n", str(j, "sha256"));
+    printf("job        %s\n", str(j, "job"));
+    printf("file       %s%s\n", o->url, str(j, "file"));
+    const char *keys[] = {"metrics", "lineage", "metadata"};
+    for (int i = 0; i < 3; i++) {
+        char *s =
+            json_dumps(json_object_get(j, keys[i]),
+                       JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(6) | JSON_ENCODE_ANY);
+        printf("%-10s %s\n", keys[i], s ? s : "null");
+        free(s);
+    }
+}
+
+int cli_model_show(const struct cli_remote *o, const char *ref)
 {
     char path[1024];
     int ret = model_path(ref, path, sizeof path);
     if (ret)
         return ret;
-    struct reply r;
-    if (http(o, "GET", path, NULL, 0, 0, NULL, &r, 0))
-        return 1;
-    if (r.code != 200 || !json_is_object(r.json))
-        ret = server_error(o, &r, ref);
-    else if (o->json)
-        ret = print_json(&r);
-    else {
-        char sz[32], t[32];
-        json_t *j = r.json;
-        printf("%s@%lld  %s  created %s\n", str(j, "name"), integer(j, "version", 0),
-               fmt_size(num(j, "size"), sz, sizeof sz), fmt_time(num(j, "created"), t, sizeof t));
-        printf("sha256     %s\n", str(j, "sha256"));
-        printf("job        %s\n", str(j, "job"));
-        printf("file       %s%s\n", o->url, str(j, "file"));
-        const char *keys[] = {"metrics", "lineage", "metadata"};
-        for (int i = 0; i < 3; i++) {
-            char *s = json_dumps(json_object_get(j, keys[i]), JSON_COMPACT | JSON_SORT_KEYS |
-                                                                  JSON_REAL_PRECISION(6) |
-                                                                  JSON_ENCODE_ANY);
-            printf("%-10s %s\n", keys[i], s ? s : "null");
-            free(s);
-        }
-    }
-    reply_free(&r);
-    return ret;
+    return call_and_print(o, &(struct call){.method = "GET", .path = path, .ok = 200}, ref,
+                          print_model);
 }
 
 /* Hex SHA-256 of a file; 0 or -1. */
@@ -695,7 +712,7 @@ static int file_sha256(const char *path, char hex[65])
     return bad ? -1 : 0;
 }
 
-static int cmd_model_pull(const struct opts *o, const char *ref)
+int cli_model_pull(const struct cli_remote *o, const char *ref)
 {
     if (!o->out) {
         fprintf(stderr, "updraft: model pull needs --out FILE\n");
@@ -756,80 +773,34 @@ static int cmd_model_pull(const struct opts *o, const char *ref)
 
 /* ------------------------------------------------------------------ federations */
 
-/* The whole of a file, read to its end; NULL (printed) when it cannot be read or holds more
- * than limit bytes. The caller frees. */
-static char *read_file_all(const char *file, size_t limit, size_t *len)
+static void print_pushed(const struct cli_remote *o, json_t *j)
 {
-    FILE *f = fopen(file, "rb");
-    if (!f) {
-        fprintf(stderr, "updraft: %s: %s\n", file, strerror(errno));
-        return NULL;
-    }
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    int bad = 0;
-    for (;;) {
-        if (n == cap) {
-            if (n > limit)
-                break;
-            size_t want = cap ? 2 * cap : 1 << 20;
-            want = want > limit + 1 ? limit + 1 : want;
-            char *p = realloc(buf, want + 1);
-            if (!p) {
-                bad = 1;
-                break;
-            }
-            buf = p;
-            cap = want;
-        }
-        size_t k = fread(buf + n, 1, cap - n, f);
-        n += k;
-        if (k == 0)
-            break;
-    }
-    bad = bad || ferror(f);
-    fclose(f);
-    if (bad || n > limit) {
-        if (n > limit)
-            fprintf(stderr, "updraft: %s: over the coordinator's limit of %zu bytes\n", file,
-                    limit);
-        else
-            fprintf(stderr, "updraft: %s: cannot read\n", file);
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
+    (void)o;
+    printf("registered %s version %lld (sha256 %s)\n", str(j, "name"), integer(j, "version", 0),
+           str(j, "sha256"));
 }
 
-static int cmd_model_push(const struct opts *o, const char *file)
+int cli_model_push(const struct cli_remote *o, const char *file)
 {
     if (!o->name || !*o->name) {
         fprintf(stderr, "updraft: model push needs --name NAME (the registry name)\n");
         return 2;
     }
     size_t len;
-    char *bytes = read_file_all(file, MODEL_PUSH_MAX, &len);
+    char *bytes = read_body(file, UD_LIMIT_MODEL_PUSH_BYTES, &len);
     if (!bytes)
         return 1;
     char path[1024] = "/v1/models";
     path_seg(path, sizeof path, o->name);
     strncat(path, "/versions", sizeof path - strlen(path) - 1);
-    struct reply r;
-    int fail = http_ct(o, "POST", path, "application/octet-stream", bytes, len, 1, NULL, &r, 0);
+    struct call c = {.method = "POST",
+                     .path = path,
+                     .ok = 201,
+                     .body = bytes,
+                     .ctype = "application/octet-stream",
+                     .len = len};
+    int ret = call_and_print(o, &c, "model push", print_pushed);
     free(bytes);
-    if (fail)
-        return 1;
-    int ret = 0;
-    if (r.code != 201 || !json_is_object(r.json))
-        ret = server_error(o, &r, "model push");
-    else if (o->json)
-        ret = print_json(&r);
-    else
-        printf("registered %s version %lld (sha256 %s)\n", str(r.json, "name"),
-               integer(r.json, "version", 0), str(r.json, "sha256"));
-    reply_free(&r);
     return ret;
 }
 
@@ -839,38 +810,37 @@ static const char *fmt_age(double t, char *buf, size_t n)
     if (!isfinite(t) || t <= 0)
         return "never";
     char d[32];
-    double age = now_s() - t;
+    double age = ud_clock_wall() - t; /* t: the server's wall clock */
     snprintf(buf, n, "%s ago", fmt_duration(age < 0 ? 0 : age, d, sizeof d));
     return buf;
 }
 
-static int cmd_devices(const struct opts *o)
+static void print_devices(const struct cli_remote *o, json_t *answer)
 {
-    struct reply r;
-    if (http(o, "GET", "/v1/devices", NULL, 0, 0, NULL, &r, 0))
-        return 1;
-    int ret = 0;
-    json_t *devs = json_object_get(r.json, "devices");
-    if (r.code != 200 || !json_is_array(devs))
-        ret = server_error(o, &r, "devices");
-    else if (o->json)
-        ret = print_json(&r);
-    else if (json_array_size(devs) == 0)
+    (void)o;
+    json_t *devs = json_object_get(answer, "devices");
+    if (json_array_size(devs) == 0) {
         printf("no devices enrolled (updraft devices add)\n");
-    else {
-        printf("%-6s %-24s %-14s %8s  %s\n", "ID", "NAME", "LAST SEEN", "UPDATES", "REVOKED");
-        size_t i;
-        json_t *d;
-        json_array_foreach(devs, i, d)
-        {
-            char a[48];
-            printf("%-6lld %-24.24s %-14s %8lld  %s\n", integer(d, "id", 0), str(d, "name"),
-                   fmt_age(num(d, "last_seen"), a, sizeof a), integer(d, "updates", 0),
-                   json_is_true(json_object_get(d, "revoked")) ? "yes" : "no");
-        }
+        return;
     }
-    reply_free(&r);
-    return ret;
+    printf("%-6s %-24s %-14s %8s  %s\n", "ID", "NAME", "LAST SEEN", "UPDATES", "REVOKED");
+    size_t i;
+    json_t *d;
+    json_array_foreach(devs, i, d)
+    {
+        char a[48];
+        printf("%-6lld %-24.24s %-14s %8lld  %s\n", integer(d, "id", 0), str(d, "name"),
+               fmt_age(num(d, "last_seen"), a, sizeof a), integer(d, "updates", 0),
+               json_is_true(json_object_get(d, "revoked")) ? "yes" : "no");
+    }
+}
+
+int cli_devices(const struct cli_remote *o, const char *arg)
+{
+    (void)arg;
+    return call_and_print(
+        o, &(struct call){.method = "GET", .path = "/v1/devices", .ok = 200, .list = "devices"},
+        "devices", print_devices);
 }
 
 /* A secrets file made beside its final name: created 0600 before any device is enrolled (so
@@ -936,8 +906,9 @@ static json_t *enrolled(json_t *answer)
     return NULL;
 }
 
-static int cmd_devices_add(const struct opts *o)
+int cli_devices_add(const struct cli_remote *o, const char *arg)
 {
+    (void)arg;
     json_t *req = json_object();
     if (o->name)
         json_object_set_new(req, "name", json_string(o->name));
@@ -1011,62 +982,76 @@ static int cmd_devices_add(const struct opts *o)
     return ret;
 }
 
-static int cmd_fed_start(const struct opts *o, const char *file)
+static void print_revoked(const struct cli_remote *o, json_t *j)
+{
+    (void)o;
+    printf("device %lld revoked: its token is refused from now on\n", integer(j, "id", 0));
+}
+
+int cli_devices_revoke(const struct cli_remote *o, const char *id)
+{
+    char path[1024] = "/v1/devices";
+    path_seg(path, sizeof path, id);
+    strncat(path, "/revoke", sizeof path - strlen(path) - 1);
+    return call_and_print(o, &(struct call){.method = "POST", .path = path, .ok = 200},
+                          "devices revoke", print_revoked);
+}
+
+static void print_fed_started(const struct cli_remote *o, json_t *j)
+{
+    (void)o;
+    long long id = integer(j, "id", 0);
+    printf("%lld started: %s, model %s from version %lld (see updraft fed show %lld)\n", id,
+           str(j, "name"), str(j, "model"), integer(j, "base_version", 0), id);
+}
+
+int cli_fed_start(const struct cli_remote *o, const char *file)
 {
     size_t len;
-    char *spec = read_spec(file, FED_SPEC_MAX, &len);
+    char *spec = read_body(file, UD_LIMIT_FED_SPEC_BYTES, &len);
     if (!spec)
         return 1;
-    struct reply r;
-    int fail = http(o, "POST", "/v1/federations", spec, len, 1, NULL, &r, 0);
+    int ret = call_and_print(
+        o,
+        &(struct call){
+            .method = "POST", .path = "/v1/federations", .ok = 201, .body = spec, .len = len},
+        "fed start", print_fed_started);
     free(spec);
-    if (fail)
-        return 1;
-    int ret = 0;
-    if (r.code != 201 || !json_is_object(r.json))
-        ret = server_error(o, &r, "fed start");
-    else if (o->json)
-        ret = print_json(&r);
-    else {
-        long long id = integer(r.json, "id", 0);
-        printf("%lld started: %s, model %s from version %lld (see updraft fed show %lld)\n", id,
-               str(r.json, "name"), str(r.json, "model"), integer(r.json, "base_version", 0), id);
-    }
-    reply_free(&r);
     return ret;
 }
 
-static int cmd_fed_list(const struct opts *o)
+static void print_feds(const struct cli_remote *o, json_t *answer)
 {
-    struct reply r;
-    if (http(o, "GET", "/v1/federations", NULL, 0, 0, NULL, &r, 0))
-        return 1;
-    int ret = 0;
-    json_t *feds = json_object_get(r.json, "federations");
-    if (r.code != 200 || !json_is_array(feds))
-        ret = server_error(o, &r, "fed list");
-    else if (o->json)
-        ret = print_json(&r);
-    else if (json_array_size(feds) == 0)
+    (void)o;
+    json_t *feds = json_object_get(answer, "federations");
+    if (json_array_size(feds) == 0) {
         printf("no federations\n");
-    else {
-        printf("%-5s %-20s %-10s %-20s %-13s %-11s %s\n", "ID", "NAME", "STATE", "MODEL", "VERSION",
-               "ROUND", "UPDATED");
-        size_t i;
-        json_t *f;
-        json_array_foreach(feds, i, f)
-        {
-            char v[48], k[48], t[32];
-            snprintf(v, sizeof v, "%lld -> %lld", integer(f, "base_version", 0),
-                     integer(f, "current_version", 0));
-            snprintf(k, sizeof k, "%lld/%lld", integer(f, "round", 0), integer(f, "rounds", 0));
-            printf("%-5lld %-20.20s %-10s %-20.20s %-13s %-11s %s\n", integer(f, "id", 0),
-                   str(f, "name"), str(f, "state"), str(f, "model"), v, k,
-                   fmt_time(num(f, "updated"), t, sizeof t));
-        }
+        return;
     }
-    reply_free(&r);
-    return ret;
+    printf("%-5s %-20s %-10s %-20s %-13s %-11s %s\n", "ID", "NAME", "STATE", "MODEL", "VERSION",
+           "ROUND", "UPDATED");
+    size_t i;
+    json_t *f;
+    json_array_foreach(feds, i, f)
+    {
+        char v[48], k[48], t[32];
+        snprintf(v, sizeof v, "%lld -> %lld", integer(f, "base_version", 0),
+                 integer(f, "current_version", 0));
+        snprintf(k, sizeof k, "%lld/%lld", integer(f, "round", 0), integer(f, "rounds", 0));
+        printf("%-5lld %-20.20s %-10s %-20.20s %-13s %-11s %s\n", integer(f, "id", 0),
+               str(f, "name"), str(f, "state"), str(f, "model"), v, k,
+               fmt_time(num(f, "updated"), t, sizeof t));
+    }
+}
+
+int cli_fed_list(const struct cli_remote *o, const char *arg)
+{
+    (void)arg;
+    return call_and_print(
+        o,
+        &(struct call){
+            .method = "GET", .path = "/v1/federations", .ok = 200, .list = "federations"},
+        "fed list", print_feds);
 }
 
 /* "closed=1,stale=2" from a round's "rejected" object; "-" when none. */
@@ -1109,8 +1094,9 @@ static int round_done(const char *state)
            strcmp(state, "CANCELLED") == 0;
 }
 
-static void show_federation(json_t *f)
+static void show_federation(const struct cli_remote *o, json_t *f)
 {
+    (void)o;
     char b1[32], b2[32], b3[32], b4[32];
     json_t *spec = json_object_get(f, "spec");
     printf("%lld  %s  %s\n", integer(f, "id", 0), str(f, "name"), str(f, "state"));
@@ -1145,7 +1131,7 @@ static void show_federation(json_t *f)
         const char *msg = str(r, "message");
         char open[96];
         if (strcmp(state, "OPEN") == 0 && !json_is_string(json_object_get(r, "message"))) {
-            double left = num(r, "deadline") - now_s();
+            double left = num(r, "deadline") - ud_clock_wall();
             snprintf(open, sizeof open, "deadline in %s",
                      fmt_duration(left < 0 ? 0 : left, b1, sizeof b1));
             msg = open;
@@ -1167,40 +1153,26 @@ static void fed_path(char *path, size_t n, const char *id, const char *tail)
         strncat(path, tail, n - strlen(path) - 1);
 }
 
-static int cmd_fed_show(const struct opts *o, const char *id)
+int cli_fed_show(const struct cli_remote *o, const char *id)
 {
     char path[1024];
     fed_path(path, sizeof path, id, NULL);
-    struct reply r;
-    if (http(o, "GET", path, NULL, 0, 0, NULL, &r, 0))
-        return 1;
-    int ret = 0;
-    if (r.code != 200 || !json_is_object(r.json))
-        ret = server_error(o, &r, id);
-    else if (o->json)
-        ret = print_json(&r);
-    else
-        show_federation(r.json);
-    reply_free(&r);
-    return ret;
+    return call_and_print(o, &(struct call){.method = "GET", .path = path, .ok = 200}, id,
+                          show_federation);
 }
 
-static int cmd_fed_cancel(const struct opts *o, const char *id)
+static void print_fed_cancelled(const struct cli_remote *o, json_t *j)
+{
+    (void)o;
+    printf("%lld: %s\n", integer(j, "id", 0), str(j, "state"));
+}
+
+int cli_fed_cancel(const struct cli_remote *o, const char *id)
 {
     char path[1024];
     fed_path(path, sizeof path, id, "/cancel");
-    struct reply r;
-    if (http(o, "POST", path, NULL, 0, 1, NULL, &r, 0))
-        return 1;
-    int ret = 0;
-    if (r.code != 202 || !json_is_object(r.json))
-        ret = server_error(o, &r, "fed cancel");
-    else if (o->json)
-        ret = print_json(&r);
-    else
-        printf("%lld: %s\n", integer(r.json, "id", 0), str(r.json, "state"));
-    reply_free(&r);
-    return ret;
+    return call_and_print(o, &(struct call){.method = "POST", .path = path, .ok = 202},
+                          "fed cancel", print_fed_cancelled);
 }
 
 /* Prints the rounds of f that finished after round *done (they finish in order), moving
@@ -1224,118 +1196,32 @@ static void fed_progress(json_t *f, long long *done)
     }
 }
 
-static int cmd_fed_wait(const struct opts *o, const char *id)
+/* With --progress, a line per round finished since the last answer (done: the last one). */
+static int fed_step(const struct cli_remote *o, const char *id, json_t *f, void *done)
+{
+    (void)id;
+    if (o->progress && !o->json)
+        fed_progress(f, done);
+    return strcmp(str(f, "state"), "RUNNING") != 0;
+}
+
+static void fed_done(const struct cli_remote *o, const char *id, json_t *f)
+{
+    (void)o;
+    int has = json_is_string(json_object_get(f, "message"));
+    printf("%s: %s%s%s\n", id, str(f, "state"), has ? ": " : "", has ? str(f, "message") : "");
+}
+
+int cli_fed_wait(const struct cli_remote *o, const char *id)
 {
     char path[1024];
     fed_path(path, sizeof path, id, NULL);
-    double deadline = o->timeout > 0 ? now_s() + o->timeout : INFINITY;
-    int unreachable = 0;
     long long done = 0;
-    for (;;) {
-        struct reply r;
-        int hr = http(o, "GET", path, NULL, 0, 0, NULL, &r, 1);
-        if (hr == HTTP_TLS_REFUSED)
-            return 1;
-        if (hr != 0) {
-            if (!unreachable++)
-                fprintf(stderr, "updraft: %s does not answer; still waiting\n", o->url);
-        } else if (r.code == 200 && json_is_object(r.json)) {
-            unreachable = 0;
-            const char *state = str(r.json, "state");
-            int finished = strcmp(state, "RUNNING") != 0;
-            if (o->progress && !o->json)
-                fed_progress(r.json, &done);
-            if (finished) {
-                int ok = strcmp(state, "SUCCEEDED") == 0;
-                if (o->json)
-                    print_json(&r);
-                else
-                    printf("%s: %s%s%s\n", id, state,
-                           json_is_string(json_object_get(r.json, "message")) ? ": " : "",
-                           json_is_string(json_object_get(r.json, "message"))
-                               ? str(r.json, "message")
-                               : "");
-                if (!ok)
-                    fprintf(stderr, "updraft: federation %s ended %s\n", id, state);
-                reply_free(&r);
-                return ok ? 0 : 1;
-            }
-        } else if (r.code / 100 != 5) { /* 404 and the like: waiting will not help */
-            int ret = server_error(o, &r, id);
-            reply_free(&r);
-            return ret;
-        }
-        reply_free(&r);
-        double left = deadline - now_s();
-        if (left <= 0) {
-            fprintf(stderr, "updraft: timed out after %g s waiting for federation %s\n", o->timeout,
-                    id);
-            return 1;
-        }
-        usleep((useconds_t)((left < WAIT_INTERVAL ? left : WAIT_INTERVAL) * 1e6));
-    }
+    return wait_until_final(o, path, id,
+                            &(struct waiter){"federation ", fed_step, fed_done, &done});
 }
 
 /* ------------------------------------------------------------------ entry */
-
-static const char *const COMMANDS[] = {"status", "jobs",    "job", "models",
-                                       "model",  "devices", "fed"};
-
-int cli_remote_is_command(const char *word)
-{
-    for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
-        if (strcmp(word, COMMANDS[i]) == 0)
-            return 1;
-    return strcmp(word, "--url") == 0 || strcmp(word, "--token") == 0 ||
-           strcmp(word, "--token-file") == 0 || strcmp(word, "--json") == 0 ||
-           strncmp(word, "--url=", 6) == 0 || strcmp(word, "--cacert") == 0 ||
-           strcmp(word, "--pin") == 0;
-}
-
-void cli_remote_usage(FILE *f)
-{
-    fputs(
-        "  [--url URL] [--token T | --token-file F] [--cacert F] [--pin P] [--json] COMMAND\n"
-        "                                      the coordinator:\n"
-        "  status                              version, uptime, jobs by state, workers, models\n"
-        "  jobs [--state S]                    jobs, newest first\n"
-        "  job show ID                         a job: progress, ETA, ranks, metrics, events\n"
-        "  job submit SPEC.json                submits a job spec (- for stdin); needs the token\n"
-        "  job cancel ID                       cancels a job; needs the token\n"
-        "  job wait ID [--timeout S]           waits until the job ends; exit 0 only on success\n"
-        "  models                              the registry: names, versions, latest\n"
-        "  model show NAME[@V]                 a version's metadata, metrics and lineage\n"
-        "  model pull NAME[@V] --out F         downloads a version's .udm and checks its hash\n"
-        "  model push FILE.udm --name NAME     registers a .udm as NAME's next version; needs\n"
-        "                                      the token\n"
-        "  devices                             enrolled devices: last seen, updates, revoked\n"
-        "  devices add [--name N] [--count K] [--out F]\n"
-        "                                      enrols devices; needs the token. Prints each id\n"
-        "                                      and token, or with --out writes \"ID TOKEN\" lines\n"
-        "                                      to F (mode 0600) and no token\n"
-        "  fed start SPEC.json                 starts a federation (- for stdin); needs the token\n"
-        "  fed list                            federations: state, model versions, round\n"
-        "  fed show ID                         a federation and each of its rounds\n"
-        "  fed cancel ID                       cancels a federation; needs the token\n"
-        "  fed wait ID [--timeout S] [--progress]\n"
-        "                                      waits until it ends (--progress: a line per\n"
-        "                                      finished round); exit 0 only on success\n"
-        "                                      URL: --url, $UPDRAFT_URL or " DEFAULT_URL "\n"
-        "                                      token: --token, --token-file, $UPDRAFT_TOKEN,\n"
-        "                                      $UPDRAFT_TOKEN_FILE\n"
-        "                                      https: --cacert F or $UPDRAFT_CACERT (a CA file;\n"
-        "                                      default: the system store), --pin P or\n"
-        "                                      $UPDRAFT_PIN (sha256//BASE64 or a key file)\n",
-        f);
-}
-
-static int usage_error(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "updraft: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (see updraft --help)\n");
-    return 2;
-}
 
 static int read_token_file(const char *file, char *buf, size_t n)
 {
@@ -1361,9 +1247,190 @@ static void trim(char *s)
     memmove(s, s + i, n - i + 1);
 }
 
+/* Whether opt takes a value: 1, 0, or -1 when no remote command knows it. */
+static int remote_opt_takes(const char *opt)
+{
+    int takes;
+    if (cli_opt_in(CLI_REMOTE_OPTS, opt, &takes))
+        return takes;
+    for (const struct cli_cmd *c = cli_commands; c->name || c->help; c++)
+        if (c->remote && cli_opt_in(c->opts, opt, &takes))
+            return takes;
+    return -1;
+}
+
+/* "fed" -> "fed start SPEC.json, fed list, fed show ID, ...": a command's forms; NULL -> the
+ * remote command words, "status, jobs, job, ...". For messages. */
+static void forms_of(const char *name, char *buf, size_t n)
+{
+    size_t have = 0;
+    const char *last = "";
+    buf[0] = '\0';
+    for (const struct cli_cmd *c = cli_commands; c->name || c->help; c++) {
+        if (!c->remote || have >= n || (name && strcmp(c->name, name) != 0) ||
+            (!name && strcmp(c->name, last) == 0))
+            continue;
+        last = c->name;
+        if (!name)
+            have += (size_t)snprintf(buf + have, n - have, "%s%s", have ? ", " : "", c->name);
+        else
+            have += (size_t)snprintf(buf + have, n - have, "%s%s%s%s%s%s", have ? ", " : "",
+                                     c->name, c->sub ? " " : "", c->sub ? c->sub : "",
+                                     c->arg ? " " : "", c->arg ? c->arg : "");
+    }
+}
+
+/* 1 if name is a remote command's word. */
+static int remote_command(const char *name)
+{
+    for (const struct cli_cmd *c = cli_commands; c->name || c->help; c++)
+        if (c->remote && strcmp(c->name, name) == 0)
+            return 1;
+    return 0;
+}
+
+/* The row of the command in words[0..n), or NULL (message printed). */
+static const struct cli_cmd *find_row(const char **words, int n)
+{
+    char forms[512];
+    const struct cli_cmd *bare = NULL;
+    int known = 0;
+    for (const struct cli_cmd *c = cli_commands; c->name || c->help; c++) {
+        if (!c->remote || strcmp(c->name, words[0]) != 0)
+            continue;
+        known = 1;
+        if (c->sub && n > 1 && strcmp(c->sub, words[1]) == 0)
+            return c;
+        if (!c->sub)
+            bare = c;
+    }
+    if (bare)
+        return bare;
+    if (!known) {
+        cli_usage_error("unknown command '%s'", words[0]);
+        return NULL;
+    }
+    forms_of(words[0], forms, sizeof forms);
+    cli_usage_error("%s%s%s: use %s", words[0], n > 1 ? " " : "", n > 1 ? words[1] : "", forms);
+    return NULL;
+}
+
+/* One option of the command's row (or of every remote command) into o. Returns 0 or 2. */
+static int set_option(struct cli_remote *o, const char *a, const char *v, const char **url,
+                      const char **token, const char **token_file)
+{
+    struct ud_err e = {0};
+    if (strcmp(a, "--json") == 0)
+        o->json = 1;
+    else if (strcmp(a, "--url") == 0)
+        *url = v;
+    else if (strncmp(a, "--url=", 6) == 0)
+        *url = a + 6;
+    else if (strcmp(a, "--token") == 0) {
+        *token = v;
+        *token_file = NULL;
+    } else if (strcmp(a, "--token-file") == 0)
+        *token_file = v;
+    else if (strcmp(a, "--cacert") == 0)
+        o->cacert = v;
+    else if (strcmp(a, "--pin") == 0)
+        o->pin = v;
+    else if (strcmp(a, "--state") == 0)
+        o->state = v;
+    else if (strcmp(a, "--out") == 0)
+        o->out = v;
+    else if (strcmp(a, "--name") == 0)
+        o->name = v;
+    else if (strcmp(a, "--progress") == 0)
+        o->progress = 1;
+    else if (strcmp(a, "--count") == 0) {
+        if (ud_num_ll("--count", v, 1, INT_MAX, &o->count, &e))
+            return cli_usage_error("%s", e.msg);
+    } else if (strcmp(a, "--timeout") == 0) {
+        if (ud_num_double("--timeout", v, 0.001, 1e9, &o->timeout, &e))
+            return cli_usage_error("%s (seconds)", e.msg);
+    }
+    return 0;
+}
+
+/* The URL, the token and the TLS options from the options and the environment. Returns 0 or
+ * 2. */
+static int connect_setup(struct cli_remote *o, const char *url, const char *token,
+                         const char *token_file)
+{
+    snprintf(o->url, sizeof o->url, "%s", url && *url ? url : DEFAULT_URL);
+    for (size_t n = strlen(o->url); n && o->url[n - 1] == '/';)
+        o->url[--n] = '\0';
+    if (token_file) {
+        int rc = read_token_file(token_file, o->token, sizeof o->token);
+        if (rc)
+            return rc;
+    } else if (token) {
+        snprintf(o->token, sizeof o->token, "%s", token);
+    }
+    trim(o->token);
+    if (o->cacert && !*o->cacert)
+        o->cacert = NULL;
+    if (o->pin && !*o->pin)
+        o->pin = NULL;
+    if ((o->cacert || o->pin) && strncasecmp(o->url, "https://", 8) != 0)
+        return cli_usage_error(
+            "--cacert and --pin verify an https:// coordinator; %s is plain HTTP", o->url);
+    if (o->cacert && access(o->cacert, R_OK) != 0)
+        return cli_usage_error("--cacert %s: not a readable file", o->cacert);
+    if (ud_net_url_is_plain_remote(o->url))
+        fprintf(stderr,
+                "updraft: warning: %s is plain HTTP to a host that is not loopback: the token "
+                "crosses the network unencrypted; use https://\n",
+                o->url);
+    return 0;
+}
+
 int cli_remote_main(int argc, char **argv)
 {
-    struct opts o = {0};
+    /* The command's words first (skipping the values of the options that take one), so that
+     * its row says which options it takes. */
+    const char *words[4];
+    int nwords = 0, help = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        int takes = a[0] == '-' && a[1] ? remote_opt_takes(a) : 0;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+            help = 1;
+        else if (takes > 0 && i + 1 >= argc)
+            return cli_usage_error("%s needs a value", a);
+        else if (a[0] == '-' && a[1])
+            i += takes > 0;
+        else if (nwords < 4)
+            words[nwords++] = a;
+        else
+            return cli_usage_error("unexpected argument '%s'", a);
+    }
+    char forms[512];
+    if (nwords == 0) {
+        forms_of(NULL, forms, sizeof forms);
+        return cli_usage_error("which command? %s", forms);
+    }
+    if (help && nwords == 1 && remote_command(words[0])) {
+        printf("usage: updraft [--url URL] [--token T | --token-file F] [--cacert F] [--pin P] "
+               "[--json]\n");
+        cli_usage_of(stdout, words[0]);
+        return 0;
+    }
+    const struct cli_cmd *cmd = find_row(words, nwords);
+    if (!cmd)
+        return 2;
+    char cmdname[64];
+    snprintf(cmdname, sizeof cmdname, "%s%s%s", cmd->name, cmd->sub ? " " : "",
+             cmd->sub ? cmd->sub : "");
+    if (help) {
+        printf("usage: updraft [--url URL] [--token T | --token-file F] [--cacert F] [--pin P] "
+               "[--json]\n");
+        fputs(cmd->help, stdout);
+        return 0;
+    }
+
+    struct cli_remote o = {0};
     const char *url = getenv("UPDRAFT_URL"), *token = getenv("UPDRAFT_TOKEN");
     /* $UPDRAFT_TOKEN_FILE when neither the token nor a file is given otherwise. */
     const char *token_file = token ? NULL : getenv("UPDRAFT_TOKEN_FILE");
@@ -1371,161 +1438,35 @@ int cli_remote_main(int argc, char **argv)
     o.pin = getenv("UPDRAFT_PIN");
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int takes = strcmp(a, "--url") == 0 || strcmp(a, "--token") == 0 ||
-                    strcmp(a, "--token-file") == 0 || strcmp(a, "--state") == 0 ||
-                    strcmp(a, "--out") == 0 || strcmp(a, "--timeout") == 0 ||
-                    strcmp(a, "--name") == 0 || strcmp(a, "--count") == 0 ||
-                    strcmp(a, "--cacert") == 0 || strcmp(a, "--pin") == 0;
-        if (takes && !v)
-            return usage_error("%s needs a value", a);
-        if (strcmp(a, "--json") == 0)
-            o.json = 1;
-        else if (strcmp(a, "--url") == 0)
-            url = v;
-        else if (strncmp(a, "--url=", 6) == 0)
-            url = a + 6;
-        else if (strcmp(a, "--token") == 0) {
-            token = v;
-            token_file = NULL;
-        } else if (strcmp(a, "--token-file") == 0)
-            token_file = v;
-        else if (strcmp(a, "--state") == 0)
-            o.state = v;
-        else if (strcmp(a, "--cacert") == 0)
-            o.cacert = v;
-        else if (strcmp(a, "--pin") == 0)
-            o.pin = v;
-        else if (strcmp(a, "--out") == 0)
-            o.out = v;
-        else if (strcmp(a, "--name") == 0)
-            o.name = v;
-        else if (strcmp(a, "--progress") == 0)
-            o.progress = 1;
-        else if (strcmp(a, "--count") == 0) {
-            char *end;
-            errno = 0;
-            o.count = strtoll(v, &end, 10);
-            if (*end || !*v || errno || o.count < 1)
-                return usage_error("--count '%s' must be a whole number >= 1", v);
-        } else if (strcmp(a, "--timeout") == 0) {
-            char *end;
-            o.timeout = strtod(v, &end);
-            if (*end || !(o.timeout > 0))
-                return usage_error("--timeout '%s' must be a number of seconds > 0", v);
-        } else if (a[0] == '-' && a[1])
-            return usage_error("unknown option '%s'", a);
-        else if (o.nwords < 4)
-            o.words[o.nwords++] = a;
-        else
-            return usage_error("unexpected argument '%s'", a);
-        i += takes;
-    }
-    snprintf(o.url, sizeof o.url, "%s", url && *url ? url : DEFAULT_URL);
-    for (size_t n = strlen(o.url); n && o.url[n - 1] == '/';)
-        o.url[--n] = '\0';
-    if (token_file) {
-        int rc = read_token_file(token_file, o.token, sizeof o.token);
+        if (a[0] != '-' || !a[1])
+            continue;
+        int takes = 0;
+        if (!cli_opt_in(CLI_REMOTE_OPTS, a, &takes) && strncmp(a, "--url=", 6) != 0 &&
+            !cli_opt_in(cmd->opts, a, &takes)) {
+            fprintf(stderr, "updraft %s: unknown option %s (try updraft %s --help)\n", cmdname, a,
+                    cmdname);
+            return 2;
+        }
+        int rc = set_option(&o, a, takes ? argv[i + 1] : NULL, &url, &token, &token_file);
         if (rc)
             return rc;
-    } else if (token) {
-        snprintf(o.token, sizeof o.token, "%s", token);
+        i += takes;
     }
-    trim(o.token);
-    if (o.cacert && !*o.cacert)
-        o.cacert = NULL;
-    if (o.pin && !*o.pin)
-        o.pin = NULL;
-    if ((o.cacert || o.pin) && strncasecmp(o.url, "https://", 8) != 0)
-        return usage_error("--cacert and --pin verify an https:// coordinator; %s is plain HTTP",
-                           o.url);
-    if (o.cacert && access(o.cacert, R_OK) != 0)
-        return usage_error("--cacert %s: not a readable file", o.cacert);
-    if (ud_net_url_is_plain_remote(o.url))
-        fprintf(stderr,
-                "updraft: warning: %s is plain HTTP to a host that is not loopback: the token "
-                "crosses the network unencrypted; use https://\n",
-                o.url);
-
-    if (o.nwords == 0)
-        return usage_error("%s", "which command? status, jobs, job, models, model, devices or fed");
-    const char *cmd = o.words[0], *sub = o.nwords > 1 ? o.words[1] : "";
-    const char *arg = o.nwords > 2 ? o.words[2] : NULL;
-    int want = 1; /* words the command takes */
-    int ret = -1;
+    int fixed = cmd->sub ? 2 : 1; /* the command's own words */
+    if (nwords != fixed + (cmd->arg != NULL)) {
+        if (cmd->arg)
+            return cli_usage_error("%s needs one argument, %s", cmdname, cmd->arg);
+        return cli_usage_error("%s takes no argument", cmdname);
+    }
+    int rc = connect_setup(&o, url, token, token_file);
+    if (rc)
+        return rc;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     if (sodium_init() < 0) {
         fprintf(stderr, "updraft: libsodium failed to initialise\n");
         return 1;
     }
-    if (strcmp(cmd, "status") == 0)
-        ret = o.nwords == 1 ? cmd_status(&o) : -1;
-    else if (strcmp(cmd, "jobs") == 0)
-        ret = o.nwords == 1 ? cmd_jobs(&o) : -1;
-    else if (strcmp(cmd, "models") == 0)
-        ret = o.nwords == 1 ? cmd_models(&o) : -1;
-    else if (strcmp(cmd, "devices") == 0) {
-        want = 2;
-        if (o.nwords == 1)
-            ret = cmd_devices(&o);
-        else if (o.nwords == 2 && strcmp(sub, "add") == 0)
-            ret = cmd_devices_add(&o);
-        else
-            ret =
-                usage_error("devices %s: use devices, or devices add [--name N] [--count K]", sub);
-    } else if (strcmp(cmd, "fed") == 0) {
-        char fed_words[160] = ""; /* " show" or " show 1 2": what was given, for the message */
-        for (int i = 1; i < o.nwords; i++)
-            snprintf(fed_words + strlen(fed_words), sizeof fed_words - strlen(fed_words), " %s",
-                     o.words[i]);
-        want = 3;
-        if (o.nwords == 2 && strcmp(sub, "list") == 0)
-            ret = cmd_fed_list(&o);
-        else if (o.nwords != 3)
-            ret = usage_error("fed%s: use fed list, fed start SPEC or fed show|cancel|wait ID",
-                              fed_words);
-        else if (strcmp(sub, "start") == 0)
-            ret = cmd_fed_start(&o, arg);
-        else if (strcmp(sub, "show") == 0)
-            ret = cmd_fed_show(&o, arg);
-        else if (strcmp(sub, "cancel") == 0)
-            ret = cmd_fed_cancel(&o, arg);
-        else if (strcmp(sub, "wait") == 0)
-            ret = cmd_fed_wait(&o, arg);
-        else
-            ret = usage_error("fed%s: use fed list, fed start SPEC or fed show|cancel|wait ID",
-                              fed_words);
-    } else if (strcmp(cmd, "job") == 0 || strcmp(cmd, "model") == 0) {
-        want = 3;
-        if (o.nwords != 3)
-            ret = -1;
-        else if (strcmp(cmd, "job") == 0 && strcmp(sub, "show") == 0)
-            ret = cmd_job_show(&o, arg);
-        else if (strcmp(cmd, "job") == 0 && strcmp(sub, "submit") == 0)
-            ret = cmd_job_submit(&o, arg);
-        else if (strcmp(cmd, "job") == 0 && strcmp(sub, "cancel") == 0)
-            ret = cmd_job_cancel(&o, arg);
-        else if (strcmp(cmd, "job") == 0 && strcmp(sub, "wait") == 0)
-            ret = cmd_job_wait(&o, arg);
-        else if (strcmp(cmd, "model") == 0 && strcmp(sub, "show") == 0)
-            ret = cmd_model_show(&o, arg);
-        else if (strcmp(cmd, "model") == 0 && strcmp(sub, "pull") == 0)
-            ret = cmd_model_pull(&o, arg);
-        else if (strcmp(cmd, "model") == 0 && strcmp(sub, "push") == 0)
-            ret = cmd_model_push(&o, arg);
-        else
-            ret = usage_error(strcmp(cmd, "job") == 0
-                                  ? "job %s: use job show|submit|cancel|wait ID"
-                                  : "model %s: use model show|pull NAME[@V], or model push FILE",
-                              sub);
-    } else {
-        ret = usage_error("unknown command '%s'", cmd);
-    }
-    if (ret < 0)
-        ret = usage_error(want == 1 ? "%s takes no argument"
-                                    : "%s needs a subcommand and one "
-                                      "argument",
-                          cmd);
+    int ret = cmd->remote(&o, cmd->arg ? words[fixed] : NULL);
     curl_global_cleanup();
     return ret;
 }

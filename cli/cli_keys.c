@@ -13,38 +13,13 @@
 
 #include <sodium.h>
 
-#include "cli_local.h"
+#include "cli.h"
 #include "updraft/ud_keys.h"
 #include "updraft/ud_seal.h"
 #include "updraft/ud_file.h"
 #include "updraft/ud_udm.h"
 
 #define SEALED_FILE_MAX ((size_t)UD_SEAL_MAX_PAYLOAD + UD_SEAL_HEADER_BYTES + UD_SEAL_SIG_BYTES)
-
-void cli_keys_usage(FILE *f)
-{
-    fputs("  keys generate --type sign|model|curve --out PATH [--force]\n"
-          "                                      a new key: sign (Ed25519: PATH and PATH.pub),\n"
-          "                                      model (XChaCha20-Poly1305) or curve (ZeroMQ\n"
-          "                                      CURVE: PATH and PATH.pub); secrets are mode 0600\n"
-          "  keys show KEYFILE                   a key file's type and id (and public key)\n"
-          "  keys sign --key SIGN.key MODEL [--out OUT]\n"
-          "                                      signs a .udm (or a sealed file) with Ed25519\n"
-          "  keys verify --key SIGN.pub MODEL    checks MODEL's signature: exit 0 verified,\n"
-          "                                      3 unsigned, 4 another key, 5 altered\n"
-          "  encrypt --key MODEL.key MODEL --out OUT\n"
-          "                                      encrypts a .udm (XChaCha20-Poly1305)\n"
-          "  decrypt --key MODEL.key MODEL --out OUT\n"
-          "                                      the plain .udm back: exit 4 another key,\n"
-          "                                      5 altered\n"
-          "  (info, eval and predict read an encrypted model with UPDRAFT_MODEL_KEY=KEYFILE)\n",
-          f);
-}
-
-int cli_seal_exit_code(int rc)
-{
-    return ud_seal_exit_status(rc);
-}
 
 /* "sign-secret key", "model key": how messages name a key's type. */
 static const char *kind(const struct ud_key *k)
@@ -58,14 +33,6 @@ static int fail(int code, const char *what, const struct ud_err *e)
 {
     fprintf(stderr, "updraft %s: %s\n", what, e->msg);
     return code;
-}
-
-static int usage_error(const char *fmt, const char *arg)
-{
-    fputs("updraft: ", stderr);
-    fprintf(stderr, fmt, arg ? arg : "");
-    fputs(" (see updraft --help)\n", stderr);
-    return 2;
 }
 
 /* Options shared by the commands: --type, --key, --out, --force, and one positional file. */
@@ -102,17 +69,19 @@ static int parse(const char *cmd, int argc, char **argv, struct key_opts *o)
             o->force = true;
             break;
         case 'h':
-            cli_keys_usage(stdout);
+            cli_usage_of(stdout, "keys");
+            cli_usage_of(stdout, "encrypt");
+            cli_usage_of(stdout, "decrypt");
             exit(0);
         case ':':
-            return usage_error("%s: an option needs a value", cmd);
+            return cli_usage_error("%s: an option needs a value", cmd);
         default:
-            return usage_error("%s: unknown option", cmd);
+            return cli_usage_error("%s: unknown option", cmd);
         }
     }
     for (int i = optind; i < argc + 1; i++) {
         if (o->file)
-            return usage_error("one file at a time ('%s')", av[i]);
+            return cli_usage_error("one file at a time ('%s')", av[i]);
         o->file = av[i];
     }
     return 0;
@@ -122,7 +91,7 @@ static int keys_generate(struct key_opts *o)
 {
     enum ud_key_type t;
     if (!o->type || !o->out)
-        return usage_error("%s", "keys generate --type sign|model|curve --out PATH [--force]");
+        return cli_usage_error("%s", "keys generate --type sign|model|curve --out PATH [--force]");
     if (strcmp(o->type, "sign") == 0)
         t = UD_KEY_SIGN_SECRET;
     else if (strcmp(o->type, "model") == 0)
@@ -130,7 +99,7 @@ static int keys_generate(struct key_opts *o)
     else if (strcmp(o->type, "curve") == 0)
         t = UD_KEY_CURVE_SECRET;
     else
-        return usage_error("keys generate: --type is sign, model or curve, not '%s'", o->type);
+        return cli_usage_error("keys generate: --type is sign, model or curve, not '%s'", o->type);
     struct ud_err e = {0};
     struct ud_key k, p;
     int rc = ud_key_generate(t, &k, &e);
@@ -155,7 +124,7 @@ static int keys_generate(struct key_opts *o)
 static int keys_show(struct key_opts *o)
 {
     if (!o->file)
-        return usage_error("%s", "keys show KEYFILE");
+        return cli_usage_error("%s", "keys show KEYFILE");
     struct ud_err e = {0};
     char *text = NULL;
     size_t len = 0;
@@ -198,13 +167,13 @@ static int rewrite(const char *what, const struct key_opts *o, const struct ud_k
         rc = ud_file_write_atomic(o->out ? o->out : o->file, out, on, &e);
     free(in);
     free(out);
-    return rc ? fail(cli_seal_exit_code(rc), what, &e) : 0;
+    return rc ? fail(ud_seal_exit_status(rc), what, &e) : 0;
 }
 
 static int keys_sign(struct key_opts *o)
 {
     if (!o->key || !o->file)
-        return usage_error("%s", "keys sign --key SIGN.key MODEL [--out OUT]");
+        return cli_usage_error("%s", "keys sign --key SIGN.key MODEL [--out OUT]");
     struct ud_err e = {0};
     struct ud_key k;
     if (ud_key_read(o->key, UD_KEY_SIGN_SECRET, &k, &e))
@@ -219,7 +188,7 @@ static int keys_sign(struct key_opts *o)
 static int keys_verify(struct key_opts *o)
 {
     if (!o->key || !o->file)
-        return usage_error("%s", "keys verify --key SIGN.pub MODEL");
+        return cli_usage_error("%s", "keys verify --key SIGN.pub MODEL");
     struct ud_err e = {0};
     struct ud_key k;
     if (ud_key_read(o->key, UD_KEY_SIGN_PUBLIC, &k, &e))
@@ -233,7 +202,7 @@ static int keys_verify(struct key_opts *o)
     free(in);
     if (rc) {
         ud_err_prefix(&e, "%s", o->file);
-        return fail(cli_seal_exit_code(rc), "keys verify", &e);
+        return fail(ud_seal_exit_status(rc), "keys verify", &e);
     }
     printf("%s: signed by key %s: the signature verifies%s\n", o->file, k.id,
            info.encrypted ? " (the model inside is encrypted)" : "");
@@ -268,7 +237,7 @@ static int crypt_cmd(const char *cmd, int argc, char **argv)
     if (rc)
         return rc;
     if (!o.key || !o.file || !o.out)
-        return usage_error("%s --key MODEL.key MODEL --out OUT", cmd);
+        return cli_usage_error("%s --key MODEL.key MODEL --out OUT", cmd);
     struct ud_err e = {0};
     struct ud_key k;
     if (ud_key_read(o.key, UD_KEY_MODEL, &k, &e))
@@ -284,7 +253,7 @@ static int crypt_cmd(const char *cmd, int argc, char **argv)
 int cli_keys_main(int argc, char **argv)
 {
     if (argc < 1)
-        return usage_error("%s", "keys generate|show|sign|verify ...");
+        return cli_usage_error("%s", "keys generate|show|sign|verify ...");
     struct key_opts o;
     int rc = parse("keys", argc - 1, argv + 1, &o);
     if (rc)
@@ -297,7 +266,7 @@ int cli_keys_main(int argc, char **argv)
         return keys_sign(&o);
     if (strcmp(argv[0], "verify") == 0)
         return keys_verify(&o);
-    return usage_error("keys: unknown subcommand '%s' (generate, show, sign, verify)", argv[0]);
+    return cli_usage_error("keys: unknown subcommand '%s' (generate, show, sign, verify)", argv[0]);
 }
 
 int cli_encrypt_main(int argc, char **argv)
