@@ -1,16 +1,8 @@
-/*  coord_fed_http.c — the REST routes of federations (docs/rest.md, "Federations"):
- *
- *    POST /v1/devices                    admin: enrol one device (or {"count": K}) -> tokens
- *    GET  /v1/devices                    list, with last-seen time and updates contributed
- *    GET  /v1/devices/{id}/task          device: the current assignment, or 204
- *    POST /v1/devices/{id}/revoke        admin: the device's token stops working
- *    POST /v1/federations                admin: start one
- *    GET  /v1/federations[/{id}]         state, current round, per-round figures
- *    POST /v1/federations/{id}/cancel    admin
- *    GET  /v1/rounds/{id}                one round
- *    POST /v1/rounds/{id}/updates        device: a delta (msgpack, docs/agent.md)
- *    POST /v1/rounds/{id}/failures       device: it cannot contribute ({"reason": ...})
- *    POST /v1/models/{name}/versions     admin: register a .udm (e.g. a federation's start)
+/*  coord_fed_http.c — the handlers of the federation routes (docs/rest.md, "Federations"):
+ *  devices (enrol, list, revoke, a device's task), federations (start, list, cancel), rounds
+ *  (one round, a device's update or failure report) and POST /v1/models/{name}/versions
+ *  (register a .udm). Their rows, with who may call and the body limits, are in coord_http.c's
+ *  route table.
  *
  *  Device tokens are "<id>.<64 hex>"; the database keeps BLAKE2b of the secret and the
  *  comparison is constant-time. An update is checked completely (token, round, selection,
@@ -41,52 +33,12 @@
 #include "updraft/ud_seal.h"
 #include "updraft/ud_udm.h"
 
-#define MODEL_BODY_CAP     UD_LIMIT_MODEL_PUSH_BYTES
 #define UPDATE_SLACK       (64u << 10) /* an update's bytes beyond its delta */
 #define UPDATE_CAP         UD_LIMIT_UPDATE_BYTES
-#define SMALL_BODY_CAP     UD_LIMIT_SMALL_BODY_BYTES
 #define MSGPACK_TYPE       "application/msgpack"
 #define HTTP_UNPROCESSABLE 422 /* libmicrohttpd renamed its constant across versions */
 
-/* The REST threads' writes take turns here instead of in SQLite's busy handler, which sleeps
- * in steps of up to 100 ms when connections of one process contend for the write lock.
- * Recursive: a refusal counted inside an upload's transaction takes it again. */
-static pthread_mutex_t write_lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
-
-int fed_route(int k, char **s, const char *method)
-{
-    if (strcmp(s[1], "devices") == 0 || strcmp(s[1], "federations") == 0 ||
-        strcmp(s[1], "rounds") == 0)
-        return 1;
-    return k == 4 && strcmp(s[1], "models") == 0 && strcmp(s[3], "versions") == 0 &&
-           strcmp(method, "POST") == 0;
-}
-
 /* ------------------------------------------------------------------ helpers */
-
-static int is_post(const char *m)
-{
-    return strcmp(m, "POST") == 0;
-}
-
-static int is_get(const char *m)
-{
-    return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
-}
-
-static enum MHD_Result not_allowed(struct coord_http *h, struct MHD_Connection *c,
-                                   const char *method, const char *allow)
-{
-    return reply_error_h(h, c, MHD_HTTP_METHOD_NOT_ALLOWED, MHD_HTTP_HEADER_ALLOW, allow,
-                         "%.16s is not allowed here (use %s)", method, allow);
-}
-
-static enum MHD_Result need_admin(struct coord_http *h, struct MHD_Connection *c)
-{
-    return reply_error_h(h, c, MHD_HTTP_UNAUTHORIZED, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                         "Bearer realm=\"updraft\"",
-                         "this call needs the admin token: Authorization: Bearer TOKEN");
-}
 
 /* A refusal with a machine-readable reason: {"error":{...},"reason":"stale"}. */
 static enum MHD_Result reply_reason(struct coord_http *h, struct MHD_Connection *c, unsigned code,
@@ -146,20 +98,13 @@ static enum MHD_Result db_fail(struct coord_http *h, struct MHD_Connection *c, s
                        "%s", e.msg);
 }
 
-/* The device a request's bearer token belongs to: its id (> 0), 0 when the token is missing
- * or wrong. Records the call as the device's last sign of life when touch is set. */
-static int64_t device_auth(struct coord_http *h, struct MHD_Connection *c, int touch)
+int64_t fed_device_auth(struct coord_http *h, struct MHD_Connection *c)
 {
-    const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!a || strncasecmp(a, "Bearer ", 7) != 0)
-        return 0;
-    a += 7;
-    while (*a == ' ')
-        a++;
-    size_t n = strlen(a);
-    while (n && (a[n - 1] == ' ' || a[n - 1] == '\t'))
-        n--;
+    size_t n;
+    const char *a = coord_http_bearer(c, &n);
     int64_t id;
+    if (!a)
+        return 0;
     unsigned char hash[32];
     if (coord_device_token_parse(a, n, &id, hash) != 0)
         return 0;
@@ -176,31 +121,28 @@ static int64_t device_auth(struct coord_http *h, struct MHD_Connection *c, int t
             ok = sodium_memcmp(sqlite3_column_blob(st, 0), hash, 32) == 0;
     }
     sqlite3_finalize(st);
-    if (!ok)
-        return 0;
-    if (touch) {
-        sqlite3 *rw = ch_db_rw(h, &e);
-        if (rw) {
-            pthread_mutex_lock(&write_lock);
-            rw_exec(rw, "UPDATE devices SET last_seen = ? WHERE id = ?", "di", wall_now(), id);
-            pthread_mutex_unlock(&write_lock);
-        }
-    }
-    return id;
+    return ok ? id : 0;
 }
 
-static enum MHD_Result bad_token(struct coord_http *h, struct MHD_Connection *c)
+/* Records a device's call as its last sign of life. */
+static void device_touch(struct coord_http *h, int64_t id)
 {
-    return reply_error_h(h, c, MHD_HTTP_UNAUTHORIZED, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                         "Bearer realm=\"updraft-device\"",
-                         "this call needs the device's token: Authorization: Bearer ID.SECRET");
+    struct ud_err e = {0};
+    sqlite3 *rw = ch_db_rw(h, &e);
+    if (rw) {
+        pthread_mutex_lock(&coord_http_write_lock);
+        rw_exec(rw, "UPDATE devices SET last_seen = ? WHERE id = ?", "di", wall_now(), id);
+        pthread_mutex_unlock(&coord_http_write_lock);
+    }
 }
 
 /* ------------------------------------------------------------------ devices */
 
-static enum MHD_Result post_devices(struct coord_http *h, struct MHD_Connection *c,
-                                    const char *body, size_t len)
+enum MHD_Result fed_post_devices(struct coord_http *h, struct MHD_Connection *c,
+                                 const struct coord_call *q)
 {
+    const char *body = q->body;
+    size_t len = q->len;
     char name[COORD_FED_NAME_MAX] = "";
     int64_t count = 0;
     struct ud_err pe = {0};
@@ -259,7 +201,8 @@ static enum MHD_Result post_devices(struct coord_http *h, struct MHD_Connection 
     return reply_json(h, c, MHD_HTTP_CREATED, &b);
 }
 
-static enum MHD_Result get_devices(struct coord_http *h, struct MHD_Connection *c)
+enum MHD_Result fed_get_devices(struct coord_http *h, struct MHD_Connection *c,
+                                const struct coord_call *q)
 {
     struct ud_err e = {0};
     sqlite3 *db = ch_db_ro(h, &e);
@@ -286,8 +229,10 @@ static enum MHD_Result get_devices(struct coord_http *h, struct MHD_Connection *
 
 /* POST /v1/devices/{id}/revoke: its token stops working at once (401 on every device call);
  * updates it already sent stay counted. Revoking twice is no error. */
-static enum MHD_Result post_revoke(struct coord_http *h, struct MHD_Connection *c, const char *sid)
+enum MHD_Result fed_post_revoke(struct coord_http *h, struct MHD_Connection *c,
+                                const struct coord_call *q)
 {
+    const char *sid = q->arg[0];
     int64_t id = seg_id(sid);
     struct ud_err e = {0};
     sqlite3 *db = ch_db_rw(h, &e);
@@ -303,11 +248,12 @@ static enum MHD_Result post_revoke(struct coord_http *h, struct MHD_Connection *
 }
 
 /* GET /v1/devices/{id}/task */
-static enum MHD_Result get_task(struct coord_http *h, struct MHD_Connection *c, const char *sid)
+enum MHD_Result fed_get_task(struct coord_http *h, struct MHD_Connection *c,
+                             const struct coord_call *q)
 {
-    int64_t dev = device_auth(h, c, 1);
-    if (!dev)
-        return bad_token(h, c);
+    const char *sid = q->arg[0];
+    int64_t dev = q->device;
+    device_touch(h, dev);
     int64_t want = seg_id(sid);
     if (want != dev)
         return reply_error(h, c, MHD_HTTP_FORBIDDEN,
@@ -374,9 +320,11 @@ static enum MHD_Result get_task(struct coord_http *h, struct MHD_Connection *c, 
 
 /* ------------------------------------------------------------------ models */
 
-static enum MHD_Result post_model(struct coord_http *h, struct MHD_Connection *c, const char *name,
-                                  const char *body, size_t len)
+enum MHD_Result fed_post_model(struct coord_http *h, struct MHD_Connection *c,
+                               const struct coord_call *q)
 {
+    const char *name = q->arg[0], *body = q->body;
+    size_t len = q->len;
     for (const char *p = name; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
               *p == '-' || *p == '_' || *p == '.') ||
@@ -441,9 +389,11 @@ static enum MHD_Result post_model(struct coord_http *h, struct MHD_Connection *c
 
 /* ------------------------------------------------------------------ federations */
 
-static enum MHD_Result post_federation(struct coord_http *h, struct MHD_Connection *c,
-                                       const char *body, size_t len)
+enum MHD_Result fed_post_federation(struct coord_http *h, struct MHD_Connection *c,
+                                    const struct coord_call *q)
 {
+    const char *body = q->body;
+    size_t len = q->len;
     struct coord_fed_spec s;
     struct ud_err e = {0};
     int rc = coord_fed_spec_parse(body ? body : "", len, &s, &e);
@@ -556,8 +506,10 @@ static enum MHD_Result post_federation(struct coord_http *h, struct MHD_Connecti
     return ret;
 }
 
-static enum MHD_Result post_fed_cancel(struct coord_http *h, struct MHD_Connection *c, int64_t id)
+enum MHD_Result fed_post_cancel(struct coord_http *h, struct MHD_Connection *c,
+                                const struct coord_call *q)
 {
+    int64_t id = seg_id(q->arg[0]);
     struct ud_err e = {0};
     sqlite3 *db = ch_db_rw(h, &e);
     if (!db)
@@ -666,9 +618,10 @@ static int round_json(sqlite3 *db, sqlite3_stmt *st, struct sbuf *b)
     "id name state model base_version current_version rounds round message created updated "       \
     "finished @spec"
 
-static enum MHD_Result get_federations(struct coord_http *h, struct MHD_Connection *c,
-                                       const char *sid)
+enum MHD_Result fed_get_federations(struct coord_http *h, struct MHD_Connection *c,
+                                    const struct coord_call *q)
 {
+    const char *sid = q->arg[0];
     struct ud_err e = {0};
     sqlite3 *db = ch_db_ro(h, &e);
     if (!db)
@@ -728,8 +681,10 @@ static enum MHD_Result get_federations(struct coord_http *h, struct MHD_Connecti
     return reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
-static enum MHD_Result get_round(struct coord_http *h, struct MHD_Connection *c, const char *sid)
+enum MHD_Result fed_get_round(struct coord_http *h, struct MHD_Connection *c,
+                              const struct coord_call *q)
 {
+    const char *sid = q->arg[0];
     struct ud_err e = {0};
     sqlite3 *db = ch_db_ro(h, &e);
     if (!db)
@@ -806,31 +761,24 @@ static void count_rejection(struct coord_http *h, int64_t round, const char *rea
     sqlite3 *db = ch_db_rw(h, &e);
     if (!db || round <= 0)
         return;
-    pthread_mutex_lock(&write_lock);
+    pthread_mutex_lock(&coord_http_write_lock);
     rw_exec(db,
             "INSERT INTO rejections (round, reason, count) SELECT ?1, ?2, 1 WHERE EXISTS"
             " (SELECT 1 FROM rounds WHERE id = ?1) ON CONFLICT (round, reason) DO UPDATE"
             " SET count = count + 1",
             "is", round, reason);
-    pthread_mutex_unlock(&write_lock);
+    pthread_mutex_unlock(&coord_http_write_lock);
 }
 
-size_t fed_body_cap(struct coord_http *h, int k, char **s, const char *method)
+size_t fed_update_cap(struct coord_http *h, const struct coord_call *q)
 {
-    if (!is_post(method))
-        return 0;
-    if (strcmp(s[1], "models") == 0)
-        return MODEL_BODY_CAP;
-    if (k == 4 && strcmp(s[1], "rounds") == 0 && strcmp(s[3], "updates") == 0) {
-        struct ud_err e = {0};
-        sqlite3 *db = ch_db_ro(h, &e);
-        struct round_info ri;
-        if (db && round_info(db, seg_id(s[2]), &ri) == 1 && ri.delta_floats > 0 &&
-            (uint64_t)ri.delta_floats < (UPDATE_CAP - UPDATE_SLACK) / 4)
-            return (size_t)ri.delta_floats * 4 + UPDATE_SLACK;
-        return UPDATE_CAP;
-    }
-    return SMALL_BODY_CAP;
+    struct ud_err e = {0};
+    sqlite3 *db = ch_db_ro(h, &e);
+    struct round_info ri;
+    if (db && round_info(db, seg_id(q->arg[0]), &ri) == 1 && ri.delta_floats > 0 &&
+        (uint64_t)ri.delta_floats < (UPDATE_CAP - UPDATE_SLACK) / 4)
+        return (size_t)ri.delta_floats * 4 + UPDATE_SLACK;
+    return UPDATE_CAP;
 }
 
 /* fsyncs the directory at path. */
@@ -943,13 +891,14 @@ static enum MHD_Result answer_existing(struct coord_http *h, struct MHD_Connecti
         "this device already contributed to round %" PRId64 " with another idempotency key", round);
 }
 
-static enum MHD_Result post_update(struct coord_http *h, struct MHD_Connection *c, const char *sid,
-                                   const char *body, size_t len, int too_big)
+enum MHD_Result fed_post_update(struct coord_http *h, struct MHD_Connection *c,
+                                const struct coord_call *q)
 {
+    const char *sid = q->arg[0], *body = q->body;
+    size_t len = q->len;
+    int too_big = q->too_big;
     int64_t round = seg_id(sid);
-    int64_t dev = device_auth(h, c, 0); /* last_seen is set with the update */
-    if (!dev)
-        return bad_token(h, c);
+    int64_t dev = q->device; /* last_seen is set with the update */
     struct ud_err e = {0};
     sqlite3 *ro = ch_db_ro(h, &e);
     if (!ro)
@@ -1077,7 +1026,7 @@ static enum MHD_Result post_update(struct coord_http *h, struct MHD_Connection *
         ret = reply_db_error(h, c, &e);
         goto out;
     }
-    pthread_mutex_lock(&write_lock);
+    pthread_mutex_lock(&coord_http_write_lock);
     locked = 1;
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
         ret = db_fail(h, c, db, "begin");
@@ -1145,13 +1094,13 @@ static enum MHD_Result post_update(struct coord_http *h, struct MHD_Connection *
     sb_json_num(&b, norm);
     sb_puts(&b, "}");
     if (locked) {
-        pthread_mutex_unlock(&write_lock);
+        pthread_mutex_unlock(&coord_http_write_lock);
         locked = 0;
     }
     ret = reply_json(h, c, MHD_HTTP_OK, &b);
 out:
     if (locked)
-        pthread_mutex_unlock(&write_lock);
+        pthread_mutex_unlock(&coord_http_write_lock);
     free(delta);
     return ret;
 }
@@ -1159,13 +1108,14 @@ out:
 /* POST /v1/rounds/{id}/failures: a sampled device says it cannot contribute (its update
  * failed: bad local data, a parameter it cannot use). The round stops waiting for it: it
  * closes once every sampled device has sent an update or such a report. */
-static enum MHD_Result post_failure(struct coord_http *h, struct MHD_Connection *c, const char *sid,
-                                    const char *body, size_t len)
+enum MHD_Result fed_post_failure(struct coord_http *h, struct MHD_Connection *c,
+                                 const struct coord_call *q)
 {
+    const char *sid = q->arg[0], *body = q->body;
+    size_t len = q->len;
     int64_t round = seg_id(sid);
-    int64_t dev = device_auth(h, c, 1);
-    if (!dev)
-        return bad_token(h, c);
+    int64_t dev = q->device;
+    device_touch(h, dev);
     char reason[COORD_FED_REASON_MAX + 1] = "";
     struct ud_err pe = {0};
     if (coord_fed_failure_parse(body, len, reason, &pe) != 0)
@@ -1174,7 +1124,7 @@ static enum MHD_Result post_failure(struct coord_http *h, struct MHD_Connection 
     sqlite3 *db = ch_db_rw(h, &e);
     if (!db)
         return reply_db_error(h, c, &e);
-    pthread_mutex_lock(&write_lock);
+    pthread_mutex_lock(&coord_http_write_lock);
     enum MHD_Result ret;
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
         ret = db_fail(h, c, db, "begin");
@@ -1224,113 +1174,6 @@ static enum MHD_Result post_failure(struct coord_http *h, struct MHD_Connection 
     sb_printf(&b, "{\"status\":\"recorded\",\"round\":%" PRId64 "}", round);
     ret = reply_json(h, c, MHD_HTTP_OK, &b);
 out:
-    pthread_mutex_unlock(&write_lock);
+    pthread_mutex_unlock(&coord_http_write_lock);
     return ret;
-}
-
-/* ------------------------------------------------------------------ dispatch */
-
-enum MHD_Result fed_serve(struct coord_http *h, struct MHD_Connection *c, const char *method, int k,
-                          char **s, const char *body, size_t len, int too_big)
-{
-    int get = is_get(method), post = is_post(method);
-    const char *what = s[1];
-    /* Uploads answer 413 themselves (with the round's limit and a rejection count). */
-    if (too_big && !(k == 4 && strcmp(what, "rounds") == 0))
-        return reply_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE,
-                           "request body over the limit of %zu bytes",
-                           fed_body_cap(h, k, s, method));
-    if (strcmp(what, "models") == 0) { /* POST /v1/models/{name}/versions */
-        if (!authorized(h, c))
-            return need_admin(h, c);
-        {
-            pthread_mutex_lock(&write_lock);
-            enum MHD_Result r = post_model(h, c, s[2], body, len);
-            pthread_mutex_unlock(&write_lock);
-            return r;
-        }
-    }
-    if (strcmp(what, "devices") == 0) {
-        if (k == 2) {
-            if (get)
-                return get_devices(h, c);
-            if (!post)
-                return not_allowed(h, c, method, "GET, HEAD, POST");
-            if (!authorized(h, c))
-                return need_admin(h, c);
-            {
-                pthread_mutex_lock(&write_lock);
-                enum MHD_Result r = post_devices(h, c, body, len);
-                pthread_mutex_unlock(&write_lock);
-                return r;
-            }
-        }
-        if (k == 4 && strcmp(s[3], "revoke") == 0) {
-            if (!post)
-                return not_allowed(h, c, method, "POST");
-            if (!authorized(h, c))
-                return need_admin(h, c);
-            pthread_mutex_lock(&write_lock);
-            enum MHD_Result r = post_revoke(h, c, s[2]);
-            pthread_mutex_unlock(&write_lock);
-            return r;
-        }
-        if (k == 4 && strcmp(s[3], "task") == 0) {
-            if (!get)
-                return not_allowed(h, c, method, "GET, HEAD");
-            return get_task(h, c, s[2]);
-        }
-    } else if (strcmp(what, "federations") == 0) {
-        if (k == 2) {
-            if (get)
-                return get_federations(h, c, NULL);
-            if (!post)
-                return not_allowed(h, c, method, "GET, HEAD, POST");
-            if (!authorized(h, c))
-                return need_admin(h, c);
-            {
-                pthread_mutex_lock(&write_lock);
-                enum MHD_Result r = post_federation(h, c, body, len);
-                pthread_mutex_unlock(&write_lock);
-                return r;
-            }
-        }
-        if (k == 3) {
-            if (!get)
-                return not_allowed(h, c, method, "GET, HEAD");
-            return get_federations(h, c, s[2]);
-        }
-        if (k == 4 && strcmp(s[3], "cancel") == 0) {
-            if (!post)
-                return not_allowed(h, c, method, "POST");
-            if (!authorized(h, c))
-                return need_admin(h, c);
-            {
-                pthread_mutex_lock(&write_lock);
-                enum MHD_Result r = post_fed_cancel(h, c, seg_id(s[2]));
-                pthread_mutex_unlock(&write_lock);
-                return r;
-            }
-        }
-    } else if (strcmp(what, "rounds") == 0) {
-        if (k == 3) {
-            if (!get)
-                return not_allowed(h, c, method, "GET, HEAD");
-            return get_round(h, c, s[2]);
-        }
-        if (k == 4 && strcmp(s[3], "updates") == 0) {
-            if (!post)
-                return not_allowed(h, c, method, "POST");
-            return post_update(h, c, s[2], body, len, too_big);
-        }
-        if (k == 4 && strcmp(s[3], "failures") == 0) {
-            if (!post)
-                return not_allowed(h, c, method, "POST");
-            if (too_big)
-                return reply_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE,
-                                   "request body over the limit of %u bytes", SMALL_BODY_CAP);
-            return post_failure(h, c, s[2], body, len);
-        }
-    }
-    return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no such resource");
 }

@@ -12,9 +12,13 @@
  *
  *  Responses are built in a growable buffer with a small JSON writer that always emits valid
  *  JSON: strings from clients or the database are escaped, and bytes that are not UTF-8 become
- *  U+FFFD. Every SQL value is bound, never pasted. POST bodies are capped at 1 MiB: a larger
- *  Content-Length is refused before its body is read; a chunked body is counted and dropped
- *  past the cap (and the connection closed if the client keeps sending), never buffered.
+ *  U+FFFD. Every SQL value is bound, never pasted.
+ *
+ *  Routing is one table, ROUTES (near the end): a row per method and path pattern with its
+ *  handler, body limit and who may call. 404, 405 (with Allow), 401 and 413 come from the table
+ *  alone. A POST body over its row's limit is refused by Content-Length before it is read; a
+ *  chunked one is counted and dropped past the limit (and the connection closed if the client
+ *  keeps sending), never buffered.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -45,11 +49,11 @@
 #include "coord_http_impl.h"
 #include "coord_spec.h"
 #include "coord_store.h"
+#include "updraft/ud_limits.h"
 #include "updraft/ud_proto.h"
 
-#define BODY_CAP         COORD_SPEC_MAX_BYTES /* POST bodies */
-#define DISCARD_CAP      (16u << 20)          /* a chunked body this far past the cap: hang up */
-#define MAX_URL          2048                 /* longer paths name nothing we have */
+#define DISCARD_CAP      (16u << 20) /* a chunked body this far past the cap: hang up */
+#define MAX_URL          2048        /* longer paths name nothing we have */
 #define MAX_SEGS         7
 #define METRICS_LIMIT    1000
 #define METRICS_MAX      10000
@@ -67,6 +71,8 @@
 #define PROGRESS_SQL                                                                               \
     "CASE WHEN state = 'SUCCEEDED' THEN 1.0 WHEN total_steps > 0 AND iteration > 0 THEN"           \
     " min(1.0, CAST(iteration AS REAL) / total_steps) ELSE 0.0 END"
+
+pthread_mutex_t coord_http_write_lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 
 /* ------------------------------------------------------------------ a growable buffer */
 
@@ -370,7 +376,7 @@ static const char *const STATES[NSTATES] = {
 };
 
 /* What one thread keeps. */
-struct tls {
+struct coord_http_thread {
     sqlite3 *ro, *rw;
     sqlite3_stmt *st[N_STMTS];
     /* GET /v1/status */
@@ -397,7 +403,7 @@ struct coord_http {
 
 static void tls_free(void *p)
 {
-    struct tls *t = p;
+    struct coord_http_thread *t = p;
     if (!t)
         return;
     for (int i = 0; i < N_STMTS; i++)
@@ -407,9 +413,9 @@ static void tls_free(void *p)
     free(t);
 }
 
-static struct tls *tls_get(struct coord_http *h)
+static struct coord_http_thread *tls_get(struct coord_http *h)
 {
-    struct tls *t = pthread_getspecific(h->key);
+    struct coord_http_thread *t = pthread_getspecific(h->key);
     if (t)
         return t;
     t = calloc(1, sizeof *t);
@@ -422,7 +428,7 @@ static struct tls *tls_get(struct coord_http *h)
 
 sqlite3 *ch_db_ro(struct coord_http *h, struct ud_err *e)
 {
-    struct tls *t = tls_get(h);
+    struct coord_http_thread *t = tls_get(h);
     if (!t) {
         ud_err_set(e, UD_ENOMEM, "out of memory");
         return NULL;
@@ -434,7 +440,7 @@ sqlite3 *ch_db_ro(struct coord_http *h, struct ud_err *e)
 
 sqlite3 *ch_db_rw(struct coord_http *h, struct ud_err *e)
 {
-    struct tls *t = tls_get(h);
+    struct coord_http_thread *t = tls_get(h);
     if (!t) {
         ud_err_set(e, UD_ENOMEM, "out of memory");
         return NULL;
@@ -455,7 +461,8 @@ const struct coord_model_keys *ch_keys(const struct coord_http *h)
 }
 
 /* This thread's prepared statement id, reset and ready to bind; NULL with e set. */
-static sqlite3_stmt *stmt(struct coord_http *h, struct tls *t, enum stmt_id id, struct ud_err *e)
+static sqlite3_stmt *stmt(struct coord_http *h, struct coord_http_thread *t, enum stmt_id id,
+                          struct ud_err *e)
 {
     if (!t->ro && coord_db_open(h->state_dir, 1, &t->ro, e) != 0)
         return NULL;
@@ -614,7 +621,7 @@ static const char STATUS_HEAD[] =
     "{\"version\":\"" UD_VERSION_STRING "\",\"protocol\":%d,\"uptime_seconds\":%.3f";
 
 /* Brings this thread's status numbers up to date; re-renders the tail when they changed. */
-static int status_refresh(struct coord_http *h, struct tls *t, struct ud_err *e)
+static int status_refresh(struct coord_http *h, struct coord_http_thread *t, struct ud_err *e)
 {
     int changed = !t->status_valid;
     sqlite3_stmt *st = stmt(h, t, ST_DATA_VERSION, e);
@@ -681,8 +688,10 @@ static int status_refresh(struct coord_http *h, struct tls *t, struct ud_err *e)
     return 0;
 }
 
-static enum MHD_Result get_status(struct coord_http *h, struct MHD_Connection *c, struct tls *t)
+static enum MHD_Result get_status(struct coord_http *h, struct MHD_Connection *c,
+                                  const struct coord_call *q)
 {
+    struct coord_http_thread *t = q->t;
     struct ud_err e = {0};
     if (status_refresh(h, t, &e) != 0) {
         t->status_valid = 0;
@@ -697,8 +706,10 @@ static enum MHD_Result get_status(struct coord_http *h, struct MHD_Connection *c
                  NULL);
 }
 
-static enum MHD_Result get_jobs(struct coord_http *h, struct MHD_Connection *c, struct tls *t)
+static enum MHD_Result get_jobs(struct coord_http *h, struct MHD_Connection *c,
+                                const struct coord_call *q)
 {
+    struct coord_http_thread *t = q->t;
     struct ud_err e = {0};
     const char *state = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "state");
     if (state && state_index(state) < 0)
@@ -729,8 +740,9 @@ static enum MHD_Result get_jobs(struct coord_http *h, struct MHD_Connection *c, 
 
 /* Appends ,"key":[...] with the rows of statement sid for job id (?2, if the statement has it,
  * is the time now). Returns 0 or -1 with e set. */
-static int job_rows(struct coord_http *h, struct tls *t, struct sbuf *b, enum stmt_id sid,
-                    const char *id, const char *key, const char *names, struct ud_err *e)
+static int job_rows(struct coord_http *h, struct coord_http_thread *t, struct sbuf *b,
+                    enum stmt_id sid, const char *id, const char *key, const char *names,
+                    struct ud_err *e)
 {
     sqlite3_stmt *st = stmt(h, t, sid, e);
     if (!st)
@@ -746,8 +758,8 @@ static int job_rows(struct coord_http *h, struct tls *t, struct sbuf *b, enum st
 
 /* Appends job id's detail object to b. Returns 0, 1 when there is no such job, or -1 with e
  * set. */
-static int job_detail(struct coord_http *h, struct tls *t, const char *id, struct sbuf *b,
-                      struct ud_err *e)
+static int job_detail(struct coord_http *h, struct coord_http_thread *t, const char *id,
+                      struct sbuf *b, struct ud_err *e)
 {
     sqlite3_stmt *st = stmt(h, t, ST_JOB, e);
     if (!st)
@@ -818,9 +830,11 @@ static int job_detail(struct coord_http *h, struct tls *t, const char *id, struc
     return ret == 0 ? 0 : -1;
 }
 
-static enum MHD_Result get_job(struct coord_http *h, struct MHD_Connection *c, struct tls *t,
-                               const char *id)
+static enum MHD_Result get_job(struct coord_http *h, struct MHD_Connection *c,
+                               const struct coord_call *q)
 {
+    struct coord_http_thread *t = q->t;
+    const char *id = q->arg[0];
     struct ud_err e = {0};
     struct sbuf b = {0};
     int rc = job_detail(h, t, id, &b, &e);
@@ -833,7 +847,8 @@ static enum MHD_Result get_job(struct coord_http *h, struct MHD_Connection *c, s
 }
 
 /* 1 if job id exists, 0 if not, -1 on a database error. */
-static int job_exists(struct coord_http *h, struct tls *t, const char *id, struct ud_err *e)
+static int job_exists(struct coord_http *h, struct coord_http_thread *t, const char *id,
+                      struct ud_err *e)
 {
     sqlite3_stmt *st = stmt(h, t, ST_JOB_EXISTS, e);
     if (!st)
@@ -849,8 +864,10 @@ static int job_exists(struct coord_http *h, struct tls *t, const char *id, struc
 }
 
 static enum MHD_Result get_job_metrics(struct coord_http *h, struct MHD_Connection *c,
-                                       struct tls *t, const char *id)
+                                       const struct coord_call *q)
 {
+    struct coord_http_thread *t = q->t;
+    const char *id = q->arg[0];
     struct ud_err e = {0};
     const char *key = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "key");
     const char *since_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
@@ -926,8 +943,10 @@ static enum MHD_Result get_job_metrics(struct coord_http *h, struct MHD_Connecti
     return reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
-static enum MHD_Result get_models(struct coord_http *h, struct MHD_Connection *c, struct tls *t)
+static enum MHD_Result get_models(struct coord_http *h, struct MHD_Connection *c,
+                                  const struct coord_call *q)
 {
+    struct coord_http_thread *t = q->t;
     struct ud_err e = {0};
     sqlite3_stmt *st = stmt(h, t, ST_MODELS, &e);
     if (!st)
@@ -953,8 +972,10 @@ static enum MHD_Result get_models(struct coord_http *h, struct MHD_Connection *c
 }
 
 static enum MHD_Result get_model_versions(struct coord_http *h, struct MHD_Connection *c,
-                                          struct tls *t, const char *name)
+                                          const struct coord_call *q)
 {
+    struct coord_http_thread *t = q->t;
+    const char *name = q->arg[0];
     struct ud_err e = {0};
     sqlite3_stmt *st = stmt(h, t, ST_MODEL_VERSIONS, &e);
     if (!st)
@@ -983,7 +1004,7 @@ static enum MHD_Result get_model_versions(struct coord_http *h, struct MHD_Conne
 /* Looks up version v ("latest" or a number) of model name; on success st is positioned on the
  * row (columns as ST_MODEL_VERSION) and the caller calls done(st). Returns 0, or a response
  * already queued through *ret. */
-static int find_version(struct coord_http *h, struct MHD_Connection *c, struct tls *t,
+static int find_version(struct coord_http *h, struct MHD_Connection *c, struct coord_http_thread *t,
                         const char *name, const char *v, sqlite3_stmt **out, enum MHD_Result *ret)
 {
     struct ud_err e = {0};
@@ -1021,8 +1042,10 @@ static int find_version(struct coord_http *h, struct MHD_Connection *c, struct t
 }
 
 static enum MHD_Result get_model_version(struct coord_http *h, struct MHD_Connection *c,
-                                         struct tls *t, const char *name, const char *v)
+                                         const struct coord_call *q)
 {
+    struct coord_http_thread *t = q->t;
+    const char *name = q->arg[0], *v = q->arg[1];
     sqlite3_stmt *st;
     enum MHD_Result ret;
     if (find_version(h, c, t, name, v, &st, &ret) != 0)
@@ -1119,9 +1142,11 @@ static int parse_range(const char *hv, uint64_t size, uint64_t *off, uint64_t *l
     return 1;
 }
 
-static enum MHD_Result get_model_file(struct coord_http *h, struct MHD_Connection *c, struct tls *t,
-                                      const char *name, const char *v)
+static enum MHD_Result get_model_file(struct coord_http *h, struct MHD_Connection *c,
+                                      const struct coord_call *q)
 {
+    struct coord_http_thread *t = q->t;
+    const char *name = q->arg[0], *v = q->arg[1];
     sqlite3_stmt *st;
     enum MHD_Result ret;
     if (find_version(h, c, t, name, v, &st, &ret) != 0)
@@ -1211,8 +1236,10 @@ static void sb_prom_num(struct sbuf *b, double v)
     }
 }
 
-static enum MHD_Result get_prometheus(struct coord_http *h, struct MHD_Connection *c, struct tls *t)
+static enum MHD_Result get_prometheus(struct coord_http *h, struct MHD_Connection *c,
+                                      const struct coord_call *q)
 {
+    struct coord_http_thread *t = q->t;
     struct ud_err e = {0};
     t->status_valid = 0; /* count afresh */
     if (status_refresh(h, t, &e) != 0)
@@ -1300,7 +1327,7 @@ static enum MHD_Result get_prometheus(struct coord_http *h, struct MHD_Connectio
 
 /* ------------------------------------------------------------------ POST handlers */
 
-static int rw_open(struct coord_http *h, struct tls *t, struct ud_err *e)
+static int rw_open(struct coord_http *h, struct coord_http_thread *t, struct ud_err *e)
 {
     return t->rw ? 0 : coord_db_open(h->state_dir, 0, &t->rw, e);
 }
@@ -1341,8 +1368,8 @@ static int rw_exec(sqlite3 *db, const char *sql, const char *types, ...)
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-static enum MHD_Result rw_fail(struct coord_http *h, struct MHD_Connection *c, struct tls *t,
-                               const char *what)
+static enum MHD_Result rw_fail(struct coord_http *h, struct MHD_Connection *c,
+                               struct coord_http_thread *t, const char *what)
 {
     struct ud_err e = {0};
     int busy = (sqlite3_errcode(t->rw) & 0xff) == SQLITE_BUSY;
@@ -1352,9 +1379,12 @@ static enum MHD_Result rw_fail(struct coord_http *h, struct MHD_Connection *c, s
                        "%s", e.msg);
 }
 
-static enum MHD_Result post_job(struct coord_http *h, struct MHD_Connection *c, struct tls *t,
-                                const char *body, size_t len)
+static enum MHD_Result post_job(struct coord_http *h, struct MHD_Connection *c,
+                                const struct coord_call *q)
 {
+    struct coord_http_thread *t = q->t;
+    const char *body = q->body;
+    size_t len = q->len;
     struct coord_spec s;
     struct ud_err e = {0};
     int rc = coord_spec_parse(body ? body : "", len, &s, &e);
@@ -1425,9 +1455,11 @@ out:
     return ret;
 }
 
-static enum MHD_Result post_cancel(struct coord_http *h, struct MHD_Connection *c, struct tls *t,
-                                   const char *id)
+static enum MHD_Result post_cancel(struct coord_http *h, struct MHD_Connection *c,
+                                   const struct coord_call *q)
 {
+    struct coord_http_thread *t = q->t;
+    const char *id = q->arg[0];
     struct ud_err e = {0};
     if (rw_open(h, t, &e) != 0)
         return reply_db_error(h, c, &e);
@@ -1482,29 +1514,61 @@ static enum MHD_Result post_cancel(struct coord_http *h, struct MHD_Connection *
 
 /* ------------------------------------------------------------------ routing */
 
-enum route {
-    R_NONE,
-    R_HEALTHZ,
-    R_METRICS,
-    R_STATUS,
-    R_JOBS,
-    R_JOB,
-    R_JOB_METRICS,
-    R_JOB_CANCEL,
-    R_MODELS,
-    R_MODEL_VERSIONS,
-    R_MODEL_VERSION,
-    R_MODEL_FILE,
-    R_FED /* coord_fed_http.c's */
-};
+static enum MHD_Result get_healthz(struct coord_http *h, struct MHD_Connection *c,
+                                   const struct coord_call *q);
 
+/* The REST API, one row a route (docs/rest.md lists the same; test_coord_http checks it). */
+static const struct coord_route ROUTES[] = {
+    {"GET", "/healthz", get_healthz, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"GET", "/metrics", get_prometheus, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"GET", "/v1/status", get_status, 0, COORD_WHO_ANYONE, 0, NULL},
+    /* jobs */
+    {"GET", "/v1/jobs", get_jobs, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"POST", "/v1/jobs", post_job, UD_LIMIT_JOB_SPEC_BYTES, COORD_WHO_ADMIN, 0, NULL},
+    {"GET", "/v1/jobs/{id}", get_job, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"GET", "/v1/jobs/{id}/metrics", get_job_metrics, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"POST", "/v1/jobs/{id}/cancel", post_cancel, UD_LIMIT_JOB_SPEC_BYTES, COORD_WHO_ADMIN, 0,
+     NULL},
+    /* the model registry */
+    {"GET", "/v1/models", get_models, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"GET", "/v1/models/{name}/versions", get_model_versions, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"POST", "/v1/models/{name}/versions", fed_post_model, UD_LIMIT_MODEL_PUSH_BYTES,
+     COORD_WHO_ADMIN, 1, NULL},
+    {"GET", "/v1/models/{name}/versions/{v}", get_model_version, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"GET", "/v1/models/{name}/versions/{v}/file", get_model_file, 0, COORD_WHO_ANYONE, 0, NULL},
+    /* devices (coord_fed_http.c) */
+    {"GET", "/v1/devices", fed_get_devices, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"POST", "/v1/devices", fed_post_devices, UD_LIMIT_SMALL_BODY_BYTES, COORD_WHO_ADMIN, 1, NULL},
+    {"GET", "/v1/devices/{id}/task", fed_get_task, 0, COORD_WHO_DEVICE, 0, NULL},
+    {"POST", "/v1/devices/{id}/revoke", fed_post_revoke, UD_LIMIT_SMALL_BODY_BYTES, COORD_WHO_ADMIN,
+     1, NULL},
+    /* federations and their rounds (coord_fed_http.c) */
+    {"GET", "/v1/federations", fed_get_federations, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"POST", "/v1/federations", fed_post_federation, UD_LIMIT_FED_SPEC_BYTES, COORD_WHO_ADMIN, 1,
+     NULL},
+    {"GET", "/v1/federations/{id}", fed_get_federations, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"POST", "/v1/federations/{id}/cancel", fed_post_cancel, UD_LIMIT_SMALL_BODY_BYTES,
+     COORD_WHO_ADMIN, 1, NULL},
+    {"GET", "/v1/rounds/{id}", fed_get_round, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"POST", "/v1/rounds/{id}/updates", fed_post_update, UD_LIMIT_UPDATE_BYTES, COORD_WHO_DEVICE, 0,
+     fed_update_cap},
+    {"POST", "/v1/rounds/{id}/failures", fed_post_failure, UD_LIMIT_SMALL_BODY_BYTES,
+     COORD_WHO_DEVICE, 0, NULL},
+};
+#define N_ROUTES (sizeof ROUTES / sizeof *ROUTES)
+
+const struct coord_route *coord_http_routes(size_t *n)
+{
+    *n = N_ROUTES;
+    return ROUTES;
+}
+
+/* A POST being received. */
 struct req {
-    enum route route;
-    char id[256];      /* the job id of a POST .../cancel */
-    char url[MAX_URL]; /* R_FED: the path, split into segs */
-    char *segs[MAX_SEGS];
-    int nseg;
-    size_t cap; /* the body limit */
+    const struct coord_route *route;
+    struct coord_call q; /* its arg[] point into url */
+    char url[MAX_URL];   /* the path, split */
+    size_t cap;          /* the body limit */
     struct sbuf body;
     size_t seen; /* body bytes received */
     int too_big;
@@ -1537,76 +1601,184 @@ static int split_url(const char *url, char *buf, size_t n, char **segs)
     return k;
 }
 
-static enum route route_of(int k, char **s, const char *method)
+/* Does pattern match the k segments? Sets arg[] to the {...} ones. */
+static int pattern_match(const char *pattern, int k, char **segs, const char **arg)
 {
-    if (k >= 2 && strcmp(s[0], "v1") == 0 && fed_route(k, s, method))
-        return R_FED;
-    if (k == 1 && strcmp(s[0], "healthz") == 0)
-        return R_HEALTHZ;
-    if (k == 1 && strcmp(s[0], "metrics") == 0)
-        return R_METRICS;
-    if (k < 2 || strcmp(s[0], "v1") != 0)
-        return R_NONE;
-    if (k == 2 && strcmp(s[1], "status") == 0)
-        return R_STATUS;
-    if (strcmp(s[1], "jobs") == 0) {
-        if (k == 2)
-            return R_JOBS;
-        if (k == 3)
-            return R_JOB;
-        if (k == 4 && strcmp(s[3], "metrics") == 0)
-            return R_JOB_METRICS;
-        if (k == 4 && strcmp(s[3], "cancel") == 0)
-            return R_JOB_CANCEL;
-        return R_NONE;
+    const char *p = pattern;
+    int nargs = 0;
+    for (int i = 0; i < k; i++) {
+        if (*p++ != '/')
+            return 0;
+        size_t n = strcspn(p, "/");
+        if (*p == '{') {
+            if (nargs == COORD_ROUTE_ARGS)
+                return 0;
+            arg[nargs++] = segs[i];
+        } else if (strlen(segs[i]) != n || memcmp(segs[i], p, n) != 0) {
+            return 0;
+        }
+        p += n;
     }
-    if (strcmp(s[1], "models") == 0) {
-        if (k == 2)
-            return R_MODELS;
-        if (k >= 4 && strcmp(s[3], "versions") != 0)
-            return R_NONE;
-        if (k == 4)
-            return R_MODEL_VERSIONS;
-        if (k == 5)
-            return R_MODEL_VERSION;
-        if (k == 6 && strcmp(s[5], "file") == 0)
-            return R_MODEL_FILE;
-    }
-    return R_NONE;
+    return *p == '\0';
 }
 
-/* The methods a route answers, as an Allow header says them. */
-static const char *allowed(enum route r)
+static int is_get(const char *method)
 {
-    switch (r) {
-    case R_JOBS:
-        return "GET, HEAD, POST";
-    case R_JOB_CANCEL:
-        return "POST";
-    default:
-        return "GET, HEAD";
+    return strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+}
+
+/* The row for the path and method, with q->arg set; NULL when there is none, *allow then
+ * saying the methods the path takes ("" for an unknown path), as an Allow header does. */
+static const struct coord_route *route_find(const char *url, char *buf, const char *method,
+                                            struct coord_call *q, const char **allow)
+{
+    char *segs[MAX_SEGS];
+    int k = split_url(url, buf, MAX_URL, segs), get = 0, post = 0;
+    for (size_t i = 0; k >= 0 && i < N_ROUTES; i++) {
+        const struct coord_route *rt = &ROUTES[i];
+        const char *arg[COORD_ROUTE_ARGS] = {NULL};
+        if (!pattern_match(rt->pattern, k, segs, arg))
+            continue;
+        int rt_get = strcmp(rt->method, MHD_HTTP_METHOD_GET) == 0;
+        if (rt_get ? is_get(method) : strcmp(rt->method, method) == 0) {
+            memcpy(q->arg, arg, sizeof arg);
+            return rt;
+        }
+        get |= rt_get;
+        post |= !rt_get;
     }
+    *allow = get && post ? "GET, HEAD, POST" : get ? "GET, HEAD" : post ? "POST" : "";
+    return NULL;
+}
+
+/* Runs the row's handler (under the write lock when the row says so). */
+static enum MHD_Result route_call(struct coord_http *h, struct MHD_Connection *c,
+                                  const struct coord_route *rt, struct coord_call *q)
+{
+    if (!(q->t = tls_get(h)))
+        return MHD_NO;
+    if (rt->serial)
+        pthread_mutex_lock(&coord_http_write_lock);
+    enum MHD_Result ret = rt->handler(h, c, q);
+    if (rt->serial)
+        pthread_mutex_unlock(&coord_http_write_lock);
+    return ret;
+}
+
+/* 401 unless the request carries what the row's "who" asks for (a device's id into q). */
+static int route_refuse(struct coord_http *h, struct MHD_Connection *c,
+                        const struct coord_route *rt, struct coord_call *q, enum MHD_Result *ret)
+{
+    if (rt->who == COORD_WHO_ADMIN && !authorized(h, c)) {
+        *ret = reply_error_h(h, c, MHD_HTTP_UNAUTHORIZED, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                             "Bearer realm=\"updraft\"",
+                             "this call needs the admin token: Authorization: Bearer TOKEN");
+        return 1;
+    }
+    if (rt->who == COORD_WHO_DEVICE && !(q->device = fed_device_auth(h, c))) {
+        *ret = reply_error_h(h, c, MHD_HTTP_UNAUTHORIZED, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                             "Bearer realm=\"updraft-device\"",
+                             "this call needs the device's token: Authorization: Bearer ID.SECRET");
+        return 1;
+    }
+    return 0;
+}
+
+/* A POST's first call: refuses a Content-Length over the limit, else starts receiving. */
+static enum MHD_Result post_begin(struct coord_http *h, struct MHD_Connection *c,
+                                  const struct coord_route *rt, struct coord_call *q,
+                                  const char *buf, void **con_cls)
+{
+    size_t cap = rt->body_cap ? rt->body_cap(h, q) : rt->body_max;
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    int64_t clen = -1;
+    if (cl && parse_i64(cl, &clen) == 0 && (uint64_t)clen > cap) {
+        if (!rt->body_cap)
+            return reply_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE,
+                               "request body of %" PRId64 " bytes is over the limit of %zu", clen,
+                               cap);
+        q->too_big = 1;
+        return route_call(h, c, rt, q);
+    }
+    struct req *r = calloc(1, sizeof *r);
+    if (!r)
+        return MHD_NO;
+    r->route = rt;
+    r->q = *q;
+    memcpy(r->url, buf, MAX_URL);
+    for (int i = 0; i < COORD_ROUTE_ARGS; i++)
+        if (q->arg[i])
+            r->q.arg[i] = r->url + (q->arg[i] - buf);
+    r->cap = cap;
+    if (clen > 0) /* one allocation for the body */
+        sb_reserve(&r->body, (size_t)clen);
+    *con_cls = r;
+    return MHD_YES;
+}
+
+/* A POST's later calls: more body (kept up to the limit, counted past it), or its end. */
+static enum MHD_Result post_more(struct coord_http *h, struct MHD_Connection *c, struct req *r,
+                                 const char *data, size_t *size)
+{
+    if (*size) {
+        size_t n = *size;
+        *size = 0;
+        r->seen += n;
+        if (r->too_big || r->seen > r->cap) { /* count it, keep none of it */
+            r->too_big = 1;
+            sb_free(&r->body);
+            return r->seen > r->cap + DISCARD_CAP ? MHD_NO : MHD_YES;
+        }
+        sb_put(&r->body, data, n);
+        return r->body.oom ? MHD_NO : MHD_YES;
+    }
+    if (r->too_big && !r->route->body_cap)
+        return reply_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE,
+                           "request body over the limit of %zu bytes", r->cap);
+    r->q.body = r->body.p;
+    r->q.len = r->body.len;
+    r->q.too_big = r->too_big;
+    return route_call(h, c, r->route, &r->q);
 }
 
 int authorized(const struct coord_http *h, struct MHD_Connection *c)
 {
-    const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!h->have_token || !a || strncasecmp(a, "Bearer ", 7) != 0)
+    size_t n;
+    const char *a = coord_http_bearer(c, &n);
+    if (!h->have_token || !a)
         return 0;
-    a += 7;
-    while (*a == ' ')
-        a++;
-    size_t n = strlen(a);
-    while (n && (a[n - 1] == ' ' || a[n - 1] == '\t'))
-        n--;
     /* Compare digests in constant time: neither the content nor the length leaks. */
     unsigned char d[crypto_generichash_BYTES];
     crypto_generichash(d, sizeof d, (const unsigned char *)a, n, NULL, 0);
     return sodium_memcmp(d, h->token_hash, sizeof d) == 0;
 }
 
+const char *coord_http_bearer(struct MHD_Connection *c, size_t *n)
+{
+    const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!a || strncasecmp(a, "Bearer ", 7) != 0)
+        return NULL;
+    a += 7;
+    while (*a == ' ')
+        a++;
+    *n = strlen(a);
+    while (*n && (a[*n - 1] == ' ' || a[*n - 1] == '\t'))
+        (*n)--;
+    return a;
+}
+
 static const char HEALTHZ_BODY[] = "{\"status\":\"ok\"}\n";
 static char NOT_POST; /* *con_cls of a request that is not a POST, until its last call */
+
+static enum MHD_Result get_healthz(struct coord_http *h, struct MHD_Connection *c,
+                                   const struct coord_call *q)
+{
+    return queue(h, c, MHD_HTTP_OK,
+                 MHD_create_response_from_buffer(sizeof HEALTHZ_BODY - 1, (void *)HEALTHZ_BODY,
+                                                 MHD_RESPMEM_PERSISTENT),
+                 JSON_TYPE, NULL);
+}
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
@@ -1626,117 +1798,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         }
         *con_cls = NULL;
     }
-    struct req *r = *con_cls;
-    if (r) { /* a POST in progress: more body, or its end */
-        if (*upload_data_size) {
-            size_t n = *upload_data_size;
-            *upload_data_size = 0;
-            r->seen += n;
-            if (r->too_big || r->seen > r->cap) { /* count it, keep none of it */
-                r->too_big = 1;
-                sb_free(&r->body);
-                return r->seen > r->cap + DISCARD_CAP ? MHD_NO : MHD_YES;
-            }
-            sb_put(&r->body, upload_data, n);
-            return r->body.oom ? MHD_NO : MHD_YES;
-        }
-        if (r->route == R_FED)
-            return fed_serve(h, c, MHD_HTTP_METHOD_POST, r->nseg, r->segs, r->body.p, r->body.len,
-                             r->too_big);
-        if (r->too_big)
-            return reply_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE,
-                               "request body over the limit of %u bytes", BODY_CAP);
-        struct tls *t = tls_get(h);
-        if (!t)
-            return MHD_NO;
-        if (r->route == R_JOBS)
-            return post_job(h, c, t, r->body.p, r->body.len);
-        return post_cancel(h, c, t, r->id);
-    }
+    if (*con_cls) /* a POST in progress: more body, or its end */
+        return post_more(h, c, *con_cls, upload_data, upload_data_size);
 
-    char buf[MAX_URL], *segs[MAX_SEGS];
-    int k = split_url(url, buf, sizeof buf, segs);
-    enum route rt = k < 0 ? R_NONE : route_of(k, segs, method);
-    if (rt == R_NONE)
+    char buf[MAX_URL];
+    const char *allow = "";
+    struct coord_call q = {.method = method};
+    const struct coord_route *rt = route_find(url, buf, method, &q, &allow);
+    if (!rt && !allow[0])
         return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no such resource: %.200s", url);
-    if (rt == R_FED && strcmp(method, MHD_HTTP_METHOD_POST) != 0)
-        return fed_serve(h, c, method, k, segs, NULL, 0, 0);
-    if (rt == R_FED) {
-        size_t cap = fed_body_cap(h, k, segs, method);
-        const char *cl =
-            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        int64_t clen;
-        if (cl && parse_i64(cl, &clen) == 0 && (uint64_t)clen > cap)
-            return fed_serve(h, c, method, k, segs, NULL, 0, 1);
-        if (!(r = calloc(1, sizeof *r)))
-            return MHD_NO;
-        r->route = rt;
-        r->cap = cap;
-        r->nseg = split_url(url, r->url, sizeof r->url, r->segs);
-        if (cl && parse_i64(cl, &clen) == 0 && clen > 0) /* one allocation for the body */
-            sb_reserve(&r->body, (size_t)clen);
-        *con_cls = r;
-        return MHD_YES;
-    }
-    int get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
-    int post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
-    if ((get && rt == R_JOB_CANCEL) || (post && rt != R_JOBS && rt != R_JOB_CANCEL) ||
-        (!get && !post))
-        return reply_error_h(h, c, MHD_HTTP_METHOD_NOT_ALLOWED, MHD_HTTP_HEADER_ALLOW, allowed(rt),
-                             "%.16s is not allowed here (use %s)", method, allowed(rt));
-
-    if (post) {
-        if (!authorized(h, c))
-            return reply_error_h(h, c, MHD_HTTP_UNAUTHORIZED, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                                 "Bearer realm=\"updraft\"",
-                                 "this call needs the admin token: Authorization: Bearer TOKEN");
-        const char *cl =
-            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        int64_t clen;
-        if (cl && parse_i64(cl, &clen) == 0 && clen > (int64_t)BODY_CAP)
-            return reply_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE,
-                               "request body of %" PRId64 " bytes is over the limit of %u", clen,
-                               BODY_CAP);
-        if (!(r = calloc(1, sizeof *r)))
-            return MHD_NO;
-        r->route = rt;
-        r->cap = BODY_CAP;
-        if (rt == R_JOB_CANCEL)
-            snprintf(r->id, sizeof r->id, "%s", segs[2]);
-        *con_cls = r;
-        return MHD_YES;
-    }
-
-    if (rt == R_HEALTHZ)
-        return queue(h, c, MHD_HTTP_OK,
-                     MHD_create_response_from_buffer(sizeof HEALTHZ_BODY - 1, (void *)HEALTHZ_BODY,
-                                                     MHD_RESPMEM_PERSISTENT),
-                     JSON_TYPE, NULL);
-    struct tls *t = tls_get(h);
-    if (!t)
-        return MHD_NO;
-    switch (rt) {
-    case R_STATUS:
-        return get_status(h, c, t);
-    case R_METRICS:
-        return get_prometheus(h, c, t);
-    case R_JOBS:
-        return get_jobs(h, c, t);
-    case R_JOB:
-        return get_job(h, c, t, segs[2]);
-    case R_JOB_METRICS:
-        return get_job_metrics(h, c, t, segs[2]);
-    case R_MODELS:
-        return get_models(h, c, t);
-    case R_MODEL_VERSIONS:
-        return get_model_versions(h, c, t, segs[2]);
-    case R_MODEL_VERSION:
-        return get_model_version(h, c, t, segs[2], segs[4]);
-    case R_MODEL_FILE:
-        return get_model_file(h, c, t, segs[2], segs[4]);
-    default:
-        return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no such resource");
-    }
+    if (!rt)
+        return reply_error_h(h, c, MHD_HTTP_METHOD_NOT_ALLOWED, MHD_HTTP_HEADER_ALLOW, allow,
+                             "%.16s is not allowed here (use %s)", method, allow);
+    enum MHD_Result ret;
+    if (route_refuse(h, c, rt, &q, &ret))
+        return ret;
+    if (strcmp(rt->method, MHD_HTTP_METHOD_POST) == 0)
+        return post_begin(h, c, rt, &q, buf, con_cls);
+    return route_call(h, c, rt, &q);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,

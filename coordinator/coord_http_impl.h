@@ -6,6 +6,7 @@
 #define COORD_HTTP_IMPL_H
 
 #include <microhttpd.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -63,6 +64,14 @@ enum MHD_Result reply_json(struct coord_http *h, struct MHD_Connection *c, unsig
                            struct sbuf *b);
 /* Does the request carry the admin token (constant-time compare)? */
 int authorized(const struct coord_http *h, struct MHD_Connection *c);
+/* The request's bearer token (after "Bearer ", spaces trimmed) and its length in *n; NULL when
+ * there is none. Borrowed from the connection. */
+const char *coord_http_bearer(struct MHD_Connection *c, size_t *n);
+
+/* The REST threads' writes take turns here instead of in SQLite's busy handler, which sleeps
+ * in steps of up to 100 ms when connections of one process contend for the write lock.
+ * Recursive: a refusal counted inside an upload's transaction takes it again. */
+extern pthread_mutex_t coord_http_write_lock;
 
 /* This thread's read-only / read-write connection, opened on first use; NULL with e set. */
 sqlite3 *ch_db_ro(struct coord_http *h, struct ud_err *e);
@@ -71,16 +80,56 @@ sqlite3 *ch_db_rw(struct coord_http *h, struct ud_err *e);
 const char *ch_state_dir(const struct coord_http *h);
 const struct coord_model_keys *ch_keys(const struct coord_http *h);
 
+/* ---- the route table (coord_http.c), docs/rest.md lists the same routes ---- */
+
+/* Who may call a route: anyone, the admin token holder (else 401, realm "updraft"), or an
+ * enrolled, unrevoked device (else 401, realm "updraft-device"). */
+enum coord_who { COORD_WHO_ANYONE, COORD_WHO_ADMIN, COORD_WHO_DEVICE };
+
+#define COORD_ROUTE_ARGS 2 /* {...} segments in a pattern, at most */
+
+/* One request as a handler sees it. */
+struct coord_call {
+    struct coord_http_thread *t;       /* this thread's state (coord_http.c's) */
+    const char *method;                /* "GET", "HEAD" or "POST" */
+    const char *arg[COORD_ROUTE_ARGS]; /* the path's {...} segments in order; NULL past them */
+    int64_t device;                    /* COORD_WHO_DEVICE: the caller's id */
+    const char *body;                  /* POST: the body (NULL when empty) */
+    size_t len;
+    int too_big; /* the body went over the row's body_cap and was dropped (body_cap rows only) */
+};
+
+typedef enum MHD_Result coord_route_fn(struct coord_http *h, struct MHD_Connection *c,
+                                       const struct coord_call *q);
+
+/* One row of the REST API: the router answers 404 (no pattern matches the path), 405 with an
+ * Allow header (the path's rows take other methods), 401 (who) and 413 (body_max) from these
+ * rows alone, then calls the handler. */
+struct coord_route {
+    const char *method;  /* "GET" (answers HEAD too) or "POST" */
+    const char *pattern; /* "/v1/rounds/{id}/updates": a {...} segment matches any one segment */
+    coord_route_fn *handler;
+    size_t body_max; /* POST: the largest body (ud_limits.h), 413 past it; GET: 0 */
+    enum coord_who who;
+    int serial; /* 1: the handler runs holding coord_http_write_lock */
+    /* NULL, or this request's own limit (at most body_max): a body over it reaches the handler
+     * with too_big set, and the handler answers (a 413 that says more). */
+    size_t (*body_cap)(struct coord_http *h, const struct coord_call *q);
+};
+
+/* The route table, read-only, in its *n rows. */
+const struct coord_route *coord_http_routes(size_t *n);
+
 /* ---- coord_fed_http.c: devices, federations, rounds, model uploads ---- */
 
-/* Does this path belong to coord_fed_http (segs[0] is "v1")? */
-int fed_route(int k, char **segs, const char *method);
-/* The largest body a POST to this path may carry; 0 if the method takes none. Called on a
- * request's first call, before any body is read. */
-size_t fed_body_cap(struct coord_http *h, int k, char **segs, const char *method);
-/* Answers the request once its body (POST) has been read; too_big: the body went over
- * fed_body_cap and was dropped. */
-enum MHD_Result fed_serve(struct coord_http *h, struct MHD_Connection *c, const char *method, int k,
-                          char **segs, const char *body, size_t len, int too_big);
+/* The device whose token the request carries: its id (> 0), 0 when the token is missing, wrong
+ * or revoked. */
+int64_t fed_device_auth(struct coord_http *h, struct MHD_Connection *c);
+/* POST /v1/rounds/{id}/updates: the round's own limit (its delta's bytes and some slack). */
+size_t fed_update_cap(struct coord_http *h, const struct coord_call *q);
+
+coord_route_fn fed_post_model, fed_post_devices, fed_get_devices, fed_post_revoke, fed_get_task,
+    fed_post_federation, fed_get_federations, fed_post_cancel, fed_get_round, fed_post_update,
+    fed_post_failure;
 
 #endif
