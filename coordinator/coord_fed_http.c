@@ -155,8 +155,8 @@ enum MHD_Result fed_post_devices(struct coord_http *h, struct MHD_Connection *c,
     int64_t k = count ? count : 1;
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return db_fail(h, c, db, "begin");
-    struct sbuf b = {0};
-    sb_puts(&b, count ? "{\"devices\":[" : "");
+    struct ud_buf b = {0};
+    ud_buf_puts(&b, count ? "{\"devices\":[" : "");
     double now = wall_now();
     for (int64_t i = 0; i < k; i++) {
         unsigned char secret[32], hash[32];
@@ -169,7 +169,7 @@ enum MHD_Result fed_post_devices(struct coord_http *h, struct MHD_Connection *c,
                     "INSERT INTO devices (name, token_hash, created, updates, revoked)"
                     " VALUES ('', ?, ?, 0, 0)",
                     "bd", hash, sizeof hash, now) != 0) {
-            sb_free(&b);
+            ud_buf_free(&b);
             return db_fail(h, c, db, "enrol device");
         }
         int64_t id = sqlite3_last_insert_rowid(db);
@@ -180,24 +180,24 @@ enum MHD_Result fed_post_devices(struct coord_http *h, struct MHD_Connection *c,
         else
             snprintf(dname, sizeof dname, "device-%" PRId64, id);
         if (rw_exec(db, "UPDATE devices SET name = ? WHERE id = ?", "si", dname, id) != 0) {
-            sb_free(&b);
+            ud_buf_free(&b);
             return db_fail(h, c, db, "enrol device");
         }
         snprintf(token, sizeof token, "%" PRId64 ".%s", id, hex);
         sodium_memzero(hex, sizeof hex);
-        sb_printf(&b, "%s{\"id\":%" PRId64 ",\"name\":", i ? "," : "", id);
-        sb_json_str(&b, dname);
-        sb_puts(&b, ",\"token\":");
-        sb_json_str(&b, token);
-        sb_puts(&b, "}");
+        ud_buf_printf(&b, "%s{\"id\":%" PRId64 ",\"name\":", i ? "," : "", id);
+        ud_json_str_buf(&b, dname);
+        ud_buf_puts(&b, ",\"token\":");
+        ud_json_str_buf(&b, token);
+        ud_buf_puts(&b, "}");
         sodium_memzero(token, sizeof token);
     }
     if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        sb_free(&b);
+        ud_buf_free(&b);
         return db_fail(h, c, db, "enrol device");
     }
     if (count)
-        sb_puts(&b, "]}");
+        ud_buf_puts(&b, "]}");
     return reply_json(h, c, MHD_HTTP_CREATED, &b);
 }
 
@@ -214,16 +214,16 @@ enum MHD_Result fed_get_devices(struct coord_http *h, struct MHD_Connection *c,
                            " ORDER BY id",
                            -1, &st, NULL) != SQLITE_OK)
         return db_fail(h, c, db, "reading devices");
-    struct sbuf b = {0};
+    struct ud_buf b = {0};
     int n = 0;
-    sb_puts(&b, "{\"devices\":");
+    ud_buf_puts(&b, "{\"devices\":");
     int rc = sb_rows(&b, st, "id name created last_seen updates !revoked", &n);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
-        sb_free(&b);
+        ud_buf_free(&b);
         return db_fail(h, c, db, "reading devices");
     }
-    sb_printf(&b, ",\"count\":%d}", n);
+    ud_buf_printf(&b, ",\"count\":%d}", n);
     return reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
@@ -242,8 +242,8 @@ enum MHD_Result fed_post_revoke(struct coord_http *h, struct MHD_Connection *c,
         return db_fail(h, c, db, "revoke device");
     if (sqlite3_changes(db) == 0)
         return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no device '%.32s'", sid);
-    struct sbuf b = {0};
-    sb_printf(&b, "{\"id\":%" PRId64 ",\"revoked\":true}", id);
+    struct ud_buf b = {0};
+    ud_buf_printf(&b, "{\"id\":%" PRId64 ",\"revoked\":true}", id);
     return reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
@@ -297,24 +297,25 @@ enum MHD_Result fed_get_task(struct coord_http *h, struct MHD_Connection *c,
     if (prc)
         return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "federation %" PRId64 ": %s", fed,
                            e.msg);
-    struct sbuf b = {0};
-    sb_printf(&b,
-              "{\"federation\":%" PRId64 ",\"round\":%" PRId64 ",\"number\":%" PRId64
-              ",\"model\":{\"name\":",
-              fed, round, number);
-    sb_json_str(&b, s.model);
-    sb_printf(&b, ",\"version\":%" PRId64 ",\"sha256\":\"%s\",\"size\":%" PRId64 ",\"url\":", base,
-              sha, size);
+    struct ud_buf b = {0};
+    ud_buf_printf(&b,
+                  "{\"federation\":%" PRId64 ",\"round\":%" PRId64 ",\"number\":%" PRId64
+                  ",\"model\":{\"name\":",
+                  fed, round, number);
+    ud_json_str_buf(&b, s.model);
+    ud_buf_printf(&b,
+                  ",\"version\":%" PRId64 ",\"sha256\":\"%s\",\"size\":%" PRId64 ",\"url\":", base,
+                  sha, size);
     char url[512];
     snprintf(url, sizeof url, "/v1/models/%s/versions/%" PRId64 "/file", s.model, base);
-    sb_json_str(&b, url);
-    sb_printf(&b, "},\"epochs\":%" PRId64 ",\"batch\":%" PRId64 ",\"lr\":", s.epochs, s.batch);
+    ud_json_str_buf(&b, url);
+    ud_buf_printf(&b, "},\"epochs\":%" PRId64 ",\"batch\":%" PRId64 ",\"lr\":", s.epochs, s.batch);
     sb_json_num(&b, s.lr);
-    sb_puts(&b, ",\"max_norm\":");
+    ud_buf_puts(&b, ",\"max_norm\":");
     sb_json_num(&b, s.max_norm);
-    sb_puts(&b, ",\"deadline\":");
+    ud_buf_puts(&b, ",\"deadline\":");
     sb_json_num(&b, deadline);
-    sb_printf(&b, ",\"upload\":\"/v1/rounds/%" PRId64 "/updates\"}", round);
+    ud_buf_printf(&b, ",\"upload\":\"/v1/rounds/%" PRId64 "/updates\"}", round);
     return reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
@@ -380,10 +381,10 @@ enum MHD_Result fed_post_model(struct coord_http *h, struct MHD_Connection *c,
     free(meta);
     if (rc != 0 || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         return db_fail(h, c, db, "register model");
-    struct sbuf b = {0};
-    sb_puts(&b, "{\"name\":");
-    sb_json_str(&b, name);
-    sb_printf(&b, ",\"version\":%" PRId64 ",\"sha256\":\"%s\",\"size\":%zu}", v, sha, len);
+    struct ud_buf b = {0};
+    ud_buf_puts(&b, "{\"name\":");
+    ud_json_str_buf(&b, name);
+    ud_buf_printf(&b, ",\"version\":%" PRId64 ",\"sha256\":\"%s\",\"size\":%zu}", v, sha, len);
     return reply_json(h, c, MHD_HTTP_CREATED, &b);
 }
 
@@ -488,21 +489,21 @@ enum MHD_Result fed_post_federation(struct coord_http *h, struct MHD_Connection 
     free(spec);
     if (rc != 0 || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         return db_fail(h, c, db, "create federation");
-    struct sbuf b = {0};
+    struct ud_buf b = {0};
     char url[64];
     snprintf(url, sizeof url, "/v1/federations/%" PRId64, id);
-    sb_printf(&b, "{\"id\":%" PRId64 ",\"name\":", id);
-    sb_json_str(&b, s.name);
-    sb_printf(&b, ",\"state\":\"RUNNING\",\"model\":");
-    sb_json_str(&b, s.model);
-    sb_printf(&b, ",\"base_version\":%" PRId64 ",\"url\":\"%s\"}\n", version, url);
+    ud_buf_printf(&b, "{\"id\":%" PRId64 ",\"name\":", id);
+    ud_json_str_buf(&b, s.name);
+    ud_buf_printf(&b, ",\"state\":\"RUNNING\",\"model\":");
+    ud_json_str_buf(&b, s.model);
+    ud_buf_printf(&b, ",\"base_version\":%" PRId64 ",\"url\":\"%s\"}\n", version, url);
     if (b.oom) {
-        sb_free(&b);
+        ud_buf_free(&b);
         return MHD_NO;
     }
     enum MHD_Result ret = queue(h, c, MHD_HTTP_CREATED, mem_response(b.p, b.len), JSON_TYPE,
                                 MHD_HTTP_HEADER_LOCATION, url, NULL);
-    sb_free(&b);
+    ud_buf_free(&b);
     return ret;
 }
 
@@ -547,8 +548,8 @@ enum MHD_Result fed_post_cancel(struct coord_http *h, struct MHD_Connection *c,
         return reply_error(h, c, MHD_HTTP_CONFLICT, "federation %" PRId64 " is already %s", id,
                            state);
     }
-    struct sbuf b = {0};
-    sb_printf(&b, "{\"id\":%" PRId64 ",\"state\":\"CANCELLED\"}", id);
+    struct ud_buf b = {0};
+    ud_buf_printf(&b, "{\"id\":%" PRId64 ",\"state\":\"CANCELLED\"}", id);
     return reply_json(h, c, MHD_HTTP_ACCEPTED, &b);
 }
 
@@ -561,53 +562,53 @@ enum MHD_Result fed_post_cancel(struct coord_http *h, struct MHD_Connection *c,
     "published_version eval_accuracy eval_loss message"
 
 /* A JSON array of the integers sql (one '?': id) yields. 0, or -1 on a database error. */
-static int id_array(sqlite3 *db, const char *sql, int64_t id, struct sbuf *b)
+static int id_array(sqlite3 *db, const char *sql, int64_t id, struct ud_buf *b)
 {
     sqlite3_stmt *q = NULL;
     int rc = sqlite3_prepare_v2(db, sql, -1, &q, NULL);
-    sb_puts(b, "[");
+    ud_buf_puts(b, "[");
     if (rc == SQLITE_OK) {
         sqlite3_bind_int64(q, 1, id);
         for (int k = 0; (rc = sqlite3_step(q)) == SQLITE_ROW; k++)
-            sb_printf(b, "%s%lld", k ? "," : "", (long long)sqlite3_column_int64(q, 0));
+            ud_buf_printf(b, "%s%lld", k ? "," : "", (long long)sqlite3_column_int64(q, 0));
     }
     sqlite3_finalize(q);
-    sb_puts(b, "]");
+    ud_buf_puts(b, "]");
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
 /* The round object at st's current row (ROUND_COLS), with participants and rejections. */
-static int round_json(sqlite3 *db, sqlite3_stmt *st, struct sbuf *b)
+static int round_json(sqlite3 *db, sqlite3_stmt *st, struct ud_buf *b)
 {
     int64_t id = sqlite3_column_int64(st, 0);
-    sb_puts(b, "{");
+    ud_buf_puts(b, "{");
     sb_cols(b, st, 0, ROUND_NAMES);
-    sb_puts(b, ",\"participants\":");
+    ud_buf_puts(b, ",\"participants\":");
     if (id_array(db, "SELECT device FROM participants WHERE round = ? ORDER BY device", id, b))
         return -1;
-    sb_puts(b, ",\"contributors\":");
+    ud_buf_puts(b, ",\"contributors\":");
     if (id_array(db, "SELECT device FROM updates WHERE round = ? ORDER BY device", id, b))
         return -1;
-    sb_puts(b, ",\"failed\":");
+    ud_buf_puts(b, ",\"failed\":");
     if (id_array(db, "SELECT device FROM failures WHERE round = ? ORDER BY device", id, b))
         return -1;
     sqlite3_stmt *q = NULL;
     int rc;
-    sb_puts(b, ",\"rejected\":{");
+    ud_buf_puts(b, ",\"rejected\":{");
     rc = sqlite3_prepare_v2(
         db, "SELECT reason, count FROM rejections WHERE round = ? ORDER BY reason", -1, &q, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_int64(q, 1, id);
         for (int k = 0; (rc = sqlite3_step(q)) == SQLITE_ROW; k++) {
-            sb_puts(b, k ? "," : "");
-            sb_json_str(b, (const char *)sqlite3_column_text(q, 0));
-            sb_printf(b, ":%lld", (long long)sqlite3_column_int64(q, 1));
+            ud_buf_puts(b, k ? "," : "");
+            ud_json_str_buf(b, (const char *)sqlite3_column_text(q, 0));
+            ud_buf_printf(b, ":%lld", (long long)sqlite3_column_int64(q, 1));
         }
     }
     sqlite3_finalize(q);
     if (rc != SQLITE_DONE)
         return -1;
-    sb_puts(b, "}}");
+    ud_buf_puts(b, "}}");
     return 0;
 }
 
@@ -627,19 +628,19 @@ enum MHD_Result fed_get_federations(struct coord_http *h, struct MHD_Connection 
     if (!db)
         return reply_db_error(h, c, &e);
     sqlite3_stmt *st = NULL;
-    struct sbuf b = {0};
+    struct ud_buf b = {0};
     if (!sid) {
         if (sqlite3_prepare_v2(db, "SELECT " FED_COLS " FROM federations ORDER BY id", -1, &st,
                                NULL) != SQLITE_OK)
             return db_fail(h, c, db, "reading federations");
-        sb_puts(&b, "{\"federations\":");
+        ud_buf_puts(&b, "{\"federations\":");
         int rc = sb_rows(&b, st, FED_NAMES, NULL);
         sqlite3_finalize(st);
         if (rc != SQLITE_DONE) {
-            sb_free(&b);
+            ud_buf_free(&b);
             return db_fail(h, c, db, "reading federations");
         }
-        sb_puts(&b, "}");
+        ud_buf_puts(&b, "}");
         return reply_json(h, c, MHD_HTTP_OK, &b);
     }
     int64_t id = seg_id(sid);
@@ -654,19 +655,19 @@ enum MHD_Result fed_get_federations(struct coord_http *h, struct MHD_Connection 
             return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no federation '%.32s'", sid);
         return db_fail(h, c, db, "reading federations");
     }
-    sb_puts(&b, "{");
+    ud_buf_puts(&b, "{");
     sb_cols(&b, st, 0, FED_NAMES);
     sqlite3_finalize(st);
-    sb_puts(&b, ",\"rounds_detail\":[");
+    ud_buf_puts(&b, ",\"rounds_detail\":[");
     if (sqlite3_prepare_v2(db,
                            "SELECT " ROUND_COLS " FROM rounds WHERE federation = ? ORDER BY number",
                            -1, &st, NULL) != SQLITE_OK) {
-        sb_free(&b);
+        ud_buf_free(&b);
         return db_fail(h, c, db, "reading rounds");
     }
     sqlite3_bind_int64(st, 1, id);
     for (int k = 0; (rc = sqlite3_step(st)) == SQLITE_ROW; k++) {
-        sb_puts(&b, k ? "," : "");
+        ud_buf_puts(&b, k ? "," : "");
         if (round_json(db, st, &b) != 0) {
             rc = SQLITE_ERROR;
             break;
@@ -674,10 +675,10 @@ enum MHD_Result fed_get_federations(struct coord_http *h, struct MHD_Connection 
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
-        sb_free(&b);
+        ud_buf_free(&b);
         return db_fail(h, c, db, "reading rounds");
     }
-    sb_puts(&b, "]}");
+    ud_buf_puts(&b, "]}");
     return reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
@@ -700,15 +701,15 @@ enum MHD_Result fed_get_round(struct coord_http *h, struct MHD_Connection *c,
         return rc == SQLITE_DONE ? reply_error(h, c, MHD_HTTP_NOT_FOUND, "no round '%.32s'", sid)
                                  : db_fail(h, c, db, "reading rounds");
     }
-    struct sbuf b = {0};
+    struct ud_buf b = {0};
     rc = round_json(db, st, &b);
     if (rc == 0) { /* add the federation inside the object */
         b.len--;
-        sb_printf(&b, ",\"federation\":%lld}", (long long)sqlite3_column_int64(st, 15));
+        ud_buf_printf(&b, ",\"federation\":%lld}", (long long)sqlite3_column_int64(st, 15));
     }
     sqlite3_finalize(st);
     if (rc != 0) {
-        sb_free(&b);
+        ud_buf_free(&b);
         return db_fail(h, c, db, "reading rounds");
     }
     return reply_json(h, c, MHD_HTTP_OK, &b);
@@ -879,10 +880,10 @@ static enum MHD_Result answer_existing(struct coord_http *h, struct MHD_Connecti
 {
     if (strcmp(have_key, key) == 0) {
         count_rejection(h, round, "duplicate");
-        struct sbuf b = {0};
-        sb_printf(&b, "{\"status\":\"duplicate\",\"round\":%" PRId64 ",\"key\":", round);
-        sb_json_str(&b, key);
-        sb_puts(&b, "}");
+        struct ud_buf b = {0};
+        ud_buf_printf(&b, "{\"status\":\"duplicate\",\"round\":%" PRId64 ",\"key\":", round);
+        ud_json_str_buf(&b, key);
+        ud_buf_puts(&b, "}");
         return reply_json(h, c, MHD_HTTP_OK, &b);
     }
     count_rejection(h, round, "conflict");
@@ -1087,12 +1088,13 @@ enum MHD_Result fed_post_update(struct coord_http *h, struct MHD_Connection *c,
         ret = db_fail(h, c, db, "record update");
         goto out;
     }
-    struct sbuf b = {0};
-    sb_printf(&b,
-              "{\"status\":\"accepted\",\"round\":%" PRId64 ",\"accepted\":%" PRId64 ",\"norm\":",
-              round, accepted);
+    struct ud_buf b = {0};
+    ud_buf_printf(
+        &b,
+        "{\"status\":\"accepted\",\"round\":%" PRId64 ",\"accepted\":%" PRId64 ",\"norm\":", round,
+        accepted);
     sb_json_num(&b, norm);
-    sb_puts(&b, "}");
+    ud_buf_puts(&b, "}");
     if (locked) {
         pthread_mutex_unlock(&coord_http_write_lock);
         locked = 0;
@@ -1170,8 +1172,8 @@ enum MHD_Result fed_post_failure(struct coord_http *h, struct MHD_Connection *c,
         ret = db_fail(h, c, db, "record failure");
         goto out;
     }
-    struct sbuf b = {0};
-    sb_printf(&b, "{\"status\":\"recorded\",\"round\":%" PRId64 "}", round);
+    struct ud_buf b = {0};
+    ud_buf_printf(&b, "{\"status\":\"recorded\",\"round\":%" PRId64 "}", round);
     ret = reply_json(h, c, MHD_HTTP_OK, &b);
 out:
     pthread_mutex_unlock(&coord_http_write_lock);

@@ -74,128 +74,7 @@
 
 pthread_mutex_t coord_http_write_lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 
-/* ------------------------------------------------------------------ a growable buffer */
-
-static int sb_reserve(struct sbuf *b, size_t extra)
-{
-    if (b->oom)
-        return -1;
-    size_t need = b->len + extra + 1;
-    if (need <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap * 2 : 1024;
-    while (cap < need)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-        b->oom = 1;
-        return -1;
-    }
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-void sb_put(struct sbuf *b, const char *s, size_t n)
-{
-    if (sb_reserve(b, n))
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-void sb_puts(struct sbuf *b, const char *s)
-{
-    sb_put(b, s, strlen(s));
-}
-
-void sb_printf(struct sbuf *b, const char *fmt, ...)
-{
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n < sizeof tmp) {
-        sb_put(b, tmp, (size_t)n);
-        return;
-    }
-    if (sb_reserve(b, (size_t)n))
-        return;
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
-void sb_free(struct sbuf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
-
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if the bytes there are not one
- * (overlong forms, surrogates and code points past U+10FFFF included). */
-static size_t utf8_seq(const unsigned char *s)
-{
-    unsigned c = s[0];
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        return (s[1] & 0xC0) == 0x80 ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-        return s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 ? 3 : 0;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-        return s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 && (s[3] & 0xC0) == 0x80 ? 4 : 0;
-    }
-    return 0;
-}
-
-/* s as a JSON string (NULL: null). */
-void sb_json_str(struct sbuf *b, const char *s)
-{
-    if (!s) {
-        sb_puts(b, "null");
-        return;
-    }
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)s;
-    sb_put(b, "\"", 1);
-    while (*p) {
-        const unsigned char *run = p;
-        while (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
-            p++;
-        if (p > run)
-            sb_put(b, (const char *)run, (size_t)(p - run));
-        if (!*p)
-            break;
-        if (*p == '"' || *p == '\\') {
-            char esc[2] = {'\\', (char)*p};
-            sb_put(b, esc, 2);
-            p++;
-        } else if (*p < 0x20) {
-            char esc[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
-            sb_put(b, esc, 6);
-            p++;
-        } else {
-            size_t n = utf8_seq(p);
-            if (n) {
-                sb_put(b, (const char *)p, n);
-                p += n;
-            } else {
-                sb_puts(b, "\\ufffd");
-                p++;
-            }
-        }
-    }
-    sb_put(b, "\"", 1);
-}
+/* ------------------------------------------------------------------ JSON into a buffer */
 
 /* A number that reads back exactly, in as few digits as %.15g allows; NaN/inf: null. */
 static void fmt_num(char *buf, size_t n, double v)
@@ -205,67 +84,67 @@ static void fmt_num(char *buf, size_t n, double v)
         snprintf(buf, n, "%.17g", v);
 }
 
-void sb_json_num(struct sbuf *b, double v)
+void sb_json_num(struct ud_buf *b, double v)
 {
     if (!isfinite(v)) {
-        sb_puts(b, "null");
+        ud_buf_puts(b, "null");
         return;
     }
     char buf[40];
     fmt_num(buf, sizeof buf, v);
-    sb_puts(b, buf);
+    ud_buf_puts(b, buf);
 }
 
 /* Column i of st as a JSON value. */
-void sb_col(struct sbuf *b, sqlite3_stmt *st, int i)
+void sb_col(struct ud_buf *b, sqlite3_stmt *st, int i)
 {
     switch (sqlite3_column_type(st, i)) {
     case SQLITE_INTEGER:
-        sb_printf(b, "%lld", (long long)sqlite3_column_int64(st, i));
+        ud_buf_printf(b, "%lld", (long long)sqlite3_column_int64(st, i));
         break;
     case SQLITE_FLOAT:
         sb_json_num(b, sqlite3_column_double(st, i));
         break;
     case SQLITE_TEXT:
-        sb_json_str(b, (const char *)sqlite3_column_text(st, i));
+        ud_json_str_buf(b, (const char *)sqlite3_column_text(st, i));
         break;
     default:
-        sb_puts(b, "null");
+        ud_buf_puts(b, "null");
     }
 }
 
-static void sb_col_bool(struct sbuf *b, sqlite3_stmt *st, int i)
+static void sb_col_bool(struct ud_buf *b, sqlite3_stmt *st, int i)
 {
-    sb_puts(b, sqlite3_column_int(st, i) ? "true" : "false");
+    ud_buf_puts(b, sqlite3_column_int(st, i) ? "true" : "false");
 }
 
 /* Column i holds JSON text we stored: embedded as is when it parses, else null (a damaged
  * row must not make the whole answer invalid JSON). */
-static void sb_col_json(struct sbuf *b, sqlite3_stmt *st, int i)
+static void sb_col_json(struct ud_buf *b, sqlite3_stmt *st, int i)
 {
     const char *s = (const char *)sqlite3_column_text(st, i);
     int n = sqlite3_column_bytes(st, i);
     json_error_t je;
     json_t *v = s ? json_loadb(s, (size_t)n, JSON_DECODE_ANY, &je) : NULL;
     if (v)
-        sb_put(b, s, (size_t)n);
+        ud_buf_put(b, s, (size_t)n);
     else
-        sb_puts(b, "null");
+        ud_buf_puts(b, "null");
     json_decref(v);
 }
 
 /* Appends "name":value pairs (comma-separated, no braces) for the space-separated names, from
  * st's columns col, col + 1, ...: "!name" is a 0/1 column shown as a boolean, "@name" a column
  * holding stored JSON. */
-void sb_cols(struct sbuf *b, sqlite3_stmt *st, int col, const char *names)
+void sb_cols(struct ud_buf *b, sqlite3_stmt *st, int col, const char *names)
 {
     int k = 0;
     for (const char *p = names; *p; col++) {
         char kind = *p == '!' || *p == '@' ? *p++ : 0;
         size_t n = strcspn(p, " ");
-        sb_puts(b, k++ ? ",\"" : "\"");
-        sb_put(b, p, n);
-        sb_puts(b, "\":");
+        ud_buf_puts(b, k++ ? ",\"" : "\"");
+        ud_buf_put(b, p, n);
+        ud_buf_puts(b, "\":");
         if (kind == '!')
             sb_col_bool(b, st, col);
         else if (kind == '@')
@@ -280,16 +159,16 @@ void sb_cols(struct sbuf *b, sqlite3_stmt *st, int col, const char *names)
 
 /* Steps st to its end, appending a JSON array with one object (sb_cols' names) per row.
  * Returns SQLite's last code (SQLITE_DONE when all went well); *count: the rows. */
-int sb_rows(struct sbuf *b, sqlite3_stmt *st, const char *names, int *count)
+int sb_rows(struct ud_buf *b, sqlite3_stmt *st, const char *names, int *count)
 {
     int rc, n = 0;
-    sb_puts(b, "[");
+    ud_buf_puts(b, "[");
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        sb_puts(b, n++ ? ",{" : "{");
+        ud_buf_puts(b, n++ ? ",{" : "{");
         sb_cols(b, st, 0, names);
-        sb_puts(b, "}");
+        ud_buf_puts(b, "}");
     }
-    sb_puts(b, "]");
+    ud_buf_puts(b, "]");
     if (count)
         *count = n;
     return rc;
@@ -538,24 +417,24 @@ enum MHD_Result reply_error_msg(struct coord_http *h, struct MHD_Connection *c, 
                                 const char *hname, const char *hvalue, const char *reason,
                                 const char *msg)
 {
-    struct sbuf b = {0};
-    sb_printf(&b, "{\"error\":{\"status\":%u,\"message\":", code);
-    sb_json_str(&b, msg);
+    struct ud_buf b = {0};
+    ud_buf_printf(&b, "{\"error\":{\"status\":%u,\"message\":", code);
+    ud_json_str_buf(&b, msg);
     if (reason) { /* machine-readable, inside the error and beside it */
-        sb_puts(&b, ",\"reason\":");
-        sb_json_str(&b, reason);
-        sb_puts(&b, "},\"reason\":");
-        sb_json_str(&b, reason);
-        sb_puts(&b, "}\n");
+        ud_buf_puts(&b, ",\"reason\":");
+        ud_json_str_buf(&b, reason);
+        ud_buf_puts(&b, "},\"reason\":");
+        ud_json_str_buf(&b, reason);
+        ud_buf_puts(&b, "}\n");
     } else {
-        sb_puts(&b, "}}\n");
+        ud_buf_puts(&b, "}}\n");
     }
     enum MHD_Result ret;
     if (b.oom)
         ret = MHD_NO;
     else
         ret = queue(h, c, code, mem_response(b.p, b.len), JSON_TYPE, hname, hvalue, NULL);
-    sb_free(&b);
+    ud_buf_free(&b);
     return ret;
 }
 
@@ -578,16 +457,16 @@ enum MHD_Result reply_db_error(struct coord_http *h, struct MHD_Connection *c,
 }
 
 enum MHD_Result reply_json(struct coord_http *h, struct MHD_Connection *c, unsigned code,
-                           struct sbuf *b)
+                           struct ud_buf *b)
 {
     enum MHD_Result ret;
     if (b->oom) {
-        sb_free(b);
+        ud_buf_free(b);
         return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
     }
-    sb_put(b, "\n", 1);
+    ud_buf_put(b, "\n", 1);
     ret = queue(h, c, code, mem_response(b->p, b->len), JSON_TYPE, NULL);
-    sb_free(b);
+    ud_buf_free(b);
     return ret;
 }
 
@@ -722,25 +601,25 @@ static enum MHD_Result get_jobs(struct coord_http *h, struct MHD_Connection *c,
         return reply_db_error(h, c, &e);
     if (state)
         sqlite3_bind_text(st, 1, state, -1, SQLITE_TRANSIENT);
-    struct sbuf b = {0};
-    sb_puts(&b, "{\"jobs\":");
+    struct ud_buf b = {0};
+    ud_buf_puts(&b, "{\"jobs\":");
     int rc = sb_rows(&b, st,
                      "id name state created updated epoch epochs iteration total_steps"
                      " progress",
                      NULL);
     done(st);
     if (rc != SQLITE_DONE) {
-        sb_free(&b);
+        ud_buf_free(&b);
         coord_db_err(t->ro, &e, "list jobs");
         return reply_db_error(h, c, &e);
     }
-    sb_puts(&b, "}");
+    ud_buf_puts(&b, "}");
     return reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
 /* Appends ,"key":[...] with the rows of statement sid for job id (?2, if the statement has it,
  * is the time now). Returns 0 or -1 with e set. */
-static int job_rows(struct coord_http *h, struct coord_http_thread *t, struct sbuf *b,
+static int job_rows(struct coord_http *h, struct coord_http_thread *t, struct ud_buf *b,
                     enum stmt_id sid, const char *id, const char *key, const char *names,
                     struct ud_err *e)
 {
@@ -750,7 +629,7 @@ static int job_rows(struct coord_http *h, struct coord_http_thread *t, struct sb
     sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
     if (sqlite3_bind_parameter_count(st) >= 2)
         sqlite3_bind_double(st, 2, wall_now());
-    sb_printf(b, ",\"%s\":", key);
+    ud_buf_printf(b, ",\"%s\":", key);
     int rc = sb_rows(b, st, names, NULL);
     done(st);
     return rc == SQLITE_DONE ? 0 : (coord_db_err(t->ro, e, key), -1);
@@ -759,7 +638,7 @@ static int job_rows(struct coord_http *h, struct coord_http_thread *t, struct sb
 /* Appends job id's detail object to b. Returns 0, 1 when there is no such job, or -1 with e
  * set. */
 static int job_detail(struct coord_http *h, struct coord_http_thread *t, const char *id,
-                      struct sbuf *b, struct ud_err *e)
+                      struct ud_buf *b, struct ud_err *e)
 {
     sqlite3_stmt *st = stmt(h, t, ST_JOB, e);
     if (!st)
@@ -770,12 +649,12 @@ static int job_detail(struct coord_http *h, struct coord_http_thread *t, const c
         done(st);
         return rc == SQLITE_DONE ? 1 : (coord_db_err(t->ro, e, "read job"), -1);
     }
-    sb_puts(b, "{");
+    ud_buf_puts(b, "{");
     sb_cols(b, st, 0,
             "id name state message @spec np !launch created started updated finished epoch epochs"
             " iteration steps_per_epoch total_steps progress");
     /* ETA: the rate from the start to the last report, less the time since that report. */
-    sb_puts(b, ",\"eta_seconds\":");
+    ud_buf_puts(b, ",\"eta_seconds\":");
     const char *state = (const char *)sqlite3_column_text(st, 2);
     int64_t it = sqlite3_column_int64(st, 13), total = sqlite3_column_int64(st, 15);
     double started = sqlite3_column_double(st, 8), updated = sqlite3_column_double(st, 9);
@@ -785,15 +664,15 @@ static int job_detail(struct coord_http *h, struct coord_http_thread *t, const c
             (double)(total - it) * (updated - started) / (double)it - (wall_now() - updated);
         sb_json_num(b, eta > 0 ? eta : 0);
     } else {
-        sb_puts(b, "null");
+        ud_buf_puts(b, "null");
     }
-    sb_puts(b, ",");
+    ud_buf_puts(b, ",");
     sb_cols(b, st, 17, "!cancel_requested restarts resume_from");
-    struct sbuf model = {0}; /* shown after the checkpoints */
+    struct ud_buf model = {0}; /* shown after the checkpoints */
     if (sqlite3_column_type(st, 20) != SQLITE_NULL) {
-        sb_puts(&model, "{\"name\":");
+        ud_buf_puts(&model, "{\"name\":");
         sb_col(&model, st, 1);
-        sb_printf(&model, ",\"version\":%lld}", (long long)sqlite3_column_int64(st, 20));
+        ud_buf_printf(&model, ",\"version\":%lld}", (long long)sqlite3_column_int64(st, 20));
     }
     done(st);
 
@@ -802,16 +681,16 @@ static int job_detail(struct coord_http *h, struct coord_http_thread *t, const c
     /* The latest value of each metric, keyed by name. */
     if (ret == 0 && (st = stmt(h, t, ST_JOB_LATEST, e)) != NULL) {
         sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-        sb_puts(b, ",\"metrics\":{");
+        ud_buf_puts(b, ",\"metrics\":{");
         for (int n = 0; (rc = sqlite3_step(st)) == SQLITE_ROW; n++) {
             if (n)
-                sb_puts(b, ",");
+                ud_buf_puts(b, ",");
             sb_col(b, st, 0);
-            sb_puts(b, ":{");
+            ud_buf_puts(b, ":{");
             sb_cols(b, st, 1, "step value time");
-            sb_puts(b, "}");
+            ud_buf_puts(b, "}");
         }
-        sb_puts(b, "}");
+        ud_buf_puts(b, "}");
         done(st);
         if (rc != SQLITE_DONE)
             ret = coord_db_err(t->ro, e, "read metrics");
@@ -821,12 +700,12 @@ static int job_detail(struct coord_http *h, struct coord_http_thread *t, const c
     if (ret == 0)
         ret = job_rows(h, t, b, ST_JOB_CKPTS, id, "checkpoints",
                        "iteration epoch minibatch path time", e);
-    sb_puts(b, ",\"model\":");
-    sb_puts(b, model.p ? model.p : "null");
-    sb_free(&model);
+    ud_buf_puts(b, ",\"model\":");
+    ud_buf_puts(b, model.p ? model.p : "null");
+    ud_buf_free(&model);
     if (ret == 0)
         ret = job_rows(h, t, b, ST_JOB_EVENTS, id, "events", "time kind message", e);
-    sb_puts(b, "}");
+    ud_buf_puts(b, "}");
     return ret == 0 ? 0 : -1;
 }
 
@@ -836,11 +715,11 @@ static enum MHD_Result get_job(struct coord_http *h, struct MHD_Connection *c,
     struct coord_http_thread *t = q->t;
     const char *id = q->arg[0];
     struct ud_err e = {0};
-    struct sbuf b = {0};
+    struct ud_buf b = {0};
     int rc = job_detail(h, t, id, &b, &e);
     if (rc == 0)
         return reply_json(h, c, MHD_HTTP_OK, &b);
-    sb_free(&b);
+    ud_buf_free(&b);
     if (rc > 0)
         return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no job '%.128s'", id);
     return reply_db_error(h, c, &e);
@@ -886,57 +765,57 @@ static enum MHD_Result get_job_metrics(struct coord_http *h, struct MHD_Connecti
     if (!ex)
         return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no job '%.128s'", id);
 
-    struct sbuf b = {0};
+    struct ud_buf b = {0};
     sqlite3_stmt *st;
     int rc = SQLITE_DONE;
-    sb_puts(&b, "{\"job\":");
-    sb_json_str(&b, id);
+    ud_buf_puts(&b, "{\"job\":");
+    ud_json_str_buf(&b, id);
     if (!key) {
         if (!(st = stmt(h, t, ST_METRIC_KEYS, &e))) {
-            sb_free(&b);
+            ud_buf_free(&b);
             return reply_db_error(h, c, &e);
         }
         sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-        sb_puts(&b, ",\"keys\":[");
+        ud_buf_puts(&b, ",\"keys\":[");
         for (int n = 0; (rc = sqlite3_step(st)) == SQLITE_ROW; n++) {
             if (n)
-                sb_puts(&b, ",");
+                ud_buf_puts(&b, ",");
             sb_col(&b, st, 0);
         }
-        sb_puts(&b, "]}");
+        ud_buf_puts(&b, "]}");
     } else {
         if (!(st = stmt(h, t, ST_METRIC_HIST, &e))) {
-            sb_free(&b);
+            ud_buf_free(&b);
             return reply_db_error(h, c, &e);
         }
         sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 2, key, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(st, 3, since);
         sqlite3_bind_int64(st, 4, limit + 1); /* one more: is there a next page? */
-        sb_puts(&b, ",\"key\":");
-        sb_json_str(&b, key);
-        sb_puts(&b, ",\"metrics\":[");
+        ud_buf_puts(&b, ",\"key\":");
+        ud_json_str_buf(&b, key);
+        ud_buf_puts(&b, ",\"metrics\":[");
         int64_t n = 0, last = 0;
         while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-            sb_puts(&b, n++ ? ",{" : "{");
+            ud_buf_puts(&b, n++ ? ",{" : "{");
             sb_cols(&b, st, 0, "step value time");
-            sb_puts(&b, "}");
+            ud_buf_puts(&b, "}");
             last = sqlite3_column_int64(st, 0);
         }
         if (n == limit) /* the page is full: look for one more row */
             rc = sqlite3_step(st);
-        sb_puts(&b, "],\"next_since\":");
+        ud_buf_puts(&b, "],\"next_since\":");
         if (n == limit && rc == SQLITE_ROW) {
-            sb_printf(&b, "%" PRId64, last);
+            ud_buf_printf(&b, "%" PRId64, last);
             rc = SQLITE_DONE;
         } else {
-            sb_puts(&b, "null");
+            ud_buf_puts(&b, "null");
         }
-        sb_puts(&b, "}");
+        ud_buf_puts(&b, "}");
     }
     done(st);
     if (rc != SQLITE_DONE) {
-        sb_free(&b);
+        ud_buf_free(&b);
         coord_db_err(t->ro, &e, "read metrics");
         return reply_db_error(h, c, &e);
     }
@@ -951,23 +830,23 @@ static enum MHD_Result get_models(struct coord_http *h, struct MHD_Connection *c
     sqlite3_stmt *st = stmt(h, t, ST_MODELS, &e);
     if (!st)
         return reply_db_error(h, c, &e);
-    struct sbuf b = {0};
+    struct ud_buf b = {0};
     int rc;
-    sb_puts(&b, "{\"models\":[");
+    ud_buf_puts(&b, "{\"models\":[");
     for (int n = 0; (rc = sqlite3_step(st)) == SQLITE_ROW; n++) {
-        sb_puts(&b, n ? ",{" : "{");
+        ud_buf_puts(&b, n ? ",{" : "{");
         sb_cols(&b, st, 0, "name versions");
-        sb_puts(&b, ",\"latest\":{");
+        ud_buf_puts(&b, ",\"latest\":{");
         sb_cols(&b, st, 2, "version sha256 size created @metrics");
-        sb_puts(&b, "}}");
+        ud_buf_puts(&b, "}}");
     }
     done(st);
     if (rc != SQLITE_DONE) {
-        sb_free(&b);
+        ud_buf_free(&b);
         coord_db_err(t->ro, &e, "list models");
         return reply_db_error(h, c, &e);
     }
-    sb_puts(&b, "]}");
+    ud_buf_puts(&b, "]}");
     return reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
@@ -981,23 +860,23 @@ static enum MHD_Result get_model_versions(struct coord_http *h, struct MHD_Conne
     if (!st)
         return reply_db_error(h, c, &e);
     sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    struct sbuf b = {0};
+    struct ud_buf b = {0};
     int n = 0;
-    sb_puts(&b, "{\"name\":");
-    sb_json_str(&b, name);
-    sb_puts(&b, ",\"versions\":");
+    ud_buf_puts(&b, "{\"name\":");
+    ud_json_str_buf(&b, name);
+    ud_buf_puts(&b, ",\"versions\":");
     int rc = sb_rows(&b, st, "version sha256 size created job @metrics", &n);
     done(st);
     if (rc != SQLITE_DONE) {
-        sb_free(&b);
+        ud_buf_free(&b);
         coord_db_err(t->ro, &e, "list versions");
         return reply_db_error(h, c, &e);
     }
     if (n == 0) {
-        sb_free(&b);
+        ud_buf_free(&b);
         return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no model '%.128s'", name);
     }
-    sb_puts(&b, "}");
+    ud_buf_puts(&b, "}");
     return reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
@@ -1050,17 +929,17 @@ static enum MHD_Result get_model_version(struct coord_http *h, struct MHD_Connec
     enum MHD_Result ret;
     if (find_version(h, c, t, name, v, &st, &ret) != 0)
         return ret;
-    struct sbuf b = {0};
-    sb_puts(&b, "{");
+    struct ud_buf b = {0};
+    ud_buf_puts(&b, "{");
     sb_cols(&b, st, 0, "name version sha256 size created job @metrics @lineage @metadata");
     /* Where to download it, with the actual version number. */
     char url[512];
     snprintf(url, sizeof url, "/v1/models/%.300s/versions/%lld/file",
              (const char *)sqlite3_column_text(st, 0), (long long)sqlite3_column_int64(st, 1));
     done(st);
-    sb_puts(&b, ",\"file\":");
-    sb_json_str(&b, url);
-    sb_puts(&b, "}");
+    ud_buf_puts(&b, ",\"file\":");
+    ud_json_str_buf(&b, url);
+    ud_buf_puts(&b, "}");
     return reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
@@ -1204,35 +1083,35 @@ static enum MHD_Result get_model_file(struct coord_http *h, struct MHD_Connectio
 }
 
 /* Prometheus label value: \\, \" and \n escaped; bytes that are not UTF-8 become '?'. */
-static void sb_prom_label(struct sbuf *b, const char *s)
+static void sb_prom_label(struct ud_buf *b, const char *s)
 {
-    sb_put(b, "\"", 1);
+    ud_buf_put(b, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p;) {
         if (*p == '\\' || *p == '"') {
             char esc[2] = {'\\', (char)*p++};
-            sb_put(b, esc, 2);
+            ud_buf_put(b, esc, 2);
         } else if (*p == '\n') {
-            sb_put(b, "\\n", 2);
+            ud_buf_put(b, "\\n", 2);
             p++;
         } else {
-            size_t n = utf8_seq(p);
-            sb_put(b, n ? (const char *)p : "?", n ? n : 1);
+            size_t n = ud_json_utf8_len(p);
+            ud_buf_put(b, n ? (const char *)p : "?", n ? n : 1);
             p += n ? n : 1;
         }
     }
-    sb_put(b, "\"", 1);
+    ud_buf_put(b, "\"", 1);
 }
 
-static void sb_prom_num(struct sbuf *b, double v)
+static void sb_prom_num(struct ud_buf *b, double v)
 {
     if (isnan(v))
-        sb_puts(b, "NaN");
+        ud_buf_puts(b, "NaN");
     else if (isinf(v))
-        sb_puts(b, v > 0 ? "+Inf" : "-Inf");
+        ud_buf_puts(b, v > 0 ? "+Inf" : "-Inf");
     else {
         char buf[40];
         fmt_num(buf, sizeof buf, v);
-        sb_puts(b, buf);
+        ud_buf_puts(b, buf);
     }
 }
 
@@ -1244,84 +1123,84 @@ static enum MHD_Result get_prometheus(struct coord_http *h, struct MHD_Connectio
     t->status_valid = 0; /* count afresh */
     if (status_refresh(h, t, &e) != 0)
         return reply_db_error(h, c, &e);
-    struct sbuf b = {0};
-    sb_puts(&b, "# HELP updraft_up Whether the coordinator is serving.\n"
-                "# TYPE updraft_up gauge\nupdraft_up 1\n"
-                "# HELP updraft_uptime_seconds Seconds since the coordinator started.\n"
-                "# TYPE updraft_uptime_seconds gauge\n");
-    sb_printf(&b, "updraft_uptime_seconds %.3f\n", wall_now() - h->started);
-    sb_puts(&b, "# HELP updraft_jobs Jobs by state.\n# TYPE updraft_jobs gauge\n");
+    struct ud_buf b = {0};
+    ud_buf_puts(&b, "# HELP updraft_up Whether the coordinator is serving.\n"
+                    "# TYPE updraft_up gauge\nupdraft_up 1\n"
+                    "# HELP updraft_uptime_seconds Seconds since the coordinator started.\n"
+                    "# TYPE updraft_uptime_seconds gauge\n");
+    ud_buf_printf(&b, "updraft_uptime_seconds %.3f\n", wall_now() - h->started);
+    ud_buf_puts(&b, "# HELP updraft_jobs Jobs by state.\n# TYPE updraft_jobs gauge\n");
     for (int i = 0; i < NSTATES; i++)
-        sb_printf(&b, "updraft_jobs{state=\"%s\"} %" PRId64 "\n", STATES[i], t->counts[i]);
-    sb_printf(&b,
-              "# HELP updraft_workers Ranks of unfinished jobs heard from within the heartbeat "
-              "timeout.\n# TYPE updraft_workers gauge\nupdraft_workers %" PRId64 "\n"
-              "# HELP updraft_model_versions Model versions in the registry.\n"
-              "# TYPE updraft_model_versions gauge\nupdraft_model_versions %" PRId64 "\n",
-              t->workers, t->models);
+        ud_buf_printf(&b, "updraft_jobs{state=\"%s\"} %" PRId64 "\n", STATES[i], t->counts[i]);
+    ud_buf_printf(&b,
+                  "# HELP updraft_workers Ranks of unfinished jobs heard from within the heartbeat "
+                  "timeout.\n# TYPE updraft_workers gauge\nupdraft_workers %" PRId64 "\n"
+                  "# HELP updraft_model_versions Model versions in the registry.\n"
+                  "# TYPE updraft_model_versions gauge\nupdraft_model_versions %" PRId64 "\n",
+                  t->workers, t->models);
 
     sqlite3_stmt *st = stmt(h, t, ST_PROM_JOBS, &e);
     if (!st) {
-        sb_free(&b);
+        ud_buf_free(&b);
         return reply_db_error(h, c, &e);
     }
-    struct sbuf it = {0};
+    struct ud_buf it = {0};
     int rc;
-    sb_puts(&b, "# HELP updraft_job_progress Fraction of an unfinished job's steps done.\n"
-                "# TYPE updraft_job_progress gauge\n");
-    sb_puts(&it, "# HELP updraft_job_iteration Steps an unfinished job has taken.\n"
-                 "# TYPE updraft_job_iteration gauge\n");
+    ud_buf_puts(&b, "# HELP updraft_job_progress Fraction of an unfinished job's steps done.\n"
+                    "# TYPE updraft_job_progress gauge\n");
+    ud_buf_puts(&it, "# HELP updraft_job_iteration Steps an unfinished job has taken.\n"
+                     "# TYPE updraft_job_iteration gauge\n");
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(st, 0);
-        sb_puts(&b, "updraft_job_progress{job=");
+        ud_buf_puts(&b, "updraft_job_progress{job=");
         sb_prom_label(&b, id);
-        sb_puts(&b, "} ");
+        ud_buf_puts(&b, "} ");
         sb_prom_num(&b, sqlite3_column_double(st, 2));
-        sb_puts(&it, "updraft_job_iteration{job=");
+        ud_buf_puts(&it, "updraft_job_iteration{job=");
         sb_prom_label(&it, id);
-        sb_printf(&it, "} %lld\n", (long long)sqlite3_column_int64(st, 1));
-        sb_puts(&b, "\n");
+        ud_buf_printf(&it, "} %lld\n", (long long)sqlite3_column_int64(st, 1));
+        ud_buf_puts(&b, "\n");
     }
     done(st);
     if (it.p)
-        sb_put(&b, it.p, it.len);
-    sb_free(&it);
+        ud_buf_put(&b, it.p, it.len);
+    ud_buf_free(&it);
     if (rc == SQLITE_DONE && (st = stmt(h, t, ST_PROM_METRICS, &e)) != NULL) {
-        sb_puts(&b, "# HELP updraft_job_metric Latest reported value of an unfinished job's "
-                    "metric.\n# TYPE updraft_job_metric gauge\n");
+        ud_buf_puts(&b, "# HELP updraft_job_metric Latest reported value of an unfinished job's "
+                        "metric.\n# TYPE updraft_job_metric gauge\n");
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            sb_puts(&b, "updraft_job_metric{job=");
+            ud_buf_puts(&b, "updraft_job_metric{job=");
             sb_prom_label(&b, (const char *)sqlite3_column_text(st, 0));
-            sb_puts(&b, ",key=");
+            ud_buf_puts(&b, ",key=");
             sb_prom_label(&b, (const char *)sqlite3_column_text(st, 1));
-            sb_puts(&b, "} ");
+            ud_buf_puts(&b, "} ");
             sb_prom_num(
                 &b, sqlite3_column_type(st, 3) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 3));
-            sb_puts(&b, "\n");
+            ud_buf_puts(&b, "\n");
         }
         done(st);
     } else if (!st) {
-        sb_free(&b);
+        ud_buf_free(&b);
         return reply_db_error(h, c, &e);
     }
     if (rc != SQLITE_DONE) {
-        sb_free(&b);
+        ud_buf_free(&b);
         coord_db_err(t->ro, &e, "metrics");
         return reply_db_error(h, c, &e);
     }
-    sb_puts(&b, "# HELP updraft_http_requests_total HTTP responses by status code.\n"
-                "# TYPE updraft_http_requests_total counter\n");
+    ud_buf_puts(&b, "# HELP updraft_http_requests_total HTTP responses by status code.\n"
+                    "# TYPE updraft_http_requests_total counter\n");
     for (unsigned code = 100; code < 600; code++) {
         uint64_t n = atomic_load_explicit(&h->replies[code], memory_order_relaxed);
         if (n)
-            sb_printf(&b, "updraft_http_requests_total{code=\"%u\"} %" PRIu64 "\n", code, n);
+            ud_buf_printf(&b, "updraft_http_requests_total{code=\"%u\"} %" PRIu64 "\n", code, n);
     }
     if (b.oom) {
-        sb_free(&b);
+        ud_buf_free(&b);
         return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
     }
     enum MHD_Result ret = queue(h, c, MHD_HTTP_OK, mem_response(b.p, b.len), PROM_TYPE, NULL);
-    sb_free(&b);
+    ud_buf_free(&b);
     return ret;
 }
 
@@ -1442,14 +1321,14 @@ static enum MHD_Result post_job(struct coord_http *h, struct MHD_Connection *c,
         ret = rw_fail(h, c, t, "insert job");
         goto out;
     }
-    struct sbuf b = {0};
+    struct ud_buf b = {0};
     char url[64];
     snprintf(url, sizeof url, "/v1/jobs/%s", id);
-    sb_printf(&b, "{\"id\":\"%s\",\"state\":\"PENDING\",\"url\":\"%s\"}\n", id, url);
+    ud_buf_printf(&b, "{\"id\":\"%s\",\"state\":\"PENDING\",\"url\":\"%s\"}\n", id, url);
     ret = b.oom ? MHD_NO
                 : queue(h, c, MHD_HTTP_CREATED, mem_response(b.p, b.len), JSON_TYPE,
                         MHD_HTTP_HEADER_LOCATION, url, NULL);
-    sb_free(&b);
+    ud_buf_free(&b);
 out:
     coord_spec_deinit(&s);
     return ret;
@@ -1505,10 +1384,10 @@ static enum MHD_Result post_cancel(struct coord_http *h, struct MHD_Connection *
                             : "cancel requested over REST: the workers stop at their next step");
     if (rc != SQLITE_OK || sqlite3_exec(t->rw, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         return rw_fail(h, c, t, "cancel job");
-    struct sbuf b = {0};
-    sb_puts(&b, "{\"id\":");
-    sb_json_str(&b, id);
-    sb_printf(&b, ",\"state\":\"%s\",\"cancel_requested\":true}", direct ? "CANCELLED" : state);
+    struct ud_buf b = {0};
+    ud_buf_puts(&b, "{\"id\":");
+    ud_json_str_buf(&b, id);
+    ud_buf_printf(&b, ",\"state\":\"%s\",\"cancel_requested\":true}", direct ? "CANCELLED" : state);
     return reply_json(h, c, MHD_HTTP_ACCEPTED, &b);
 }
 
@@ -1569,7 +1448,7 @@ struct req {
     struct coord_call q; /* its arg[] point into url */
     char url[MAX_URL];   /* the path, split */
     size_t cap;          /* the body limit */
-    struct sbuf body;
+    struct ud_buf body;
     size_t seen; /* body bytes received */
     int too_big;
 };
@@ -1712,7 +1591,7 @@ static enum MHD_Result post_begin(struct coord_http *h, struct MHD_Connection *c
             r->q.arg[i] = r->url + (q->arg[i] - buf);
     r->cap = cap;
     if (clen > 0) /* one allocation for the body */
-        sb_reserve(&r->body, (size_t)clen);
+        ud_buf_reserve(&r->body, (size_t)clen);
     *con_cls = r;
     return MHD_YES;
 }
@@ -1727,10 +1606,10 @@ static enum MHD_Result post_more(struct coord_http *h, struct MHD_Connection *c,
         r->seen += n;
         if (r->too_big || r->seen > r->cap) { /* count it, keep none of it */
             r->too_big = 1;
-            sb_free(&r->body);
+            ud_buf_free(&r->body);
             return r->seen > r->cap + DISCARD_CAP ? MHD_NO : MHD_YES;
         }
-        sb_put(&r->body, data, n);
+        ud_buf_put(&r->body, data, n);
         return r->body.oom ? MHD_NO : MHD_YES;
     }
     if (r->too_big && !r->route->body_cap)
@@ -1823,7 +1702,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 {
     struct req *r = *con_cls;
     if (r && *con_cls != (void *)&NOT_POST) {
-        sb_free(&r->body);
+        ud_buf_free(&r->body);
         free(r);
         *con_cls = NULL;
     }

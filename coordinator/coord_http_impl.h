@@ -12,31 +12,22 @@
 #include <stdint.h>
 
 #include "coord_http.h"
+#include "updraft/ud_buf.h"
 #include "updraft/ud_error.h"
+#include "updraft/ud_jsonw.h"
 
 #define JSON_TYPE "application/json"
 
-/* A growable buffer; oom set on the first failed allocation (later writes are dropped). */
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-};
-void sb_put(struct sbuf *b, const char *s, size_t n);
-void sb_puts(struct sbuf *b, const char *s);
-void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void sb_free(struct sbuf *b);
-/* s as a JSON string (escaped; bytes that are not UTF-8 become U+FFFD; NULL: null). */
-void sb_json_str(struct sbuf *b, const char *s);
+/* JSON into a struct ud_buf (ud_buf.h); strings go through ud_json_str_buf (ud_jsonw.h). */
 /* A number that reads back exactly; NaN/inf: null. */
-void sb_json_num(struct sbuf *b, double v);
+void sb_json_num(struct ud_buf *b, double v);
 /* Column i of st as a JSON value. */
-void sb_col(struct sbuf *b, sqlite3_stmt *st, int i);
+void sb_col(struct ud_buf *b, sqlite3_stmt *st, int i);
 /* "name":value pairs for st's columns from col ("!name": a boolean column, "@name": stored
  * JSON text). */
-void sb_cols(struct sbuf *b, sqlite3_stmt *st, int col, const char *names);
+void sb_cols(struct ud_buf *b, sqlite3_stmt *st, int col, const char *names);
 /* Steps st to its end appending a JSON array of objects; returns SQLite's last code. */
-int sb_rows(struct sbuf *b, sqlite3_stmt *st, const char *names, int *count);
+int sb_rows(struct ud_buf *b, sqlite3_stmt *st, const char *names, int *count);
 
 double wall_now(void);
 /* A whole decimal number, nothing else: 0, or -1. */
@@ -61,7 +52,7 @@ enum MHD_Result reply_db_error(struct coord_http *h, struct MHD_Connection *c,
                                const struct ud_err *e);
 /* Sends b (a JSON document; a newline is added) with code and frees it. */
 enum MHD_Result reply_json(struct coord_http *h, struct MHD_Connection *c, unsigned code,
-                           struct sbuf *b);
+                           struct ud_buf *b);
 /* Does the request carry the admin token (constant-time compare)? */
 int authorized(const struct coord_http *h, struct MHD_Connection *c);
 /* The request's bearer token (after "Bearer ", spaces trimmed) and its length in *n; NULL when
