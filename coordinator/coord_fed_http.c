@@ -52,56 +52,19 @@ static enum MHD_Result reply_reason(struct coord_http *h, struct MHD_Connection 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return reply_error_msg(h, c, code, NULL, NULL, reason, msg);
+    return http_reply_error_msg(h, c, code, NULL, NULL, reason, msg);
 }
 
 static int64_t seg_id(const char *s)
 {
     int64_t v;
-    return parse_i64(s, &v) == 0 && v > 0 ? v : 0;
-}
-
-static int rw_exec(sqlite3 *db, const char *sql, const char *types, ...)
-{
-    sqlite3_stmt *st;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return -1;
-    va_list ap;
-    va_start(ap, types);
-    for (int i = 0; types[i]; i++) {
-        if (types[i] == 's')
-            sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
-        else if (types[i] == 'i')
-            sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
-        else if (types[i] == 'b') {
-            const void *p = va_arg(ap, const void *);
-            size_t n = va_arg(ap, size_t);
-            sqlite3_bind_blob(st, i + 1, p, (int)n, SQLITE_TRANSIENT);
-        } else
-            sqlite3_bind_double(st, i + 1, va_arg(ap, double));
-    }
-    va_end(ap);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
-}
-
-static enum MHD_Result db_fail(struct coord_http *h, struct MHD_Connection *c, sqlite3 *db,
-                               const char *what)
-{
-    struct ud_err e = {0};
-    int busy = (sqlite3_errcode(db) & 0xff) == SQLITE_BUSY;
-    coord_db_err(db, &e, what);
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    return reply_error(h, c, busy ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_INTERNAL_SERVER_ERROR,
-                       "%s", e.msg);
+    return http_parse_i64(s, &v) == 0 && v > 0 ? v : 0;
 }
 
 int64_t fed_device_auth(struct coord_http *h, struct MHD_Connection *c)
 {
     size_t n;
-    const char *a = coord_http_bearer(c, &n);
+    const char *a = http_bearer(c, &n);
     int64_t id;
     if (!a)
         return 0;
@@ -109,7 +72,7 @@ int64_t fed_device_auth(struct coord_http *h, struct MHD_Connection *c)
     if (coord_device_token_parse(a, n, &id, hash) != 0)
         return 0;
     struct ud_err e = {0};
-    sqlite3 *db = ch_db_ro(h, &e);
+    sqlite3 *db = http_db_ro(h, &e);
     if (!db)
         return 0;
     sqlite3_stmt *st = NULL;
@@ -128,11 +91,11 @@ int64_t fed_device_auth(struct coord_http *h, struct MHD_Connection *c)
 static void device_touch(struct coord_http *h, int64_t id)
 {
     struct ud_err e = {0};
-    sqlite3 *rw = ch_db_rw(h, &e);
+    sqlite3 *rw = http_db_rw(h, &e);
     if (rw) {
-        pthread_mutex_lock(&coord_http_write_lock);
-        rw_exec(rw, "UPDATE devices SET last_seen = ? WHERE id = ?", "di", wall_now(), id);
-        pthread_mutex_unlock(&coord_http_write_lock);
+        pthread_mutex_lock(&http_write_lock);
+        http_exec(rw, "UPDATE devices SET last_seen = ? WHERE id = ?", "di", ud_clock_wall(), id);
+        pthread_mutex_unlock(&http_write_lock);
     }
 }
 
@@ -147,17 +110,17 @@ enum MHD_Result fed_post_devices(struct coord_http *h, struct MHD_Connection *c,
     int64_t count = 0;
     struct ud_err pe = {0};
     if (coord_fed_enrol_parse(body, len, name, &count, &pe) != 0)
-        return reply_error(h, c, MHD_HTTP_BAD_REQUEST, "%s", pe.msg);
+        return http_reply_error(h, c, MHD_HTTP_BAD_REQUEST, "%s", pe.msg);
     struct ud_err e = {0};
-    sqlite3 *db = ch_db_rw(h, &e);
+    sqlite3 *db = http_db_rw(h, &e);
     if (!db)
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     int64_t k = count ? count : 1;
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return db_fail(h, c, db, "begin");
+        return http_db_fail(h, c, db, "begin");
     struct ud_buf b = {0};
     ud_buf_puts(&b, count ? "{\"devices\":[" : "");
-    double now = wall_now();
+    double now = ud_clock_wall();
     for (int64_t i = 0; i < k; i++) {
         unsigned char secret[32], hash[32];
         char hex[65], token[COORD_DEVICE_TOKEN_MAX], dname[COORD_FED_NAME_MAX + 32];
@@ -165,12 +128,12 @@ enum MHD_Result fed_post_devices(struct coord_http *h, struct MHD_Connection *c,
         sodium_bin2hex(hex, sizeof hex, secret, sizeof secret);
         sodium_memzero(secret, sizeof secret);
         crypto_generichash(hash, sizeof hash, (const unsigned char *)hex, 64, NULL, 0);
-        if (rw_exec(db,
-                    "INSERT INTO devices (name, token_hash, created, updates, revoked)"
-                    " VALUES ('', ?, ?, 0, 0)",
-                    "bd", hash, sizeof hash, now) != 0) {
+        if (http_exec(db,
+                      "INSERT INTO devices (name, token_hash, created, updates, revoked)"
+                      " VALUES ('', ?, ?, 0, 0)",
+                      "bd", hash, sizeof hash, now) != 0) {
             ud_buf_free(&b);
-            return db_fail(h, c, db, "enrol device");
+            return http_db_fail(h, c, db, "enrol device");
         }
         int64_t id = sqlite3_last_insert_rowid(db);
         if (count)
@@ -179,9 +142,9 @@ enum MHD_Result fed_post_devices(struct coord_http *h, struct MHD_Connection *c,
             snprintf(dname, sizeof dname, "%s", name);
         else
             snprintf(dname, sizeof dname, "device-%" PRId64, id);
-        if (rw_exec(db, "UPDATE devices SET name = ? WHERE id = ?", "si", dname, id) != 0) {
+        if (http_exec(db, "UPDATE devices SET name = ? WHERE id = ?", "si", dname, id) != 0) {
             ud_buf_free(&b);
-            return db_fail(h, c, db, "enrol device");
+            return http_db_fail(h, c, db, "enrol device");
         }
         snprintf(token, sizeof token, "%" PRId64 ".%s", id, hex);
         sodium_memzero(hex, sizeof hex);
@@ -194,37 +157,37 @@ enum MHD_Result fed_post_devices(struct coord_http *h, struct MHD_Connection *c,
     }
     if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         ud_buf_free(&b);
-        return db_fail(h, c, db, "enrol device");
+        return http_db_fail(h, c, db, "enrol device");
     }
     if (count)
         ud_buf_puts(&b, "]}");
-    return reply_json(h, c, MHD_HTTP_CREATED, &b);
+    return http_reply_json(h, c, MHD_HTTP_CREATED, &b);
 }
 
 enum MHD_Result fed_get_devices(struct coord_http *h, struct MHD_Connection *c,
                                 const struct coord_call *q)
 {
     struct ud_err e = {0};
-    sqlite3 *db = ch_db_ro(h, &e);
+    sqlite3 *db = http_db_ro(h, &e);
     if (!db)
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db,
                            "SELECT id, name, created, last_seen, updates, revoked FROM devices"
                            " ORDER BY id",
                            -1, &st, NULL) != SQLITE_OK)
-        return db_fail(h, c, db, "reading devices");
+        return http_db_fail(h, c, db, "reading devices");
     struct ud_buf b = {0};
     int n = 0;
     ud_buf_puts(&b, "{\"devices\":");
-    int rc = sb_rows(&b, st, "id name created last_seen updates !revoked", &n);
+    int rc = http_json_rows(&b, st, "id name created last_seen updates !revoked", &n);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
         ud_buf_free(&b);
-        return db_fail(h, c, db, "reading devices");
+        return http_db_fail(h, c, db, "reading devices");
     }
     ud_buf_printf(&b, ",\"count\":%d}", n);
-    return reply_json(h, c, MHD_HTTP_OK, &b);
+    return http_reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
 /* POST /v1/devices/{id}/revoke: its token stops working at once (401 on every device call);
@@ -235,16 +198,16 @@ enum MHD_Result fed_post_revoke(struct coord_http *h, struct MHD_Connection *c,
     const char *sid = q->arg[0];
     int64_t id = seg_id(sid);
     struct ud_err e = {0};
-    sqlite3 *db = ch_db_rw(h, &e);
+    sqlite3 *db = http_db_rw(h, &e);
     if (!db)
-        return reply_db_error(h, c, &e);
-    if (rw_exec(db, "UPDATE devices SET revoked = 1 WHERE id = ?", "i", id) != 0)
-        return db_fail(h, c, db, "revoke device");
+        return http_reply_db_error(h, c, &e);
+    if (http_exec(db, "UPDATE devices SET revoked = 1 WHERE id = ?", "i", id) != 0)
+        return http_db_fail(h, c, db, "revoke device");
     if (sqlite3_changes(db) == 0)
-        return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no device '%.32s'", sid);
+        return http_reply_error(h, c, MHD_HTTP_NOT_FOUND, "no device '%.32s'", sid);
     struct ud_buf b = {0};
     ud_buf_printf(&b, "{\"id\":%" PRId64 ",\"revoked\":true}", id);
-    return reply_json(h, c, MHD_HTTP_OK, &b);
+    return http_reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
 /* GET /v1/devices/{id}/task */
@@ -256,12 +219,13 @@ enum MHD_Result fed_get_task(struct coord_http *h, struct MHD_Connection *c,
     device_touch(h, dev);
     int64_t want = seg_id(sid);
     if (want != dev)
-        return reply_error(h, c, MHD_HTTP_FORBIDDEN,
-                           "this token belongs to device %" PRId64 ", not to '%.32s'", dev, sid);
+        return http_reply_error(h, c, MHD_HTTP_FORBIDDEN,
+                                "this token belongs to device %" PRId64 ", not to '%.32s'", dev,
+                                sid);
     struct ud_err e = {0};
-    sqlite3 *db = ch_db_ro(h, &e);
+    sqlite3 *db = http_db_ro(h, &e);
     if (!db)
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(
             db,
@@ -273,16 +237,16 @@ enum MHD_Result fed_get_task(struct coord_http *h, struct MHD_Connection *c,
             " AND NOT EXISTS (SELECT 1 FROM failures x WHERE x.round = r.id AND x.device = ?1)"
             " ORDER BY r.id LIMIT 1",
             -1, &st, NULL) != SQLITE_OK)
-        return db_fail(h, c, db, "reading tasks");
+        return http_db_fail(h, c, db, "reading tasks");
     sqlite3_bind_int64(st, 1, dev);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) {
         sqlite3_finalize(st);
-        return queue(h, c, MHD_HTTP_NO_CONTENT, mem_response("", 0), NULL, NULL);
+        return http_queue(h, c, MHD_HTTP_NO_CONTENT, http_mem_response("", 0), NULL, NULL);
     }
     if (rc != SQLITE_ROW) {
         sqlite3_finalize(st);
-        return db_fail(h, c, db, "reading tasks");
+        return http_db_fail(h, c, db, "reading tasks");
     }
     int64_t round = sqlite3_column_int64(st, 0), number = sqlite3_column_int64(st, 1),
             fed = sqlite3_column_int64(st, 2), base = sqlite3_column_int64(st, 3);
@@ -295,8 +259,8 @@ enum MHD_Result fed_get_task(struct coord_http *h, struct MHD_Connection *c,
     int prc = coord_fed_spec_parse(spec_text, strlen(spec_text), &s, &e);
     sqlite3_finalize(st);
     if (prc)
-        return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "federation %" PRId64 ": %s", fed,
-                           e.msg);
+        return http_reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "federation %" PRId64 ": %s",
+                                fed, e.msg);
     struct ud_buf b = {0};
     ud_buf_printf(&b,
                   "{\"federation\":%" PRId64 ",\"round\":%" PRId64 ",\"number\":%" PRId64
@@ -310,13 +274,13 @@ enum MHD_Result fed_get_task(struct coord_http *h, struct MHD_Connection *c,
     snprintf(url, sizeof url, "/v1/models/%s/versions/%" PRId64 "/file", s.model, base);
     ud_json_str_buf(&b, url);
     ud_buf_printf(&b, "},\"epochs\":%" PRId64 ",\"batch\":%" PRId64 ",\"lr\":", s.epochs, s.batch);
-    sb_json_num(&b, s.lr);
+    http_json_num(&b, s.lr);
     ud_buf_puts(&b, ",\"max_norm\":");
-    sb_json_num(&b, s.max_norm);
+    http_json_num(&b, s.max_norm);
     ud_buf_puts(&b, ",\"deadline\":");
-    sb_json_num(&b, deadline);
+    http_json_num(&b, deadline);
     ud_buf_printf(&b, ",\"upload\":\"/v1/rounds/%" PRId64 "/updates\"}", round);
-    return reply_json(h, c, MHD_HTTP_OK, &b);
+    return http_reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
 /* ------------------------------------------------------------------ models */
@@ -330,38 +294,39 @@ enum MHD_Result fed_post_model(struct coord_http *h, struct MHD_Connection *c,
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
               *p == '-' || *p == '_' || *p == '.') ||
             p - name >= COORD_FED_NAME_MAX - 1)
-            return reply_error(h, c, MHD_HTTP_BAD_REQUEST,
-                               "model names hold letters, digits, '-', '_' and '.' (at most %d)",
-                               COORD_FED_NAME_MAX - 1);
+            return http_reply_error(
+                h, c, MHD_HTTP_BAD_REQUEST,
+                "model names hold letters, digits, '-', '_' and '.' (at most %d)",
+                COORD_FED_NAME_MAX - 1);
     struct ud_err e = {0};
     /* A plain .udm, or a sealed one: an encrypted upload must be under the coordinator's own
      * model key; the stored version is sealed with the coordinator's keys either way. */
-    const struct coord_model_keys *k = ch_keys(h);
+    const struct coord_model_keys *k = http_keys(h);
     struct ud_seal_keys sk = {NULL, k && k->has_model ? &k->model : NULL};
     ud_model_t *m = ud_seal_decode_model(body ? body : "", len, &sk, NULL, &e);
     if (!m && e.code == UD_EWRONGKEY)
-        return reply_error(h, c, HTTP_UNPROCESSABLE, "%s%s", e.msg,
-                           sk.decrypt ? "" : " (start the coordinator with --model-key)");
+        return http_reply_error(h, c, HTTP_UNPROCESSABLE, "%s%s", e.msg,
+                                sk.decrypt ? "" : " (start the coordinator with --model-key)");
     if (!m)
-        return reply_error(h, c, HTTP_UNPROCESSABLE, "not a valid .udm: %s", e.msg);
+        return http_reply_error(h, c, HTTP_UNPROCESSABLE, "not a valid .udm: %s", e.msg);
     char sha[65];
     char *meta = coord_model_metadata_json(m);
     ud_model_destroy(&m);
     if (!meta)
-        return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        return http_reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
     size_t stored_len = 0;
-    if (coord_store_put_model(ch_state_dir(h), k, body, len, sha, &stored_len, &e) != 0) {
+    if (coord_store_put_model(http_state_dir(h), k, body, len, sha, &stored_len, &e) != 0) {
         free(meta);
-        return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", e.msg);
+        return http_reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", e.msg);
     }
-    sqlite3 *db = ch_db_rw(h, &e);
+    sqlite3 *db = http_db_rw(h, &e);
     if (!db) {
         free(meta);
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     }
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
         free(meta);
-        return db_fail(h, c, db, "begin");
+        return http_db_fail(h, c, db, "begin");
     }
     int64_t v = 0;
     sqlite3_stmt *st = NULL;
@@ -372,20 +337,20 @@ enum MHD_Result fed_post_model(struct coord_http *h, struct MHD_Connection *c,
             v = sqlite3_column_int64(st, 0);
     }
     sqlite3_finalize(st);
-    int rc = v > 0 ? rw_exec(db,
-                             "INSERT INTO models (name, version, sha256, size, created, job,"
-                             " metrics, lineage, metadata) VALUES (?, ?, ?, ?, ?, NULL, '{}',"
-                             " '{\"base\":null,\"job\":null,\"uploaded\":true}', ?)",
-                             "sisids", name, v, sha, (int64_t)stored_len, wall_now(), meta)
+    int rc = v > 0 ? http_exec(db,
+                               "INSERT INTO models (name, version, sha256, size, created, job,"
+                               " metrics, lineage, metadata) VALUES (?, ?, ?, ?, ?, NULL, '{}',"
+                               " '{\"base\":null,\"job\":null,\"uploaded\":true}', ?)",
+                               "sisids", name, v, sha, (int64_t)stored_len, ud_clock_wall(), meta)
                    : -1;
     free(meta);
     if (rc != 0 || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        return db_fail(h, c, db, "register model");
+        return http_db_fail(h, c, db, "register model");
     struct ud_buf b = {0};
     ud_buf_puts(&b, "{\"name\":");
     ud_json_str_buf(&b, name);
     ud_buf_printf(&b, ",\"version\":%" PRId64 ",\"sha256\":\"%s\",\"size\":%zu}", v, sha, len);
-    return reply_json(h, c, MHD_HTTP_CREATED, &b);
+    return http_reply_json(h, c, MHD_HTTP_CREATED, &b);
 }
 
 /* ------------------------------------------------------------------ federations */
@@ -399,12 +364,12 @@ enum MHD_Result fed_post_federation(struct coord_http *h, struct MHD_Connection 
     struct ud_err e = {0};
     int rc = coord_fed_spec_parse(body ? body : "", len, &s, &e);
     if (rc == UD_ELIMIT)
-        return reply_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE, "%s", e.msg);
+        return http_reply_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE, "%s", e.msg);
     if (rc)
-        return reply_error(h, c, MHD_HTTP_BAD_REQUEST, "%s", e.msg);
-    sqlite3 *db = ch_db_rw(h, &e);
+        return http_reply_error(h, c, MHD_HTTP_BAD_REQUEST, "%s", e.msg);
+    sqlite3 *db = http_db_rw(h, &e);
     if (!db)
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     /* The base version and its file: the update parameters are checked against the model's
      * allowed ranges now, not by every device later. */
     sqlite3_stmt *st = NULL;
@@ -424,24 +389,25 @@ enum MHD_Result fed_post_federation(struct coord_http *h, struct MHD_Connection 
     sqlite3_finalize(st);
     if (!version) {
         if (s.version)
-            return reply_error(h, c, MHD_HTTP_NOT_FOUND,
-                               "model %s version %" PRId64 " is not registered", s.model,
-                               s.version);
-        return reply_error(h, c, MHD_HTTP_NOT_FOUND,
-                           "model '%s' has no registered version (train one with a job, or "
-                           "POST /v1/models/%s/versions)",
-                           s.model, s.model);
+            return http_reply_error(h, c, MHD_HTTP_NOT_FOUND,
+                                    "model %s version %" PRId64 " is not registered", s.model,
+                                    s.version);
+        return http_reply_error(h, c, MHD_HTTP_NOT_FOUND,
+                                "model '%s' has no registered version (train one with a job, or "
+                                "POST /v1/models/%s/versions)",
+                                s.model, s.model);
     }
-    ud_model_t *m = coord_store_read_model(ch_state_dir(h), ch_keys(h), sha, &e);
+    ud_model_t *m = coord_store_read_model(http_state_dir(h), http_keys(h), sha, &e);
     if (!m)
-        return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "model %s version %" PRId64 ": %s",
-                           s.model, version, e.msg);
+        return http_reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                                "model %s version %" PRId64 ": %s", s.model, version, e.msg);
     if (ud_delta_size(m) == 0) {
         ud_model_destroy(&m);
-        return reply_error(h, c, HTTP_UNPROCESSABLE,
-                           "model %s version %" PRId64 " has no updatable layer: devices could "
-                           "not change it",
-                           s.model, version);
+        return http_reply_error(h, c, HTTP_UNPROCESSABLE,
+                                "model %s version %" PRId64
+                                " has no updatable layer: devices could "
+                                "not change it",
+                                s.model, version);
     }
     const struct ud_update_defaults *d = ud_model_update_defaults_const(m);
     struct ud_update_params p;
@@ -456,19 +422,20 @@ enum MHD_Result fed_post_federation(struct coord_http *h, struct MHD_Connection 
     rc = ud_update_params_check(&p, d, &e);
     ud_model_destroy(&m);
     if (rc)
-        return reply_error(h, c, HTTP_UNPROCESSABLE,
-                           "the model's update parameters do not allow this: %s", e.msg);
+        return http_reply_error(h, c, HTTP_UNPROCESSABLE,
+                                "the model's update parameters do not allow this: %s", e.msg);
     if (coord_fed_spec_fill(&s, p.epochs, p.mini_batch_size, p.learning_rate, version, &e) != 0)
-        return reply_error(h, c, HTTP_UNPROCESSABLE,
-                           "with the model's update defaults filled in, the spec is refused: %s "
-                           "(give the key in the spec)",
-                           e.msg);
+        return http_reply_error(
+            h, c, HTTP_UNPROCESSABLE,
+            "with the model's update defaults filled in, the spec is refused: %s "
+            "(give the key in the spec)",
+            e.msg);
     if (s.eval[0] && access(s.eval, R_OK) != 0)
-        return reply_error(h, c, HTTP_UNPROCESSABLE,
-                           "'eval': %s cannot be read on the coordinator: %s", s.eval,
-                           strerror(errno));
+        return http_reply_error(h, c, HTTP_UNPROCESSABLE,
+                                "'eval': %s cannot be read on the coordinator: %s", s.eval,
+                                strerror(errno));
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return db_fail(h, c, db, "begin");
+        return http_db_fail(h, c, db, "begin");
     int64_t id = 0;
     if (sqlite3_prepare_v2(db, "SELECT coalesce(max(id), 0) + 1 FROM federations", -1, &st, NULL) ==
             SQLITE_OK &&
@@ -478,17 +445,17 @@ enum MHD_Result fed_post_federation(struct coord_http *h, struct MHD_Connection 
     if (!s.name[0])
         snprintf(s.name, sizeof s.name, "federation-%" PRId64, id);
     char *spec = coord_fed_spec_json(&s);
-    double now = wall_now();
-    rc = spec && id > 0
-             ? rw_exec(db,
-                       "INSERT INTO federations (id, name, state, spec, model,"
-                       " base_version, current_version, rounds, round, created,"
-                       " updated) VALUES (?, ?, 'RUNNING', ?, ?, ?, ?, ?, 0, ?, ?)",
-                       "isssiiidd", id, s.name, spec, s.model, version, version, s.rounds, now, now)
-             : -1;
+    double now = ud_clock_wall();
+    rc = spec && id > 0 ? http_exec(db,
+                                    "INSERT INTO federations (id, name, state, spec, model,"
+                                    " base_version, current_version, rounds, round, created,"
+                                    " updated) VALUES (?, ?, 'RUNNING', ?, ?, ?, ?, ?, 0, ?, ?)",
+                                    "isssiiidd", id, s.name, spec, s.model, version, version,
+                                    s.rounds, now, now)
+                        : -1;
     free(spec);
     if (rc != 0 || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        return db_fail(h, c, db, "create federation");
+        return http_db_fail(h, c, db, "create federation");
     struct ud_buf b = {0};
     char url[64];
     snprintf(url, sizeof url, "/v1/federations/%" PRId64, id);
@@ -496,15 +463,8 @@ enum MHD_Result fed_post_federation(struct coord_http *h, struct MHD_Connection 
     ud_json_str_buf(&b, s.name);
     ud_buf_printf(&b, ",\"state\":\"RUNNING\",\"model\":");
     ud_json_str_buf(&b, s.model);
-    ud_buf_printf(&b, ",\"base_version\":%" PRId64 ",\"url\":\"%s\"}\n", version, url);
-    if (b.oom) {
-        ud_buf_free(&b);
-        return MHD_NO;
-    }
-    enum MHD_Result ret = queue(h, c, MHD_HTTP_CREATED, mem_response(b.p, b.len), JSON_TYPE,
-                                MHD_HTTP_HEADER_LOCATION, url, NULL);
-    ud_buf_free(&b);
-    return ret;
+    ud_buf_printf(&b, ",\"base_version\":%" PRId64 ",\"url\":\"%s\"}", version, url);
+    return http_reply_created(h, c, &b, url);
 }
 
 enum MHD_Result fed_post_cancel(struct coord_http *h, struct MHD_Connection *c,
@@ -512,27 +472,27 @@ enum MHD_Result fed_post_cancel(struct coord_http *h, struct MHD_Connection *c,
 {
     int64_t id = seg_id(q->arg[0]);
     struct ud_err e = {0};
-    sqlite3 *db = ch_db_rw(h, &e);
+    sqlite3 *db = http_db_rw(h, &e);
     if (!db)
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return db_fail(h, c, db, "begin");
-    double now = wall_now();
-    if (rw_exec(db,
-                "UPDATE federations SET state = 'CANCELLED', message = 'cancelled over REST',"
-                " updated = ?, finished = ? WHERE id = ? AND state = 'RUNNING'",
-                "ddi", now, now, id) != 0)
-        return db_fail(h, c, db, "cancel");
+        return http_db_fail(h, c, db, "begin");
+    double now = ud_clock_wall();
+    if (http_exec(db,
+                  "UPDATE federations SET state = 'CANCELLED', message = 'cancelled over REST',"
+                  " updated = ?, finished = ? WHERE id = ? AND state = 'RUNNING'",
+                  "ddi", now, now, id) != 0)
+        return http_db_fail(h, c, db, "cancel");
     int changed = sqlite3_changes(db);
     if (changed &&
-        rw_exec(db,
-                "UPDATE rounds SET state = 'CANCELLED', closed = coalesce(closed, ?), message ="
-                " 'federation cancelled' WHERE federation = ? AND state IN ('WAITING', 'OPEN',"
-                " 'CLOSING')",
-                "di", now, id) != 0)
-        return db_fail(h, c, db, "cancel");
+        http_exec(db,
+                  "UPDATE rounds SET state = 'CANCELLED', closed = coalesce(closed, ?), message ="
+                  " 'federation cancelled' WHERE federation = ? AND state IN ('WAITING', 'OPEN',"
+                  " 'CLOSING')",
+                  "di", now, id) != 0)
+        return http_db_fail(h, c, db, "cancel");
     if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        return db_fail(h, c, db, "cancel");
+        return http_db_fail(h, c, db, "cancel");
     if (!changed) {
         sqlite3_stmt *st = NULL;
         char state[16] = "";
@@ -544,13 +504,13 @@ enum MHD_Result fed_post_cancel(struct coord_http *h, struct MHD_Connection *c,
         }
         sqlite3_finalize(st);
         if (!state[0])
-            return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no federation %" PRId64, id);
-        return reply_error(h, c, MHD_HTTP_CONFLICT, "federation %" PRId64 " is already %s", id,
-                           state);
+            return http_reply_error(h, c, MHD_HTTP_NOT_FOUND, "no federation %" PRId64, id);
+        return http_reply_error(h, c, MHD_HTTP_CONFLICT, "federation %" PRId64 " is already %s", id,
+                                state);
     }
     struct ud_buf b = {0};
     ud_buf_printf(&b, "{\"id\":%" PRId64 ",\"state\":\"CANCELLED\"}", id);
-    return reply_json(h, c, MHD_HTTP_ACCEPTED, &b);
+    return http_reply_json(h, c, MHD_HTTP_ACCEPTED, &b);
 }
 
 #define ROUND_COLS                                                                                 \
@@ -582,7 +542,7 @@ static int round_json(sqlite3 *db, sqlite3_stmt *st, struct ud_buf *b)
 {
     int64_t id = sqlite3_column_int64(st, 0);
     ud_buf_puts(b, "{");
-    sb_cols(b, st, 0, ROUND_NAMES);
+    http_json_cols(b, st, 0, ROUND_NAMES);
     ud_buf_puts(b, ",\"participants\":");
     if (id_array(db, "SELECT device FROM participants WHERE round = ? ORDER BY device", id, b))
         return -1;
@@ -624,46 +584,46 @@ enum MHD_Result fed_get_federations(struct coord_http *h, struct MHD_Connection 
 {
     const char *sid = q->arg[0];
     struct ud_err e = {0};
-    sqlite3 *db = ch_db_ro(h, &e);
+    sqlite3 *db = http_db_ro(h, &e);
     if (!db)
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     sqlite3_stmt *st = NULL;
     struct ud_buf b = {0};
     if (!sid) {
         if (sqlite3_prepare_v2(db, "SELECT " FED_COLS " FROM federations ORDER BY id", -1, &st,
                                NULL) != SQLITE_OK)
-            return db_fail(h, c, db, "reading federations");
+            return http_db_fail(h, c, db, "reading federations");
         ud_buf_puts(&b, "{\"federations\":");
-        int rc = sb_rows(&b, st, FED_NAMES, NULL);
+        int rc = http_json_rows(&b, st, FED_NAMES, NULL);
         sqlite3_finalize(st);
         if (rc != SQLITE_DONE) {
             ud_buf_free(&b);
-            return db_fail(h, c, db, "reading federations");
+            return http_db_fail(h, c, db, "reading federations");
         }
         ud_buf_puts(&b, "}");
-        return reply_json(h, c, MHD_HTTP_OK, &b);
+        return http_reply_json(h, c, MHD_HTTP_OK, &b);
     }
     int64_t id = seg_id(sid);
     if (sqlite3_prepare_v2(db, "SELECT " FED_COLS " FROM federations WHERE id = ?", -1, &st,
                            NULL) != SQLITE_OK)
-        return db_fail(h, c, db, "reading federations");
+        return http_db_fail(h, c, db, "reading federations");
     sqlite3_bind_int64(st, 1, id);
     int rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
         sqlite3_finalize(st);
         if (rc == SQLITE_DONE)
-            return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no federation '%.32s'", sid);
-        return db_fail(h, c, db, "reading federations");
+            return http_reply_error(h, c, MHD_HTTP_NOT_FOUND, "no federation '%.32s'", sid);
+        return http_db_fail(h, c, db, "reading federations");
     }
     ud_buf_puts(&b, "{");
-    sb_cols(&b, st, 0, FED_NAMES);
+    http_json_cols(&b, st, 0, FED_NAMES);
     sqlite3_finalize(st);
     ud_buf_puts(&b, ",\"rounds_detail\":[");
     if (sqlite3_prepare_v2(db,
                            "SELECT " ROUND_COLS " FROM rounds WHERE federation = ? ORDER BY number",
                            -1, &st, NULL) != SQLITE_OK) {
         ud_buf_free(&b);
-        return db_fail(h, c, db, "reading rounds");
+        return http_db_fail(h, c, db, "reading rounds");
     }
     sqlite3_bind_int64(st, 1, id);
     for (int k = 0; (rc = sqlite3_step(st)) == SQLITE_ROW; k++) {
@@ -676,10 +636,10 @@ enum MHD_Result fed_get_federations(struct coord_http *h, struct MHD_Connection 
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
         ud_buf_free(&b);
-        return db_fail(h, c, db, "reading rounds");
+        return http_db_fail(h, c, db, "reading rounds");
     }
     ud_buf_puts(&b, "]}");
-    return reply_json(h, c, MHD_HTTP_OK, &b);
+    return http_reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
 enum MHD_Result fed_get_round(struct coord_http *h, struct MHD_Connection *c,
@@ -687,19 +647,20 @@ enum MHD_Result fed_get_round(struct coord_http *h, struct MHD_Connection *c,
 {
     const char *sid = q->arg[0];
     struct ud_err e = {0};
-    sqlite3 *db = ch_db_ro(h, &e);
+    sqlite3 *db = http_db_ro(h, &e);
     if (!db)
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db, "SELECT " ROUND_COLS ", federation FROM rounds WHERE id = ?", -1,
                            &st, NULL) != SQLITE_OK)
-        return db_fail(h, c, db, "reading rounds");
+        return http_db_fail(h, c, db, "reading rounds");
     sqlite3_bind_int64(st, 1, seg_id(sid));
     int rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
         sqlite3_finalize(st);
-        return rc == SQLITE_DONE ? reply_error(h, c, MHD_HTTP_NOT_FOUND, "no round '%.32s'", sid)
-                                 : db_fail(h, c, db, "reading rounds");
+        return rc == SQLITE_DONE
+                   ? http_reply_error(h, c, MHD_HTTP_NOT_FOUND, "no round '%.32s'", sid)
+                   : http_db_fail(h, c, db, "reading rounds");
     }
     struct ud_buf b = {0};
     rc = round_json(db, st, &b);
@@ -710,9 +671,9 @@ enum MHD_Result fed_get_round(struct coord_http *h, struct MHD_Connection *c,
     sqlite3_finalize(st);
     if (rc != 0) {
         ud_buf_free(&b);
-        return db_fail(h, c, db, "reading rounds");
+        return http_db_fail(h, c, db, "reading rounds");
     }
-    return reply_json(h, c, MHD_HTTP_OK, &b);
+    return http_reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
 /* ------------------------------------------------------------------ updates */
@@ -759,22 +720,22 @@ static int round_info(sqlite3 *db, int64_t id, struct round_info *ri)
 static void count_rejection(struct coord_http *h, int64_t round, const char *reason)
 {
     struct ud_err e = {0};
-    sqlite3 *db = ch_db_rw(h, &e);
+    sqlite3 *db = http_db_rw(h, &e);
     if (!db || round <= 0)
         return;
-    pthread_mutex_lock(&coord_http_write_lock);
-    rw_exec(db,
-            "INSERT INTO rejections (round, reason, count) SELECT ?1, ?2, 1 WHERE EXISTS"
-            " (SELECT 1 FROM rounds WHERE id = ?1) ON CONFLICT (round, reason) DO UPDATE"
-            " SET count = count + 1",
-            "is", round, reason);
-    pthread_mutex_unlock(&coord_http_write_lock);
+    pthread_mutex_lock(&http_write_lock);
+    http_exec(db,
+              "INSERT INTO rejections (round, reason, count) SELECT ?1, ?2, 1 WHERE EXISTS"
+              " (SELECT 1 FROM rounds WHERE id = ?1) ON CONFLICT (round, reason) DO UPDATE"
+              " SET count = count + 1",
+              "is", round, reason);
+    pthread_mutex_unlock(&http_write_lock);
 }
 
 size_t fed_update_cap(struct coord_http *h, const struct coord_call *q)
 {
     struct ud_err e = {0};
-    sqlite3 *db = ch_db_ro(h, &e);
+    sqlite3 *db = http_db_ro(h, &e);
     struct round_info ri;
     if (db && round_info(db, seg_id(q->arg[0]), &ri) == 1 && ri.delta_floats > 0 &&
         (uint64_t)ri.delta_floats < (UPDATE_CAP - UPDATE_SLACK) / 4)
@@ -884,7 +845,7 @@ static enum MHD_Result answer_existing(struct coord_http *h, struct MHD_Connecti
         ud_buf_printf(&b, "{\"status\":\"duplicate\",\"round\":%" PRId64 ",\"key\":", round);
         ud_json_str_buf(&b, key);
         ud_buf_puts(&b, "}");
-        return reply_json(h, c, MHD_HTTP_OK, &b);
+        return http_reply_json(h, c, MHD_HTTP_OK, &b);
     }
     count_rejection(h, round, "conflict");
     return reply_reason(
@@ -901,13 +862,13 @@ enum MHD_Result fed_post_update(struct coord_http *h, struct MHD_Connection *c,
     int64_t round = seg_id(sid);
     int64_t dev = q->device; /* last_seen is set with the update */
     struct ud_err e = {0};
-    sqlite3 *ro = ch_db_ro(h, &e);
+    sqlite3 *ro = http_db_ro(h, &e);
     if (!ro)
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     struct round_info ri;
     int have = round_info(ro, round, &ri);
     if (have < 0)
-        return db_fail(h, c, ro, "reading rounds");
+        return http_db_fail(h, c, ro, "reading rounds");
     if (!have)
         return reply_reason(h, c, MHD_HTTP_NOT_FOUND, "unknown_round", "no round '%.32s'", sid);
     if (too_big) {
@@ -960,7 +921,7 @@ enum MHD_Result fed_post_update(struct coord_http *h, struct MHD_Connection *c,
     /* Another device's upload (its key), replayed under this device's token. */
     int64_t key_round = 0, owner = key_owner(ro, msg.key, &key_round);
     if (owner < 0) {
-        ret = db_fail(h, c, ro, "reading updates");
+        ret = http_db_fail(h, c, ro, "reading updates");
         goto out;
     }
     if (owner && (owner != dev || key_round != round)) {
@@ -975,7 +936,7 @@ enum MHD_Result fed_post_update(struct coord_http *h, struct MHD_Connection *c,
     int ex =
         existing_update(ro, round, dev, have_key, sizeof have_key, have_path, sizeof have_path);
     if (ex < 0) {
-        ret = db_fail(h, c, ro, "reading updates");
+        ret = http_db_fail(h, c, ro, "reading updates");
         goto out;
     }
     if (ex) {
@@ -1018,19 +979,19 @@ enum MHD_Result fed_post_update(struct coord_http *h, struct MHD_Connection *c,
     crypto_generichash(kh, sizeof kh, (const unsigned char *)msg.key, strlen(msg.key), NULL, 0);
     sodium_bin2hex(khex, sizeof khex, kh, sizeof kh);
     snprintf(rel, sizeof rel, "rounds/%" PRId64 "/%" PRId64 "-%s.delta", round, dev, khex);
-    if (write_delta(ch_state_dir(h), round, rel, delta, msg.n, &e) != 0) {
-        ret = reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", e.msg);
+    if (write_delta(http_state_dir(h), round, rel, delta, msg.n, &e) != 0) {
+        ret = http_reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", e.msg);
         goto out;
     }
-    sqlite3 *db = ch_db_rw(h, &e);
+    sqlite3 *db = http_db_rw(h, &e);
     if (!db) {
-        ret = reply_db_error(h, c, &e);
+        ret = http_reply_db_error(h, c, &e);
         goto out;
     }
-    pthread_mutex_lock(&coord_http_write_lock);
+    pthread_mutex_lock(&http_write_lock);
     locked = 1;
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-        ret = db_fail(h, c, db, "begin");
+        ret = http_db_fail(h, c, db, "begin");
         goto out;
     }
     /* Again under the write lock: the round may have closed, or a twin upload committed. */
@@ -1046,12 +1007,12 @@ enum MHD_Result fed_post_update(struct coord_http *h, struct MHD_Connection *c,
     if (ex != 0 || strcmp(state, "OPEN") != 0) {
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         if (ex < 0) {
-            ret = reply_error(h, c, MHD_HTTP_SERVICE_UNAVAILABLE, "database: try again");
+            ret = http_reply_error(h, c, MHD_HTTP_SERVICE_UNAVAILABLE, "database: try again");
             goto out;
         }
         if (ex == 0 || strcmp(have_path, rel) != 0) {
             char p[4096 + 600];
-            snprintf(p, sizeof p, "%s/%s", ch_state_dir(h), rel);
+            snprintf(p, sizeof p, "%s/%s", http_state_dir(h), rel);
             unlink(p);
         }
         if (ex) {
@@ -1063,18 +1024,19 @@ enum MHD_Result fed_post_update(struct coord_http *h, struct MHD_Connection *c,
                            "round %" PRId64 " closed while the update arrived", round);
         goto out;
     }
-    double now = wall_now();
+    double now = ud_clock_wall();
     int64_t accepted = 0;
-    if (rw_exec(db,
-                "INSERT INTO updates (round, device, key, samples, loss, accuracy, norm, path,"
-                " received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                "iisidddsd", round, dev, msg.key, msg.samples, msg.loss, msg.accuracy, norm, rel,
-                now) != 0 ||
-        rw_exec(db, "UPDATE rounds SET accepted = accepted + 1, samples = samples + ? WHERE id = ?",
-                "ii", msg.samples, round) != 0 ||
-        rw_exec(db, "UPDATE devices SET updates = updates + 1, last_seen = ? WHERE id = ?", "di",
-                now, dev) != 0) {
-        ret = db_fail(h, c, db, "record update");
+    if (http_exec(db,
+                  "INSERT INTO updates (round, device, key, samples, loss, accuracy, norm, path,"
+                  " received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  "iisidddsd", round, dev, msg.key, msg.samples, msg.loss, msg.accuracy, norm, rel,
+                  now) != 0 ||
+        http_exec(db,
+                  "UPDATE rounds SET accepted = accepted + 1, samples = samples + ? WHERE id = ?",
+                  "ii", msg.samples, round) != 0 ||
+        http_exec(db, "UPDATE devices SET updates = updates + 1, last_seen = ? WHERE id = ?", "di",
+                  now, dev) != 0) {
+        ret = http_db_fail(h, c, db, "record update");
         goto out;
     }
     if (sqlite3_prepare_v2(db, "SELECT accepted FROM rounds WHERE id = ?", -1, &st, NULL) ==
@@ -1085,7 +1047,7 @@ enum MHD_Result fed_post_update(struct coord_http *h, struct MHD_Connection *c,
     }
     sqlite3_finalize(st);
     if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        ret = db_fail(h, c, db, "record update");
+        ret = http_db_fail(h, c, db, "record update");
         goto out;
     }
     struct ud_buf b = {0};
@@ -1093,16 +1055,16 @@ enum MHD_Result fed_post_update(struct coord_http *h, struct MHD_Connection *c,
         &b,
         "{\"status\":\"accepted\",\"round\":%" PRId64 ",\"accepted\":%" PRId64 ",\"norm\":", round,
         accepted);
-    sb_json_num(&b, norm);
+    http_json_num(&b, norm);
     ud_buf_puts(&b, "}");
     if (locked) {
-        pthread_mutex_unlock(&coord_http_write_lock);
+        pthread_mutex_unlock(&http_write_lock);
         locked = 0;
     }
-    ret = reply_json(h, c, MHD_HTTP_OK, &b);
+    ret = http_reply_json(h, c, MHD_HTTP_OK, &b);
 out:
     if (locked)
-        pthread_mutex_unlock(&coord_http_write_lock);
+        pthread_mutex_unlock(&http_write_lock);
     free(delta);
     return ret;
 }
@@ -1123,13 +1085,13 @@ enum MHD_Result fed_post_failure(struct coord_http *h, struct MHD_Connection *c,
     if (coord_fed_failure_parse(body, len, reason, &pe) != 0)
         return reply_reason(h, c, HTTP_UNPROCESSABLE, "malformed", "%s", pe.msg);
     struct ud_err e = {0};
-    sqlite3 *db = ch_db_rw(h, &e);
+    sqlite3 *db = http_db_rw(h, &e);
     if (!db)
-        return reply_db_error(h, c, &e);
-    pthread_mutex_lock(&coord_http_write_lock);
+        return http_reply_db_error(h, c, &e);
+    pthread_mutex_lock(&http_write_lock);
     enum MHD_Result ret;
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-        ret = db_fail(h, c, db, "begin");
+        ret = http_db_fail(h, c, db, "begin");
         goto out;
     }
     sqlite3_stmt *st = NULL;
@@ -1165,17 +1127,17 @@ enum MHD_Result fed_post_failure(struct coord_http *h, struct MHD_Connection *c,
                                state);
         goto out;
     }
-    if (rw_exec(db,
-                "INSERT OR IGNORE INTO failures (round, device, reason, time) VALUES (?, ?, ?, ?)",
-                "iisd", round, dev, reason, wall_now()) != 0 ||
+    if (http_exec(
+            db, "INSERT OR IGNORE INTO failures (round, device, reason, time) VALUES (?, ?, ?, ?)",
+            "iisd", round, dev, reason, ud_clock_wall()) != 0 ||
         sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        ret = db_fail(h, c, db, "record failure");
+        ret = http_db_fail(h, c, db, "record failure");
         goto out;
     }
     struct ud_buf b = {0};
     ud_buf_printf(&b, "{\"status\":\"recorded\",\"round\":%" PRId64 "}", round);
-    ret = reply_json(h, c, MHD_HTTP_OK, &b);
+    ret = http_reply_json(h, c, MHD_HTTP_OK, &b);
 out:
-    pthread_mutex_unlock(&coord_http_write_lock);
+    pthread_mutex_unlock(&http_write_lock);
     return ret;
 }

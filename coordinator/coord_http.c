@@ -49,6 +49,7 @@
 #include "coord_http_impl.h"
 #include "coord_spec.h"
 #include "coord_store.h"
+#include "updraft/ud_clock.h"
 #include "updraft/ud_limits.h"
 #include "updraft/ud_proto.h"
 
@@ -62,7 +63,6 @@
 #define WORKERS_EVERY_S  0.1
 #define CONN_LIMIT       512
 #define CONN_TIMEOUT_S   30
-#define JSON_TYPE        "application/json"
 #define PROM_TYPE        "text/plain; version=0.0.4; charset=utf-8"
 #define ACTIVE_STATES_IN "('PENDING','RUNNING','RESTARTING')"
 #define STR_(x)          #x
@@ -72,7 +72,7 @@
     "CASE WHEN state = 'SUCCEEDED' THEN 1.0 WHEN total_steps > 0 AND iteration > 0 THEN"           \
     " min(1.0, CAST(iteration AS REAL) / total_steps) ELSE 0.0 END"
 
-pthread_mutex_t coord_http_write_lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+pthread_mutex_t http_write_lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 
 /* ------------------------------------------------------------------ JSON into a buffer */
 
@@ -84,7 +84,7 @@ static void fmt_num(char *buf, size_t n, double v)
         snprintf(buf, n, "%.17g", v);
 }
 
-void sb_json_num(struct ud_buf *b, double v)
+void http_json_num(struct ud_buf *b, double v)
 {
     if (!isfinite(v)) {
         ud_buf_puts(b, "null");
@@ -96,14 +96,14 @@ void sb_json_num(struct ud_buf *b, double v)
 }
 
 /* Column i of st as a JSON value. */
-void sb_col(struct ud_buf *b, sqlite3_stmt *st, int i)
+void http_json_col(struct ud_buf *b, sqlite3_stmt *st, int i)
 {
     switch (sqlite3_column_type(st, i)) {
     case SQLITE_INTEGER:
         ud_buf_printf(b, "%lld", (long long)sqlite3_column_int64(st, i));
         break;
     case SQLITE_FLOAT:
-        sb_json_num(b, sqlite3_column_double(st, i));
+        http_json_num(b, sqlite3_column_double(st, i));
         break;
     case SQLITE_TEXT:
         ud_json_str_buf(b, (const char *)sqlite3_column_text(st, i));
@@ -113,14 +113,14 @@ void sb_col(struct ud_buf *b, sqlite3_stmt *st, int i)
     }
 }
 
-static void sb_col_bool(struct ud_buf *b, sqlite3_stmt *st, int i)
+static void http_json_col_bool(struct ud_buf *b, sqlite3_stmt *st, int i)
 {
     ud_buf_puts(b, sqlite3_column_int(st, i) ? "true" : "false");
 }
 
 /* Column i holds JSON text we stored: embedded as is when it parses, else null (a damaged
  * row must not make the whole answer invalid JSON). */
-static void sb_col_json(struct ud_buf *b, sqlite3_stmt *st, int i)
+static void http_json_col_json(struct ud_buf *b, sqlite3_stmt *st, int i)
 {
     const char *s = (const char *)sqlite3_column_text(st, i);
     int n = sqlite3_column_bytes(st, i);
@@ -136,7 +136,7 @@ static void sb_col_json(struct ud_buf *b, sqlite3_stmt *st, int i)
 /* Appends "name":value pairs (comma-separated, no braces) for the space-separated names, from
  * st's columns col, col + 1, ...: "!name" is a 0/1 column shown as a boolean, "@name" a column
  * holding stored JSON. */
-void sb_cols(struct ud_buf *b, sqlite3_stmt *st, int col, const char *names)
+void http_json_cols(struct ud_buf *b, sqlite3_stmt *st, int col, const char *names)
 {
     int k = 0;
     for (const char *p = names; *p; col++) {
@@ -146,11 +146,11 @@ void sb_cols(struct ud_buf *b, sqlite3_stmt *st, int col, const char *names)
         ud_buf_put(b, p, n);
         ud_buf_puts(b, "\":");
         if (kind == '!')
-            sb_col_bool(b, st, col);
+            http_json_col_bool(b, st, col);
         else if (kind == '@')
-            sb_col_json(b, st, col);
+            http_json_col_json(b, st, col);
         else
-            sb_col(b, st, col);
+            http_json_col(b, st, col);
         p += n;
         while (*p == ' ')
             p++;
@@ -159,13 +159,13 @@ void sb_cols(struct ud_buf *b, sqlite3_stmt *st, int col, const char *names)
 
 /* Steps st to its end, appending a JSON array with one object (sb_cols' names) per row.
  * Returns SQLite's last code (SQLITE_DONE when all went well); *count: the rows. */
-int sb_rows(struct ud_buf *b, sqlite3_stmt *st, const char *names, int *count)
+int http_json_rows(struct ud_buf *b, sqlite3_stmt *st, const char *names, int *count)
 {
     int rc, n = 0;
     ud_buf_puts(b, "[");
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         ud_buf_puts(b, n++ ? ",{" : "{");
-        sb_cols(b, st, 0, names);
+        http_json_cols(b, st, 0, names);
         ud_buf_puts(b, "}");
     }
     ud_buf_puts(b, "]");
@@ -305,36 +305,36 @@ static struct coord_http_thread *tls_get(struct coord_http *h)
     return t;
 }
 
-sqlite3 *ch_db_ro(struct coord_http *h, struct ud_err *e)
+/* This thread's read-only (ro) or read-write connection, opened on first use. */
+static sqlite3 *thread_db(struct coord_http *h, int ro, struct ud_err *e)
 {
     struct coord_http_thread *t = tls_get(h);
     if (!t) {
         ud_err_set(e, UD_ENOMEM, "out of memory");
         return NULL;
     }
-    if (!t->ro && coord_db_open(h->state_dir, 1, &t->ro, e) != 0)
+    sqlite3 **db = ro ? &t->ro : &t->rw;
+    if (!*db && coord_db_open(h->state_dir, ro, db, e) != 0)
         return NULL;
-    return t->ro;
+    return *db;
 }
 
-sqlite3 *ch_db_rw(struct coord_http *h, struct ud_err *e)
+sqlite3 *http_db_ro(struct coord_http *h, struct ud_err *e)
 {
-    struct coord_http_thread *t = tls_get(h);
-    if (!t) {
-        ud_err_set(e, UD_ENOMEM, "out of memory");
-        return NULL;
-    }
-    if (!t->rw && coord_db_open(h->state_dir, 0, &t->rw, e) != 0)
-        return NULL;
-    return t->rw;
+    return thread_db(h, 1, e);
 }
 
-const char *ch_state_dir(const struct coord_http *h)
+sqlite3 *http_db_rw(struct coord_http *h, struct ud_err *e)
+{
+    return thread_db(h, 0, e);
+}
+
+const char *http_state_dir(const struct coord_http *h)
 {
     return h->state_abs;
 }
 
-const struct coord_model_keys *ch_keys(const struct coord_http *h)
+const struct coord_model_keys *http_keys(const struct coord_http *h)
 {
     return h->keys;
 }
@@ -363,20 +363,6 @@ static void done(sqlite3_stmt *st)
     }
 }
 
-double wall_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* ------------------------------------------------------------------ replies */
 
 static void count_reply(struct coord_http *h, unsigned code)
@@ -386,8 +372,8 @@ static void count_reply(struct coord_http *h, unsigned code)
 }
 
 /* Queues a response (takes it over). Extra headers come as name, value pairs ending in NULL. */
-enum MHD_Result queue(struct coord_http *h, struct MHD_Connection *c, unsigned code,
-                      struct MHD_Response *r, const char *ctype, ...)
+enum MHD_Result http_queue(struct coord_http *h, struct MHD_Connection *c, unsigned code,
+                           struct MHD_Response *r, const char *ctype, ...)
 {
     if (!r)
         return MHD_NO;
@@ -407,15 +393,15 @@ enum MHD_Result queue(struct coord_http *h, struct MHD_Connection *c, unsigned c
     return ret;
 }
 
-struct MHD_Response *mem_response(const char *body, size_t len)
+struct MHD_Response *http_mem_response(const char *body, size_t len)
 {
     return MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
 }
 
 /* The error body, with a header pair (name NULL: none). */
-enum MHD_Result reply_error_msg(struct coord_http *h, struct MHD_Connection *c, unsigned code,
-                                const char *hname, const char *hvalue, const char *reason,
-                                const char *msg)
+enum MHD_Result http_reply_error_msg(struct coord_http *h, struct MHD_Connection *c, unsigned code,
+                                     const char *hname, const char *hvalue, const char *reason,
+                                     const char *msg)
 {
     struct ud_buf b = {0};
     ud_buf_printf(&b, "{\"error\":{\"status\":%u,\"message\":", code);
@@ -433,47 +419,61 @@ enum MHD_Result reply_error_msg(struct coord_http *h, struct MHD_Connection *c, 
     if (b.oom)
         ret = MHD_NO;
     else
-        ret = queue(h, c, code, mem_response(b.p, b.len), JSON_TYPE, hname, hvalue, NULL);
+        ret = http_queue(h, c, code, http_mem_response(b.p, b.len), JSON_TYPE, hname, hvalue, NULL);
     ud_buf_free(&b);
     return ret;
 }
 
-enum MHD_Result reply_error_h(struct coord_http *h, struct MHD_Connection *c, unsigned code,
-                              const char *hname, const char *hvalue, const char *fmt, ...)
+enum MHD_Result http_reply_error_h(struct coord_http *h, struct MHD_Connection *c, unsigned code,
+                                   const char *hname, const char *hvalue, const char *fmt, ...)
 {
     char msg[UD_ERRMSG_MAX + 64];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return reply_error_msg(h, c, code, hname, hvalue, NULL, msg);
+    return http_reply_error_msg(h, c, code, hname, hvalue, NULL, msg);
 }
 
 /* A failure on our side (the database): 503 when it is busy or missing, else 500. */
-enum MHD_Result reply_db_error(struct coord_http *h, struct MHD_Connection *c,
-                               const struct ud_err *e)
+enum MHD_Result http_reply_db_error(struct coord_http *h, struct MHD_Connection *c,
+                                    const struct ud_err *e)
 {
-    return reply_error(h, c, MHD_HTTP_SERVICE_UNAVAILABLE, "database unavailable: %s", e->msg);
+    return http_reply_error(h, c, MHD_HTTP_SERVICE_UNAVAILABLE, "database unavailable: %s", e->msg);
 }
 
-enum MHD_Result reply_json(struct coord_http *h, struct MHD_Connection *c, unsigned code,
-                           struct ud_buf *b)
+/* b with a newline, code and a Location header (NULL: none); frees b. */
+static enum MHD_Result reply_json_at(struct coord_http *h, struct MHD_Connection *c, unsigned code,
+                                     struct ud_buf *b, const char *location)
 {
     enum MHD_Result ret;
     if (b->oom) {
         ud_buf_free(b);
-        return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        return http_reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
     }
     ud_buf_put(b, "\n", 1);
-    ret = queue(h, c, code, mem_response(b->p, b->len), JSON_TYPE, NULL);
+    ret = http_queue(h, c, code, http_mem_response(b->p, b->len), JSON_TYPE,
+                     location ? MHD_HTTP_HEADER_LOCATION : NULL, location, NULL);
     ud_buf_free(b);
     return ret;
+}
+
+enum MHD_Result http_reply_json(struct coord_http *h, struct MHD_Connection *c, unsigned code,
+                                struct ud_buf *b)
+{
+    return reply_json_at(h, c, code, b, NULL);
+}
+
+enum MHD_Result http_reply_created(struct coord_http *h, struct MHD_Connection *c, struct ud_buf *b,
+                                   const char *location)
+{
+    return reply_json_at(h, c, MHD_HTTP_CREATED, b, location);
 }
 
 /* ------------------------------------------------------------------ parsing helpers */
 
 /* A whole decimal number, nothing else (no spaces, no "+"). */
-int parse_i64(const char *s, int64_t *out)
+int http_parse_i64(const char *s, int64_t *out)
 {
     if (!s || !*s || !(*s == '-' || (*s >= '0' && *s <= '9')))
         return -1;
@@ -538,11 +538,11 @@ static int status_refresh(struct coord_http *h, struct coord_http_thread *t, str
         t->model_names = names;
         t->data_version = dv;
     }
-    double now = mono_now();
+    double now = ud_clock_mono();
     if (!t->status_valid || now - t->workers_at >= WORKERS_EVERY_S) {
         if (!(st = stmt(h, t, ST_WORKERS, e)))
             return -1;
-        sqlite3_bind_double(st, 1, wall_now() - h->heartbeat_timeout);
+        sqlite3_bind_double(st, 1, ud_clock_wall() - h->heartbeat_timeout);
         if (sqlite3_step(st) != SQLITE_ROW) {
             done(st);
             return coord_db_err(t->ro, e, "count workers");
@@ -574,15 +574,16 @@ static enum MHD_Result get_status(struct coord_http *h, struct MHD_Connection *c
     struct ud_err e = {0};
     if (status_refresh(h, t, &e) != 0) {
         t->status_valid = 0;
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     }
     char body[768];
-    int n = snprintf(body, sizeof body, STATUS_HEAD, UD_PROTO_VERSION, wall_now() - h->started);
+    int n =
+        snprintf(body, sizeof body, STATUS_HEAD, UD_PROTO_VERSION, ud_clock_wall() - h->started);
     if (n < 0 || (size_t)n + t->status_tail_len >= sizeof body)
-        return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "status does not fit");
+        return http_reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "status does not fit");
     memcpy(body + n, t->status_tail, t->status_tail_len);
-    return queue(h, c, MHD_HTTP_OK, mem_response(body, (size_t)n + t->status_tail_len), JSON_TYPE,
-                 NULL);
+    return http_queue(h, c, MHD_HTTP_OK, http_mem_response(body, (size_t)n + t->status_tail_len),
+                      JSON_TYPE, NULL);
 }
 
 static enum MHD_Result get_jobs(struct coord_http *h, struct MHD_Connection *c,
@@ -592,29 +593,29 @@ static enum MHD_Result get_jobs(struct coord_http *h, struct MHD_Connection *c,
     struct ud_err e = {0};
     const char *state = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "state");
     if (state && state_index(state) < 0)
-        return reply_error(h, c, MHD_HTTP_BAD_REQUEST,
-                           "state must be one of PENDING, RUNNING, RESTARTING, SUCCEEDED, "
-                           "FAILED, CANCELLED (not '%.64s')",
-                           state);
+        return http_reply_error(h, c, MHD_HTTP_BAD_REQUEST,
+                                "state must be one of PENDING, RUNNING, RESTARTING, SUCCEEDED, "
+                                "FAILED, CANCELLED (not '%.64s')",
+                                state);
     sqlite3_stmt *st = stmt(h, t, state ? ST_JOBS_STATE : ST_JOBS_ALL, &e);
     if (!st)
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     if (state)
         sqlite3_bind_text(st, 1, state, -1, SQLITE_TRANSIENT);
     struct ud_buf b = {0};
     ud_buf_puts(&b, "{\"jobs\":");
-    int rc = sb_rows(&b, st,
-                     "id name state created updated epoch epochs iteration total_steps"
-                     " progress",
-                     NULL);
+    int rc = http_json_rows(&b, st,
+                            "id name state created updated epoch epochs iteration total_steps"
+                            " progress",
+                            NULL);
     done(st);
     if (rc != SQLITE_DONE) {
         ud_buf_free(&b);
         coord_db_err(t->ro, &e, "list jobs");
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     }
     ud_buf_puts(&b, "}");
-    return reply_json(h, c, MHD_HTTP_OK, &b);
+    return http_reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
 /* Appends ,"key":[...] with the rows of statement sid for job id (?2, if the statement has it,
@@ -628,9 +629,9 @@ static int job_rows(struct coord_http *h, struct coord_http_thread *t, struct ud
         return -1;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
     if (sqlite3_bind_parameter_count(st) >= 2)
-        sqlite3_bind_double(st, 2, wall_now());
+        sqlite3_bind_double(st, 2, ud_clock_wall());
     ud_buf_printf(b, ",\"%s\":", key);
-    int rc = sb_rows(b, st, names, NULL);
+    int rc = http_json_rows(b, st, names, NULL);
     done(st);
     return rc == SQLITE_DONE ? 0 : (coord_db_err(t->ro, e, key), -1);
 }
@@ -650,9 +651,10 @@ static int job_detail(struct coord_http *h, struct coord_http_thread *t, const c
         return rc == SQLITE_DONE ? 1 : (coord_db_err(t->ro, e, "read job"), -1);
     }
     ud_buf_puts(b, "{");
-    sb_cols(b, st, 0,
-            "id name state message @spec np !launch created started updated finished epoch epochs"
-            " iteration steps_per_epoch total_steps progress");
+    http_json_cols(
+        b, st, 0,
+        "id name state message @spec np !launch created started updated finished epoch epochs"
+        " iteration steps_per_epoch total_steps progress");
     /* ETA: the rate from the start to the last report, less the time since that report. */
     ud_buf_puts(b, ",\"eta_seconds\":");
     const char *state = (const char *)sqlite3_column_text(st, 2);
@@ -661,17 +663,17 @@ static int job_detail(struct coord_http *h, struct coord_http_thread *t, const c
     if (state && strcmp(state, "RUNNING") == 0 && it > 0 && total > it &&
         sqlite3_column_type(st, 8) != SQLITE_NULL && updated > started) {
         double eta =
-            (double)(total - it) * (updated - started) / (double)it - (wall_now() - updated);
-        sb_json_num(b, eta > 0 ? eta : 0);
+            (double)(total - it) * (updated - started) / (double)it - (ud_clock_wall() - updated);
+        http_json_num(b, eta > 0 ? eta : 0);
     } else {
         ud_buf_puts(b, "null");
     }
     ud_buf_puts(b, ",");
-    sb_cols(b, st, 17, "!cancel_requested restarts resume_from");
+    http_json_cols(b, st, 17, "!cancel_requested restarts resume_from");
     struct ud_buf model = {0}; /* shown after the checkpoints */
     if (sqlite3_column_type(st, 20) != SQLITE_NULL) {
         ud_buf_puts(&model, "{\"name\":");
-        sb_col(&model, st, 1);
+        http_json_col(&model, st, 1);
         ud_buf_printf(&model, ",\"version\":%lld}", (long long)sqlite3_column_int64(st, 20));
     }
     done(st);
@@ -685,9 +687,9 @@ static int job_detail(struct coord_http *h, struct coord_http_thread *t, const c
         for (int n = 0; (rc = sqlite3_step(st)) == SQLITE_ROW; n++) {
             if (n)
                 ud_buf_puts(b, ",");
-            sb_col(b, st, 0);
+            http_json_col(b, st, 0);
             ud_buf_puts(b, ":{");
-            sb_cols(b, st, 1, "step value time");
+            http_json_cols(b, st, 1, "step value time");
             ud_buf_puts(b, "}");
         }
         ud_buf_puts(b, "}");
@@ -718,11 +720,11 @@ static enum MHD_Result get_job(struct coord_http *h, struct MHD_Connection *c,
     struct ud_buf b = {0};
     int rc = job_detail(h, t, id, &b, &e);
     if (rc == 0)
-        return reply_json(h, c, MHD_HTTP_OK, &b);
+        return http_reply_json(h, c, MHD_HTTP_OK, &b);
     ud_buf_free(&b);
     if (rc > 0)
-        return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no job '%.128s'", id);
-    return reply_db_error(h, c, &e);
+        return http_reply_error(h, c, MHD_HTTP_NOT_FOUND, "no job '%.128s'", id);
+    return http_reply_db_error(h, c, &e);
 }
 
 /* 1 if job id exists, 0 if not, -1 on a database error. */
@@ -752,18 +754,18 @@ static enum MHD_Result get_job_metrics(struct coord_http *h, struct MHD_Connecti
     const char *since_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
     const char *limit_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
     int64_t since = INT64_MIN, limit = METRICS_LIMIT;
-    if (since_s && parse_i64(since_s, &since) != 0)
-        return reply_error(h, c, MHD_HTTP_BAD_REQUEST,
-                           "since must be a whole number (a step), not '%.64s'", since_s);
-    if (limit_s && (parse_i64(limit_s, &limit) != 0 || limit < 1 || limit > METRICS_MAX))
-        return reply_error(h, c, MHD_HTTP_BAD_REQUEST,
-                           "limit must be a whole number in [1, %d], not '%.64s'", METRICS_MAX,
-                           limit_s);
+    if (since_s && http_parse_i64(since_s, &since) != 0)
+        return http_reply_error(h, c, MHD_HTTP_BAD_REQUEST,
+                                "since must be a whole number (a step), not '%.64s'", since_s);
+    if (limit_s && (http_parse_i64(limit_s, &limit) != 0 || limit < 1 || limit > METRICS_MAX))
+        return http_reply_error(h, c, MHD_HTTP_BAD_REQUEST,
+                                "limit must be a whole number in [1, %d], not '%.64s'", METRICS_MAX,
+                                limit_s);
     int ex = job_exists(h, t, id, &e);
     if (ex < 0)
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     if (!ex)
-        return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no job '%.128s'", id);
+        return http_reply_error(h, c, MHD_HTTP_NOT_FOUND, "no job '%.128s'", id);
 
     struct ud_buf b = {0};
     sqlite3_stmt *st;
@@ -773,20 +775,20 @@ static enum MHD_Result get_job_metrics(struct coord_http *h, struct MHD_Connecti
     if (!key) {
         if (!(st = stmt(h, t, ST_METRIC_KEYS, &e))) {
             ud_buf_free(&b);
-            return reply_db_error(h, c, &e);
+            return http_reply_db_error(h, c, &e);
         }
         sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
         ud_buf_puts(&b, ",\"keys\":[");
         for (int n = 0; (rc = sqlite3_step(st)) == SQLITE_ROW; n++) {
             if (n)
                 ud_buf_puts(&b, ",");
-            sb_col(&b, st, 0);
+            http_json_col(&b, st, 0);
         }
         ud_buf_puts(&b, "]}");
     } else {
         if (!(st = stmt(h, t, ST_METRIC_HIST, &e))) {
             ud_buf_free(&b);
-            return reply_db_error(h, c, &e);
+            return http_reply_db_error(h, c, &e);
         }
         sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 2, key, -1, SQLITE_TRANSIENT);
@@ -798,7 +800,7 @@ static enum MHD_Result get_job_metrics(struct coord_http *h, struct MHD_Connecti
         int64_t n = 0, last = 0;
         while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
             ud_buf_puts(&b, n++ ? ",{" : "{");
-            sb_cols(&b, st, 0, "step value time");
+            http_json_cols(&b, st, 0, "step value time");
             ud_buf_puts(&b, "}");
             last = sqlite3_column_int64(st, 0);
         }
@@ -817,9 +819,9 @@ static enum MHD_Result get_job_metrics(struct coord_http *h, struct MHD_Connecti
     if (rc != SQLITE_DONE) {
         ud_buf_free(&b);
         coord_db_err(t->ro, &e, "read metrics");
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     }
-    return reply_json(h, c, MHD_HTTP_OK, &b);
+    return http_reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
 static enum MHD_Result get_models(struct coord_http *h, struct MHD_Connection *c,
@@ -829,25 +831,25 @@ static enum MHD_Result get_models(struct coord_http *h, struct MHD_Connection *c
     struct ud_err e = {0};
     sqlite3_stmt *st = stmt(h, t, ST_MODELS, &e);
     if (!st)
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     struct ud_buf b = {0};
     int rc;
     ud_buf_puts(&b, "{\"models\":[");
     for (int n = 0; (rc = sqlite3_step(st)) == SQLITE_ROW; n++) {
         ud_buf_puts(&b, n ? ",{" : "{");
-        sb_cols(&b, st, 0, "name versions");
+        http_json_cols(&b, st, 0, "name versions");
         ud_buf_puts(&b, ",\"latest\":{");
-        sb_cols(&b, st, 2, "version sha256 size created @metrics");
+        http_json_cols(&b, st, 2, "version sha256 size created @metrics");
         ud_buf_puts(&b, "}}");
     }
     done(st);
     if (rc != SQLITE_DONE) {
         ud_buf_free(&b);
         coord_db_err(t->ro, &e, "list models");
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     }
     ud_buf_puts(&b, "]}");
-    return reply_json(h, c, MHD_HTTP_OK, &b);
+    return http_reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
 static enum MHD_Result get_model_versions(struct coord_http *h, struct MHD_Connection *c,
@@ -858,26 +860,26 @@ static enum MHD_Result get_model_versions(struct coord_http *h, struct MHD_Conne
     struct ud_err e = {0};
     sqlite3_stmt *st = stmt(h, t, ST_MODEL_VERSIONS, &e);
     if (!st)
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
     struct ud_buf b = {0};
     int n = 0;
     ud_buf_puts(&b, "{\"name\":");
     ud_json_str_buf(&b, name);
     ud_buf_puts(&b, ",\"versions\":");
-    int rc = sb_rows(&b, st, "version sha256 size created job @metrics", &n);
+    int rc = http_json_rows(&b, st, "version sha256 size created job @metrics", &n);
     done(st);
     if (rc != SQLITE_DONE) {
         ud_buf_free(&b);
         coord_db_err(t->ro, &e, "list versions");
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     }
     if (n == 0) {
         ud_buf_free(&b);
-        return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no model '%.128s'", name);
+        return http_reply_error(h, c, MHD_HTTP_NOT_FOUND, "no model '%.128s'", name);
     }
     ud_buf_puts(&b, "}");
-    return reply_json(h, c, MHD_HTTP_OK, &b);
+    return http_reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
 /* Looks up version v ("latest" or a number) of model name; on success st is positioned on the
@@ -889,14 +891,14 @@ static int find_version(struct coord_http *h, struct MHD_Connection *c, struct c
     struct ud_err e = {0};
     int64_t ver = 0;
     int latest = strcmp(v, "latest") == 0;
-    if (!latest && (parse_i64(v, &ver) != 0 || ver < 1)) {
-        *ret = reply_error(h, c, MHD_HTTP_BAD_REQUEST,
-                           "version must be a whole number >= 1 or 'latest', not '%.64s'", v);
+    if (!latest && (http_parse_i64(v, &ver) != 0 || ver < 1)) {
+        *ret = http_reply_error(h, c, MHD_HTTP_BAD_REQUEST,
+                                "version must be a whole number >= 1 or 'latest', not '%.64s'", v);
         return -1;
     }
     sqlite3_stmt *st = stmt(h, t, latest ? ST_MODEL_LATEST : ST_MODEL_VERSION, &e);
     if (!st) {
-        *ret = reply_db_error(h, c, &e);
+        *ret = http_reply_db_error(h, c, &e);
         return -1;
     }
     sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
@@ -910,12 +912,12 @@ static int find_version(struct coord_http *h, struct MHD_Connection *c, struct c
     done(st);
     if (rc != SQLITE_DONE) {
         coord_db_err(t->ro, &e, "read model");
-        *ret = reply_db_error(h, c, &e);
+        *ret = http_reply_db_error(h, c, &e);
     } else if (latest) {
-        *ret = reply_error(h, c, MHD_HTTP_NOT_FOUND, "no model '%.128s'", name);
+        *ret = http_reply_error(h, c, MHD_HTTP_NOT_FOUND, "no model '%.128s'", name);
     } else {
-        *ret = reply_error(h, c, MHD_HTTP_NOT_FOUND, "no version %" PRId64 " of model '%.128s'",
-                           ver, name);
+        *ret = http_reply_error(h, c, MHD_HTTP_NOT_FOUND,
+                                "no version %" PRId64 " of model '%.128s'", ver, name);
     }
     return -1;
 }
@@ -931,7 +933,7 @@ static enum MHD_Result get_model_version(struct coord_http *h, struct MHD_Connec
         return ret;
     struct ud_buf b = {0};
     ud_buf_puts(&b, "{");
-    sb_cols(&b, st, 0, "name version sha256 size created job @metrics @lineage @metadata");
+    http_json_cols(&b, st, 0, "name version sha256 size created job @metrics @lineage @metadata");
     /* Where to download it, with the actual version number. */
     char url[512];
     snprintf(url, sizeof url, "/v1/models/%.300s/versions/%lld/file",
@@ -940,7 +942,7 @@ static enum MHD_Result get_model_version(struct coord_http *h, struct MHD_Connec
     ud_buf_puts(&b, ",\"file\":");
     ud_json_str_buf(&b, url);
     ud_buf_puts(&b, "}");
-    return reply_json(h, c, MHD_HTTP_OK, &b);
+    return http_reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
 /* Does an If-None-Match list name etag (quoted) or "*"? */
@@ -1036,15 +1038,15 @@ static enum MHD_Result get_model_file(struct coord_http *h, struct MHD_Connectio
     done(st);
     struct ud_err e = {0};
     if (coord_store_path(h->state_dir, sha, path, sizeof path, &e) != 0)
-        return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR,
-                           "the registry holds a bad hash for this model: %s", e.msg);
+        return http_reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                                "the registry holds a bad hash for this model: %s", e.msg);
     snprintf(etag, sizeof etag, "\"%s\"", sha);
     const char *inm =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
     if (inm && etag_matches(inm, etag)) {
-        return queue(h, c, MHD_HTTP_NOT_MODIFIED,
-                     MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT), NULL,
-                     MHD_HTTP_HEADER_ETAG, etag, NULL);
+        return http_queue(h, c, MHD_HTTP_NOT_MODIFIED,
+                          MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT), NULL,
+                          MHD_HTTP_HEADER_ETAG, etag, NULL);
     }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat sb;
@@ -1052,8 +1054,8 @@ static enum MHD_Result get_model_file(struct coord_http *h, struct MHD_Connectio
         int err = errno;
         if (fd >= 0)
             close(fd);
-        return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "model file %s: %s", sha,
-                           strerror(err));
+        return http_reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "model file %s: %s", sha,
+                                strerror(err));
     }
     uint64_t size = (uint64_t)sb.st_size, off = 0, len = size;
     int r = parse_range(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE),
@@ -1062,28 +1064,29 @@ static enum MHD_Result get_model_file(struct coord_http *h, struct MHD_Connectio
     if (r < 0) {
         close(fd);
         snprintf(crange, sizeof crange, "bytes */%" PRIu64, size);
-        return reply_error_h(h, c, MHD_HTTP_RANGE_NOT_SATISFIABLE, MHD_HTTP_HEADER_CONTENT_RANGE,
-                             crange, "range not satisfiable: the file has %" PRIu64 " bytes", size);
+        return http_reply_error_h(h, c, MHD_HTTP_RANGE_NOT_SATISFIABLE,
+                                  MHD_HTTP_HEADER_CONTENT_RANGE, crange,
+                                  "range not satisfiable: the file has %" PRIu64 " bytes", size);
     }
     /* MHD owns fd from here and closes it with the response. */
     struct MHD_Response *resp = MHD_create_response_from_fd_at_offset64(len, fd, off);
     if (!resp) {
         close(fd);
-        return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot serve %s", sha);
+        return http_reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot serve %s", sha);
     }
     if (r > 0) {
         snprintf(crange, sizeof crange, "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, off,
                  off + len - 1, size);
-        return queue(h, c, MHD_HTTP_PARTIAL_CONTENT, resp, "application/octet-stream",
-                     MHD_HTTP_HEADER_ETAG, etag, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes",
-                     MHD_HTTP_HEADER_CONTENT_RANGE, crange, NULL);
+        return http_queue(h, c, MHD_HTTP_PARTIAL_CONTENT, resp, "application/octet-stream",
+                          MHD_HTTP_HEADER_ETAG, etag, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes",
+                          MHD_HTTP_HEADER_CONTENT_RANGE, crange, NULL);
     }
-    return queue(h, c, MHD_HTTP_OK, resp, "application/octet-stream", MHD_HTTP_HEADER_ETAG, etag,
-                 MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes", NULL);
+    return http_queue(h, c, MHD_HTTP_OK, resp, "application/octet-stream", MHD_HTTP_HEADER_ETAG,
+                      etag, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes", NULL);
 }
 
 /* Prometheus label value: \\, \" and \n escaped; bytes that are not UTF-8 become '?'. */
-static void sb_prom_label(struct ud_buf *b, const char *s)
+static void http_prom_label(struct ud_buf *b, const char *s)
 {
     ud_buf_put(b, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p;) {
@@ -1102,7 +1105,7 @@ static void sb_prom_label(struct ud_buf *b, const char *s)
     ud_buf_put(b, "\"", 1);
 }
 
-static void sb_prom_num(struct ud_buf *b, double v)
+static void http_prom_num(struct ud_buf *b, double v)
 {
     if (isnan(v))
         ud_buf_puts(b, "NaN");
@@ -1122,13 +1125,13 @@ static enum MHD_Result get_prometheus(struct coord_http *h, struct MHD_Connectio
     struct ud_err e = {0};
     t->status_valid = 0; /* count afresh */
     if (status_refresh(h, t, &e) != 0)
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     struct ud_buf b = {0};
     ud_buf_puts(&b, "# HELP updraft_up Whether the coordinator is serving.\n"
                     "# TYPE updraft_up gauge\nupdraft_up 1\n"
                     "# HELP updraft_uptime_seconds Seconds since the coordinator started.\n"
                     "# TYPE updraft_uptime_seconds gauge\n");
-    ud_buf_printf(&b, "updraft_uptime_seconds %.3f\n", wall_now() - h->started);
+    ud_buf_printf(&b, "updraft_uptime_seconds %.3f\n", ud_clock_wall() - h->started);
     ud_buf_puts(&b, "# HELP updraft_jobs Jobs by state.\n# TYPE updraft_jobs gauge\n");
     for (int i = 0; i < NSTATES; i++)
         ud_buf_printf(&b, "updraft_jobs{state=\"%s\"} %" PRId64 "\n", STATES[i], t->counts[i]);
@@ -1142,7 +1145,7 @@ static enum MHD_Result get_prometheus(struct coord_http *h, struct MHD_Connectio
     sqlite3_stmt *st = stmt(h, t, ST_PROM_JOBS, &e);
     if (!st) {
         ud_buf_free(&b);
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     }
     struct ud_buf it = {0};
     int rc;
@@ -1153,11 +1156,11 @@ static enum MHD_Result get_prometheus(struct coord_http *h, struct MHD_Connectio
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(st, 0);
         ud_buf_puts(&b, "updraft_job_progress{job=");
-        sb_prom_label(&b, id);
+        http_prom_label(&b, id);
         ud_buf_puts(&b, "} ");
-        sb_prom_num(&b, sqlite3_column_double(st, 2));
+        http_prom_num(&b, sqlite3_column_double(st, 2));
         ud_buf_puts(&it, "updraft_job_iteration{job=");
-        sb_prom_label(&it, id);
+        http_prom_label(&it, id);
         ud_buf_printf(&it, "} %lld\n", (long long)sqlite3_column_int64(st, 1));
         ud_buf_puts(&b, "\n");
     }
@@ -1170,23 +1173,23 @@ static enum MHD_Result get_prometheus(struct coord_http *h, struct MHD_Connectio
                         "metric.\n# TYPE updraft_job_metric gauge\n");
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
             ud_buf_puts(&b, "updraft_job_metric{job=");
-            sb_prom_label(&b, (const char *)sqlite3_column_text(st, 0));
+            http_prom_label(&b, (const char *)sqlite3_column_text(st, 0));
             ud_buf_puts(&b, ",key=");
-            sb_prom_label(&b, (const char *)sqlite3_column_text(st, 1));
+            http_prom_label(&b, (const char *)sqlite3_column_text(st, 1));
             ud_buf_puts(&b, "} ");
-            sb_prom_num(
+            http_prom_num(
                 &b, sqlite3_column_type(st, 3) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 3));
             ud_buf_puts(&b, "\n");
         }
         done(st);
     } else if (!st) {
         ud_buf_free(&b);
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     }
     if (rc != SQLITE_DONE) {
         ud_buf_free(&b);
         coord_db_err(t->ro, &e, "metrics");
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     }
     ud_buf_puts(&b, "# HELP updraft_http_requests_total HTTP responses by status code.\n"
                     "# TYPE updraft_http_requests_total counter\n");
@@ -1197,23 +1200,19 @@ static enum MHD_Result get_prometheus(struct coord_http *h, struct MHD_Connectio
     }
     if (b.oom) {
         ud_buf_free(&b);
-        return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        return http_reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
     }
-    enum MHD_Result ret = queue(h, c, MHD_HTTP_OK, mem_response(b.p, b.len), PROM_TYPE, NULL);
+    enum MHD_Result ret =
+        http_queue(h, c, MHD_HTTP_OK, http_mem_response(b.p, b.len), PROM_TYPE, NULL);
     ud_buf_free(&b);
     return ret;
 }
 
 /* ------------------------------------------------------------------ POST handlers */
 
-static int rw_open(struct coord_http *h, struct coord_http_thread *t, struct ud_err *e)
-{
-    return t->rw ? 0 : coord_db_open(h->state_dir, 0, &t->rw, e);
-}
-
-/* Runs sql on the read-write connection with binds given by types, one argument each: 's' text,
- * 'i' int64_t, 'N' int64_t bound as NULL when 0, 'd' double. */
-static int rw_exec(sqlite3 *db, const char *sql, const char *types, ...)
+/* Runs sql with binds given by types, one argument each: 's' text, 'i' int64_t, 'N' int64_t
+ * bound as NULL when 0, 'b' a blob (pointer, size_t), 'd' double. */
+int http_exec(sqlite3 *db, const char *sql, const char *types, ...)
 {
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
@@ -1237,6 +1236,12 @@ static int rw_exec(sqlite3 *db, const char *sql, const char *types, ...)
                 sqlite3_bind_null(st, i + 1);
             break;
         }
+        case 'b': {
+            const void *p = va_arg(ap, const void *);
+            size_t n = va_arg(ap, size_t);
+            sqlite3_bind_blob(st, i + 1, p, (int)n, SQLITE_TRANSIENT);
+            break;
+        }
         default: /* 'd' */
             sqlite3_bind_double(st, i + 1, va_arg(ap, double));
         }
@@ -1247,15 +1252,15 @@ static int rw_exec(sqlite3 *db, const char *sql, const char *types, ...)
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-static enum MHD_Result rw_fail(struct coord_http *h, struct MHD_Connection *c,
-                               struct coord_http_thread *t, const char *what)
+enum MHD_Result http_db_fail(struct coord_http *h, struct MHD_Connection *c, sqlite3 *db,
+                             const char *what)
 {
     struct ud_err e = {0};
-    int busy = (sqlite3_errcode(t->rw) & 0xff) == SQLITE_BUSY;
-    coord_db_err(t->rw, &e, what);
-    sqlite3_exec(t->rw, "ROLLBACK", NULL, NULL, NULL);
-    return reply_error(h, c, busy ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_INTERNAL_SERVER_ERROR,
-                       "%s", e.msg);
+    int busy = (sqlite3_errcode(db) & 0xff) == SQLITE_BUSY;
+    coord_db_err(db, &e, what);
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return http_reply_error(
+        h, c, busy ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", e.msg);
 }
 
 static enum MHD_Result post_job(struct coord_http *h, struct MHD_Connection *c,
@@ -1268,21 +1273,21 @@ static enum MHD_Result post_job(struct coord_http *h, struct MHD_Connection *c,
     struct ud_err e = {0};
     int rc = coord_spec_parse(body ? body : "", len, &s, &e);
     if (rc == UD_ELIMIT)
-        return reply_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE, "%s", e.msg);
+        return http_reply_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE, "%s", e.msg);
     if (rc == UD_ENOMEM)
-        return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", e.msg);
+        return http_reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", e.msg);
     if (rc)
-        return reply_error(h, c, MHD_HTTP_BAD_REQUEST, "%s", e.msg);
-    if (rw_open(h, t, &e) != 0) {
+        return http_reply_error(h, c, MHD_HTTP_BAD_REQUEST, "%s", e.msg);
+    if (!http_db_rw(h, &e)) {
         coord_spec_deinit(&s);
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     }
     enum MHD_Result ret;
-    double now = wall_now();
+    double now = ud_clock_wall();
     char id[32], session[4096 + 64], msg[256];
     sqlite3_stmt *st = NULL;
     if (sqlite3_exec(t->rw, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-        ret = rw_fail(h, c, t, "begin");
+        ret = http_db_fail(h, c, t->rw, "begin");
         goto out;
     }
     int64_t seq = 0;
@@ -1292,7 +1297,7 @@ static enum MHD_Result post_job(struct coord_http *h, struct MHD_Connection *c,
         seq = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     if (seq <= 0) {
-        ret = rw_fail(h, c, t, "next job number");
+        ret = http_db_fail(h, c, t->rw, "next job number");
         goto out;
     }
     snprintf(id, sizeof id, "job-%06" PRId64, seq);
@@ -1300,35 +1305,32 @@ static enum MHD_Result post_job(struct coord_http *h, struct MHD_Connection *c,
         snprintf(session, sizeof session, "%s", s.session);
     else
         snprintf(session, sizeof session, "%s/jobs/%s/session", h->state_abs, id);
-    rc = rw_exec(t->rw,
-                 "INSERT INTO jobs (id, seq, name, state, spec, np, launch, created, updated,"
-                 " epochs, cancel_requested, restarts, session)"
-                 " VALUES (?1, ?2, ?3, 'PENDING', ?4, ?5, ?6, ?7, ?7, ?8, 0, 0, ?9)",
-                 "sissNidis", id, seq, s.name, s.canonical, (int64_t)s.np, (int64_t)(s.np > 0), now,
-                 (int64_t)s.epochs, session);
+    rc = http_exec(t->rw,
+                   "INSERT INTO jobs (id, seq, name, state, spec, np, launch, created, updated,"
+                   " epochs, cancel_requested, restarts, session)"
+                   " VALUES (?1, ?2, ?3, 'PENDING', ?4, ?5, ?6, ?7, ?7, ?8, 0, 0, ?9)",
+                   "sissNidis", id, seq, s.name, s.canonical, (int64_t)s.np, (int64_t)(s.np > 0),
+                   now, (int64_t)s.epochs, session);
     if (rc != SQLITE_OK) {
-        ret = rw_fail(h, c, t, "insert job");
+        ret = http_db_fail(h, c, t->rw, "insert job");
         goto out;
     }
     if (s.np > 0)
         snprintf(msg, sizeof msg, "submitted over REST: model '%s', launch np %d", s.name, s.np);
     else
         snprintf(msg, sizeof msg, "submitted over REST: model '%s', waiting for workers", s.name);
-    if (rw_exec(t->rw,
-                "INSERT INTO events (job, time, kind, message) VALUES (?1, ?2, 'submitted', ?3)",
-                "sds", id, now, msg) != SQLITE_OK ||
+    if (http_exec(t->rw,
+                  "INSERT INTO events (job, time, kind, message) VALUES (?1, ?2, 'submitted', ?3)",
+                  "sds", id, now, msg) != SQLITE_OK ||
         sqlite3_exec(t->rw, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        ret = rw_fail(h, c, t, "insert job");
+        ret = http_db_fail(h, c, t->rw, "insert job");
         goto out;
     }
     struct ud_buf b = {0};
     char url[64];
     snprintf(url, sizeof url, "/v1/jobs/%s", id);
-    ud_buf_printf(&b, "{\"id\":\"%s\",\"state\":\"PENDING\",\"url\":\"%s\"}\n", id, url);
-    ret = b.oom ? MHD_NO
-                : queue(h, c, MHD_HTTP_CREATED, mem_response(b.p, b.len), JSON_TYPE,
-                        MHD_HTTP_HEADER_LOCATION, url, NULL);
-    ud_buf_free(&b);
+    ud_buf_printf(&b, "{\"id\":\"%s\",\"state\":\"PENDING\",\"url\":\"%s\"}", id, url);
+    ret = http_reply_created(h, c, &b, url);
 out:
     coord_spec_deinit(&s);
     return ret;
@@ -1340,10 +1342,10 @@ static enum MHD_Result post_cancel(struct coord_http *h, struct MHD_Connection *
     struct coord_http_thread *t = q->t;
     const char *id = q->arg[0];
     struct ud_err e = {0};
-    if (rw_open(h, t, &e) != 0)
-        return reply_db_error(h, c, &e);
+    if (!http_db_rw(h, &e))
+        return http_reply_db_error(h, c, &e);
     if (sqlite3_exec(t->rw, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return rw_fail(h, c, t, "begin");
+        return http_db_fail(h, c, t->rw, "begin");
     sqlite3_stmt *st = NULL;
     char state[16] = "";
     int rc = sqlite3_prepare_v2(t->rw, "SELECT state FROM jobs WHERE id = ?1", -1, &st, NULL);
@@ -1355,40 +1357,40 @@ static enum MHD_Result post_cancel(struct coord_http *h, struct MHD_Connection *
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return rw_fail(h, c, t, "read job");
+        return http_db_fail(h, c, t->rw, "read job");
     if (rc == SQLITE_DONE) {
         sqlite3_exec(t->rw, "ROLLBACK", NULL, NULL, NULL);
-        return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no job '%.128s'", id);
+        return http_reply_error(h, c, MHD_HTTP_NOT_FOUND, "no job '%.128s'", id);
     }
     if (coord_job_state_terminal(state)) {
         sqlite3_exec(t->rw, "ROLLBACK", NULL, NULL, NULL);
-        return reply_error(h, c, MHD_HTTP_CONFLICT, "job '%.128s' is already %s", id, state);
+        return http_reply_error(h, c, MHD_HTTP_CONFLICT, "job '%.128s' is already %s", id, state);
     }
-    double now = wall_now();
+    double now = ud_clock_wall();
     /* No workers to tell: a PENDING job (none registered) and a RESTARTING one (they are
      * gone) end at once; a RUNNING one stops at its next step after a checkpoint. */
     int direct = strcmp(state, "PENDING") == 0 || strcmp(state, "RESTARTING") == 0;
     if (direct)
-        rc = rw_exec(t->rw,
-                     "UPDATE jobs SET state = 'CANCELLED', cancel_requested = 1, updated = ?2,"
-                     " finished = ?2, message = ?3 WHERE id = ?1",
-                     "sds", id, now, "cancelled by request before its workers ran");
+        rc = http_exec(t->rw,
+                       "UPDATE jobs SET state = 'CANCELLED', cancel_requested = 1, updated = ?2,"
+                       " finished = ?2, message = ?3 WHERE id = ?1",
+                       "sds", id, now, "cancelled by request before its workers ran");
     else
-        rc = rw_exec(t->rw, "UPDATE jobs SET cancel_requested = 1, updated = ?2 WHERE id = ?1",
-                     "sd", id, now);
+        rc = http_exec(t->rw, "UPDATE jobs SET cancel_requested = 1, updated = ?2 WHERE id = ?1",
+                       "sd", id, now);
     if (rc == SQLITE_OK)
-        rc = rw_exec(t->rw,
-                     "INSERT INTO events (job, time, kind, message) VALUES (?1, ?2, 'cancel', ?3)",
-                     "sds", id, now,
-                     direct ? "cancel requested over REST: cancelled"
-                            : "cancel requested over REST: the workers stop at their next step");
+        rc = http_exec(
+            t->rw, "INSERT INTO events (job, time, kind, message) VALUES (?1, ?2, 'cancel', ?3)",
+            "sds", id, now,
+            direct ? "cancel requested over REST: cancelled"
+                   : "cancel requested over REST: the workers stop at their next step");
     if (rc != SQLITE_OK || sqlite3_exec(t->rw, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        return rw_fail(h, c, t, "cancel job");
+        return http_db_fail(h, c, t->rw, "cancel job");
     struct ud_buf b = {0};
     ud_buf_puts(&b, "{\"id\":");
     ud_json_str_buf(&b, id);
     ud_buf_printf(&b, ",\"state\":\"%s\",\"cancel_requested\":true}", direct ? "CANCELLED" : state);
-    return reply_json(h, c, MHD_HTTP_ACCEPTED, &b);
+    return http_reply_json(h, c, MHD_HTTP_ACCEPTED, &b);
 }
 
 /* ------------------------------------------------------------------ routing */
@@ -1537,10 +1539,10 @@ static enum MHD_Result route_call(struct coord_http *h, struct MHD_Connection *c
     if (!(q->t = tls_get(h)))
         return MHD_NO;
     if (rt->serial)
-        pthread_mutex_lock(&coord_http_write_lock);
+        pthread_mutex_lock(&http_write_lock);
     enum MHD_Result ret = rt->handler(h, c, q);
     if (rt->serial)
-        pthread_mutex_unlock(&coord_http_write_lock);
+        pthread_mutex_unlock(&http_write_lock);
     return ret;
 }
 
@@ -1548,16 +1550,17 @@ static enum MHD_Result route_call(struct coord_http *h, struct MHD_Connection *c
 static int route_refuse(struct coord_http *h, struct MHD_Connection *c,
                         const struct coord_route *rt, struct coord_call *q, enum MHD_Result *ret)
 {
-    if (rt->who == COORD_WHO_ADMIN && !authorized(h, c)) {
-        *ret = reply_error_h(h, c, MHD_HTTP_UNAUTHORIZED, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                             "Bearer realm=\"updraft\"",
-                             "this call needs the admin token: Authorization: Bearer TOKEN");
+    if (rt->who == COORD_WHO_ADMIN && !http_authorized(h, c)) {
+        *ret = http_reply_error_h(h, c, MHD_HTTP_UNAUTHORIZED, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                  "Bearer realm=\"updraft\"",
+                                  "this call needs the admin token: Authorization: Bearer TOKEN");
         return 1;
     }
     if (rt->who == COORD_WHO_DEVICE && !(q->device = fed_device_auth(h, c))) {
-        *ret = reply_error_h(h, c, MHD_HTTP_UNAUTHORIZED, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                             "Bearer realm=\"updraft-device\"",
-                             "this call needs the device's token: Authorization: Bearer ID.SECRET");
+        *ret = http_reply_error_h(
+            h, c, MHD_HTTP_UNAUTHORIZED, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+            "Bearer realm=\"updraft-device\"",
+            "this call needs the device's token: Authorization: Bearer ID.SECRET");
         return 1;
     }
     return 0;
@@ -1572,11 +1575,11 @@ static enum MHD_Result post_begin(struct coord_http *h, struct MHD_Connection *c
     const char *cl =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     int64_t clen = -1;
-    if (cl && parse_i64(cl, &clen) == 0 && (uint64_t)clen > cap) {
+    if (cl && http_parse_i64(cl, &clen) == 0 && (uint64_t)clen > cap) {
         if (!rt->body_cap)
-            return reply_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE,
-                               "request body of %" PRId64 " bytes is over the limit of %zu", clen,
-                               cap);
+            return http_reply_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE,
+                                    "request body of %" PRId64 " bytes is over the limit of %zu",
+                                    clen, cap);
         q->too_big = 1;
         return route_call(h, c, rt, q);
     }
@@ -1613,18 +1616,18 @@ static enum MHD_Result post_more(struct coord_http *h, struct MHD_Connection *c,
         return r->body.oom ? MHD_NO : MHD_YES;
     }
     if (r->too_big && !r->route->body_cap)
-        return reply_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE,
-                           "request body over the limit of %zu bytes", r->cap);
+        return http_reply_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE,
+                                "request body over the limit of %zu bytes", r->cap);
     r->q.body = r->body.p;
     r->q.len = r->body.len;
     r->q.too_big = r->too_big;
     return route_call(h, c, r->route, &r->q);
 }
 
-int authorized(const struct coord_http *h, struct MHD_Connection *c)
+int http_authorized(const struct coord_http *h, struct MHD_Connection *c)
 {
     size_t n;
-    const char *a = coord_http_bearer(c, &n);
+    const char *a = http_bearer(c, &n);
     if (!h->have_token || !a)
         return 0;
     /* Compare digests in constant time: neither the content nor the length leaks. */
@@ -1633,7 +1636,7 @@ int authorized(const struct coord_http *h, struct MHD_Connection *c)
     return sodium_memcmp(d, h->token_hash, sizeof d) == 0;
 }
 
-const char *coord_http_bearer(struct MHD_Connection *c, size_t *n)
+const char *http_bearer(struct MHD_Connection *c, size_t *n)
 {
     const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (!a || strncasecmp(a, "Bearer ", 7) != 0)
@@ -1653,10 +1656,10 @@ static char NOT_POST; /* *con_cls of a request that is not a POST, until its las
 static enum MHD_Result get_healthz(struct coord_http *h, struct MHD_Connection *c,
                                    const struct coord_call *q)
 {
-    return queue(h, c, MHD_HTTP_OK,
-                 MHD_create_response_from_buffer(sizeof HEALTHZ_BODY - 1, (void *)HEALTHZ_BODY,
-                                                 MHD_RESPMEM_PERSISTENT),
-                 JSON_TYPE, NULL);
+    return http_queue(h, c, MHD_HTTP_OK,
+                      MHD_create_response_from_buffer(sizeof HEALTHZ_BODY - 1, (void *)HEALTHZ_BODY,
+                                                      MHD_RESPMEM_PERSISTENT),
+                      JSON_TYPE, NULL);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -1685,10 +1688,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     struct coord_call q = {.method = method};
     const struct coord_route *rt = route_find(url, buf, method, &q, &allow);
     if (!rt && !allow[0])
-        return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no such resource: %.200s", url);
+        return http_reply_error(h, c, MHD_HTTP_NOT_FOUND, "no such resource: %.200s", url);
     if (!rt)
-        return reply_error_h(h, c, MHD_HTTP_METHOD_NOT_ALLOWED, MHD_HTTP_HEADER_ALLOW, allow,
-                             "%.16s is not allowed here (use %s)", method, allow);
+        return http_reply_error_h(h, c, MHD_HTTP_METHOD_NOT_ALLOWED, MHD_HTTP_HEADER_ALLOW, allow,
+                                  "%.16s is not allowed here (use %s)", method, allow);
     enum MHD_Result ret;
     if (route_refuse(h, c, rt, &q, &ret))
         return ret;
@@ -1727,7 +1730,7 @@ static int resolve(const char *listen, struct sockaddr_storage *ss, socklen_t *s
         hp++;
     }
     int64_t port;
-    if (parse_i64(colon + 1, &port) != 0 || port < 0 || port > 65535)
+    if (http_parse_i64(colon + 1, &port) != 0 || port < 0 || port > 65535)
         return ud_err_set(e, UD_EINVAL, "--http '%s': the port must be 0..65535", listen);
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
@@ -1766,7 +1769,7 @@ coord_http_t *coord_http_start(const struct coord_http_config *cfg, struct ud_er
     h->state_dir = strdup(cfg->state_dir);
     h->state_abs = strdup(realpath(cfg->state_dir, abs) ? abs : cfg->state_dir);
     h->heartbeat_timeout = cfg->heartbeat_timeout > 0 ? cfg->heartbeat_timeout : 10.0;
-    h->started = cfg->started > 0 ? cfg->started : wall_now();
+    h->started = cfg->started > 0 ? cfg->started : ud_clock_wall();
     h->keys = cfg->keys;
     if (cfg->admin_token && cfg->admin_token[0]) {
         crypto_generichash(h->token_hash, sizeof h->token_hash,

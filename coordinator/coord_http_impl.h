@@ -1,6 +1,7 @@
-/*  coord_http_impl.h — what coord_http.c shares with the modules that add routes to the REST
- *  server (coord_fed_http.c): the response buffer and JSON writer, the reply helpers, the
- *  admin check and this thread's database connections. Private to the coordinator.
+/*  coord_http_impl.h — what coord_http.c shares with the handlers of coord_fed_http.c: the
+ *  JSON writers, the reply helpers, the token checks, this thread's database connections and
+ *  the route table (struct coord_route; its rows are in coord_http.c). Private to the REST
+ *  server: its functions are http_*, the handlers of coord_fed_http.c fed_*.
  */
 #ifndef COORD_HTTP_IMPL_H
 #define COORD_HTTP_IMPL_H
@@ -13,63 +14,74 @@
 
 #include "coord_http.h"
 #include "updraft/ud_buf.h"
+#include "updraft/ud_clock.h"
 #include "updraft/ud_error.h"
 #include "updraft/ud_jsonw.h"
 
 #define JSON_TYPE "application/json"
 
-/* JSON into a struct ud_buf (ud_buf.h); strings go through ud_json_str_buf (ud_jsonw.h). */
-/* A number that reads back exactly; NaN/inf: null. */
-void sb_json_num(struct ud_buf *b, double v);
+/* JSON into a struct ud_buf (ud_buf.h); strings go through ud_json_str_buf (ud_jsonw.h).
+ * A number that reads back exactly; NaN/inf: null. */
+void http_json_num(struct ud_buf *b, double v);
 /* Column i of st as a JSON value. */
-void sb_col(struct ud_buf *b, sqlite3_stmt *st, int i);
+void http_json_col(struct ud_buf *b, sqlite3_stmt *st, int i);
 /* "name":value pairs for st's columns from col ("!name": a boolean column, "@name": stored
  * JSON text). */
-void sb_cols(struct ud_buf *b, sqlite3_stmt *st, int col, const char *names);
+void http_json_cols(struct ud_buf *b, sqlite3_stmt *st, int col, const char *names);
 /* Steps st to its end appending a JSON array of objects; returns SQLite's last code. */
-int sb_rows(struct ud_buf *b, sqlite3_stmt *st, const char *names, int *count);
+int http_json_rows(struct ud_buf *b, sqlite3_stmt *st, const char *names, int *count);
 
-double wall_now(void);
 /* A whole decimal number, nothing else: 0, or -1. */
-int parse_i64(const char *s, int64_t *out);
+int http_parse_i64(const char *s, int64_t *out);
 
 /* Queues a response (takes it over); extra headers as name, value pairs ending in NULL. */
-enum MHD_Result queue(struct coord_http *h, struct MHD_Connection *c, unsigned code,
-                      struct MHD_Response *r, const char *ctype, ...);
-struct MHD_Response *mem_response(const char *body, size_t len);
+enum MHD_Result http_queue(struct coord_http *h, struct MHD_Connection *c, unsigned code,
+                           struct MHD_Response *r, const char *ctype, ...);
+struct MHD_Response *http_mem_response(const char *body, size_t len);
 /* {"error":{"status":code,"message":...}} with one extra header (hname NULL: none). */
-enum MHD_Result reply_error_h(struct coord_http *h, struct MHD_Connection *c, unsigned code,
-                              const char *hname, const char *hvalue, const char *fmt, ...)
+enum MHD_Result http_reply_error_h(struct coord_http *h, struct MHD_Connection *c, unsigned code,
+                                   const char *hname, const char *hvalue, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
-#define reply_error(h, c, code, ...) reply_error_h(h, c, code, NULL, NULL, __VA_ARGS__)
+#define http_reply_error(h, c, code, ...) http_reply_error_h(h, c, code, NULL, NULL, __VA_ARGS__)
 /* The same with the message made, and a machine-readable reason (NULL: none) added as
  * "reason" inside "error" and beside it. */
-enum MHD_Result reply_error_msg(struct coord_http *h, struct MHD_Connection *c, unsigned code,
-                                const char *hname, const char *hvalue, const char *reason,
-                                const char *msg);
+enum MHD_Result http_reply_error_msg(struct coord_http *h, struct MHD_Connection *c, unsigned code,
+                                     const char *hname, const char *hvalue, const char *reason,
+                                     const char *msg);
 /* 503: the database is busy or missing. */
-enum MHD_Result reply_db_error(struct coord_http *h, struct MHD_Connection *c,
-                               const struct ud_err *e);
+enum MHD_Result http_reply_db_error(struct coord_http *h, struct MHD_Connection *c,
+                                    const struct ud_err *e);
 /* Sends b (a JSON document; a newline is added) with code and frees it. */
-enum MHD_Result reply_json(struct coord_http *h, struct MHD_Connection *c, unsigned code,
-                           struct ud_buf *b);
+enum MHD_Result http_reply_json(struct coord_http *h, struct MHD_Connection *c, unsigned code,
+                                struct ud_buf *b);
+/* The same with 201 and a Location header. */
+enum MHD_Result http_reply_created(struct coord_http *h, struct MHD_Connection *c, struct ud_buf *b,
+                                   const char *location);
 /* Does the request carry the admin token (constant-time compare)? */
-int authorized(const struct coord_http *h, struct MHD_Connection *c);
+int http_authorized(const struct coord_http *h, struct MHD_Connection *c);
 /* The request's bearer token (after "Bearer ", spaces trimmed) and its length in *n; NULL when
  * there is none. Borrowed from the connection. */
-const char *coord_http_bearer(struct MHD_Connection *c, size_t *n);
+const char *http_bearer(struct MHD_Connection *c, size_t *n);
 
 /* The REST threads' writes take turns here instead of in SQLite's busy handler, which sleeps
  * in steps of up to 100 ms when connections of one process contend for the write lock.
  * Recursive: a refusal counted inside an upload's transaction takes it again. */
-extern pthread_mutex_t coord_http_write_lock;
+extern pthread_mutex_t http_write_lock;
+
+/* Runs one SQL statement with binds given by types, one argument each: 's' text, 'i' int64_t,
+ * 'N' int64_t bound as NULL when 0, 'b' a blob (const void *, size_t), 'd' double. Returns
+ * SQLITE_OK or SQLite's error code. */
+int http_exec(sqlite3 *db, const char *sql, const char *types, ...);
+/* A failed write on db: rolls back, then 503 when the database was busy, else 500. */
+enum MHD_Result http_db_fail(struct coord_http *h, struct MHD_Connection *c, sqlite3 *db,
+                             const char *what);
 
 /* This thread's read-only / read-write connection, opened on first use; NULL with e set. */
-sqlite3 *ch_db_ro(struct coord_http *h, struct ud_err *e);
-sqlite3 *ch_db_rw(struct coord_http *h, struct ud_err *e);
+sqlite3 *http_db_ro(struct coord_http *h, struct ud_err *e);
+sqlite3 *http_db_rw(struct coord_http *h, struct ud_err *e);
 /* The state directory (as given, and absolute). */
-const char *ch_state_dir(const struct coord_http *h);
-const struct coord_model_keys *ch_keys(const struct coord_http *h);
+const char *http_state_dir(const struct coord_http *h);
+const struct coord_model_keys *http_keys(const struct coord_http *h);
 
 /* ---- the route table (coord_http.c), docs/rest.md lists the same routes ---- */
 
@@ -102,7 +114,7 @@ struct coord_route {
     coord_route_fn *handler;
     size_t body_max; /* POST: the largest body (ud_limits.h), 413 past it; GET: 0 */
     enum coord_who who;
-    int serial; /* 1: the handler runs holding coord_http_write_lock */
+    int serial; /* 1: the handler runs holding http_write_lock */
     /* NULL, or this request's own limit (at most body_max): a body over it reaches the handler
      * with too_big set, and the handler answers (a 413 that says more). */
     size_t (*body_cap)(struct coord_http *h, const struct coord_call *q);
