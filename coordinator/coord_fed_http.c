@@ -853,219 +853,271 @@ static enum MHD_Result answer_existing(struct coord_http *h, struct MHD_Connecti
         "this device already contributed to round %" PRId64 " with another idempotency key", round);
 }
 
-enum MHD_Result fed_post_update(struct coord_http *h, struct MHD_Connection *c,
-                                const struct coord_call *q)
+/* A refusal of an upload, counted against the round under its reason. */
+static enum MHD_Result refuse_update(struct coord_http *h, struct MHD_Connection *c, int64_t round,
+                                     unsigned code, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static enum MHD_Result refuse_update(struct coord_http *h, struct MHD_Connection *c, int64_t round,
+                                     unsigned code, const char *reason, const char *fmt, ...)
 {
-    const char *sid = q->arg[0], *body = q->body;
-    size_t len = q->len;
-    int too_big = q->too_big;
-    int64_t round = seg_id(sid);
-    int64_t dev = q->device; /* last_seen is set with the update */
-    struct ud_err e = {0};
-    sqlite3 *ro = http_db_ro(h, &e);
-    if (!ro)
-        return http_reply_db_error(h, c, &e);
+    char msg[UD_ERRMSG_MAX + 64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    count_rejection(h, round, reason);
+    return http_reply_error_msg(h, c, code, NULL, NULL, reason, msg);
+}
+
+/* An upload on its way in: what its checks, its file and its row share. */
+struct upload {
+    int64_t round, dev;
     struct round_info ri;
-    int have = round_info(ro, round, &ri);
-    if (have < 0)
-        return http_db_fail(h, c, ro, "reading rounds");
-    if (!have)
-        return reply_reason(h, c, MHD_HTTP_NOT_FOUND, "unknown_round", "no round '%.32s'", sid);
-    if (too_big) {
-        count_rejection(h, round, "too_large");
-        return reply_reason(h, c, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
-                            "an update of round %" PRId64 " is at most %zu bytes (%" PRId64
-                            " floats)",
-                            round, (size_t)ri.delta_floats * 4 + UPDATE_SLACK, ri.delta_floats);
-    }
     struct ud_update_msg msg;
-    float *delta = NULL;
-    int rc = ud_update_msg_decode(body ? body : "", len, (size_t)ri.delta_floats, &msg, &delta, &e);
-    if (rc == UD_ELIMIT) {
-        count_rejection(h, round, "shape");
-        return reply_reason(h, c, HTTP_UNPROCESSABLE, "shape",
-                            "round %" PRId64 " takes deltas of %" PRId64 " floats: %s", round,
-                            ri.delta_floats, e.msg);
-    }
-    if (rc) {
-        count_rejection(h, round, "malformed");
-        return reply_reason(h, c, HTTP_UNPROCESSABLE, "malformed", "not an update message: %s",
-                            e.msg);
-    }
-    enum MHD_Result ret;
-    int locked = 0;
-    char have_key[UD_UPDATE_KEY_MAX + 1], have_path[512], rel[512];
-    if (msg.round != round) {
-        count_rejection(h, round, "malformed");
-        ret = reply_reason(h, c, HTTP_UNPROCESSABLE, "malformed",
-                           "the message is for round %" PRId64 ", posted to round %" PRId64,
-                           msg.round, round);
-        goto out;
-    }
-    /* Selected for this round? */
+    float *delta; /* decoded: msg.n floats */
+    double norm;
+    char rel[512]; /* its delta file, under the state directory */
+};
+
+/* Is the device sampled for the round? */
+static int selected_for(sqlite3 *db, int64_t round, int64_t dev)
+{
     sqlite3_stmt *st = NULL;
     int selected = 0;
-    if (sqlite3_prepare_v2(ro, "SELECT 1 FROM participants WHERE round = ? AND device = ?", -1, &st,
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM participants WHERE round = ? AND device = ?", -1, &st,
                            NULL) == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, round);
         sqlite3_bind_int64(st, 2, dev);
         selected = sqlite3_step(st) == SQLITE_ROW;
     }
     sqlite3_finalize(st);
-    if (!selected) {
-        count_rejection(h, round, "not_selected");
-        ret = reply_reason(h, c, MHD_HTTP_CONFLICT, "not_selected",
-                           "device %" PRId64 " was not sampled for round %" PRId64, dev, round);
-        goto out;
+    return selected;
+}
+
+/* The upload against the round's state and figures: open, same base version, the delta's
+ * length, finite and within the norm bound (u->norm set). 0: fine; 1: *ret refuses it. */
+static int update_check_content(struct coord_http *h, struct MHD_Connection *c, struct upload *u,
+                                enum MHD_Result *ret)
+{
+    int64_t round = u->round;
+    const struct round_info *ri = &u->ri;
+    if (strcmp(ri->state, "OPEN") != 0) {
+        *ret = refuse_update(h, c, round, MHD_HTTP_CONFLICT, "closed",
+                             "round %" PRId64 " is %s: it takes no more updates", round, ri->state);
+        return 1;
+    }
+    if (u->msg.base_version != ri->base_version) {
+        *ret = refuse_update(h, c, round, MHD_HTTP_CONFLICT, "stale",
+                             "the update is against version %" PRId64 "; round %" PRId64
+                             " is based on version %" PRId64,
+                             u->msg.base_version, round, ri->base_version);
+        return 1;
+    }
+    if ((int64_t)u->msg.n != ri->delta_floats) {
+        *ret = refuse_update(h, c, round, HTTP_UNPROCESSABLE, "shape",
+                             "the delta has %zu floats; round %" PRId64 " takes %" PRId64, u->msg.n,
+                             round, ri->delta_floats);
+        return 1;
+    }
+    struct ud_err e = {0};
+    int rc = ud_delta_check(u->delta, u->msg.n, ri->max_norm, &u->norm, &e);
+    if (rc) {
+        const char *reason = rc == UD_ENONFINITE ? "nonfinite" : "norm";
+        *ret = refuse_update(h, c, round, HTTP_UNPROCESSABLE, reason, "%s", e.msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* Checks a decoded upload against its round: sender, selection, replay, a re-sent upload,
+ * state, base version, shape, norm (u->norm set). 0: it may be stored; 1: *ret answers it. */
+static int update_check(struct coord_http *h, struct MHD_Connection *c, sqlite3 *ro,
+                        struct upload *u, enum MHD_Result *ret)
+{
+    int64_t round = u->round, dev = u->dev;
+    const struct ud_update_msg *m = &u->msg;
+    char have_key[UD_UPDATE_KEY_MAX + 1], have_path[512];
+    *ret = MHD_NO;
+    if (m->round != round) {
+        *ret = refuse_update(h, c, round, HTTP_UNPROCESSABLE, "malformed",
+                             "the message is for round %" PRId64 ", posted to round %" PRId64,
+                             m->round, round);
+        return 1;
+    }
+    if (!selected_for(ro, round, dev)) {
+        *ret = refuse_update(h, c, round, MHD_HTTP_CONFLICT, "not_selected",
+                             "device %" PRId64 " was not sampled for round %" PRId64, dev, round);
+        return 1;
     }
     /* Another device's upload (its key), replayed under this device's token. */
-    int64_t key_round = 0, owner = key_owner(ro, msg.key, &key_round);
+    int64_t key_round = 0, owner = key_owner(ro, m->key, &key_round);
     if (owner < 0) {
-        ret = http_db_fail(h, c, ro, "reading updates");
-        goto out;
+        *ret = http_db_fail(h, c, ro, "reading updates");
+        return 1;
     }
     if (owner && (owner != dev || key_round != round)) {
-        count_rejection(h, round, "replayed");
-        ret = reply_reason(h, c, MHD_HTTP_CONFLICT, "replayed",
-                           "key '%s' was already used by device %" PRId64 " in round %" PRId64
-                           ": a replayed upload",
-                           msg.key, owner, key_round);
-        goto out;
+        *ret = refuse_update(h, c, round, MHD_HTTP_CONFLICT, "replayed",
+                             "key '%s' was already used by device %" PRId64 " in round %" PRId64
+                             ": a replayed upload",
+                             m->key, owner, key_round);
+        return 1;
     }
     /* A re-sent upload is answered the same whatever the round's state now. */
     int ex =
         existing_update(ro, round, dev, have_key, sizeof have_key, have_path, sizeof have_path);
-    if (ex < 0) {
-        ret = http_db_fail(h, c, ro, "reading updates");
-        goto out;
-    }
     if (ex) {
-        ret = answer_existing(h, c, round, have_key, msg.key);
-        goto out;
+        *ret = ex < 0 ? http_db_fail(h, c, ro, "reading updates")
+                      : answer_existing(h, c, round, have_key, m->key);
+        return 1;
     }
-    if (strcmp(ri.state, "OPEN") != 0) {
-        count_rejection(h, round, "closed");
-        ret = reply_reason(h, c, MHD_HTTP_CONFLICT, "closed",
-                           "round %" PRId64 " is %s: it takes no more updates", round, ri.state);
-        goto out;
-    }
-    if (msg.base_version != ri.base_version) {
-        count_rejection(h, round, "stale");
-        ret = reply_reason(h, c, MHD_HTTP_CONFLICT, "stale",
-                           "the update is against version %" PRId64 "; round %" PRId64
-                           " is based on version %" PRId64,
-                           msg.base_version, round, ri.base_version);
-        goto out;
-    }
-    if ((int64_t)msg.n != ri.delta_floats) {
-        count_rejection(h, round, "shape");
-        ret = reply_reason(h, c, HTTP_UNPROCESSABLE, "shape",
-                           "the delta has %zu floats; round %" PRId64 " takes %" PRId64, msg.n,
-                           round, ri.delta_floats);
-        goto out;
-    }
-    double norm = 0;
-    rc = ud_delta_check(delta, msg.n, ri.max_norm, &norm, &e);
-    if (rc) {
-        const char *reason = rc == UD_ENONFINITE ? "nonfinite" : "norm";
-        count_rejection(h, round, reason);
-        ret = reply_reason(h, c, HTTP_UNPROCESSABLE, reason, "%s", e.msg);
-        goto out;
-    }
-    /* Durable first, then the row: an acknowledged update survives a crash. The file name
-     * carries a hash of the key, so two different uploads never share a file. */
-    unsigned char kh[8];
-    char khex[17];
-    crypto_generichash(kh, sizeof kh, (const unsigned char *)msg.key, strlen(msg.key), NULL, 0);
-    sodium_bin2hex(khex, sizeof khex, kh, sizeof kh);
-    snprintf(rel, sizeof rel, "rounds/%" PRId64 "/%" PRId64 "-%s.delta", round, dev, khex);
-    if (write_delta(http_state_dir(h), round, rel, delta, msg.n, &e) != 0) {
-        ret = http_reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", e.msg);
-        goto out;
-    }
-    sqlite3 *db = http_db_rw(h, &e);
-    if (!db) {
-        ret = http_reply_db_error(h, c, &e);
-        goto out;
-    }
-    pthread_mutex_lock(&http_write_lock);
-    locked = 1;
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-        ret = http_db_fail(h, c, db, "begin");
-        goto out;
-    }
-    /* Again under the write lock: the round may have closed, or a twin upload committed. */
-    char state[16] = "";
+    return update_check_content(h, c, u, ret);
+}
+
+/* Under the write lock, before the row: is the round still open, and did no twin upload of
+ * this device commit meanwhile? 0: go on; 1: rolled back, *ret answers (and the delta file
+ * goes unless a committed row names it). */
+static int update_recheck(struct coord_http *h, struct MHD_Connection *c, sqlite3 *db,
+                          const struct upload *u, enum MHD_Result *ret)
+{
+    char state[16] = "", have_key[UD_UPDATE_KEY_MAX + 1], have_path[512];
+    sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db, "SELECT state FROM rounds WHERE id = ?", -1, &st, NULL) ==
         SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, round);
+        sqlite3_bind_int64(st, 1, u->round);
         if (sqlite3_step(st) == SQLITE_ROW)
             snprintf(state, sizeof state, "%s", (const char *)sqlite3_column_text(st, 0));
     }
     sqlite3_finalize(st);
-    ex = existing_update(db, round, dev, have_key, sizeof have_key, have_path, sizeof have_path);
-    if (ex != 0 || strcmp(state, "OPEN") != 0) {
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-        if (ex < 0) {
-            ret = http_reply_error(h, c, MHD_HTTP_SERVICE_UNAVAILABLE, "database: try again");
-            goto out;
-        }
-        if (ex == 0 || strcmp(have_path, rel) != 0) {
-            char p[4096 + 600];
-            snprintf(p, sizeof p, "%s/%s", http_state_dir(h), rel);
-            unlink(p);
-        }
-        if (ex) {
-            ret = answer_existing(h, c, round, have_key, msg.key);
-            goto out;
-        }
-        count_rejection(h, round, "closed");
-        ret = reply_reason(h, c, MHD_HTTP_CONFLICT, "closed",
-                           "round %" PRId64 " closed while the update arrived", round);
-        goto out;
+    int ex = existing_update(db, u->round, u->dev, have_key, sizeof have_key, have_path,
+                             sizeof have_path);
+    if (ex == 0 && strcmp(state, "OPEN") == 0)
+        return 0;
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    if (ex < 0) {
+        *ret = http_reply_error(h, c, MHD_HTTP_SERVICE_UNAVAILABLE, "database: try again");
+        return 1;
     }
+    if (ex == 0 || strcmp(have_path, u->rel) != 0) {
+        char p[4096 + 600];
+        snprintf(p, sizeof p, "%s/%s", http_state_dir(h), u->rel);
+        unlink(p);
+    }
+    if (ex)
+        *ret = answer_existing(h, c, u->round, have_key, u->msg.key);
+    else
+        *ret = refuse_update(h, c, u->round, MHD_HTTP_CONFLICT, "closed",
+                             "round %" PRId64 " closed while the update arrived", u->round);
+    return 1;
+}
+
+/* Under the write lock: the update's row and the round's and device's counters in one
+ * transaction. 0 with *accepted (the round's count now); 1: *ret answers. */
+static int update_commit(struct coord_http *h, struct MHD_Connection *c, sqlite3 *db,
+                         const struct upload *u, int64_t *accepted, enum MHD_Result *ret)
+{
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        *ret = http_db_fail(h, c, db, "begin");
+        return 1;
+    }
+    if (update_recheck(h, c, db, u, ret))
+        return 1;
+    const struct ud_update_msg *m = &u->msg;
     double now = ud_clock_wall();
-    int64_t accepted = 0;
     if (http_exec(db,
                   "INSERT INTO updates (round, device, key, samples, loss, accuracy, norm, path,"
                   " received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                  "iisidddsd", round, dev, msg.key, msg.samples, msg.loss, msg.accuracy, norm, rel,
-                  now) != 0 ||
+                  "iisidddsd", u->round, u->dev, m->key, m->samples, m->loss, m->accuracy, u->norm,
+                  u->rel, now) != 0 ||
         http_exec(db,
                   "UPDATE rounds SET accepted = accepted + 1, samples = samples + ? WHERE id = ?",
-                  "ii", msg.samples, round) != 0 ||
+                  "ii", m->samples, u->round) != 0 ||
         http_exec(db, "UPDATE devices SET updates = updates + 1, last_seen = ? WHERE id = ?", "di",
-                  now, dev) != 0) {
-        ret = http_db_fail(h, c, db, "record update");
-        goto out;
+                  now, u->dev) != 0) {
+        *ret = http_db_fail(h, c, db, "record update");
+        return 1;
     }
+    sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db, "SELECT accepted FROM rounds WHERE id = ?", -1, &st, NULL) ==
         SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, round);
+        sqlite3_bind_int64(st, 1, u->round);
         if (sqlite3_step(st) == SQLITE_ROW)
-            accepted = sqlite3_column_int64(st, 0);
+            *accepted = sqlite3_column_int64(st, 0);
     }
     sqlite3_finalize(st);
     if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        ret = http_db_fail(h, c, db, "record update");
-        goto out;
+        *ret = http_db_fail(h, c, db, "record update");
+        return 1;
     }
+    return 0;
+}
+
+/* Stores a checked upload: durable first, then the row, so an acknowledged update survives a
+ * crash. The file name carries a hash of the key, so two different uploads never share one. */
+static enum MHD_Result update_store(struct coord_http *h, struct MHD_Connection *c,
+                                    struct upload *u)
+{
+    struct ud_err e = {0};
+    unsigned char kh[8];
+    char khex[17];
+    crypto_generichash(kh, sizeof kh, (const unsigned char *)u->msg.key, strlen(u->msg.key), NULL,
+                       0);
+    sodium_bin2hex(khex, sizeof khex, kh, sizeof kh);
+    snprintf(u->rel, sizeof u->rel, "rounds/%" PRId64 "/%" PRId64 "-%s.delta", u->round, u->dev,
+             khex);
+    if (write_delta(http_state_dir(h), u->round, u->rel, u->delta, u->msg.n, &e) != 0)
+        return http_reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", e.msg);
+    sqlite3 *db = http_db_rw(h, &e);
+    if (!db)
+        return http_reply_db_error(h, c, &e);
+    enum MHD_Result ret = MHD_NO;
+    int64_t accepted = 0;
+    pthread_mutex_lock(&http_write_lock);
+    int refused = update_commit(h, c, db, u, &accepted, &ret);
+    pthread_mutex_unlock(&http_write_lock);
+    if (refused)
+        return ret;
     struct ud_buf b = {0};
     ud_buf_printf(
-        &b,
-        "{\"status\":\"accepted\",\"round\":%" PRId64 ",\"accepted\":%" PRId64 ",\"norm\":", round,
-        accepted);
-    http_json_num(&b, norm);
+        &b, "{\"status\":\"accepted\",\"round\":%" PRId64 ",\"accepted\":%" PRId64 ",\"norm\":",
+        u->round, accepted);
+    http_json_num(&b, u->norm);
     ud_buf_puts(&b, "}");
-    if (locked) {
-        pthread_mutex_unlock(&http_write_lock);
-        locked = 0;
-    }
-    ret = http_reply_json(h, c, MHD_HTTP_OK, &b);
-out:
-    if (locked)
-        pthread_mutex_unlock(&http_write_lock);
-    free(delta);
+    return http_reply_json(h, c, MHD_HTTP_OK, &b);
+}
+
+/* POST /v1/rounds/{id}/updates (a device's token): a delta for a round it was sampled for. */
+enum MHD_Result fed_post_update(struct coord_http *h, struct MHD_Connection *c,
+                                const struct coord_call *q)
+{
+    struct upload u = {.round = seg_id(q->arg[0]), .dev = q->device}; /* last_seen: with it */
+    struct ud_err e = {0};
+    sqlite3 *ro = http_db_ro(h, &e);
+    if (!ro)
+        return http_reply_db_error(h, c, &e);
+    int have = round_info(ro, u.round, &u.ri);
+    if (have < 0)
+        return http_db_fail(h, c, ro, "reading rounds");
+    if (!have)
+        return reply_reason(h, c, MHD_HTTP_NOT_FOUND, "unknown_round", "no round '%.32s'",
+                            q->arg[0]);
+    if (q->too_big)
+        return refuse_update(
+            h, c, u.round, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
+            "an update of round %" PRId64 " is at most %zu bytes (%" PRId64 " floats)", u.round,
+            (size_t)u.ri.delta_floats * 4 + UPDATE_SLACK, u.ri.delta_floats);
+    int rc = ud_update_msg_decode(q->body ? q->body : "", q->len, (size_t)u.ri.delta_floats, &u.msg,
+                                  &u.delta, &e);
+    if (rc == UD_ELIMIT)
+        return refuse_update(h, c, u.round, HTTP_UNPROCESSABLE, "shape",
+                             "round %" PRId64 " takes deltas of %" PRId64 " floats: %s", u.round,
+                             u.ri.delta_floats, e.msg);
+    if (rc)
+        return refuse_update(h, c, u.round, HTTP_UNPROCESSABLE, "malformed",
+                             "not an update message: %s", e.msg);
+    enum MHD_Result ret;
+    if (update_check(h, c, ro, &u, &ret) == 0)
+        ret = update_store(h, c, &u);
+    free(u.delta);
     return ret;
 }
 
