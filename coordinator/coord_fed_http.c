@@ -40,21 +40,6 @@
 
 /* ------------------------------------------------------------------ helpers */
 
-/* A refusal with a machine-readable reason: {"error":{...},"reason":"stale"}. */
-static enum MHD_Result reply_reason(struct coord_http *h, struct MHD_Connection *c, unsigned code,
-                                    const char *reason, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static enum MHD_Result reply_reason(struct coord_http *h, struct MHD_Connection *c, unsigned code,
-                                    const char *reason, const char *fmt, ...)
-{
-    char msg[UD_ERRMSG_MAX + 64];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return http_reply_error_msg(h, c, code, NULL, NULL, reason, msg);
-}
-
 static int64_t seg_id(const char *s)
 {
     int64_t v;
@@ -358,11 +343,9 @@ enum MHD_Result fed_post_model(struct coord_http *h, struct MHD_Connection *c,
 enum MHD_Result fed_post_federation(struct coord_http *h, struct MHD_Connection *c,
                                     const struct coord_call *q)
 {
-    const char *body = q->body;
-    size_t len = q->len;
     struct coord_fed_spec s;
     struct ud_err e = {0};
-    int rc = coord_fed_spec_parse(body ? body : "", len, &s, &e);
+    int rc = coord_fed_spec_parse(q->body ? q->body : "", q->len, &s, &e);
     if (rc == UD_ELIMIT)
         return http_reply_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE, "%s", e.msg);
     if (rc)
@@ -582,14 +565,13 @@ static int round_json(sqlite3 *db, sqlite3_stmt *st, struct ud_buf *b)
 enum MHD_Result fed_get_federations(struct coord_http *h, struct MHD_Connection *c,
                                     const struct coord_call *q)
 {
-    const char *sid = q->arg[0];
     struct ud_err e = {0};
     sqlite3 *db = http_db_ro(h, &e);
     if (!db)
         return http_reply_db_error(h, c, &e);
     sqlite3_stmt *st = NULL;
     struct ud_buf b = {0};
-    if (!sid) {
+    if (!q->arg[0]) {
         if (sqlite3_prepare_v2(db, "SELECT " FED_COLS " FROM federations ORDER BY id", -1, &st,
                                NULL) != SQLITE_OK)
             return http_db_fail(h, c, db, "reading federations");
@@ -603,7 +585,7 @@ enum MHD_Result fed_get_federations(struct coord_http *h, struct MHD_Connection 
         ud_buf_puts(&b, "}");
         return http_reply_json(h, c, MHD_HTTP_OK, &b);
     }
-    int64_t id = seg_id(sid);
+    int64_t id = seg_id(q->arg[0]);
     if (sqlite3_prepare_v2(db, "SELECT " FED_COLS " FROM federations WHERE id = ?", -1, &st,
                            NULL) != SQLITE_OK)
         return http_db_fail(h, c, db, "reading federations");
@@ -612,7 +594,7 @@ enum MHD_Result fed_get_federations(struct coord_http *h, struct MHD_Connection 
     if (rc != SQLITE_ROW) {
         sqlite3_finalize(st);
         if (rc == SQLITE_DONE)
-            return http_reply_error(h, c, MHD_HTTP_NOT_FOUND, "no federation '%.32s'", sid);
+            return http_reply_error(h, c, MHD_HTTP_NOT_FOUND, "no federation '%.32s'", q->arg[0]);
         return http_db_fail(h, c, db, "reading federations");
     }
     ud_buf_puts(&b, "{");
@@ -645,7 +627,6 @@ enum MHD_Result fed_get_federations(struct coord_http *h, struct MHD_Connection 
 enum MHD_Result fed_get_round(struct coord_http *h, struct MHD_Connection *c,
                               const struct coord_call *q)
 {
-    const char *sid = q->arg[0];
     struct ud_err e = {0};
     sqlite3 *db = http_db_ro(h, &e);
     if (!db)
@@ -654,12 +635,12 @@ enum MHD_Result fed_get_round(struct coord_http *h, struct MHD_Connection *c,
     if (sqlite3_prepare_v2(db, "SELECT " ROUND_COLS ", federation FROM rounds WHERE id = ?", -1,
                            &st, NULL) != SQLITE_OK)
         return http_db_fail(h, c, db, "reading rounds");
-    sqlite3_bind_int64(st, 1, seg_id(sid));
+    sqlite3_bind_int64(st, 1, seg_id(q->arg[0]));
     int rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
         sqlite3_finalize(st);
         return rc == SQLITE_DONE
-                   ? http_reply_error(h, c, MHD_HTTP_NOT_FOUND, "no round '%.32s'", sid)
+                   ? http_reply_error(h, c, MHD_HTTP_NOT_FOUND, "no round '%.32s'", q->arg[0])
                    : http_db_fail(h, c, db, "reading rounds");
     }
     struct ud_buf b = {0};
@@ -836,6 +817,10 @@ static int64_t key_owner(sqlite3 *db, const char *key, int64_t *round_out)
     return dev;
 }
 
+/* A refusal of an upload, counted against the round under its reason. */
+#define refuse_update(h, c, round, code, reason, ...)                                              \
+    (count_rejection(h, round, reason), http_reply_reason(h, c, code, reason, __VA_ARGS__))
+
 static enum MHD_Result answer_existing(struct coord_http *h, struct MHD_Connection *c,
                                        int64_t round, const char *have_key, const char *key)
 {
@@ -847,26 +832,9 @@ static enum MHD_Result answer_existing(struct coord_http *h, struct MHD_Connecti
         ud_buf_puts(&b, "}");
         return http_reply_json(h, c, MHD_HTTP_OK, &b);
     }
-    count_rejection(h, round, "conflict");
-    return reply_reason(
-        h, c, MHD_HTTP_CONFLICT, "conflict",
+    return refuse_update(
+        h, c, round, MHD_HTTP_CONFLICT, "conflict",
         "this device already contributed to round %" PRId64 " with another idempotency key", round);
-}
-
-/* A refusal of an upload, counted against the round under its reason. */
-static enum MHD_Result refuse_update(struct coord_http *h, struct MHD_Connection *c, int64_t round,
-                                     unsigned code, const char *reason, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-static enum MHD_Result refuse_update(struct coord_http *h, struct MHD_Connection *c, int64_t round,
-                                     unsigned code, const char *reason, const char *fmt, ...)
-{
-    char msg[UD_ERRMSG_MAX + 64];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    count_rejection(h, round, reason);
-    return http_reply_error_msg(h, c, code, NULL, NULL, reason, msg);
 }
 
 /* An upload on its way in: what its checks, its file and its row share. */
@@ -1098,8 +1066,8 @@ enum MHD_Result fed_post_update(struct coord_http *h, struct MHD_Connection *c,
     if (have < 0)
         return http_db_fail(h, c, ro, "reading rounds");
     if (!have)
-        return reply_reason(h, c, MHD_HTTP_NOT_FOUND, "unknown_round", "no round '%.32s'",
-                            q->arg[0]);
+        return http_reply_reason(h, c, MHD_HTTP_NOT_FOUND, "unknown_round", "no round '%.32s'",
+                                 q->arg[0]);
     if (q->too_big)
         return refuse_update(
             h, c, u.round, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
@@ -1135,7 +1103,7 @@ enum MHD_Result fed_post_failure(struct coord_http *h, struct MHD_Connection *c,
     char reason[COORD_FED_REASON_MAX + 1] = "";
     struct ud_err pe = {0};
     if (coord_fed_failure_parse(body, len, reason, &pe) != 0)
-        return reply_reason(h, c, HTTP_UNPROCESSABLE, "malformed", "%s", pe.msg);
+        return http_reply_reason(h, c, HTTP_UNPROCESSABLE, "malformed", "%s", pe.msg);
     struct ud_err e = {0};
     sqlite3 *db = http_db_rw(h, &e);
     if (!db)
@@ -1166,17 +1134,19 @@ enum MHD_Result fed_post_failure(struct coord_http *h, struct MHD_Connection *c,
     if (!state[0] || !selected || contributed || strcmp(state, "OPEN") != 0) {
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         if (!state[0])
-            ret = reply_reason(h, c, MHD_HTTP_NOT_FOUND, "unknown_round", "no round '%.32s'", sid);
+            ret = http_reply_reason(h, c, MHD_HTTP_NOT_FOUND, "unknown_round", "no round '%.32s'",
+                                    sid);
         else if (!selected)
-            ret = reply_reason(h, c, MHD_HTTP_CONFLICT, "not_selected",
-                               "device %" PRId64 " was not sampled for round %" PRId64, dev, round);
+            ret = http_reply_reason(h, c, MHD_HTTP_CONFLICT, "not_selected",
+                                    "device %" PRId64 " was not sampled for round %" PRId64, dev,
+                                    round);
         else if (contributed)
-            ret = reply_reason(h, c, MHD_HTTP_CONFLICT, "conflict",
-                               "device %" PRId64 " already contributed to round %" PRId64, dev,
-                               round);
+            ret = http_reply_reason(h, c, MHD_HTTP_CONFLICT, "conflict",
+                                    "device %" PRId64 " already contributed to round %" PRId64, dev,
+                                    round);
         else
-            ret = reply_reason(h, c, MHD_HTTP_CONFLICT, "closed", "round %" PRId64 " is %s", round,
-                               state);
+            ret = http_reply_reason(h, c, MHD_HTTP_CONFLICT, "closed", "round %" PRId64 " is %s",
+                                    round, state);
         goto out;
     }
     if (http_exec(

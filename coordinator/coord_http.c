@@ -399,9 +399,9 @@ struct MHD_Response *http_mem_response(const char *body, size_t len)
 }
 
 /* The error body, with a header pair (name NULL: none). */
-enum MHD_Result http_reply_error_msg(struct coord_http *h, struct MHD_Connection *c, unsigned code,
-                                     const char *hname, const char *hvalue, const char *reason,
-                                     const char *msg)
+static enum MHD_Result reply_error_msg(struct coord_http *h, struct MHD_Connection *c,
+                                       unsigned code, const char *hname, const char *hvalue,
+                                       const char *reason, const char *msg)
 {
     struct ud_buf b = {0};
     ud_buf_printf(&b, "{\"error\":{\"status\":%u,\"message\":", code);
@@ -424,15 +424,16 @@ enum MHD_Result http_reply_error_msg(struct coord_http *h, struct MHD_Connection
     return ret;
 }
 
-enum MHD_Result http_reply_error_h(struct coord_http *h, struct MHD_Connection *c, unsigned code,
-                                   const char *hname, const char *hvalue, const char *fmt, ...)
+enum MHD_Result http_reply_errorf(struct coord_http *h, struct MHD_Connection *c, unsigned code,
+                                  const char *hname, const char *hvalue, const char *reason,
+                                  const char *fmt, ...)
 {
     char msg[UD_ERRMSG_MAX + 64];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return http_reply_error_msg(h, c, code, hname, hvalue, NULL, msg);
+    return reply_error_msg(h, c, code, hname, hvalue, reason, msg);
 }
 
 /* A failure on our side (the database): 503 when it is busy or missing, else 500. */
@@ -885,9 +886,11 @@ static enum MHD_Result get_model_versions(struct coord_http *h, struct MHD_Conne
 /* Looks up version v ("latest" or a number) of model name; on success st is positioned on the
  * row (columns as ST_MODEL_VERSION) and the caller calls done(st). Returns 0, or a response
  * already queued through *ret. */
-static int find_version(struct coord_http *h, struct MHD_Connection *c, struct coord_http_thread *t,
-                        const char *name, const char *v, sqlite3_stmt **out, enum MHD_Result *ret)
+static int find_version(struct coord_http *h, struct MHD_Connection *c, const struct coord_call *q,
+                        sqlite3_stmt **out, enum MHD_Result *ret)
 {
+    struct coord_http_thread *t = q->t;
+    const char *name = q->arg[0], *v = q->arg[1];
     struct ud_err e = {0};
     int64_t ver = 0;
     int latest = strcmp(v, "latest") == 0;
@@ -925,11 +928,9 @@ static int find_version(struct coord_http *h, struct MHD_Connection *c, struct c
 static enum MHD_Result get_model_version(struct coord_http *h, struct MHD_Connection *c,
                                          const struct coord_call *q)
 {
-    struct coord_http_thread *t = q->t;
-    const char *name = q->arg[0], *v = q->arg[1];
     sqlite3_stmt *st;
     enum MHD_Result ret;
-    if (find_version(h, c, t, name, v, &st, &ret) != 0)
+    if (find_version(h, c, q, &st, &ret) != 0)
         return ret;
     struct ud_buf b = {0};
     ud_buf_puts(&b, "{");
@@ -1026,11 +1027,9 @@ static int parse_range(const char *hv, uint64_t size, uint64_t *off, uint64_t *l
 static enum MHD_Result get_model_file(struct coord_http *h, struct MHD_Connection *c,
                                       const struct coord_call *q)
 {
-    struct coord_http_thread *t = q->t;
-    const char *name = q->arg[0], *v = q->arg[1];
     sqlite3_stmt *st;
     enum MHD_Result ret;
-    if (find_version(h, c, t, name, v, &st, &ret) != 0)
+    if (find_version(h, c, q, &st, &ret) != 0)
         return ret;
     char sha[80], etag[96], path[4096 + 128];
     snprintf(sha, sizeof sha, "%s",
@@ -1267,11 +1266,9 @@ static enum MHD_Result post_job(struct coord_http *h, struct MHD_Connection *c,
                                 const struct coord_call *q)
 {
     struct coord_http_thread *t = q->t;
-    const char *body = q->body;
-    size_t len = q->len;
     struct coord_spec s;
     struct ud_err e = {0};
-    int rc = coord_spec_parse(body ? body : "", len, &s, &e);
+    int rc = coord_spec_parse(q->body ? q->body : "", q->len, &s, &e);
     if (rc == UD_ELIMIT)
         return http_reply_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE, "%s", e.msg);
     if (rc == UD_ENOMEM)

@@ -38,16 +38,17 @@ int http_parse_i64(const char *s, int64_t *out);
 enum MHD_Result http_queue(struct coord_http *h, struct MHD_Connection *c, unsigned code,
                            struct MHD_Response *r, const char *ctype, ...);
 struct MHD_Response *http_mem_response(const char *body, size_t len);
-/* {"error":{"status":code,"message":...}} with one extra header (hname NULL: none). */
-enum MHD_Result http_reply_error_h(struct coord_http *h, struct MHD_Connection *c, unsigned code,
-                                   const char *hname, const char *hvalue, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-#define http_reply_error(h, c, code, ...) http_reply_error_h(h, c, code, NULL, NULL, __VA_ARGS__)
-/* The same with the message made, and a machine-readable reason (NULL: none) added as
- * "reason" inside "error" and beside it. */
-enum MHD_Result http_reply_error_msg(struct coord_http *h, struct MHD_Connection *c, unsigned code,
-                                     const char *hname, const char *hvalue, const char *reason,
-                                     const char *msg);
+/* {"error":{"status":code,"message":...}} with one extra header (hname NULL: none) and a
+ * machine-readable reason (NULL: none), added as "reason" inside "error" and beside it. */
+enum MHD_Result http_reply_errorf(struct coord_http *h, struct MHD_Connection *c, unsigned code,
+                                  const char *hname, const char *hvalue, const char *reason,
+                                  const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+#define http_reply_error(h, c, code, ...)                                                          \
+    http_reply_errorf(h, c, code, NULL, NULL, NULL, __VA_ARGS__)
+#define http_reply_error_h(h, c, code, hname, hvalue, ...)                                         \
+    http_reply_errorf(h, c, code, hname, hvalue, NULL, __VA_ARGS__)
+#define http_reply_reason(h, c, code, reason, ...)                                                 \
+    http_reply_errorf(h, c, code, NULL, NULL, reason, __VA_ARGS__)
 /* 503: the database is busy or missing. */
 enum MHD_Result http_reply_db_error(struct coord_http *h, struct MHD_Connection *c,
                                     const struct ud_err *e);
