@@ -30,6 +30,7 @@
 #include "coord_jobs_impl.h"
 #include "coord_store.h"
 #include "updraft/ud_delta.h"
+#include "updraft/ud_file.h"
 #include "updraft/ud_seal.h"
 #include "updraft/ud_udm.h"
 
@@ -724,55 +725,18 @@ size_t fed_update_cap(struct coord_http *h, const struct coord_call *q)
     return UPDATE_CAP;
 }
 
-/* fsyncs the directory at path. */
-static int fsync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
-/* Writes the delta to STATE/<rel> durably (temp, fsync, rename, fsync the directory). */
+/* Writes the delta to STATE/<rel> durably (ud_file_write_atomic), making STATE/rounds/<round>
+ * first. Little-endian on disk: this host is (x86-64, aarch64); ud_delta decoded to host
+ * floats. */
 static int write_delta(const char *state, int64_t round, const char *rel, const float *d, size_t n,
                        struct ud_err *e)
 {
-    char dir[4096 + 64], path[4096 + 256], tmp[4096 + 300];
-    snprintf(dir, sizeof dir, "%s/rounds", state);
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return ud_err_set(e, UD_EIO, "%s: %s", dir, strerror(errno));
+    char dir[4096 + 64], path[4096 + 256];
     snprintf(dir, sizeof dir, "%s/rounds/%" PRId64, state, round);
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return ud_err_set(e, UD_EIO, "%s: %s", dir, strerror(errno));
     snprintf(path, sizeof path, "%s/%s", state, rel);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%lx", path, (unsigned long)randombytes_random());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return ud_err_set(e, UD_EIO, "%s: %s", tmp, strerror(errno));
-    /* Little-endian on disk: this host is (x86-64, aarch64); ud_delta decoded to host floats. */
-    const char *p = (const char *)d;
-    size_t left = n * 4;
-    while (left) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            int err = errno;
-            close(fd);
-            unlink(tmp);
-            return ud_err_set(e, UD_EIO, "%s: %s", tmp, strerror(err));
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0 || fsync_dir(dir) != 0) {
-        int err = errno;
-        unlink(tmp);
-        return ud_err_set(e, UD_EIO, "%s: %s", path, strerror(err));
-    }
-    return 0;
+    if (ud_file_mkdirs(dir, NULL, e) != 0)
+        return e->code;
+    return ud_file_write_atomic(path, d, n * sizeof *d, e);
 }
 
 /* The existing update of (round, device): 1 with its key and path, 0 none, -1 error. */
