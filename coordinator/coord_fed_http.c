@@ -341,6 +341,82 @@ enum MHD_Result fed_post_model(struct coord_http *h, struct MHD_Connection *c,
 
 /* ------------------------------------------------------------------ federations */
 
+/* The federation's base model: the spec's version (or the latest), its file read to check
+ * the update parameters against the model's allowed ranges now, not by every device later,
+ * and the spec filled with the model's defaults. 0 with *version; 1: *ret refuses. */
+static int fed_base_model(struct coord_http *h, struct MHD_Connection *c, sqlite3 *db,
+                          struct coord_fed_spec *s, int64_t *version, enum MHD_Result *ret)
+{
+    struct ud_err e = {0};
+    sqlite3_stmt *st = NULL;
+    char sha[65] = "";
+    if (sqlite3_prepare_v2(db,
+                           "SELECT version, sha256 FROM models WHERE name = ?1 AND (?2 = 0 OR"
+                           " version = ?2) ORDER BY version DESC LIMIT 1",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, s->model, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 2, s->version);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            *version = sqlite3_column_int64(st, 0);
+            snprintf(sha, sizeof sha, "%s", (const char *)sqlite3_column_text(st, 1));
+        }
+    }
+    sqlite3_finalize(st);
+    if (!*version) {
+        if (s->version)
+            *ret = http_reply_error(h, c, MHD_HTTP_NOT_FOUND,
+                                    "model %s version %" PRId64 " is not registered", s->model,
+                                    s->version);
+        else
+            *ret =
+                http_reply_error(h, c, MHD_HTTP_NOT_FOUND,
+                                 "model '%s' has no registered version (train one with a job, or "
+                                 "POST /v1/models/%s/versions)",
+                                 s->model, s->model);
+        return 1;
+    }
+    ud_model_t *m = coord_store_read_model(http_state_dir(h), http_keys(h), sha, &e);
+    if (!m) {
+        *ret = http_reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                                "model %s version %" PRId64 ": %s", s->model, *version, e.msg);
+        return 1;
+    }
+    if (ud_delta_size(m) == 0) {
+        ud_model_destroy(&m);
+        *ret = http_reply_error(h, c, HTTP_UNPROCESSABLE,
+                                "model %s version %" PRId64
+                                " has no updatable layer: devices could not change it",
+                                s->model, *version);
+        return 1;
+    }
+    const struct ud_update_defaults *d = ud_model_update_defaults_const(m);
+    struct ud_update_params p;
+    ud_update_params_default(&p);
+    ud_update_defaults_to_params(d, &p);
+    if (s->epochs)
+        p.epochs = s->epochs;
+    if (s->batch)
+        p.mini_batch_size = s->batch;
+    if (s->lr >= 0)
+        p.learning_rate = s->lr;
+    int rc = ud_update_params_check(&p, d, &e);
+    ud_model_destroy(&m);
+    if (rc) {
+        *ret = http_reply_error(h, c, HTTP_UNPROCESSABLE,
+                                "the model's update parameters do not allow this: %s", e.msg);
+        return 1;
+    }
+    if (coord_fed_spec_fill(s, p.epochs, p.mini_batch_size, p.learning_rate, *version, &e) != 0) {
+        *ret =
+            http_reply_error(h, c, HTTP_UNPROCESSABLE,
+                             "with the model's update defaults filled in, the spec is refused: %s "
+                             "(give the key in the spec)",
+                             e.msg);
+        return 1;
+    }
+    return 0;
+}
+
 enum MHD_Result fed_post_federation(struct coord_http *h, struct MHD_Connection *c,
                                     const struct coord_call *q)
 {
@@ -354,66 +430,10 @@ enum MHD_Result fed_post_federation(struct coord_http *h, struct MHD_Connection 
     sqlite3 *db = http_db_rw(h, &e);
     if (!db)
         return http_reply_db_error(h, c, &e);
-    /* The base version and its file: the update parameters are checked against the model's
-     * allowed ranges now, not by every device later. */
-    sqlite3_stmt *st = NULL;
-    char sha[65] = "";
     int64_t version = 0;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT version, sha256 FROM models WHERE name = ?1 AND (?2 = 0 OR"
-                           " version = ?2) ORDER BY version DESC LIMIT 1",
-                           -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, s.model, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 2, s.version);
-        if (sqlite3_step(st) == SQLITE_ROW) {
-            version = sqlite3_column_int64(st, 0);
-            snprintf(sha, sizeof sha, "%s", (const char *)sqlite3_column_text(st, 1));
-        }
-    }
-    sqlite3_finalize(st);
-    if (!version) {
-        if (s.version)
-            return http_reply_error(h, c, MHD_HTTP_NOT_FOUND,
-                                    "model %s version %" PRId64 " is not registered", s.model,
-                                    s.version);
-        return http_reply_error(h, c, MHD_HTTP_NOT_FOUND,
-                                "model '%s' has no registered version (train one with a job, or "
-                                "POST /v1/models/%s/versions)",
-                                s.model, s.model);
-    }
-    ud_model_t *m = coord_store_read_model(http_state_dir(h), http_keys(h), sha, &e);
-    if (!m)
-        return http_reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR,
-                                "model %s version %" PRId64 ": %s", s.model, version, e.msg);
-    if (ud_delta_size(m) == 0) {
-        ud_model_destroy(&m);
-        return http_reply_error(h, c, HTTP_UNPROCESSABLE,
-                                "model %s version %" PRId64
-                                " has no updatable layer: devices could "
-                                "not change it",
-                                s.model, version);
-    }
-    const struct ud_update_defaults *d = ud_model_update_defaults_const(m);
-    struct ud_update_params p;
-    ud_update_params_default(&p);
-    ud_update_defaults_to_params(d, &p);
-    if (s.epochs)
-        p.epochs = s.epochs;
-    if (s.batch)
-        p.mini_batch_size = s.batch;
-    if (s.lr >= 0)
-        p.learning_rate = s.lr;
-    rc = ud_update_params_check(&p, d, &e);
-    ud_model_destroy(&m);
-    if (rc)
-        return http_reply_error(h, c, HTTP_UNPROCESSABLE,
-                                "the model's update parameters do not allow this: %s", e.msg);
-    if (coord_fed_spec_fill(&s, p.epochs, p.mini_batch_size, p.learning_rate, version, &e) != 0)
-        return http_reply_error(
-            h, c, HTTP_UNPROCESSABLE,
-            "with the model's update defaults filled in, the spec is refused: %s "
-            "(give the key in the spec)",
-            e.msg);
+    enum MHD_Result ret;
+    if (fed_base_model(h, c, db, &s, &version, &ret) != 0)
+        return ret;
     if (s.eval[0] && access(s.eval, R_OK) != 0)
         return http_reply_error(h, c, HTTP_UNPROCESSABLE,
                                 "'eval': %s cannot be read on the coordinator: %s", s.eval,
@@ -421,6 +441,7 @@ enum MHD_Result fed_post_federation(struct coord_http *h, struct MHD_Connection 
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return http_db_fail(h, c, db, "begin");
     int64_t id = 0;
+    sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db, "SELECT coalesce(max(id), 0) + 1 FROM federations", -1, &st, NULL) ==
             SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW)
