@@ -1,6 +1,6 @@
 /*  coord_fed_http.c — the handlers of the federation routes (docs/rest.md, "Federations"):
- *  devices (enrol, list, revoke, a device's task), federations (start, list, cancel), rounds
- *  (one round, a device's update or failure report) and POST /v1/models/{name}/versions
+ *  devices (enrol, list, one device, revoke, a device's task), federations (start, list, cancel),
+ * rounds (one round, a device's update or failure report) and POST /v1/models/{name}/versions
  *  (register a .udm). Their rows, with who may call and the body limits, are in coord_http.c's
  *  route table.
  *
@@ -150,6 +150,10 @@ enum MHD_Result fed_post_devices(struct coord_http *h, struct MHD_Connection *c,
     return http_reply_json(h, c, MHD_HTTP_CREATED, &b);
 }
 
+/* One device as GET /v1/devices and GET /v1/devices/{id} show it. */
+#define DEVICE_SELECT "SELECT id, name, created, last_seen, updates, revoked FROM devices"
+#define DEVICE_NAMES  "id name created last_seen updates !revoked"
+
 enum MHD_Result fed_get_devices(struct coord_http *h, struct MHD_Connection *c,
                                 const struct coord_call *q)
 {
@@ -158,21 +162,45 @@ enum MHD_Result fed_get_devices(struct coord_http *h, struct MHD_Connection *c,
     if (!db)
         return http_reply_db_error(h, c, &e);
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT id, name, created, last_seen, updates, revoked FROM devices"
-                           " ORDER BY id",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(db, DEVICE_SELECT " ORDER BY id", -1, &st, NULL) != SQLITE_OK)
         return http_db_fail(h, c, db, "reading devices");
     struct ud_buf b = {0};
     int n = 0;
     ud_buf_puts(&b, "{\"devices\":");
-    int rc = http_json_rows(&b, st, "id name created last_seen updates !revoked", &n);
+    int rc = http_json_rows(&b, st, DEVICE_NAMES, &n);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
         ud_buf_free(&b);
         return http_db_fail(h, c, db, "reading devices");
     }
     ud_buf_printf(&b, ",\"count\":%d}", n);
+    return http_reply_json(h, c, MHD_HTTP_OK, &b);
+}
+
+/* GET /v1/devices/{id} (admin): one device, as in the list; 404 for an unknown id. */
+enum MHD_Result fed_get_device(struct coord_http *h, struct MHD_Connection *c,
+                               const struct coord_call *q)
+{
+    struct ud_err e = {0};
+    sqlite3 *db = http_db_ro(h, &e);
+    if (!db)
+        return http_reply_db_error(h, c, &e);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, DEVICE_SELECT " WHERE id = ?", -1, &st, NULL) != SQLITE_OK)
+        return http_db_fail(h, c, db, "reading devices");
+    sqlite3_bind_int64(st, 1, seg_id(q->arg[0]));
+    int rc = sqlite3_step(st);
+    struct ud_buf b = {0};
+    if (rc == SQLITE_ROW) {
+        ud_buf_puts(&b, "{");
+        http_json_cols(&b, st, 0, DEVICE_NAMES);
+        ud_buf_puts(&b, "}");
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_DONE)
+        return http_reply_error(h, c, MHD_HTTP_NOT_FOUND, "no device '%.32s'", q->arg[0]);
+    if (rc != SQLITE_ROW)
+        return http_db_fail(h, c, db, "reading devices");
     return http_reply_json(h, c, MHD_HTTP_OK, &b);
 }
 

@@ -1417,6 +1417,7 @@ static const struct coord_route ROUTES[] = {
     /* devices (coord_fed_http.c) */
     {"GET", "/v1/devices", fed_get_devices, 0, COORD_WHO_ANYONE, 0, NULL},
     {"POST", "/v1/devices", fed_post_devices, UD_LIMIT_SMALL_BODY_BYTES, COORD_WHO_ADMIN, 1, NULL},
+    {"GET", "/v1/devices/{id}", fed_get_device, 0, COORD_WHO_ADMIN, 0, NULL},
     {"GET", "/v1/devices/{id}/task", fed_get_task, 0, COORD_WHO_DEVICE, 0, NULL},
     {"POST", "/v1/devices/{id}/revoke", fed_post_revoke, UD_LIMIT_SMALL_BODY_BYTES, COORD_WHO_ADMIN,
      1, NULL},

@@ -132,8 +132,8 @@ int64_t fed_device_auth(struct coord_http *h, struct MHD_Connection *c);
 /* POST /v1/rounds/{id}/updates: the round's own limit (its delta's bytes and some slack). */
 size_t fed_update_cap(struct coord_http *h, const struct coord_call *q);
 
-coord_route_fn fed_post_model, fed_post_devices, fed_get_devices, fed_post_revoke, fed_get_task,
-    fed_post_federation, fed_get_federations, fed_post_cancel, fed_get_round, fed_post_update,
-    fed_post_failure;
+coord_route_fn fed_post_model, fed_post_devices, fed_get_devices, fed_get_device, fed_post_revoke,
+    fed_get_task, fed_post_federation, fed_get_federations, fed_post_cancel, fed_get_round,
+    fed_post_update, fed_post_failure;
 
 #endif

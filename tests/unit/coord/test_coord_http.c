@@ -1026,6 +1026,41 @@ static void test_cli(void **state)
     assert_int_equal(cli("job wait x --timeout -1", &out), 2);
 }
 
+/* GET /v1/devices/{id}: one enrolled device for the admin, as in the list; 404 otherwise. */
+static void test_device_one(void **state)
+{
+    struct resp r;
+    const char *auth[] = {"Authorization: Bearer " TOKEN, NULL};
+    exec("INSERT INTO devices (id, name, token_hash, created, last_seen, updates, revoked)"
+         " VALUES (7, 'phone-7', zeroblob(32), 1700000000.5, NULL, 3, 1)");
+    request(&r, "GET", "/v1/devices/7", NULL, 0, 0, NULL);
+    expect(&r, 401);
+    assert_true(has_header(&r, "WWW-Authenticate: Bearer realm=\"updraft\""));
+    resp_free(&r);
+    request(&r, "GET", "/v1/devices/7", NULL, 0, 0, auth);
+    json_t *j = expect(&r, 200);
+    assert_int_equal(jint(j, "id"), 7);
+    assert_string_equal(jstr(j, "name"), "phone-7");
+    assert_true(json_real_value(jget(j, "created")) == 1700000000.5);
+    assert_true(json_is_null(jget(j, "last_seen")));
+    assert_int_equal(jint(j, "updates"), 3);
+    assert_true(json_is_true(jget(j, "revoked")));
+    assert_int_equal(json_object_size(j), 6); /* the list's fields, no token hash */
+    resp_free(&r);
+    request(&r, "GET", "/v1/devices/8", NULL, 0, 0, auth);
+    expect(&r, 404);
+    assert_string_equal(message_of(&r), "no device '8'");
+    resp_free(&r);
+    request(&r, "GET", "/v1/devices/x%27%20OR%201", NULL, 0, 0, auth);
+    expect(&r, 404);
+    resp_free(&r);
+    request(&r, "POST", "/v1/devices/7", "{}", 2, 0, auth);
+    expect(&r, 405);
+    assert_true(has_header(&r, "Allow: GET, HEAD"));
+    resp_free(&r);
+    exec("DELETE FROM devices WHERE id = 7");
+}
+
 /* docs/rest.md and the route table name the same routes: every "METHOD /path" in a heading's
  * backticks (a query or "[...]" after the path dropped) is a row, and every row is documented. */
 #define MAX_DOC_ROUTES 64
@@ -1119,6 +1154,7 @@ int main(void)
         cmocka_unit_test(test_submit),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_device_one),
         cmocka_unit_test(test_routes_documented),
         cmocka_unit_test(test_start_errors),
     };
