@@ -12,9 +12,13 @@
  *
  *  Responses are built in a growable buffer with a small JSON writer that always emits valid
  *  JSON: strings from clients or the database are escaped, and bytes that are not UTF-8 become
- *  U+FFFD. Every SQL value is bound, never pasted. POST bodies are capped at 1 MiB: a larger
- *  Content-Length is refused before its body is read; a chunked body is counted and dropped
- *  past the cap (and the connection closed if the client keeps sending), never buffered.
+ *  U+FFFD. Every SQL value is bound, never pasted.
+ *
+ *  Routing is one table, ROUTES (near the end): a row per method and path pattern with its
+ *  handler, body limit and who may call. 404, 405 (with Allow), 401 and 413 come from the table
+ *  alone. A POST body over its row's limit is refused by Content-Length before it is read; a
+ *  chunked one is counted and dropped past the limit (and the connection closed if the client
+ *  keeps sending), never buffered.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -45,11 +49,12 @@
 #include "coord_http_impl.h"
 #include "coord_spec.h"
 #include "coord_store.h"
+#include "updraft/ud_clock.h"
+#include "updraft/ud_limits.h"
 #include "updraft/ud_proto.h"
 
-#define BODY_CAP         COORD_SPEC_MAX_BYTES /* POST bodies */
-#define DISCARD_CAP      (16u << 20)          /* a chunked body this far past the cap: hang up */
-#define MAX_URL          2048                 /* longer paths name nothing we have */
+#define DISCARD_CAP      (16u << 20) /* a chunked body this far past the cap: hang up */
+#define MAX_URL          2048        /* longer paths name nothing we have */
 #define MAX_SEGS         7
 #define METRICS_LIMIT    1000
 #define METRICS_MAX      10000
@@ -58,7 +63,6 @@
 #define WORKERS_EVERY_S  0.1
 #define CONN_LIMIT       512
 #define CONN_TIMEOUT_S   30
-#define JSON_TYPE        "application/json"
 #define PROM_TYPE        "text/plain; version=0.0.4; charset=utf-8"
 #define ACTIVE_STATES_IN "('PENDING','RUNNING','RESTARTING')"
 #define STR_(x)          #x
@@ -68,128 +72,9 @@
     "CASE WHEN state = 'SUCCEEDED' THEN 1.0 WHEN total_steps > 0 AND iteration > 0 THEN"           \
     " min(1.0, CAST(iteration AS REAL) / total_steps) ELSE 0.0 END"
 
-/* ------------------------------------------------------------------ a growable buffer */
+pthread_mutex_t http_write_lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 
-static int sb_reserve(struct sbuf *b, size_t extra)
-{
-    if (b->oom)
-        return -1;
-    size_t need = b->len + extra + 1;
-    if (need <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap * 2 : 1024;
-    while (cap < need)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-        b->oom = 1;
-        return -1;
-    }
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-void sb_put(struct sbuf *b, const char *s, size_t n)
-{
-    if (sb_reserve(b, n))
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-void sb_puts(struct sbuf *b, const char *s)
-{
-    sb_put(b, s, strlen(s));
-}
-
-void sb_printf(struct sbuf *b, const char *fmt, ...)
-{
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n < sizeof tmp) {
-        sb_put(b, tmp, (size_t)n);
-        return;
-    }
-    if (sb_reserve(b, (size_t)n))
-        return;
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
-void sb_free(struct sbuf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
-
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if the bytes there are not one
- * (overlong forms, surrogates and code points past U+10FFFF included). */
-static size_t utf8_seq(const unsigned char *s)
-{
-    unsigned c = s[0];
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        return (s[1] & 0xC0) == 0x80 ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-        return s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 ? 3 : 0;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-        return s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 && (s[3] & 0xC0) == 0x80 ? 4 : 0;
-    }
-    return 0;
-}
-
-/* s as a JSON string (NULL: null). */
-void sb_json_str(struct sbuf *b, const char *s)
-{
-    if (!s) {
-        sb_puts(b, "null");
-        return;
-    }
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)s;
-    sb_put(b, "\"", 1);
-    while (*p) {
-        const unsigned char *run = p;
-        while (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
-            p++;
-        if (p > run)
-            sb_put(b, (const char *)run, (size_t)(p - run));
-        if (!*p)
-            break;
-        if (*p == '"' || *p == '\\') {
-            char esc[2] = {'\\', (char)*p};
-            sb_put(b, esc, 2);
-            p++;
-        } else if (*p < 0x20) {
-            char esc[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
-            sb_put(b, esc, 6);
-            p++;
-        } else {
-            size_t n = utf8_seq(p);
-            if (n) {
-                sb_put(b, (const char *)p, n);
-                p += n;
-            } else {
-                sb_puts(b, "\\ufffd");
-                p++;
-            }
-        }
-    }
-    sb_put(b, "\"", 1);
-}
+/* ------------------------------------------------------------------ JSON into a buffer */
 
 /* A number that reads back exactly, in as few digits as %.15g allows; NaN/inf: null. */
 static void fmt_num(char *buf, size_t n, double v)
@@ -199,73 +84,73 @@ static void fmt_num(char *buf, size_t n, double v)
         snprintf(buf, n, "%.17g", v);
 }
 
-void sb_json_num(struct sbuf *b, double v)
+void http_json_num(struct ud_buf *b, double v)
 {
     if (!isfinite(v)) {
-        sb_puts(b, "null");
+        ud_buf_puts(b, "null");
         return;
     }
     char buf[40];
     fmt_num(buf, sizeof buf, v);
-    sb_puts(b, buf);
+    ud_buf_puts(b, buf);
 }
 
 /* Column i of st as a JSON value. */
-void sb_col(struct sbuf *b, sqlite3_stmt *st, int i)
+void http_json_col(struct ud_buf *b, sqlite3_stmt *st, int i)
 {
     switch (sqlite3_column_type(st, i)) {
     case SQLITE_INTEGER:
-        sb_printf(b, "%lld", (long long)sqlite3_column_int64(st, i));
+        ud_buf_printf(b, "%lld", (long long)sqlite3_column_int64(st, i));
         break;
     case SQLITE_FLOAT:
-        sb_json_num(b, sqlite3_column_double(st, i));
+        http_json_num(b, sqlite3_column_double(st, i));
         break;
     case SQLITE_TEXT:
-        sb_json_str(b, (const char *)sqlite3_column_text(st, i));
+        ud_json_str_buf(b, (const char *)sqlite3_column_text(st, i));
         break;
     default:
-        sb_puts(b, "null");
+        ud_buf_puts(b, "null");
     }
 }
 
-static void sb_col_bool(struct sbuf *b, sqlite3_stmt *st, int i)
+static void http_json_col_bool(struct ud_buf *b, sqlite3_stmt *st, int i)
 {
-    sb_puts(b, sqlite3_column_int(st, i) ? "true" : "false");
+    ud_buf_puts(b, sqlite3_column_int(st, i) ? "true" : "false");
 }
 
 /* Column i holds JSON text we stored: embedded as is when it parses, else null (a damaged
  * row must not make the whole answer invalid JSON). */
-static void sb_col_json(struct sbuf *b, sqlite3_stmt *st, int i)
+static void http_json_col_json(struct ud_buf *b, sqlite3_stmt *st, int i)
 {
     const char *s = (const char *)sqlite3_column_text(st, i);
     int n = sqlite3_column_bytes(st, i);
     json_error_t je;
     json_t *v = s ? json_loadb(s, (size_t)n, JSON_DECODE_ANY, &je) : NULL;
     if (v)
-        sb_put(b, s, (size_t)n);
+        ud_buf_put(b, s, (size_t)n);
     else
-        sb_puts(b, "null");
+        ud_buf_puts(b, "null");
     json_decref(v);
 }
 
 /* Appends "name":value pairs (comma-separated, no braces) for the space-separated names, from
  * st's columns col, col + 1, ...: "!name" is a 0/1 column shown as a boolean, "@name" a column
  * holding stored JSON. */
-void sb_cols(struct sbuf *b, sqlite3_stmt *st, int col, const char *names)
+void http_json_cols(struct ud_buf *b, sqlite3_stmt *st, int col, const char *names)
 {
     int k = 0;
     for (const char *p = names; *p; col++) {
         char kind = *p == '!' || *p == '@' ? *p++ : 0;
         size_t n = strcspn(p, " ");
-        sb_puts(b, k++ ? ",\"" : "\"");
-        sb_put(b, p, n);
-        sb_puts(b, "\":");
+        ud_buf_puts(b, k++ ? ",\"" : "\"");
+        ud_buf_put(b, p, n);
+        ud_buf_puts(b, "\":");
         if (kind == '!')
-            sb_col_bool(b, st, col);
+            http_json_col_bool(b, st, col);
         else if (kind == '@')
-            sb_col_json(b, st, col);
+            http_json_col_json(b, st, col);
         else
-            sb_col(b, st, col);
+            http_json_col(b, st, col);
         p += n;
         while (*p == ' ')
             p++;
@@ -274,16 +159,16 @@ void sb_cols(struct sbuf *b, sqlite3_stmt *st, int col, const char *names)
 
 /* Steps st to its end, appending a JSON array with one object (sb_cols' names) per row.
  * Returns SQLite's last code (SQLITE_DONE when all went well); *count: the rows. */
-int sb_rows(struct sbuf *b, sqlite3_stmt *st, const char *names, int *count)
+int http_json_rows(struct ud_buf *b, sqlite3_stmt *st, const char *names, int *count)
 {
     int rc, n = 0;
-    sb_puts(b, "[");
+    ud_buf_puts(b, "[");
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        sb_puts(b, n++ ? ",{" : "{");
-        sb_cols(b, st, 0, names);
-        sb_puts(b, "}");
+        ud_buf_puts(b, n++ ? ",{" : "{");
+        http_json_cols(b, st, 0, names);
+        ud_buf_puts(b, "}");
     }
-    sb_puts(b, "]");
+    ud_buf_puts(b, "]");
     if (count)
         *count = n;
     return rc;
@@ -370,7 +255,7 @@ static const char *const STATES[NSTATES] = {
 };
 
 /* What one thread keeps. */
-struct tls {
+struct coord_http_thread {
     sqlite3 *ro, *rw;
     sqlite3_stmt *st[N_STMTS];
     /* GET /v1/status */
@@ -397,7 +282,7 @@ struct coord_http {
 
 static void tls_free(void *p)
 {
-    struct tls *t = p;
+    struct coord_http_thread *t = p;
     if (!t)
         return;
     for (int i = 0; i < N_STMTS; i++)
@@ -407,9 +292,9 @@ static void tls_free(void *p)
     free(t);
 }
 
-static struct tls *tls_get(struct coord_http *h)
+static struct coord_http_thread *tls_get(struct coord_http *h)
 {
-    struct tls *t = pthread_getspecific(h->key);
+    struct coord_http_thread *t = pthread_getspecific(h->key);
     if (t)
         return t;
     t = calloc(1, sizeof *t);
@@ -420,42 +305,43 @@ static struct tls *tls_get(struct coord_http *h)
     return t;
 }
 
-sqlite3 *ch_db_ro(struct coord_http *h, struct ud_err *e)
+/* This thread's read-only (ro) or read-write connection, opened on first use. */
+static sqlite3 *thread_db(struct coord_http *h, int ro, struct ud_err *e)
 {
-    struct tls *t = tls_get(h);
+    struct coord_http_thread *t = tls_get(h);
     if (!t) {
         ud_err_set(e, UD_ENOMEM, "out of memory");
         return NULL;
     }
-    if (!t->ro && coord_db_open(h->state_dir, 1, &t->ro, e) != 0)
+    sqlite3 **db = ro ? &t->ro : &t->rw;
+    if (!*db && coord_db_open(h->state_dir, ro, db, e) != 0)
         return NULL;
-    return t->ro;
+    return *db;
 }
 
-sqlite3 *ch_db_rw(struct coord_http *h, struct ud_err *e)
+sqlite3 *http_db_ro(struct coord_http *h, struct ud_err *e)
 {
-    struct tls *t = tls_get(h);
-    if (!t) {
-        ud_err_set(e, UD_ENOMEM, "out of memory");
-        return NULL;
-    }
-    if (!t->rw && coord_db_open(h->state_dir, 0, &t->rw, e) != 0)
-        return NULL;
-    return t->rw;
+    return thread_db(h, 1, e);
 }
 
-const char *ch_state_dir(const struct coord_http *h)
+sqlite3 *http_db_rw(struct coord_http *h, struct ud_err *e)
+{
+    return thread_db(h, 0, e);
+}
+
+const char *http_state_dir(const struct coord_http *h)
 {
     return h->state_abs;
 }
 
-const struct coord_model_keys *ch_keys(const struct coord_http *h)
+const struct coord_model_keys *http_keys(const struct coord_http *h)
 {
     return h->keys;
 }
 
 /* This thread's prepared statement id, reset and ready to bind; NULL with e set. */
-static sqlite3_stmt *stmt(struct coord_http *h, struct tls *t, enum stmt_id id, struct ud_err *e)
+static sqlite3_stmt *stmt(struct coord_http *h, struct coord_http_thread *t, enum stmt_id id,
+                          struct ud_err *e)
 {
     if (!t->ro && coord_db_open(h->state_dir, 1, &t->ro, e) != 0)
         return NULL;
@@ -477,20 +363,6 @@ static void done(sqlite3_stmt *st)
     }
 }
 
-double wall_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* ------------------------------------------------------------------ replies */
 
 static void count_reply(struct coord_http *h, unsigned code)
@@ -500,8 +372,8 @@ static void count_reply(struct coord_http *h, unsigned code)
 }
 
 /* Queues a response (takes it over). Extra headers come as name, value pairs ending in NULL. */
-enum MHD_Result queue(struct coord_http *h, struct MHD_Connection *c, unsigned code,
-                      struct MHD_Response *r, const char *ctype, ...)
+enum MHD_Result http_queue(struct coord_http *h, struct MHD_Connection *c, unsigned code,
+                           struct MHD_Response *r, const char *ctype, ...)
 {
     if (!r)
         return MHD_NO;
@@ -521,73 +393,88 @@ enum MHD_Result queue(struct coord_http *h, struct MHD_Connection *c, unsigned c
     return ret;
 }
 
-struct MHD_Response *mem_response(const char *body, size_t len)
+struct MHD_Response *http_mem_response(const char *body, size_t len)
 {
     return MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
 }
 
 /* The error body, with a header pair (name NULL: none). */
-enum MHD_Result reply_error_msg(struct coord_http *h, struct MHD_Connection *c, unsigned code,
-                                const char *hname, const char *hvalue, const char *reason,
-                                const char *msg)
+static enum MHD_Result reply_error_msg(struct coord_http *h, struct MHD_Connection *c,
+                                       unsigned code, const char *hname, const char *hvalue,
+                                       const char *reason, const char *msg)
 {
-    struct sbuf b = {0};
-    sb_printf(&b, "{\"error\":{\"status\":%u,\"message\":", code);
-    sb_json_str(&b, msg);
+    struct ud_buf b = {0};
+    ud_buf_printf(&b, "{\"error\":{\"status\":%u,\"message\":", code);
+    ud_json_str_buf(&b, msg);
     if (reason) { /* machine-readable, inside the error and beside it */
-        sb_puts(&b, ",\"reason\":");
-        sb_json_str(&b, reason);
-        sb_puts(&b, "},\"reason\":");
-        sb_json_str(&b, reason);
-        sb_puts(&b, "}\n");
+        ud_buf_puts(&b, ",\"reason\":");
+        ud_json_str_buf(&b, reason);
+        ud_buf_puts(&b, "},\"reason\":");
+        ud_json_str_buf(&b, reason);
+        ud_buf_puts(&b, "}\n");
     } else {
-        sb_puts(&b, "}}\n");
+        ud_buf_puts(&b, "}}\n");
     }
     enum MHD_Result ret;
     if (b.oom)
         ret = MHD_NO;
     else
-        ret = queue(h, c, code, mem_response(b.p, b.len), JSON_TYPE, hname, hvalue, NULL);
-    sb_free(&b);
+        ret = http_queue(h, c, code, http_mem_response(b.p, b.len), JSON_TYPE, hname, hvalue, NULL);
+    ud_buf_free(&b);
     return ret;
 }
 
-enum MHD_Result reply_error_h(struct coord_http *h, struct MHD_Connection *c, unsigned code,
-                              const char *hname, const char *hvalue, const char *fmt, ...)
+enum MHD_Result http_reply_errorf(struct coord_http *h, struct MHD_Connection *c, unsigned code,
+                                  const char *hname, const char *hvalue, const char *reason,
+                                  const char *fmt, ...)
 {
     char msg[UD_ERRMSG_MAX + 64];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return reply_error_msg(h, c, code, hname, hvalue, NULL, msg);
+    return reply_error_msg(h, c, code, hname, hvalue, reason, msg);
 }
 
 /* A failure on our side (the database): 503 when it is busy or missing, else 500. */
-enum MHD_Result reply_db_error(struct coord_http *h, struct MHD_Connection *c,
-                               const struct ud_err *e)
+enum MHD_Result http_reply_db_error(struct coord_http *h, struct MHD_Connection *c,
+                                    const struct ud_err *e)
 {
-    return reply_error(h, c, MHD_HTTP_SERVICE_UNAVAILABLE, "database unavailable: %s", e->msg);
+    return http_reply_error(h, c, MHD_HTTP_SERVICE_UNAVAILABLE, "database unavailable: %s", e->msg);
 }
 
-enum MHD_Result reply_json(struct coord_http *h, struct MHD_Connection *c, unsigned code,
-                           struct sbuf *b)
+/* b with a newline, code and a Location header (NULL: none); frees b. */
+static enum MHD_Result reply_json_at(struct coord_http *h, struct MHD_Connection *c, unsigned code,
+                                     struct ud_buf *b, const char *location)
 {
     enum MHD_Result ret;
     if (b->oom) {
-        sb_free(b);
-        return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        ud_buf_free(b);
+        return http_reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
     }
-    sb_put(b, "\n", 1);
-    ret = queue(h, c, code, mem_response(b->p, b->len), JSON_TYPE, NULL);
-    sb_free(b);
+    ud_buf_put(b, "\n", 1);
+    ret = http_queue(h, c, code, http_mem_response(b->p, b->len), JSON_TYPE,
+                     location ? MHD_HTTP_HEADER_LOCATION : NULL, location, NULL);
+    ud_buf_free(b);
     return ret;
+}
+
+enum MHD_Result http_reply_json(struct coord_http *h, struct MHD_Connection *c, unsigned code,
+                                struct ud_buf *b)
+{
+    return reply_json_at(h, c, code, b, NULL);
+}
+
+enum MHD_Result http_reply_created(struct coord_http *h, struct MHD_Connection *c, struct ud_buf *b,
+                                   const char *location)
+{
+    return reply_json_at(h, c, MHD_HTTP_CREATED, b, location);
 }
 
 /* ------------------------------------------------------------------ parsing helpers */
 
 /* A whole decimal number, nothing else (no spaces, no "+"). */
-int parse_i64(const char *s, int64_t *out)
+int http_parse_i64(const char *s, int64_t *out)
 {
     if (!s || !*s || !(*s == '-' || (*s >= '0' && *s <= '9')))
         return -1;
@@ -614,7 +501,7 @@ static const char STATUS_HEAD[] =
     "{\"version\":\"" UD_VERSION_STRING "\",\"protocol\":%d,\"uptime_seconds\":%.3f";
 
 /* Brings this thread's status numbers up to date; re-renders the tail when they changed. */
-static int status_refresh(struct coord_http *h, struct tls *t, struct ud_err *e)
+static int status_refresh(struct coord_http *h, struct coord_http_thread *t, struct ud_err *e)
 {
     int changed = !t->status_valid;
     sqlite3_stmt *st = stmt(h, t, ST_DATA_VERSION, e);
@@ -652,11 +539,11 @@ static int status_refresh(struct coord_http *h, struct tls *t, struct ud_err *e)
         t->model_names = names;
         t->data_version = dv;
     }
-    double now = mono_now();
+    double now = ud_clock_mono();
     if (!t->status_valid || now - t->workers_at >= WORKERS_EVERY_S) {
         if (!(st = stmt(h, t, ST_WORKERS, e)))
             return -1;
-        sqlite3_bind_double(st, 1, wall_now() - h->heartbeat_timeout);
+        sqlite3_bind_double(st, 1, ud_clock_wall() - h->heartbeat_timeout);
         if (sqlite3_step(st) != SQLITE_ROW) {
             done(st);
             return coord_db_err(t->ro, e, "count workers");
@@ -681,73 +568,79 @@ static int status_refresh(struct coord_http *h, struct tls *t, struct ud_err *e)
     return 0;
 }
 
-static enum MHD_Result get_status(struct coord_http *h, struct MHD_Connection *c, struct tls *t)
+static enum MHD_Result get_status(struct coord_http *h, struct MHD_Connection *c,
+                                  const struct coord_call *q)
 {
+    struct coord_http_thread *t = q->t;
     struct ud_err e = {0};
     if (status_refresh(h, t, &e) != 0) {
         t->status_valid = 0;
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     }
     char body[768];
-    int n = snprintf(body, sizeof body, STATUS_HEAD, UD_PROTO_VERSION, wall_now() - h->started);
+    int n =
+        snprintf(body, sizeof body, STATUS_HEAD, UD_PROTO_VERSION, ud_clock_wall() - h->started);
     if (n < 0 || (size_t)n + t->status_tail_len >= sizeof body)
-        return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "status does not fit");
+        return http_reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "status does not fit");
     memcpy(body + n, t->status_tail, t->status_tail_len);
-    return queue(h, c, MHD_HTTP_OK, mem_response(body, (size_t)n + t->status_tail_len), JSON_TYPE,
-                 NULL);
+    return http_queue(h, c, MHD_HTTP_OK, http_mem_response(body, (size_t)n + t->status_tail_len),
+                      JSON_TYPE, NULL);
 }
 
-static enum MHD_Result get_jobs(struct coord_http *h, struct MHD_Connection *c, struct tls *t)
+static enum MHD_Result get_jobs(struct coord_http *h, struct MHD_Connection *c,
+                                const struct coord_call *q)
 {
+    struct coord_http_thread *t = q->t;
     struct ud_err e = {0};
     const char *state = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "state");
     if (state && state_index(state) < 0)
-        return reply_error(h, c, MHD_HTTP_BAD_REQUEST,
-                           "state must be one of PENDING, RUNNING, RESTARTING, SUCCEEDED, "
-                           "FAILED, CANCELLED (not '%.64s')",
-                           state);
+        return http_reply_error(h, c, MHD_HTTP_BAD_REQUEST,
+                                "state must be one of PENDING, RUNNING, RESTARTING, SUCCEEDED, "
+                                "FAILED, CANCELLED (not '%.64s')",
+                                state);
     sqlite3_stmt *st = stmt(h, t, state ? ST_JOBS_STATE : ST_JOBS_ALL, &e);
     if (!st)
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     if (state)
         sqlite3_bind_text(st, 1, state, -1, SQLITE_TRANSIENT);
-    struct sbuf b = {0};
-    sb_puts(&b, "{\"jobs\":");
-    int rc = sb_rows(&b, st,
-                     "id name state created updated epoch epochs iteration total_steps"
-                     " progress",
-                     NULL);
+    struct ud_buf b = {0};
+    ud_buf_puts(&b, "{\"jobs\":");
+    int rc = http_json_rows(&b, st,
+                            "id name state created updated epoch epochs iteration total_steps"
+                            " progress",
+                            NULL);
     done(st);
     if (rc != SQLITE_DONE) {
-        sb_free(&b);
+        ud_buf_free(&b);
         coord_db_err(t->ro, &e, "list jobs");
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     }
-    sb_puts(&b, "}");
-    return reply_json(h, c, MHD_HTTP_OK, &b);
+    ud_buf_puts(&b, "}");
+    return http_reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
 /* Appends ,"key":[...] with the rows of statement sid for job id (?2, if the statement has it,
  * is the time now). Returns 0 or -1 with e set. */
-static int job_rows(struct coord_http *h, struct tls *t, struct sbuf *b, enum stmt_id sid,
-                    const char *id, const char *key, const char *names, struct ud_err *e)
+static int job_rows(struct coord_http *h, struct coord_http_thread *t, struct ud_buf *b,
+                    enum stmt_id sid, const char *id, const char *key, const char *names,
+                    struct ud_err *e)
 {
     sqlite3_stmt *st = stmt(h, t, sid, e);
     if (!st)
         return -1;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
     if (sqlite3_bind_parameter_count(st) >= 2)
-        sqlite3_bind_double(st, 2, wall_now());
-    sb_printf(b, ",\"%s\":", key);
-    int rc = sb_rows(b, st, names, NULL);
+        sqlite3_bind_double(st, 2, ud_clock_wall());
+    ud_buf_printf(b, ",\"%s\":", key);
+    int rc = http_json_rows(b, st, names, NULL);
     done(st);
     return rc == SQLITE_DONE ? 0 : (coord_db_err(t->ro, e, key), -1);
 }
 
 /* Appends job id's detail object to b. Returns 0, 1 when there is no such job, or -1 with e
  * set. */
-static int job_detail(struct coord_http *h, struct tls *t, const char *id, struct sbuf *b,
-                      struct ud_err *e)
+static int job_detail(struct coord_http *h, struct coord_http_thread *t, const char *id,
+                      struct ud_buf *b, struct ud_err *e)
 {
     sqlite3_stmt *st = stmt(h, t, ST_JOB, e);
     if (!st)
@@ -758,30 +651,31 @@ static int job_detail(struct coord_http *h, struct tls *t, const char *id, struc
         done(st);
         return rc == SQLITE_DONE ? 1 : (coord_db_err(t->ro, e, "read job"), -1);
     }
-    sb_puts(b, "{");
-    sb_cols(b, st, 0,
-            "id name state message @spec np !launch created started updated finished epoch epochs"
-            " iteration steps_per_epoch total_steps progress");
+    ud_buf_puts(b, "{");
+    http_json_cols(
+        b, st, 0,
+        "id name state message @spec np !launch created started updated finished epoch epochs"
+        " iteration steps_per_epoch total_steps progress");
     /* ETA: the rate from the start to the last report, less the time since that report. */
-    sb_puts(b, ",\"eta_seconds\":");
+    ud_buf_puts(b, ",\"eta_seconds\":");
     const char *state = (const char *)sqlite3_column_text(st, 2);
     int64_t it = sqlite3_column_int64(st, 13), total = sqlite3_column_int64(st, 15);
     double started = sqlite3_column_double(st, 8), updated = sqlite3_column_double(st, 9);
     if (state && strcmp(state, "RUNNING") == 0 && it > 0 && total > it &&
         sqlite3_column_type(st, 8) != SQLITE_NULL && updated > started) {
         double eta =
-            (double)(total - it) * (updated - started) / (double)it - (wall_now() - updated);
-        sb_json_num(b, eta > 0 ? eta : 0);
+            (double)(total - it) * (updated - started) / (double)it - (ud_clock_wall() - updated);
+        http_json_num(b, eta > 0 ? eta : 0);
     } else {
-        sb_puts(b, "null");
+        ud_buf_puts(b, "null");
     }
-    sb_puts(b, ",");
-    sb_cols(b, st, 17, "!cancel_requested restarts resume_from");
-    struct sbuf model = {0}; /* shown after the checkpoints */
+    ud_buf_puts(b, ",");
+    http_json_cols(b, st, 17, "!cancel_requested restarts resume_from");
+    struct ud_buf model = {0}; /* shown after the checkpoints */
     if (sqlite3_column_type(st, 20) != SQLITE_NULL) {
-        sb_puts(&model, "{\"name\":");
-        sb_col(&model, st, 1);
-        sb_printf(&model, ",\"version\":%lld}", (long long)sqlite3_column_int64(st, 20));
+        ud_buf_puts(&model, "{\"name\":");
+        http_json_col(&model, st, 1);
+        ud_buf_printf(&model, ",\"version\":%lld}", (long long)sqlite3_column_int64(st, 20));
     }
     done(st);
 
@@ -790,16 +684,16 @@ static int job_detail(struct coord_http *h, struct tls *t, const char *id, struc
     /* The latest value of each metric, keyed by name. */
     if (ret == 0 && (st = stmt(h, t, ST_JOB_LATEST, e)) != NULL) {
         sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-        sb_puts(b, ",\"metrics\":{");
+        ud_buf_puts(b, ",\"metrics\":{");
         for (int n = 0; (rc = sqlite3_step(st)) == SQLITE_ROW; n++) {
             if (n)
-                sb_puts(b, ",");
-            sb_col(b, st, 0);
-            sb_puts(b, ":{");
-            sb_cols(b, st, 1, "step value time");
-            sb_puts(b, "}");
+                ud_buf_puts(b, ",");
+            http_json_col(b, st, 0);
+            ud_buf_puts(b, ":{");
+            http_json_cols(b, st, 1, "step value time");
+            ud_buf_puts(b, "}");
         }
-        sb_puts(b, "}");
+        ud_buf_puts(b, "}");
         done(st);
         if (rc != SQLITE_DONE)
             ret = coord_db_err(t->ro, e, "read metrics");
@@ -809,31 +703,34 @@ static int job_detail(struct coord_http *h, struct tls *t, const char *id, struc
     if (ret == 0)
         ret = job_rows(h, t, b, ST_JOB_CKPTS, id, "checkpoints",
                        "iteration epoch minibatch path time", e);
-    sb_puts(b, ",\"model\":");
-    sb_puts(b, model.p ? model.p : "null");
-    sb_free(&model);
+    ud_buf_puts(b, ",\"model\":");
+    ud_buf_puts(b, model.p ? model.p : "null");
+    ud_buf_free(&model);
     if (ret == 0)
         ret = job_rows(h, t, b, ST_JOB_EVENTS, id, "events", "time kind message", e);
-    sb_puts(b, "}");
+    ud_buf_puts(b, "}");
     return ret == 0 ? 0 : -1;
 }
 
-static enum MHD_Result get_job(struct coord_http *h, struct MHD_Connection *c, struct tls *t,
-                               const char *id)
+static enum MHD_Result get_job(struct coord_http *h, struct MHD_Connection *c,
+                               const struct coord_call *q)
 {
+    struct coord_http_thread *t = q->t;
+    const char *id = q->arg[0];
     struct ud_err e = {0};
-    struct sbuf b = {0};
+    struct ud_buf b = {0};
     int rc = job_detail(h, t, id, &b, &e);
     if (rc == 0)
-        return reply_json(h, c, MHD_HTTP_OK, &b);
-    sb_free(&b);
+        return http_reply_json(h, c, MHD_HTTP_OK, &b);
+    ud_buf_free(&b);
     if (rc > 0)
-        return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no job '%.128s'", id);
-    return reply_db_error(h, c, &e);
+        return http_reply_error(h, c, MHD_HTTP_NOT_FOUND, "no job '%.128s'", id);
+    return http_reply_db_error(h, c, &e);
 }
 
 /* 1 if job id exists, 0 if not, -1 on a database error. */
-static int job_exists(struct coord_http *h, struct tls *t, const char *id, struct ud_err *e)
+static int job_exists(struct coord_http *h, struct coord_http_thread *t, const char *id,
+                      struct ud_err *e)
 {
     sqlite3_stmt *st = stmt(h, t, ST_JOB_EXISTS, e);
     if (!st)
@@ -849,154 +746,162 @@ static int job_exists(struct coord_http *h, struct tls *t, const char *id, struc
 }
 
 static enum MHD_Result get_job_metrics(struct coord_http *h, struct MHD_Connection *c,
-                                       struct tls *t, const char *id)
+                                       const struct coord_call *q)
 {
+    struct coord_http_thread *t = q->t;
+    const char *id = q->arg[0];
     struct ud_err e = {0};
     const char *key = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "key");
     const char *since_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
     const char *limit_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
     int64_t since = INT64_MIN, limit = METRICS_LIMIT;
-    if (since_s && parse_i64(since_s, &since) != 0)
-        return reply_error(h, c, MHD_HTTP_BAD_REQUEST,
-                           "since must be a whole number (a step), not '%.64s'", since_s);
-    if (limit_s && (parse_i64(limit_s, &limit) != 0 || limit < 1 || limit > METRICS_MAX))
-        return reply_error(h, c, MHD_HTTP_BAD_REQUEST,
-                           "limit must be a whole number in [1, %d], not '%.64s'", METRICS_MAX,
-                           limit_s);
+    if (since_s && http_parse_i64(since_s, &since) != 0)
+        return http_reply_error(h, c, MHD_HTTP_BAD_REQUEST,
+                                "since must be a whole number (a step), not '%.64s'", since_s);
+    if (limit_s && (http_parse_i64(limit_s, &limit) != 0 || limit < 1 || limit > METRICS_MAX))
+        return http_reply_error(h, c, MHD_HTTP_BAD_REQUEST,
+                                "limit must be a whole number in [1, %d], not '%.64s'", METRICS_MAX,
+                                limit_s);
     int ex = job_exists(h, t, id, &e);
     if (ex < 0)
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     if (!ex)
-        return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no job '%.128s'", id);
+        return http_reply_error(h, c, MHD_HTTP_NOT_FOUND, "no job '%.128s'", id);
 
-    struct sbuf b = {0};
+    struct ud_buf b = {0};
     sqlite3_stmt *st;
     int rc = SQLITE_DONE;
-    sb_puts(&b, "{\"job\":");
-    sb_json_str(&b, id);
+    ud_buf_puts(&b, "{\"job\":");
+    ud_json_str_buf(&b, id);
     if (!key) {
         if (!(st = stmt(h, t, ST_METRIC_KEYS, &e))) {
-            sb_free(&b);
-            return reply_db_error(h, c, &e);
+            ud_buf_free(&b);
+            return http_reply_db_error(h, c, &e);
         }
         sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-        sb_puts(&b, ",\"keys\":[");
+        ud_buf_puts(&b, ",\"keys\":[");
         for (int n = 0; (rc = sqlite3_step(st)) == SQLITE_ROW; n++) {
             if (n)
-                sb_puts(&b, ",");
-            sb_col(&b, st, 0);
+                ud_buf_puts(&b, ",");
+            http_json_col(&b, st, 0);
         }
-        sb_puts(&b, "]}");
+        ud_buf_puts(&b, "]}");
     } else {
         if (!(st = stmt(h, t, ST_METRIC_HIST, &e))) {
-            sb_free(&b);
-            return reply_db_error(h, c, &e);
+            ud_buf_free(&b);
+            return http_reply_db_error(h, c, &e);
         }
         sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 2, key, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(st, 3, since);
         sqlite3_bind_int64(st, 4, limit + 1); /* one more: is there a next page? */
-        sb_puts(&b, ",\"key\":");
-        sb_json_str(&b, key);
-        sb_puts(&b, ",\"metrics\":[");
+        ud_buf_puts(&b, ",\"key\":");
+        ud_json_str_buf(&b, key);
+        ud_buf_puts(&b, ",\"metrics\":[");
         int64_t n = 0, last = 0;
         while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-            sb_puts(&b, n++ ? ",{" : "{");
-            sb_cols(&b, st, 0, "step value time");
-            sb_puts(&b, "}");
+            ud_buf_puts(&b, n++ ? ",{" : "{");
+            http_json_cols(&b, st, 0, "step value time");
+            ud_buf_puts(&b, "}");
             last = sqlite3_column_int64(st, 0);
         }
         if (n == limit) /* the page is full: look for one more row */
             rc = sqlite3_step(st);
-        sb_puts(&b, "],\"next_since\":");
+        ud_buf_puts(&b, "],\"next_since\":");
         if (n == limit && rc == SQLITE_ROW) {
-            sb_printf(&b, "%" PRId64, last);
+            ud_buf_printf(&b, "%" PRId64, last);
             rc = SQLITE_DONE;
         } else {
-            sb_puts(&b, "null");
+            ud_buf_puts(&b, "null");
         }
-        sb_puts(&b, "}");
+        ud_buf_puts(&b, "}");
     }
     done(st);
     if (rc != SQLITE_DONE) {
-        sb_free(&b);
+        ud_buf_free(&b);
         coord_db_err(t->ro, &e, "read metrics");
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     }
-    return reply_json(h, c, MHD_HTTP_OK, &b);
+    return http_reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
-static enum MHD_Result get_models(struct coord_http *h, struct MHD_Connection *c, struct tls *t)
+static enum MHD_Result get_models(struct coord_http *h, struct MHD_Connection *c,
+                                  const struct coord_call *q)
 {
+    struct coord_http_thread *t = q->t;
     struct ud_err e = {0};
     sqlite3_stmt *st = stmt(h, t, ST_MODELS, &e);
     if (!st)
-        return reply_db_error(h, c, &e);
-    struct sbuf b = {0};
+        return http_reply_db_error(h, c, &e);
+    struct ud_buf b = {0};
     int rc;
-    sb_puts(&b, "{\"models\":[");
+    ud_buf_puts(&b, "{\"models\":[");
     for (int n = 0; (rc = sqlite3_step(st)) == SQLITE_ROW; n++) {
-        sb_puts(&b, n ? ",{" : "{");
-        sb_cols(&b, st, 0, "name versions");
-        sb_puts(&b, ",\"latest\":{");
-        sb_cols(&b, st, 2, "version sha256 size created @metrics");
-        sb_puts(&b, "}}");
+        ud_buf_puts(&b, n ? ",{" : "{");
+        http_json_cols(&b, st, 0, "name versions");
+        ud_buf_puts(&b, ",\"latest\":{");
+        http_json_cols(&b, st, 2, "version sha256 size created @metrics");
+        ud_buf_puts(&b, "}}");
     }
     done(st);
     if (rc != SQLITE_DONE) {
-        sb_free(&b);
+        ud_buf_free(&b);
         coord_db_err(t->ro, &e, "list models");
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     }
-    sb_puts(&b, "]}");
-    return reply_json(h, c, MHD_HTTP_OK, &b);
+    ud_buf_puts(&b, "]}");
+    return http_reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
 static enum MHD_Result get_model_versions(struct coord_http *h, struct MHD_Connection *c,
-                                          struct tls *t, const char *name)
+                                          const struct coord_call *q)
 {
+    struct coord_http_thread *t = q->t;
+    const char *name = q->arg[0];
     struct ud_err e = {0};
     sqlite3_stmt *st = stmt(h, t, ST_MODEL_VERSIONS, &e);
     if (!st)
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    struct sbuf b = {0};
+    struct ud_buf b = {0};
     int n = 0;
-    sb_puts(&b, "{\"name\":");
-    sb_json_str(&b, name);
-    sb_puts(&b, ",\"versions\":");
-    int rc = sb_rows(&b, st, "version sha256 size created job @metrics", &n);
+    ud_buf_puts(&b, "{\"name\":");
+    ud_json_str_buf(&b, name);
+    ud_buf_puts(&b, ",\"versions\":");
+    int rc = http_json_rows(&b, st, "version sha256 size created job @metrics", &n);
     done(st);
     if (rc != SQLITE_DONE) {
-        sb_free(&b);
+        ud_buf_free(&b);
         coord_db_err(t->ro, &e, "list versions");
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     }
     if (n == 0) {
-        sb_free(&b);
-        return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no model '%.128s'", name);
+        ud_buf_free(&b);
+        return http_reply_error(h, c, MHD_HTTP_NOT_FOUND, "no model '%.128s'", name);
     }
-    sb_puts(&b, "}");
-    return reply_json(h, c, MHD_HTTP_OK, &b);
+    ud_buf_puts(&b, "}");
+    return http_reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
 /* Looks up version v ("latest" or a number) of model name; on success st is positioned on the
  * row (columns as ST_MODEL_VERSION) and the caller calls done(st). Returns 0, or a response
  * already queued through *ret. */
-static int find_version(struct coord_http *h, struct MHD_Connection *c, struct tls *t,
-                        const char *name, const char *v, sqlite3_stmt **out, enum MHD_Result *ret)
+static int find_version(struct coord_http *h, struct MHD_Connection *c, const struct coord_call *q,
+                        sqlite3_stmt **out, enum MHD_Result *ret)
 {
+    struct coord_http_thread *t = q->t;
+    const char *name = q->arg[0], *v = q->arg[1];
     struct ud_err e = {0};
     int64_t ver = 0;
     int latest = strcmp(v, "latest") == 0;
-    if (!latest && (parse_i64(v, &ver) != 0 || ver < 1)) {
-        *ret = reply_error(h, c, MHD_HTTP_BAD_REQUEST,
-                           "version must be a whole number >= 1 or 'latest', not '%.64s'", v);
+    if (!latest && (http_parse_i64(v, &ver) != 0 || ver < 1)) {
+        *ret = http_reply_error(h, c, MHD_HTTP_BAD_REQUEST,
+                                "version must be a whole number >= 1 or 'latest', not '%.64s'", v);
         return -1;
     }
     sqlite3_stmt *st = stmt(h, t, latest ? ST_MODEL_LATEST : ST_MODEL_VERSION, &e);
     if (!st) {
-        *ret = reply_db_error(h, c, &e);
+        *ret = http_reply_db_error(h, c, &e);
         return -1;
     }
     sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
@@ -1010,35 +915,35 @@ static int find_version(struct coord_http *h, struct MHD_Connection *c, struct t
     done(st);
     if (rc != SQLITE_DONE) {
         coord_db_err(t->ro, &e, "read model");
-        *ret = reply_db_error(h, c, &e);
+        *ret = http_reply_db_error(h, c, &e);
     } else if (latest) {
-        *ret = reply_error(h, c, MHD_HTTP_NOT_FOUND, "no model '%.128s'", name);
+        *ret = http_reply_error(h, c, MHD_HTTP_NOT_FOUND, "no model '%.128s'", name);
     } else {
-        *ret = reply_error(h, c, MHD_HTTP_NOT_FOUND, "no version %" PRId64 " of model '%.128s'",
-                           ver, name);
+        *ret = http_reply_error(h, c, MHD_HTTP_NOT_FOUND,
+                                "no version %" PRId64 " of model '%.128s'", ver, name);
     }
     return -1;
 }
 
 static enum MHD_Result get_model_version(struct coord_http *h, struct MHD_Connection *c,
-                                         struct tls *t, const char *name, const char *v)
+                                         const struct coord_call *q)
 {
     sqlite3_stmt *st;
     enum MHD_Result ret;
-    if (find_version(h, c, t, name, v, &st, &ret) != 0)
+    if (find_version(h, c, q, &st, &ret) != 0)
         return ret;
-    struct sbuf b = {0};
-    sb_puts(&b, "{");
-    sb_cols(&b, st, 0, "name version sha256 size created job @metrics @lineage @metadata");
+    struct ud_buf b = {0};
+    ud_buf_puts(&b, "{");
+    http_json_cols(&b, st, 0, "name version sha256 size created job @metrics @lineage @metadata");
     /* Where to download it, with the actual version number. */
     char url[512];
     snprintf(url, sizeof url, "/v1/models/%.300s/versions/%lld/file",
              (const char *)sqlite3_column_text(st, 0), (long long)sqlite3_column_int64(st, 1));
     done(st);
-    sb_puts(&b, ",\"file\":");
-    sb_json_str(&b, url);
-    sb_puts(&b, "}");
-    return reply_json(h, c, MHD_HTTP_OK, &b);
+    ud_buf_puts(&b, ",\"file\":");
+    ud_json_str_buf(&b, url);
+    ud_buf_puts(&b, "}");
+    return http_reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
 /* Does an If-None-Match list name etag (quoted) or "*"? */
@@ -1119,12 +1024,12 @@ static int parse_range(const char *hv, uint64_t size, uint64_t *off, uint64_t *l
     return 1;
 }
 
-static enum MHD_Result get_model_file(struct coord_http *h, struct MHD_Connection *c, struct tls *t,
-                                      const char *name, const char *v)
+static enum MHD_Result get_model_file(struct coord_http *h, struct MHD_Connection *c,
+                                      const struct coord_call *q)
 {
     sqlite3_stmt *st;
     enum MHD_Result ret;
-    if (find_version(h, c, t, name, v, &st, &ret) != 0)
+    if (find_version(h, c, q, &st, &ret) != 0)
         return ret;
     char sha[80], etag[96], path[4096 + 128];
     snprintf(sha, sizeof sha, "%s",
@@ -1132,15 +1037,15 @@ static enum MHD_Result get_model_file(struct coord_http *h, struct MHD_Connectio
     done(st);
     struct ud_err e = {0};
     if (coord_store_path(h->state_dir, sha, path, sizeof path, &e) != 0)
-        return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR,
-                           "the registry holds a bad hash for this model: %s", e.msg);
+        return http_reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                                "the registry holds a bad hash for this model: %s", e.msg);
     snprintf(etag, sizeof etag, "\"%s\"", sha);
     const char *inm =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
     if (inm && etag_matches(inm, etag)) {
-        return queue(h, c, MHD_HTTP_NOT_MODIFIED,
-                     MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT), NULL,
-                     MHD_HTTP_HEADER_ETAG, etag, NULL);
+        return http_queue(h, c, MHD_HTTP_NOT_MODIFIED,
+                          MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT), NULL,
+                          MHD_HTTP_HEADER_ETAG, etag, NULL);
     }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat sb;
@@ -1148,8 +1053,8 @@ static enum MHD_Result get_model_file(struct coord_http *h, struct MHD_Connectio
         int err = errno;
         if (fd >= 0)
             close(fd);
-        return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "model file %s: %s", sha,
-                           strerror(err));
+        return http_reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "model file %s: %s", sha,
+                                strerror(err));
     }
     uint64_t size = (uint64_t)sb.st_size, off = 0, len = size;
     int r = parse_range(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE),
@@ -1158,156 +1063,155 @@ static enum MHD_Result get_model_file(struct coord_http *h, struct MHD_Connectio
     if (r < 0) {
         close(fd);
         snprintf(crange, sizeof crange, "bytes */%" PRIu64, size);
-        return reply_error_h(h, c, MHD_HTTP_RANGE_NOT_SATISFIABLE, MHD_HTTP_HEADER_CONTENT_RANGE,
-                             crange, "range not satisfiable: the file has %" PRIu64 " bytes", size);
+        return http_reply_error_h(h, c, MHD_HTTP_RANGE_NOT_SATISFIABLE,
+                                  MHD_HTTP_HEADER_CONTENT_RANGE, crange,
+                                  "range not satisfiable: the file has %" PRIu64 " bytes", size);
     }
     /* MHD owns fd from here and closes it with the response. */
     struct MHD_Response *resp = MHD_create_response_from_fd_at_offset64(len, fd, off);
     if (!resp) {
         close(fd);
-        return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot serve %s", sha);
+        return http_reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot serve %s", sha);
     }
     if (r > 0) {
         snprintf(crange, sizeof crange, "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, off,
                  off + len - 1, size);
-        return queue(h, c, MHD_HTTP_PARTIAL_CONTENT, resp, "application/octet-stream",
-                     MHD_HTTP_HEADER_ETAG, etag, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes",
-                     MHD_HTTP_HEADER_CONTENT_RANGE, crange, NULL);
+        return http_queue(h, c, MHD_HTTP_PARTIAL_CONTENT, resp, "application/octet-stream",
+                          MHD_HTTP_HEADER_ETAG, etag, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes",
+                          MHD_HTTP_HEADER_CONTENT_RANGE, crange, NULL);
     }
-    return queue(h, c, MHD_HTTP_OK, resp, "application/octet-stream", MHD_HTTP_HEADER_ETAG, etag,
-                 MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes", NULL);
+    return http_queue(h, c, MHD_HTTP_OK, resp, "application/octet-stream", MHD_HTTP_HEADER_ETAG,
+                      etag, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes", NULL);
 }
 
 /* Prometheus label value: \\, \" and \n escaped; bytes that are not UTF-8 become '?'. */
-static void sb_prom_label(struct sbuf *b, const char *s)
+static void http_prom_label(struct ud_buf *b, const char *s)
 {
-    sb_put(b, "\"", 1);
+    ud_buf_put(b, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p;) {
         if (*p == '\\' || *p == '"') {
             char esc[2] = {'\\', (char)*p++};
-            sb_put(b, esc, 2);
+            ud_buf_put(b, esc, 2);
         } else if (*p == '\n') {
-            sb_put(b, "\\n", 2);
+            ud_buf_put(b, "\\n", 2);
             p++;
         } else {
-            size_t n = utf8_seq(p);
-            sb_put(b, n ? (const char *)p : "?", n ? n : 1);
+            size_t n = ud_json_utf8_len(p);
+            ud_buf_put(b, n ? (const char *)p : "?", n ? n : 1);
             p += n ? n : 1;
         }
     }
-    sb_put(b, "\"", 1);
+    ud_buf_put(b, "\"", 1);
 }
 
-static void sb_prom_num(struct sbuf *b, double v)
+static void http_prom_num(struct ud_buf *b, double v)
 {
     if (isnan(v))
-        sb_puts(b, "NaN");
+        ud_buf_puts(b, "NaN");
     else if (isinf(v))
-        sb_puts(b, v > 0 ? "+Inf" : "-Inf");
+        ud_buf_puts(b, v > 0 ? "+Inf" : "-Inf");
     else {
         char buf[40];
         fmt_num(buf, sizeof buf, v);
-        sb_puts(b, buf);
+        ud_buf_puts(b, buf);
     }
 }
 
-static enum MHD_Result get_prometheus(struct coord_http *h, struct MHD_Connection *c, struct tls *t)
+static enum MHD_Result get_prometheus(struct coord_http *h, struct MHD_Connection *c,
+                                      const struct coord_call *q)
 {
+    struct coord_http_thread *t = q->t;
     struct ud_err e = {0};
     t->status_valid = 0; /* count afresh */
     if (status_refresh(h, t, &e) != 0)
-        return reply_db_error(h, c, &e);
-    struct sbuf b = {0};
-    sb_puts(&b, "# HELP updraft_up Whether the coordinator is serving.\n"
-                "# TYPE updraft_up gauge\nupdraft_up 1\n"
-                "# HELP updraft_uptime_seconds Seconds since the coordinator started.\n"
-                "# TYPE updraft_uptime_seconds gauge\n");
-    sb_printf(&b, "updraft_uptime_seconds %.3f\n", wall_now() - h->started);
-    sb_puts(&b, "# HELP updraft_jobs Jobs by state.\n# TYPE updraft_jobs gauge\n");
+        return http_reply_db_error(h, c, &e);
+    struct ud_buf b = {0};
+    ud_buf_puts(&b, "# HELP updraft_up Whether the coordinator is serving.\n"
+                    "# TYPE updraft_up gauge\nupdraft_up 1\n"
+                    "# HELP updraft_uptime_seconds Seconds since the coordinator started.\n"
+                    "# TYPE updraft_uptime_seconds gauge\n");
+    ud_buf_printf(&b, "updraft_uptime_seconds %.3f\n", ud_clock_wall() - h->started);
+    ud_buf_puts(&b, "# HELP updraft_jobs Jobs by state.\n# TYPE updraft_jobs gauge\n");
     for (int i = 0; i < NSTATES; i++)
-        sb_printf(&b, "updraft_jobs{state=\"%s\"} %" PRId64 "\n", STATES[i], t->counts[i]);
-    sb_printf(&b,
-              "# HELP updraft_workers Ranks of unfinished jobs heard from within the heartbeat "
-              "timeout.\n# TYPE updraft_workers gauge\nupdraft_workers %" PRId64 "\n"
-              "# HELP updraft_model_versions Model versions in the registry.\n"
-              "# TYPE updraft_model_versions gauge\nupdraft_model_versions %" PRId64 "\n",
-              t->workers, t->models);
+        ud_buf_printf(&b, "updraft_jobs{state=\"%s\"} %" PRId64 "\n", STATES[i], t->counts[i]);
+    ud_buf_printf(&b,
+                  "# HELP updraft_workers Ranks of unfinished jobs heard from within the heartbeat "
+                  "timeout.\n# TYPE updraft_workers gauge\nupdraft_workers %" PRId64 "\n"
+                  "# HELP updraft_model_versions Model versions in the registry.\n"
+                  "# TYPE updraft_model_versions gauge\nupdraft_model_versions %" PRId64 "\n",
+                  t->workers, t->models);
 
     sqlite3_stmt *st = stmt(h, t, ST_PROM_JOBS, &e);
     if (!st) {
-        sb_free(&b);
-        return reply_db_error(h, c, &e);
+        ud_buf_free(&b);
+        return http_reply_db_error(h, c, &e);
     }
-    struct sbuf it = {0};
+    struct ud_buf it = {0};
     int rc;
-    sb_puts(&b, "# HELP updraft_job_progress Fraction of an unfinished job's steps done.\n"
-                "# TYPE updraft_job_progress gauge\n");
-    sb_puts(&it, "# HELP updraft_job_iteration Steps an unfinished job has taken.\n"
-                 "# TYPE updraft_job_iteration gauge\n");
+    ud_buf_puts(&b, "# HELP updraft_job_progress Fraction of an unfinished job's steps done.\n"
+                    "# TYPE updraft_job_progress gauge\n");
+    ud_buf_puts(&it, "# HELP updraft_job_iteration Steps an unfinished job has taken.\n"
+                     "# TYPE updraft_job_iteration gauge\n");
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(st, 0);
-        sb_puts(&b, "updraft_job_progress{job=");
-        sb_prom_label(&b, id);
-        sb_puts(&b, "} ");
-        sb_prom_num(&b, sqlite3_column_double(st, 2));
-        sb_puts(&it, "updraft_job_iteration{job=");
-        sb_prom_label(&it, id);
-        sb_printf(&it, "} %lld\n", (long long)sqlite3_column_int64(st, 1));
-        sb_puts(&b, "\n");
+        ud_buf_puts(&b, "updraft_job_progress{job=");
+        http_prom_label(&b, id);
+        ud_buf_puts(&b, "} ");
+        http_prom_num(&b, sqlite3_column_double(st, 2));
+        ud_buf_puts(&it, "updraft_job_iteration{job=");
+        http_prom_label(&it, id);
+        ud_buf_printf(&it, "} %lld\n", (long long)sqlite3_column_int64(st, 1));
+        ud_buf_puts(&b, "\n");
     }
     done(st);
     if (it.p)
-        sb_put(&b, it.p, it.len);
-    sb_free(&it);
+        ud_buf_put(&b, it.p, it.len);
+    ud_buf_free(&it);
     if (rc == SQLITE_DONE && (st = stmt(h, t, ST_PROM_METRICS, &e)) != NULL) {
-        sb_puts(&b, "# HELP updraft_job_metric Latest reported value of an unfinished job's "
-                    "metric.\n# TYPE updraft_job_metric gauge\n");
+        ud_buf_puts(&b, "# HELP updraft_job_metric Latest reported value of an unfinished job's "
+                        "metric.\n# TYPE updraft_job_metric gauge\n");
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            sb_puts(&b, "updraft_job_metric{job=");
-            sb_prom_label(&b, (const char *)sqlite3_column_text(st, 0));
-            sb_puts(&b, ",key=");
-            sb_prom_label(&b, (const char *)sqlite3_column_text(st, 1));
-            sb_puts(&b, "} ");
-            sb_prom_num(
+            ud_buf_puts(&b, "updraft_job_metric{job=");
+            http_prom_label(&b, (const char *)sqlite3_column_text(st, 0));
+            ud_buf_puts(&b, ",key=");
+            http_prom_label(&b, (const char *)sqlite3_column_text(st, 1));
+            ud_buf_puts(&b, "} ");
+            http_prom_num(
                 &b, sqlite3_column_type(st, 3) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 3));
-            sb_puts(&b, "\n");
+            ud_buf_puts(&b, "\n");
         }
         done(st);
     } else if (!st) {
-        sb_free(&b);
-        return reply_db_error(h, c, &e);
+        ud_buf_free(&b);
+        return http_reply_db_error(h, c, &e);
     }
     if (rc != SQLITE_DONE) {
-        sb_free(&b);
+        ud_buf_free(&b);
         coord_db_err(t->ro, &e, "metrics");
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     }
-    sb_puts(&b, "# HELP updraft_http_requests_total HTTP responses by status code.\n"
-                "# TYPE updraft_http_requests_total counter\n");
+    ud_buf_puts(&b, "# HELP updraft_http_requests_total HTTP responses by status code.\n"
+                    "# TYPE updraft_http_requests_total counter\n");
     for (unsigned code = 100; code < 600; code++) {
         uint64_t n = atomic_load_explicit(&h->replies[code], memory_order_relaxed);
         if (n)
-            sb_printf(&b, "updraft_http_requests_total{code=\"%u\"} %" PRIu64 "\n", code, n);
+            ud_buf_printf(&b, "updraft_http_requests_total{code=\"%u\"} %" PRIu64 "\n", code, n);
     }
     if (b.oom) {
-        sb_free(&b);
-        return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        ud_buf_free(&b);
+        return http_reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
     }
-    enum MHD_Result ret = queue(h, c, MHD_HTTP_OK, mem_response(b.p, b.len), PROM_TYPE, NULL);
-    sb_free(&b);
+    enum MHD_Result ret =
+        http_queue(h, c, MHD_HTTP_OK, http_mem_response(b.p, b.len), PROM_TYPE, NULL);
+    ud_buf_free(&b);
     return ret;
 }
 
 /* ------------------------------------------------------------------ POST handlers */
 
-static int rw_open(struct coord_http *h, struct tls *t, struct ud_err *e)
-{
-    return t->rw ? 0 : coord_db_open(h->state_dir, 0, &t->rw, e);
-}
-
-/* Runs sql on the read-write connection with binds given by types, one argument each: 's' text,
- * 'i' int64_t, 'N' int64_t bound as NULL when 0, 'd' double. */
-static int rw_exec(sqlite3 *db, const char *sql, const char *types, ...)
+/* Runs sql with binds given by types, one argument each: 's' text, 'i' int64_t, 'N' int64_t
+ * bound as NULL when 0, 'b' a blob (pointer, size_t), 'd' double. */
+int http_exec(sqlite3 *db, const char *sql, const char *types, ...)
 {
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
@@ -1331,6 +1235,12 @@ static int rw_exec(sqlite3 *db, const char *sql, const char *types, ...)
                 sqlite3_bind_null(st, i + 1);
             break;
         }
+        case 'b': {
+            const void *p = va_arg(ap, const void *);
+            size_t n = va_arg(ap, size_t);
+            sqlite3_bind_blob(st, i + 1, p, (int)n, SQLITE_TRANSIENT);
+            break;
+        }
         default: /* 'd' */
             sqlite3_bind_double(st, i + 1, va_arg(ap, double));
         }
@@ -1341,39 +1251,40 @@ static int rw_exec(sqlite3 *db, const char *sql, const char *types, ...)
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-static enum MHD_Result rw_fail(struct coord_http *h, struct MHD_Connection *c, struct tls *t,
-                               const char *what)
+enum MHD_Result http_db_fail(struct coord_http *h, struct MHD_Connection *c, sqlite3 *db,
+                             const char *what)
 {
     struct ud_err e = {0};
-    int busy = (sqlite3_errcode(t->rw) & 0xff) == SQLITE_BUSY;
-    coord_db_err(t->rw, &e, what);
-    sqlite3_exec(t->rw, "ROLLBACK", NULL, NULL, NULL);
-    return reply_error(h, c, busy ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_INTERNAL_SERVER_ERROR,
-                       "%s", e.msg);
+    int busy = (sqlite3_errcode(db) & 0xff) == SQLITE_BUSY;
+    coord_db_err(db, &e, what);
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return http_reply_error(
+        h, c, busy ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", e.msg);
 }
 
-static enum MHD_Result post_job(struct coord_http *h, struct MHD_Connection *c, struct tls *t,
-                                const char *body, size_t len)
+static enum MHD_Result post_job(struct coord_http *h, struct MHD_Connection *c,
+                                const struct coord_call *q)
 {
+    struct coord_http_thread *t = q->t;
     struct coord_spec s;
     struct ud_err e = {0};
-    int rc = coord_spec_parse(body ? body : "", len, &s, &e);
+    int rc = coord_spec_parse(q->body ? q->body : "", q->len, &s, &e);
     if (rc == UD_ELIMIT)
-        return reply_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE, "%s", e.msg);
+        return http_reply_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE, "%s", e.msg);
     if (rc == UD_ENOMEM)
-        return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", e.msg);
+        return http_reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", e.msg);
     if (rc)
-        return reply_error(h, c, MHD_HTTP_BAD_REQUEST, "%s", e.msg);
-    if (rw_open(h, t, &e) != 0) {
+        return http_reply_error(h, c, MHD_HTTP_BAD_REQUEST, "%s", e.msg);
+    if (!http_db_rw(h, &e)) {
         coord_spec_deinit(&s);
-        return reply_db_error(h, c, &e);
+        return http_reply_db_error(h, c, &e);
     }
     enum MHD_Result ret;
-    double now = wall_now();
+    double now = ud_clock_wall();
     char id[32], session[4096 + 64], msg[256];
     sqlite3_stmt *st = NULL;
     if (sqlite3_exec(t->rw, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-        ret = rw_fail(h, c, t, "begin");
+        ret = http_db_fail(h, c, t->rw, "begin");
         goto out;
     }
     int64_t seq = 0;
@@ -1383,7 +1294,7 @@ static enum MHD_Result post_job(struct coord_http *h, struct MHD_Connection *c, 
         seq = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     if (seq <= 0) {
-        ret = rw_fail(h, c, t, "next job number");
+        ret = http_db_fail(h, c, t->rw, "next job number");
         goto out;
     }
     snprintf(id, sizeof id, "job-%06" PRId64, seq);
@@ -1391,48 +1302,47 @@ static enum MHD_Result post_job(struct coord_http *h, struct MHD_Connection *c, 
         snprintf(session, sizeof session, "%s", s.session);
     else
         snprintf(session, sizeof session, "%s/jobs/%s/session", h->state_abs, id);
-    rc = rw_exec(t->rw,
-                 "INSERT INTO jobs (id, seq, name, state, spec, np, launch, created, updated,"
-                 " epochs, cancel_requested, restarts, session)"
-                 " VALUES (?1, ?2, ?3, 'PENDING', ?4, ?5, ?6, ?7, ?7, ?8, 0, 0, ?9)",
-                 "sissNidis", id, seq, s.name, s.canonical, (int64_t)s.np, (int64_t)(s.np > 0), now,
-                 (int64_t)s.epochs, session);
+    rc = http_exec(t->rw,
+                   "INSERT INTO jobs (id, seq, name, state, spec, np, launch, created, updated,"
+                   " epochs, cancel_requested, restarts, session)"
+                   " VALUES (?1, ?2, ?3, 'PENDING', ?4, ?5, ?6, ?7, ?7, ?8, 0, 0, ?9)",
+                   "sissNidis", id, seq, s.name, s.canonical, (int64_t)s.np, (int64_t)(s.np > 0),
+                   now, (int64_t)s.epochs, session);
     if (rc != SQLITE_OK) {
-        ret = rw_fail(h, c, t, "insert job");
+        ret = http_db_fail(h, c, t->rw, "insert job");
         goto out;
     }
     if (s.np > 0)
         snprintf(msg, sizeof msg, "submitted over REST: model '%s', launch np %d", s.name, s.np);
     else
         snprintf(msg, sizeof msg, "submitted over REST: model '%s', waiting for workers", s.name);
-    if (rw_exec(t->rw,
-                "INSERT INTO events (job, time, kind, message) VALUES (?1, ?2, 'submitted', ?3)",
-                "sds", id, now, msg) != SQLITE_OK ||
+    if (http_exec(t->rw,
+                  "INSERT INTO events (job, time, kind, message) VALUES (?1, ?2, 'submitted', ?3)",
+                  "sds", id, now, msg) != SQLITE_OK ||
         sqlite3_exec(t->rw, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        ret = rw_fail(h, c, t, "insert job");
+        ret = http_db_fail(h, c, t->rw, "insert job");
         goto out;
     }
-    struct sbuf b = {0};
+    struct ud_buf b = {0};
     char url[64];
     snprintf(url, sizeof url, "/v1/jobs/%s", id);
-    sb_printf(&b, "{\"id\":\"%s\",\"state\":\"PENDING\",\"url\":\"%s\"}\n", id, url);
-    ret = b.oom ? MHD_NO
-                : queue(h, c, MHD_HTTP_CREATED, mem_response(b.p, b.len), JSON_TYPE,
-                        MHD_HTTP_HEADER_LOCATION, url, NULL);
-    sb_free(&b);
+    ud_buf_printf(&b, "{\"id\":\"%s\",\"state\":\"PENDING\",\"url\":\"%s\"}", id, url);
+    ret = http_reply_created(h, c, &b, url);
 out:
     coord_spec_deinit(&s);
     return ret;
 }
 
-static enum MHD_Result post_cancel(struct coord_http *h, struct MHD_Connection *c, struct tls *t,
-                                   const char *id)
+static enum MHD_Result post_cancel(struct coord_http *h, struct MHD_Connection *c,
+                                   const struct coord_call *q)
 {
+    struct coord_http_thread *t = q->t;
+    const char *id = q->arg[0];
     struct ud_err e = {0};
-    if (rw_open(h, t, &e) != 0)
-        return reply_db_error(h, c, &e);
+    if (!http_db_rw(h, &e))
+        return http_reply_db_error(h, c, &e);
     if (sqlite3_exec(t->rw, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return rw_fail(h, c, t, "begin");
+        return http_db_fail(h, c, t->rw, "begin");
     sqlite3_stmt *st = NULL;
     char state[16] = "";
     int rc = sqlite3_prepare_v2(t->rw, "SELECT state FROM jobs WHERE id = ?1", -1, &st, NULL);
@@ -1444,68 +1354,101 @@ static enum MHD_Result post_cancel(struct coord_http *h, struct MHD_Connection *
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return rw_fail(h, c, t, "read job");
+        return http_db_fail(h, c, t->rw, "read job");
     if (rc == SQLITE_DONE) {
         sqlite3_exec(t->rw, "ROLLBACK", NULL, NULL, NULL);
-        return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no job '%.128s'", id);
+        return http_reply_error(h, c, MHD_HTTP_NOT_FOUND, "no job '%.128s'", id);
     }
     if (coord_job_state_terminal(state)) {
         sqlite3_exec(t->rw, "ROLLBACK", NULL, NULL, NULL);
-        return reply_error(h, c, MHD_HTTP_CONFLICT, "job '%.128s' is already %s", id, state);
+        return http_reply_error(h, c, MHD_HTTP_CONFLICT, "job '%.128s' is already %s", id, state);
     }
-    double now = wall_now();
+    double now = ud_clock_wall();
     /* No workers to tell: a PENDING job (none registered) and a RESTARTING one (they are
      * gone) end at once; a RUNNING one stops at its next step after a checkpoint. */
     int direct = strcmp(state, "PENDING") == 0 || strcmp(state, "RESTARTING") == 0;
     if (direct)
-        rc = rw_exec(t->rw,
-                     "UPDATE jobs SET state = 'CANCELLED', cancel_requested = 1, updated = ?2,"
-                     " finished = ?2, message = ?3 WHERE id = ?1",
-                     "sds", id, now, "cancelled by request before its workers ran");
+        rc = http_exec(t->rw,
+                       "UPDATE jobs SET state = 'CANCELLED', cancel_requested = 1, updated = ?2,"
+                       " finished = ?2, message = ?3 WHERE id = ?1",
+                       "sds", id, now, "cancelled by request before its workers ran");
     else
-        rc = rw_exec(t->rw, "UPDATE jobs SET cancel_requested = 1, updated = ?2 WHERE id = ?1",
-                     "sd", id, now);
+        rc = http_exec(t->rw, "UPDATE jobs SET cancel_requested = 1, updated = ?2 WHERE id = ?1",
+                       "sd", id, now);
     if (rc == SQLITE_OK)
-        rc = rw_exec(t->rw,
-                     "INSERT INTO events (job, time, kind, message) VALUES (?1, ?2, 'cancel', ?3)",
-                     "sds", id, now,
-                     direct ? "cancel requested over REST: cancelled"
-                            : "cancel requested over REST: the workers stop at their next step");
+        rc = http_exec(
+            t->rw, "INSERT INTO events (job, time, kind, message) VALUES (?1, ?2, 'cancel', ?3)",
+            "sds", id, now,
+            direct ? "cancel requested over REST: cancelled"
+                   : "cancel requested over REST: the workers stop at their next step");
     if (rc != SQLITE_OK || sqlite3_exec(t->rw, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        return rw_fail(h, c, t, "cancel job");
-    struct sbuf b = {0};
-    sb_puts(&b, "{\"id\":");
-    sb_json_str(&b, id);
-    sb_printf(&b, ",\"state\":\"%s\",\"cancel_requested\":true}", direct ? "CANCELLED" : state);
-    return reply_json(h, c, MHD_HTTP_ACCEPTED, &b);
+        return http_db_fail(h, c, t->rw, "cancel job");
+    struct ud_buf b = {0};
+    ud_buf_puts(&b, "{\"id\":");
+    ud_json_str_buf(&b, id);
+    ud_buf_printf(&b, ",\"state\":\"%s\",\"cancel_requested\":true}", direct ? "CANCELLED" : state);
+    return http_reply_json(h, c, MHD_HTTP_ACCEPTED, &b);
 }
 
 /* ------------------------------------------------------------------ routing */
 
-enum route {
-    R_NONE,
-    R_HEALTHZ,
-    R_METRICS,
-    R_STATUS,
-    R_JOBS,
-    R_JOB,
-    R_JOB_METRICS,
-    R_JOB_CANCEL,
-    R_MODELS,
-    R_MODEL_VERSIONS,
-    R_MODEL_VERSION,
-    R_MODEL_FILE,
-    R_FED /* coord_fed_http.c's */
-};
+static enum MHD_Result get_healthz(struct coord_http *h, struct MHD_Connection *c,
+                                   const struct coord_call *q);
 
+/* The REST API, one row a route (docs/rest.md lists the same; test_coord_http checks it). */
+static const struct coord_route ROUTES[] = {
+    {"GET", "/healthz", get_healthz, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"GET", "/metrics", get_prometheus, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"GET", "/v1/status", get_status, 0, COORD_WHO_ANYONE, 0, NULL},
+    /* jobs */
+    {"GET", "/v1/jobs", get_jobs, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"POST", "/v1/jobs", post_job, UD_LIMIT_JOB_SPEC_BYTES, COORD_WHO_ADMIN, 0, NULL},
+    {"GET", "/v1/jobs/{id}", get_job, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"GET", "/v1/jobs/{id}/metrics", get_job_metrics, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"POST", "/v1/jobs/{id}/cancel", post_cancel, UD_LIMIT_JOB_SPEC_BYTES, COORD_WHO_ADMIN, 0,
+     NULL},
+    /* the model registry */
+    {"GET", "/v1/models", get_models, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"GET", "/v1/models/{name}/versions", get_model_versions, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"POST", "/v1/models/{name}/versions", fed_post_model, UD_LIMIT_MODEL_PUSH_BYTES,
+     COORD_WHO_ADMIN, 1, NULL},
+    {"GET", "/v1/models/{name}/versions/{v}", get_model_version, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"GET", "/v1/models/{name}/versions/{v}/file", get_model_file, 0, COORD_WHO_ANYONE, 0, NULL},
+    /* devices (coord_fed_http.c) */
+    {"GET", "/v1/devices", fed_get_devices, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"POST", "/v1/devices", fed_post_devices, UD_LIMIT_SMALL_BODY_BYTES, COORD_WHO_ADMIN, 1, NULL},
+    {"GET", "/v1/devices/{id}", fed_get_device, 0, COORD_WHO_ADMIN, 0, NULL},
+    {"GET", "/v1/devices/{id}/task", fed_get_task, 0, COORD_WHO_DEVICE, 0, NULL},
+    {"POST", "/v1/devices/{id}/revoke", fed_post_revoke, UD_LIMIT_SMALL_BODY_BYTES, COORD_WHO_ADMIN,
+     1, NULL},
+    /* federations and their rounds (coord_fed_http.c) */
+    {"GET", "/v1/federations", fed_get_federations, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"POST", "/v1/federations", fed_post_federation, UD_LIMIT_FED_SPEC_BYTES, COORD_WHO_ADMIN, 1,
+     NULL},
+    {"GET", "/v1/federations/{id}", fed_get_federations, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"POST", "/v1/federations/{id}/cancel", fed_post_cancel, UD_LIMIT_SMALL_BODY_BYTES,
+     COORD_WHO_ADMIN, 1, NULL},
+    {"GET", "/v1/rounds/{id}", fed_get_round, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"POST", "/v1/rounds/{id}/updates", fed_post_update, UD_LIMIT_UPDATE_BYTES, COORD_WHO_DEVICE, 0,
+     fed_update_cap},
+    {"POST", "/v1/rounds/{id}/failures", fed_post_failure, UD_LIMIT_SMALL_BODY_BYTES,
+     COORD_WHO_DEVICE, 0, NULL},
+};
+#define N_ROUTES (sizeof ROUTES / sizeof *ROUTES)
+
+const struct coord_route *coord_http_routes(size_t *n)
+{
+    *n = N_ROUTES;
+    return ROUTES;
+}
+
+/* A POST being received. */
 struct req {
-    enum route route;
-    char id[256];      /* the job id of a POST .../cancel */
-    char url[MAX_URL]; /* R_FED: the path, split into segs */
-    char *segs[MAX_SEGS];
-    int nseg;
-    size_t cap; /* the body limit */
-    struct sbuf body;
+    const struct coord_route *route;
+    struct coord_call q; /* its arg[] point into url */
+    char url[MAX_URL];   /* the path, split */
+    size_t cap;          /* the body limit */
+    struct ud_buf body;
     size_t seen; /* body bytes received */
     int too_big;
 };
@@ -1537,76 +1480,185 @@ static int split_url(const char *url, char *buf, size_t n, char **segs)
     return k;
 }
 
-static enum route route_of(int k, char **s, const char *method)
+/* Does pattern match the k segments? Sets arg[] to the {...} ones. */
+static int pattern_match(const char *pattern, int k, char **segs, const char **arg)
 {
-    if (k >= 2 && strcmp(s[0], "v1") == 0 && fed_route(k, s, method))
-        return R_FED;
-    if (k == 1 && strcmp(s[0], "healthz") == 0)
-        return R_HEALTHZ;
-    if (k == 1 && strcmp(s[0], "metrics") == 0)
-        return R_METRICS;
-    if (k < 2 || strcmp(s[0], "v1") != 0)
-        return R_NONE;
-    if (k == 2 && strcmp(s[1], "status") == 0)
-        return R_STATUS;
-    if (strcmp(s[1], "jobs") == 0) {
-        if (k == 2)
-            return R_JOBS;
-        if (k == 3)
-            return R_JOB;
-        if (k == 4 && strcmp(s[3], "metrics") == 0)
-            return R_JOB_METRICS;
-        if (k == 4 && strcmp(s[3], "cancel") == 0)
-            return R_JOB_CANCEL;
-        return R_NONE;
+    const char *p = pattern;
+    int nargs = 0;
+    for (int i = 0; i < k; i++) {
+        if (*p++ != '/')
+            return 0;
+        size_t n = strcspn(p, "/");
+        if (*p == '{') {
+            if (nargs == COORD_ROUTE_ARGS)
+                return 0;
+            arg[nargs++] = segs[i];
+        } else if (strlen(segs[i]) != n || memcmp(segs[i], p, n) != 0) {
+            return 0;
+        }
+        p += n;
     }
-    if (strcmp(s[1], "models") == 0) {
-        if (k == 2)
-            return R_MODELS;
-        if (k >= 4 && strcmp(s[3], "versions") != 0)
-            return R_NONE;
-        if (k == 4)
-            return R_MODEL_VERSIONS;
-        if (k == 5)
-            return R_MODEL_VERSION;
-        if (k == 6 && strcmp(s[5], "file") == 0)
-            return R_MODEL_FILE;
-    }
-    return R_NONE;
+    return *p == '\0';
 }
 
-/* The methods a route answers, as an Allow header says them. */
-static const char *allowed(enum route r)
+static int is_get(const char *method)
 {
-    switch (r) {
-    case R_JOBS:
-        return "GET, HEAD, POST";
-    case R_JOB_CANCEL:
-        return "POST";
-    default:
-        return "GET, HEAD";
-    }
+    return strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
 }
 
-int authorized(const struct coord_http *h, struct MHD_Connection *c)
+/* The row for the path and method, with q->arg set; NULL when there is none, *allow then
+ * saying the methods the path takes ("" for an unknown path), as an Allow header does. */
+static const struct coord_route *route_find(const char *url, char *buf, const char *method,
+                                            struct coord_call *q, const char **allow)
 {
-    const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!h->have_token || !a || strncasecmp(a, "Bearer ", 7) != 0)
+    char *segs[MAX_SEGS];
+    int k = split_url(url, buf, MAX_URL, segs), get = 0, post = 0;
+    for (size_t i = 0; k >= 0 && i < N_ROUTES; i++) {
+        const struct coord_route *rt = &ROUTES[i];
+        const char *arg[COORD_ROUTE_ARGS] = {NULL};
+        if (!pattern_match(rt->pattern, k, segs, arg))
+            continue;
+        int rt_get = strcmp(rt->method, MHD_HTTP_METHOD_GET) == 0;
+        if (rt_get ? is_get(method) : strcmp(rt->method, method) == 0) {
+            memcpy(q->arg, arg, sizeof arg);
+            return rt;
+        }
+        get |= rt_get;
+        post |= !rt_get;
+    }
+    *allow = get && post ? "GET, HEAD, POST" : get ? "GET, HEAD" : post ? "POST" : "";
+    return NULL;
+}
+
+/* Runs the row's handler (under the write lock when the row says so). */
+static enum MHD_Result route_call(struct coord_http *h, struct MHD_Connection *c,
+                                  const struct coord_route *rt, struct coord_call *q)
+{
+    if (!(q->t = tls_get(h)))
+        return MHD_NO;
+    if (rt->serial)
+        pthread_mutex_lock(&http_write_lock);
+    enum MHD_Result ret = rt->handler(h, c, q);
+    if (rt->serial)
+        pthread_mutex_unlock(&http_write_lock);
+    return ret;
+}
+
+/* 401 unless the request carries what the row's "who" asks for (a device's id into q). */
+static int route_refuse(struct coord_http *h, struct MHD_Connection *c,
+                        const struct coord_route *rt, struct coord_call *q, enum MHD_Result *ret)
+{
+    if (rt->who == COORD_WHO_ADMIN && !http_authorized(h, c)) {
+        *ret = http_reply_error_h(h, c, MHD_HTTP_UNAUTHORIZED, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                  "Bearer realm=\"updraft\"",
+                                  "this call needs the admin token: Authorization: Bearer TOKEN");
+        return 1;
+    }
+    if (rt->who == COORD_WHO_DEVICE && !(q->device = fed_device_auth(h, c))) {
+        *ret = http_reply_error_h(
+            h, c, MHD_HTTP_UNAUTHORIZED, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+            "Bearer realm=\"updraft-device\"",
+            "this call needs the device's token: Authorization: Bearer ID.SECRET");
+        return 1;
+    }
+    return 0;
+}
+
+/* A POST's first call: refuses a Content-Length over the limit, else starts receiving. */
+static enum MHD_Result post_begin(struct coord_http *h, struct MHD_Connection *c,
+                                  const struct coord_route *rt, struct coord_call *q,
+                                  const char *buf, void **con_cls)
+{
+    size_t cap = rt->body_cap ? rt->body_cap(h, q) : rt->body_max;
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    int64_t clen = -1;
+    if (cl && http_parse_i64(cl, &clen) == 0 && (uint64_t)clen > cap) {
+        if (!rt->body_cap)
+            return http_reply_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE,
+                                    "request body of %" PRId64 " bytes is over the limit of %zu",
+                                    clen, cap);
+        q->too_big = 1;
+        return route_call(h, c, rt, q);
+    }
+    struct req *r = calloc(1, sizeof *r);
+    if (!r)
+        return MHD_NO;
+    r->route = rt;
+    r->q = *q;
+    memcpy(r->url, buf, MAX_URL);
+    for (int i = 0; i < COORD_ROUTE_ARGS; i++)
+        if (q->arg[i])
+            r->q.arg[i] = r->url + (q->arg[i] - buf);
+    r->cap = cap;
+    if (clen > 0) /* one allocation for the body */
+        ud_buf_reserve(&r->body, (size_t)clen);
+    *con_cls = r;
+    return MHD_YES;
+}
+
+/* A POST's later calls: more body (kept up to the limit, counted past it), or its end. */
+static enum MHD_Result post_more(struct coord_http *h, struct MHD_Connection *c, struct req *r,
+                                 const char *data, size_t *size)
+{
+    if (*size) {
+        size_t n = *size;
+        *size = 0;
+        r->seen += n;
+        if (r->too_big || r->seen > r->cap) { /* count it, keep none of it */
+            r->too_big = 1;
+            ud_buf_free(&r->body);
+            return r->seen > r->cap + DISCARD_CAP ? MHD_NO : MHD_YES;
+        }
+        ud_buf_put(&r->body, data, n);
+        return r->body.oom ? MHD_NO : MHD_YES;
+    }
+    if (r->too_big && !r->route->body_cap)
+        return http_reply_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE,
+                                "request body over the limit of %zu bytes", r->cap);
+    r->q.body = r->body.p;
+    r->q.len = r->body.len;
+    r->q.too_big = r->too_big;
+    return route_call(h, c, r->route, &r->q);
+}
+
+int http_authorized(const struct coord_http *h, struct MHD_Connection *c)
+{
+    size_t n;
+    const char *a = http_bearer(c, &n);
+    if (!h->have_token || !a)
         return 0;
-    a += 7;
-    while (*a == ' ')
-        a++;
-    size_t n = strlen(a);
-    while (n && (a[n - 1] == ' ' || a[n - 1] == '\t'))
-        n--;
     /* Compare digests in constant time: neither the content nor the length leaks. */
     unsigned char d[crypto_generichash_BYTES];
     crypto_generichash(d, sizeof d, (const unsigned char *)a, n, NULL, 0);
     return sodium_memcmp(d, h->token_hash, sizeof d) == 0;
 }
 
+const char *http_bearer(struct MHD_Connection *c, size_t *n)
+{
+    const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!a || strncasecmp(a, "Bearer ", 7) != 0)
+        return NULL;
+    a += 7;
+    while (*a == ' ')
+        a++;
+    *n = strlen(a);
+    while (*n && (a[*n - 1] == ' ' || a[*n - 1] == '\t'))
+        (*n)--;
+    return a;
+}
+
 static const char HEALTHZ_BODY[] = "{\"status\":\"ok\"}\n";
 static char NOT_POST; /* *con_cls of a request that is not a POST, until its last call */
+
+static enum MHD_Result get_healthz(struct coord_http *h, struct MHD_Connection *c,
+                                   const struct coord_call *q)
+{
+    return http_queue(h, c, MHD_HTTP_OK,
+                      MHD_create_response_from_buffer(sizeof HEALTHZ_BODY - 1, (void *)HEALTHZ_BODY,
+                                                      MHD_RESPMEM_PERSISTENT),
+                      JSON_TYPE, NULL);
+}
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
@@ -1626,117 +1678,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         }
         *con_cls = NULL;
     }
-    struct req *r = *con_cls;
-    if (r) { /* a POST in progress: more body, or its end */
-        if (*upload_data_size) {
-            size_t n = *upload_data_size;
-            *upload_data_size = 0;
-            r->seen += n;
-            if (r->too_big || r->seen > r->cap) { /* count it, keep none of it */
-                r->too_big = 1;
-                sb_free(&r->body);
-                return r->seen > r->cap + DISCARD_CAP ? MHD_NO : MHD_YES;
-            }
-            sb_put(&r->body, upload_data, n);
-            return r->body.oom ? MHD_NO : MHD_YES;
-        }
-        if (r->route == R_FED)
-            return fed_serve(h, c, MHD_HTTP_METHOD_POST, r->nseg, r->segs, r->body.p, r->body.len,
-                             r->too_big);
-        if (r->too_big)
-            return reply_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE,
-                               "request body over the limit of %u bytes", BODY_CAP);
-        struct tls *t = tls_get(h);
-        if (!t)
-            return MHD_NO;
-        if (r->route == R_JOBS)
-            return post_job(h, c, t, r->body.p, r->body.len);
-        return post_cancel(h, c, t, r->id);
-    }
+    if (*con_cls) /* a POST in progress: more body, or its end */
+        return post_more(h, c, *con_cls, upload_data, upload_data_size);
 
-    char buf[MAX_URL], *segs[MAX_SEGS];
-    int k = split_url(url, buf, sizeof buf, segs);
-    enum route rt = k < 0 ? R_NONE : route_of(k, segs, method);
-    if (rt == R_NONE)
-        return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no such resource: %.200s", url);
-    if (rt == R_FED && strcmp(method, MHD_HTTP_METHOD_POST) != 0)
-        return fed_serve(h, c, method, k, segs, NULL, 0, 0);
-    if (rt == R_FED) {
-        size_t cap = fed_body_cap(h, k, segs, method);
-        const char *cl =
-            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        int64_t clen;
-        if (cl && parse_i64(cl, &clen) == 0 && (uint64_t)clen > cap)
-            return fed_serve(h, c, method, k, segs, NULL, 0, 1);
-        if (!(r = calloc(1, sizeof *r)))
-            return MHD_NO;
-        r->route = rt;
-        r->cap = cap;
-        r->nseg = split_url(url, r->url, sizeof r->url, r->segs);
-        if (cl && parse_i64(cl, &clen) == 0 && clen > 0) /* one allocation for the body */
-            sb_reserve(&r->body, (size_t)clen);
-        *con_cls = r;
-        return MHD_YES;
-    }
-    int get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
-    int post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
-    if ((get && rt == R_JOB_CANCEL) || (post && rt != R_JOBS && rt != R_JOB_CANCEL) ||
-        (!get && !post))
-        return reply_error_h(h, c, MHD_HTTP_METHOD_NOT_ALLOWED, MHD_HTTP_HEADER_ALLOW, allowed(rt),
-                             "%.16s is not allowed here (use %s)", method, allowed(rt));
-
-    if (post) {
-        if (!authorized(h, c))
-            return reply_error_h(h, c, MHD_HTTP_UNAUTHORIZED, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                                 "Bearer realm=\"updraft\"",
-                                 "this call needs the admin token: Authorization: Bearer TOKEN");
-        const char *cl =
-            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        int64_t clen;
-        if (cl && parse_i64(cl, &clen) == 0 && clen > (int64_t)BODY_CAP)
-            return reply_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE,
-                               "request body of %" PRId64 " bytes is over the limit of %u", clen,
-                               BODY_CAP);
-        if (!(r = calloc(1, sizeof *r)))
-            return MHD_NO;
-        r->route = rt;
-        r->cap = BODY_CAP;
-        if (rt == R_JOB_CANCEL)
-            snprintf(r->id, sizeof r->id, "%s", segs[2]);
-        *con_cls = r;
-        return MHD_YES;
-    }
-
-    if (rt == R_HEALTHZ)
-        return queue(h, c, MHD_HTTP_OK,
-                     MHD_create_response_from_buffer(sizeof HEALTHZ_BODY - 1, (void *)HEALTHZ_BODY,
-                                                     MHD_RESPMEM_PERSISTENT),
-                     JSON_TYPE, NULL);
-    struct tls *t = tls_get(h);
-    if (!t)
-        return MHD_NO;
-    switch (rt) {
-    case R_STATUS:
-        return get_status(h, c, t);
-    case R_METRICS:
-        return get_prometheus(h, c, t);
-    case R_JOBS:
-        return get_jobs(h, c, t);
-    case R_JOB:
-        return get_job(h, c, t, segs[2]);
-    case R_JOB_METRICS:
-        return get_job_metrics(h, c, t, segs[2]);
-    case R_MODELS:
-        return get_models(h, c, t);
-    case R_MODEL_VERSIONS:
-        return get_model_versions(h, c, t, segs[2]);
-    case R_MODEL_VERSION:
-        return get_model_version(h, c, t, segs[2], segs[4]);
-    case R_MODEL_FILE:
-        return get_model_file(h, c, t, segs[2], segs[4]);
-    default:
-        return reply_error(h, c, MHD_HTTP_NOT_FOUND, "no such resource");
-    }
+    char buf[MAX_URL];
+    const char *allow = "";
+    struct coord_call q = {.method = method};
+    const struct coord_route *rt = route_find(url, buf, method, &q, &allow);
+    if (!rt && !allow[0])
+        return http_reply_error(h, c, MHD_HTTP_NOT_FOUND, "no such resource: %.200s", url);
+    if (!rt)
+        return http_reply_error_h(h, c, MHD_HTTP_METHOD_NOT_ALLOWED, MHD_HTTP_HEADER_ALLOW, allow,
+                                  "%.16s is not allowed here (use %s)", method, allow);
+    enum MHD_Result ret;
+    if (route_refuse(h, c, rt, &q, &ret))
+        return ret;
+    if (strcmp(rt->method, MHD_HTTP_METHOD_POST) == 0)
+        return post_begin(h, c, rt, &q, buf, con_cls);
+    return route_call(h, c, rt, &q);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -1744,7 +1703,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 {
     struct req *r = *con_cls;
     if (r && *con_cls != (void *)&NOT_POST) {
-        sb_free(&r->body);
+        ud_buf_free(&r->body);
         free(r);
         *con_cls = NULL;
     }
@@ -1769,7 +1728,7 @@ static int resolve(const char *listen, struct sockaddr_storage *ss, socklen_t *s
         hp++;
     }
     int64_t port;
-    if (parse_i64(colon + 1, &port) != 0 || port < 0 || port > 65535)
+    if (http_parse_i64(colon + 1, &port) != 0 || port < 0 || port > 65535)
         return ud_err_set(e, UD_EINVAL, "--http '%s': the port must be 0..65535", listen);
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
@@ -1808,7 +1767,7 @@ coord_http_t *coord_http_start(const struct coord_http_config *cfg, struct ud_er
     h->state_dir = strdup(cfg->state_dir);
     h->state_abs = strdup(realpath(cfg->state_dir, abs) ? abs : cfg->state_dir);
     h->heartbeat_timeout = cfg->heartbeat_timeout > 0 ? cfg->heartbeat_timeout : 10.0;
-    h->started = cfg->started > 0 ? cfg->started : wall_now();
+    h->started = cfg->started > 0 ? cfg->started : ud_clock_wall();
     h->keys = cfg->keys;
     if (cfg->admin_token && cfg->admin_token[0]) {
         crypto_generichash(h->token_hash, sizeof h->token_hash,

@@ -17,6 +17,7 @@
 
 #include "coord_db.h"
 #include "coord_http.h"
+#include "coord_http_impl.h"
 #include "coord_store.h"
 
 #ifndef UD_HAVE_COORD_STORE
@@ -1025,6 +1026,103 @@ static void test_cli(void **state)
     assert_int_equal(cli("job wait x --timeout -1", &out), 2);
 }
 
+/* GET /v1/devices/{id}: one enrolled device for the admin, as in the list; 404 otherwise. */
+static void test_device_one(void **state)
+{
+    struct resp r;
+    const char *auth[] = {"Authorization: Bearer " TOKEN, NULL};
+    exec("INSERT INTO devices (id, name, token_hash, created, last_seen, updates, revoked)"
+         " VALUES (7, 'phone-7', zeroblob(32), 1700000000.5, NULL, 3, 1)");
+    request(&r, "GET", "/v1/devices/7", NULL, 0, 0, NULL);
+    expect(&r, 401);
+    assert_true(has_header(&r, "WWW-Authenticate: Bearer realm=\"updraft\""));
+    resp_free(&r);
+    request(&r, "GET", "/v1/devices/7", NULL, 0, 0, auth);
+    json_t *j = expect(&r, 200);
+    assert_int_equal(jint(j, "id"), 7);
+    assert_string_equal(jstr(j, "name"), "phone-7");
+    assert_true(json_real_value(jget(j, "created")) == 1700000000.5);
+    assert_true(json_is_null(jget(j, "last_seen")));
+    assert_int_equal(jint(j, "updates"), 3);
+    assert_true(json_is_true(jget(j, "revoked")));
+    assert_int_equal(json_object_size(j), 6); /* the list's fields, no token hash */
+    resp_free(&r);
+    request(&r, "GET", "/v1/devices/8", NULL, 0, 0, auth);
+    expect(&r, 404);
+    assert_string_equal(message_of(&r), "no device '8'");
+    resp_free(&r);
+    request(&r, "GET", "/v1/devices/x%27%20OR%201", NULL, 0, 0, auth);
+    expect(&r, 404);
+    resp_free(&r);
+    request(&r, "POST", "/v1/devices/7", "{}", 2, 0, auth);
+    expect(&r, 405);
+    assert_true(has_header(&r, "Allow: GET, HEAD"));
+    resp_free(&r);
+    exec("DELETE FROM devices WHERE id = 7");
+}
+
+/* docs/rest.md and the route table name the same routes: every "METHOD /path" in a heading's
+ * backticks (a query or "[...]" after the path dropped) is a row, and every row is documented. */
+#define MAX_DOC_ROUTES 64
+static int doc_routes(char routes[][160])
+{
+    FILE *f = fopen(UD_REST_MD, "r");
+    if (!f)
+        fail_msg("%s: %s", UD_REST_MD, strerror(errno));
+    char line[1024];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] != '#')
+            continue;
+        for (char *p = strchr(line, '`'); p; p = strchr(p, '`')) {
+            char *end = strchr(++p, '`');
+            if (!end)
+                break;
+            size_t len = strcspn(p, "`[?");
+            if ((strncmp(p, "GET /", 5) == 0 || strncmp(p, "POST /", 6) == 0) && len < 160) {
+                assert_true(n < MAX_DOC_ROUTES);
+                snprintf(routes[n++], 160, "%.*s", (int)len, p);
+            }
+            p = end + 1;
+        }
+    }
+    fclose(f);
+    return n;
+}
+
+static void test_routes_documented(void **state)
+{
+    static char doc[MAX_DOC_ROUTES][160];
+    int ndoc = doc_routes(doc), bad = 0;
+    size_t n;
+    const struct coord_route *rt = coord_http_routes(&n);
+    assert_true(n > 0 && ndoc > 0);
+    for (size_t i = 0; i < n; i++) {
+        char want[160];
+        snprintf(want, sizeof want, "%s %s", rt[i].method, rt[i].pattern);
+        int found = 0;
+        for (int j = 0; j < ndoc; j++)
+            found |= strcmp(doc[j], want) == 0;
+        if (!found) {
+            print_error("in the route table, not in docs/rest.md: %s\n", want);
+            bad++;
+        }
+    }
+    for (int j = 0; j < ndoc; j++) {
+        int found = 0;
+        for (size_t i = 0; i < n; i++) {
+            char have[160];
+            snprintf(have, sizeof have, "%s %s", rt[i].method, rt[i].pattern);
+            found |= strcmp(doc[j], have) == 0;
+        }
+        if (!found) {
+            print_error("in docs/rest.md, not in the route table: %s\n", doc[j]);
+            bad++;
+        }
+    }
+    assert_int_equal(bad, 0);
+}
+
 static void test_start_errors(void **state)
 {
     struct ud_err e = {0};
@@ -1056,6 +1154,8 @@ int main(void)
         cmocka_unit_test(test_submit),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_device_one),
+        cmocka_unit_test(test_routes_documented),
         cmocka_unit_test(test_start_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
