@@ -292,6 +292,63 @@ static int image_decode_file(const char *path, struct image *im, char *msg, size
     return rc;
 }
 
+/* Where output column (or row) x of n samples a source line of sw pixels: the two source
+ * pixels i0, i1 and the weight f of i1, with half-pixel centres and edges clamped. */
+static void bilinear_tap(int x, int n, int sw, int *i0, int *i1, float *f)
+{
+    float s = ((float)x + 0.5f) * ((float)sw / (float)n) - 0.5f;
+    if (s < 0.0f)
+        s = 0.0f;
+    int a = (int)s;
+    if (a > sw - 1)
+        a = sw - 1;
+    *i0 = a;
+    *i1 = a + 1 < sw ? a + 1 : sw - 1;
+    *f = s - (float)a;
+    if (*f > 1.0f)
+        *f = 1.0f;
+}
+
+/* Resizes src ((sh, sw, sc) interleaved) bilinearly into out ((t.c, t.h, t.w) planar); a grey
+ * source (sc 1) fills every output channel. */
+static int resize_bilinear(const uint8_t *src, int sw, int sh, int sc, struct ud_shape t,
+                           uint8_t *out)
+{
+    size_t plane = (size_t)t.h * (size_t)t.w;
+    int *x0 = malloc((size_t)t.w * 2 * sizeof *x0);
+    float *fx = malloc((size_t)t.w * sizeof *fx);
+    if (!x0 || !fx) {
+        free(x0);
+        free(fx);
+        return UD_ENOMEM;
+    }
+    int *x1 = x0 + t.w;
+    for (int x = 0; x < t.w; x++)
+        bilinear_tap(x, t.w, sw, &x0[x], &x1[x], &fx[x]);
+    for (int y = 0; y < t.h; y++) {
+        int y0, y1;
+        float fy;
+        bilinear_tap(y, t.h, sh, &y0, &y1, &fy);
+        const uint8_t *r0 = src + (size_t)y0 * (size_t)sw * (size_t)sc;
+        const uint8_t *r1 = src + (size_t)y1 * (size_t)sw * (size_t)sc;
+        for (int k = 0; k < t.c; k++) {
+            int ch = sc == 1 ? 0 : k;
+            uint8_t *o = out + (size_t)k * plane + (size_t)y * (size_t)t.w;
+            for (int x = 0; x < t.w; x++) {
+                size_t a = (size_t)x0[x] * (size_t)sc + (size_t)ch;
+                size_t b = (size_t)x1[x] * (size_t)sc + (size_t)ch;
+                float top = (float)r0[a] + ((float)r0[b] - (float)r0[a]) * fx[x];
+                float bot = (float)r1[a] + ((float)r1[b] - (float)r1[a]) * fx[x];
+                float v = top + (bot - top) * fy + 0.5f;
+                o[x] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)v;
+            }
+        }
+    }
+    free(x0);
+    free(fx);
+    return 0;
+}
+
 /* Converts im to t.c channels and resizes it bilinearly into out, (t.c, t.h, t.w) planar. */
 static int image_to_sample(const struct image *im, struct ud_shape t, uint8_t *out)
 {
@@ -310,71 +367,20 @@ static int image_to_sample(const struct image *im, struct ud_shape t, uint8_t *o
         src = grey;
         sc = 1;
     }
-    const int sw = im->w, sh = im->h;
-    size_t plane = (size_t)t.h * (size_t)t.w;
-    if (sw == t.w && sh == t.h) {
+    int rc = 0;
+    if (im->w == t.w && im->h == t.h) {
+        size_t plane = (size_t)t.h * (size_t)t.w;
         for (int k = 0; k < t.c; k++) {
             int ch = sc == 1 ? 0 : k;
             uint8_t *o = out + (size_t)k * plane;
             for (size_t p = 0; p < plane; p++)
                 o[p] = src[p * (size_t)sc + (size_t)ch];
         }
-        free(grey);
-        return 0;
+    } else {
+        rc = resize_bilinear(src, im->w, im->h, sc, t, out);
     }
-    int *x0 = malloc((size_t)t.w * 2 * sizeof *x0);
-    float *fx = malloc((size_t)t.w * sizeof *fx);
-    if (!x0 || !fx) {
-        free(x0);
-        free(fx);
-        free(grey);
-        return UD_ENOMEM;
-    }
-    int *x1 = x0 + t.w;
-    const float scx = (float)sw / (float)t.w, scy = (float)sh / (float)t.h;
-    for (int x = 0; x < t.w; x++) {
-        float s = ((float)x + 0.5f) * scx - 0.5f;
-        if (s < 0.0f)
-            s = 0.0f;
-        int i0 = (int)s;
-        if (i0 > sw - 1)
-            i0 = sw - 1;
-        x0[x] = i0;
-        x1[x] = i0 + 1 < sw ? i0 + 1 : sw - 1;
-        fx[x] = s - (float)i0;
-        if (fx[x] > 1.0f)
-            fx[x] = 1.0f;
-    }
-    for (int y = 0; y < t.h; y++) {
-        float s = ((float)y + 0.5f) * scy - 0.5f;
-        if (s < 0.0f)
-            s = 0.0f;
-        int y0 = (int)s;
-        if (y0 > sh - 1)
-            y0 = sh - 1;
-        int y1 = y0 + 1 < sh ? y0 + 1 : sh - 1;
-        float fy = s - (float)y0;
-        if (fy > 1.0f)
-            fy = 1.0f;
-        const uint8_t *r0 = src + (size_t)y0 * (size_t)sw * (size_t)sc;
-        const uint8_t *r1 = src + (size_t)y1 * (size_t)sw * (size_t)sc;
-        for (int k = 0; k < t.c; k++) {
-            int ch = sc == 1 ? 0 : k;
-            uint8_t *o = out + (size_t)k * plane + (size_t)y * (size_t)t.w;
-            for (int x = 0; x < t.w; x++) {
-                size_t a = (size_t)x0[x] * (size_t)sc + (size_t)ch;
-                size_t b = (size_t)x1[x] * (size_t)sc + (size_t)ch;
-                float top = (float)r0[a] + ((float)r0[b] - (float)r0[a]) * fx[x];
-                float bot = (float)r1[a] + ((float)r1[b] - (float)r1[a]) * fx[x];
-                float v = top + (bot - top) * fy + 0.5f;
-                o[x] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)v;
-            }
-        }
-    }
-    free(x0);
-    free(fx);
     free(grey);
-    return 0;
+    return rc;
 }
 
 /* ---- Listing the tree ---- */
