@@ -1205,61 +1205,41 @@ static void test_csv_load(void **state)
     ud_dataset_destroy(&ds);
 }
 
+/* CSV texts that must be refused: the error code, and up to three parts of the message. */
+static const struct csv_refusal {
+    const char *file, *text;
+    int code;
+    const char *has[3];
+} csv_refusals[] = {
+    {"fields.csv", "a,b,label\n1,2,x\n3,y\n", UD_EFORMAT, {"fields.csv:3", "expected 3", "got 2"}},
+    {"fields2.csv", "a,b,label\r\n1,2,x\r\n3,4,y,5\r\n", UD_EFORMAT, {"fields2.csv:3", "got 4"}},
+    {"nonnum.csv", "a,b,label\n1,2,x\n3,4,y\n5,abc,z\n", UD_EFORMAT, {"nonnum.csv:4:2", "abc"}},
+    {"trail.csv", "a,b,label\n1,2x,x\n", UD_EFORMAT, {"trail.csv:2:2"}},
+    {"emptyf.csv", "a,b,label\n1,,x\n", UD_EFORMAT, {"emptyf.csv:2:2"}},
+    {"nf.csv", "a,label\nnan,x\n", UD_ENONFINITE, {"nf.csv:2:1"}},
+    {"nf.csv", "a,label\ninf,x\n", UD_ENONFINITE, {"nf.csv:2:1"}},
+    {"nf.csv", "a,label\n-Infinity,x\n", UD_ENONFINITE, {"nf.csv:2:1"}},
+    {"nf.csv", "a,label\n1e39,x\n", UD_ENONFINITE, {"nf.csv:2:1"}},
+    {"emptylab.csv", "a,label\n1,\n", UD_EFORMAT, {"emptylab.csv:2"}},
+    {"quote.csv", "a,label\n1,\"open\n2,x\n", UD_EFORMAT, {"quote.csv:2"}},
+    {"afterq.csv", "a,label\n1,\"x\"y\n", UD_EFORMAT, {"afterq.csv:2"}},
+    {"hdronly.csv", "a,label\r\n\r\n", UD_EEMPTY, {NULL}},
+    {"nothing.csv", "", UD_EEMPTY, {NULL}},
+    {"onecol.csv", "label\nx\n", UD_EFORMAT, {NULL}},
+};
+
 static void test_csv_errors(void **state)
 {
     struct ud_err e = {0};
-    const char *p = write_text("fields.csv", "a,b,label\n1,2,x\n3,y\n");
-    assert_null(ud_dataset_load_csv(p, NULL, &e));
-    assert_int_equal(e.code, UD_EFORMAT);
-    assert_msg_has(&e, "fields.csv:3");
-    assert_msg_has(&e, "expected 3");
-    assert_msg_has(&e, "got 2");
-    p = write_text("fields2.csv", "a,b,label\r\n1,2,x\r\n3,4,y,5\r\n");
-    assert_null(ud_dataset_load_csv(p, NULL, &e));
-    assert_msg_has(&e, "fields2.csv:3");
-    assert_msg_has(&e, "got 4");
-
-    p = write_text("nonnum.csv", "a,b,label\n1,2,x\n3,4,y\n5,abc,z\n");
-    assert_null(ud_dataset_load_csv(p, NULL, &e));
-    assert_int_equal(e.code, UD_EFORMAT);
-    assert_msg_has(&e, "nonnum.csv:4:2");
-    assert_msg_has(&e, "abc");
-    p = write_text("trail.csv", "a,b,label\n1,2x,x\n");
-    assert_null(ud_dataset_load_csv(p, NULL, &e));
-    assert_msg_has(&e, "trail.csv:2:2");
-    p = write_text("emptyf.csv", "a,b,label\n1,,x\n");
-    assert_null(ud_dataset_load_csv(p, NULL, &e));
-    assert_msg_has(&e, "emptyf.csv:2:2");
-
-    const char *nonfinite[] = {"nan", "inf", "-Infinity", "1e39"};
-    for (int k = 0; k < 4; k++) {
-        char text[64];
-        snprintf(text, sizeof text, "a,label\n%s,x\n", nonfinite[k]);
-        p = write_text("nf.csv", text);
+    const char *p;
+    for (size_t k = 0; k < sizeof csv_refusals / sizeof csv_refusals[0]; k++) {
+        const struct csv_refusal *r = &csv_refusals[k];
+        p = write_text(r->file, r->text);
         assert_null(ud_dataset_load_csv(p, NULL, &e));
-        assert_int_equal(e.code, UD_ENONFINITE);
-        assert_msg_has(&e, "nf.csv:2:1");
+        assert_int_equal(e.code, r->code);
+        for (int h = 0; h < 3 && r->has[h]; h++)
+            assert_msg_has(&e, r->has[h]);
     }
-
-    p = write_text("emptylab.csv", "a,label\n1,\n");
-    assert_null(ud_dataset_load_csv(p, NULL, &e));
-    assert_msg_has(&e, "emptylab.csv:2");
-    p = write_text("quote.csv", "a,label\n1,\"open\n2,x\n");
-    assert_null(ud_dataset_load_csv(p, NULL, &e));
-    assert_int_equal(e.code, UD_EFORMAT);
-    assert_msg_has(&e, "quote.csv:2");
-    p = write_text("afterq.csv", "a,label\n1,\"x\"y\n");
-    assert_null(ud_dataset_load_csv(p, NULL, &e));
-    assert_msg_has(&e, "afterq.csv:2");
-    p = write_text("hdronly.csv", "a,label\r\n\r\n");
-    assert_null(ud_dataset_load_csv(p, NULL, &e));
-    assert_int_equal(e.code, UD_EEMPTY);
-    p = write_text("nothing.csv", "");
-    assert_null(ud_dataset_load_csv(p, NULL, &e));
-    assert_int_equal(e.code, UD_EEMPTY);
-    p = write_text("onecol.csv", "label\nx\n");
-    assert_null(ud_dataset_load_csv(p, NULL, &e));
-    assert_int_equal(e.code, UD_EFORMAT);
     p = ud_test_write("nul.csv", "a,label\n1,x\0\n", 13);
     assert_null(ud_dataset_load_csv(p, NULL, &e));
     assert_int_equal(e.code, UD_EFORMAT);
