@@ -900,6 +900,16 @@ static void check_idx5(ud_dataset_t *ds)
         assert_near(x[k], (float)(uint8_t)((24 + k) * 7) / 255.0f, 1e-7f);
 }
 
+/* Loading the IDX images file img (its labels found by the usual naming) fails with code; the
+ * error is returned for the checks of its message. */
+static struct ud_err idx_refused(const char *img, int code)
+{
+    struct ud_err e = {0};
+    assert_null(ud_dataset_load_idx(img, NULL, NULL, &e));
+    assert_int_equal(e.code, code);
+    return e;
+}
+
 static void test_idx_load(void **state)
 {
     struct ud_err e = {0};
@@ -933,15 +943,13 @@ static void test_idx_load(void **state)
     ud_dataset_destroy(&ds);
     /* No way to find the labels from the name. */
     const char *odd = ud_test_write("odd.idx", "x", 1);
-    assert_null(ud_dataset_load_idx(odd, NULL, NULL, &e));
-    assert_int_equal(e.code, UD_EINVAL);
+    e = idx_refused(odd, UD_EINVAL);
     /* A missing labels file. */
     mkdirs("idxnolab");
     uint32_t dims[3] = {1, 1, 1};
     uint8_t one = 1;
     const char *img = write_idx("idxnolab/t10k-images-idx3-ubyte", 0, 0x803, dims, 3, &one, 1);
-    assert_null(ud_dataset_load_idx(img, NULL, NULL, &e));
-    assert_int_equal(e.code, UD_ENOTFOUND);
+    e = idx_refused(img, UD_ENOTFOUND);
     assert_msg_has(&e, "t10k-labels-idx1-ubyte");
 }
 
@@ -974,23 +982,20 @@ static void test_idx_truncated(void **state)
         write_idx(rel, gz, 0x801, &nl, 1, lab, 5);
         snprintf(rel, sizeof rel, "%s/train-images-idx3-ubyte%s", dir, sfx);
         const char *img = write_idx(rel, gz, 0x803, dims, 3, px, 54);
-        assert_null(ud_dataset_load_idx(img, NULL, NULL, &e));
-        assert_int_equal(e.code, UD_ETRUNCATED);
+        e = idx_refused(img, UD_ETRUNCATED);
         assert_msg_has(&e, "expected 60 bytes");
         assert_msg_has(&e, "got 54");
         /* Labels cut short too. */
         write_idx(rel, gz, 0x803, dims, 3, px, 60);
         snprintf(rel, sizeof rel, "%s/train-labels-idx1-ubyte%s", dir, sfx);
         write_idx(rel, gz, 0x801, &nl, 1, lab, 3);
-        assert_null(ud_dataset_load_idx(img, NULL, NULL, &e));
-        assert_int_equal(e.code, UD_ETRUNCATED);
+        e = idx_refused(img, UD_ETRUNCATED);
         assert_msg_has(&e, "labels");
         assert_msg_has(&e, "got 3");
         /* A header cut short. */
         snprintf(rel, sizeof rel, "%s/train-images-idx3-ubyte%s", dir, sfx);
         write_idx(rel, gz, 0x803, dims, 1, NULL, 0);
-        assert_null(ud_dataset_load_idx(img, NULL, NULL, &e));
-        assert_int_equal(e.code, UD_ETRUNCATED);
+        e = idx_refused(img, UD_ETRUNCATED);
     }
     /* A gzip stream cut in the middle. */
     uint8_t big[4000];
@@ -1007,8 +1012,7 @@ static void test_idx_truncated(void **state)
     uint8_t *z = read_all(img, &len);
     ud_test_write("idxtrz/train-images-idx3-ubyte.gz", z, len / 2);
     free(z);
-    assert_null(ud_dataset_load_idx(img, NULL, NULL, &e));
-    assert_int_equal(e.code, UD_ETRUNCATED);
+    e = idx_refused(img, UD_ETRUNCATED);
     assert_msg_has(&e, "train-images-idx3-ubyte.gz");
 }
 
@@ -1020,37 +1024,31 @@ static void test_idx_bad_header(void **state)
     uint32_t dims[3] = {5, 3, 4};
     const char *img = ud_test_path("idxbad/train-images-idx3-ubyte");
     write_idx("idxbad/train-images-idx3-ubyte", 0, 0x804, dims, 3, px, 60);
-    assert_null(ud_dataset_load_idx(img, NULL, NULL, &e));
-    assert_int_equal(e.code, UD_EFORMAT);
+    e = idx_refused(img, UD_EFORMAT);
     assert_msg_has(&e, "magic");
     assert_msg_has(&e, "0x00000804");
     /* Labels magic. */
     write_idx("idxbad/train-images-idx3-ubyte", 0, 0x803, dims, 3, px, 60);
     uint32_t n5 = 5;
     write_idx("idxbad/train-labels-idx1-ubyte", 0, 0x803, &n5, 1, px, 5);
-    assert_null(ud_dataset_load_idx(img, NULL, NULL, &e));
-    assert_int_equal(e.code, UD_EFORMAT);
+    e = idx_refused(img, UD_EFORMAT);
     assert_msg_has(&e, "train-labels-idx1-ubyte");
     write_idx("idxbad/train-labels-idx1-ubyte", 0, 0x801, &n5, 1, px, 5);
     /* Zero and oversized dimensions, refused before any allocation. */
     uint32_t zero[3] = {5, 0, 4};
     write_idx("idxbad/train-images-idx3-ubyte", 0, 0x803, zero, 3, px, 60);
-    assert_null(ud_dataset_load_idx(img, NULL, NULL, &e));
-    assert_int_equal(e.code, UD_EFORMAT);
+    e = idx_refused(img, UD_EFORMAT);
     uint32_t huge[3] = {5, 100000, 4};
     write_idx("idxbad/train-images-idx3-ubyte", 0, 0x803, huge, 3, px, 60);
-    assert_null(ud_dataset_load_idx(img, NULL, NULL, &e));
-    assert_int_equal(e.code, UD_ELIMIT);
+    e = idx_refused(img, UD_ELIMIT);
     /* A header claiming 4096 x 4096 x 5 images over 60 bytes: truncated, not a 80 MB alloc. */
     uint32_t claim[3] = {5, 4096, 4096};
     write_idx("idxbad/train-images-idx3-ubyte", 0, 0x803, claim, 3, px, 60);
-    assert_null(ud_dataset_load_idx(img, NULL, NULL, &e));
-    assert_int_equal(e.code, UD_ETRUNCATED);
+    e = idx_refused(img, UD_ETRUNCATED);
     /* Data after what the header declares. */
     uint8_t more[61] = {0};
     write_idx("idxbad/train-images-idx3-ubyte", 0, 0x803, dims, 3, more, 61);
-    assert_null(ud_dataset_load_idx(img, NULL, NULL, &e));
-    assert_int_equal(e.code, UD_EFORMAT);
+    e = idx_refused(img, UD_EFORMAT);
 }
 
 static void test_idx_fashion_names(void **state)
