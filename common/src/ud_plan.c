@@ -256,7 +256,8 @@ uint64_t ud_plan_hash(const struct ud_plan *p)
 /* Checks                                                                                     */
 /* ------------------------------------------------------------------------------------------ */
 
-int ud_plan_validate(const struct ud_plan *p, struct ud_err *e)
+/* The plan's scalars and arrays: world, batch, manifest, and that the arrays are there. */
+static int validate_fields(const struct ud_plan *p, struct ud_err *e)
 {
     const struct ud_manifest *m = &p->manifest;
     if (p->world < 1 || p->world > UD_PLAN_MAX_WORLD)
@@ -279,8 +280,14 @@ int ud_plan_validate(const struct ud_plan *p, struct ud_err *e)
     if (p->nvalidation && !p->validation)
         return ud_err_set(e, UD_EFORMAT, "plan: %zu validation indices but no array",
                           p->nvalidation);
+    return 0;
+}
 
-    /* Lengths: S*b_r + q_r (each bounded first, so the sum cannot overflow). */
+/* Shard r holds S*b_r + q_r indices (each length bounded first, so the sum cannot overflow),
+ * and the training and validation indices fit in the dataset. */
+static int validate_lengths(const struct ud_plan *p, struct ud_err *e)
+{
+    const struct ud_manifest *m = &p->manifest;
     uint64_t T = 0;
     for (int r = 0; r < p->world; r++) {
         if (p->shard_len[r] > UD_PLAN_MAX_SAMPLES)
@@ -309,9 +316,13 @@ int ud_plan_validate(const struct ud_plan *p, struct ud_err *e)
                           "plan: %llu training and %zu validation indices, but the dataset has "
                           "only %llu samples",
                           (unsigned long long)T, p->nvalidation, (unsigned long long)m->samples);
+    return 0;
+}
 
-    /* Ranges and duplicates. The bitmap is sized from samples (at most 128 MiB at the limit);
-     * calloc maps it lazily, so only the pages the indices touch cost memory. */
+/* Every index inside the dataset, validation ascending, none twice. */
+static int validate_indices(const struct ud_plan *p, struct ud_err *e)
+{
+    const struct ud_manifest *m = &p->manifest;
     for (size_t i = 0; i < p->nvalidation; i++) {
         if (p->validation[i] >= m->samples)
             return ud_err_set(e, UD_EFORMAT,
@@ -322,6 +333,8 @@ int ud_plan_validate(const struct ud_plan *p, struct ud_err *e)
                               "plan: validation indices are not ascending (%u after %u at %zu)",
                               p->validation[i], p->validation[i - 1], i);
     }
+    /* The bitmap is sized from samples (at most 128 MiB at the limit); calloc maps it lazily,
+     * so only the pages the indices touch cost memory. */
     unsigned char *seen = calloc((size_t)(m->samples + 7) / 8, 1);
     if (!seen)
         return ud_err_set(e, UD_ENOMEM, "plan: out of memory checking %llu samples",
@@ -348,6 +361,16 @@ int ud_plan_validate(const struct ud_plan *p, struct ud_err *e)
             seen[x >> 3] |= bit;
         }
     free(seen);
+    return rc;
+}
+
+int ud_plan_validate(const struct ud_plan *p, struct ud_err *e)
+{
+    int rc = validate_fields(p, e);
+    if (rc == 0)
+        rc = validate_lengths(p, e);
+    if (rc == 0)
+        rc = validate_indices(p, e);
     return rc;
 }
 
