@@ -1125,18 +1125,27 @@ static void test_idx_fashion_real(void **state)
 
 /* ---- CSV ---- */
 
+/* Writes text to file and loads it as CSV with o (may be NULL), which must succeed. */
+static ud_dataset_t *csv_loaded(const char *file, const char *text, const struct ud_load_opts *o)
+{
+    struct ud_err e = {0};
+    ud_dataset_t *ds = ud_dataset_load_csv(write_text(file, text), o, &e);
+    if (!ds)
+        fail_msg("%s: %s", file, e.msg);
+    return ds;
+}
+
 static void test_csv_load(void **state)
 {
     struct ud_err e = {0};
-    const char *p = write_text("basic.csv", "\xEF\xBB\xBF"
-                                            "f1,label,f2\r\n"
-                                            "1.5,\"cat, big\",2\r\n"
-                                            "-3, dog ,4e1\r\n"
-                                            "0,\"say \"\"hi\"\"\",  7 \r\n"
-                                            "\r\n\r\n");
-    ud_dataset_t *ds = ud_dataset_load_csv(p, NULL, &e);
-    if (!ds)
-        fail_msg("%s", e.msg);
+    ud_dataset_t *ds = csv_loaded("basic.csv",
+                                  "\xEF\xBB\xBF"
+                                  "f1,label,f2\r\n"
+                                  "1.5,\"cat, big\",2\r\n"
+                                  "-3, dog ,4e1\r\n"
+                                  "0,\"say \"\"hi\"\"\",  7 \r\n"
+                                  "\r\n\r\n",
+                                  NULL);
     assert_int_equal(ud_dataset_count(ds), 3);
     struct ud_shape sh = ud_dataset_shape(ds);
     assert_true(sh.c == 2 && sh.h == 1 && sh.w == 1);
@@ -1157,7 +1166,7 @@ static void test_csv_load(void **state)
 
     /* No "label" column: the last one; repeated labels share a class; LF endings, no final
      * newline. */
-    p = write_text("last.csv", "a,b,kind\n1,2,y\n3,4,x\n5,6,y");
+    const char *p = write_text("last.csv", "a,b,kind\n1,2,y\n3,4,x\n5,6,y");
     ds = ud_dataset_load(p, NULL, &e);
     assert_non_null(ds);
     assert_int_equal(ud_dataset_count(ds), 3);
@@ -1171,23 +1180,19 @@ static void test_csv_load(void **state)
 
     /* A named label column; a quoted line break counts toward line numbers. */
     struct ud_load_opts o = {.label_column = "a"};
-    p = write_text("named.csv", "a,b,c\n\"two\nlines\",1,2\nq,3,4\n");
-    ds = ud_dataset_load_csv(p, &o, &e);
-    assert_non_null(ds);
+    ds = csv_loaded("named.csv", "a,b,c\n\"two\nlines\",1,2\nq,3,4\n", &o);
     assert_string_equal(ud_dataset_class_name(ds, 1), "two\nlines");
     assert_non_null(strstr(ud_dataset_source(ds, 1), "named.csv:4"));
     ud_dataset_get(ds, 1, x);
     assert_true(x[0] == 3.0f && x[1] == 4.0f);
     ud_dataset_destroy(&ds);
     o.label_column = "nope";
-    assert_null(ud_dataset_load_csv(p, &o, &e));
+    assert_null(ud_dataset_load_csv(ud_test_path("named.csv"), &o, &e));
     assert_int_equal(e.code, UD_ENOTFOUND);
     assert_msg_has(&e, "nope");
 
     /* A byte-order mark before a first column that is the label column. */
-    p = write_text("bom.csv", "\xEF\xBB\xBFlabel,v\nk,1\n");
-    ds = ud_dataset_load_csv(p, NULL, &e);
-    assert_non_null(ds);
+    ds = csv_loaded("bom.csv", "\xEF\xBB\xBFlabel,v\nk,1\n", NULL);
     assert_string_equal(ud_dataset_class_name(ds, 0), "k");
     ud_dataset_get(ds, 0, x);
     assert_true(x[0] == 1.0f);
@@ -1195,9 +1200,7 @@ static void test_csv_load(void **state)
 
     /* max_samples. */
     struct ud_load_opts m = {.max_samples = 2};
-    p = write_text("max.csv", "a,label\n1,x\n2,y\n3,z\n");
-    ds = ud_dataset_load_csv(p, &m, &e);
-    assert_non_null(ds);
+    ds = csv_loaded("max.csv", "a,label\n1,x\n2,y\n3,z\n", &m);
     assert_int_equal(ud_dataset_count(ds), 2);
     assert_int_equal(ud_dataset_num_classes(ds), 2);
     ud_dataset_destroy(&ds);
@@ -1258,17 +1261,16 @@ static void test_csv_errors(void **state)
 static void test_csv_skip_bad(void **state)
 {
     struct ud_err e = {0};
-    const char *p = write_text("skip.csv", "a,b,label\n"
-                                           "1,2,x\n"
-                                           "3,y\n"
-                                           "4,5,y\n"
-                                           "6,nan,z\n"
-                                           "7,8,x\n");
     struct warns w = {0};
     struct ud_load_opts o = {.skip_bad = 1, .warn = on_warn, .warn_user = &w};
-    ud_dataset_t *ds = ud_dataset_load_csv(p, &o, &e);
-    if (!ds)
-        fail_msg("%s", e.msg);
+    ud_dataset_t *ds = csv_loaded("skip.csv",
+                                  "a,b,label\n"
+                                  "1,2,x\n"
+                                  "3,y\n"
+                                  "4,5,y\n"
+                                  "6,nan,z\n"
+                                  "7,8,x\n",
+                                  &o);
     assert_int_equal(ud_dataset_count(ds), 3);
     assert_int_equal(ud_dataset_skipped(ds), 2);
     assert_int_equal(ud_dataset_num_classes(ds), 2); /* "z" was only on a bad row */
@@ -1281,8 +1283,7 @@ static void test_csv_skip_bad(void **state)
     ud_dataset_destroy(&ds);
 
     /* All rows bad: nothing to load, even with skip_bad. */
-    p = write_text("allbad.csv", "a,label\nq,x\n");
-    assert_null(ud_dataset_load_csv(p, &o, &e));
+    assert_null(ud_dataset_load_csv(write_text("allbad.csv", "a,label\nq,x\n"), &o, &e));
     assert_int_equal(e.code, UD_EEMPTY);
 }
 
