@@ -312,24 +312,25 @@ static void test_provider(void **state)
 
 /* ---- Splits ---- */
 
+/* Marks idx[0..m) in seen, which must hold each once, ascending and below n. */
+static void check_indices(size_t n, const uint32_t *idx, size_t m, unsigned char *seen)
+{
+    for (size_t i = 0; i < m; i++) {
+        assert_true(idx[i] < n);
+        assert_false(seen[idx[i]]);
+        seen[idx[i]] = 1;
+        if (i)
+            assert_true(idx[i - 1] < idx[i]);
+    }
+}
+
+/* The training and validation indices are disjoint, ascending and cover 0..n-1. */
 static void check_split(size_t n, const uint32_t *tr, size_t ntr, const uint32_t *va, size_t nva)
 {
     assert_int_equal(ntr + nva, n);
     unsigned char *seen = calloc(n ? n : 1, 1);
-    for (size_t i = 0; i < ntr; i++) {
-        assert_true(tr[i] < n);
-        assert_false(seen[tr[i]]);
-        seen[tr[i]] = 1;
-        if (i)
-            assert_true(tr[i - 1] < tr[i]);
-    }
-    for (size_t i = 0; i < nva; i++) {
-        assert_true(va[i] < n);
-        assert_false(seen[va[i]]);
-        seen[va[i]] = 1;
-        if (i)
-            assert_true(va[i - 1] < va[i]);
-    }
+    check_indices(n, tr, ntr, seen);
+    check_indices(n, va, nva, seen);
     free(seen);
 }
 
