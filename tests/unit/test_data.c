@@ -334,9 +334,25 @@ static void check_split(size_t n, const uint32_t *tr, size_t ntr, const uint32_t
     free(seen);
 }
 
-static void test_split_automatic(void **state)
+/* Splits n samples with s, checks the split (check_split; no validation array when it is
+ * empty) and returns how many samples went to validation. */
+static size_t split_checked(size_t n, const struct ud_split *s)
 {
     struct ud_err e = {0};
+    uint32_t *tr, *va;
+    size_t ntr, nva;
+    assert_int_equal(ud_split_indices(n, s, &tr, &ntr, &va, &nva, &e), 0);
+    assert_non_null(tr);
+    if (nva == 0)
+        assert_null(va);
+    check_split(n, tr, ntr, va, nva);
+    free(tr);
+    free(va);
+    return nva;
+}
+
+static void test_split_automatic(void **state)
+{
     assert_true(ud_split_automatic_ratio(0) == 0.0);
     assert_true(ud_split_automatic_ratio(49) == 0.0);
     assert_true(ud_split_automatic_ratio(50) == 0.10);
@@ -345,19 +361,9 @@ static void test_split_automatic(void **state)
     assert_true(ud_split_automatic_ratio(1000) == 0.05);
     const size_t ns[] = {49, 50, 199, 200, 1000};
     const size_t want[] = {0, 5, 20, 10, 50};
-    for (int k = 0; k < 5; k++) {
-        struct ud_split s = {.kind = UD_SPLIT_AUTOMATIC, .seed = 42};
-        uint32_t *tr, *va;
-        size_t ntr, nva;
-        assert_int_equal(ud_split_indices(ns[k], &s, &tr, &ntr, &va, &nva, &e), 0);
-        assert_int_equal(nva, want[k]);
-        assert_non_null(tr);
-        if (nva == 0)
-            assert_null(va);
-        check_split(ns[k], tr, ntr, va, nva);
-        free(tr);
-        free(va);
-    }
+    const struct ud_split s = {.kind = UD_SPLIT_AUTOMATIC, .seed = 42};
+    for (int k = 0; k < 5; k++)
+        assert_int_equal(split_checked(ns[k], &s), want[k]);
 }
 
 static void test_split_fixed(void **state)
@@ -391,29 +397,13 @@ static void test_split_fixed(void **state)
     uint32_t *tr, *va;
     size_t ntr, nva;
     s.ratio = 0.25;
-    assert_int_equal(ud_split_indices(10, &s, &tr, &ntr, &va, &nva, &e), 0);
-    assert_int_equal(nva, 3); /* round(2.5) */
-    check_split(10, tr, ntr, va, nva);
-    free(tr);
-    free(va);
+    assert_int_equal(split_checked(10, &s), 3); /* round(2.5) */
     s.ratio = 1.0;
-    assert_int_equal(ud_split_indices(10, &s, &tr, &ntr, &va, &nva, &e), 0);
-    assert_int_equal(nva, 10);
-    assert_int_equal(ntr, 0);
-    check_split(10, tr, ntr, va, nva);
-    free(tr);
-    free(va);
+    assert_int_equal(split_checked(10, &s), 10); /* and no training sample */
     s.ratio = 0.0;
-    assert_int_equal(ud_split_indices(10, &s, &tr, &ntr, &va, &nva, &e), 0);
-    assert_int_equal(nva, 0);
-    assert_null(va);
-    free(tr);
+    assert_int_equal(split_checked(10, &s), 0);
     struct ud_split none = {.kind = UD_SPLIT_NONE};
-    assert_int_equal(ud_split_indices(1000, &none, &tr, &ntr, &va, &nva, &e), 0);
-    assert_int_equal(ntr, 1000);
-    assert_int_equal(nva, 0);
-    check_split(1000, tr, ntr, va, nva);
-    free(tr);
+    assert_int_equal(split_checked(1000, &none), 0);
     const double bad[] = {-0.1, 1.5, NAN};
     for (int k = 0; k < 3; k++) {
         s.ratio = bad[k];
