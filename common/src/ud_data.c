@@ -13,6 +13,9 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "updraft/ud_file.h"
+#include "updraft/ud_strv.h"
+
 /* ---- Shared helpers ---- */
 
 static int sbuf_reserve(struct ud__sbuf *b, size_t extra)
@@ -97,49 +100,16 @@ int ud__data_errno(struct ud_err *e, int err, const char *what, const char *path
 
 int ud__data_read_file(const char *path, size_t max, char **out, size_t *len, struct ud_err *e)
 {
-    int rc = 0;
-    char *buf = NULL;
+    /* ud_file_read would also read a pipe or a device up to max; a dataset file must be a
+     * regular file, and a missing one is reported as the other loaders report it. */
+    struct stat st;
     *out = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ud__data_errno(e, errno, "open", path);
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0) {
-        rc = ud__data_errno(e, errno, "stat", path);
-        goto out_close;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        rc = ud_err_set(e, UD_EIO, "%s: not a regular file", path);
-        goto out_close;
-    }
-    if ((uint64_t)st.st_size > (uint64_t)max) {
-        rc = ud_err_set(e, UD_ELIMIT, "%s: %lld bytes, over the limit of %zu", path,
-                        (long long)st.st_size, max);
-        goto out_close;
-    }
-    size_t size = (size_t)st.st_size;
-    buf = malloc(size + 1);
-    if (!buf) {
-        rc = ud_err_set(e, UD_ENOMEM, "%s: out of memory for %zu bytes", path, size);
-        goto out_close;
-    }
-    size_t got = fread(buf, 1, size, f);
-    if (got != size && ferror(f)) {
-        rc = ud_err_set(e, UD_EIO, "%s: read error", path);
-        goto out_free;
-    }
-    buf[got] = '\0'; /* a file that shrank since fstat is read as it is now */
-    *out = buf;
-    *len = got;
-    fclose(f);
-    return 0;
-
-out_free:
-    free(buf);
-out_close:
-    fclose(f);
-    return rc;
+    if (stat(path, &st) != 0)
+        return ud__data_errno(e, errno, "stat", path);
+    if (!S_ISREG(st.st_mode))
+        return ud_err_set(e, UD_EIO, "%s: not a regular file", path);
+    return ud_file_read(path, max, out, len, e);
 }
 
 char *ud__path_join(const char *a, const char *b)
@@ -199,10 +169,7 @@ static int classes_copy(const char *const *names, int n, char ***out, struct ud_
     return 0;
 
 out_free:
-    if (c)
-        for (int i = 0; i < n; i++)
-            free(c[i]);
-    free(c);
+    ud_strv_free(c, (size_t)n);
     free(sorted);
     return rc;
 }
@@ -288,10 +255,7 @@ void ud_dataset_destroy(ud_dataset_t **pds)
     free(ds->px);
     free(ds->fx);
     free(ds->label);
-    if (ds->classes)
-        for (int i = 0; i < ds->nclasses; i++)
-            free(ds->classes[i]);
-    free(ds->classes);
+    ud_strv_free(ds->classes, (size_t)ds->nclasses);
     free(ds->src_pool);
     free(ds->src_off);
     while (ds->views) {
@@ -420,18 +384,14 @@ int ud_dataset_map_classes(ud_dataset_t *ds, const char *const *classes, int ncl
     }
     for (size_t i = 0; i < ds->n; i++)
         ds->label[i] = map[ds->label[i]];
-    for (int c = 0; c < ds->nclasses; c++)
-        free(ds->classes[c]);
-    free(ds->classes);
+    ud_strv_free(ds->classes, (size_t)ds->nclasses);
     ds->classes = copy;
     ds->nclasses = nclasses;
     free(map);
     return 0;
 
 out_free_copy:
-    for (int k = 0; k < nclasses; k++)
-        free(copy[k]);
-    free(copy);
+    ud_strv_free(copy, (size_t)nclasses);
 out_free_map:
     free(map);
     return rc;

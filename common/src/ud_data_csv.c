@@ -159,236 +159,259 @@ static int cmp_strp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* One CSV parse: the reader, the header, then the rows as they are read (labels and line
+ * numbers point into and refer to the text). Every step below returns 0 or a UD_E* code with e
+ * set, and leaves what it made here for parse_free. */
+struct csv_load {
+    const char *path;
+    const struct ud_load_opts *opts;
+    struct csv c;
+    locale_t loc;
+    char **hdr;              /* the header's fields (point into the text) */
+    size_t ncols, lc, nfeat; /* columns, the label column, feature columns */
+    float *fx;               /* (n, nfeat) */
+    char **labs;             /* (n) label of each row kept */
+    size_t *lines;           /* (n) line each row kept starts on */
+    size_t n, cap, skipped;
+    char **uniq; /* the distinct labels, sorted (nu of them) */
+    size_t nu;
+};
+
+static void parse_free(struct csv_load *L)
+{
+    free(L->uniq);
+    free(L->lines);
+    free(L->labs);
+    free(L->fx);
+    free(L->hdr);
+    free(L->c.f);
+    if (L->loc)
+        freelocale(L->loc);
+}
+
+/* Sets up the reader on buf[0..len): text only, the C locale, an optional BOM skipped. */
+static int parse_begin(struct csv_load *L, char *buf, size_t len, struct ud_err *e)
+{
+    const char *nul = memchr(buf, '\0', len);
+    if (nul)
+        return ud_err_set(e, UD_EFORMAT, "%s: NUL byte at offset %zu (not a text file)", L->path,
+                          (size_t)(nul - buf));
+    L->loc = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+    L->c.fcap = UD_DATA_MAX_CSV_COLUMNS + 1;
+    L->c.f = malloc(L->c.fcap * sizeof *L->c.f);
+    if (!L->loc || !L->c.f)
+        return ud_err_set(e, UD_ENOMEM, "out of memory");
+    L->c.p = buf;
+    L->c.end = buf + len;
+    L->c.line = 1;
+    if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
+        L->c.p += 3;
+    return 0;
+}
+
+/* The header row: the column count and which column holds the labels. */
+static int read_header(struct csv_load *L, struct ud_err *e)
+{
+    struct csv *c = &L->c;
+    int r = csv_next(c, e);
+    if (r < 0)
+        return r;
+    if (r == 0)
+        return ud_err_set(e, UD_EEMPTY, "%s: empty file (a header row is required)", L->path);
+    if (c->bad[0])
+        return ud_err_set(e, UD_EFORMAT, "%s:%zu: header: %s", L->path, c->rline, c->bad);
+    L->ncols = c->nf;
+    if (L->ncols > UD_DATA_MAX_CSV_COLUMNS)
+        return ud_err_set(e, UD_ELIMIT,
+                          "%s: %zu columns, over the limit of %d (%d features + label)", L->path,
+                          L->ncols, UD_DATA_MAX_CSV_COLUMNS, UD_MAX_DIM);
+    if (L->ncols < 2)
+        return ud_err_set(
+            e, UD_EFORMAT,
+            "%s:%zu: the header has %zu column; need a label and at least one feature", L->path,
+            c->rline, L->ncols);
+    L->hdr = malloc(L->ncols * sizeof *L->hdr);
+    if (!L->hdr)
+        return ud_err_set(e, UD_ENOMEM, "out of memory");
+    memcpy(L->hdr, c->f,
+           L->ncols * sizeof *L->hdr); /* they point into buf, before any later record */
+    const char *want = L->opts->label_column ? L->opts->label_column : "label";
+    size_t k;
+    for (k = 0; k < L->ncols && strcmp(L->hdr[k], want) != 0; k++)
+        ;
+    if (k == L->ncols && L->opts->label_column)
+        return ud_err_set(e, UD_ENOTFOUND, "%s: no column named \"%s\" for the labels", L->path,
+                          want);
+    L->lc = k < L->ncols ? k : L->ncols - 1;
+    L->nfeat = L->ncols - 1;
+    return 0;
+}
+
+/* Doubles the room for rows when it is full. */
+static int grow_rows(struct csv_load *L, struct ud_err *e)
+{
+    if (L->n < L->cap)
+        return 0;
+    size_t ncap = L->cap ? L->cap * 2 : 256;
+    if ((uint64_t)ncap * L->nfeat * sizeof(float) > UD_DATA_MAX_BYTES)
+        return ud_err_set(e, UD_ELIMIT, "%s: too many rows (over %llu bytes of features)", L->path,
+                          (unsigned long long)UD_DATA_MAX_BYTES);
+    float *nfx = realloc(L->fx, ncap * L->nfeat * sizeof *nfx);
+    if (nfx)
+        L->fx = nfx;
+    char **nl = realloc(L->labs, ncap * sizeof *nl);
+    if (nl)
+        L->labs = nl;
+    size_t *nln = realloc(L->lines, ncap * sizeof *nln);
+    if (nln)
+        L->lines = nln;
+    if (!nfx || !nl || !nln)
+        return ud_err_set(e, UD_ENOMEM, "%s: out of memory for %zu rows", L->path, ncap);
+    L->cap = ncap;
+    return 0;
+}
+
+/* Checks the current record and parses its features into row (nfeat floats). Returns 0, or
+ * the UD_E* code of what is wrong with the row (why says so, naming file:line[:column]). */
+static int parse_row(struct csv_load *L, float *row, char *why, size_t wsz)
+{
+    const struct csv *c = &L->c;
+    for (size_t j = 0, o = 0; j < L->ncols; j++) {
+        if (j == L->lc)
+            continue;
+        int pr = parse_float(c->f[j], L->loc, &row[o++]);
+        if (pr) {
+            snprintf(why, wsz, "%s:%zu:%zu: column \"%.60s\": %s \"%.40s\"", L->path, c->rline,
+                     j + 1, L->hdr[j], pr == 1 ? "not a number:" : "not finite:", c->f[j]);
+            return pr == 1 ? UD_EFORMAT : UD_ENONFINITE;
+        }
+    }
+    if (c->f[L->lc][0] == '\0') {
+        snprintf(why, wsz, "%s:%zu:%zu: empty label", L->path, c->rline, L->lc + 1);
+        return UD_EFORMAT;
+    }
+    return 0;
+}
+
+/* Reads the current record as row n: a bad row fails, or under skip_bad is counted, reported
+ * and left out. */
+static int read_row(struct csv_load *L, struct ud_err *e)
+{
+    const struct csv *c = &L->c;
+    char why[UD_ERRMSG_MAX];
+    int code = 0;
+    if (c->bad[0]) {
+        code = UD_EFORMAT;
+        snprintf(why, sizeof why, "%s:%zu: %s", L->path, c->rline, c->bad);
+    } else if (c->nf != L->ncols) {
+        code = UD_EFORMAT;
+        snprintf(why, sizeof why, "%s:%zu: expected %zu fields (as in the header), got %zu",
+                 L->path, c->rline, L->ncols, c->nf);
+    } else {
+        int rc = grow_rows(L, e);
+        if (rc)
+            return rc;
+        code = parse_row(L, L->fx + L->n * L->nfeat, why, sizeof why);
+    }
+    if (code) {
+        if (!L->opts->skip_bad)
+            return ud_err_set(e, code, "%s", why);
+        ud__data_warn(L->opts, "%s; row skipped", why);
+        L->skipped++;
+        return 0;
+    }
+    L->labs[L->n] = c->f[L->lc];
+    L->lines[L->n] = c->rline;
+    L->n++;
+    return 0;
+}
+
+/* The data rows, up to max_samples of them. */
+static int read_rows(struct csv_load *L, struct ud_err *e)
+{
+    size_t limit = L->opts->max_samples ? L->opts->max_samples : UD_DATA_MAX_SAMPLES;
+    while (L->n < limit) {
+        int r = csv_next(&L->c, e);
+        if (r < 0)
+            return r;
+        if (r == 0)
+            break;
+        if ((r = read_row(L, e)))
+            return r;
+    }
+    if (L->n == 0)
+        return ud_err_set(e, UD_EEMPTY, "%s: no data rows (%zu skipped)", L->path, L->skipped);
+    return 0;
+}
+
+/* The classes: the distinct labels, sorted. */
+static int find_classes(struct csv_load *L, struct ud_err *e)
+{
+    L->uniq = malloc(L->n * sizeof *L->uniq);
+    if (!L->uniq)
+        return ud_err_set(e, UD_ENOMEM, "out of memory");
+    memcpy(L->uniq, L->labs, L->n * sizeof *L->uniq);
+    qsort(L->uniq, L->n, sizeof *L->uniq, cmp_strp);
+    size_t nu = 0;
+    for (size_t i = 0; i < L->n; i++)
+        if (nu == 0 || strcmp(L->uniq[nu - 1], L->uniq[i]) != 0)
+            L->uniq[nu++] = L->uniq[i];
+    L->nu = nu;
+    if (nu > UD_MAX_CLASSES)
+        return ud_err_set(e, UD_ELIMIT,
+                          "%s: %zu distinct labels in column \"%s\", over the limit of %d classes "
+                          "(is that the label column?)",
+                          L->path, nu, L->hdr[L->lc], UD_MAX_CLASSES);
+    return 0;
+}
+
+/* Fills ds from the rows read: features (moved), class names, labels and sources. */
+static int fill_dataset(struct csv_load *L, ud_dataset_t *ds, struct ud_err *e)
+{
+    size_t n = L->n;
+    struct ud__sbuf src = {0};
+    ds->shape = (struct ud_shape){(int)L->nfeat, 1, 1};
+    ds->isize = L->nfeat;
+    ds->u8 = 0;
+    ds->skipped = L->skipped;
+    ds->label = malloc(n * sizeof *ds->label);
+    ds->src_off = malloc(n * sizeof *ds->src_off);
+    ds->classes = calloc(L->nu, sizeof *ds->classes);
+    if (!ds->label || !ds->src_off || !ds->classes)
+        return ud_err_set(e, UD_ENOMEM, "out of memory");
+    ds->nclasses = (int)L->nu;
+    for (size_t u = 0; u < L->nu; u++)
+        if (!(ds->classes[u] = strdup(L->uniq[u])))
+            return ud_err_set(e, UD_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        char **hit = bsearch(&L->labs[i], L->uniq, L->nu, sizeof *L->uniq, cmp_strp);
+        ds->label[i] = (int32_t)(hit - L->uniq);
+        if (ud__sbuf_addf(&src, &ds->src_off[i], "%s:%zu", L->path, L->lines[i])) {
+            free(src.p);
+            return ud_err_set(e, UD_ENOMEM, "out of memory");
+        }
+    }
+    float *shrunk = realloc(L->fx, n * L->nfeat * sizeof *L->fx);
+    ds->fx = shrunk ? shrunk : L->fx;
+    L->fx = NULL;
+    ds->n = n;
+    ds->src_pool = src.p;
+    return 0;
+}
+
 /* Parses buf[0..len) (buf[len] is a NUL; the text is modified in place, and not freed here);
  * path names it in messages and sources. */
 static ud_dataset_t *csv_parse(const char *path, char *buf, size_t len,
                                const struct ud_load_opts *opts, struct ud_err *e)
 {
     static const struct ud_load_opts no_opts;
-    if (!opts)
-        opts = &no_opts;
+    struct csv_load L = {.path = path, .opts = opts ? opts : &no_opts, .c = {.path = path}};
     ud_dataset_t *ds = NULL;
-    char **hdr = NULL, **labs = NULL, **uniq = NULL;
-    float *fx = NULL;
-    size_t *lines = NULL;
-    struct csv c = {.path = path};
-    struct ud__sbuf src = {0};
-    locale_t loc = (locale_t)0;
-
-    const char *nul = memchr(buf, '\0', len);
-    if (nul) {
-        ud_err_set(e, UD_EFORMAT, "%s: NUL byte at offset %zu (not a text file)", path,
-                   (size_t)(nul - buf));
-        goto out_fail;
-    }
-    loc = newlocale(LC_ALL_MASK, "C", (locale_t)0);
-    c.fcap = UD_DATA_MAX_CSV_COLUMNS + 1;
-    c.f = malloc(c.fcap * sizeof *c.f);
-    if (!loc || !c.f) {
-        ud_err_set(e, UD_ENOMEM, "out of memory");
-        goto out_fail;
-    }
-    c.p = buf;
-    c.end = buf + len;
-    c.line = 1;
-    if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
-        c.p += 3;
-
-    /* Header. */
-    int r = csv_next(&c, e);
-    if (r < 0)
-        goto out_fail;
-    if (r == 0) {
-        ud_err_set(e, UD_EEMPTY, "%s: empty file (a header row is required)", path);
-        goto out_fail;
-    }
-    if (c.bad[0]) {
-        ud_err_set(e, UD_EFORMAT, "%s:%zu: header: %s", path, c.rline, c.bad);
-        goto out_fail;
-    }
-    size_t ncols = c.nf;
-    if (ncols > UD_DATA_MAX_CSV_COLUMNS) {
-        ud_err_set(e, UD_ELIMIT, "%s: %zu columns, over the limit of %d (%d features + label)",
-                   path, ncols, UD_DATA_MAX_CSV_COLUMNS, UD_MAX_DIM);
-        goto out_fail;
-    }
-    if (ncols < 2) {
-        ud_err_set(e, UD_EFORMAT,
-                   "%s:%zu: the header has %zu column; need a label and at least one feature", path,
-                   c.rline, ncols);
-        goto out_fail;
-    }
-    hdr = malloc(ncols * sizeof *hdr);
-    if (!hdr) {
-        ud_err_set(e, UD_ENOMEM, "out of memory");
-        goto out_fail;
-    }
-    memcpy(hdr, c.f, ncols * sizeof *hdr); /* they point into buf, before any later record */
-    size_t lc = ncols - 1;
-    const char *want = opts->label_column ? opts->label_column : "label";
-    size_t k;
-    for (k = 0; k < ncols && strcmp(hdr[k], want) != 0; k++)
-        ;
-    if (k < ncols) {
-        lc = k;
-    } else if (opts->label_column) {
-        ud_err_set(e, UD_ENOTFOUND, "%s: no column named \"%s\" for the labels", path, want);
-        goto out_fail;
-    }
-    size_t nfeat = ncols - 1;
-
-    /* Rows. */
-    size_t n = 0, cap = 0;
-    size_t limit = opts->max_samples ? opts->max_samples : UD_DATA_MAX_SAMPLES;
-    while (n < limit) {
-        r = csv_next(&c, e);
-        if (r < 0)
-            goto out_fail;
-        if (r == 0)
-            break;
-        char why[UD_ERRMSG_MAX];
-        int code = 0;
-        if (c.bad[0]) {
-            code = UD_EFORMAT;
-            snprintf(why, sizeof why, "%s:%zu: %s", path, c.rline, c.bad);
-        } else if (c.nf != ncols) {
-            code = UD_EFORMAT;
-            snprintf(why, sizeof why, "%s:%zu: expected %zu fields (as in the header), got %zu",
-                     path, c.rline, ncols, c.nf);
-        }
-        if (!code && n == cap) {
-            size_t ncap = cap ? cap * 2 : 256;
-            if ((uint64_t)ncap * nfeat * sizeof(float) > UD_DATA_MAX_BYTES) {
-                ud_err_set(e, UD_ELIMIT, "%s: too many rows (over %llu bytes of features)", path,
-                           (unsigned long long)UD_DATA_MAX_BYTES);
-                goto out_fail;
-            }
-            float *nfx = realloc(fx, ncap * nfeat * sizeof *nfx);
-            if (nfx)
-                fx = nfx;
-            char **nl = realloc(labs, ncap * sizeof *nl);
-            if (nl)
-                labs = nl;
-            size_t *nln = realloc(lines, ncap * sizeof *nln);
-            if (nln)
-                lines = nln;
-            if (!nfx || !nl || !nln) {
-                ud_err_set(e, UD_ENOMEM, "%s: out of memory for %zu rows", path, ncap);
-                goto out_fail;
-            }
-            cap = ncap;
-        }
-        float *row = code ? NULL : fx + n * nfeat;
-        for (size_t j = 0, o = 0; !code && j < ncols; j++) {
-            if (j == lc)
-                continue;
-            int pr = parse_float(c.f[j], loc, &row[o++]);
-            if (pr) {
-                code = pr == 1 ? UD_EFORMAT : UD_ENONFINITE;
-                snprintf(why, sizeof why, "%s:%zu:%zu: column \"%.60s\": %s \"%.40s\"", path,
-                         c.rline, j + 1, hdr[j], pr == 1 ? "not a number:" : "not finite:", c.f[j]);
-            }
-        }
-        if (!code && c.f[lc][0] == '\0') {
-            code = UD_EFORMAT;
-            snprintf(why, sizeof why, "%s:%zu:%zu: empty label", path, c.rline, lc + 1);
-        }
-        if (code) {
-            if (!opts->skip_bad) {
-                ud_err_set(e, code, "%s", why);
-                goto out_fail;
-            }
-            ud__data_warn(opts, "%s; row skipped", why);
-            if (!ds) {
-                ds = ud__dataset_alloc(e);
-                if (!ds)
-                    goto out_fail;
-            }
-            ds->skipped++;
-            continue;
-        }
-        labs[n] = c.f[lc];
-        lines[n] = c.rline;
-        n++;
-    }
-    if (n == 0) {
-        ud_err_set(e, UD_EEMPTY, "%s: no data rows (%zu skipped)", path, ds ? ds->skipped : 0);
-        goto out_fail;
-    }
-
-    /* Classes: the distinct labels, sorted. */
-    uniq = malloc(n * sizeof *uniq);
-    if (!uniq) {
-        ud_err_set(e, UD_ENOMEM, "out of memory");
-        goto out_fail;
-    }
-    memcpy(uniq, labs, n * sizeof *uniq);
-    qsort(uniq, n, sizeof *uniq, cmp_strp);
-    size_t nu = 0;
-    for (size_t i = 0; i < n; i++)
-        if (nu == 0 || strcmp(uniq[nu - 1], uniq[i]) != 0)
-            uniq[nu++] = uniq[i];
-    if (nu > UD_MAX_CLASSES) {
-        ud_err_set(e, UD_ELIMIT,
-                   "%s: %zu distinct labels in column \"%s\", over the limit of %d classes "
-                   "(is that the label column?)",
-                   path, nu, hdr[lc], UD_MAX_CLASSES);
-        goto out_fail;
-    }
-    if (!ds && !(ds = ud__dataset_alloc(e)))
-        goto out_fail;
-    ds->shape = (struct ud_shape){(int)nfeat, 1, 1};
-    ds->isize = nfeat;
-    ds->u8 = 0;
-    ds->label = malloc(n * sizeof *ds->label);
-    ds->src_off = malloc(n * sizeof *ds->src_off);
-    ds->classes = calloc(nu, sizeof *ds->classes);
-    if (!ds->label || !ds->src_off || !ds->classes) {
-        ud_err_set(e, UD_ENOMEM, "out of memory");
-        goto out_fail;
-    }
-    ds->nclasses = (int)nu;
-    for (size_t u = 0; u < nu; u++) {
-        if (!(ds->classes[u] = strdup(uniq[u]))) {
-            ud_err_set(e, UD_ENOMEM, "out of memory");
-            goto out_fail;
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        char **hit = bsearch(&labs[i], uniq, nu, sizeof *uniq, cmp_strp);
-        ds->label[i] = (int32_t)(hit - uniq);
-        if (ud__sbuf_addf(&src, &ds->src_off[i], "%s:%zu", path, lines[i])) {
-            ud_err_set(e, UD_ENOMEM, "out of memory");
-            goto out_fail;
-        }
-    }
-    float *shrunk = realloc(fx, n * nfeat * sizeof *fx);
-    ds->fx = shrunk ? shrunk : fx;
-    fx = NULL;
-    ds->n = n;
-    ds->src_pool = src.p;
-    src.p = NULL;
-
-    free(uniq);
-    free(lines);
-    free(labs);
-    free(hdr);
-    free(c.f);
-    freelocale(loc);
+    if (parse_begin(&L, buf, len, e) || read_header(&L, e) || read_rows(&L, e) ||
+        find_classes(&L, e) || !(ds = ud__dataset_alloc(e)) || fill_dataset(&L, ds, e))
+        ud_dataset_destroy(&ds);
+    parse_free(&L);
     return ds;
-
-out_fail:
-    ud_dataset_destroy(&ds);
-    free(src.p);
-    free(uniq);
-    free(lines);
-    free(labs);
-    free(fx);
-    free(hdr);
-    free(c.f);
-    if (loc)
-        freelocale(loc);
-    return NULL;
 }
 
 ud_dataset_t *ud_dataset_load_csv(const char *path, const struct ud_load_opts *opts,

@@ -152,6 +152,120 @@ static char *derive_labels_path(const char *images)
     return out;
 }
 
+/* Opens path and reads its header (hsize bytes, starting with magic) into h: data of another
+ * magic (as soon as 4 bytes are there) or a short header fails. kind names the content. */
+static int open_header(const char *path, uint32_t magic, const char *kind, unsigned char *h,
+                       size_t hsize, gzFile *f, struct ud_err *e)
+{
+    size_t got;
+    int rc = gz_open(path, f, e);
+    if (rc || (rc = gz_read(*f, path, h, hsize, &got, e)))
+        return rc;
+    if (got >= 4 && be32(h) != magic)
+        return ud_err_set(e, UD_EFORMAT,
+                          "%s: bad magic 0x%08x (IDX %s of unsigned bytes have 0x%08x)", path,
+                          be32(h), kind, magic);
+    if (got < hsize)
+        return ud_err_set(e, UD_ETRUNCATED,
+                          "%s: truncated: expected a %zu-byte header, got %zu bytes", path, hsize,
+                          got);
+    return 0;
+}
+
+/* The images file's header: n images of rows x cols, each within the limits. */
+static int images_header(const char *path, gzFile *f, uint32_t *n, uint32_t *rows, uint32_t *cols,
+                         struct ud_err *e)
+{
+    unsigned char h[16];
+    int rc = open_header(path, IDX_MAGIC_IMAGES, "images", h, sizeof h, f, e);
+    if (rc)
+        return rc;
+    *n = be32(h + 4), *rows = be32(h + 8), *cols = be32(h + 12);
+    if (*n == 0 || *rows == 0 || *cols == 0)
+        return ud_err_set(e, UD_EFORMAT, "%s: zero dimension in the header (%u images of %u x %u)",
+                          path, *n, *rows, *cols);
+    if (*rows > UD_MAX_DIM || *cols > UD_MAX_DIM || *n > UD_DATA_MAX_SAMPLES)
+        return ud_err_set(e, UD_ELIMIT,
+                          "%s: %u images of %u x %u: over the limits (%d x %d, %zu images)", path,
+                          *n, *rows, *cols, UD_MAX_DIM, UD_MAX_DIM, (size_t)UD_DATA_MAX_SAMPLES);
+    return 0;
+}
+
+/* The labels file's header, which must count the n images. */
+static int labels_header(const char *path, const char *images_path, uint32_t n, gzFile *f,
+                         struct ud_err *e)
+{
+    unsigned char h[8];
+    int rc = open_header(path, IDX_MAGIC_LABELS, "labels", h, sizeof h, f, e);
+    if (rc)
+        return rc;
+    uint32_t nl = be32(h + 4);
+    if (nl != n)
+        return ud_err_set(e, UD_ESHAPE, "%s has %u images but %s has %u labels", images_path, n,
+                          path, nl);
+    return 0;
+}
+
+/* Reads ds->n labels from f into ds->label; *maxl is the largest. */
+static int read_labels(gzFile f, const char *path, ud_dataset_t *ds, int *maxl, struct ud_err *e)
+{
+    unsigned char *lab;
+    int rc = gz_read_grow(f, path, ds->n, "labels", &lab, e);
+    if (rc)
+        return rc;
+    ds->label = malloc(ds->n * sizeof *ds->label);
+    if (!ds->label) {
+        free(lab);
+        return ud_err_set(e, UD_ENOMEM, "out of memory for %zu labels", ds->n);
+    }
+    *maxl = 0;
+    for (size_t i = 0; i < ds->n; i++) {
+        ds->label[i] = lab[i];
+        if (lab[i] > *maxl)
+            *maxl = lab[i];
+    }
+    free(lab);
+    return 0;
+}
+
+/* Classes "0".."k-1", or the Fashion-MNIST names. */
+static int set_classes(ud_dataset_t *ds, int k, int fashion, struct ud_err *e)
+{
+    ds->classes = calloc((size_t)k, sizeof *ds->classes);
+    if (!ds->classes)
+        return ud_err_set(e, UD_ENOMEM, "out of memory for class names");
+    ds->nclasses = k;
+    for (int c = 0; c < k; c++) {
+        char num[16];
+        snprintf(num, sizeof num, "%d", c);
+        ds->classes[c] = strdup(fashion ? fashion_names[c] : num);
+        if (!ds->classes[c])
+            return ud_err_set(e, UD_ENOMEM, "out of memory for class names");
+    }
+    return 0;
+}
+
+/* Reads the first ds->n samples (of n in the files, the headers already read) into ds. */
+static int read_samples(gzFile fi, const char *images_path, gzFile fl, const char *labels_path,
+                        uint32_t n, ud_dataset_t *ds, struct ud_err *e)
+{
+    int maxl = 0;
+    int rc = gz_read_grow(fi, images_path, ds->n * ds->isize, "pixel data", &ds->px, e);
+    if (rc == 0 && ds->n == n)
+        rc = gz_expect_end(fi, images_path, "images", e);
+    if (rc == 0)
+        rc = read_labels(fl, labels_path, ds, &maxl, e);
+    if (rc == 0 && ds->n == n)
+        rc = gz_expect_end(fl, labels_path, "labels", e);
+    if (rc)
+        return rc;
+    /* Labels are bytes, so K <= 256 <= UD_MAX_CLASSES. */
+    int k = maxl + 1;
+    int fashion = k == 10 && (strcasestr(images_path, "fashion") != NULL ||
+                              strcasestr(labels_path, "fashion") != NULL);
+    return set_classes(ds, k, fashion, e);
+}
+
 ud_dataset_t *ud_dataset_load_idx(const char *images_path, const char *labels_path,
                                   const struct ud_load_opts *opts, struct ud_err *e)
 {
@@ -161,8 +275,7 @@ ud_dataset_t *ud_dataset_load_idx(const char *images_path, const char *labels_pa
     ud_dataset_t *ds = NULL;
     gzFile fi = NULL, fl = NULL;
     char *derived = NULL;
-    unsigned char hi[16], hl[8];
-    size_t got;
+    uint32_t n, rows, cols;
 
     if (!labels_path) {
         derived = derive_labels_path(images_path);
@@ -175,53 +288,9 @@ ud_dataset_t *ud_dataset_load_idx(const char *images_path, const char *labels_pa
         }
         labels_path = derived;
     }
-    if (gz_open(images_path, &fi, e))
+    if (images_header(images_path, &fi, &n, &rows, &cols, e) ||
+        labels_header(labels_path, images_path, n, &fl, e))
         goto out_fail;
-    if (gz_read(fi, images_path, hi, sizeof hi, &got, e))
-        goto out_fail;
-    if (got >= 4 && be32(hi) != IDX_MAGIC_IMAGES) {
-        ud_err_set(e, UD_EFORMAT, "%s: bad magic 0x%08x (IDX images of unsigned bytes have 0x%08x)",
-                   images_path, be32(hi), IDX_MAGIC_IMAGES);
-        goto out_fail;
-    }
-    if (got < sizeof hi) {
-        ud_err_set(e, UD_ETRUNCATED, "%s: truncated: expected a %zu-byte header, got %zu bytes",
-                   images_path, sizeof hi, got);
-        goto out_fail;
-    }
-    uint32_t n = be32(hi + 4), rows = be32(hi + 8), cols = be32(hi + 12);
-    if (n == 0 || rows == 0 || cols == 0) {
-        ud_err_set(e, UD_EFORMAT, "%s: zero dimension in the header (%u images of %u x %u)",
-                   images_path, n, rows, cols);
-        goto out_fail;
-    }
-    if (rows > UD_MAX_DIM || cols > UD_MAX_DIM || n > UD_DATA_MAX_SAMPLES) {
-        ud_err_set(e, UD_ELIMIT, "%s: %u images of %u x %u: over the limits (%d x %d, %zu images)",
-                   images_path, n, rows, cols, UD_MAX_DIM, UD_MAX_DIM, (size_t)UD_DATA_MAX_SAMPLES);
-        goto out_fail;
-    }
-
-    if (gz_open(labels_path, &fl, e))
-        goto out_fail;
-    if (gz_read(fl, labels_path, hl, sizeof hl, &got, e))
-        goto out_fail;
-    if (got >= 4 && be32(hl) != IDX_MAGIC_LABELS) {
-        ud_err_set(e, UD_EFORMAT, "%s: bad magic 0x%08x (IDX labels of unsigned bytes have 0x%08x)",
-                   labels_path, be32(hl), IDX_MAGIC_LABELS);
-        goto out_fail;
-    }
-    if (got < sizeof hl) {
-        ud_err_set(e, UD_ETRUNCATED, "%s: truncated: expected a %zu-byte header, got %zu bytes",
-                   labels_path, sizeof hl, got);
-        goto out_fail;
-    }
-    uint32_t nl = be32(hl + 4);
-    if (nl != n) {
-        ud_err_set(e, UD_ESHAPE, "%s has %u images but %s has %u labels", images_path, n,
-                   labels_path, nl);
-        goto out_fail;
-    }
-
     size_t keep = n;
     if (opts->max_samples && opts->max_samples < keep)
         keep = opts->max_samples;
@@ -237,50 +306,9 @@ ud_dataset_t *ud_dataset_load_idx(const char *images_path, const char *labels_pa
     ds->u8 = 1;
     ds->shape = (struct ud_shape){1, (int)rows, (int)cols};
     ds->isize = isize;
-    if (gz_read_grow(fi, images_path, keep * isize, "pixel data", &ds->px, e))
-        goto out_fail;
-    if (keep == n && gz_expect_end(fi, images_path, "images", e))
-        goto out_fail;
-
-    unsigned char *lab;
-    if (gz_read_grow(fl, labels_path, keep, "labels", &lab, e))
-        goto out_fail;
-    ds->label = malloc(keep * sizeof *ds->label);
-    if (!ds->label) {
-        free(lab);
-        ud_err_set(e, UD_ENOMEM, "out of memory for %zu labels", keep);
-        goto out_fail;
-    }
-    int maxl = 0;
-    for (size_t i = 0; i < keep; i++) {
-        ds->label[i] = lab[i];
-        if (lab[i] > maxl)
-            maxl = lab[i];
-    }
-    free(lab);
-    if (keep == n && gz_expect_end(fl, labels_path, "labels", e))
-        goto out_fail;
     ds->n = keep;
-
-    /* Labels are bytes, so K <= 256 <= UD_MAX_CLASSES. */
-    int k = maxl + 1;
-    int fashion = k == 10 && (strcasestr(images_path, "fashion") != NULL ||
-                              strcasestr(labels_path, "fashion") != NULL);
-    ds->classes = calloc((size_t)k, sizeof *ds->classes);
-    if (!ds->classes) {
-        ud_err_set(e, UD_ENOMEM, "out of memory for class names");
+    if (read_samples(fi, images_path, fl, labels_path, n, ds, e))
         goto out_fail;
-    }
-    ds->nclasses = k;
-    for (int c = 0; c < k; c++) {
-        char num[16];
-        snprintf(num, sizeof num, "%d", c);
-        ds->classes[c] = strdup(fashion ? fashion_names[c] : num);
-        if (!ds->classes[c]) {
-            ud_err_set(e, UD_ENOMEM, "out of memory for class names");
-            goto out_fail;
-        }
-    }
     ds->src_pool = strdup(images_path);
     if (!ds->src_pool) {
         ud_err_set(e, UD_ENOMEM, "out of memory");

@@ -35,6 +35,23 @@ struct image {
     uint8_t *px;
 };
 
+/* The limits on an image file's declared size, checked before its pixels are decoded: 1 when
+ * w x h is over them (the reason in msg), else 0. */
+static int image_size_over(unsigned w, unsigned h, char *msg, size_t msz)
+{
+    if (w == 0 || h == 0 || w > UD_DATA_MAX_IMAGE_SIDE || h > UD_DATA_MAX_IMAGE_SIDE) {
+        snprintf(msg, msz, "image of %u x %u pixels (limit %d x %d)", w, h, UD_DATA_MAX_IMAGE_SIDE,
+                 UD_DATA_MAX_IMAGE_SIDE);
+        return 1;
+    }
+    if ((uint64_t)w * h > UD_DATA_MAX_IMAGE_PIXELS) {
+        snprintf(msg, msz, "image of %u x %u pixels (limit %llu pixels)", w, h,
+                 (unsigned long long)UD_DATA_MAX_IMAGE_PIXELS);
+        return 1;
+    }
+    return 0;
+}
+
 /* ---- PNG ---- */
 
 struct png_job {
@@ -80,16 +97,8 @@ static int png_decode_run(struct png_job *j)
     png_read_info(j->png, j->info);
     png_uint_32 w = png_get_image_width(j->png, j->info);
     png_uint_32 h = png_get_image_height(j->png, j->info);
-    if (w == 0 || h == 0 || w > UD_DATA_MAX_IMAGE_SIDE || h > UD_DATA_MAX_IMAGE_SIDE) {
-        snprintf(j->msg, sizeof j->msg, "image of %u x %u pixels (limit %d x %d)", (unsigned)w,
-                 (unsigned)h, UD_DATA_MAX_IMAGE_SIDE, UD_DATA_MAX_IMAGE_SIDE);
+    if (image_size_over(w, h, j->msg, sizeof j->msg))
         return -2;
-    }
-    if ((uint64_t)w * h > UD_DATA_MAX_IMAGE_PIXELS) {
-        snprintf(j->msg, sizeof j->msg, "image of %u x %u pixels (limit %llu pixels)", (unsigned)w,
-                 (unsigned)h, (unsigned long long)UD_DATA_MAX_IMAGE_PIXELS);
-        return -2;
-    }
     png_set_expand(j->png); /* palette -> RGB, grey < 8 bits -> 8, tRNS -> alpha */
     png_set_scale_16(j->png);
     png_set_strip_alpha(j->png);
@@ -179,16 +188,8 @@ static int jpeg_decode_run(struct jpeg_job *j, const uint8_t *data, size_t len)
     jpeg_mem_src(&j->cinfo, data, (unsigned long)len);
     jpeg_read_header(&j->cinfo, TRUE);
     JDIMENSION w = j->cinfo.image_width, h = j->cinfo.image_height;
-    if (w == 0 || h == 0 || w > UD_DATA_MAX_IMAGE_SIDE || h > UD_DATA_MAX_IMAGE_SIDE) {
-        snprintf(j->msg, sizeof j->msg, "image of %u x %u pixels (limit %d x %d)", (unsigned)w,
-                 (unsigned)h, UD_DATA_MAX_IMAGE_SIDE, UD_DATA_MAX_IMAGE_SIDE);
+    if (image_size_over(w, h, j->msg, sizeof j->msg))
         return -2;
-    }
-    if ((uint64_t)w * h > UD_DATA_MAX_IMAGE_PIXELS) {
-        snprintf(j->msg, sizeof j->msg, "image of %u x %u pixels (limit %llu pixels)", (unsigned)w,
-                 (unsigned)h, (unsigned long long)UD_DATA_MAX_IMAGE_PIXELS);
-        return -2;
-    }
     switch (j->cinfo.jpeg_color_space) {
     case JCS_GRAYSCALE:
         j->cinfo.out_color_space = JCS_GRAYSCALE;
@@ -291,6 +292,63 @@ static int image_decode_file(const char *path, struct image *im, char *msg, size
     return rc;
 }
 
+/* Where output column (or row) x of n samples a source line of sw pixels: the two source
+ * pixels i0, i1 and the weight f of i1, with half-pixel centres and edges clamped. */
+static void bilinear_tap(int x, int n, int sw, int *i0, int *i1, float *f)
+{
+    float s = ((float)x + 0.5f) * ((float)sw / (float)n) - 0.5f;
+    if (s < 0.0f)
+        s = 0.0f;
+    int a = (int)s;
+    if (a > sw - 1)
+        a = sw - 1;
+    *i0 = a;
+    *i1 = a + 1 < sw ? a + 1 : sw - 1;
+    *f = s - (float)a;
+    if (*f > 1.0f)
+        *f = 1.0f;
+}
+
+/* Resizes src ((sh, sw, sc) interleaved) bilinearly into out ((t.c, t.h, t.w) planar); a grey
+ * source (sc 1) fills every output channel. */
+static int resize_bilinear(const uint8_t *src, int sw, int sh, int sc, struct ud_shape t,
+                           uint8_t *out)
+{
+    size_t plane = (size_t)t.h * (size_t)t.w;
+    int *x0 = malloc((size_t)t.w * 2 * sizeof *x0);
+    float *fx = malloc((size_t)t.w * sizeof *fx);
+    if (!x0 || !fx) {
+        free(x0);
+        free(fx);
+        return UD_ENOMEM;
+    }
+    int *x1 = x0 + t.w;
+    for (int x = 0; x < t.w; x++)
+        bilinear_tap(x, t.w, sw, &x0[x], &x1[x], &fx[x]);
+    for (int y = 0; y < t.h; y++) {
+        int y0, y1;
+        float fy;
+        bilinear_tap(y, t.h, sh, &y0, &y1, &fy);
+        const uint8_t *r0 = src + (size_t)y0 * (size_t)sw * (size_t)sc;
+        const uint8_t *r1 = src + (size_t)y1 * (size_t)sw * (size_t)sc;
+        for (int k = 0; k < t.c; k++) {
+            int ch = sc == 1 ? 0 : k;
+            uint8_t *o = out + (size_t)k * plane + (size_t)y * (size_t)t.w;
+            for (int x = 0; x < t.w; x++) {
+                size_t a = (size_t)x0[x] * (size_t)sc + (size_t)ch;
+                size_t b = (size_t)x1[x] * (size_t)sc + (size_t)ch;
+                float top = (float)r0[a] + ((float)r0[b] - (float)r0[a]) * fx[x];
+                float bot = (float)r1[a] + ((float)r1[b] - (float)r1[a]) * fx[x];
+                float v = top + (bot - top) * fy + 0.5f;
+                o[x] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)v;
+            }
+        }
+    }
+    free(x0);
+    free(fx);
+    return 0;
+}
+
 /* Converts im to t.c channels and resizes it bilinearly into out, (t.c, t.h, t.w) planar. */
 static int image_to_sample(const struct image *im, struct ud_shape t, uint8_t *out)
 {
@@ -309,71 +367,20 @@ static int image_to_sample(const struct image *im, struct ud_shape t, uint8_t *o
         src = grey;
         sc = 1;
     }
-    const int sw = im->w, sh = im->h;
-    size_t plane = (size_t)t.h * (size_t)t.w;
-    if (sw == t.w && sh == t.h) {
+    int rc = 0;
+    if (im->w == t.w && im->h == t.h) {
+        size_t plane = (size_t)t.h * (size_t)t.w;
         for (int k = 0; k < t.c; k++) {
             int ch = sc == 1 ? 0 : k;
             uint8_t *o = out + (size_t)k * plane;
             for (size_t p = 0; p < plane; p++)
                 o[p] = src[p * (size_t)sc + (size_t)ch];
         }
-        free(grey);
-        return 0;
+    } else {
+        rc = resize_bilinear(src, im->w, im->h, sc, t, out);
     }
-    int *x0 = malloc((size_t)t.w * 2 * sizeof *x0);
-    float *fx = malloc((size_t)t.w * sizeof *fx);
-    if (!x0 || !fx) {
-        free(x0);
-        free(fx);
-        free(grey);
-        return UD_ENOMEM;
-    }
-    int *x1 = x0 + t.w;
-    const float scx = (float)sw / (float)t.w, scy = (float)sh / (float)t.h;
-    for (int x = 0; x < t.w; x++) {
-        float s = ((float)x + 0.5f) * scx - 0.5f;
-        if (s < 0.0f)
-            s = 0.0f;
-        int i0 = (int)s;
-        if (i0 > sw - 1)
-            i0 = sw - 1;
-        x0[x] = i0;
-        x1[x] = i0 + 1 < sw ? i0 + 1 : sw - 1;
-        fx[x] = s - (float)i0;
-        if (fx[x] > 1.0f)
-            fx[x] = 1.0f;
-    }
-    for (int y = 0; y < t.h; y++) {
-        float s = ((float)y + 0.5f) * scy - 0.5f;
-        if (s < 0.0f)
-            s = 0.0f;
-        int y0 = (int)s;
-        if (y0 > sh - 1)
-            y0 = sh - 1;
-        int y1 = y0 + 1 < sh ? y0 + 1 : sh - 1;
-        float fy = s - (float)y0;
-        if (fy > 1.0f)
-            fy = 1.0f;
-        const uint8_t *r0 = src + (size_t)y0 * (size_t)sw * (size_t)sc;
-        const uint8_t *r1 = src + (size_t)y1 * (size_t)sw * (size_t)sc;
-        for (int k = 0; k < t.c; k++) {
-            int ch = sc == 1 ? 0 : k;
-            uint8_t *o = out + (size_t)k * plane + (size_t)y * (size_t)t.w;
-            for (int x = 0; x < t.w; x++) {
-                size_t a = (size_t)x0[x] * (size_t)sc + (size_t)ch;
-                size_t b = (size_t)x1[x] * (size_t)sc + (size_t)ch;
-                float top = (float)r0[a] + ((float)r0[b] - (float)r0[a]) * fx[x];
-                float bot = (float)r1[a] + ((float)r1[b] - (float)r1[a]) * fx[x];
-                float v = top + (bot - top) * fy + 0.5f;
-                o[x] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)v;
-            }
-        }
-    }
-    free(x0);
-    free(fx);
     free(grey);
-    return 0;
+    return rc;
 }
 
 /* ---- Listing the tree ---- */
@@ -504,257 +511,311 @@ struct file_ref {
     int cls;
 };
 
-ud_dataset_t *ud_dataset_load_images(const char *dir, const struct ud_load_opts *opts,
-                                     struct ud_err *e)
+/* One ud_dataset_load_images call: the tree as listed, then the dataset as it fills. Every step
+ * below returns 0 or a UD_E* code with e set, and leaves what it made here for load_free. */
+struct image_load {
+    const char *dir;
+    const struct ud_load_opts *opts;
+    struct ud_shape t;      /* the target shape; zeros until the first good image when not given */
+    int have_shape;         /* t was given by the caller */
+    struct names cls;       /* class folder names, sorted */
+    size_t *cls_files;      /* per class: image files listed */
+    size_t *cls_tried;      /* per class: files decoded so far */
+    size_t *cls_good;       /* per class: samples kept */
+    struct file_ref *files; /* every image file, in the order it is loaded */
+    size_t nfiles, capfiles;
+    size_t cap; /* samples wanted: nfiles, or fewer under max_samples */
+    ud_dataset_t *ds;
+    struct ud__sbuf src; /* the samples' source paths */
+};
+
+static void load_free(struct image_load *L)
 {
-    static const struct ud_load_opts no_opts;
-    if (!opts)
-        opts = &no_opts;
-    struct ud_shape t = opts->shape;
-    int have_shape = !(t.c == 0 && t.h == 0 && t.w == 0);
-    if (have_shape && (!(t.c == 1 || t.c == 3) || !ud__shape_valid(t))) {
-        ud_err_set(e, UD_ESHAPE,
-                   "%s: cannot load images as (%d, %d, %d): need 1 or 3 channels and sides in "
-                   "1..%d (does the model take images?)",
-                   dir, t.c, t.h, t.w, UD_MAX_DIM);
-        return NULL;
-    }
+    ud_dataset_destroy(&L->ds);
+    free(L->src.p);
+    for (size_t f = 0; f < L->nfiles; f++)
+        free(L->files[f].path);
+    free(L->files);
+    names_free(&L->cls);
+    free(L->cls_files);
+    free(L->cls_tried);
+    free(L->cls_good);
+}
 
-    ud_dataset_t *ds = NULL, *ret = NULL;
-    struct names cls = {0};
-    struct file_ref *files = NULL;
-    size_t nfiles = 0, capfiles = 0;
-    size_t *cls_files = NULL, *cls_tried = NULL, *cls_good = NULL;
-    int *remap = NULL;
-    struct ud__sbuf src = {0};
-    struct image im = {0};
-    char msg[UD_ERRMSG_MAX];
+/* The class folders of dir, sorted, and the per-class counters. */
+static int list_classes(struct image_load *L, struct ud_err *e)
+{
+    int rc = list_dir(L->dir, 1, &L->cls, e);
+    if (rc)
+        return rc;
+    if (L->cls.n == 0)
+        return ud_err_set(e, UD_EEMPTY, "%s: no class folders (expected %s/<class>/*.png|*.jpg)",
+                          L->dir, L->dir);
+    if (L->cls.n > UD_MAX_CLASSES)
+        return ud_err_set(e, UD_ELIMIT, "%s: %zu class folders, over the limit of %d", L->dir,
+                          L->cls.n, UD_MAX_CLASSES);
+    L->cls_files = calloc(L->cls.n, sizeof *L->cls_files);
+    L->cls_tried = calloc(L->cls.n, sizeof *L->cls_tried);
+    L->cls_good = calloc(L->cls.n, sizeof *L->cls_good);
+    if (!L->cls_files || !L->cls_tried || !L->cls_good)
+        return ud_err_set(e, UD_ENOMEM, "out of memory");
+    return 0;
+}
 
-    if (list_dir(dir, 1, &cls, e))
-        goto out_free_scratch;
-    if (cls.n == 0) {
-        ud_err_set(e, UD_EEMPTY, "%s: no class folders (expected %s/<class>/*.png|*.jpg)", dir,
-                   dir);
-        goto out_free_scratch;
+/* Appends the image files fn of class c (folder cdir) to L->files. */
+static int add_class_files(struct image_load *L, size_t c, const char *cdir, const struct names *fn,
+                           struct ud_err *e)
+{
+    if (L->nfiles + fn->n > UD_DATA_MAX_SAMPLES)
+        return ud_err_set(e, UD_ELIMIT, "%s: more than %zu images", L->dir,
+                          (size_t)UD_DATA_MAX_SAMPLES);
+    if (L->nfiles + fn->n > L->capfiles) {
+        size_t cap = L->capfiles ? L->capfiles : 64;
+        while (cap < L->nfiles + fn->n)
+            cap *= 2;
+        struct file_ref *nf = realloc(L->files, cap * sizeof *nf);
+        if (!nf)
+            return ud_err_set(e, UD_ENOMEM, "out of memory listing %s", cdir);
+        L->files = nf;
+        L->capfiles = cap;
     }
-    if (cls.n > UD_MAX_CLASSES) {
-        ud_err_set(e, UD_ELIMIT, "%s: %zu class folders, over the limit of %d", dir, cls.n,
-                   UD_MAX_CLASSES);
-        goto out_free_scratch;
+    for (size_t k = 0; k < fn->n; k++) {
+        char *p = ud__path_join(cdir, fn->v[k]);
+        if (!p)
+            return ud_err_set(e, UD_ENOMEM, "out of memory listing %s", cdir);
+        L->files[L->nfiles].path = p;
+        L->files[L->nfiles].cls = (int)c;
+        L->nfiles++;
     }
-    cls_files = calloc(cls.n, sizeof *cls_files);
-    cls_tried = calloc(cls.n, sizeof *cls_tried);
-    cls_good = calloc(cls.n, sizeof *cls_good);
-    remap = calloc(cls.n, sizeof *remap);
-    if (!cls_files || !cls_tried || !cls_good || !remap) {
-        ud_err_set(e, UD_ENOMEM, "out of memory");
-        goto out_free_scratch;
-    }
+    return 0;
+}
 
-    /* List every file first: an empty class folder fails before anything is decoded. */
-    for (size_t c = 0; c < cls.n; c++) {
+/* Lists every image file, class by class: an empty class folder fails (unless skip_bad) before
+ * anything is decoded. */
+static int list_files(struct image_load *L, struct ud_err *e)
+{
+    for (size_t c = 0; c < L->cls.n; c++) {
         struct names fn = {0};
-        char *cdir = ud__path_join(dir, cls.v[c]);
-        if (!cdir) {
-            ud_err_set(e, UD_ENOMEM, "out of memory");
-            goto out_free_scratch;
-        }
+        char *cdir = ud__path_join(L->dir, L->cls.v[c]);
+        if (!cdir)
+            return ud_err_set(e, UD_ENOMEM, "out of memory");
         int rc = list_dir(cdir, 0, &fn, e);
-        if (rc == 0 && fn.n == 0 && !opts->skip_bad) {
-            ud_err_set(e, UD_EEMPTY, "%s: empty class folder (no .png, .jpg or .jpeg images)",
-                       cdir);
-            rc = UD_EEMPTY;
-        }
-        if (rc == 0 && nfiles + fn.n > UD_DATA_MAX_SAMPLES) {
-            ud_err_set(e, UD_ELIMIT, "%s: more than %zu images", dir, (size_t)UD_DATA_MAX_SAMPLES);
-            rc = UD_ELIMIT;
-        }
-        if (rc == 0 && nfiles + fn.n > capfiles) {
-            size_t cap = capfiles ? capfiles : 64;
-            while (cap < nfiles + fn.n)
-                cap *= 2;
-            struct file_ref *nf = realloc(files, cap * sizeof *nf);
-            if (nf) {
-                files = nf;
-                capfiles = cap;
-            } else {
-                rc = ud_err_set(e, UD_ENOMEM, "out of memory listing %s", cdir);
-            }
-        }
-        for (size_t k = 0; rc == 0 && k < fn.n; k++) {
-            char *p = ud__path_join(cdir, fn.v[k]);
-            if (!p) {
-                rc = ud_err_set(e, UD_ENOMEM, "out of memory listing %s", cdir);
-                break;
-            }
-            files[nfiles].path = p;
-            files[nfiles].cls = (int)c;
-            nfiles++;
-        }
-        cls_files[c] = fn.n;
+        if (rc == 0 && fn.n == 0 && !L->opts->skip_bad)
+            rc = ud_err_set(e, UD_EEMPTY, "%s: empty class folder (no .png, .jpg or .jpeg images)",
+                            cdir);
+        if (rc == 0)
+            rc = add_class_files(L, c, cdir, &fn, e);
+        L->cls_files[c] = fn.n;
         names_free(&fn);
         free(cdir);
         if (rc)
-            goto out_free_scratch;
+            return rc;
     }
+    return 0;
+}
 
-    size_t cap = nfiles;
-    if (opts->max_samples && opts->max_samples < cap) {
-        cap = opts->max_samples;
-        /* Keep every class in a subset: take the files round-robin across classes (each class
-         * in its sorted order), so the first max_samples are spread over all of them. */
-        struct file_ref *rr = malloc(nfiles * sizeof *rr);
-        size_t *next = calloc(cls.n, sizeof *next), *start = calloc(cls.n, sizeof *start);
-        if (!rr || !next || !start) {
-            free(rr);
-            free(next);
-            free(start);
-            ud_err_set(e, UD_ENOMEM, "out of memory");
-            goto out_free_scratch;
-        }
-        for (size_t c = 1; c < cls.n; c++)
-            start[c] = start[c - 1] + cls_files[c - 1];
-        for (size_t out = 0; out < nfiles;)
-            for (size_t c = 0; c < cls.n; c++)
-                if (next[c] < cls_files[c])
-                    rr[out++] = files[start[c] + next[c]++];
-        free(files);
-        files = rr;
+/* Under max_samples, keeps every class in the subset: reorders the files round-robin across
+ * classes (each class in its sorted order), so the first max_samples are spread over all. */
+static int interleave_classes(struct image_load *L, struct ud_err *e)
+{
+    size_t nc = L->cls.n;
+    struct file_ref *rr = malloc(L->nfiles * sizeof *rr);
+    size_t *next = calloc(nc, sizeof *next), *start = calloc(nc, sizeof *start);
+    if (!rr || !next || !start) {
+        free(rr);
         free(next);
         free(start);
+        return ud_err_set(e, UD_ENOMEM, "out of memory");
     }
-    ds = ud__dataset_alloc(e);
-    if (!ds)
-        goto out_free_scratch;
-    ds->u8 = 1;
-    ds->label = malloc((cap ? cap : 1) * sizeof *ds->label);
-    ds->src_off = malloc((cap ? cap : 1) * sizeof *ds->src_off);
-    if (!ds->label || !ds->src_off) {
-        ud_err_set(e, UD_ENOMEM, "out of memory for %zu samples", cap);
-        goto out_free_scratch;
-    }
+    for (size_t c = 1; c < nc; c++)
+        start[c] = start[c - 1] + L->cls_files[c - 1];
+    for (size_t out = 0; out < L->nfiles;)
+        for (size_t c = 0; c < nc; c++)
+            if (next[c] < L->cls_files[c])
+                rr[out++] = L->files[start[c] + next[c]++];
+    free(L->files);
+    L->files = rr;
+    free(next);
+    free(start);
+    return 0;
+}
 
-    size_t n = 0;
-    for (size_t f = 0; f < nfiles && n < cap; f++) {
-        const char *path = files[f].path;
-        int c = files[f].cls;
-        cls_tried[c]++;
-        struct ud_err fe = {0};
-        int rc = image_decode_file(path, &im, msg, sizeof msg, &fe);
-        if (rc == 0 && !ds->px) {
-            /* The first good image fixes the shape when none was asked for. */
-            if (!have_shape) {
-                if (im.w > UD_MAX_DIM || im.h > UD_MAX_DIM) {
-                    ud_err_set(e, UD_ELIMIT,
-                               "%s: the first image is %d x %d, over %d a side; "
-                               "give a target shape",
-                               path, im.w, im.h, UD_MAX_DIM);
-                    goto out_free_scratch;
-                }
-                t = (struct ud_shape){im.c, im.h, im.w};
-            }
-            ds->shape = t;
-            ds->isize = ud_shape_size(t);
-            if ((uint64_t)cap * ds->isize > UD_DATA_MAX_BYTES) {
-                ud_err_set(e, UD_ELIMIT, "%s: %zu images of %d x %d x %d are over the limit", dir,
-                           cap, t.c, t.h, t.w);
-                goto out_free_scratch;
-            }
-            ds->px = malloc(cap * ds->isize);
-            if (!ds->px) {
-                ud_err_set(e, UD_ENOMEM, "out of memory for %zu images of %d x %d x %d", cap, t.c,
-                           t.h, t.w);
-                goto out_free_scratch;
-            }
-        }
-        if (rc == 0)
-            rc = image_to_sample(&im, t, ds->px + n * ds->isize);
-        free(im.px);
-        im.px = NULL;
-        if (rc == UD_ENOMEM) {
-            ud_err_set(e, UD_ENOMEM, "%s: out of memory decoding", path);
-            goto out_free_scratch;
-        }
-        if (rc) {
-            if (!opts->skip_bad) {
-                ud_err_set(e, rc, "%s: %s", path, msg);
-                goto out_free_scratch;
-            }
-            ud__data_warn(opts, "%s: %s; skipped", path, msg);
-            ds->skipped++;
-            continue;
-        }
-        if (ud__sbuf_add(&src, path, &ds->src_off[n])) {
-            ud_err_set(e, UD_ENOMEM, "out of memory");
-            goto out_free_scratch;
-        }
-        ds->label[n++] = c;
-        cls_good[c]++;
-    }
-    if (n == 0) {
-        ud_err_set(e, UD_EEMPTY, "%s: no usable images (%zu skipped)", dir, ds->skipped);
-        goto out_free_scratch;
-    }
+/* The dataset shell for up to L->cap samples; the pixels wait for the first good image. */
+static int alloc_dataset(struct image_load *L, struct ud_err *e)
+{
+    size_t cnt = L->cap ? L->cap : 1;
+    if (!(L->ds = ud__dataset_alloc(e)))
+        return UD_ENOMEM;
+    L->ds->u8 = 1;
+    L->ds->label = malloc(cnt * sizeof *L->ds->label);
+    L->ds->src_off = malloc(cnt * sizeof *L->ds->src_off);
+    if (!L->ds->label || !L->ds->src_off)
+        return ud_err_set(e, UD_ENOMEM, "out of memory for %zu samples", L->cap);
+    return 0;
+}
 
-    /* Under skip_bad, drop classes that gave nothing though all of their files were tried. */
+/* The first good image (im, from path) fixes the sample shape when none was asked for; the
+ * pixels of all L->cap samples are allocated then. */
+static int alloc_pixels(struct image_load *L, const struct image *im, const char *path,
+                        struct ud_err *e)
+{
+    struct ud_shape t = L->t;
+    if (!L->have_shape) {
+        if (im->w > UD_MAX_DIM || im->h > UD_MAX_DIM)
+            return ud_err_set(e, UD_ELIMIT,
+                              "%s: the first image is %d x %d, over %d a side; give a target shape",
+                              path, im->w, im->h, UD_MAX_DIM);
+        t = L->t = (struct ud_shape){im->c, im->h, im->w};
+    }
+    ud_dataset_t *ds = L->ds;
+    ds->shape = t;
+    ds->isize = ud_shape_size(t);
+    if ((uint64_t)L->cap * ds->isize > UD_DATA_MAX_BYTES)
+        return ud_err_set(e, UD_ELIMIT, "%s: %zu images of %d x %d x %d are over the limit", L->dir,
+                          L->cap, t.c, t.h, t.w);
+    ds->px = malloc(L->cap * ds->isize);
+    if (!ds->px)
+        return ud_err_set(e, UD_ENOMEM, "out of memory for %zu images of %d x %d x %d", L->cap, t.c,
+                          t.h, t.w);
+    return 0;
+}
+
+/* Decodes file f into sample ds->n. A bad file fails, or under skip_bad is counted, reported
+ * and left out. */
+static int load_file(struct image_load *L, size_t f, struct ud_err *e)
+{
+    ud_dataset_t *ds = L->ds;
+    const char *path = L->files[f].path;
+    int c = L->files[f].cls;
+    struct image im = {0};
+    char msg[UD_ERRMSG_MAX];
+    struct ud_err fe = {0};
+    L->cls_tried[c]++;
+    int rc = image_decode_file(path, &im, msg, sizeof msg, &fe);
+    if (rc == 0 && !ds->px) {
+        int ar = alloc_pixels(L, &im, path, e);
+        if (ar) {
+            free(im.px);
+            return ar;
+        }
+    }
+    if (rc == 0)
+        rc = image_to_sample(&im, L->t, ds->px + ds->n * ds->isize);
+    free(im.px);
+    if (rc == UD_ENOMEM)
+        return ud_err_set(e, UD_ENOMEM, "%s: out of memory decoding", path);
+    if (rc) {
+        if (!L->opts->skip_bad)
+            return ud_err_set(e, rc, "%s: %s", path, msg);
+        ud__data_warn(L->opts, "%s: %s; skipped", path, msg);
+        ds->skipped++;
+        return 0;
+    }
+    if (ud__sbuf_add(&L->src, path, &ds->src_off[ds->n]))
+        return ud_err_set(e, UD_ENOMEM, "out of memory");
+    ds->label[ds->n++] = c;
+    L->cls_good[c]++;
+    return 0;
+}
+
+/* Decodes the files in order until L->cap samples are kept or the files run out. */
+static int load_files(struct image_load *L, struct ud_err *e)
+{
+    for (size_t f = 0; f < L->nfiles && L->ds->n < L->cap; f++) {
+        int rc = load_file(L, f, e);
+        if (rc)
+            return rc;
+    }
+    if (L->ds->n == 0)
+        return ud_err_set(e, UD_EEMPTY, "%s: no usable images (%zu skipped)", L->dir,
+                          L->ds->skipped);
+    return 0;
+}
+
+/* The dataset's classes: the folder names decoded, less (under skip_bad) the classes that gave
+ * nothing though all of their files were tried; labels renumbered to match. */
+static int set_classes(struct image_load *L, struct ud_err *e)
+{
+    ud_dataset_t *ds = L->ds;
+    int *remap = calloc(L->cls.n, sizeof *remap);
+    if (!remap)
+        return ud_err_set(e, UD_ENOMEM, "out of memory");
     int k = 0;
-    for (size_t c = 0; c < cls.n; c++) {
-        if (cls_good[c] == 0 && cls_tried[c] == cls_files[c]) {
-            char *cdir = ud__path_join(dir, cls.v[c]);
-            ud__data_warn(opts, "%s: %s; class \"%s\" left out", cdir ? cdir : cls.v[c],
-                          cls_files[c] ? "no usable images" : "empty class folder", cls.v[c]);
+    for (size_t c = 0; c < L->cls.n; c++) {
+        if (L->cls_good[c] == 0 && L->cls_tried[c] == L->cls_files[c]) {
+            char *cdir = ud__path_join(L->dir, L->cls.v[c]);
+            ud__data_warn(L->opts, "%s: %s; class \"%s\" left out", cdir ? cdir : L->cls.v[c],
+                          L->cls_files[c] ? "no usable images" : "empty class folder", L->cls.v[c]);
             free(cdir);
             remap[c] = -1;
             continue;
         }
         remap[c] = k++;
     }
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < ds->n; i++)
         ds->label[i] = remap[ds->label[i]];
     ds->classes = calloc((size_t)k, sizeof *ds->classes);
     if (!ds->classes) {
-        ud_err_set(e, UD_ENOMEM, "out of memory");
-        goto out_free_scratch;
+        free(remap);
+        return ud_err_set(e, UD_ENOMEM, "out of memory");
     }
-    for (size_t c = 0; c < cls.n; c++) {
+    for (size_t c = 0; c < L->cls.n; c++) {
         if (remap[c] >= 0) {
-            class_dir_decode(cls.v[c]);
-            ds->classes[remap[c]] = cls.v[c]; /* moved */
-            cls.v[c] = NULL;
+            class_dir_decode(L->cls.v[c]);
+            ds->classes[remap[c]] = L->cls.v[c]; /* moved */
+            L->cls.v[c] = NULL;
         }
     }
+    free(remap);
     ds->nclasses = k;
     for (int a = 0; a < k; a++)
         for (int b = a + 1; b < k; b++)
-            if (strcmp(ds->classes[a], ds->classes[b]) == 0) {
-                ud_err_set(e, UD_EINVAL, "%s: two class folders both name the class \"%s\"", dir,
-                           ds->classes[a]);
-                goto out_free_scratch;
-            }
-    ds->n = n;
-    if (n < cap) { /* some were skipped: give back the unused tail */
-        uint8_t *px = realloc(ds->px, n * ds->isize);
+            if (strcmp(ds->classes[a], ds->classes[b]) == 0)
+                return ud_err_set(e, UD_EINVAL, "%s: two class folders both name the class \"%s\"",
+                                  L->dir, ds->classes[a]);
+    return 0;
+}
+
+ud_dataset_t *ud_dataset_load_images(const char *dir, const struct ud_load_opts *opts,
+                                     struct ud_err *e)
+{
+    static const struct ud_load_opts no_opts;
+    struct image_load L = {.dir = dir, .opts = opts ? opts : &no_opts};
+    struct ud_shape t = L.t = L.opts->shape;
+    L.have_shape = !(t.c == 0 && t.h == 0 && t.w == 0);
+    if (L.have_shape && (!(t.c == 1 || t.c == 3) || !ud__shape_valid(t))) {
+        ud_err_set(e, UD_ESHAPE,
+                   "%s: cannot load images as (%d, %d, %d): need 1 or 3 channels and sides in "
+                   "1..%d (does the model take images?)",
+                   dir, t.c, t.h, t.w, UD_MAX_DIM);
+        return NULL;
+    }
+    if (list_classes(&L, e) || list_files(&L, e))
+        goto out_free;
+    L.cap = L.nfiles;
+    if (L.opts->max_samples && L.opts->max_samples < L.cap) {
+        L.cap = L.opts->max_samples;
+        if (interleave_classes(&L, e))
+            goto out_free;
+    }
+    if (alloc_dataset(&L, e) || load_files(&L, e) || set_classes(&L, e))
+        goto out_free;
+
+    ud_dataset_t *ds = L.ds;
+    if (ds->n < L.cap) { /* some were skipped: give back the unused tail */
+        uint8_t *px = realloc(ds->px, ds->n * ds->isize);
         if (px)
             ds->px = px;
     }
-    ds->src_pool = src.p;
-    src.p = NULL;
-    ret = ds; /* handed over: the cleanup below frees only the scratch */
-    ds = NULL;
+    ds->src_pool = L.src.p;
+    L.src.p = NULL;
+    L.ds = NULL; /* handed over: load_free frees only the scratch */
+    load_free(&L);
+    return ds;
 
-out_free_scratch:
-    ud_dataset_destroy(&ds);
-    free(im.px);
-    free(src.p);
-    for (size_t f = 0; f < nfiles; f++)
-        free(files[f].path);
-    free(files);
-    names_free(&cls);
-    free(cls_files);
-    free(cls_tried);
-    free(cls_good);
-    free(remap);
-    return ret;
+out_free:
+    load_free(&L);
+    return NULL;
 }
 
 /* ---- One image at a time ---- */

@@ -78,8 +78,9 @@ int ud__shape_valid(struct ud_shape s);
 void ud__data_warn(const struct ud_load_opts *opts, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Reads the whole regular file at path into a fresh NUL-terminated buffer (caller frees).
- * Errors: UD_ENOTFOUND, UD_EIO, UD_ELIMIT (over max bytes), each naming the path. */
+/* Reads the whole regular file at path into a fresh NUL-terminated buffer (caller frees):
+ * ud_file_read after checking that path is a regular file. Errors: UD_ENOTFOUND, UD_EIO (also
+ * for anything but a regular file), UD_ELIMIT (over max bytes), UD_ENOMEM, each naming path. */
 int ud__data_read_file(const char *path, size_t max, char **out, size_t *len, struct ud_err *e);
 
 /* ud_dataset_load_csv from the file's bytes data[0..len) (copied; name stands for the path in

@@ -166,9 +166,9 @@ static int assign_shards(struct ud_rng *r, const uint32_t *cls, size_t n, uint32
     return 0;
 }
 
-int ud_partition_assign(const int32_t *labels, size_t n, int nclasses, uint32_t K,
-                        const struct ud_partition_scheme *s, uint64_t seed, size_t min_size,
-                        uint32_t *client, struct ud_err *e)
+/* ud_partition_assign's arguments, checked before anything is drawn. */
+static int check_args(const int32_t *labels, size_t n, int nclasses, uint32_t K,
+                      const struct ud_partition_scheme *s, size_t min_size, struct ud_err *e)
 {
     if (n > UINT32_MAX)
         return ud_err_set(e, UD_ELIMIT, "%zu samples: at most %u can be partitioned", n,
@@ -200,8 +200,16 @@ int ud_partition_assign(const int32_t *labels, size_t n, int nclasses, uint32_t 
         if (labels[i] < 0 || labels[i] >= nclasses)
             return ud_err_set(e, UD_ERANGE, "sample %zu has label %d, outside [0, %d)", i,
                               (int)labels[i], nclasses);
+    return 0;
+}
 
-    int rc = 0;
+int ud_partition_assign(const int32_t *labels, size_t n, int nclasses, uint32_t K,
+                        const struct ud_partition_scheme *s, uint64_t seed, size_t min_size,
+                        uint32_t *client, struct ud_err *e)
+{
+    int rc = check_args(labels, n, nclasses, K, s, min_size, e);
+    if (rc)
+        return rc;
     struct ud_rng r;
     ud_rng_seed(&r, seed, UD_RNG_PARTITION);
     uint32_t *perm = malloc(sizeof *perm * (n ? n : 1));

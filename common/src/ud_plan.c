@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "updraft/ud_rng.h"
+#include "updraft/ud_strv.h"
 #include "updraft/ud_update.h"
 
 #define PLAN_EPOCH_MIX 0x9e3779b97f4a7c15ULL
@@ -82,37 +83,18 @@ uint64_t ud_manifest_labels_hash(const ud_dataset_t *ds)
 /* Manifests                                                                                  */
 /* ------------------------------------------------------------------------------------------ */
 
+/* The manifest's class count as an array length (a count read from a peer may be negative). */
+static size_t nclasses_of(const struct ud_manifest *m)
+{
+    return m->nclasses > 0 ? (size_t)m->nclasses : 0;
+}
+
 void ud_manifest_deinit(struct ud_manifest *m)
 {
     if (!m)
         return;
-    if (m->classes)
-        for (int c = 0; c < m->nclasses; c++)
-            free(m->classes[c]);
-    free(m->classes);
+    ud_strv_free(m->classes, nclasses_of(m));
     memset(m, 0, sizeof *m);
-}
-
-/* Deep copy of classes[0..n) into *out (NULL when n == 0). */
-static int copy_classes(char *const *classes, int n, char ***out)
-{
-    *out = NULL;
-    if (n <= 0)
-        return 0;
-    char **c = calloc((size_t)n, sizeof *c);
-    if (!c)
-        return UD_ENOMEM;
-    for (int i = 0; i < n; i++) {
-        c[i] = strdup(classes && classes[i] ? classes[i] : "");
-        if (!c[i]) {
-            for (int k = 0; k < i; k++)
-                free(c[k]);
-            free(c);
-            return UD_ENOMEM;
-        }
-    }
-    *out = c;
-    return 0;
 }
 
 int ud_manifest_from_dataset(const ud_dataset_t *ds, struct ud_manifest *m, struct ud_err *e)
@@ -120,18 +102,9 @@ int ud_manifest_from_dataset(const ud_dataset_t *ds, struct ud_manifest *m, stru
     memset(m, 0, sizeof *m);
     int n = ud_dataset_num_classes(ds);
     if (n > 0) {
-        m->classes = calloc((size_t)n, sizeof *m->classes);
-        if (!m->classes)
+        if (ud_strv_dup(ud_dataset_classes(ds), (size_t)n, &m->classes))
             return ud_err_set(e, UD_ENOMEM, "manifest: out of memory for %d class names", n);
         m->nclasses = n;
-        for (int c = 0; c < n; c++) {
-            const char *name = ud_dataset_class_name(ds, c);
-            m->classes[c] = strdup(name ? name : "");
-            if (!m->classes[c]) {
-                ud_manifest_deinit(m);
-                return ud_err_set(e, UD_ENOMEM, "manifest: out of memory for class names");
-            }
-        }
     }
     m->samples = ud_dataset_count(ds);
     m->labels_hash = ud_manifest_labels_hash(ds);
@@ -283,7 +256,8 @@ uint64_t ud_plan_hash(const struct ud_plan *p)
 /* Checks                                                                                     */
 /* ------------------------------------------------------------------------------------------ */
 
-int ud_plan_validate(const struct ud_plan *p, struct ud_err *e)
+/* The plan's scalars and arrays: world, batch, manifest, and that the arrays are there. */
+static int validate_fields(const struct ud_plan *p, struct ud_err *e)
 {
     const struct ud_manifest *m = &p->manifest;
     if (p->world < 1 || p->world > UD_PLAN_MAX_WORLD)
@@ -306,8 +280,14 @@ int ud_plan_validate(const struct ud_plan *p, struct ud_err *e)
     if (p->nvalidation && !p->validation)
         return ud_err_set(e, UD_EFORMAT, "plan: %zu validation indices but no array",
                           p->nvalidation);
+    return 0;
+}
 
-    /* Lengths: S*b_r + q_r (each bounded first, so the sum cannot overflow). */
+/* Shard r holds S*b_r + q_r indices (each length bounded first, so the sum cannot overflow),
+ * and the training and validation indices fit in the dataset. */
+static int validate_lengths(const struct ud_plan *p, struct ud_err *e)
+{
+    const struct ud_manifest *m = &p->manifest;
     uint64_t T = 0;
     for (int r = 0; r < p->world; r++) {
         if (p->shard_len[r] > UD_PLAN_MAX_SAMPLES)
@@ -336,9 +316,13 @@ int ud_plan_validate(const struct ud_plan *p, struct ud_err *e)
                           "plan: %llu training and %zu validation indices, but the dataset has "
                           "only %llu samples",
                           (unsigned long long)T, p->nvalidation, (unsigned long long)m->samples);
+    return 0;
+}
 
-    /* Ranges and duplicates. The bitmap is sized from samples (at most 128 MiB at the limit);
-     * calloc maps it lazily, so only the pages the indices touch cost memory. */
+/* Every index inside the dataset, validation ascending, none twice. */
+static int validate_indices(const struct ud_plan *p, struct ud_err *e)
+{
+    const struct ud_manifest *m = &p->manifest;
     for (size_t i = 0; i < p->nvalidation; i++) {
         if (p->validation[i] >= m->samples)
             return ud_err_set(e, UD_EFORMAT,
@@ -349,6 +333,8 @@ int ud_plan_validate(const struct ud_plan *p, struct ud_err *e)
                               "plan: validation indices are not ascending (%u after %u at %zu)",
                               p->validation[i], p->validation[i - 1], i);
     }
+    /* The bitmap is sized from samples (at most 128 MiB at the limit); calloc maps it lazily,
+     * so only the pages the indices touch cost memory. */
     unsigned char *seen = calloc((size_t)(m->samples + 7) / 8, 1);
     if (!seen)
         return ud_err_set(e, UD_ENOMEM, "plan: out of memory checking %llu samples",
@@ -375,6 +361,16 @@ int ud_plan_validate(const struct ud_plan *p, struct ud_err *e)
             seen[x >> 3] |= bit;
         }
     free(seen);
+    return rc;
+}
+
+int ud_plan_validate(const struct ud_plan *p, struct ud_err *e)
+{
+    int rc = validate_fields(p, e);
+    if (rc == 0)
+        rc = validate_lengths(p, e);
+    if (rc == 0)
+        rc = validate_indices(p, e);
     return rc;
 }
 
@@ -429,9 +425,9 @@ int ud_plan_make(const struct ud_manifest *m, const uint32_t *train, size_t ntra
         p->validation = malloc(nva * sizeof *p->validation);
     if (!perm || !p->shards || !p->shard_len || (nva && !p->validation))
         goto out_nomem;
-    if (copy_classes(m->classes, m->nclasses, &p->manifest.classes))
+    if (ud_strv_dup((const char *const *)m->classes, nclasses_of(m), &p->manifest.classes))
         goto out_nomem;
-    p->manifest.nclasses = m->nclasses > 0 ? m->nclasses : 0;
+    p->manifest.nclasses = (int)nclasses_of(m);
     p->manifest.samples = m->samples;
     p->manifest.labels_hash = m->labels_hash;
     p->seed = seed;

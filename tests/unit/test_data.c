@@ -312,30 +312,47 @@ static void test_provider(void **state)
 
 /* ---- Splits ---- */
 
+/* Marks idx[0..m) in seen, which must hold each once, ascending and below n. */
+static void check_indices(size_t n, const uint32_t *idx, size_t m, unsigned char *seen)
+{
+    for (size_t i = 0; i < m; i++) {
+        assert_true(idx[i] < n);
+        assert_false(seen[idx[i]]);
+        seen[idx[i]] = 1;
+        if (i)
+            assert_true(idx[i - 1] < idx[i]);
+    }
+}
+
+/* The training and validation indices are disjoint, ascending and cover 0..n-1. */
 static void check_split(size_t n, const uint32_t *tr, size_t ntr, const uint32_t *va, size_t nva)
 {
     assert_int_equal(ntr + nva, n);
     unsigned char *seen = calloc(n ? n : 1, 1);
-    for (size_t i = 0; i < ntr; i++) {
-        assert_true(tr[i] < n);
-        assert_false(seen[tr[i]]);
-        seen[tr[i]] = 1;
-        if (i)
-            assert_true(tr[i - 1] < tr[i]);
-    }
-    for (size_t i = 0; i < nva; i++) {
-        assert_true(va[i] < n);
-        assert_false(seen[va[i]]);
-        seen[va[i]] = 1;
-        if (i)
-            assert_true(va[i - 1] < va[i]);
-    }
+    check_indices(n, tr, ntr, seen);
+    check_indices(n, va, nva, seen);
     free(seen);
+}
+
+/* Splits n samples with s, checks the split (check_split; no validation array when it is
+ * empty) and returns how many samples went to validation. */
+static size_t split_checked(size_t n, const struct ud_split *s)
+{
+    struct ud_err e = {0};
+    uint32_t *tr, *va;
+    size_t ntr, nva;
+    assert_int_equal(ud_split_indices(n, s, &tr, &ntr, &va, &nva, &e), 0);
+    assert_non_null(tr);
+    if (nva == 0)
+        assert_null(va);
+    check_split(n, tr, ntr, va, nva);
+    free(tr);
+    free(va);
+    return nva;
 }
 
 static void test_split_automatic(void **state)
 {
-    struct ud_err e = {0};
     assert_true(ud_split_automatic_ratio(0) == 0.0);
     assert_true(ud_split_automatic_ratio(49) == 0.0);
     assert_true(ud_split_automatic_ratio(50) == 0.10);
@@ -344,19 +361,9 @@ static void test_split_automatic(void **state)
     assert_true(ud_split_automatic_ratio(1000) == 0.05);
     const size_t ns[] = {49, 50, 199, 200, 1000};
     const size_t want[] = {0, 5, 20, 10, 50};
-    for (int k = 0; k < 5; k++) {
-        struct ud_split s = {.kind = UD_SPLIT_AUTOMATIC, .seed = 42};
-        uint32_t *tr, *va;
-        size_t ntr, nva;
-        assert_int_equal(ud_split_indices(ns[k], &s, &tr, &ntr, &va, &nva, &e), 0);
-        assert_int_equal(nva, want[k]);
-        assert_non_null(tr);
-        if (nva == 0)
-            assert_null(va);
-        check_split(ns[k], tr, ntr, va, nva);
-        free(tr);
-        free(va);
-    }
+    const struct ud_split s = {.kind = UD_SPLIT_AUTOMATIC, .seed = 42};
+    for (int k = 0; k < 5; k++)
+        assert_int_equal(split_checked(ns[k], &s), want[k]);
 }
 
 static void test_split_fixed(void **state)
@@ -390,29 +397,13 @@ static void test_split_fixed(void **state)
     uint32_t *tr, *va;
     size_t ntr, nva;
     s.ratio = 0.25;
-    assert_int_equal(ud_split_indices(10, &s, &tr, &ntr, &va, &nva, &e), 0);
-    assert_int_equal(nva, 3); /* round(2.5) */
-    check_split(10, tr, ntr, va, nva);
-    free(tr);
-    free(va);
+    assert_int_equal(split_checked(10, &s), 3); /* round(2.5) */
     s.ratio = 1.0;
-    assert_int_equal(ud_split_indices(10, &s, &tr, &ntr, &va, &nva, &e), 0);
-    assert_int_equal(nva, 10);
-    assert_int_equal(ntr, 0);
-    check_split(10, tr, ntr, va, nva);
-    free(tr);
-    free(va);
+    assert_int_equal(split_checked(10, &s), 10); /* and no training sample */
     s.ratio = 0.0;
-    assert_int_equal(ud_split_indices(10, &s, &tr, &ntr, &va, &nva, &e), 0);
-    assert_int_equal(nva, 0);
-    assert_null(va);
-    free(tr);
+    assert_int_equal(split_checked(10, &s), 0);
     struct ud_split none = {.kind = UD_SPLIT_NONE};
-    assert_int_equal(ud_split_indices(1000, &none, &tr, &ntr, &va, &nva, &e), 0);
-    assert_int_equal(ntr, 1000);
-    assert_int_equal(nva, 0);
-    check_split(1000, tr, ntr, va, nva);
-    free(tr);
+    assert_int_equal(split_checked(1000, &none), 0);
     const double bad[] = {-0.1, 1.5, NAN};
     for (int k = 0; k < 3; k++) {
         s.ratio = bad[k];
@@ -900,6 +891,16 @@ static void check_idx5(ud_dataset_t *ds)
         assert_near(x[k], (float)(uint8_t)((24 + k) * 7) / 255.0f, 1e-7f);
 }
 
+/* Loading the IDX images file img (its labels found by the usual naming) fails with code; the
+ * error is returned for the checks of its message. */
+static struct ud_err idx_refused(const char *img, int code)
+{
+    struct ud_err e = {0};
+    assert_null(ud_dataset_load_idx(img, NULL, NULL, &e));
+    assert_int_equal(e.code, code);
+    return e;
+}
+
 static void test_idx_load(void **state)
 {
     struct ud_err e = {0};
@@ -933,15 +934,13 @@ static void test_idx_load(void **state)
     ud_dataset_destroy(&ds);
     /* No way to find the labels from the name. */
     const char *odd = ud_test_write("odd.idx", "x", 1);
-    assert_null(ud_dataset_load_idx(odd, NULL, NULL, &e));
-    assert_int_equal(e.code, UD_EINVAL);
+    e = idx_refused(odd, UD_EINVAL);
     /* A missing labels file. */
     mkdirs("idxnolab");
     uint32_t dims[3] = {1, 1, 1};
     uint8_t one = 1;
     const char *img = write_idx("idxnolab/t10k-images-idx3-ubyte", 0, 0x803, dims, 3, &one, 1);
-    assert_null(ud_dataset_load_idx(img, NULL, NULL, &e));
-    assert_int_equal(e.code, UD_ENOTFOUND);
+    e = idx_refused(img, UD_ENOTFOUND);
     assert_msg_has(&e, "t10k-labels-idx1-ubyte");
 }
 
@@ -974,23 +973,20 @@ static void test_idx_truncated(void **state)
         write_idx(rel, gz, 0x801, &nl, 1, lab, 5);
         snprintf(rel, sizeof rel, "%s/train-images-idx3-ubyte%s", dir, sfx);
         const char *img = write_idx(rel, gz, 0x803, dims, 3, px, 54);
-        assert_null(ud_dataset_load_idx(img, NULL, NULL, &e));
-        assert_int_equal(e.code, UD_ETRUNCATED);
+        e = idx_refused(img, UD_ETRUNCATED);
         assert_msg_has(&e, "expected 60 bytes");
         assert_msg_has(&e, "got 54");
         /* Labels cut short too. */
         write_idx(rel, gz, 0x803, dims, 3, px, 60);
         snprintf(rel, sizeof rel, "%s/train-labels-idx1-ubyte%s", dir, sfx);
         write_idx(rel, gz, 0x801, &nl, 1, lab, 3);
-        assert_null(ud_dataset_load_idx(img, NULL, NULL, &e));
-        assert_int_equal(e.code, UD_ETRUNCATED);
+        e = idx_refused(img, UD_ETRUNCATED);
         assert_msg_has(&e, "labels");
         assert_msg_has(&e, "got 3");
         /* A header cut short. */
         snprintf(rel, sizeof rel, "%s/train-images-idx3-ubyte%s", dir, sfx);
         write_idx(rel, gz, 0x803, dims, 1, NULL, 0);
-        assert_null(ud_dataset_load_idx(img, NULL, NULL, &e));
-        assert_int_equal(e.code, UD_ETRUNCATED);
+        e = idx_refused(img, UD_ETRUNCATED);
     }
     /* A gzip stream cut in the middle. */
     uint8_t big[4000];
@@ -1007,8 +1003,7 @@ static void test_idx_truncated(void **state)
     uint8_t *z = read_all(img, &len);
     ud_test_write("idxtrz/train-images-idx3-ubyte.gz", z, len / 2);
     free(z);
-    assert_null(ud_dataset_load_idx(img, NULL, NULL, &e));
-    assert_int_equal(e.code, UD_ETRUNCATED);
+    e = idx_refused(img, UD_ETRUNCATED);
     assert_msg_has(&e, "train-images-idx3-ubyte.gz");
 }
 
@@ -1020,37 +1015,31 @@ static void test_idx_bad_header(void **state)
     uint32_t dims[3] = {5, 3, 4};
     const char *img = ud_test_path("idxbad/train-images-idx3-ubyte");
     write_idx("idxbad/train-images-idx3-ubyte", 0, 0x804, dims, 3, px, 60);
-    assert_null(ud_dataset_load_idx(img, NULL, NULL, &e));
-    assert_int_equal(e.code, UD_EFORMAT);
+    e = idx_refused(img, UD_EFORMAT);
     assert_msg_has(&e, "magic");
     assert_msg_has(&e, "0x00000804");
     /* Labels magic. */
     write_idx("idxbad/train-images-idx3-ubyte", 0, 0x803, dims, 3, px, 60);
     uint32_t n5 = 5;
     write_idx("idxbad/train-labels-idx1-ubyte", 0, 0x803, &n5, 1, px, 5);
-    assert_null(ud_dataset_load_idx(img, NULL, NULL, &e));
-    assert_int_equal(e.code, UD_EFORMAT);
+    e = idx_refused(img, UD_EFORMAT);
     assert_msg_has(&e, "train-labels-idx1-ubyte");
     write_idx("idxbad/train-labels-idx1-ubyte", 0, 0x801, &n5, 1, px, 5);
     /* Zero and oversized dimensions, refused before any allocation. */
     uint32_t zero[3] = {5, 0, 4};
     write_idx("idxbad/train-images-idx3-ubyte", 0, 0x803, zero, 3, px, 60);
-    assert_null(ud_dataset_load_idx(img, NULL, NULL, &e));
-    assert_int_equal(e.code, UD_EFORMAT);
+    e = idx_refused(img, UD_EFORMAT);
     uint32_t huge[3] = {5, 100000, 4};
     write_idx("idxbad/train-images-idx3-ubyte", 0, 0x803, huge, 3, px, 60);
-    assert_null(ud_dataset_load_idx(img, NULL, NULL, &e));
-    assert_int_equal(e.code, UD_ELIMIT);
+    e = idx_refused(img, UD_ELIMIT);
     /* A header claiming 4096 x 4096 x 5 images over 60 bytes: truncated, not a 80 MB alloc. */
     uint32_t claim[3] = {5, 4096, 4096};
     write_idx("idxbad/train-images-idx3-ubyte", 0, 0x803, claim, 3, px, 60);
-    assert_null(ud_dataset_load_idx(img, NULL, NULL, &e));
-    assert_int_equal(e.code, UD_ETRUNCATED);
+    e = idx_refused(img, UD_ETRUNCATED);
     /* Data after what the header declares. */
     uint8_t more[61] = {0};
     write_idx("idxbad/train-images-idx3-ubyte", 0, 0x803, dims, 3, more, 61);
-    assert_null(ud_dataset_load_idx(img, NULL, NULL, &e));
-    assert_int_equal(e.code, UD_EFORMAT);
+    e = idx_refused(img, UD_EFORMAT);
 }
 
 static void test_idx_fashion_names(void **state)
@@ -1127,18 +1116,27 @@ static void test_idx_fashion_real(void **state)
 
 /* ---- CSV ---- */
 
+/* Writes text to file and loads it as CSV with o (may be NULL), which must succeed. */
+static ud_dataset_t *csv_loaded(const char *file, const char *text, const struct ud_load_opts *o)
+{
+    struct ud_err e = {0};
+    ud_dataset_t *ds = ud_dataset_load_csv(write_text(file, text), o, &e);
+    if (!ds)
+        fail_msg("%s: %s", file, e.msg);
+    return ds;
+}
+
 static void test_csv_load(void **state)
 {
     struct ud_err e = {0};
-    const char *p = write_text("basic.csv", "\xEF\xBB\xBF"
-                                            "f1,label,f2\r\n"
-                                            "1.5,\"cat, big\",2\r\n"
-                                            "-3, dog ,4e1\r\n"
-                                            "0,\"say \"\"hi\"\"\",  7 \r\n"
-                                            "\r\n\r\n");
-    ud_dataset_t *ds = ud_dataset_load_csv(p, NULL, &e);
-    if (!ds)
-        fail_msg("%s", e.msg);
+    ud_dataset_t *ds = csv_loaded("basic.csv",
+                                  "\xEF\xBB\xBF"
+                                  "f1,label,f2\r\n"
+                                  "1.5,\"cat, big\",2\r\n"
+                                  "-3, dog ,4e1\r\n"
+                                  "0,\"say \"\"hi\"\"\",  7 \r\n"
+                                  "\r\n\r\n",
+                                  NULL);
     assert_int_equal(ud_dataset_count(ds), 3);
     struct ud_shape sh = ud_dataset_shape(ds);
     assert_true(sh.c == 2 && sh.h == 1 && sh.w == 1);
@@ -1159,7 +1157,7 @@ static void test_csv_load(void **state)
 
     /* No "label" column: the last one; repeated labels share a class; LF endings, no final
      * newline. */
-    p = write_text("last.csv", "a,b,kind\n1,2,y\n3,4,x\n5,6,y");
+    const char *p = write_text("last.csv", "a,b,kind\n1,2,y\n3,4,x\n5,6,y");
     ds = ud_dataset_load(p, NULL, &e);
     assert_non_null(ds);
     assert_int_equal(ud_dataset_count(ds), 3);
@@ -1173,23 +1171,19 @@ static void test_csv_load(void **state)
 
     /* A named label column; a quoted line break counts toward line numbers. */
     struct ud_load_opts o = {.label_column = "a"};
-    p = write_text("named.csv", "a,b,c\n\"two\nlines\",1,2\nq,3,4\n");
-    ds = ud_dataset_load_csv(p, &o, &e);
-    assert_non_null(ds);
+    ds = csv_loaded("named.csv", "a,b,c\n\"two\nlines\",1,2\nq,3,4\n", &o);
     assert_string_equal(ud_dataset_class_name(ds, 1), "two\nlines");
     assert_non_null(strstr(ud_dataset_source(ds, 1), "named.csv:4"));
     ud_dataset_get(ds, 1, x);
     assert_true(x[0] == 3.0f && x[1] == 4.0f);
     ud_dataset_destroy(&ds);
     o.label_column = "nope";
-    assert_null(ud_dataset_load_csv(p, &o, &e));
+    assert_null(ud_dataset_load_csv(ud_test_path("named.csv"), &o, &e));
     assert_int_equal(e.code, UD_ENOTFOUND);
     assert_msg_has(&e, "nope");
 
     /* A byte-order mark before a first column that is the label column. */
-    p = write_text("bom.csv", "\xEF\xBB\xBFlabel,v\nk,1\n");
-    ds = ud_dataset_load_csv(p, NULL, &e);
-    assert_non_null(ds);
+    ds = csv_loaded("bom.csv", "\xEF\xBB\xBFlabel,v\nk,1\n", NULL);
     assert_string_equal(ud_dataset_class_name(ds, 0), "k");
     ud_dataset_get(ds, 0, x);
     assert_true(x[0] == 1.0f);
@@ -1197,69 +1191,47 @@ static void test_csv_load(void **state)
 
     /* max_samples. */
     struct ud_load_opts m = {.max_samples = 2};
-    p = write_text("max.csv", "a,label\n1,x\n2,y\n3,z\n");
-    ds = ud_dataset_load_csv(p, &m, &e);
-    assert_non_null(ds);
+    ds = csv_loaded("max.csv", "a,label\n1,x\n2,y\n3,z\n", &m);
     assert_int_equal(ud_dataset_count(ds), 2);
     assert_int_equal(ud_dataset_num_classes(ds), 2);
     ud_dataset_destroy(&ds);
 }
 
+/* CSV texts that must be refused: the error code, and up to three parts of the message. */
+static const struct csv_refusal {
+    const char *file, *text;
+    int code;
+    const char *has[3];
+} csv_refusals[] = {
+    {"fields.csv", "a,b,label\n1,2,x\n3,y\n", UD_EFORMAT, {"fields.csv:3", "expected 3", "got 2"}},
+    {"fields2.csv", "a,b,label\r\n1,2,x\r\n3,4,y,5\r\n", UD_EFORMAT, {"fields2.csv:3", "got 4"}},
+    {"nonnum.csv", "a,b,label\n1,2,x\n3,4,y\n5,abc,z\n", UD_EFORMAT, {"nonnum.csv:4:2", "abc"}},
+    {"trail.csv", "a,b,label\n1,2x,x\n", UD_EFORMAT, {"trail.csv:2:2"}},
+    {"emptyf.csv", "a,b,label\n1,,x\n", UD_EFORMAT, {"emptyf.csv:2:2"}},
+    {"nf.csv", "a,label\nnan,x\n", UD_ENONFINITE, {"nf.csv:2:1"}},
+    {"nf.csv", "a,label\ninf,x\n", UD_ENONFINITE, {"nf.csv:2:1"}},
+    {"nf.csv", "a,label\n-Infinity,x\n", UD_ENONFINITE, {"nf.csv:2:1"}},
+    {"nf.csv", "a,label\n1e39,x\n", UD_ENONFINITE, {"nf.csv:2:1"}},
+    {"emptylab.csv", "a,label\n1,\n", UD_EFORMAT, {"emptylab.csv:2"}},
+    {"quote.csv", "a,label\n1,\"open\n2,x\n", UD_EFORMAT, {"quote.csv:2"}},
+    {"afterq.csv", "a,label\n1,\"x\"y\n", UD_EFORMAT, {"afterq.csv:2"}},
+    {"hdronly.csv", "a,label\r\n\r\n", UD_EEMPTY, {NULL}},
+    {"nothing.csv", "", UD_EEMPTY, {NULL}},
+    {"onecol.csv", "label\nx\n", UD_EFORMAT, {NULL}},
+};
+
 static void test_csv_errors(void **state)
 {
     struct ud_err e = {0};
-    const char *p = write_text("fields.csv", "a,b,label\n1,2,x\n3,y\n");
-    assert_null(ud_dataset_load_csv(p, NULL, &e));
-    assert_int_equal(e.code, UD_EFORMAT);
-    assert_msg_has(&e, "fields.csv:3");
-    assert_msg_has(&e, "expected 3");
-    assert_msg_has(&e, "got 2");
-    p = write_text("fields2.csv", "a,b,label\r\n1,2,x\r\n3,4,y,5\r\n");
-    assert_null(ud_dataset_load_csv(p, NULL, &e));
-    assert_msg_has(&e, "fields2.csv:3");
-    assert_msg_has(&e, "got 4");
-
-    p = write_text("nonnum.csv", "a,b,label\n1,2,x\n3,4,y\n5,abc,z\n");
-    assert_null(ud_dataset_load_csv(p, NULL, &e));
-    assert_int_equal(e.code, UD_EFORMAT);
-    assert_msg_has(&e, "nonnum.csv:4:2");
-    assert_msg_has(&e, "abc");
-    p = write_text("trail.csv", "a,b,label\n1,2x,x\n");
-    assert_null(ud_dataset_load_csv(p, NULL, &e));
-    assert_msg_has(&e, "trail.csv:2:2");
-    p = write_text("emptyf.csv", "a,b,label\n1,,x\n");
-    assert_null(ud_dataset_load_csv(p, NULL, &e));
-    assert_msg_has(&e, "emptyf.csv:2:2");
-
-    const char *nonfinite[] = {"nan", "inf", "-Infinity", "1e39"};
-    for (int k = 0; k < 4; k++) {
-        char text[64];
-        snprintf(text, sizeof text, "a,label\n%s,x\n", nonfinite[k]);
-        p = write_text("nf.csv", text);
+    const char *p;
+    for (size_t k = 0; k < sizeof csv_refusals / sizeof csv_refusals[0]; k++) {
+        const struct csv_refusal *r = &csv_refusals[k];
+        p = write_text(r->file, r->text);
         assert_null(ud_dataset_load_csv(p, NULL, &e));
-        assert_int_equal(e.code, UD_ENONFINITE);
-        assert_msg_has(&e, "nf.csv:2:1");
+        assert_int_equal(e.code, r->code);
+        for (int h = 0; h < 3 && r->has[h]; h++)
+            assert_msg_has(&e, r->has[h]);
     }
-
-    p = write_text("emptylab.csv", "a,label\n1,\n");
-    assert_null(ud_dataset_load_csv(p, NULL, &e));
-    assert_msg_has(&e, "emptylab.csv:2");
-    p = write_text("quote.csv", "a,label\n1,\"open\n2,x\n");
-    assert_null(ud_dataset_load_csv(p, NULL, &e));
-    assert_int_equal(e.code, UD_EFORMAT);
-    assert_msg_has(&e, "quote.csv:2");
-    p = write_text("afterq.csv", "a,label\n1,\"x\"y\n");
-    assert_null(ud_dataset_load_csv(p, NULL, &e));
-    assert_msg_has(&e, "afterq.csv:2");
-    p = write_text("hdronly.csv", "a,label\r\n\r\n");
-    assert_null(ud_dataset_load_csv(p, NULL, &e));
-    assert_int_equal(e.code, UD_EEMPTY);
-    p = write_text("nothing.csv", "");
-    assert_null(ud_dataset_load_csv(p, NULL, &e));
-    assert_int_equal(e.code, UD_EEMPTY);
-    p = write_text("onecol.csv", "label\nx\n");
-    assert_null(ud_dataset_load_csv(p, NULL, &e));
-    assert_int_equal(e.code, UD_EFORMAT);
     p = ud_test_write("nul.csv", "a,label\n1,x\0\n", 13);
     assert_null(ud_dataset_load_csv(p, NULL, &e));
     assert_int_equal(e.code, UD_EFORMAT);
@@ -1280,17 +1252,16 @@ static void test_csv_errors(void **state)
 static void test_csv_skip_bad(void **state)
 {
     struct ud_err e = {0};
-    const char *p = write_text("skip.csv", "a,b,label\n"
-                                           "1,2,x\n"
-                                           "3,y\n"
-                                           "4,5,y\n"
-                                           "6,nan,z\n"
-                                           "7,8,x\n");
     struct warns w = {0};
     struct ud_load_opts o = {.skip_bad = 1, .warn = on_warn, .warn_user = &w};
-    ud_dataset_t *ds = ud_dataset_load_csv(p, &o, &e);
-    if (!ds)
-        fail_msg("%s", e.msg);
+    ud_dataset_t *ds = csv_loaded("skip.csv",
+                                  "a,b,label\n"
+                                  "1,2,x\n"
+                                  "3,y\n"
+                                  "4,5,y\n"
+                                  "6,nan,z\n"
+                                  "7,8,x\n",
+                                  &o);
     assert_int_equal(ud_dataset_count(ds), 3);
     assert_int_equal(ud_dataset_skipped(ds), 2);
     assert_int_equal(ud_dataset_num_classes(ds), 2); /* "z" was only on a bad row */
@@ -1303,8 +1274,7 @@ static void test_csv_skip_bad(void **state)
     ud_dataset_destroy(&ds);
 
     /* All rows bad: nothing to load, even with skip_bad. */
-    p = write_text("allbad.csv", "a,label\nq,x\n");
-    assert_null(ud_dataset_load_csv(p, &o, &e));
+    assert_null(ud_dataset_load_csv(write_text("allbad.csv", "a,label\nq,x\n"), &o, &e));
     assert_int_equal(e.code, UD_EEMPTY);
 }
 
