@@ -22,18 +22,6 @@
 /* Fixtures                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
-#define assert_msg_has(e, s)                                                                       \
-    do {                                                                                           \
-        if (!strstr((e)->msg, (s)))                                                                \
-            fail_msg("message \"%s\" lacks \"%s\"", (e)->msg, (s));                                \
-    } while (0)
-
-#define assert_str_has(hay, s)                                                                     \
-    do {                                                                                           \
-        if (!strstr((hay), (s)))                                                                   \
-            fail_msg("\"%s\" lacks \"%s\"", (hay), (s));                                           \
-    } while (0)
-
 static const char *const SPEC = "input 1 4 4\n"
                                 "conv2d 2 3 pad=1\n"
                                 "relu\n"
@@ -43,14 +31,8 @@ static const char *const SPEC = "input 1 4 4\n"
 
 static ud_model_t *make_model(uint64_t seed)
 {
-    struct ud_arch a;
+    ud_model_t *m = ud_test_model(SPEC, seed);
     struct ud_err e = {0};
-    if (ud_arch_parse(SPEC, &a, &e) != 0)
-        fail_msg("arch: %s", e.msg);
-    ud_model_t *m = ud_model_new(&a, &e);
-    if (!m)
-        fail_msg("new: %s", e.msg);
-    ud_model_init_params(m, seed);
     const char *labels[] = {"a", "b", "c"};
     assert_int_equal(ud_model_set_labels(m, labels, 3, &e), 0);
     return m;
@@ -138,16 +120,6 @@ static void write_ckpt(const char *session, int64_t it, int world, bool commit)
     ud_model_destroy(&m);
 }
 
-/* A fresh session directory under the scratch directory. */
-static const char *fresh_session(const char *name)
-{
-    const char *s = ud_test_path(name);
-    char cmd[800];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s);
-    assert_int_equal(system(cmd), 0);
-    return s;
-}
-
 static void ckpt_file(const char *session, int64_t it, const char *name, char *out, size_t cap)
 {
     char dir[4096];
@@ -159,24 +131,6 @@ static bool exists(const char *path)
 {
     struct stat sb;
     return stat(path, &sb) == 0;
-}
-
-/* Not inlined: GCC 12+ then mistakes the returned buffer for a pointer to the local. */
-__attribute__((noinline)) static char *slurp(const char *path, size_t *len)
-{
-    char *buf = NULL;
-    struct ud_err e = {0};
-    if (ud_file_read(path, (size_t)1 << 30, &buf, len, &e) != 0)
-        fail_msg("read %s: %s", path, e.msg);
-    return buf;
-}
-
-static void spit(const char *path, const void *buf, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(buf, 1, len, f), len);
-    fclose(f);
 }
 
 /* Rewrites dir/DONE from docs/checkpoints.md for the files as they are now, so a test can
@@ -195,7 +149,7 @@ static void rewrite_done(const char *dir, int world)
             snprintf(name, sizeof name, "rank-%05d.ckpt", i - 2);
         snprintf(path, sizeof path, "%s/%s", dir, name);
         size_t len;
-        char *buf = slurp(path, &len);
+        char *buf = ud_test_read(path, &len);
         unsigned char sha[32];
         char hex[65];
         crypto_hash_sha256(sha, (const unsigned char *)buf, len);
@@ -205,7 +159,7 @@ static void rewrite_done(const char *dir, int world)
     }
     at += (size_t)snprintf(text + at, sizeof text - at, "end\n");
     snprintf(path, sizeof path, "%s/DONE", dir);
-    spit(path, text, at);
+    ud_test_write_file(path, text, at);
 }
 
 static void assert_double_same(double a, double b)
@@ -276,7 +230,7 @@ static void test_dir_names(void **unused)
 static void test_roundtrip(void **unused)
 {
     (void)unused;
-    const char *session = fresh_session("roundtrip");
+    const char *session = ud_test_fresh_path("roundtrip");
     write_ckpt(session, 42, 3, true);
 
     char dir[4096];
@@ -347,7 +301,7 @@ static void test_roundtrip(void **unused)
 static void test_write_refuses(void **unused)
 {
     (void)unused;
-    const char *session = fresh_session("refuses");
+    const char *session = ud_test_fresh_path("refuses");
     char dir[4096];
     struct ud_err e = {0};
     assert_int_equal(ud_ckpt_dir(session, 1, dir, sizeof dir, &e), 0);
@@ -402,7 +356,7 @@ static void test_write_refuses(void **unused)
 static void test_list_and_latest(void **unused)
 {
     (void)unused;
-    const char *session = fresh_session("list");
+    const char *session = ud_test_fresh_path("list");
     struct ud_err e = {0};
     struct ud_ckpt_state *list = NULL;
     size_t n = 99;
@@ -422,13 +376,13 @@ static void test_list_and_latest(void **unused)
     /* Other names are ignored. */
     char other[4200];
     snprintf(other, sizeof other, "%s/checkpoints/notes.txt", session);
-    spit(other, "x", 1);
+    ud_test_write_file(other, "x", 1);
     snprintf(other, sizeof other, "%s/checkpoints/ckpt-abc", session);
     assert_int_equal(mkdir(other, 0777), 0);
     snprintf(other, sizeof other, "%s/checkpoints/ckpt-000000000005.tmp", session);
     assert_int_equal(mkdir(other, 0777), 0);
     snprintf(other, sizeof other, "%s/checkpoints/ckpt-000000000006", session);
-    spit(other, "not a directory", 15);
+    ud_test_write_file(other, "not a directory", 15);
 
     assert_int_equal(ud_ckpt_list(session, &list, &n, &e), 0);
     assert_int_equal(n, 3);
@@ -467,7 +421,7 @@ static void test_list_and_latest(void **unused)
     assert_int_equal(ud_ckpt_read_rank(dir, 0, &world, &rng, &e), UD_ESTATE);
 
     /* Only incomplete ones: latest says none, and why. */
-    const char *s2 = fresh_session("list-none");
+    const char *s2 = ud_test_fresh_path("list-none");
     write_ckpt(s2, 7, 1, false);
     assert_int_equal(ud_ckpt_latest(s2, dir, sizeof dir, &e), UD_ENOTFOUND);
     assert_msg_has(&e, "no complete checkpoint");
@@ -479,14 +433,14 @@ enum damage { FLIP, TRUNCATE, REMOVE };
 static void damage_file(const char *path, enum damage d)
 {
     size_t len;
-    char *buf = slurp(path, &len);
+    char *buf = ud_test_read(path, &len);
     switch (d) {
     case FLIP:
         buf[len / 2] ^= 0x10;
-        spit(path, buf, len);
+        ud_test_write_file(path, buf, len);
         break;
     case TRUNCATE:
-        spit(path, buf, len / 2);
+        ud_test_write_file(path, buf, len / 2);
         break;
     case REMOVE:
         assert_int_equal(unlink(path), 0);
@@ -504,7 +458,7 @@ static void test_damaged_files(void **unused)
     const char *dname[] = {"flipped", "truncated", "removed"};
     for (size_t f = 0; f < 5; f++) {
         for (int d = FLIP; d <= REMOVE; d++) {
-            const char *session = fresh_session("damaged");
+            const char *session = ud_test_fresh_path("damaged");
             struct ud_err e = {0};
             write_ckpt(session, 10, 2, true);
             write_ckpt(session, 20, 2, true);
@@ -565,7 +519,7 @@ static void test_damaged_files(void **unused)
 static void test_done_format(void **unused)
 {
     (void)unused;
-    const char *session = fresh_session("done");
+    const char *session = ud_test_fresh_path("done");
     struct ud_err e = {0};
     write_ckpt(session, 5, 1, true);
     char dir[4096], path[4200];
@@ -579,7 +533,7 @@ static void test_done_format(void **unused)
         fail_msg("hand-made DONE refused: %s", e.msg);
     ud_ckpt_state_deinit(&st);
     size_t len;
-    char *good = slurp(path, &len);
+    char *good = ud_test_read(path, &len);
 
     struct {
         const char *from, *to, *want;
@@ -603,7 +557,7 @@ static void test_done_format(void **unused)
         char bad[8192];
         int n = snprintf(bad, sizeof bad, "%.*s%s%s", (int)(at - good), good, cases[i].to,
                          at + strlen(cases[i].from));
-        spit(path, bad, (size_t)n);
+        ud_test_write_file(path, bad, (size_t)n);
         ud_err_clear(&e);
         assert_true(ud_ckpt_read(dir, &st, NULL, &e) < 0);
         assert_msg_has(&e, "DONE");
@@ -615,17 +569,17 @@ static void test_done_format(void **unused)
     char bad[8192];
     int n = snprintf(bad, sizeof bad, "%.*sfile state.ckpt 99999999999 %s", (int)(at - good), good,
                      strchr(at + 16, ' ') + 1);
-    spit(path, bad, (size_t)n);
+    ud_test_write_file(path, bad, (size_t)n);
     assert_true(ud_ckpt_read(dir, &st, NULL, &e) < 0);
     assert_msg_has(&e, "the limit is");
     memcpy(bad, good, len);
     at = bad + (strstr(good, "file state.ckpt ") - good);
     char *hex = strchr(at + 16, ' ') + 1;
     hex[5] = 'g';
-    spit(path, bad, len);
+    ud_test_write_file(path, bad, len);
     assert_true(ud_ckpt_read(dir, &st, NULL, &e) < 0);
     assert_msg_has(&e, "64 hex digits");
-    spit(path, good, len);
+    ud_test_write_file(path, good, len);
     assert_int_equal(ud_ckpt_read(dir, &st, NULL, &e), 0);
     ud_ckpt_state_deinit(&st);
     free(good);
@@ -651,7 +605,7 @@ static int count_entries(const char *dir)
 static void test_begin(void **unused)
 {
     (void)unused;
-    const char *session = fresh_session("begin/nested/session");
+    const char *session = ud_test_fresh_path("begin/nested/session");
     struct ud_err e = {0};
     char dir[4096], path[4200];
 
@@ -673,17 +627,17 @@ static void test_begin(void **unused)
     snprintf(path, sizeof path, "%s/rank-00001.ckpt", dir);
     damage_file(path, FLIP);
     snprintf(path, sizeof path, "%s/junk.tmp.123.abc", dir);
-    spit(path, "x", 1);
+    ud_test_write_file(path, "x", 1);
     snprintf(path, sizeof path, "%s/subdir", dir);
     assert_int_equal(mkdir(path, 0777), 0);
     snprintf(path, sizeof path, "%s/subdir/f", dir);
-    spit(path, "y", 1);
+    ud_test_write_file(path, "y", 1);
     assert_int_equal(ud_ckpt_begin(dir, &e), 0);
     assert_int_equal(count_entries(dir), 0);
 
     /* A file where the directory should be. */
     snprintf(path, sizeof path, "%s/checkpoints/ckpt-000000000009", session);
-    spit(path, "x", 1);
+    ud_test_write_file(path, "x", 1);
     assert_int_equal(ud_ckpt_begin(path, &e), UD_EIO);
     assert_msg_has(&e, "not a directory");
 }
@@ -691,7 +645,7 @@ static void test_begin(void **unused)
 static void test_commit_checks_world(void **unused)
 {
     (void)unused;
-    const char *session = fresh_session("world");
+    const char *session = ud_test_fresh_path("world");
     struct ud_err e = {0};
     char dir[4096];
     write_ckpt(session, 8, 2, false);
@@ -758,7 +712,7 @@ static bool ckpt_exists(const char *session, int64_t it)
 static void test_prune(void **unused)
 {
     (void)unused;
-    const char *session = fresh_session("prune");
+    const char *session = ud_test_fresh_path("prune");
     struct ud_err e = {0};
     assert_int_equal(ud_ckpt_prune(session, 1, &e), 0); /* nothing there */
     assert_int_equal(ud_ckpt_prune(session, 0, &e), UD_EINVAL);
@@ -782,7 +736,7 @@ static void test_prune(void **unused)
 
     /* The newest "complete" one is damaged: the older complete one is the newest complete and
      * stays; the damaged one is newer than it and stays too. */
-    const char *s2 = fresh_session("prune-damaged");
+    const char *s2 = ud_test_fresh_path("prune-damaged");
     write_ckpt(s2, 1, 1, true);
     write_ckpt(s2, 2, 1, true);
     char path[4200];
@@ -970,7 +924,7 @@ static int read_handmade(const char *dir, const struct ud_ckpt_state *ref,
         ud__env_seal(&STATE_FORMAT, version, NULL, NULL, sb.data, sb.size, &buf, &len, e), 0);
     msgpack_sbuffer_destroy(&sb);
     snprintf(path, sizeof path, "%s/state.ckpt", dir);
-    spit(path, buf, len);
+    ud_test_write_file(path, buf, len);
     free(buf);
     rewrite_done(dir, ref->world);
     ud_err_clear(e);
@@ -980,7 +934,7 @@ static int read_handmade(const char *dir, const struct ud_ckpt_state *ref,
 static void test_handmade_state(void **unused)
 {
     (void)unused;
-    const char *session = fresh_session("handmade");
+    const char *session = ud_test_fresh_path("handmade");
     struct ud_err e = {0};
     char dir[4096];
     write_ckpt(session, 14, 1, true);
@@ -1052,14 +1006,14 @@ static void test_handmade_state(void **unused)
                      0);
     msgpack_sbuffer_destroy(&sb);
     snprintf(path, sizeof path, "%s/state.ckpt", dir);
-    spit(path, buf, len);
+    ud_test_write_file(path, buf, len);
     free(buf);
     rewrite_done(dir, 1);
     assert_int_equal(ud_ckpt_read(dir, &st, NULL, &e), UD_EFORMAT);
     assert_msg_has(&e, "declares 4294967295 bytes");
 
     /* A foreign file in its place. */
-    spit(path, "\x89PNG\r\n\x1a\n", 8);
+    ud_test_write_file(path, "\x89PNG\r\n\x1a\n", 8);
     rewrite_done(dir, 1);
     assert_int_equal(ud_ckpt_read(dir, &st, NULL, &e), UD_EFOREIGN);
     assert_msg_has(&e, "not an updraft checkpoint state file");
@@ -1092,14 +1046,9 @@ static int run(const char *cmd, char *out, size_t cap, char *err, size_t ecap)
 static void test_cli(void **unused)
 {
     (void)unused;
-    const char *bindir = getenv("UD_BIN_DIR");
     char updraft[700];
-    snprintf(updraft, sizeof updraft, "%s/updraft", bindir ? bindir : "");
-    if (!bindir || access(updraft, X_OK) != 0) {
-        print_message("skipped: no updraft binary (set UD_BIN_DIR)\n");
-        skip();
-    }
-    const char *session = fresh_session("cli");
+    ud_test_bin("updraft", updraft, sizeof updraft);
+    const char *session = ud_test_fresh_path("cli");
     write_ckpt(session, 7, 2, true);
     write_ckpt(session, 14, 2, true);
     write_ckpt(session, 21, 2, false);

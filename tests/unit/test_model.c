@@ -9,15 +9,7 @@
 
 static ud_model_t *model_from(const char *spec)
 {
-    struct ud_arch a;
-    struct ud_err e = {0};
-    int rc = ud_arch_parse(spec, &a, &e);
-    if (rc)
-        fail_msg("parse: %s", e.msg);
-    ud_model_t *m = ud_model_new(&a, &e);
-    if (!m)
-        fail_msg("new: %s", e.msg);
-    return m;
+    return ud_test_model_new(spec);
 }
 
 static void fill_random(float *x, size_t n, uint64_t seed, float scale)

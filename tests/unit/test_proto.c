@@ -14,12 +14,6 @@
 #include "updraft/ud_proto.h"
 #include "updraft/ud_rng.h"
 
-#define assert_msg_has(e, s)                                                                       \
-    do {                                                                                           \
-        if (!strstr((e)->msg, (s)))                                                                \
-            fail_msg("message \"%s\" lacks \"%s\"", (e)->msg, (s));                                \
-    } while (0)
-
 static const char *const SHA = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 /* ------------------------------------------------------------------------------------------ */

@@ -19,13 +19,6 @@
 #define BATCH 16  /* -> 10 steps per epoch, the last of 6 samples */
 #define SPE   ((NSAMP + BATCH - 1) / BATCH)
 
-#define assert_near(a, b, tol)                                                                     \
-    do {                                                                                           \
-        double a_ = (a), b_ = (b);                                                                 \
-        if (!(fabs(a_ - b_) <= (tol)))                                                             \
-            fail_msg("%s = %.12g, expected %.12g (tolerance %g)", #a, a_, b_, (double)(tol));      \
-    } while (0)
-
 /* ---- fixtures ---- */
 
 /* Three well-separated Gaussian blobs in D dimensions: class c is centred at +3 on feature c
@@ -53,15 +46,7 @@ static ud_dataset_t *make_data(size_t n, uint64_t seed)
 
 static ud_model_t *make_model(uint64_t seed)
 {
-    struct ud_arch a;
-    struct ud_err e = {0};
-    if (ud_arch_parse("input 8 1 1\ndense 16\nrelu\ndense 3\nsoftmax\n", &a, &e))
-        fail_msg("ud_arch_parse: %s", e.msg);
-    ud_model_t *m = ud_model_new(&a, &e);
-    if (!m)
-        fail_msg("ud_model_new: %s", e.msg);
-    ud_model_init_params(m, seed);
-    return m;
+    return ud_test_model("input 8 1 1\ndense 16\nrelu\ndense 3\nsoftmax\n", seed);
 }
 
 static struct ud_update_config make_cfg(int epochs)
