@@ -26,14 +26,6 @@ static void encode(ud_model_t *m, char **buf, size_t *len)
         fail_msg("ud_udm_encode: %s", e.msg);
 }
 
-static void assert_same_params(ud_model_t *a, ud_model_t *b)
-{
-    char ha[65], hb[65];
-    ud_model_params_sha256(a, ha);
-    ud_model_params_sha256(b, hb);
-    assert_string_equal(ha, hb);
-}
-
 static void test_key_files(void **state)
 {
     (void)state;

@@ -200,13 +200,7 @@ static void assert_models_equal(const ud_model_t *a, const ud_model_t *b)
         assert_true(va == vb);
     }
 
-    assert_int_equal(ud_model_param_count(a), ud_model_param_count(b));
-    assert_memory_equal(ud_model_params_const(a), ud_model_params_const(b),
-                        ud_model_param_count(a) * sizeof(float));
-    char ha[65], hb[65];
-    ud_model_params_sha256(a, ha);
-    ud_model_params_sha256(b, hb);
-    assert_string_equal(ha, hb);
+    assert_same_params(a, b);
 }
 
 /* Entries of the scratch directory whose name contains ".tmp.". */
@@ -260,12 +254,8 @@ static void test_roundtrip(void **state)
 static void test_roundtrip_defaults_of_new_model(void **state)
 {
     (void)state;
-    struct ud_arch a;
     struct ud_err e = {0};
-    assert_int_equal(ud_arch_preset("mlp", (struct ud_shape){0}, 10, &a, &e), 0);
-    ud_model_t *m = ud_model_new(&a, &e);
-    assert_non_null(m);
-    ud_model_init_params(m, 7);
+    ud_model_t *m = ud_test_preset("mlp", (struct ud_shape){0}, 10, 7);
     size_t len;
     char *buf = encode(m, &len);
     assert_true(len > ud_model_param_count(m) * 4);

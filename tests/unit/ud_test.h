@@ -141,12 +141,40 @@ static inline ud_model_t *ud_test_model_new(const char *spec)
     return m;
 }
 
+/* A model of the preset architecture name (ud_arch_preset: "mlp", "cnn") for input shape in
+ * ({0} for the preset's own) and classes classes, parameters initialised from seed. */
+static inline ud_model_t *ud_test_preset(const char *name, struct ud_shape in, int classes,
+                                         uint64_t seed)
+{
+    struct ud_arch a;
+    struct ud_err e = {0};
+    if (ud_arch_preset(name, in, classes, &a, &e) != 0)
+        fail_msg("ud_arch_preset: %s", e.msg);
+    ud_model_t *m = ud_model_new(&a, &e);
+    if (!m)
+        fail_msg("ud_model_new: %s", e.msg);
+    ud_model_init_params(m, seed);
+    return m;
+}
+
 /* A model of the architecture spec with parameters initialised from seed. */
 static inline ud_model_t *ud_test_model(const char *spec, uint64_t seed)
 {
     ud_model_t *m = ud_test_model_new(spec);
     ud_model_init_params(m, seed);
     return m;
+}
+
+/* Fails unless models a and b hold the same parameters: count, bytes and SHA-256. */
+static inline void assert_same_params(const ud_model_t *a, const ud_model_t *b)
+{
+    assert_int_equal(ud_model_param_count(a), ud_model_param_count(b));
+    assert_memory_equal(ud_model_params_const(a), ud_model_params_const(b),
+                        ud_model_param_count(a) * sizeof(float));
+    char ha[65], hb[65];
+    ud_model_params_sha256(a, ha);
+    ud_model_params_sha256(b, hb);
+    assert_string_equal(ha, hb);
 }
 
 /* The path of the built program $UD_BIN_DIR/name in out (cap bytes); skips the test, saying

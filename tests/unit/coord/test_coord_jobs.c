@@ -226,11 +226,8 @@ static void do_register(struct fixture *f, const char *id, int want)
 
 static void tiny_model(uint64_t seed, struct ud_msg *m)
 {
-    struct ud_arch a;
     struct ud_err e = {0};
-    assert_int_equal(ud_arch_preset("mlp", (struct ud_shape){1, 2, 2}, 3, &a, &e), 0);
-    ud_model_t *model = ud_model_new(&a, &e);
-    ud_model_init_params(model, seed);
+    ud_model_t *model = ud_test_preset("mlp", (struct ud_shape){1, 2, 2}, 3, seed);
     char *buf = NULL;
     assert_int_equal(ud_udm_encode(model, &buf, &m->udm_len, &e), 0);
     m->udm = (uint8_t *)buf;
