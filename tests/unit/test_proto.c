@@ -781,12 +781,7 @@ static void test_encode_refuses(void **state)
 static void test_forged_lengths(void **state)
 {
     (void)state;
-    struct {
-        const char *what;
-        const char *bytes;
-        size_t n;
-        const char *has;
-    } cases[] = {
+    const struct ud_test_bytes cases[] = {
         {"array32 of 2^32-1", "\xdd\xff\xff\xff\xff\x01", 6, "declares 4294967295 elements"},
         {"map32 of 2^28", "\xdf\x10\x00\x00\x00\x01\x01", 7, "declares"},
         {"str32 of 4 GiB", "\xdb\xff\xff\xff\xf0\x61", 6, "only 1 are left"},
@@ -801,9 +796,8 @@ static void test_forged_lengths(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct ud_msg d;
         struct ud_err e = {0};
-        int rc = ud_msg_decode(cases[i].bytes, cases[i].n, &d, &e);
-        if (rc != UD_EFORMAT || !strstr(e.msg, cases[i].has))
-            fail_msg("%s: %s (%s)", cases[i].what, ud_err_name(rc), e.msg);
+        assert_refused(cases[i].what, ud_msg_decode(cases[i].bytes, cases[i].n, &d, &e), UD_EFORMAT,
+                       &e, cases[i].has);
     }
     /* Nested deeper than any message needs. */
     unsigned char deep[64];

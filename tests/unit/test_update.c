@@ -770,8 +770,8 @@ static void test_failures(void **state)
     assert_int_equal(ud_update_task_state(t), UD_TASK_FAILED);
     const struct ud_err *err = ud_update_task_error(t);
     assert_int_equal(err->code, UD_ENONFINITE);
-    assert_non_null(strstr(err->msg, "epoch 0"));
-    assert_non_null(strstr(err->msg, "lower the learning rate"));
+    assert_msg_has(err, "epoch 0");
+    assert_msg_has(err, "lower the learning rate");
     assert_int_equal(s.completion, 1);
     assert_int_equal(s.completion_err, UD_ENONFINITE);
     assert_true(s.minibatch_end < SPE);
@@ -806,8 +806,8 @@ static void test_failures(void **state)
     assert_int_equal(ud_update_task_run(t), UD_EIO);
     err = ud_update_task_error(t);
     assert_int_equal(err->code, UD_EIO);
-    assert_non_null(strstr(err->msg, "disk on fire"));
-    assert_non_null(strstr(err->msg, "sample 5"));
+    assert_msg_has(err, "disk on fire");
+    assert_msg_has(err, "sample 5");
     assert_int_equal(s.completion, 1);
     assert_int_equal(s.completion_state, UD_TASK_FAILED);
     ud_update_task_destroy(&t);
@@ -819,13 +819,13 @@ static void test_failures(void **state)
     struct ud_update_handlers nocomp = {ALL, on_progress, NULL, &s};
     assert_null(ud_update_task_new(m, &p, &c, &nocomp, &e));
     assert_int_equal(e.code, UD_EINVAL);
-    assert_non_null(strstr(e.msg, "completion"));
+    assert_msg_has(&e, "completion");
 
     struct ud_update_config bad = c;
     bad.params.learning_rate = -1;
     assert_null(ud_update_task_new(m, &p, &bad, &h, &e));
     assert_int_equal(e.code, UD_ERANGE);
-    assert_non_null(strstr(e.msg, "learningRate"));
+    assert_msg_has(&e, "learningRate");
 
     bad = c;
     bad.start_epoch = 2;

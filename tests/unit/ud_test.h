@@ -88,6 +88,23 @@ static inline const char *ud_test_path(const char *name)
     return p;
 }
 
+/* One row of a table of hostile inputs: what it is, its n bytes, and the words the refusal's
+ * message must hold. */
+struct ud_test_bytes {
+    const char *what;
+    const char *bytes;
+    size_t n;
+    const char *has;
+};
+
+/* Fails, naming the row, unless a decoder returned want (rc) with a message that holds has. */
+#define assert_refused(what, rc, want, e, has)                                                     \
+    do {                                                                                           \
+        int rc_ = (rc);                                                                            \
+        if (rc_ != (want) || !strstr((e)->msg, (has)))                                             \
+            fail_msg("%s: %s (%s)", (what), ud_err_name(rc_), (e)->msg);                           \
+    } while (0)
+
 /* scratch/name as a path with nothing at it: whatever a previous run left there is removed.
  * Static buffer, rotated 8 ways (as ud_test_path). */
 static inline const char *ud_test_fresh_path(const char *name)

@@ -1013,7 +1013,7 @@ static void test_start_errors(void **state)
     cfg.listen = busy;
     assert_null(coord_http_start(&cfg, &e));
     assert_int_equal(e.code, UD_ENET);
-    assert_non_null(strstr(e.msg, "in use"));
+    assert_msg_has(&e, "in use");
 }
 
 int main(void)

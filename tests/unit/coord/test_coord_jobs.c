@@ -122,7 +122,7 @@ static void test_plan(void **state)
     struct coord_spec t = s;
     t.data = "/nonexistent/train-images-idx3-ubyte";
     assert_int_not_equal(coord_plan_make(&t, 2, &p, &e), 0);
-    assert_non_null(strstr(e.msg, "nonexistent"));
+    assert_msg_has(&e, "nonexistent");
     assert_int_equal(coord_plan_make(&s, 7, &p, &e), UD_EINVAL);
     coord_spec_deinit(&s);
 }
