@@ -140,12 +140,12 @@ static void test_agree(void **state)
     int rc =
         ud_dist_agree(D, R == 1 ? UD_EIO : 0, R == 1 ? "shard.bin: read error" : "", "test", &e);
     assert_int_equal(rc, UD_EIO);
-    assert_non_null(strstr(e.msg, "rank 1: shard.bin: read error"));
+    assert_msg_has(&e, "rank 1: shard.bin: read error");
     /* Ranks 1 and 2 fail: the lowest is quoted, the other counted. */
     memset(&e, 0, sizeof e);
     rc = ud_dist_agree(D, R >= 1 ? UD_EFORMAT : 0, R >= 1 ? "bad" : "", "test", &e);
     assert_int_equal(rc, UD_EFORMAT);
-    assert_non_null(strstr(e.msg, "rank 1 (and 1 other rank): bad"));
+    assert_msg_has(&e, "rank 1 (and 1 other rank): bad");
 }
 
 static void test_small_collectives(void **state)
