@@ -9,7 +9,7 @@
 #                                 HTTP status in $API_STATUS
 #   jq_ FILE EXPR                 a Python expression over the JSON in FILE (as `j`)
 #   wait_state PATH STATES SECS   polls GET PATH until its "state" is one of STATES
-#                                 (space-separated); returns 1 on timeout. $STATE is the last,
+#                                 (space-separated); returns 1 on timeout. $WAIT_STATE is the last,
 #                                 $API_BODY the last answer
 #   wait_job ID STATES SECS       wait_state on /v1/jobs/ID; $JOB_STATE is the last state
 #   wait_iteration ID N SECS      polls until the job's iteration >= N
@@ -105,11 +105,11 @@ EOF
 wait_state()
 {
     local path=$1 states=$2 secs=$3 i
-    STATE=""
+    WAIT_STATE=""
     for ((i = 0; i < secs * 5; i++)); do
         api GET "$path"
-        STATE=$(jq_ "$API_BODY" 'j["state"]')
-        case " $states " in *" $STATE "*) return 0 ;; esac
+        WAIT_STATE=$(jq_ "$API_BODY" 'j["state"]')
+        case " $states " in *" $WAIT_STATE "*) return 0 ;; esac
         sleep 0.2
     done
     return 1
@@ -120,7 +120,7 @@ wait_job()
     local rc=0
     wait_state "/v1/jobs/$1" "$2" "$3" || rc=$?
     # shellcheck disable=SC2034 # read by the scripts
-    JOB_STATE=$STATE
+    JOB_STATE=$WAIT_STATE
     return $rc
 }
 
