@@ -776,131 +776,117 @@ struct mutation {
     double sum0;       /* epoch_sums[0] */
 };
 
+/* Packs the top-level key k unless mu drops it; returns whether its value is to follow. */
+static bool pk_key(msgpack_packer *pk, const struct mutation *mu, const char *k)
+{
+    if (mu->drop && strcmp(mu->drop, k) == 0)
+        return false;
+    pk_str(pk, k);
+    return true;
+}
+
+static void pk_kd(msgpack_packer *pk, const char *k, double v)
+{
+    pk_str(pk, k);
+    msgpack_pack_double(pk, v);
+}
+
+static void pk_ki(msgpack_packer *pk, const char *k, int64_t v)
+{
+    pk_str(pk, k);
+    msgpack_pack_int64(pk, v);
+}
+
+static void pk_kb(msgpack_packer *pk, const char *k, bool v)
+{
+    pk_str(pk, k);
+    v ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+}
+
+/* The "params" map: every field of the spec's table. */
+static void pack_params(msgpack_packer *pk, const struct ud_update_params *p, const char *optim)
+{
+    msgpack_pack_map(pk, 15);
+    pk_str(pk, "optimizer");
+    pk_str(pk, optim);
+    pk_kd(pk, "learning_rate", p->learning_rate);
+    pk_kd(pk, "momentum", p->momentum);
+    pk_kb(pk, "nesterov", p->nesterov);
+    pk_kd(pk, "weight_decay", p->weight_decay);
+    pk_kd(pk, "beta1", p->beta1);
+    pk_kd(pk, "beta2", p->beta2);
+    pk_kd(pk, "eps", p->eps);
+    pk_ki(pk, "mini_batch_size", p->mini_batch_size);
+    pk_ki(pk, "epochs", p->epochs);
+    pk_kb(pk, "shuffle", p->shuffle);
+    pk_str(pk, "seed");
+    msgpack_pack_uint64(pk, p->seed);
+    pk_str(pk, "schedule");
+    pk_str(pk, ud_lr_schedule_name(p->schedule));
+    pk_ki(pk, "step_epochs", p->step_epochs);
+    pk_kd(pk, "gamma", p->gamma);
+}
+
 /* Packs a state body from the spec's field table, not from the library's encoder. */
 static void pack_state(msgpack_sbuffer *sb, const struct ud_ckpt_state *st,
                        const struct mutation *mu)
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    const char *keys[] = {
-        "phase",           "iteration",    "date",        "metrics",    "epoch",   "minibatch",
-        "steps_per_epoch", "total_steps",  "epoch_sums",  "world",      "threads", "params",
-        "fingerprint",     "optim_floats", "optim_state", "optim_steps"};
-    size_t nk = 16 - (mu->drop ? 1 : 0) + (mu->extra ? 1 : 0);
-    msgpack_pack_map(&pk, nk);
-    if (mu->extra) {
-        pk_str(&pk, mu->extra);
-        msgpack_pack_int64(&pk, 1);
+    msgpack_pack_map(&pk, 16 - (mu->drop ? 1 : 0) + (mu->extra ? 1 : 0));
+    if (mu->extra)
+        pk_ki(&pk, mu->extra, 1);
+    if (pk_key(&pk, mu, "phase"))
+        pk_str(&pk, st->phase);
+    if (pk_key(&pk, mu, "iteration"))
+        msgpack_pack_int64(&pk, st->iteration);
+    if (pk_key(&pk, mu, "date"))
+        msgpack_pack_int64(&pk, st->date);
+    if (pk_key(&pk, mu, "metrics")) {
+        msgpack_pack_map(&pk, 5);
+        pk_kd(&pk, "learning_rate", st->metrics.learning_rate); /* any order */
+        pk_kd(&pk, "loss", st->metrics.loss);
+        pk_kd(&pk, "accuracy", st->metrics.accuracy);
+        pk_str(&pk, "val_loss");
+        msgpack_pack_float(&pk, (float)st->metrics.val_loss); /* float 32 is accepted */
+        pk_kd(&pk, "val_accuracy", st->metrics.val_accuracy);
     }
-    size_t nf = mu->floats >= 0 ? (size_t)mu->floats : st->optim_floats;
-    for (int k = 0; k < 16; k++) {
-        if (mu->drop && strcmp(mu->drop, keys[k]) == 0)
-            continue;
-        pk_str(&pk, keys[k]);
-        switch (k) {
-        case 0:
-            pk_str(&pk, st->phase);
-            break;
-        case 1:
-            msgpack_pack_int64(&pk, st->iteration);
-            break;
-        case 2:
-            msgpack_pack_int64(&pk, st->date);
-            break;
-        case 3:
-            msgpack_pack_map(&pk, 5);
-            pk_str(&pk, "learning_rate"); /* any order */
-            msgpack_pack_double(&pk, st->metrics.learning_rate);
-            pk_str(&pk, "loss");
-            msgpack_pack_double(&pk, st->metrics.loss);
-            pk_str(&pk, "accuracy");
-            msgpack_pack_double(&pk, st->metrics.accuracy);
-            pk_str(&pk, "val_loss");
-            msgpack_pack_float(&pk, (float)st->metrics.val_loss); /* float 32 is accepted */
-            pk_str(&pk, "val_accuracy");
-            msgpack_pack_double(&pk, st->metrics.val_accuracy);
-            break;
-        case 4:
-            msgpack_pack_int64(&pk, st->epoch);
-            break;
-        case 5:
-            msgpack_pack_int64(&pk, st->minibatch);
-            break;
-        case 6:
-            msgpack_pack_int64(&pk, st->steps_per_epoch);
-            break;
-        case 7:
-            msgpack_pack_int64(&pk, st->total_steps);
-            break;
-        case 8:
-            msgpack_pack_array(&pk, 3);
-            msgpack_pack_double(&pk, mu->sum0);
-            msgpack_pack_int64(&pk, (int64_t)st->epoch_sums[1]); /* integers are accepted */
-            msgpack_pack_double(&pk, st->epoch_sums[2]);
-            break;
-        case 9:
-            msgpack_pack_int64(&pk, st->world);
-            break;
-        case 10:
-            msgpack_pack_int64(&pk, st->threads);
-            break;
-        case 11: {
-            const struct ud_update_params *p = &st->params;
-            msgpack_pack_map(&pk, 15);
-            pk_str(&pk, "optimizer");
-            pk_str(&pk, mu->optim);
-            pk_str(&pk, "learning_rate");
-            msgpack_pack_double(&pk, p->learning_rate);
-            pk_str(&pk, "momentum");
-            msgpack_pack_double(&pk, p->momentum);
-            pk_str(&pk, "nesterov");
-            p->nesterov ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
-            pk_str(&pk, "weight_decay");
-            msgpack_pack_double(&pk, p->weight_decay);
-            pk_str(&pk, "beta1");
-            msgpack_pack_double(&pk, p->beta1);
-            pk_str(&pk, "beta2");
-            msgpack_pack_double(&pk, p->beta2);
-            pk_str(&pk, "eps");
-            msgpack_pack_double(&pk, p->eps);
-            pk_str(&pk, "mini_batch_size");
-            msgpack_pack_int64(&pk, p->mini_batch_size);
-            pk_str(&pk, "epochs");
-            msgpack_pack_int64(&pk, p->epochs);
-            pk_str(&pk, "shuffle");
-            p->shuffle ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
-            pk_str(&pk, "seed");
-            msgpack_pack_uint64(&pk, p->seed);
-            pk_str(&pk, "schedule");
-            pk_str(&pk, ud_lr_schedule_name(p->schedule));
-            pk_str(&pk, "step_epochs");
-            msgpack_pack_int64(&pk, p->step_epochs);
-            pk_str(&pk, "gamma");
-            msgpack_pack_double(&pk, p->gamma);
-            break;
-        }
-        case 12:
-            pk_str(&pk, st->fingerprint);
-            break;
-        case 13:
-            msgpack_pack_uint64(&pk, nf);
-            break;
-        case 14: {
-            size_t bytes = mu->bin_bytes != SIZE_MAX ? mu->bin_bytes : 4 * st->optim_floats;
-            msgpack_pack_bin(&pk, bytes);
-            for (size_t i = 0; i < bytes; i++) {
-                uint32_t u;
-                memcpy(&u, &st->optim_state[i / 4 % st->optim_floats], 4);
-                unsigned char c = (unsigned char)(u >> (8 * (i % 4))); /* little-endian */
-                msgpack_pack_bin_body(&pk, &c, 1);
-            }
-            break;
-        }
-        case 15:
-            msgpack_pack_int64(&pk, st->optim_steps);
-            break;
+    if (pk_key(&pk, mu, "epoch"))
+        msgpack_pack_int64(&pk, st->epoch);
+    if (pk_key(&pk, mu, "minibatch"))
+        msgpack_pack_int64(&pk, st->minibatch);
+    if (pk_key(&pk, mu, "steps_per_epoch"))
+        msgpack_pack_int64(&pk, st->steps_per_epoch);
+    if (pk_key(&pk, mu, "total_steps"))
+        msgpack_pack_int64(&pk, st->total_steps);
+    if (pk_key(&pk, mu, "epoch_sums")) {
+        msgpack_pack_array(&pk, 3);
+        msgpack_pack_double(&pk, mu->sum0);
+        msgpack_pack_int64(&pk, (int64_t)st->epoch_sums[1]); /* integers are accepted */
+        msgpack_pack_double(&pk, st->epoch_sums[2]);
+    }
+    if (pk_key(&pk, mu, "world"))
+        msgpack_pack_int64(&pk, st->world);
+    if (pk_key(&pk, mu, "threads"))
+        msgpack_pack_int64(&pk, st->threads);
+    if (pk_key(&pk, mu, "params"))
+        pack_params(&pk, &st->params, mu->optim);
+    if (pk_key(&pk, mu, "fingerprint"))
+        pk_str(&pk, st->fingerprint);
+    if (pk_key(&pk, mu, "optim_floats"))
+        msgpack_pack_uint64(&pk, mu->floats >= 0 ? (size_t)mu->floats : st->optim_floats);
+    if (pk_key(&pk, mu, "optim_state")) {
+        size_t bytes = mu->bin_bytes != SIZE_MAX ? mu->bin_bytes : 4 * st->optim_floats;
+        msgpack_pack_bin(&pk, bytes);
+        for (size_t i = 0; i < bytes; i++) {
+            uint32_t u;
+            memcpy(&u, &st->optim_state[i / 4 % st->optim_floats], 4);
+            unsigned char c = (unsigned char)(u >> (8 * (i % 4))); /* little-endian */
+            msgpack_pack_bin_body(&pk, &c, 1);
         }
     }
+    if (pk_key(&pk, mu, "optim_steps"))
+        msgpack_pack_int64(&pk, st->optim_steps);
 }
 
 /* Seals a hand-made body, installs it as state.ckpt of dir under a matching DONE, and reads
