@@ -626,6 +626,120 @@ static void pk_pi(msgpack_packer *pk, const char *k, int64_t v, int64_t lo, int6
     msgpack_pack_int64(pk, hi);
 }
 
+/* "metadata": every entry, author an integer when the hand says so. */
+static void hand_metadata(msgpack_packer *pk, const struct hand *h)
+{
+    pk_str(pk, "metadata");
+    msgpack_pack_map(pk, 5);
+    pk_str(pk, "author");
+    if (h->author_int)
+        msgpack_pack_int(pk, 7);
+    else
+        pk_str(pk, "hand");
+    pk_str(pk, "short_description");
+    pk_str(pk, "made by test_udm");
+    pk_str(pk, "license");
+    msgpack_pack_nil(pk);
+    pk_str(pk, "version");
+    msgpack_pack_nil(pk);
+    pk_str(pk, "additional");
+    msgpack_pack_map(pk, 1);
+    pk_str(pk, "origin");
+    pk_str(pk, "spec");
+}
+
+/* "input": a 4x1x1 vector of the hand's kind. */
+static void hand_input(msgpack_packer *pk, const struct hand *h)
+{
+    pk_str(pk, "input");
+    msgpack_pack_map(pk, 4);
+    pk_str(pk, "shape");
+    msgpack_pack_array(pk, 3);
+    msgpack_pack_int(pk, 4);
+    msgpack_pack_int(pk, 1);
+    msgpack_pack_int(pk, 1);
+    pk_str(pk, "kind");
+    pk_str(pk, h->input_kind);
+    pk_str(pk, "scale");
+    msgpack_pack_float(pk, 1.0f);
+    pk_str(pk, "offset");
+    msgpack_pack_float(pk, 0.0f);
+}
+
+/* "labels" and "layers": dense 3, the hand's activation, dense (frozen), softmax. */
+static void hand_layers(msgpack_packer *pk, const struct hand *h)
+{
+    pk_str(pk, "labels");
+    msgpack_pack_array(pk, (size_t)h->nlabels);
+    for (int i = 0; i < h->nlabels; i++) {
+        char l[16];
+        snprintf(l, sizeof l, "c%d", i);
+        pk_str(pk, i == 0 ? "no" : i == 1 ? h->label1 : l);
+    }
+
+    pk_str(pk, "layers");
+    msgpack_pack_array(pk, 4);
+    msgpack_pack_map(pk, 3);
+    pk_str(pk, "kind");
+    pk_str(pk, "dense");
+    pk_str(pk, "units");
+    msgpack_pack_int(pk, 3);
+    pk_str(pk, "updatable");
+    msgpack_pack_true(pk);
+    msgpack_pack_map(pk, 1);
+    pk_str(pk, "kind");
+    pk_str(pk, h->kind1);
+    msgpack_pack_map(pk, 3);
+    pk_str(pk, "kind");
+    pk_str(pk, "dense");
+    pk_str(pk, "units");
+    msgpack_pack_int(pk, h->units2);
+    pk_str(pk, "updatable");
+    msgpack_pack_false(pk);
+    msgpack_pack_map(pk, 1);
+    pk_str(pk, "kind");
+    pk_str(pk, "softmax");
+}
+
+/* "update_defaults": every optimizer parameter with its range. */
+static void hand_update_defaults(msgpack_packer *pk, const struct hand *h)
+{
+    pk_str(pk, "update_defaults");
+    msgpack_pack_map(pk, 12);
+    pk_str(pk, "optimizer");
+    pk_str(pk, h->optimizer);
+    pk_pd(pk, "learning_rate", h->lr_value, 0.0, 1.0);
+    pk_pd(pk, "momentum", 0.9, 0.0, 1.0);
+    pk_pd(pk, "weight_decay", 0.0, 0.0, 1.0);
+    pk_pd(pk, "beta1", 0.9, 0.0, 1.0);
+    pk_pd(pk, "beta2", 0.999, 0.0, 1.0);
+    pk_pd(pk, "eps", 1e-8, 0.0, 1.0);
+    pk_pi(pk, "mini_batch_size", 16, 1, 256);
+    pk_pi(pk, "epochs", 2, 1, 10);
+    pk_pi(pk, "seed", 1234, 0, INT64_MAX);
+    pk_str(pk, "shuffle");
+    msgpack_pack_true(pk);
+    pk_str(pk, "nesterov");
+    msgpack_pack_false(pk);
+}
+
+/* "params": HAND_PARAMS + param_delta floats, f32 little-endian. */
+static void hand_params(msgpack_packer *pk, const struct hand *h)
+{
+    /* f32 little-endian, written byte by byte */
+    int np = HAND_PARAMS + h->param_delta;
+    pk_str(pk, "params");
+    msgpack_pack_bin(pk, (size_t)np * 4);
+    for (int i = 0; i < np; i++) {
+        float f = i == 0 ? h->param0 : (float)i * 0.25f - 2.0f;
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        unsigned char b[4] = {(unsigned char)u, (unsigned char)(u >> 8), (unsigned char)(u >> 16),
+                              (unsigned char)(u >> 24)};
+        msgpack_pack_bin_body(pk, b, 4);
+    }
+}
+
 /* The body in canonical form (docs/model-format.md), then wrapped with a valid checksum. */
 static char *hand_file(const struct hand *h, size_t *len)
 {
@@ -635,100 +749,11 @@ static char *hand_file(const struct hand *h, size_t *len)
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 
     msgpack_pack_map(&pk, 7 + (h->extra_key ? 1 : 0) - (h->no_metrics ? 1 : 0));
-    pk_str(&pk, "metadata");
-    msgpack_pack_map(&pk, 5);
-    pk_str(&pk, "author");
-    if (h->author_int)
-        msgpack_pack_int(&pk, 7);
-    else
-        pk_str(&pk, "hand");
-    pk_str(&pk, "short_description");
-    pk_str(&pk, "made by test_udm");
-    pk_str(&pk, "license");
-    msgpack_pack_nil(&pk);
-    pk_str(&pk, "version");
-    msgpack_pack_nil(&pk);
-    pk_str(&pk, "additional");
-    msgpack_pack_map(&pk, 1);
-    pk_str(&pk, "origin");
-    pk_str(&pk, "spec");
-
-    pk_str(&pk, "input");
-    msgpack_pack_map(&pk, 4);
-    pk_str(&pk, "shape");
-    msgpack_pack_array(&pk, 3);
-    msgpack_pack_int(&pk, 4);
-    msgpack_pack_int(&pk, 1);
-    msgpack_pack_int(&pk, 1);
-    pk_str(&pk, "kind");
-    pk_str(&pk, h->input_kind);
-    pk_str(&pk, "scale");
-    msgpack_pack_float(&pk, 1.0f);
-    pk_str(&pk, "offset");
-    msgpack_pack_float(&pk, 0.0f);
-
-    pk_str(&pk, "labels");
-    msgpack_pack_array(&pk, (size_t)h->nlabels);
-    for (int i = 0; i < h->nlabels; i++) {
-        char l[16];
-        snprintf(l, sizeof l, "c%d", i);
-        pk_str(&pk, i == 0 ? "no" : i == 1 ? h->label1 : l);
-    }
-
-    pk_str(&pk, "layers");
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_map(&pk, 3);
-    pk_str(&pk, "kind");
-    pk_str(&pk, "dense");
-    pk_str(&pk, "units");
-    msgpack_pack_int(&pk, 3);
-    pk_str(&pk, "updatable");
-    msgpack_pack_true(&pk);
-    msgpack_pack_map(&pk, 1);
-    pk_str(&pk, "kind");
-    pk_str(&pk, h->kind1);
-    msgpack_pack_map(&pk, 3);
-    pk_str(&pk, "kind");
-    pk_str(&pk, "dense");
-    pk_str(&pk, "units");
-    msgpack_pack_int(&pk, h->units2);
-    pk_str(&pk, "updatable");
-    msgpack_pack_false(&pk);
-    msgpack_pack_map(&pk, 1);
-    pk_str(&pk, "kind");
-    pk_str(&pk, "softmax");
-
-    pk_str(&pk, "update_defaults");
-    msgpack_pack_map(&pk, 12);
-    pk_str(&pk, "optimizer");
-    pk_str(&pk, h->optimizer);
-    pk_pd(&pk, "learning_rate", h->lr_value, 0.0, 1.0);
-    pk_pd(&pk, "momentum", 0.9, 0.0, 1.0);
-    pk_pd(&pk, "weight_decay", 0.0, 0.0, 1.0);
-    pk_pd(&pk, "beta1", 0.9, 0.0, 1.0);
-    pk_pd(&pk, "beta2", 0.999, 0.0, 1.0);
-    pk_pd(&pk, "eps", 1e-8, 0.0, 1.0);
-    pk_pi(&pk, "mini_batch_size", 16, 1, 256);
-    pk_pi(&pk, "epochs", 2, 1, 10);
-    pk_pi(&pk, "seed", 1234, 0, INT64_MAX);
-    pk_str(&pk, "shuffle");
-    msgpack_pack_true(&pk);
-    pk_str(&pk, "nesterov");
-    msgpack_pack_false(&pk);
-
-    /* f32 little-endian, written byte by byte */
-    int np = HAND_PARAMS + h->param_delta;
-    pk_str(&pk, "params");
-    msgpack_pack_bin(&pk, (size_t)np * 4);
-    for (int i = 0; i < np; i++) {
-        float f = i == 0 ? h->param0 : (float)i * 0.25f - 2.0f;
-        uint32_t u;
-        memcpy(&u, &f, 4);
-        unsigned char b[4] = {(unsigned char)u, (unsigned char)(u >> 8), (unsigned char)(u >> 16),
-                              (unsigned char)(u >> 24)};
-        msgpack_pack_bin_body(&pk, b, 4);
-    }
-
+    hand_metadata(&pk, h);
+    hand_input(&pk, h);
+    hand_layers(&pk, h);
+    hand_update_defaults(&pk, h);
+    hand_params(&pk, h);
     if (!h->no_metrics) {
         pk_str(&pk, "metrics");
         msgpack_pack_map(&pk, h->dup_metric ? 2 : 1);
