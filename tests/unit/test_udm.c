@@ -820,90 +820,51 @@ static void test_handmade_valid_is_canonical(void **state)
     ud_model_destroy(&m);
 }
 
+/* The hand-made file h (what names the change) is refused with code and a message that holds
+ * each of words (NULL-terminated). */
+static void hand_refused(const char *what, struct hand h, int code, const char *const *words)
+{
+    struct ud_err e;
+    int rc = hand_fails(&h, &e);
+    if (rc != code)
+        fail_msg("%s: %s (%s), expected %s", what, ud_err_name(rc), e.msg, ud_err_name(code));
+    for (; *words; words++)
+        if (!strstr(e.msg, *words))
+            fail_msg("%s: message \"%s\" lacks \"%s\"", what, e.msg, *words);
+}
+
+/* hand_default() with field = value, refused with code and a message holding the words. */
+#define HAND_REFUSED(field, value, code, ...)                                                      \
+    do {                                                                                           \
+        struct hand h_ = hand_default();                                                           \
+        h_.field = (value);                                                                        \
+        hand_refused(#field " = " #value, h_, code, (const char *const[]){__VA_ARGS__, NULL});     \
+    } while (0)
+
 static void test_handmade_wrong_contents(void **state)
 {
     (void)state;
-    struct ud_err e;
-    struct hand h;
-
-    h = hand_default(), h.param_delta = -1;
-    assert_int_equal(hand_fails(&h, &e), UD_ESHAPE);
-    assert_msg_has(&e, "params");
-    assert_msg_has(&e, "22 floats");
-    assert_msg_has(&e, "implies 23");
-    h = hand_default(), h.param_delta = 1;
-    assert_int_equal(hand_fails(&h, &e), UD_ESHAPE);
-    assert_msg_has(&e, "24 floats");
-
-    h = hand_default(), h.kind1 = "swish";
-    assert_int_equal(hand_fails(&h, &e), UD_EFORMAT);
-    assert_msg_has(&e, "layers[1].kind");
-    assert_msg_has(&e, "swish");
-
-    h = hand_default(), h.input_kind = "audio";
-    assert_int_equal(hand_fails(&h, &e), UD_EFORMAT);
-    assert_msg_has(&e, "input.kind");
-    assert_msg_has(&e, "audio");
-    assert_msg_has(&e, "image, tabular");
-
-    h = hand_default(), h.optimizer = "rmsprop";
-    assert_int_equal(hand_fails(&h, &e), UD_EFORMAT);
-    assert_msg_has(&e, "update_defaults.optimizer");
-    assert_msg_has(&e, "rmsprop");
-    assert_msg_has(&e, "sgd, adam");
-
-    h = hand_default(), h.nlabels = 3;
-    assert_int_equal(hand_fails(&h, &e), UD_ESHAPE);
-    assert_msg_has(&e, "labels");
-    assert_msg_has(&e, "3 labels for the 2 classes");
-
-    h = hand_default(), h.nlabels = UD_MAX_CLASSES + 1;
-    assert_int_equal(hand_fails(&h, &e), UD_EFORMAT);
-    assert_msg_has(&e, "labels: 4097 entries, the limit is 4096");
-
-    h = hand_default(), h.label1 = "no";
-    assert_int_equal(hand_fails(&h, &e), UD_EFORMAT);
-    assert_msg_has(&e, "labels[1]");
-    assert_msg_has(&e, "repeats");
-
-    h = hand_default(), h.label1 = "bad\xff";
-    assert_int_equal(hand_fails(&h, &e), UD_EFORMAT);
-    assert_msg_has(&e, "labels[1]");
-    assert_msg_has(&e, "UTF-8");
-
-    h = hand_default(), h.lr_value = 2.0;
-    assert_int_equal(hand_fails(&h, &e), UD_EFORMAT);
-    assert_msg_has(&e, "update_defaults.learning_rate");
-    assert_msg_has(&e, "range");
-
-    h = hand_default(), h.param0 = NAN;
-    assert_int_equal(hand_fails(&h, &e), UD_ENONFINITE);
-    assert_msg_has(&e, "params[0]");
-
-    h = hand_default(), h.author_int = true;
-    assert_int_equal(hand_fails(&h, &e), UD_EFORMAT);
-    assert_msg_has(&e, "metadata.author: expected a string or nil, found an integer");
-
-    h = hand_default(), h.extra_key = true;
-    assert_int_equal(hand_fails(&h, &e), UD_EFORMAT);
-    assert_msg_has(&e, "unknown key \"colour\"");
-
-    h = hand_default(), h.no_metrics = true;
-    assert_int_equal(hand_fails(&h, &e), UD_EFORMAT);
-    assert_msg_has(&e, "missing key \"metrics\"");
-
-    h = hand_default(), h.dup_metric = true;
-    assert_int_equal(hand_fails(&h, &e), UD_EFORMAT);
-    assert_msg_has(&e, "metrics");
-    assert_msg_has(&e, "twice");
-
+    HAND_REFUSED(param_delta, -1, UD_ESHAPE, "params", "22 floats", "implies 23");
+    HAND_REFUSED(param_delta, 1, UD_ESHAPE, "24 floats");
+    HAND_REFUSED(kind1, "swish", UD_EFORMAT, "layers[1].kind", "swish");
+    HAND_REFUSED(input_kind, "audio", UD_EFORMAT, "input.kind", "audio", "image, tabular");
+    HAND_REFUSED(optimizer, "rmsprop", UD_EFORMAT, "update_defaults.optimizer", "rmsprop",
+                 "sgd, adam");
+    HAND_REFUSED(nlabels, 3, UD_ESHAPE, "labels", "3 labels for the 2 classes");
+    HAND_REFUSED(nlabels, UD_MAX_CLASSES + 1, UD_EFORMAT,
+                 "labels: 4097 entries, the limit is 4096");
+    HAND_REFUSED(label1, "no", UD_EFORMAT, "labels[1]", "repeats");
+    HAND_REFUSED(label1, "bad\xff", UD_EFORMAT, "labels[1]", "UTF-8");
+    HAND_REFUSED(lr_value, 2.0, UD_EFORMAT, "update_defaults.learning_rate", "range");
+    HAND_REFUSED(param0, NAN, UD_ENONFINITE, "params[0]");
+    HAND_REFUSED(author_int, true, UD_EFORMAT,
+                 "metadata.author: expected a string or nil, found an integer");
+    HAND_REFUSED(extra_key, true, UD_EFORMAT, "unknown key \"colour\"");
+    HAND_REFUSED(no_metrics, true, UD_EFORMAT, "missing key \"metrics\"");
+    HAND_REFUSED(dup_metric, true, UD_EFORMAT, "metrics", "twice");
     /* The architecture is checked by ud_arch_check; its complaint comes through. */
-    h = hand_default(), h.units2 = 1; /* one class */
-    assert_int_equal(hand_fails(&h, &e), UD_ESHAPE);
-    assert_msg_has(&e, "layers");
-    h = hand_default(), h.kind1 = "softmax"; /* softmax not last */
-    assert_int_equal(hand_fails(&h, &e), UD_EFORMAT);
-    assert_msg_has(&e, "softmax");
+    HAND_REFUSED(units2, 1, UD_ESHAPE, "layers");          /* one class */
+    HAND_REFUSED(kind1, "softmax", UD_EFORMAT, "softmax"); /* softmax not last */
 }
 
 /* Bodies no writer produces: the scanner must refuse them before msgpack allocates. */
