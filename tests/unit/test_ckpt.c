@@ -785,6 +785,13 @@ static bool pk_key(msgpack_packer *pk, const struct mutation *mu, const char *k)
     return true;
 }
 
+/* The top-level key k and the integer v, unless mu drops k. */
+static void pk_field_int(msgpack_packer *pk, const struct mutation *mu, const char *k, int64_t v)
+{
+    if (pk_key(pk, mu, k))
+        msgpack_pack_int64(pk, v);
+}
+
 static void pk_kd(msgpack_packer *pk, const char *k, double v)
 {
     pk_str(pk, k);
@@ -838,10 +845,8 @@ static void pack_state(msgpack_sbuffer *sb, const struct ud_ckpt_state *st,
         pk_ki(&pk, mu->extra, 1);
     if (pk_key(&pk, mu, "phase"))
         pk_str(&pk, st->phase);
-    if (pk_key(&pk, mu, "iteration"))
-        msgpack_pack_int64(&pk, st->iteration);
-    if (pk_key(&pk, mu, "date"))
-        msgpack_pack_int64(&pk, st->date);
+    pk_field_int(&pk, mu, "iteration", st->iteration);
+    pk_field_int(&pk, mu, "date", st->date);
     if (pk_key(&pk, mu, "metrics")) {
         msgpack_pack_map(&pk, 5);
         pk_kd(&pk, "learning_rate", st->metrics.learning_rate); /* any order */
@@ -851,24 +856,18 @@ static void pack_state(msgpack_sbuffer *sb, const struct ud_ckpt_state *st,
         msgpack_pack_float(&pk, (float)st->metrics.val_loss); /* float 32 is accepted */
         pk_kd(&pk, "val_accuracy", st->metrics.val_accuracy);
     }
-    if (pk_key(&pk, mu, "epoch"))
-        msgpack_pack_int64(&pk, st->epoch);
-    if (pk_key(&pk, mu, "minibatch"))
-        msgpack_pack_int64(&pk, st->minibatch);
-    if (pk_key(&pk, mu, "steps_per_epoch"))
-        msgpack_pack_int64(&pk, st->steps_per_epoch);
-    if (pk_key(&pk, mu, "total_steps"))
-        msgpack_pack_int64(&pk, st->total_steps);
+    pk_field_int(&pk, mu, "epoch", st->epoch);
+    pk_field_int(&pk, mu, "minibatch", st->minibatch);
+    pk_field_int(&pk, mu, "steps_per_epoch", st->steps_per_epoch);
+    pk_field_int(&pk, mu, "total_steps", st->total_steps);
     if (pk_key(&pk, mu, "epoch_sums")) {
         msgpack_pack_array(&pk, 3);
         msgpack_pack_double(&pk, mu->sum0);
         msgpack_pack_int64(&pk, (int64_t)st->epoch_sums[1]); /* integers are accepted */
         msgpack_pack_double(&pk, st->epoch_sums[2]);
     }
-    if (pk_key(&pk, mu, "world"))
-        msgpack_pack_int64(&pk, st->world);
-    if (pk_key(&pk, mu, "threads"))
-        msgpack_pack_int64(&pk, st->threads);
+    pk_field_int(&pk, mu, "world", st->world);
+    pk_field_int(&pk, mu, "threads", st->threads);
     if (pk_key(&pk, mu, "params"))
         pack_params(&pk, &st->params, mu->optim);
     if (pk_key(&pk, mu, "fingerprint"))
@@ -885,8 +884,7 @@ static void pack_state(msgpack_sbuffer *sb, const struct ud_ckpt_state *st,
             msgpack_pack_bin_body(&pk, &c, 1);
         }
     }
-    if (pk_key(&pk, mu, "optim_steps"))
-        msgpack_pack_int64(&pk, st->optim_steps);
+    pk_field_int(&pk, mu, "optim_steps", st->optim_steps);
 }
 
 /* Seals a hand-made body, installs it as state.ckpt of dir under a matching DONE, and reads
