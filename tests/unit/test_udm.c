@@ -95,6 +95,16 @@ static char *encode(const ud_model_t *m, size_t *len)
     return buf;
 }
 
+/* Fails unless m encodes to exactly the len bytes at buf. */
+static void assert_encodes_to(const ud_model_t *m, const char *buf, size_t len)
+{
+    size_t len2;
+    char *buf2 = encode(m, &len2);
+    assert_int_equal(len, len2);
+    assert_memory_equal(buf, buf2, len);
+    free(buf2);
+}
+
 /* Decodes from an exactly sized heap copy (so valgrind/ASan see any over-read) and expects
  * refusal; returns the code. */
 static int decode_fails(const void *buf, size_t len, struct ud_err *e)
@@ -240,12 +250,8 @@ static void test_roundtrip(void **state)
     assert_true(v == 0.123);
 
     /* Decoding then encoding reproduces the bytes. */
-    size_t len2;
-    char *buf2 = encode(back, &len2);
-    assert_int_equal(len, len2);
-    assert_memory_equal(buf, buf2, len);
+    assert_encodes_to(back, buf, len);
 
-    free(buf2);
     free(buf);
     ud_model_destroy(&back);
     ud_model_destroy(&m);
@@ -272,28 +278,23 @@ static void test_deterministic(void **state)
 {
     (void)state;
     ud_model_t *m = make_model();
-    size_t l1, l2;
-    char *b1 = encode(m, &l1), *b2 = encode(m, &l2);
-    assert_int_equal(l1, l2);
-    assert_memory_equal(b1, b2, l1);
+    size_t l1;
+    char *b1 = encode(m, &l1);
+    assert_encodes_to(m, b1, l1);
 
     /* The same content added in another order encodes to the same bytes. */
     ud_model_t *n = make_model_ordered(true);
     assert_string_equal(ud_model_metadata_const(n)->additional[0].key, "dataset");
-    size_t l3;
-    char *b3 = encode(n, &l3);
-    assert_int_equal(l1, l3);
-    assert_memory_equal(b1, b3, l1);
+    assert_encodes_to(n, b1, l1);
 
     /* A one-ulp change of one parameter changes the bytes. */
     ud_model_params(n)[3] = nextafterf(ud_model_params(n)[3], 1e9f);
-    free(b3);
-    b3 = encode(n, &l3);
+    size_t l3;
+    char *b3 = encode(n, &l3);
     assert_int_equal(l1, l3);
     assert_true(memcmp(b1, b3, l1) != 0);
 
     free(b1);
-    free(b2);
     free(b3);
     ud_model_destroy(&n);
     ud_model_destroy(&m);
@@ -811,11 +812,7 @@ static void test_handmade_valid_is_canonical(void **state)
     assert_true(v == 0.25);
 
     /* The spec's canonical form is what the encoder writes, byte for byte. */
-    size_t len2;
-    char *buf2 = encode(m, &len2);
-    assert_int_equal(len, len2);
-    assert_memory_equal(buf, buf2, len);
-    free(buf2);
+    assert_encodes_to(m, buf, len);
     free(buf);
     ud_model_destroy(&m);
 }
