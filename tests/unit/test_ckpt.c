@@ -761,11 +761,6 @@ static void test_prune(void **unused)
 static const struct ud__env_format STATE_FORMAT = {"UDCK", 1, "updraft checkpoint state file",
                                                    "checkpoint state", (size_t)3 << 30};
 
-static void pk_str(msgpack_packer *pk, const char *s)
-{
-    msgpack_pack_str_with_body(pk, s, strlen(s));
-}
-
 /* What a hand-made state body may get wrong. */
 struct mutation {
     const char *drop;  /* a key left out */

@@ -247,12 +247,6 @@ static int out_write(void *user, const char *b, size_t n)
     o->len += n;
     return 0;
 }
-static void pk_str(msgpack_packer *pk, const char *s)
-{
-    msgpack_pack_str(pk, strlen(s));
-    msgpack_pack_str_body(pk, s, strlen(s));
-}
-
 enum { H_V, H_ROUND, H_BASE, H_KEY, H_SAMPLES, H_LOSS, H_ACC, H_DELTA, H_N };
 static const char *const HKEYS[H_N] = {"v",       "round", "base_version", "key",
                                        "samples", "loss",  "accuracy",     "delta"};

@@ -139,14 +139,6 @@ static void encode_ok(const struct ud_msg *m, void **buf, size_t *len)
         fail_msg("encode %s: %s", ud_msg_type_name(m->type), e.msg);
 }
 
-static void assert_str_eq_or_null(const char *a, const char *b)
-{
-    if (!a || !b)
-        assert_ptr_equal(a, b);
-    else
-        assert_string_equal(a, b);
-}
-
 static void assert_plan_equal(const struct ud_plan *a, const struct ud_plan *b)
 {
     assert_int_equal(ud_plan_hash(a), ud_plan_hash(b));

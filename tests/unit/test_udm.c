@@ -125,14 +125,6 @@ static int decode_fails(const void *buf, size_t len, struct ud_err *e)
     return e->code;
 }
 
-static void assert_str_eq_or_null(const char *a, const char *b)
-{
-    if (!a || !b)
-        assert_ptr_equal(a, b);
-    else
-        assert_string_equal(a, b);
-}
-
 static void assert_pd_equal(struct ud_param_double a, struct ud_param_double b)
 {
     assert_true(a.value == b.value && a.min == b.min && a.max == b.max);
@@ -596,11 +588,6 @@ static struct hand hand_default(void)
                          .units2 = 2,
                          .input_kind = "tabular",
                          .optimizer = "sgd"};
-}
-
-static void pk_str(msgpack_packer *pk, const char *s)
-{
-    msgpack_pack_str_with_body(pk, s, strlen(s));
 }
 
 static void pk_pd(msgpack_packer *pk, const char *k, double v, double lo, double hi)

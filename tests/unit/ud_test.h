@@ -19,6 +19,8 @@
 #include <math.h>
 #include <unistd.h>
 
+#include <msgpack.h>
+
 #include "updraft/ud_error.h"
 #include "updraft/ud_file.h"
 #include "updraft/ud_model.h"
@@ -36,6 +38,22 @@
         if (!strstr((hay), (s)))                                                                   \
             fail_msg("\"%s\" lacks \"%s\"", (hay), (s));                                           \
     } while (0)
+
+/* Fails unless a and b are both NULL or equal strings. */
+static inline void assert_str_eq_or_null(const char *a, const char *b)
+{
+    if (!a || !b)
+        assert_ptr_equal(a, b);
+    else
+        assert_string_equal(a, b);
+}
+
+/* Packs the string s (the tests that write a format by hand, apart from the library's
+ * encoders). */
+static inline void pk_str(msgpack_packer *pk, const char *s)
+{
+    msgpack_pack_str_with_body(pk, s, strlen(s));
+}
 
 /* Fails unless |a - b| <= tol, in double (cmocka's assert_float_equal works in float). */
 #define assert_near(a, b, tol)                                                                     \
