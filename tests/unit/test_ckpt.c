@@ -1003,17 +1003,13 @@ static int run(const char *cmd, char *out, size_t cap, char *err, size_t ecap)
     char full[8192], errpath[700];
     snprintf(errpath, sizeof errpath, "%s/cli.err", ud_test_scratch());
     snprintf(full, sizeof full, "%s 2>'%s'", cmd, errpath);
-    FILE *p = popen(full, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int status = pclose(p);
+    int rc = ud_test_run(full, out, cap);
     FILE *f = fopen(errpath, "r");
-    n = f ? fread(err, 1, ecap - 1, f) : 0;
+    size_t n = f ? fread(err, 1, ecap - 1, f) : 0;
     err[n] = '\0';
     if (f)
         fclose(f);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return rc;
 }
 
 static void test_cli(void **unused)

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <math.h>
 #include <unistd.h>
 
@@ -210,6 +211,18 @@ static inline void assert_same_params(const ud_model_t *a, const ud_model_t *b)
     ud_model_params_sha256(a, ha);
     ud_model_params_sha256(b, hb);
     assert_string_equal(ha, hb);
+}
+
+/* Runs the shell command cmd; its standard output (at most cap - 1 bytes) goes into out,
+ * NUL-terminated. Returns its exit code, or -1 when it did not exit normally. */
+static inline int ud_test_run(const char *cmd, char *out, size_t cap)
+{
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 /* The path of the built program $UD_BIN_DIR/name in out (cap bytes); skips the test, saying

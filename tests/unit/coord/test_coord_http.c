@@ -922,13 +922,8 @@ static int cli(const char *args, const char **out)
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "'%s/updraft' --url %s %s 2>/dev/null", getenv("UD_BIN_DIR"), g_base,
              args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(buf, 1, sizeof buf - 1, p);
-    buf[n] = '\0';
-    int st = pclose(p);
     *out = buf;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return ud_test_run(cmd, buf, sizeof buf);
 }
 
 static void test_cli(void **state)
