@@ -7,8 +7,8 @@
 # Exit status: 0 when the goal was met, 1 when not, 2 on a setup error.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-bin=${UD_BIN_DIR:-$PWD/build/bin}
-PY=/usr/bin/python3
+# shellcheck source=tests/bench/lib.bash
+source tests/bench/lib.bash
 F=/usr/share/datasets/fashion-mnist
 [ -x "$bin/updraft-agent" ] || { echo "agent_rss.sh: build first" >&2; exit 2; }
 [ -f "$F/t10k-images-idx3-ubyte.gz" ] || { echo "agent_rss.sh: needs $F" >&2; exit 2; }

@@ -12,18 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "updraft/ud_clock.h"
 #include "updraft/ud_kernels.h"
 #include "updraft/ud_model.h"
 #include "updraft/ud_optim.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static double sgemm_peak(double seconds)
 {
@@ -34,11 +27,11 @@ static double sgemm_peak(double seconds)
         a[i] = b[i] = (float)(i % 7) * 0.1f;
     ud_sgemm(false, false, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
     double best = 0;
-    double t_end = now() + seconds;
-    while (now() < t_end) {
-        double t0 = now();
+    double t_end = ud_clock_mono() + seconds;
+    while (ud_clock_mono() < t_end) {
+        double t0 = ud_clock_mono();
         ud_sgemm(false, false, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-        double g = 2.0 * n * n * n / (now() - t0) / 1e9;
+        double g = 2.0 * n * n * n / (ud_clock_mono() - t0) / 1e9;
         best = g > best ? g : best;
     }
     free(a);
@@ -99,10 +92,10 @@ int main(int argc, char **argv)
     size_t nspans = ud_model_updatable_spans(m, &spans);
     /* warm up, then time whole steps */
     long steps = 0;
-    double t0 = now(), warm = t0 + 0.3, t_end = warm + seconds, tw = 0;
-    while (now() < t_end) {
-        if (steps == 0 && now() >= warm) {
-            tw = now();
+    double t0 = ud_clock_mono(), warm = t0 + 0.3, t_end = warm + seconds, tw = 0;
+    while (ud_clock_mono() < t_end) {
+        if (steps == 0 && ud_clock_mono() >= warm) {
+            tw = ud_clock_mono();
         }
         ud_model_forward(m, x, B, true);
         ud_model_backward(m, y, B, 1.0f / B, NULL, NULL);
@@ -110,7 +103,7 @@ int main(int argc, char **argv)
         if (tw > 0)
             steps++;
     }
-    double dt = now() - tw;
+    double dt = ud_clock_mono() - tw;
     double sps = steps * B / dt;
     double gflops = sps * step_flops(m) / 1e9;
     double peak = sgemm_peak(1.0);

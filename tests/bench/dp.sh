@@ -12,7 +12,8 @@
 #   tests/bench/dp.sh [--rounds N] [--epochs E]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-root=$PWD
+# shellcheck source=tests/bench/lib.bash
+source tests/bench/lib.bash
 rounds=3 epochs=3
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -22,17 +23,13 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-deploy/install-deps.sh --peers
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)" >/dev/null
+bench_build
 
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_base_warn_component_unused=0
 train=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
-peer=$root/../shared/peers/torch_ddp_peer.py
-[ -f "$peer" ] || peer=/work/shared/peers/torch_ddp_peer.py
-py=/usr/bin/python3
+peer=$(bench_peer torch_ddp_peer.py)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
@@ -42,9 +39,7 @@ ours() { # ours NP -> summary line
         --batch 256 --epochs "$epochs" --lr 0.05 --momentum 0.9 --threads 1 --validation none \
         --json --out "$out/m.udm" | tail -1
 }
-theirs() { $py "$peer" "$1" "$epochs" 256 | grep '^RESULT'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b ? a : b) }'; }
+theirs() { $PY "$peer" "$1" "$epochs" 256 | grep '^RESULT'; }
 
 u1=0 u2=0 p1=0 p2=0 wait2=1e9
 for ((r = 1; r <= rounds; r++)); do

@@ -17,7 +17,8 @@
 # Exit status: 0 when the Dirichlet(0.5) run met the goal, 1 when not, 2 on a setup error.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-root=$PWD
+# shellcheck source=tests/bench/lib.bash
+source tests/bench/lib.bash
 rounds=30 devices=20 per=10 schemes="dirichlet:0.5 shards:2" peer=1 lr=0.05 batch=32 epochs=1
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -32,11 +33,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 GOAL=0.84
-bin=${UD_BIN_DIR:-$root/build/bin}
-PY=/usr/bin/python3
-for x in updraft updraft-coordinator updraft-agent; do
-    [ -x "$bin/$x" ] || { echo "fed_fmnist.sh: $bin/$x is missing: build first" >&2; exit 2; }
-done
+bench_require_bins "$bin" updraft updraft-coordinator updraft-agent
 F=/usr/share/datasets/fashion-mnist
 [ -f "$F/train-images-idx3-ubyte.gz" ] || { echo "fed_fmnist.sh: needs $F (dataset-fashion-mnist)" >&2; exit 2; }
 if [ "$peer" = 1 ] && ! $PY -c 'import torch' 2>/dev/null; then
@@ -56,8 +53,8 @@ stop_all()
     coord_pid=""
 }
 trap 'stop_all; rm -rf "$work"' EXIT
-port=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-zport=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
+zport=$(free_port)
 url=http://127.0.0.1:$port
 export UPDRAFT_URL=$url
 

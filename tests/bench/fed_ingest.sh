@@ -15,7 +15,8 @@
 # Exit status: 0 when both goals were met, 1 when not, 2 on a usage or setup error.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-root=$PWD
+# shellcheck source=tests/bench/lib.bash
+source tests/bench/lib.bash
 devices=500 conc=32 threads=4
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -27,11 +28,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 GOAL_PER_SEC=100
-bin=${UD_BIN_DIR:-$root/build/bin}
-PY=/usr/bin/python3
-for x in "$bin/updraft-coordinator" "$bin/updraft-worker"; do
-    [ -x "$x" ] || { echo "fed_ingest.sh: $x is missing: build first" >&2; exit 2; }
-done
+bench_require_bins "$bin" updraft-coordinator updraft-worker
 $PY -c 'import msgpack' 2>/dev/null || { echo "fed_ingest.sh: needs python3-msgpack" >&2; exit 2; }
 train=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 [ -f "$train" ] || { echo "fed_ingest.sh: needs $train (dataset-fashion-mnist)" >&2; exit 2; }
@@ -41,8 +38,8 @@ work=$(mktemp -d /tmp/updraft-fed-ingest.XXXXXX)
 coord_pid=""
 cleanup() { [ -n "$coord_pid" ] && kill "$coord_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
-port=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-zport=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
+zport=$(free_port)
 url=http://127.0.0.1:$port
 
 "$bin/updraft-worker" --data "$train" --arch mlp --epochs 1 --max-samples 2000 --threads 1 \

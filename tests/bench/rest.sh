@@ -15,7 +15,8 @@
 # Exit status: 0 when /v1/status met both goals, 1 when not, 2 on a usage or setup error.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-root=$PWD
+# shellcheck source=tests/bench/lib.bash
+source tests/bench/lib.bash
 duration=10 conns=64 with_job=0 max_samples=4000 np=2
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -31,7 +32,6 @@ while [ $# -gt 0 ]; do
 done
 
 GOAL_RPS=20000 GOAL_P99_MS=10 NGINX_RPS=77000 NGINX_P99_MS=5
-bin=${UD_BIN_DIR:-$root/build/bin}
 coord=$bin/updraft-coordinator
 if [ ! -x "$coord" ]; then
     echo "rest.sh: $coord is missing: build the coordinator first" \

@@ -13,7 +13,8 @@
 #   tests/bench/run.sh [--quick] [--rounds N] [--skip-accuracy] [--with-peer-accuracy]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-root=$PWD
+# shellcheck source=tests/bench/lib.bash
+source tests/bench/lib.bash
 rounds=2 quick=0 accuracy=1 peer_acc=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -25,16 +26,12 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-deploy/install-deps.sh --peers
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)" >/dev/null
+bench_build
 
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 data=/usr/share/datasets/fashion-mnist
 train=$data/train-images-idx3-ubyte.gz test=$data/t10k-images-idx3-ubyte.gz
-peer=$root/../shared/peers/torch_peer.py
-[ -f "$peer" ] || peer=/work/shared/peers/torch_peer.py
-py=/usr/bin/python3
+peer=$(bench_peer torch_peer.py)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
@@ -49,10 +46,8 @@ ours() { # ours ARCH BATCH EPOCHS [extra...] -> the summary line
         --out "$out/m.udm" "$@" | tail -1
 }
 theirs() { # theirs ARCH BATCH EPOCHS -> the RESULT line
-    $py "$peer" "$1" "$3" "$2" 1 | grep '^RESULT'
+    $PY "$peer" "$1" "$3" "$2" 1 | grep '^RESULT'
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b ? a : b) }'; }
 
 printf '%-26s %12s %12s %8s %s\n' "figure" "updraft" "pytorch" "ratio" "goal"
 throughput() { # throughput ARCH BATCH EPOCHS GOAL; leaves the best rates in best_u, best_p

@@ -2,6 +2,8 @@
 #ifndef UD_FUZZ_H
 #define UD_FUZZ_H
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -12,6 +14,18 @@ static inline void fuzz_fail(const struct ud_err *e)
 {
     fprintf(stderr, "fuzz invariant broken; last error: %s\n", e->msg);
     abort();
+}
+
+/* An input of the targets that fuzz several text parsers: the first byte (mod n) picks the
+ * parser, the rest (*body, *len) is its text. Returns the parser's number, or -1 for an empty
+ * input (nothing to pick with). */
+static inline int fuzz_pick(const uint8_t *data, size_t size, int n, const char **body, size_t *len)
+{
+    if (size < 1)
+        return -1;
+    *body = (const char *)data + 1;
+    *len = size - 1;
+    return data[0] % n;
 }
 
 #endif /* UD_FUZZ_H */

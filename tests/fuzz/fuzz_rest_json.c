@@ -20,12 +20,10 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 1)
-        return 0;
-    const char *body = (const char *)data + 1;
-    size_t len = size - 1;
+    const char *body = NULL;
+    size_t len = 0;
     struct ud_err e = {0};
-    switch (data[0] % 5) {
+    switch (fuzz_pick(data, size, 5, &body, &len)) {
     case 0: {
         struct coord_spec s;
         if (coord_spec_parse(body, len, &s, &e) == 0) {

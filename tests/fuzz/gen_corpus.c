@@ -23,6 +23,7 @@
 #include "ud_envelope_impl.h"
 #include "updraft/ud_ckpt.h"
 #include "updraft/ud_delta.h"
+#include "updraft/ud_file.h"
 #include "updraft/ud_model.h"
 #include "updraft/ud_proto.h"
 #include "updraft/ud_rng.h"
@@ -32,7 +33,7 @@
 
 static const char *root;
 
-static void die(const char *what, const struct ud_err *e)
+__attribute__((noreturn)) static void die(const char *what, const struct ud_err *e)
 {
     fprintf(stderr, "gen_corpus: %s: %s\n", what, e ? e->msg : strerror(errno));
     exit(1);
@@ -58,22 +59,6 @@ static void seed(const char *target, const char *name, int sel, const void *p, s
 static void seed_str(const char *target, const char *name, int sel, const char *s)
 {
     seed(target, name, sel, s, strlen(s));
-}
-
-static void *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        die(path, NULL);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *p = malloc(len ? (size_t)len : 1);
-    if (!p || fread(p, 1, (size_t)len, f) != (size_t)len)
-        die(path, NULL);
-    fclose(f);
-    *n = (size_t)len;
-    return p;
 }
 
 /* The body of an envelope (to seed the targets' "sealed here" mode). */
@@ -234,7 +219,9 @@ static void gen_ckpt(void)
         char p[4300], name[32];
         snprintf(p, sizeof p, "%s/%s", ck, files[i]);
         size_t n;
-        void *b = slurp(p, &n);
+        char *b = NULL;
+        if (ud_file_read(p, (size_t)1 << 30, &b, &n, &e) != 0)
+            die(p, &e);
         snprintf(name, sizeof name, "file-%d", i);
         seed("ckpt", name, i, b, n);
         if (magic[i]) {

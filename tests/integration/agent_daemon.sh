@@ -224,9 +224,7 @@ server s9 '{"task": null}'
     >out/idle.out 2>out/idle.err &
 pid=$!
 sleep 1.5
-kill -TERM "$pid"
-RC=0
-wait "$pid" || RC=$?
+it_signal "$pid" TERM
 it_expect_rc "SIGTERM while idle: exit 0" 0
 it_expect_py "204: it kept asking, about every --poll (0.2 s +-20 %)" '4 <= v[0] <= 10' \
     "$(reqs s9 'len(r)')"

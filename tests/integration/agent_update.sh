@@ -125,9 +125,7 @@ it_expect_eq "no output was written by any refused run" "" "$(ls bad.udm 2>/dev/
     >out/cancel.out 2>out/cancel.err &
 pid=$!
 sleep 1.5
-kill -INT "$pid"
-RC=0
-wait "$pid" || RC=$?
+it_signal "$pid" INT
 ERR=out/cancel.err
 it_expect_rc "SIGINT: exit 130" 130
 it_expect_grep "SIGINT: says it was cancelled" "$ERR" "cancelled"

@@ -9,13 +9,7 @@ source "$(dirname "$0")/lib/common.bash"
 it_require_bins "$WORKER" "$UPDRAFT"
 
 fixture csv train.csv 200 1
-cat >tab.spec <<'EOF'
-input 2 1 1
-dense 8
-relu
-dense 3
-softmax
-EOF
+cp "$IT_LIB/tab8.spec" tab.spec
 args=(--data train.csv --arch tab.spec --epochs 3 --batch 16 --lr 0.05 --seed 3 --threads 1)
 sha() { "$UPDRAFT" info "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["params_sha256"])'; }
 # Iterations of the listing in $1 (JSON), optionally only the complete ones.

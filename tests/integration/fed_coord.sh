@@ -160,11 +160,7 @@ it_expect_eq "rejections counted by reason" \
 it_expect_eq "device 2 accepted" 200 "$(code "$(up "$T2" 1 --base 1 --value 0.03 --samples 300)")"
 it_expect_eq "device 3 accepted" 200 "$(code "$(up "$T3" 1 --base 1 --value -0.01 --samples 100)")"
 it_expect_eq "device 4 accepted" 200 "$(code "$(up "$T4" 1 --base 1 --value 0.02 --samples 500)")"
-for ((i = 0; i < 50; i++)); do
-    api GET /v1/rounds/1
-    [ "$(jq_ "$API_BODY" 'j["state"]')" = PUBLISHED ] && break
-    sleep 0.2
-done
+wait_state /v1/rounds/1 PUBLISHED 10 || true
 it_expect_eq "round 1 published version 2 (all 4 reported)" "PUBLISHED 2 1000" \
     "$(jq_ "$API_BODY" 'j["state"] + " " + str(j["published_version"]) + " " + str(j["samples"])')"
 curl -s -o v2.udm "$URL/v1/models/tab/versions/2/file"
@@ -193,11 +189,7 @@ task "$T1" >/dev/null
 task "$T2" >/dev/null
 task "$T3" >/dev/null
 task "$T4" >/dev/null
-for ((i = 0; i < 50; i++)); do
-    api GET /v1/rounds/2
-    [ "$(jq_ "$API_BODY" 'j["state"]')" = OPEN ] && break
-    sleep 0.2
-done
+wait_state /v1/rounds/2 OPEN 10 || true
 it_expect_eq "round 2 open on version 2" "OPEN 2" \
     "$(jq_ "$API_BODY" 'j["state"] + " " + str(j["base_version"])')"
 TOKS=("" "$T1" "$T2" "$T3" "$T4" "$T5")

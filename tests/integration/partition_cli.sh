@@ -146,13 +146,7 @@ print("same" if src == out else "differ: %d vs %d rows" % (len(src), len(out)))
 EOF
 )
 it_expect_eq "csv: the clients' rows are the source's rows" same "$rows"
-cat >tab.spec <<'EOF'
-input 2 1 1
-dense 8
-relu
-dense 3
-softmax
-EOF
+cp "$IT_LIB/tab8.spec" tab.spec
 it_run init_csv "$UPDRAFT" init --arch tab.spec --data tab.csv --out tab.udm
 it_run eval_csv "$UPDRAFT" eval tab.udm --data csv4/client-001/data.csv --json
 it_expect_rc "updraft eval reads a client's data.csv" 0

@@ -77,6 +77,99 @@ static int tiny_udm(uint64_t seed, uint8_t **buf, size_t *len)
     return rc;
 }
 
+/* Sets the field k of m to v (text; numbers in base 10). sha256= and udm= are kept in *sha and
+ * *udm_src for attach_model. Returns 0, or -1 for an unknown key. */
+static int set_field(struct ud_msg *m, const char *k, const char *v, const char **sha,
+                     char **udm_src)
+{
+    long long n = strtoll(v, NULL, 10);
+    if (strcmp(k, "job") == 0)
+        ud_msg_set_str(&m->job, v);
+    else if (strcmp(k, "rank") == 0)
+        m->rank = (int32_t)n;
+    else if (strcmp(k, "world") == 0)
+        m->world = (int32_t)n;
+    else if (strcmp(k, "host") == 0)
+        ud_msg_set_str(&m->host, v);
+    else if (strcmp(k, "pid") == 0)
+        m->pid = n;
+    else if (strcmp(k, "resume") == 0)
+        m->resume = (int)n;
+    else if (strcmp(k, "step") == 0)
+        m->step = n;
+    else if (strcmp(k, "epoch") == 0)
+        m->epoch = n;
+    else if (strcmp(k, "minibatch") == 0)
+        m->minibatch = n;
+    else if (strcmp(k, "steps_per_epoch") == 0)
+        m->steps_per_epoch = n;
+    else if (strcmp(k, "total_steps") == 0)
+        m->total_steps = n;
+    else if (strcmp(k, "path") == 0)
+        ud_msg_set_str(&m->path, v);
+    else if (strcmp(k, "name") == 0)
+        ud_msg_set_str(&m->name, v);
+    else if (strcmp(k, "status") == 0)
+        ud_msg_set_str(&m->status, v);
+    else if (strcmp(k, "code") == 0)
+        m->code = (int32_t)n;
+    else if (strcmp(k, "msg") == 0)
+        ud_msg_set_str(&m->msg, v);
+    else if (strcmp(k, "cancel") == 0)
+        m->cancel = (int)n;
+    else if (strcmp(k, "sha256") == 0)
+        *sha = v;
+    else if (strcmp(k, "udm") == 0) {
+        free(*udm_src);
+        *udm_src = strdup(v);
+    } else if (strncmp(k, "m.", 2) == 0)
+        ud_msg_add_metric(m, k + 2, strtod(v, NULL));
+    else {
+        fprintf(stderr, "zmq_poke: unknown key '%s'\n", k);
+        return -1;
+    }
+    return 0;
+}
+
+/* The model of a "model" message: udm_src "tiny[:SEED]" (default), "junk" (64 bytes of 0x5a)
+ * or a file; sha "auto" (its SHA-256), "zero" or the digest to send. Returns 0 or -1. */
+static int attach_model(struct ud_msg *m, const char *udm_src, const char *sha)
+{
+    int rc = 0;
+    if (!udm_src || strncmp(udm_src, "tiny", 4) == 0) {
+        rc = tiny_udm(udm_src && udm_src[4] == ':' ? strtoull(udm_src + 5, NULL, 10) : 1, &m->udm,
+                      &m->udm_len);
+    } else if (strcmp(udm_src, "junk") == 0) {
+        m->udm_len = 64;
+        m->udm = malloc(64);
+        memset(m->udm, 0x5a, 64);
+    } else {
+        char *data = NULL;
+        struct ud_err e = {0};
+        rc = ud_file_read(udm_src, UD_UDM_MAX_BYTES, &data, &m->udm_len, &e);
+        m->udm = (uint8_t *)data;
+        if (rc)
+            fprintf(stderr, "zmq_poke: %s\n", e.msg);
+    }
+    if (rc)
+        return -1;
+    char hex[65];
+    if (strcmp(sha, "auto") == 0) {
+        unsigned char d[crypto_hash_sha256_BYTES];
+        crypto_hash_sha256(d, m->udm, m->udm_len);
+        sodium_bin2hex(hex, sizeof hex, d, sizeof d);
+    } else if (strcmp(sha, "zero") == 0) {
+        memset(hex, '0', 64);
+        hex[64] = '\0';
+    } else {
+        snprintf(hex, sizeof hex, "%s", sha);
+    }
+    ud_msg_set_str(&m->sha256, hex);
+    if (!m->name)
+        ud_msg_set_str(&m->name, "poked");
+    return 0;
+}
+
 /* Builds a message from "type,key=value,...". Returns 0 or -1 (with a message on stderr). */
 static int build(const char *spec, struct ud_msg *m)
 {
@@ -113,107 +206,26 @@ static int build(const char *spec, struct ud_msg *m)
     ud_msg_set_str(&m->status, "failed");
     const char *sha = "auto";
     char *udm_src = NULL;
-    for (char *kv = strtok_r(NULL, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+    int rc = 0;
+    for (char *kv = strtok_r(NULL, ",", &save); kv && rc == 0; kv = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(kv, '=');
         if (!eq) {
             fprintf(stderr, "zmq_poke: '%s' is not key=value\n", kv);
-            free(copy);
-            return -1;
+            rc = -1;
+            break;
         }
         *eq = '\0';
-        const char *k = kv, *v = eq + 1;
-        long long n = strtoll(v, NULL, 10);
-        if (strcmp(k, "job") == 0)
-            ud_msg_set_str(&m->job, v);
-        else if (strcmp(k, "rank") == 0)
-            m->rank = (int32_t)n;
-        else if (strcmp(k, "world") == 0)
-            m->world = (int32_t)n;
-        else if (strcmp(k, "host") == 0)
-            ud_msg_set_str(&m->host, v);
-        else if (strcmp(k, "pid") == 0)
-            m->pid = n;
-        else if (strcmp(k, "resume") == 0)
-            m->resume = (int)n;
-        else if (strcmp(k, "step") == 0)
-            m->step = n;
-        else if (strcmp(k, "epoch") == 0)
-            m->epoch = n;
-        else if (strcmp(k, "minibatch") == 0)
-            m->minibatch = n;
-        else if (strcmp(k, "steps_per_epoch") == 0)
-            m->steps_per_epoch = n;
-        else if (strcmp(k, "total_steps") == 0)
-            m->total_steps = n;
-        else if (strcmp(k, "path") == 0)
-            ud_msg_set_str(&m->path, v);
-        else if (strcmp(k, "name") == 0)
-            ud_msg_set_str(&m->name, v);
-        else if (strcmp(k, "status") == 0)
-            ud_msg_set_str(&m->status, v);
-        else if (strcmp(k, "code") == 0)
-            m->code = (int32_t)n;
-        else if (strcmp(k, "msg") == 0)
-            ud_msg_set_str(&m->msg, v);
-        else if (strcmp(k, "cancel") == 0)
-            m->cancel = (int)n;
-        else if (strcmp(k, "sha256") == 0)
-            sha = v;
-        else if (strcmp(k, "udm") == 0)
-            udm_src = strdup(v);
-        else if (strncmp(k, "m.", 2) == 0)
-            ud_msg_add_metric(m, k + 2, strtod(v, NULL));
-        else {
-            fprintf(stderr, "zmq_poke: unknown key '%s'\n", k);
-            free(copy);
-            return -1;
-        }
+        rc = set_field(m, kv, eq + 1, &sha, &udm_src);
     }
-    if (m->type == UD_MSG_MODEL) {
-        int rc = 0;
-        if (!udm_src || strncmp(udm_src, "tiny", 4) == 0) {
-            rc = tiny_udm(udm_src && udm_src[4] == ':' ? strtoull(udm_src + 5, NULL, 10) : 1,
-                          &m->udm, &m->udm_len);
-        } else if (strcmp(udm_src, "junk") == 0) {
-            m->udm_len = 64;
-            m->udm = malloc(64);
-            memset(m->udm, 0x5a, 64);
-        } else {
-            char *data = NULL;
-            struct ud_err e = {0};
-            rc = ud_file_read(udm_src, UD_UDM_MAX_BYTES, &data, &m->udm_len, &e);
-            m->udm = (uint8_t *)data;
-            if (rc)
-                fprintf(stderr, "zmq_poke: %s\n", e.msg);
-        }
-        free(udm_src);
-        if (rc) {
-            free(copy);
-            return -1;
-        }
-        char hex[65];
-        if (strcmp(sha, "auto") == 0) {
-            unsigned char d[crypto_hash_sha256_BYTES];
-            crypto_hash_sha256(d, m->udm, m->udm_len);
-            sodium_bin2hex(hex, sizeof hex, d, sizeof d);
-        } else if (strcmp(sha, "zero") == 0) {
-            memset(hex, '0', 64);
-            hex[64] = '\0';
-        } else {
-            snprintf(hex, sizeof hex, "%s", sha);
-        }
-        ud_msg_set_str(&m->sha256, hex);
-        if (!m->name)
-            ud_msg_set_str(&m->name, "poked");
-    } else {
-        free(udm_src);
-    }
+    if (rc == 0 && m->type == UD_MSG_MODEL)
+        rc = attach_model(m, udm_src, sha);
     if (m->type == UD_MSG_CHECKPOINT && !m->path)
         ud_msg_set_str(&m->path, "/nonexistent/ckpt");
     if (m->type == UD_MSG_ERROR && !m->msg)
         ud_msg_set_str(&m->msg, "poke");
+    free(udm_src);
     free(copy);
-    return 0;
+    return rc;
 }
 
 static void print_reply(const char *req, const void *buf, size_t len)

@@ -22,18 +22,6 @@
 /* Fixtures                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
-#define assert_msg_has(e, s)                                                                       \
-    do {                                                                                           \
-        if (!strstr((e)->msg, (s)))                                                                \
-            fail_msg("message \"%s\" lacks \"%s\"", (e)->msg, (s));                                \
-    } while (0)
-
-#define assert_str_has(hay, s)                                                                     \
-    do {                                                                                           \
-        if (!strstr((hay), (s)))                                                                   \
-            fail_msg("\"%s\" lacks \"%s\"", (hay), (s));                                           \
-    } while (0)
-
 static const char *const SPEC = "input 1 4 4\n"
                                 "conv2d 2 3 pad=1\n"
                                 "relu\n"
@@ -43,14 +31,8 @@ static const char *const SPEC = "input 1 4 4\n"
 
 static ud_model_t *make_model(uint64_t seed)
 {
-    struct ud_arch a;
+    ud_model_t *m = ud_test_model(SPEC, seed);
     struct ud_err e = {0};
-    if (ud_arch_parse(SPEC, &a, &e) != 0)
-        fail_msg("arch: %s", e.msg);
-    ud_model_t *m = ud_model_new(&a, &e);
-    if (!m)
-        fail_msg("new: %s", e.msg);
-    ud_model_init_params(m, seed);
     const char *labels[] = {"a", "b", "c"};
     assert_int_equal(ud_model_set_labels(m, labels, 3, &e), 0);
     return m;
@@ -138,16 +120,6 @@ static void write_ckpt(const char *session, int64_t it, int world, bool commit)
     ud_model_destroy(&m);
 }
 
-/* A fresh session directory under the scratch directory. */
-static const char *fresh_session(const char *name)
-{
-    const char *s = ud_test_path(name);
-    char cmd[800];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s);
-    assert_int_equal(system(cmd), 0);
-    return s;
-}
-
 static void ckpt_file(const char *session, int64_t it, const char *name, char *out, size_t cap)
 {
     char dir[4096];
@@ -159,24 +131,6 @@ static bool exists(const char *path)
 {
     struct stat sb;
     return stat(path, &sb) == 0;
-}
-
-/* Not inlined: GCC 12+ then mistakes the returned buffer for a pointer to the local. */
-__attribute__((noinline)) static char *slurp(const char *path, size_t *len)
-{
-    char *buf = NULL;
-    struct ud_err e = {0};
-    if (ud_file_read(path, (size_t)1 << 30, &buf, len, &e) != 0)
-        fail_msg("read %s: %s", path, e.msg);
-    return buf;
-}
-
-static void spit(const char *path, const void *buf, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(buf, 1, len, f), len);
-    fclose(f);
 }
 
 /* Rewrites dir/DONE from docs/checkpoints.md for the files as they are now, so a test can
@@ -195,7 +149,7 @@ static void rewrite_done(const char *dir, int world)
             snprintf(name, sizeof name, "rank-%05d.ckpt", i - 2);
         snprintf(path, sizeof path, "%s/%s", dir, name);
         size_t len;
-        char *buf = slurp(path, &len);
+        char *buf = ud_test_read(path, &len);
         unsigned char sha[32];
         char hex[65];
         crypto_hash_sha256(sha, (const unsigned char *)buf, len);
@@ -205,7 +159,7 @@ static void rewrite_done(const char *dir, int world)
     }
     at += (size_t)snprintf(text + at, sizeof text - at, "end\n");
     snprintf(path, sizeof path, "%s/DONE", dir);
-    spit(path, text, at);
+    ud_test_write_file(path, text, at);
 }
 
 static void assert_double_same(double a, double b)
@@ -276,7 +230,7 @@ static void test_dir_names(void **unused)
 static void test_roundtrip(void **unused)
 {
     (void)unused;
-    const char *session = fresh_session("roundtrip");
+    const char *session = ud_test_fresh_path("roundtrip");
     write_ckpt(session, 42, 3, true);
 
     char dir[4096];
@@ -298,13 +252,7 @@ static void test_roundtrip(void **unused)
 
     /* The model: parameters bit for bit. */
     assert_non_null(m);
-    assert_int_equal(ud_model_param_count(m), ud_model_param_count(want));
-    assert_memory_equal(ud_model_params_const(m), ud_model_params_const(want),
-                        ud_model_param_count(m) * sizeof(float));
-    char h1[65], h2[65];
-    ud_model_params_sha256(m, h1);
-    ud_model_params_sha256(want, h2);
-    assert_string_equal(h1, h2);
+    assert_same_params(m, want);
 
     /* Every rank's stream, and the world it was written with. */
     for (int r = 0; r < 3; r++) {
@@ -347,7 +295,7 @@ static void test_roundtrip(void **unused)
 static void test_write_refuses(void **unused)
 {
     (void)unused;
-    const char *session = fresh_session("refuses");
+    const char *session = ud_test_fresh_path("refuses");
     char dir[4096];
     struct ud_err e = {0};
     assert_int_equal(ud_ckpt_dir(session, 1, dir, sizeof dir, &e), 0);
@@ -402,7 +350,7 @@ static void test_write_refuses(void **unused)
 static void test_list_and_latest(void **unused)
 {
     (void)unused;
-    const char *session = fresh_session("list");
+    const char *session = ud_test_fresh_path("list");
     struct ud_err e = {0};
     struct ud_ckpt_state *list = NULL;
     size_t n = 99;
@@ -422,13 +370,13 @@ static void test_list_and_latest(void **unused)
     /* Other names are ignored. */
     char other[4200];
     snprintf(other, sizeof other, "%s/checkpoints/notes.txt", session);
-    spit(other, "x", 1);
+    ud_test_write_file(other, "x", 1);
     snprintf(other, sizeof other, "%s/checkpoints/ckpt-abc", session);
     assert_int_equal(mkdir(other, 0777), 0);
     snprintf(other, sizeof other, "%s/checkpoints/ckpt-000000000005.tmp", session);
     assert_int_equal(mkdir(other, 0777), 0);
     snprintf(other, sizeof other, "%s/checkpoints/ckpt-000000000006", session);
-    spit(other, "not a directory", 15);
+    ud_test_write_file(other, "not a directory", 15);
 
     assert_int_equal(ud_ckpt_list(session, &list, &n, &e), 0);
     assert_int_equal(n, 3);
@@ -467,7 +415,7 @@ static void test_list_and_latest(void **unused)
     assert_int_equal(ud_ckpt_read_rank(dir, 0, &world, &rng, &e), UD_ESTATE);
 
     /* Only incomplete ones: latest says none, and why. */
-    const char *s2 = fresh_session("list-none");
+    const char *s2 = ud_test_fresh_path("list-none");
     write_ckpt(s2, 7, 1, false);
     assert_int_equal(ud_ckpt_latest(s2, dir, sizeof dir, &e), UD_ENOTFOUND);
     assert_msg_has(&e, "no complete checkpoint");
@@ -479,14 +427,14 @@ enum damage { FLIP, TRUNCATE, REMOVE };
 static void damage_file(const char *path, enum damage d)
 {
     size_t len;
-    char *buf = slurp(path, &len);
+    char *buf = ud_test_read(path, &len);
     switch (d) {
     case FLIP:
         buf[len / 2] ^= 0x10;
-        spit(path, buf, len);
+        ud_test_write_file(path, buf, len);
         break;
     case TRUNCATE:
-        spit(path, buf, len / 2);
+        ud_test_write_file(path, buf, len / 2);
         break;
     case REMOVE:
         assert_int_equal(unlink(path), 0);
@@ -504,7 +452,7 @@ static void test_damaged_files(void **unused)
     const char *dname[] = {"flipped", "truncated", "removed"};
     for (size_t f = 0; f < 5; f++) {
         for (int d = FLIP; d <= REMOVE; d++) {
-            const char *session = fresh_session("damaged");
+            const char *session = ud_test_fresh_path("damaged");
             struct ud_err e = {0};
             write_ckpt(session, 10, 2, true);
             write_ckpt(session, 20, 2, true);
@@ -565,7 +513,7 @@ static void test_damaged_files(void **unused)
 static void test_done_format(void **unused)
 {
     (void)unused;
-    const char *session = fresh_session("done");
+    const char *session = ud_test_fresh_path("done");
     struct ud_err e = {0};
     write_ckpt(session, 5, 1, true);
     char dir[4096], path[4200];
@@ -579,7 +527,7 @@ static void test_done_format(void **unused)
         fail_msg("hand-made DONE refused: %s", e.msg);
     ud_ckpt_state_deinit(&st);
     size_t len;
-    char *good = slurp(path, &len);
+    char *good = ud_test_read(path, &len);
 
     struct {
         const char *from, *to, *want;
@@ -603,7 +551,7 @@ static void test_done_format(void **unused)
         char bad[8192];
         int n = snprintf(bad, sizeof bad, "%.*s%s%s", (int)(at - good), good, cases[i].to,
                          at + strlen(cases[i].from));
-        spit(path, bad, (size_t)n);
+        ud_test_write_file(path, bad, (size_t)n);
         ud_err_clear(&e);
         assert_true(ud_ckpt_read(dir, &st, NULL, &e) < 0);
         assert_msg_has(&e, "DONE");
@@ -615,17 +563,17 @@ static void test_done_format(void **unused)
     char bad[8192];
     int n = snprintf(bad, sizeof bad, "%.*sfile state.ckpt 99999999999 %s", (int)(at - good), good,
                      strchr(at + 16, ' ') + 1);
-    spit(path, bad, (size_t)n);
+    ud_test_write_file(path, bad, (size_t)n);
     assert_true(ud_ckpt_read(dir, &st, NULL, &e) < 0);
     assert_msg_has(&e, "the limit is");
     memcpy(bad, good, len);
     at = bad + (strstr(good, "file state.ckpt ") - good);
     char *hex = strchr(at + 16, ' ') + 1;
     hex[5] = 'g';
-    spit(path, bad, len);
+    ud_test_write_file(path, bad, len);
     assert_true(ud_ckpt_read(dir, &st, NULL, &e) < 0);
     assert_msg_has(&e, "64 hex digits");
-    spit(path, good, len);
+    ud_test_write_file(path, good, len);
     assert_int_equal(ud_ckpt_read(dir, &st, NULL, &e), 0);
     ud_ckpt_state_deinit(&st);
     free(good);
@@ -651,7 +599,7 @@ static int count_entries(const char *dir)
 static void test_begin(void **unused)
 {
     (void)unused;
-    const char *session = fresh_session("begin/nested/session");
+    const char *session = ud_test_fresh_path("begin/nested/session");
     struct ud_err e = {0};
     char dir[4096], path[4200];
 
@@ -673,17 +621,17 @@ static void test_begin(void **unused)
     snprintf(path, sizeof path, "%s/rank-00001.ckpt", dir);
     damage_file(path, FLIP);
     snprintf(path, sizeof path, "%s/junk.tmp.123.abc", dir);
-    spit(path, "x", 1);
+    ud_test_write_file(path, "x", 1);
     snprintf(path, sizeof path, "%s/subdir", dir);
     assert_int_equal(mkdir(path, 0777), 0);
     snprintf(path, sizeof path, "%s/subdir/f", dir);
-    spit(path, "y", 1);
+    ud_test_write_file(path, "y", 1);
     assert_int_equal(ud_ckpt_begin(dir, &e), 0);
     assert_int_equal(count_entries(dir), 0);
 
     /* A file where the directory should be. */
     snprintf(path, sizeof path, "%s/checkpoints/ckpt-000000000009", session);
-    spit(path, "x", 1);
+    ud_test_write_file(path, "x", 1);
     assert_int_equal(ud_ckpt_begin(path, &e), UD_EIO);
     assert_msg_has(&e, "not a directory");
 }
@@ -691,7 +639,7 @@ static void test_begin(void **unused)
 static void test_commit_checks_world(void **unused)
 {
     (void)unused;
-    const char *session = fresh_session("world");
+    const char *session = ud_test_fresh_path("world");
     struct ud_err e = {0};
     char dir[4096];
     write_ckpt(session, 8, 2, false);
@@ -758,7 +706,7 @@ static bool ckpt_exists(const char *session, int64_t it)
 static void test_prune(void **unused)
 {
     (void)unused;
-    const char *session = fresh_session("prune");
+    const char *session = ud_test_fresh_path("prune");
     struct ud_err e = {0};
     assert_int_equal(ud_ckpt_prune(session, 1, &e), 0); /* nothing there */
     assert_int_equal(ud_ckpt_prune(session, 0, &e), UD_EINVAL);
@@ -782,7 +730,7 @@ static void test_prune(void **unused)
 
     /* The newest "complete" one is damaged: the older complete one is the newest complete and
      * stays; the damaged one is newer than it and stays too. */
-    const char *s2 = fresh_session("prune-damaged");
+    const char *s2 = ud_test_fresh_path("prune-damaged");
     write_ckpt(s2, 1, 1, true);
     write_ckpt(s2, 2, 1, true);
     char path[4200];
@@ -813,11 +761,6 @@ static void test_prune(void **unused)
 static const struct ud__env_format STATE_FORMAT = {"UDCK", 1, "updraft checkpoint state file",
                                                    "checkpoint state", (size_t)3 << 30};
 
-static void pk_str(msgpack_packer *pk, const char *s)
-{
-    msgpack_pack_str_with_body(pk, s, strlen(s));
-}
-
 /* What a hand-made state body may get wrong. */
 struct mutation {
     const char *drop;  /* a key left out */
@@ -828,131 +771,115 @@ struct mutation {
     double sum0;       /* epoch_sums[0] */
 };
 
+/* Packs the top-level key k unless mu drops it; returns whether its value is to follow. */
+static bool pk_key(msgpack_packer *pk, const struct mutation *mu, const char *k)
+{
+    if (mu->drop && strcmp(mu->drop, k) == 0)
+        return false;
+    pk_str(pk, k);
+    return true;
+}
+
+/* The top-level key k and the integer v, unless mu drops k. */
+static void pk_field_int(msgpack_packer *pk, const struct mutation *mu, const char *k, int64_t v)
+{
+    if (pk_key(pk, mu, k))
+        msgpack_pack_int64(pk, v);
+}
+
+static void pk_kd(msgpack_packer *pk, const char *k, double v)
+{
+    pk_str(pk, k);
+    msgpack_pack_double(pk, v);
+}
+
+static void pk_ki(msgpack_packer *pk, const char *k, int64_t v)
+{
+    pk_str(pk, k);
+    msgpack_pack_int64(pk, v);
+}
+
+static void pk_kb(msgpack_packer *pk, const char *k, bool v)
+{
+    pk_str(pk, k);
+    v ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+}
+
+/* The "params" map: every field of the spec's table. */
+static void pack_params(msgpack_packer *pk, const struct ud_update_params *p, const char *optim)
+{
+    msgpack_pack_map(pk, 15);
+    pk_str(pk, "optimizer");
+    pk_str(pk, optim);
+    pk_kd(pk, "learning_rate", p->learning_rate);
+    pk_kd(pk, "momentum", p->momentum);
+    pk_kb(pk, "nesterov", p->nesterov);
+    pk_kd(pk, "weight_decay", p->weight_decay);
+    pk_kd(pk, "beta1", p->beta1);
+    pk_kd(pk, "beta2", p->beta2);
+    pk_kd(pk, "eps", p->eps);
+    pk_ki(pk, "mini_batch_size", p->mini_batch_size);
+    pk_ki(pk, "epochs", p->epochs);
+    pk_kb(pk, "shuffle", p->shuffle);
+    pk_str(pk, "seed");
+    msgpack_pack_uint64(pk, p->seed);
+    pk_str(pk, "schedule");
+    pk_str(pk, ud_lr_schedule_name(p->schedule));
+    pk_ki(pk, "step_epochs", p->step_epochs);
+    pk_kd(pk, "gamma", p->gamma);
+}
+
 /* Packs a state body from the spec's field table, not from the library's encoder. */
 static void pack_state(msgpack_sbuffer *sb, const struct ud_ckpt_state *st,
                        const struct mutation *mu)
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    const char *keys[] = {
-        "phase",           "iteration",    "date",        "metrics",    "epoch",   "minibatch",
-        "steps_per_epoch", "total_steps",  "epoch_sums",  "world",      "threads", "params",
-        "fingerprint",     "optim_floats", "optim_state", "optim_steps"};
-    size_t nk = 16 - (mu->drop ? 1 : 0) + (mu->extra ? 1 : 0);
-    msgpack_pack_map(&pk, nk);
-    if (mu->extra) {
-        pk_str(&pk, mu->extra);
-        msgpack_pack_int64(&pk, 1);
+    msgpack_pack_map(&pk, 16 - (mu->drop ? 1 : 0) + (mu->extra ? 1 : 0));
+    if (mu->extra)
+        pk_ki(&pk, mu->extra, 1);
+    if (pk_key(&pk, mu, "phase"))
+        pk_str(&pk, st->phase);
+    pk_field_int(&pk, mu, "iteration", st->iteration);
+    pk_field_int(&pk, mu, "date", st->date);
+    if (pk_key(&pk, mu, "metrics")) {
+        msgpack_pack_map(&pk, 5);
+        pk_kd(&pk, "learning_rate", st->metrics.learning_rate); /* any order */
+        pk_kd(&pk, "loss", st->metrics.loss);
+        pk_kd(&pk, "accuracy", st->metrics.accuracy);
+        pk_str(&pk, "val_loss");
+        msgpack_pack_float(&pk, (float)st->metrics.val_loss); /* float 32 is accepted */
+        pk_kd(&pk, "val_accuracy", st->metrics.val_accuracy);
     }
-    size_t nf = mu->floats >= 0 ? (size_t)mu->floats : st->optim_floats;
-    for (int k = 0; k < 16; k++) {
-        if (mu->drop && strcmp(mu->drop, keys[k]) == 0)
-            continue;
-        pk_str(&pk, keys[k]);
-        switch (k) {
-        case 0:
-            pk_str(&pk, st->phase);
-            break;
-        case 1:
-            msgpack_pack_int64(&pk, st->iteration);
-            break;
-        case 2:
-            msgpack_pack_int64(&pk, st->date);
-            break;
-        case 3:
-            msgpack_pack_map(&pk, 5);
-            pk_str(&pk, "learning_rate"); /* any order */
-            msgpack_pack_double(&pk, st->metrics.learning_rate);
-            pk_str(&pk, "loss");
-            msgpack_pack_double(&pk, st->metrics.loss);
-            pk_str(&pk, "accuracy");
-            msgpack_pack_double(&pk, st->metrics.accuracy);
-            pk_str(&pk, "val_loss");
-            msgpack_pack_float(&pk, (float)st->metrics.val_loss); /* float 32 is accepted */
-            pk_str(&pk, "val_accuracy");
-            msgpack_pack_double(&pk, st->metrics.val_accuracy);
-            break;
-        case 4:
-            msgpack_pack_int64(&pk, st->epoch);
-            break;
-        case 5:
-            msgpack_pack_int64(&pk, st->minibatch);
-            break;
-        case 6:
-            msgpack_pack_int64(&pk, st->steps_per_epoch);
-            break;
-        case 7:
-            msgpack_pack_int64(&pk, st->total_steps);
-            break;
-        case 8:
-            msgpack_pack_array(&pk, 3);
-            msgpack_pack_double(&pk, mu->sum0);
-            msgpack_pack_int64(&pk, (int64_t)st->epoch_sums[1]); /* integers are accepted */
-            msgpack_pack_double(&pk, st->epoch_sums[2]);
-            break;
-        case 9:
-            msgpack_pack_int64(&pk, st->world);
-            break;
-        case 10:
-            msgpack_pack_int64(&pk, st->threads);
-            break;
-        case 11: {
-            const struct ud_update_params *p = &st->params;
-            msgpack_pack_map(&pk, 15);
-            pk_str(&pk, "optimizer");
-            pk_str(&pk, mu->optim);
-            pk_str(&pk, "learning_rate");
-            msgpack_pack_double(&pk, p->learning_rate);
-            pk_str(&pk, "momentum");
-            msgpack_pack_double(&pk, p->momentum);
-            pk_str(&pk, "nesterov");
-            p->nesterov ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
-            pk_str(&pk, "weight_decay");
-            msgpack_pack_double(&pk, p->weight_decay);
-            pk_str(&pk, "beta1");
-            msgpack_pack_double(&pk, p->beta1);
-            pk_str(&pk, "beta2");
-            msgpack_pack_double(&pk, p->beta2);
-            pk_str(&pk, "eps");
-            msgpack_pack_double(&pk, p->eps);
-            pk_str(&pk, "mini_batch_size");
-            msgpack_pack_int64(&pk, p->mini_batch_size);
-            pk_str(&pk, "epochs");
-            msgpack_pack_int64(&pk, p->epochs);
-            pk_str(&pk, "shuffle");
-            p->shuffle ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
-            pk_str(&pk, "seed");
-            msgpack_pack_uint64(&pk, p->seed);
-            pk_str(&pk, "schedule");
-            pk_str(&pk, ud_lr_schedule_name(p->schedule));
-            pk_str(&pk, "step_epochs");
-            msgpack_pack_int64(&pk, p->step_epochs);
-            pk_str(&pk, "gamma");
-            msgpack_pack_double(&pk, p->gamma);
-            break;
-        }
-        case 12:
-            pk_str(&pk, st->fingerprint);
-            break;
-        case 13:
-            msgpack_pack_uint64(&pk, nf);
-            break;
-        case 14: {
-            size_t bytes = mu->bin_bytes != SIZE_MAX ? mu->bin_bytes : 4 * st->optim_floats;
-            msgpack_pack_bin(&pk, bytes);
-            for (size_t i = 0; i < bytes; i++) {
-                uint32_t u;
-                memcpy(&u, &st->optim_state[i / 4 % st->optim_floats], 4);
-                unsigned char c = (unsigned char)(u >> (8 * (i % 4))); /* little-endian */
-                msgpack_pack_bin_body(&pk, &c, 1);
-            }
-            break;
-        }
-        case 15:
-            msgpack_pack_int64(&pk, st->optim_steps);
-            break;
+    pk_field_int(&pk, mu, "epoch", st->epoch);
+    pk_field_int(&pk, mu, "minibatch", st->minibatch);
+    pk_field_int(&pk, mu, "steps_per_epoch", st->steps_per_epoch);
+    pk_field_int(&pk, mu, "total_steps", st->total_steps);
+    if (pk_key(&pk, mu, "epoch_sums")) {
+        msgpack_pack_array(&pk, 3);
+        msgpack_pack_double(&pk, mu->sum0);
+        msgpack_pack_int64(&pk, (int64_t)st->epoch_sums[1]); /* integers are accepted */
+        msgpack_pack_double(&pk, st->epoch_sums[2]);
+    }
+    pk_field_int(&pk, mu, "world", st->world);
+    pk_field_int(&pk, mu, "threads", st->threads);
+    if (pk_key(&pk, mu, "params"))
+        pack_params(&pk, &st->params, mu->optim);
+    if (pk_key(&pk, mu, "fingerprint"))
+        pk_str(&pk, st->fingerprint);
+    if (pk_key(&pk, mu, "optim_floats"))
+        msgpack_pack_uint64(&pk, mu->floats >= 0 ? (size_t)mu->floats : st->optim_floats);
+    if (pk_key(&pk, mu, "optim_state")) {
+        size_t bytes = mu->bin_bytes != SIZE_MAX ? mu->bin_bytes : 4 * st->optim_floats;
+        msgpack_pack_bin(&pk, bytes);
+        for (size_t i = 0; i < bytes; i++) {
+            uint32_t u;
+            memcpy(&u, &st->optim_state[i / 4 % st->optim_floats], 4);
+            unsigned char c = (unsigned char)(u >> (8 * (i % 4))); /* little-endian */
+            msgpack_pack_bin_body(&pk, &c, 1);
         }
     }
+    pk_field_int(&pk, mu, "optim_steps", st->optim_steps);
 }
 
 /* Seals a hand-made body, installs it as state.ckpt of dir under a matching DONE, and reads
@@ -970,7 +897,7 @@ static int read_handmade(const char *dir, const struct ud_ckpt_state *ref,
         ud__env_seal(&STATE_FORMAT, version, NULL, NULL, sb.data, sb.size, &buf, &len, e), 0);
     msgpack_sbuffer_destroy(&sb);
     snprintf(path, sizeof path, "%s/state.ckpt", dir);
-    spit(path, buf, len);
+    ud_test_write_file(path, buf, len);
     free(buf);
     rewrite_done(dir, ref->world);
     ud_err_clear(e);
@@ -980,7 +907,7 @@ static int read_handmade(const char *dir, const struct ud_ckpt_state *ref,
 static void test_handmade_state(void **unused)
 {
     (void)unused;
-    const char *session = fresh_session("handmade");
+    const char *session = ud_test_fresh_path("handmade");
     struct ud_err e = {0};
     char dir[4096];
     write_ckpt(session, 14, 1, true);
@@ -1052,14 +979,14 @@ static void test_handmade_state(void **unused)
                      0);
     msgpack_sbuffer_destroy(&sb);
     snprintf(path, sizeof path, "%s/state.ckpt", dir);
-    spit(path, buf, len);
+    ud_test_write_file(path, buf, len);
     free(buf);
     rewrite_done(dir, 1);
     assert_int_equal(ud_ckpt_read(dir, &st, NULL, &e), UD_EFORMAT);
     assert_msg_has(&e, "declares 4294967295 bytes");
 
     /* A foreign file in its place. */
-    spit(path, "\x89PNG\r\n\x1a\n", 8);
+    ud_test_write_file(path, "\x89PNG\r\n\x1a\n", 8);
     rewrite_done(dir, 1);
     assert_int_equal(ud_ckpt_read(dir, &st, NULL, &e), UD_EFOREIGN);
     assert_msg_has(&e, "not an updraft checkpoint state file");
@@ -1076,30 +1003,21 @@ static int run(const char *cmd, char *out, size_t cap, char *err, size_t ecap)
     char full[8192], errpath[700];
     snprintf(errpath, sizeof errpath, "%s/cli.err", ud_test_scratch());
     snprintf(full, sizeof full, "%s 2>'%s'", cmd, errpath);
-    FILE *p = popen(full, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int status = pclose(p);
+    int rc = ud_test_run(full, out, cap);
     FILE *f = fopen(errpath, "r");
-    n = f ? fread(err, 1, ecap - 1, f) : 0;
+    size_t n = f ? fread(err, 1, ecap - 1, f) : 0;
     err[n] = '\0';
     if (f)
         fclose(f);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return rc;
 }
 
 static void test_cli(void **unused)
 {
     (void)unused;
-    const char *bindir = getenv("UD_BIN_DIR");
     char updraft[700];
-    snprintf(updraft, sizeof updraft, "%s/updraft", bindir ? bindir : "");
-    if (!bindir || access(updraft, X_OK) != 0) {
-        print_message("skipped: no updraft binary (set UD_BIN_DIR)\n");
-        skip();
-    }
-    const char *session = fresh_session("cli");
+    ud_test_bin("updraft", updraft, sizeof updraft);
+    const char *session = ud_test_fresh_path("cli");
     write_ckpt(session, 7, 2, true);
     write_ckpt(session, 14, 2, true);
     write_ckpt(session, 21, 2, false);
@@ -1141,10 +1059,9 @@ static void test_cli(void **unused)
     assert_str_has(out, "ckpt-000000000014");
     ud_model_t *want = make_model(14), *got = ud_udm_read(model, &e);
     assert_non_null(got);
-    char h1[65], h2[65];
+    assert_same_params(got, want);
+    char h1[65];
     ud_model_params_sha256(want, h1);
-    ud_model_params_sha256(got, h2);
-    assert_string_equal(h1, h2);
     double v = 0;
     assert_int_equal(ud_model_metric_get(got, "checkpoint_iteration", &v), 0);
     assert_true(v == 14);
@@ -1169,9 +1086,7 @@ static void test_cli(void **unused)
     assert_non_null(got);
     ud_model_destroy(&want);
     want = make_model(7);
-    ud_model_params_sha256(want, h1);
-    ud_model_params_sha256(got, h2);
-    assert_string_equal(h1, h2);
+    assert_same_params(got, want);
     ud_model_destroy(&got);
     ud_model_destroy(&want);
 

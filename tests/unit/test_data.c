@@ -22,9 +22,7 @@
 
 static void mkdirs(const char *rel)
 {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s/%s'", ud_test_scratch(), rel);
-    assert_int_equal(system(cmd), 0);
+    ud_test_mkdirs(ud_test_path(rel));
 }
 
 /* Writes a PNG: rows in the PNG's own layout (16-bit samples big-endian). */
@@ -92,20 +90,6 @@ static void write_jpeg(const char *rel, int w, int h, int c, const uint8_t *data
     fclose(f);
 }
 
-static void *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *buf = malloc((size_t)n);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
 static void put_be32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)(v >> 24);
@@ -158,18 +142,6 @@ static void on_warn(void *user, const char *msg)
     w->n++;
     size_t l = strlen(w->all);
     snprintf(w->all + l, sizeof w->all - l, "%s\n", msg);
-}
-
-static void assert_msg_has(const struct ud_err *e, const char *needle)
-{
-    if (!strstr(e->msg, needle))
-        fail_msg("error message \"%s\" lacks \"%s\"", e->msg, needle);
-}
-
-static void assert_near(float a, float b, float tol)
-{
-    if (fabsf(a - b) > tol)
-        fail_msg("%g is not within %g of %g", (double)a, (double)tol, (double)b);
 }
 
 /* ---- Programmatic datasets ---- */
@@ -687,7 +659,7 @@ static void test_images_corrupt_png(void **state)
 {
     make_image_tree();
     size_t len;
-    uint8_t *png = read_all(ud_test_path("img/dog/z.png"), &len);
+    uint8_t *png = (uint8_t *)ud_test_read(ud_test_path("img/dog/z.png"), &len);
     check_bad_image("badpng1", "t_trunc.png", png, len / 2);
     check_bad_image("badpng2", "t_garbage.png", "this is not a PNG at all", 24);
     /* A valid signature followed by garbage. */
@@ -713,7 +685,7 @@ static void test_images_corrupt_jpeg(void **state)
     mkdirs("jsrc");
     write_jpeg("jsrc/x.jpg", 32, 32, 1, g, 90);
     size_t len;
-    uint8_t *jpg = read_all(ud_test_path("jsrc/x.jpg"), &len);
+    uint8_t *jpg = (uint8_t *)ud_test_read(ud_test_path("jsrc/x.jpg"), &len);
     check_bad_image("badjpg1", "t_trunc.jpg", jpg, len / 2);
     uint8_t garbage[200];
     memcpy(garbage, jpg, 3); /* FF D8 FF, then nonsense */
@@ -1000,7 +972,7 @@ static void test_idx_truncated(void **state)
     const char *img =
         write_idx("idxtrz/train-images-idx3-ubyte.gz", 1, 0x803, dims2, 3, big, sizeof big);
     size_t len;
-    uint8_t *z = read_all(img, &len);
+    uint8_t *z = (uint8_t *)ud_test_read(img, &len);
     ud_test_write("idxtrz/train-images-idx3-ubyte.gz", z, len / 2);
     free(z);
     e = idx_refused(img, UD_ETRUNCATED);

@@ -13,35 +13,16 @@
 #include "updraft/ud_delta.h"
 #include "updraft/ud_model.h"
 
-#define assert_msg_has(e, s)                                                                       \
-    do {                                                                                           \
-        if (!strstr((e)->msg, (s)))                                                                \
-            fail_msg("message \"%s\" lacks \"%s\"", (e)->msg, (s));                                \
-    } while (0)
-
 /* A tiny network whose first dense layer is frozen: 16 -> 8 (frozen) -> 3. */
 static const char *SPEC = "input 1 4 4\nflatten\ndense 8 frozen\nrelu\ndense 3\nsoftmax\n";
 #define FROZEN_N  (8 * 16 + 8)
 #define UPDATE_N  (3 * 8 + 3)
 #define UPDATE_AT FROZEN_N /* the updatable layer's offset in the parameter buffer */
 
-static ud_model_t *make_model(const char *spec, uint64_t seed)
-{
-    struct ud_arch a;
-    struct ud_err e = {0};
-    if (ud_arch_parse(spec, &a, &e))
-        fail_msg("ud_arch_parse: %s", e.msg);
-    ud_model_t *m = ud_model_new(&a, &e);
-    if (!m)
-        fail_msg("ud_model_new: %s", e.msg);
-    ud_model_init_params(m, seed);
-    return m;
-}
-
 static void test_size_excludes_frozen(void **state)
 {
     (void)state;
-    ud_model_t *m = make_model(SPEC, 1);
+    ud_model_t *m = ud_test_model(SPEC, 1);
     assert_int_equal(ud_model_param_count(m), FROZEN_N + UPDATE_N);
     assert_int_equal(ud_delta_size(m), UPDATE_N);
     ud_model_destroy(&m);
@@ -51,7 +32,7 @@ static void test_compute_apply_round_trip(void **state)
 {
     (void)state;
     struct ud_err e = {0};
-    ud_model_t *base = make_model(SPEC, 1);
+    ud_model_t *base = ud_test_model(SPEC, 1);
     ud_model_t *upd = ud_model_clone(base, &e);
     assert_non_null(upd);
     float *p = ud_model_params(upd);
@@ -92,22 +73,23 @@ static void test_compute_apply_round_trip(void **state)
 static void test_compute_refuses_other_shapes(void **state)
 {
     (void)state;
+    static const struct {
+        const char *spec, *has;
+    } other[] = {
+        {"input 1 4 4\nflatten\ndense 9 frozen\nrelu\ndense 3\nsoftmax\n", "layer 1"},
+        {"input 1 4 4\nflatten\ndense 8\nrelu\ndense 3\nsoftmax\n", "updatable"},
+        {"input 1 2 8\nflatten\ndense 8 frozen\nrelu\ndense 3\nsoftmax\n", "inputs differ"},
+    };
     struct ud_err e = {0};
-    ud_model_t *a = make_model(SPEC, 1);
-    ud_model_t *b = make_model("input 1 4 4\nflatten\ndense 9 frozen\nrelu\ndense 3\nsoftmax\n", 1);
-    ud_model_t *c = make_model("input 1 4 4\nflatten\ndense 8\nrelu\ndense 3\nsoftmax\n", 1);
-    ud_model_t *d = make_model("input 1 2 8\nflatten\ndense 8 frozen\nrelu\ndense 3\nsoftmax\n", 1);
+    ud_model_t *a = ud_test_model(SPEC, 1);
     float out[1024];
-    assert_int_equal(ud_delta_compute(a, b, out, &e), UD_ESHAPE);
-    assert_msg_has(&e, "layer 1");
-    assert_int_equal(ud_delta_compute(a, c, out, &e), UD_ESHAPE);
-    assert_msg_has(&e, "updatable");
-    assert_int_equal(ud_delta_compute(a, d, out, &e), UD_ESHAPE);
-    assert_msg_has(&e, "inputs differ");
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+        ud_model_t *b = ud_test_model(other[i].spec, 1);
+        assert_int_equal(ud_delta_compute(a, b, out, &e), UD_ESHAPE);
+        assert_msg_has(&e, other[i].has);
+        ud_model_destroy(&b);
+    }
     ud_model_destroy(&a);
-    ud_model_destroy(&b);
-    ud_model_destroy(&c);
-    ud_model_destroy(&d);
 }
 
 static void test_check(void **state)
@@ -265,12 +247,6 @@ static int out_write(void *user, const char *b, size_t n)
     o->len += n;
     return 0;
 }
-static void pk_str(msgpack_packer *pk, const char *s)
-{
-    msgpack_pack_str(pk, strlen(s));
-    msgpack_pack_str_body(pk, s, strlen(s));
-}
-
 enum { H_V, H_ROUND, H_BASE, H_KEY, H_SAMPLES, H_LOSS, H_ACC, H_DELTA, H_N };
 static const char *const HKEYS[H_N] = {"v",       "round", "base_version", "key",
                                        "samples", "loss",  "accuracy",     "delta"};

@@ -8,14 +8,6 @@
 #include "updraft/ud_update_params.h"
 #include "updraft/ud_rng.h"
 
-/* cmocka's assert_float_equal works in float; these checks need double. */
-#define assert_near(a, b, tol)                                                                     \
-    do {                                                                                           \
-        double a_ = (a), b_ = (b);                                                                 \
-        if (!(fabs(a_ - b_) <= (tol)))                                                             \
-            fail_msg("%s = %.12g, expected %.12g (tolerance %g)", #a, a_, b_, (double)(tol));      \
-    } while (0)
-
 #define N 1037 /* odd and over one Adam block (512), so remainders and blocks are exercised */
 
 static void fill(float *x, size_t n, struct ud_rng *r, float scale)

@@ -14,12 +14,6 @@
 #include "updraft/ud_partition.h"
 #include "updraft/ud_rng.h"
 
-#define assert_msg_has(e, s)                                                                       \
-    do {                                                                                           \
-        if (!strstr((e)->msg, (s)))                                                                \
-            fail_msg("message \"%s\" lacks \"%s\"", (e)->msg, (s));                                \
-    } while (0)
-
 /* n labels of C balanced classes, in a scrambled order (as a real file would hold them). */
 static int32_t *balanced_labels(size_t n, int C)
 {

@@ -17,24 +17,7 @@
 #include "updraft/ud_seal.h"
 #include "updraft/ud_udm.h"
 
-#define assert_msg_has(e, s)                                                                       \
-    do {                                                                                           \
-        if (!strstr((e)->msg, (s)))                                                                \
-            fail_msg("message \"%s\" lacks \"%s\"", (e)->msg, (s));                                \
-    } while (0)
-
-static ud_model_t *make_model(uint64_t seed)
-{
-    struct ud_arch a;
-    struct ud_err e = {0};
-    if (ud_arch_parse("input 1 4 4\nflatten\ndense 8\nrelu\ndense 3\nsoftmax\n", &a, &e))
-        fail_msg("ud_arch_parse: %s", e.msg);
-    ud_model_t *m = ud_model_new(&a, &e);
-    if (!m)
-        fail_msg("ud_model_new: %s", e.msg);
-    ud_model_init_params(m, seed);
-    return m;
-}
+static const char *const SPEC = "input 1 4 4\nflatten\ndense 8\nrelu\ndense 3\nsoftmax\n";
 
 static void encode(ud_model_t *m, char **buf, size_t *len)
 {
@@ -43,20 +26,12 @@ static void encode(ud_model_t *m, char **buf, size_t *len)
         fail_msg("ud_udm_encode: %s", e.msg);
 }
 
-static void assert_same_params(ud_model_t *a, ud_model_t *b)
-{
-    char ha[65], hb[65];
-    ud_model_params_sha256(a, ha);
-    ud_model_params_sha256(b, hb);
-    assert_string_equal(ha, hb);
-}
-
 static void test_key_files(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/ud-test-seal-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char path[256], pub[256];
+    const char *dir = ud_test_fresh_path("keys");
+    ud_test_mkdirs(dir);
+    char path[700], pub[700];
     snprintf(path, sizeof path, "%s/sign.key", dir);
     snprintf(pub, sizeof pub, "%s/sign.pub", dir);
     struct ud_err e = {0};
@@ -139,7 +114,7 @@ static void test_sign_verify(void **state)
     assert_int_equal(ud_key_public(&sk, &pk, &e), 0);
     assert_int_equal(ud_key_generate(UD_KEY_SIGN_SECRET, &other, &e), 0);
     assert_int_equal(ud_key_public(&other, &other_pk, &e), 0);
-    ud_model_t *m = make_model(7);
+    ud_model_t *m = ud_test_model(SPEC, 7);
     char *udm, *s, *s2;
     size_t n, sn, sn2;
     encode(m, &udm, &n);
@@ -223,7 +198,7 @@ static void test_encrypt(void **state)
     assert_string_not_equal(k.id, k2.id);
     assert_int_equal(ud_key_generate(UD_KEY_SIGN_SECRET, &sk, &e), 0);
     assert_int_equal(ud_key_public(&sk, &pk, &e), 0);
-    ud_model_t *m = make_model(11);
+    ud_model_t *m = ud_test_model(SPEC, 11);
     char *udm, *c, *c2, *cs;
     size_t n, cn, cn2, csn;
     encode(m, &udm, &n);
@@ -294,7 +269,7 @@ static void test_read_model_file(void **state)
     struct ud_err e = {0};
     struct ud_key sk;
     assert_int_equal(ud_key_generate(UD_KEY_SIGN_SECRET, &sk, &e), 0);
-    ud_model_t *m = make_model(3);
+    ud_model_t *m = ud_test_model(SPEC, 3);
     char *udm, *s;
     size_t n, sn;
     encode(m, &udm, &n);

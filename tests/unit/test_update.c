@@ -19,13 +19,6 @@
 #define BATCH 16  /* -> 10 steps per epoch, the last of 6 samples */
 #define SPE   ((NSAMP + BATCH - 1) / BATCH)
 
-#define assert_near(a, b, tol)                                                                     \
-    do {                                                                                           \
-        double a_ = (a), b_ = (b);                                                                 \
-        if (!(fabs(a_ - b_) <= (tol)))                                                             \
-            fail_msg("%s = %.12g, expected %.12g (tolerance %g)", #a, a_, b_, (double)(tol));      \
-    } while (0)
-
 /* ---- fixtures ---- */
 
 /* Three well-separated Gaussian blobs in D dimensions: class c is centred at +3 on feature c
@@ -53,15 +46,7 @@ static ud_dataset_t *make_data(size_t n, uint64_t seed)
 
 static ud_model_t *make_model(uint64_t seed)
 {
-    struct ud_arch a;
-    struct ud_err e = {0};
-    if (ud_arch_parse("input 8 1 1\ndense 16\nrelu\ndense 3\nsoftmax\n", &a, &e))
-        fail_msg("ud_arch_parse: %s", e.msg);
-    ud_model_t *m = ud_model_new(&a, &e);
-    if (!m)
-        fail_msg("ud_model_new: %s", e.msg);
-    ud_model_init_params(m, seed);
-    return m;
+    return ud_test_model("input 8 1 1\ndense 16\nrelu\ndense 3\nsoftmax\n", seed);
 }
 
 static struct ud_update_config make_cfg(int epochs)
@@ -839,8 +824,8 @@ static void test_failures(void **state)
     assert_int_equal(ud_update_task_state(t), UD_TASK_FAILED);
     const struct ud_err *err = ud_update_task_error(t);
     assert_int_equal(err->code, UD_ENONFINITE);
-    assert_non_null(strstr(err->msg, "epoch 0"));
-    assert_non_null(strstr(err->msg, "lower the learning rate"));
+    assert_msg_has(err, "epoch 0");
+    assert_msg_has(err, "lower the learning rate");
     assert_int_equal(s.completion, 1);
     assert_int_equal(s.completion_err, UD_ENONFINITE);
     assert_true(s.minibatch_end < SPE);
@@ -875,8 +860,8 @@ static void test_failures(void **state)
     assert_int_equal(ud_update_task_run(t), UD_EIO);
     err = ud_update_task_error(t);
     assert_int_equal(err->code, UD_EIO);
-    assert_non_null(strstr(err->msg, "disk on fire"));
-    assert_non_null(strstr(err->msg, "sample 5"));
+    assert_msg_has(err, "disk on fire");
+    assert_msg_has(err, "sample 5");
     assert_int_equal(s.completion, 1);
     assert_int_equal(s.completion_state, UD_TASK_FAILED);
     ud_update_task_destroy(&t);
@@ -888,13 +873,13 @@ static void test_failures(void **state)
     struct ud_update_handlers nocomp = {ALL, on_progress, NULL, &s};
     assert_null(ud_update_task_new(m, &p, &c, &nocomp, &e));
     assert_int_equal(e.code, UD_EINVAL);
-    assert_non_null(strstr(e.msg, "completion"));
+    assert_msg_has(&e, "completion");
 
     struct ud_update_config bad = c;
     bad.params.learning_rate = -1;
     assert_null(ud_update_task_new(m, &p, &bad, &h, &e));
     assert_int_equal(e.code, UD_ERANGE);
-    assert_non_null(strstr(e.msg, "learningRate"));
+    assert_msg_has(&e, "learningRate");
 
     bad = c;
     bad.start_epoch = 2;

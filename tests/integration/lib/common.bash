@@ -17,6 +17,7 @@
 #                               as floats when they parse as numbers, else strings
 #   it_json FILE EXPR           prints EXPR (Python, over `lines` and `last`) as JSON
 #   it_known_bug TEXT           marks the next check as a known bug (printed with it)
+#   it_signal PID SIGNAL        sends SIGNAL to the background PID and waits; exit code in $RC
 set -euo pipefail
 
 IT_NAME=it_$(basename "$0" .sh)
@@ -67,6 +68,13 @@ it_fail()
 }
 
 it_known_bug() { IT_KNOWN="$1"; }
+
+it_signal()
+{
+    kill -"$2" "$1"
+    RC=0
+    wait "$1" || RC=$?
+}
 
 it_require_bins()
 {

@@ -8,8 +8,10 @@
 #   api METHOD PATH [BODY]        curl with the admin token; body in $API_BODY (file),
 #                                 HTTP status in $API_STATUS
 #   jq_ FILE EXPR                 a Python expression over the JSON in FILE (as `j`)
-#   wait_job ID STATES SECS       polls GET /v1/jobs/ID until its state is one of STATES
-#                                 (space-separated); returns 1 on timeout. $JOB_STATE is the last
+#   wait_state PATH STATES SECS   polls GET PATH until its "state" is one of STATES
+#                                 (space-separated); returns 1 on timeout. $WAIT_STATE is the last,
+#                                 $API_BODY the last answer
+#   wait_job ID STATES SECS       wait_state on /v1/jobs/ID; $JOB_STATE is the last state
 #   wait_iteration ID N SECS      polls until the job's iteration >= N
 # Over HTTPS: set URL to https://127.0.0.1:$HTTP_PORT and CURL_TLS=(--cacert CA.pem) after
 # sourcing; coord_start's readiness check and api use them.
@@ -100,17 +102,26 @@ print(v if isinstance(v, str) else json.dumps(v))
 EOF
 }
 
-wait_job()
+wait_state()
 {
-    local id=$1 states=$2 secs=$3 i
-    JOB_STATE=""
+    local path=$1 states=$2 secs=$3 i
+    WAIT_STATE=""
     for ((i = 0; i < secs * 5; i++)); do
-        api GET "/v1/jobs/$id"
-        JOB_STATE=$(jq_ "$API_BODY" 'j["state"]')
-        case " $states " in *" $JOB_STATE "*) return 0 ;; esac
+        api GET "$path"
+        WAIT_STATE=$(jq_ "$API_BODY" 'j["state"]')
+        case " $states " in *" $WAIT_STATE "*) return 0 ;; esac
         sleep 0.2
     done
     return 1
+}
+
+wait_job()
+{
+    local rc=0
+    wait_state "/v1/jobs/$1" "$2" "$3" || rc=$?
+    # shellcheck disable=SC2034 # read by the scripts
+    JOB_STATE=$WAIT_STATE
+    return $rc
 }
 
 wait_iteration()

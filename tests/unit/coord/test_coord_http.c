@@ -19,19 +19,7 @@
 #include "coord_http.h"
 #include "coord_http_impl.h"
 #include "coord_store.h"
-
-#ifndef UD_HAVE_COORD_STORE
-/* Until the store module is in the tree: the path contract of coord_store.h, nothing more. */
-int coord_store_path(const char *state_dir, const char *sha256, char *buf, size_t n,
-                     struct ud_err *e)
-{
-    if (!sha256 || strlen(sha256) != 64 || strspn(sha256, "0123456789abcdef") != 64)
-        return ud_err_set(e, UD_EINVAL, "not a sha256 hex digest");
-    if ((size_t)snprintf(buf, n, "%s/models/sha256/%.2s/%s", state_dir, sha256, sha256) >= n)
-        return ud_err_set(e, UD_EINVAL, "path too long");
-    return 0;
-}
-#endif
+#include "updraft/ud_clock.h"
 
 #define TOKEN     "0123456789abcdef-test-token"
 #define FILE_SIZE 1000
@@ -42,13 +30,6 @@ static char g_base[64], g_sha[65];
 static unsigned char g_file[FILE_SIZE];
 static CURL *g_curl;
 static long g_fresh; /* 1: every request on a new connection */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void exec(const char *sql)
 {
@@ -242,7 +223,7 @@ static int setup(void **state)
     struct ud_err e = {0};
     if (coord_db_open(dir, 0, &g_db, &e) != 0)
         fail_msg("%s", e.msg);
-    double t = now_s();
+    double t = ud_clock_wall();
     execf("INSERT INTO jobs (id, seq, name, state, spec, np, launch, created, started, updated,"
           " epochs, epoch, iteration, steps_per_epoch, total_steps, resume_from, session)"
           " VALUES ('job-000001', 1, 'fashion-mlp', 'RUNNING', '{\"name\":\"fashion-mlp\"}', 2, 1,"
@@ -275,14 +256,12 @@ static int setup(void **state)
     unsigned char h[crypto_hash_sha256_BYTES];
     crypto_hash_sha256(h, g_file, FILE_SIZE);
     sodium_bin2hex(g_sha, sizeof g_sha, h, sizeof h);
-    char path[1024], cmd[1200];
+    char path[1024], parent[1024];
     assert_int_equal(coord_store_path(dir, g_sha, path, sizeof path, &e), 0);
-    snprintf(cmd, sizeof cmd, "mkdir -p \"$(dirname '%s')\"", path);
-    assert_int_equal(system(cmd), 0);
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(g_file, 1, FILE_SIZE, f), FILE_SIZE);
-    fclose(f);
+    snprintf(parent, sizeof parent, "%s", path);
+    *strrchr(parent, '/') = '\0';
+    ud_test_mkdirs(parent);
+    ud_test_write_file(path, g_file, FILE_SIZE);
     const char *lineage = "{\"job\":\"job-000002\",\"dataset\":\"fashion\",\"architecture\":"
                           "\"mlp\",\"base\":null}";
     execf("INSERT INTO models VALUES ('fashion-mlp', 1, '%s', %d, %f, 'job-000002',"
@@ -353,7 +332,7 @@ static void test_healthz_and_status(void **state)
      * its own cache: ask several times over fresh connections. */
     execf("INSERT INTO jobs (id, seq, name, state, spec, launch, created) VALUES"
           " ('job-000099', 99, 'x', 'FAILED', '{}', 0, %f)",
-          now_s());
+          ud_clock_wall());
     for (int i = 0; i < 6; i++) {
         g_fresh = 1;
         get(&r, "/v1/status");
@@ -362,14 +341,14 @@ static void test_healthz_and_status(void **state)
     }
     g_fresh = 0;
     /* Workers go silent: within 100 ms the count drops. */
-    execf("UPDATE ranks SET last_heartbeat = %f", now_s() - 60);
+    execf("UPDATE ranks SET last_heartbeat = %f", ud_clock_wall() - 60);
     usleep(150 * 1000);
     for (int i = 0; i < 4; i++) {
         get(&r, "/v1/status");
         assert_int_equal(jint(expect(&r, 200), "workers"), 0);
         resp_free(&r);
     }
-    execf("UPDATE ranks SET last_heartbeat = %f", now_s());
+    execf("UPDATE ranks SET last_heartbeat = %f", ud_clock_wall());
     exec("DELETE FROM jobs WHERE id = 'job-000099'");
 
     request(&r, "HEAD", "/v1/status", NULL, 0, 0, NULL);
@@ -944,24 +923,14 @@ static int cli(const char *args, const char **out)
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "'%s/updraft' --url %s %s 2>/dev/null", getenv("UD_BIN_DIR"), g_base,
              args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(buf, 1, sizeof buf - 1, p);
-    buf[n] = '\0';
-    int st = pclose(p);
     *out = buf;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return ud_test_run(cmd, buf, sizeof buf);
 }
 
 static void test_cli(void **state)
 {
-    const char *bin = getenv("UD_BIN_DIR");
     char path[1024];
-    snprintf(path, sizeof path, "%s/updraft", bin ? bin : "");
-    if (!bin || access(path, X_OK) != 0) {
-        print_message("no updraft binary in $UD_BIN_DIR: CLI not tested\n");
-        skip();
-    }
+    ud_test_bin("updraft", path, sizeof path);
     const char *out;
     assert_int_equal(cli("status", &out), 0);
     assert_non_null(strstr(out, "1 running"));
@@ -1137,7 +1106,7 @@ static void test_start_errors(void **state)
     cfg.listen = busy;
     assert_null(coord_http_start(&cfg, &e));
     assert_int_equal(e.code, UD_ENET);
-    assert_non_null(strstr(e.msg, "in use"));
+    assert_msg_has(&e, "in use");
 }
 
 int main(void)

@@ -111,11 +111,7 @@ static void expect_refused(const char *json, int code, const char *word)
 {
     struct coord_spec s;
     struct ud_err e = {0};
-    int rc = parse(json, &s, &e);
-    if (rc != code)
-        fail_msg("%s: got %d (%s), expected %d", json, rc, e.msg, code);
-    if (!strstr(e.msg, word))
-        fail_msg("%s: message '%s' does not mention '%s'", json, e.msg, word);
+    assert_refused(json, parse(json, &s, &e), code, &e, word);
     assert_null(s.canonical);
     assert_int_equal(s.nargs, 0);
 }
@@ -182,7 +178,7 @@ static void test_size_limit(void **state)
     struct coord_spec s;
     struct ud_err e = {0};
     assert_int_equal(coord_spec_parse(big, n, &s, &e), UD_ELIMIT);
-    assert_non_null(strstr(e.msg, "limit"));
+    assert_msg_has(&e, "limit");
     /* Exactly at the limit is fine (trailing white space is allowed). */
     assert_int_equal(coord_spec_parse(big, n - 1, &s, &e), 0);
     coord_spec_deinit(&s);
@@ -226,7 +222,7 @@ static void test_db_schema(void **state)
     sqlite3_finalize(st);
     assert_int_not_equal(sqlite3_exec(ro, "DELETE FROM jobs", NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(coord_db_err(ro, &e, "delete"), UD_EIO);
-    assert_non_null(strstr(e.msg, "delete: "));
+    assert_msg_has(&e, "delete: ");
     coord_db_close(&ro);
     /* A version 1 database (the federation tables missing) is migrated in place. */
     assert_int_equal(sqlite3_exec(db,
@@ -248,7 +244,7 @@ static void test_db_schema(void **state)
     assert_int_equal(sqlite3_exec(db, newer, NULL, NULL, NULL), SQLITE_OK);
     coord_db_close(&db);
     assert_int_equal(coord_db_open(dir, 0, &db, &e), UD_EVERSION);
-    assert_non_null(strstr(e.msg, "newer"));
+    assert_msg_has(&e, "newer");
     assert_int_equal(coord_db_open(dir, 1, &ro, &e), UD_EVERSION);
     coord_db_close(&db); /* NULL is fine */
 
