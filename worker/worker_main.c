@@ -19,9 +19,9 @@
 #include <sodium.h>
 #include <unistd.h>
 
-#include "coord_client.h"
-#include "session.h"
-#include "ud_dist.h"
+#include "worker_coord.h"
+#include "worker_session.h"
+#include "worker_dist.h"
 #include "updraft/ud_ckpt.h"
 #include "updraft/ud_data.h"
 #include "updraft/ud_eval.h"
@@ -94,7 +94,7 @@ static void usage(FILE *f)
 static int g_rank = -1; /* set under mpirun with more than one rank: messages name the rank */
 
 /* Under a coordinator (this program's one link to it, and the job it joined). */
-static coord_client_t *g_cc;
+static worker_coord_t *g_cc;
 static struct ud_msg g_job;            /* the coordinator's job message: args, plan, session, out */
 static int g_cc_rank = -1;             /* this process's rank once it joined the job */
 static int g_fail_code = UD_EINTERNAL; /* the UD_E* code die() reports as the failure's */
@@ -107,7 +107,7 @@ static int64_t g_job_epochs(void)
 /* Rank 0 tells the coordinator how the job ended badly (within a couple of seconds). */
 static void coord_report_end(int exit_code, const char *msg)
 {
-    coord_client_t *cc = g_cc;
+    worker_coord_t *cc = g_cc;
     g_cc = NULL; /* once */
     if (!cc)
         return;
@@ -119,9 +119,9 @@ static void coord_report_end(int exit_code, const char *msg)
                            .status = exit_code == 130 ? "cancelled" : "failed",
                            .code = exit_code == 130 ? UD_ECANCELLED : g_fail_code,
                            .msg = (char *)msg};
-        coord_client_post(cc, &m, 1, &e);
+        worker_coord_post(cc, &m, 1, &e);
     }
-    coord_client_destroy(&cc, g_cc_rank == 0 ? 2.0 : 0.0);
+    worker_coord_destroy(&cc, g_cc_rank == 0 ? 2.0 : 0.0);
 }
 
 /* Posts a progress message (rank 0 under a coordinator) with the given metrics; NaNs left out. */
@@ -142,7 +142,7 @@ static void coord_progress(const struct ud_update_metrics *m, int64_t step, int 
     for (int i = 0; i < n; i++)
         if (isfinite(vals[i]))
             ud_msg_add_metric(&msg, keys[i], vals[i]);
-    if (coord_client_post(g_cc, &msg, 0, &e))
+    if (worker_coord_post(g_cc, &msg, 0, &e))
         fprintf(stderr, PROG ": warning: progress not sent: %s\n", e.msg);
     free(msg.metrics);
 }
@@ -468,7 +468,7 @@ static void parse_args(int argc, char **argv, struct options *o)
 struct progress {
     const struct options *o;
     int rank, world; /* only rank 0 reports */
-    struct session *sess;
+    struct worker_session *sess;
     int tty;
     double last_draw;
     double best_rate; /* samples/s of the fastest epoch (steady state, as the peers report) */
@@ -644,9 +644,9 @@ static void check_out_dir(const char *out)
 
 struct run {
     const struct options *o;
-    ud_dist_t *d; /* NULL standalone (or a world of one) */
+    worker_dist_t *d; /* NULL standalone (or a world of one) */
     int rank, world;
-    struct session sess;
+    struct worker_session sess;
     int have_session;
     struct progress *prog;
     int64_t total_steps;
@@ -655,16 +655,16 @@ struct run {
 
 static void hook_ready(void *user, int layer, struct ud_span span)
 {
-    ud_dist_grad_ready(((struct run *)user)->d, layer, span);
+    worker_dist_grad_ready(((struct run *)user)->d, layer, span);
 }
 static int hook_grad_sync(void *user, float *g, size_t n, ud_span_apply_fn apply, void *actx,
                           struct ud_err *e)
 {
-    return ud_dist_grad_sync(((struct run *)user)->d, g, n, apply, actx, e);
+    return worker_dist_grad_sync(((struct run *)user)->d, g, n, apply, actx, e);
 }
 static int hook_metric_sync(void *user, double *v, size_t n, struct ud_err *e)
 {
-    return ud_dist_metric_sync(((struct run *)user)->d, v, n, e);
+    return worker_dist_metric_sync(((struct run *)user)->d, v, n, e);
 }
 
 static void json_checkpoint(const struct run *R, int64_t step, double seconds)
@@ -681,7 +681,7 @@ static int checkpoint_now(struct run *R, ud_update_task_t *t, const struct ud_up
                           struct ud_err *e)
 {
     double before = R->sess.write_seconds;
-    int rc = session_checkpoint(&R->sess, t, e);
+    int rc = worker_session_checkpoint(&R->sess, t, e);
     if (rc || R->rank != 0)
         return rc;
     if (R->o->json)
@@ -697,7 +697,7 @@ static int checkpoint_now(struct run *R, ud_update_task_t *t, const struct ud_up
                              .epoch = epoch,
                              .minibatch = minibatch,
                              .path = R->sess.last};
-        if (coord_client_post(g_cc, &msg, 1, &pe))
+        if (worker_coord_post(g_cc, &msg, 1, &pe))
             fprintf(stderr, PROG ": warning: checkpoint not announced: %s\n", pe.msg);
     }
     return 0;
@@ -715,9 +715,9 @@ static int hook_after_step(void *user, ud_update_task_t *t, struct ud_err *e)
     const struct options *o = R->o;
     struct ud_update_metrics m = ud_update_task_metrics(t);
     if (R->d)
-        ud_dist_set_step(R->d, m.step);
+        worker_dist_set_step(R->d, m.step);
     if (g_cc)
-        coord_client_set_step(g_cc, m.step);
+        worker_coord_set_step(g_cc, m.step);
     if (g_cc && o->report_every && m.step % o->report_every == 0) {
         static const char *const keys[] = {"loss", "accuracy", "samples_per_sec", "learning_rate"};
         double vals[] = {m.loss, m.accuracy, m.samples_per_sec, m.learning_rate};
@@ -751,9 +751,9 @@ static int hook_after_step(void *user, ud_update_task_t *t, struct ud_err *e)
     }
     /* A cancel from the coordinator: every rank stops at the same step, after a checkpoint. */
     if (g_cc) {
-        int64_t flag = coord_client_cancelled(g_cc);
+        int64_t flag = worker_coord_cancelled(g_cc);
         if (R->d && R->world > 1 &&
-            ud_dist_max_i64(R->d, &flag, 1, "agreeing on a cancel from the coordinator", e))
+            worker_dist_max_i64(R->d, &flag, 1, "agreeing on a cancel from the coordinator", e))
             return e->code;
         if (flag) {
             int rc = R->have_session && !written ? checkpoint_now(R, t, &m, e) : 0;
@@ -845,7 +845,7 @@ static int evaluate_sharded(struct run *R, ud_model_t *m, ud_dataset_t *test,
     }
     free(idx);
     struct ud_err le = *e;
-    if ((rc = session_agree(R->d, rc, &le, "evaluating the test set", e)) || !R->d)
+    if ((rc = worker_session_agree(R->d, rc, &le, "evaluating the test set", e)) || !R->d)
         return rc;
     int C = ev->nclasses;
     size_t k = (size_t)C * C;
@@ -856,7 +856,7 @@ static int evaluate_sharded(struct run *R, ud_model_t *m, ud_dataset_t *test,
         v[i] = (double)ev->confusion[i];
     v[k] = ev->n ? ev->loss * (double)ev->n : 0;
     v[k + 1] = (double)ev->n;
-    rc = ud_dist_sum_f64(R->d, v, k + 2, "summing the test scores", e);
+    rc = worker_dist_sum_f64(R->d, v, k + 2, "summing the test scores", e);
     if (!rc) {
         for (size_t i = 0; i < k; i++)
             ev->confusion[i] = (uint64_t)v[i];
@@ -873,7 +873,7 @@ static ud_dataset_t *load_agreed(struct run *R, const char *what, const char *sr
 {
     struct ud_err le = {0}, e = {0};
     ud_dataset_t *ds = ud_dataset_load(src, lo, &le);
-    if (session_agree(R->d, ds ? 0 : (le.code ? le.code : UD_EIO), &le, what, &e))
+    if (worker_session_agree(R->d, ds ? 0 : (le.code ? le.code : UD_EIO), &le, what, &e))
         die(1, "cannot load the %s: %s", what, e.msg);
     return ds;
 }
@@ -886,7 +886,7 @@ static void join_job(struct run *R, struct options *o)
     void *raw = NULL;
     size_t rawlen = 0;
     int rc = 0;
-    struct coord_client_curve curve;
+    struct worker_coord_curve curve;
     memset(&curve, 0, sizeof curve);
     if (o->curve_secret) {
         struct ud_key server, self;
@@ -904,7 +904,7 @@ static void join_job(struct run *R, struct options *o)
         rc = le.code;
     }
     if (!rc &&
-        !(g_cc = coord_client_new(o->coordinator, R->rank, o->curve_secret ? &curve : NULL, &le)))
+        !(g_cc = worker_coord_new(o->coordinator, R->rank, o->curve_secret ? &curve : NULL, &le)))
         rc = le.code;
     sodium_memzero(&curve, sizeof curve);
     if (!rc && R->rank == 0) {
@@ -918,23 +918,23 @@ static void join_job(struct run *R, struct options *o)
                            .pid = getpid(),
                            .resume = o->resume};
         struct ud_msg reply;
-        rc = coord_client_request(g_cc, &m, &reply, &raw, &rawlen, o->coord_timeout, &le);
+        rc = worker_coord_request(g_cc, &m, &reply, &raw, &rawlen, o->coord_timeout, &le);
         if (!rc && reply.type != UD_MSG_JOB)
             rc = ud_err_set(&le, UD_EFORMAT, "the coordinator answered register with '%s'",
                             ud_msg_type_name(reply.type));
         if (!rc)
             ud_msg_deinit(&reply);
     }
-    if (session_agree(R->d, rc, &le, "registering with the coordinator", &e))
+    if (worker_session_agree(R->d, rc, &le, "registering with the coordinator", &e))
         die(1, "%s: %s", o->coordinator, e.msg);
     if (R->d && R->world > 1) {
         uint64_t n = rawlen;
-        if (ud_dist_bcast(R->d, &n, sizeof n, 0, "sharing the job", &e))
+        if (worker_dist_bcast(R->d, &n, sizeof n, 0, "sharing the job", &e))
             die(1, "%s", e.msg);
         if (R->rank != 0 && !(raw = malloc(n ? n : 1)))
             die(1, "out of memory");
         rawlen = n;
-        if (ud_dist_bcast(R->d, raw, rawlen, 0, "sharing the job", &e))
+        if (worker_dist_bcast(R->d, raw, rawlen, 0, "sharing the job", &e))
             die(1, "%s", e.msg);
     }
     rc = ud_msg_decode(raw, rawlen, &g_job, &e);
@@ -978,11 +978,11 @@ static void join_job(struct run *R, struct options *o)
     o->coord_timeout = keep.coord_timeout;
     g_epochs = o->params.epochs;
     if (R->d) {
-        ud_dist_set_timeout(R->d, o->peer_timeout);
-        ud_dist_set_bucket_bytes(R->d, (size_t)(o->bucket_mb * 1048576.0));
+        worker_dist_set_timeout(R->d, o->peer_timeout);
+        worker_dist_set_bucket_bytes(R->d, (size_t)(o->bucket_mb * 1048576.0));
     }
     R->plan = &g_job.plan;
-    if (coord_client_start(g_cc, g_job.job, g_job.heartbeat_s, &e))
+    if (worker_coord_start(g_cc, g_job.job, g_job.heartbeat_s, &e))
         fprintf(stderr, PROG ": warning: no heartbeats to the coordinator: %s\n", e.msg);
     if (R->rank == 0 && !o->quiet)
         fprintf(stderr, PROG ": joined %s (%s) at %s: %d rank%s, %zu training samples in shards\n",
@@ -1031,13 +1031,13 @@ static void upload_model(const struct options *o, const struct ud_update_metrics
                             .total_steps = fin->steps_per_epoch * g_epochs};
         ud_msg_add_metric(&pm, "test_accuracy", ev->accuracy);
         ud_msg_add_metric(&pm, "test_loss", ev->loss);
-        if (coord_client_request(g_cc, &pm, &reply, NULL, NULL, 30, &e) == 0)
+        if (worker_coord_request(g_cc, &pm, &reply, NULL, NULL, 30, &e) == 0)
             ud_msg_deinit(&reply);
         else
             fprintf(stderr, PROG ": warning: test metrics not reported: %s\n", e.msg);
         free(pm.metrics);
     }
-    int rc = coord_client_request(g_cc, &m, &reply, NULL, NULL, o->coord_timeout, &e);
+    int rc = worker_coord_request(g_cc, &m, &reply, NULL, NULL, o->coord_timeout, &e);
     free(m.metrics);
     free(bytes);
     if (rc) {
@@ -1064,23 +1064,23 @@ int main(int argc, char **argv)
     struct ud_err e = {0}, le = {0};
     struct run R = {.o = &o, .rank = 0, .world = 1};
 
-    if (ud_dist_launched()) {
-        struct ud_dist_opts dopt = {.bucket_bytes = (size_t)(o.bucket_mb * 1048576.0),
-                                    .timeout_s = o.peer_timeout};
-        if (!(R.d = ud_dist_init(&argc, &argv, &dopt, &e)))
+    if (worker_dist_launched()) {
+        struct worker_dist_opts dopt = {.bucket_bytes = (size_t)(o.bucket_mb * 1048576.0),
+                                        .timeout_s = o.peer_timeout};
+        if (!(R.d = worker_dist_init(&argc, &argv, &dopt, &e)))
             die(1, "%s", e.msg);
-        R.rank = ud_dist_rank(R.d);
-        R.world = ud_dist_world(R.d);
+        R.rank = worker_dist_rank(R.d);
+        R.world = worker_dist_world(R.d);
         if (R.world > 1) {
             g_rank = R.rank;
-            ud_dist_handle_signals(R.d, PROG);
+            worker_dist_handle_signals(R.d, PROG);
         }
     }
     if (o.coordinator)
         join_job(&R, &o);
     if (!o.threads_set) {
         long nproc = sysconf(_SC_NPROCESSORS_ONLN);
-        int local = R.d ? ud_dist_local_size(R.d) : 1;
+        int local = R.d ? worker_dist_local_size(R.d) : 1;
         o.threads = nproc > local ? (int)(nproc / local) : 1;
     }
     ud_kernels_set_threads(o.threads);
@@ -1092,7 +1092,7 @@ int main(int argc, char **argv)
     int preset;
     {
         int rc = ud_arch_from_option(o.arch, &arch, &preset, &le);
-        if (session_agree(R.d, rc, &le, "--arch", &e))
+        if (worker_session_agree(R.d, rc, &le, "--arch", &e))
             die(1, "%s", e.msg);
         if (!preset && o.input.c == 0)
             o.input = arch.input;
@@ -1135,7 +1135,7 @@ int main(int argc, char **argv)
         /* The coordinator's plan: its manifest must be this data, its indices then mean the
          * same samples on every rank. */
         int rc = ud_manifest_check(&R.plan->manifest, train, &le);
-        if (session_agree(R.d, rc, &le, "checking the data against the job's manifest", &e))
+        if (worker_session_agree(R.d, rc, &le, "checking the data against the job's manifest", &e))
             die(1, "%s: %s (the coordinator planned the job on other data)", o.data, e.msg);
         ntr = ud_plan_train_count(R.plan);
         nva = R.plan->nvalidation;
@@ -1158,7 +1158,7 @@ int main(int argc, char **argv)
     if (R.d && R.world > 1) {
         char ref[2048];
         snprintf(ref, sizeof ref, "%s", fp);
-        if (ud_dist_bcast(R.d, ref, sizeof ref, 0, "comparing settings", &e))
+        if (worker_dist_bcast(R.d, ref, sizeof ref, 0, "comparing settings", &e))
             die(1, "%s", e.msg);
         int rc = 0;
         if (strcmp(ref, fp) != 0) {
@@ -1172,7 +1172,7 @@ int main(int argc, char **argv)
                             "rank '%.*s'",
                             (int)strcspn(a, "\n"), a, (int)strcspn(b, "\n"), b);
         }
-        if (session_agree(R.d, rc, &le, "comparing settings", &e))
+        if (worker_session_agree(R.d, rc, &le, "comparing settings", &e))
             die(1, "the ranks disagree: %s", e.msg);
     }
 
@@ -1187,44 +1187,45 @@ int main(int argc, char **argv)
     if (ud_model_set_labels(model, ud_dataset_classes(train), nclasses, &e))
         die(1, "%s", e.msg);
     if (R.d && R.world > 1 &&
-        ud_dist_bcast(R.d, ud_model_params(model), ud_model_param_count(model) * sizeof(float), 0,
-                      "broadcasting the initial parameters", &e))
+        worker_dist_bcast(R.d, ud_model_params(model), ud_model_param_count(model) * sizeof(float),
+                          0, "broadcasting the initial parameters", &e))
         die(1, "%s", e.msg);
 
     if (R.d && R.world > 1) {
         if (o.session)
-            ud_dist_set_hint("no checkpoint in %s was complete yet", o.session);
+            worker_dist_set_hint("no checkpoint in %s was complete yet", o.session);
         else
-            ud_dist_set_hint("nothing to resume from (run with --session DIR to keep checkpoints)");
+            worker_dist_set_hint(
+                "nothing to resume from (run with --session DIR to keep checkpoints)");
     }
     /* The session: resume, or refuse to mix a new run into an old one. */
     struct progress prog = {
         .o = &o, .rank = R.rank, .world = R.world, .tty = isatty(STDERR_FILENO)};
     struct ud_update_config cfg = {.params = o.params};
-    struct resume rs;
+    struct worker_resume rs;
     int resumed = 0;
-    R.sess = (struct session){.dir = o.session,
-                              .keep = o.keep,
-                              .d = R.d,
-                              .rank = R.rank,
-                              .world = R.world,
-                              .threads = o.threads,
-                              .fingerprint = fp,
-                              .val_loss = NAN,
-                              .val_accuracy = NAN};
+    R.sess = (struct worker_session){.dir = o.session,
+                                     .keep = o.keep,
+                                     .d = R.d,
+                                     .rank = R.rank,
+                                     .world = R.world,
+                                     .threads = o.threads,
+                                     .fingerprint = fp,
+                                     .val_loss = NAN,
+                                     .val_accuracy = NAN};
     if (o.session) {
         R.have_session = 1;
         prog.sess = &R.sess;
         int rc = 0;
         if (R.rank == 0 && mkdir(o.session, 0777) != 0 && errno != EEXIST)
             rc = ud_err_set(&le, UD_EIO, "--session %s: %s", o.session, strerror(errno));
-        if (session_agree(R.d, rc, &le, "--session", &e))
+        if (worker_session_agree(R.d, rc, &le, "--session", &e))
             die(1, "%s", e.msg);
         /* Absolute, so that messages say where to resume from wherever they are read. */
         static char session_abs[4096];
         if (realpath(o.session, session_abs))
             R.sess.dir = o.session = session_abs;
-        rc = session_resume(&R.sess, model, &rs, &e);
+        rc = worker_session_resume(&R.sess, model, &rs, &e);
         if (rc == 0 && !o.resume)
             die(1,
                 "--session %s already holds checkpoints of a run (newest: %s); add --resume to "
@@ -1277,7 +1278,7 @@ int main(int argc, char **argv)
     if (R.plan)
         cfg.hooks.epoch_order = hook_epoch_order;
     if (R.d && R.world > 1) {
-        if (ud_dist_grad_setup(R.d, model, &e))
+        if (worker_dist_grad_setup(R.d, model, &e))
             die(1, "%s", e.msg);
         cfg.hooks.grad_ready = hook_ready;
         cfg.hooks.grad_sync = hook_grad_sync;
@@ -1350,9 +1351,9 @@ int main(int argc, char **argv)
             die(1, "%s: evaluation failed: %s", o.test, e.msg);
         have_test = 1;
     }
-    struct ud_dist_stats ds = {0};
+    struct worker_dist_stats ds = {0};
     if (R.d)
-        ud_dist_stats(R.d, &ds);
+        worker_dist_stats(R.d, &ds);
 
     if (R.rank == 0) {
         /* Describe and write the model. */
@@ -1428,11 +1429,11 @@ int main(int argc, char **argv)
         /* The other ranks wait for the upload, heartbeating, so that the job never looks
          * half-gone while rank 0 waits out a coordinator restart. */
         if (R.d && R.world > 1) {
-            ud_dist_set_timeout(R.d, o.coord_timeout + 60);
-            if (ud_dist_barrier(R.d, "waiting for the model upload", &e))
+            worker_dist_set_timeout(R.d, o.coord_timeout + 60);
+            if (worker_dist_barrier(R.d, "waiting for the model upload", &e))
                 die(1, "%s", e.msg);
         }
-        coord_client_destroy(&g_cc, R.rank == 0 ? 5.0 : 0.0);
+        worker_coord_destroy(&g_cc, R.rank == 0 ? 5.0 : 0.0);
         ud_msg_deinit(&g_job);
     }
     ud_eval_result_deinit(&ev);
@@ -1442,6 +1443,6 @@ int main(int argc, char **argv)
     free(tr_idx);
     free(va_idx);
     if (R.d)
-        ud_dist_finalize(&R.d);
+        worker_dist_finalize(&R.d);
     return 0;
 }

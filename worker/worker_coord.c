@@ -1,11 +1,11 @@
-/*  coord_client.c — a worker's link to the coordinator: synchronous requests on the caller's
- *  socket, heartbeats and posted messages on an actor thread's (see coord_client.h).
+/*  worker_coord.c — a worker's link to the coordinator: synchronous requests on the caller's
+ *  socket, heartbeats and posted messages on an actor thread's (see worker_coord.h).
  *
  *  The pipe between the main thread and the actor carries one frame per command: a kind byte
  *  ('B' best effort, 'R' reliable, 'X' stop) followed by an encoded message (for 'X': the flush
  *  budget as a double). Reliable messages wait in `pending` until a reply with their id comes.
  */
-#include "coord_client.h"
+#include "worker_coord.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -33,12 +33,12 @@ struct pending {
     double sent; /* 0: not sent yet */
 };
 
-struct coord_client {
+struct worker_coord {
     void *ctx;
     void *req;     /* the caller's DEALER */
     void *monitor; /* the caller's: req's connection events */
     int curve;     /* 1: the keys below are used */
-    struct coord_client_curve keys;
+    struct worker_coord_curve keys;
     int connected, cuts; /* the monitor's view: a connection is up; handshakes cut short */
     void *pipe_main;     /* the caller's end of the inproc pipe */
     char endpoint[512];
@@ -62,7 +62,7 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void *dealer_new(void *ctx, const char *endpoint, const struct coord_client_curve *curve,
+static void *dealer_new(void *ctx, const char *endpoint, const struct worker_coord_curve *curve,
                         struct ud_err *e)
 {
     void *s = zmq_socket(ctx, ZMQ_DEALER);
@@ -104,7 +104,7 @@ static void *dealer_new(void *ctx, const char *endpoint, const struct coord_clie
     return s;
 }
 
-static int monitor_attach(coord_client_t *c, const char *name, struct ud_err *e)
+static int monitor_attach(worker_coord_t *c, const char *name, struct ud_err *e)
 {
     int events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
                  ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
@@ -118,7 +118,7 @@ static int monitor_attach(coord_client_t *c, const char *name, struct ud_err *e)
     return 0;
 }
 
-static int connect_req(coord_client_t *c, struct ud_err *e)
+static int connect_req(worker_coord_t *c, struct ud_err *e)
 {
     if (zmq_connect(c->req, c->endpoint) != 0)
         return ud_err_set(e, UD_EINVAL, "--coordinator %s: %s", c->endpoint,
@@ -127,7 +127,7 @@ static int connect_req(coord_client_t *c, struct ud_err *e)
 }
 
 /* "CURVE handshake with tcp://...: failed: ..." for a ZMQ_EVENT_HANDSHAKE_FAILED_* event. */
-static int handshake_failed(coord_client_t *c, uint16_t event, uint32_t value, struct ud_err *e)
+static int handshake_failed(worker_coord_t *c, uint16_t event, uint32_t value, struct ud_err *e)
 {
     const char *mech = c->curve ? "CURVE" : "ZeroMQ";
     if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
@@ -165,8 +165,8 @@ static int handshake_failed(coord_client_t *c, uint16_t event, uint32_t value, s
 }
 
 /* Reads the waiting connection events of the caller's socket. Returns 0, or UD_EAUTH when the
- * handshake failed for good (see coord_client_request). */
-static int link_check(coord_client_t *c, struct ud_err *e)
+ * handshake failed for good (see worker_coord_request). */
+static int link_check(worker_coord_t *c, struct ud_err *e)
 {
     uint16_t event;
     uint32_t value;
@@ -200,10 +200,10 @@ static int link_check(coord_client_t *c, struct ud_err *e)
     return 0;
 }
 
-coord_client_t *coord_client_new(const char *endpoint, int rank,
-                                 const struct coord_client_curve *curve, struct ud_err *e)
+worker_coord_t *worker_coord_new(const char *endpoint, int rank,
+                                 const struct worker_coord_curve *curve, struct ud_err *e)
 {
-    coord_client_t *c = calloc(1, sizeof *c);
+    worker_coord_t *c = calloc(1, sizeof *c);
     if (!c) {
         ud_err_set(e, UD_ENOMEM, "out of memory");
         return NULL;
@@ -271,14 +271,14 @@ static int recv_msg(void *s, void **buf, size_t *len)
 }
 
 /* Numbers m with the next request id and encodes it. */
-static int encode_numbered(coord_client_t *c, struct ud_msg *m, void **buf, size_t *len,
+static int encode_numbered(worker_coord_t *c, struct ud_msg *m, void **buf, size_t *len,
                            struct ud_err *e)
 {
     m->id = atomic_fetch_add(&c->next_id, 1);
     return ud_msg_encode(m, buf, len, e);
 }
 
-int coord_client_request(coord_client_t *c, struct ud_msg *m, struct ud_msg *reply, void **raw,
+int worker_coord_request(worker_coord_t *c, struct ud_msg *m, struct ud_msg *reply, void **raw,
                          size_t *raw_len, double timeout_s, struct ud_err *e)
 {
     memset(reply, 0, sizeof *reply);
@@ -347,7 +347,7 @@ out:
 /* ------------------------------------------------------------------------------ the actor */
 
 struct actor {
-    coord_client_t *c;
+    worker_coord_t *c;
     void *dealer, *pipe;
     struct pending q[MAX_PENDING];
     int nq;
@@ -364,7 +364,7 @@ static void pending_drop(struct actor *a, int i)
 /* Returns 1 if the heartbeat went out (0 while the link is not up yet). */
 static int heartbeat(struct actor *a)
 {
-    coord_client_t *c = a->c;
+    worker_coord_t *c = a->c;
     struct ud_msg m = {.type = UD_MSG_HEARTBEAT,
                        .id = atomic_fetch_add(&c->next_id, 1),
                        .job = c->job,
@@ -467,7 +467,7 @@ static int on_pipe(struct actor *a, double *flush_s)
 
 static void *actor_main(void *arg)
 {
-    coord_client_t *c = arg;
+    worker_coord_t *c = arg;
     struct ud_err e = {0};
     struct actor a = {.c = c};
     a.dealer = dealer_new(c->ctx, c->endpoint, c->curve ? &c->keys : NULL, &e);
@@ -514,7 +514,7 @@ out:
     return NULL;
 }
 
-int coord_client_start(coord_client_t *c, const char *job, double every_s, struct ud_err *e)
+int worker_coord_start(worker_coord_t *c, const char *job, double every_s, struct ud_err *e)
 {
     if (c->started)
         return 0;
@@ -534,12 +534,12 @@ int coord_client_start(coord_client_t *c, const char *job, double every_s, struc
     return 0;
 }
 
-void coord_client_set_step(coord_client_t *c, int64_t step)
+void worker_coord_set_step(worker_coord_t *c, int64_t step)
 {
     atomic_store(&c->step, step);
 }
 
-int coord_client_post(coord_client_t *c, struct ud_msg *m, int reliable, struct ud_err *e)
+int worker_coord_post(worker_coord_t *c, struct ud_msg *m, int reliable, struct ud_err *e)
 {
     if (!c->started)
         return 0;
@@ -564,14 +564,14 @@ int coord_client_post(coord_client_t *c, struct ud_msg *m, int reliable, struct 
     return 0;
 }
 
-int coord_client_cancelled(const coord_client_t *c)
+int worker_coord_cancelled(const worker_coord_t *c)
 {
-    return atomic_load(&((coord_client_t *)c)->cancel);
+    return atomic_load(&((worker_coord_t *)c)->cancel);
 }
 
-void coord_client_destroy(coord_client_t **pc, double flush_s)
+void worker_coord_destroy(worker_coord_t **pc, double flush_s)
 {
-    coord_client_t *c = pc ? *pc : NULL;
+    worker_coord_t *c = pc ? *pc : NULL;
     if (!c)
         return;
     if (c->started) {

@@ -1,7 +1,7 @@
-/*  ud_dist.c — MPI for the data-parallel worker: ring allreduce in buckets overlapped with
- *  backward, small collectives, and waits that never hang (see ud_dist.h).
+/*  worker_dist.c — MPI for the data-parallel worker: ring allreduce in buckets overlapped with
+ *  backward, small collectives, and waits that never hang (see worker_dist.h).
  */
-#include "ud_dist.h"
+#include "worker_dist.h"
 
 #include <errno.h>
 #include <mpi.h>
@@ -48,7 +48,7 @@ struct status_msg {
     int32_t pad;
 };
 
-struct ud_dist {
+struct worker_dist {
     int rank, world, local_size;
     MPI_Comm comm; /* gradients and collectives */
     MPI_Comm hb;   /* roll call */
@@ -72,7 +72,7 @@ struct ud_dist {
 
     int64_t step, seq;
     enum wait_kind waiting;
-    struct ud_dist_stats st;
+    struct worker_dist_stats st;
 };
 
 static double now_s(void)
@@ -82,7 +82,7 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-int ud_dist_launched(void)
+int worker_dist_launched(void)
 {
     static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK"};
     for (size_t i = 0; i < sizeof vars / sizeof *vars; i++)
@@ -101,14 +101,14 @@ static int mpi_err(int rc, struct ud_err *e, const char *what)
 
 /* ---------------------------------------------------------------------------- roll call */
 
-static void post_ping_recv(ud_dist_t *d)
+static void post_ping_recv(worker_dist_t *d)
 {
     MPI_Irecv(&d->ping_in, (int)sizeof d->ping_in, MPI_BYTE, MPI_ANY_SOURCE, TAG_PING, d->hb,
               &d->ping_rq);
 }
 
 /* Answers any roll call that has arrived: this rank is alive, and here is what it does. */
-static void answer_pings(ud_dist_t *d)
+static void answer_pings(worker_dist_t *d)
 {
     for (;;) {
         int flag = 0;
@@ -131,7 +131,7 @@ static void answer_pings(ud_dist_t *d)
     }
 }
 
-static void start_rollcall(ud_dist_t *d)
+static void start_rollcall(worker_dist_t *d)
 {
     static const struct status_msg ask = {0, 0, 0, 0};
     for (int q = 0; q < d->world; q++) {
@@ -149,7 +149,7 @@ static void start_rollcall(ud_dist_t *d)
     d->rollcall_open = 1;
 }
 
-static void collect_answers(ud_dist_t *d)
+static void collect_answers(worker_dist_t *d)
 {
     for (int q = 0; q < d->world; q++) {
         if (d->answered[q] || d->answer_rq[q] == MPI_REQUEST_NULL)
@@ -161,7 +161,7 @@ static void collect_answers(ud_dist_t *d)
 }
 
 /* Whether the process of rank q, on this host, has exited (-1: another host, cannot tell). */
-static int peer_gone(const ud_dist_t *d, int q)
+static int peer_gone(const worker_dist_t *d, int q)
 {
     if (strcmp(d->peers[q].host, d->peers[d->rank].host) != 0)
         return -1;
@@ -175,7 +175,7 @@ static const char *kind_name(int k)
 
 /* The verdict at the deadline: names who did not answer, or who is out of step. Returns 1 if
  * everyone answered from the same wait (slow, not stuck: keep waiting). */
-static int verdict(ud_dist_t *d, const char *what, struct ud_err *e)
+static int verdict(worker_dist_t *d, const char *what, struct ud_err *e)
 {
     collect_answers(d);
     char list[1024] = "";
@@ -210,11 +210,11 @@ static int verdict(ud_dist_t *d, const char *what, struct ud_err *e)
 
 /* --------------------------------------------------------------------------- the wait loop */
 
-typedef int (*done_fn)(ud_dist_t *d, void *arg, struct ud_err *e); /* 1 done, 0 not, <0 error */
+typedef int (*done_fn)(worker_dist_t *d, void *arg, struct ud_err *e); /* 1 done, 0 not, <0 error */
 
 /* Polls done() until it reports completion, answering roll calls, with the deadline. */
-static int wait_for(ud_dist_t *d, enum wait_kind kind, done_fn done, void *arg, const char *what,
-                    struct ud_err *e)
+static int wait_for(worker_dist_t *d, enum wait_kind kind, done_fn done, void *arg,
+                    const char *what, struct ud_err *e)
 {
     d->waiting = kind;
     double t0 = now_s(), start_roll = t0 + d->timeout / 2, deadline = t0 + d->timeout;
@@ -256,7 +256,7 @@ static int wait_for(ud_dist_t *d, enum wait_kind kind, done_fn done, void *arg, 
 }
 
 /* One non-blocking MPI request. */
-static int req_done(ud_dist_t *d, void *arg, struct ud_err *e)
+static int req_done(worker_dist_t *d, void *arg, struct ud_err *e)
 {
     int flag = 0, rc = MPI_Test((MPI_Request *)arg, &flag, MPI_STATUS_IGNORE);
     (void)d;
@@ -265,7 +265,7 @@ static int req_done(ud_dist_t *d, void *arg, struct ud_err *e)
     return flag;
 }
 
-static int wait_req(ud_dist_t *d, MPI_Request *r, const char *what, struct ud_err *e)
+static int wait_req(worker_dist_t *d, MPI_Request *r, const char *what, struct ud_err *e)
 {
     d->seq++;
     double t0 = now_s();
@@ -276,14 +276,15 @@ static int wait_req(ud_dist_t *d, MPI_Request *r, const char *what, struct ud_er
 
 /* ------------------------------------------------------------------------------ set-up */
 
-ud_dist_t *ud_dist_init(int *argc, char ***argv, const struct ud_dist_opts *o, struct ud_err *e)
+worker_dist_t *worker_dist_init(int *argc, char ***argv, const struct worker_dist_opts *o,
+                                struct ud_err *e)
 {
     int provided = 0, rc;
     if ((rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided)) != MPI_SUCCESS) {
         mpi_err(rc, e, "MPI_Init");
         return NULL;
     }
-    ud_dist_t *d = calloc(1, sizeof *d);
+    worker_dist_t *d = calloc(1, sizeof *d);
     if (!d) {
         ud_err_set(e, UD_ENOMEM, "out of memory");
         return NULL;
@@ -312,7 +313,7 @@ ud_dist_t *ud_dist_init(int *argc, char ***argv, const struct ud_dist_opts *o, s
     if (!d->peers || !d->pong_out || !d->pong_send || !d->answers || !d->answer_rq ||
         !d->answered) {
         ud_err_set(e, UD_ENOMEM, "out of memory for %d ranks", d->world);
-        ud_dist_finalize(&d);
+        worker_dist_finalize(&d);
         return NULL;
     }
     for (size_t q = 0; q < W; q++)
@@ -328,13 +329,13 @@ ud_dist_t *ud_dist_init(int *argc, char ***argv, const struct ud_dist_opts *o, s
         wait_req(d, &r, "start-up (exchanging host names)", e)) {
         if (rc)
             mpi_err(rc, e, "start-up");
-        ud_dist_finalize(&d);
+        worker_dist_finalize(&d);
         return NULL;
     }
     return d;
 }
 
-static void free_buckets(ud_dist_t *d)
+static void free_buckets(worker_dist_t *d)
 {
     for (int i = 0; i < d->nb; i++)
         free(d->b[i].tmp);
@@ -343,9 +344,9 @@ static void free_buckets(ud_dist_t *d)
     d->nb = 0;
 }
 
-void ud_dist_finalize(ud_dist_t **dp)
+void worker_dist_finalize(worker_dist_t **dp)
 {
-    ud_dist_t *d = *dp;
+    worker_dist_t *d = *dp;
     if (!d)
         return;
     if (d->ping_rq != MPI_REQUEST_NULL) {
@@ -376,42 +377,42 @@ void ud_dist_finalize(ud_dist_t **dp)
     MPI_Finalize();
 }
 
-int ud_dist_rank(const ud_dist_t *d)
+int worker_dist_rank(const worker_dist_t *d)
 {
     return d->rank;
 }
-int ud_dist_world(const ud_dist_t *d)
+int worker_dist_world(const worker_dist_t *d)
 {
     return d->world;
 }
-int ud_dist_local_size(const ud_dist_t *d)
+int worker_dist_local_size(const worker_dist_t *d)
 {
     return d->local_size;
 }
-const char *ud_dist_host(const ud_dist_t *d, int rank)
+const char *worker_dist_host(const worker_dist_t *d, int rank)
 {
     return rank >= 0 && rank < d->world ? d->peers[rank].host : "?";
 }
-void ud_dist_set_step(ud_dist_t *d, int64_t step)
+void worker_dist_set_step(worker_dist_t *d, int64_t step)
 {
     d->step = step;
 }
-void ud_dist_stats(const ud_dist_t *d, struct ud_dist_stats *s)
+void worker_dist_stats(const worker_dist_t *d, struct worker_dist_stats *s)
 {
     *s = d->st;
 }
 
 /* ------------------------------------------------------------------------- collectives */
 
-int ud_dist_barrier(ud_dist_t *d, const char *what, struct ud_err *e)
+int worker_dist_barrier(worker_dist_t *d, const char *what, struct ud_err *e)
 {
     MPI_Request r;
     int rc = MPI_Ibarrier(d->comm, &r);
     return rc ? mpi_err(rc, e, what) : wait_req(d, &r, what, e);
 }
 
-int ud_dist_bcast(ud_dist_t *d, void *buf, size_t bytes, int root, const char *what,
-                  struct ud_err *e)
+int worker_dist_bcast(worker_dist_t *d, void *buf, size_t bytes, int root, const char *what,
+                      struct ud_err *e)
 {
     /* In pieces of at most 1 GiB: MPI counts are ints. */
     for (size_t off = 0; off < bytes || (bytes == 0 && off == 0);) {
@@ -429,31 +430,31 @@ int ud_dist_bcast(ud_dist_t *d, void *buf, size_t bytes, int root, const char *w
     return 0;
 }
 
-int ud_dist_sum_f64(ud_dist_t *d, double *v, size_t n, const char *what, struct ud_err *e)
+int worker_dist_sum_f64(worker_dist_t *d, double *v, size_t n, const char *what, struct ud_err *e)
 {
     MPI_Request r;
     int rc = MPI_Iallreduce(MPI_IN_PLACE, v, (int)n, MPI_DOUBLE, MPI_SUM, d->comm, &r);
     return rc ? mpi_err(rc, e, what) : wait_req(d, &r, what, e);
 }
 
-int ud_dist_max_i64(ud_dist_t *d, int64_t *v, size_t n, const char *what, struct ud_err *e)
+int worker_dist_max_i64(worker_dist_t *d, int64_t *v, size_t n, const char *what, struct ud_err *e)
 {
     MPI_Request r;
     int rc = MPI_Iallreduce(MPI_IN_PLACE, v, (int)n, MPI_INT64_T, MPI_MAX, d->comm, &r);
     return rc ? mpi_err(rc, e, what) : wait_req(d, &r, what, e);
 }
 
-int ud_dist_agree(ud_dist_t *d, int rc, const char *msg, const char *what, struct ud_err *e)
+int worker_dist_agree(worker_dist_t *d, int rc, const char *msg, const char *what, struct ud_err *e)
 {
     /* Codes first (cheap); the messages only when something failed. */
     int64_t v[2] = {rc ? 1 : 0, rc ? (int64_t)(d->world - d->rank) : 0};
-    int r = ud_dist_max_i64(d, v, 2, what, e);
+    int r = worker_dist_max_i64(d, v, 2, what, e);
     if (r)
         return r;
     if (!v[0])
         return 0;
     double c = rc ? 1 : 0; /* how many failed */
-    if ((r = ud_dist_sum_f64(d, &c, 1, what, e)))
+    if ((r = worker_dist_sum_f64(d, &c, 1, what, e)))
         return r;
     int first = d->world - (int)v[1]; /* the lowest failing rank */
     struct {
@@ -462,7 +463,7 @@ int ud_dist_agree(ud_dist_t *d, int rc, const char *msg, const char *what, struc
     } m = {rc, ""};
     if (d->rank == first)
         snprintf(m.msg, sizeof m.msg, "%s", msg ? msg : "");
-    if ((r = ud_dist_bcast(d, &m, sizeof m, first, what, e)))
+    if ((r = worker_dist_bcast(d, &m, sizeof m, first, what, e)))
         return r;
     int others = (int)c - 1;
     char more[64] = "";
@@ -490,7 +491,7 @@ static void chunk_range(const struct bucket *b, int w, int c, size_t *lo, size_t
 /* Posts the messages of the bucket's current phase. Phases 0 .. w-2 reduce-scatter (receive a
  * chunk into tmp, add it to ours), phases w-1 .. 2w-3 all-gather (receive final chunks in
  * place). */
-static int post_phase(ud_dist_t *d, struct bucket *b, int idx, struct ud_err *e)
+static int post_phase(worker_dist_t *d, struct bucket *b, int idx, struct ud_err *e)
 {
     int w = d->world, r = d->rank, k = b->phase;
     int nxt = (r + 1) % w, prv = (r - 1 + w) % w;
@@ -514,7 +515,7 @@ static int post_phase(ud_dist_t *d, struct bucket *b, int idx, struct ud_err *e)
     return 0;
 }
 
-static int start_bucket(ud_dist_t *d, int idx, struct ud_err *e)
+static int start_bucket(worker_dist_t *d, int idx, struct ud_err *e)
 {
     struct bucket *b = &d->b[idx];
     b->phase = 0;
@@ -526,7 +527,7 @@ static int start_bucket(ud_dist_t *d, int idx, struct ud_err *e)
 }
 
 /* Advances every bucket in flight as far as its messages allow. */
-static int progress(ud_dist_t *d, struct ud_err *e)
+static int progress(worker_dist_t *d, struct ud_err *e)
 {
     int w = d->world, last = 2 * (w - 1);
     for (int i = 0; i < d->nb; i++) {
@@ -550,17 +551,17 @@ static int progress(ud_dist_t *d, struct ud_err *e)
     return 0;
 }
 
-void ud_dist_set_bucket_bytes(ud_dist_t *d, size_t bytes)
+void worker_dist_set_bucket_bytes(worker_dist_t *d, size_t bytes)
 {
     d->bucket_cap = bytes ? bytes : DEFAULT_BUCKET_BYTES;
 }
 
-void ud_dist_set_timeout(ud_dist_t *d, double seconds)
+void worker_dist_set_timeout(worker_dist_t *d, double seconds)
 {
     d->timeout = seconds > 0 ? seconds : DEFAULT_TIMEOUT_S;
 }
 
-int ud_dist_grad_setup(ud_dist_t *d, ud_model_t *m, struct ud_err *e)
+int worker_dist_grad_setup(worker_dist_t *d, ud_model_t *m, struct ud_err *e)
 {
     free_buckets(d);
     const struct ud_arch *a = ud_model_arch(m);
@@ -604,7 +605,7 @@ int ud_dist_grad_setup(ud_dist_t *d, ud_model_t *m, struct ud_err *e)
     return 0;
 }
 
-static struct bucket *bucket_of(ud_dist_t *d, size_t off, int *idx)
+static struct bucket *bucket_of(worker_dist_t *d, size_t off, int *idx)
 {
     for (int i = 0; i < d->nb; i++)
         if (off >= d->b[i].off && off < d->b[i].off + d->b[i].cnt) {
@@ -617,9 +618,9 @@ static struct bucket *bucket_of(ud_dist_t *d, size_t off, int *idx)
 /* Errors here are kept and reported by grad_sync (grad_ready returns nothing). */
 static struct ud_err ready_err;
 
-void ud_dist_grad_ready(void *user, int layer, struct ud_span span)
+void worker_dist_grad_ready(void *user, int layer, struct ud_span span)
 {
-    ud_dist_t *d = user;
+    worker_dist_t *d = user;
     int idx;
     (void)layer;
     struct bucket *b = bucket_of(d, span.offset, &idx);
@@ -637,7 +638,7 @@ struct sync_arg {
     void *actx;
 };
 
-static int buckets_done(ud_dist_t *d, void *arg, struct ud_err *e)
+static int buckets_done(worker_dist_t *d, void *arg, struct ud_err *e)
 {
     struct sync_arg *a = arg;
     int rc = progress(d, e), last = 2 * (d->world - 1), all = 1;
@@ -655,10 +656,10 @@ static int buckets_done(ud_dist_t *d, void *arg, struct ud_err *e)
     return all;
 }
 
-int ud_dist_grad_sync(void *user, float *grads, size_t n, ud_span_apply_fn apply, void *actx,
-                      struct ud_err *e)
+int worker_dist_grad_sync(void *user, float *grads, size_t n, ud_span_apply_fn apply, void *actx,
+                          struct ud_err *e)
 {
-    ud_dist_t *d = user;
+    worker_dist_t *d = user;
     (void)n;
     double t0 = now_s();
     if (ready_err.code) {
@@ -688,12 +689,12 @@ int ud_dist_grad_sync(void *user, float *grads, size_t n, ud_span_apply_fn apply
     return rc;
 }
 
-int ud_dist_metric_sync(void *user, double *v, size_t n, struct ud_err *e)
+int worker_dist_metric_sync(void *user, double *v, size_t n, struct ud_err *e)
 {
-    return ud_dist_sum_f64(user, v, n, "the metrics allreduce", e);
+    return worker_dist_sum_f64(user, v, n, "the metrics allreduce", e);
 }
 
-int ud_dist_sum_f32(ud_dist_t *d, float *x, size_t n, const char *what, struct ud_err *e)
+int worker_dist_sum_f32(worker_dist_t *d, float *x, size_t n, const char *what, struct ud_err *e)
 {
     /* One bucket over x, through the same ring. */
     struct bucket b = {.off = 0, .cnt = n, .nlayers = 1, .phase = -1};
@@ -747,7 +748,7 @@ static size_t put_int(char *buf, size_t cap, size_t at, long v)
     return at;
 }
 
-size_t ud_dist_dead_peers(const ud_dist_t *d, char *buf, size_t cap)
+size_t worker_dist_dead_peers(const worker_dist_t *d, char *buf, size_t cap)
 {
     size_t at = 0;
     if (cap)
@@ -769,10 +770,10 @@ size_t ud_dist_dead_peers(const ud_dist_t *d, char *buf, size_t cap)
 /* The hint: two buffers, the handler reads the one published last. */
 static char hint_buf[2][1024];
 static atomic_int hint_cur = -1;
-static const ud_dist_t *sig_dist;
+static const worker_dist_t *sig_dist;
 static const char *sig_prog = "updraft-worker";
 
-void ud_dist_set_hint(const char *fmt, ...)
+void worker_dist_set_hint(const char *fmt, ...)
 {
     int next = atomic_load(&hint_cur) == 0 ? 1 : 0;
     va_list ap;
@@ -791,7 +792,7 @@ static void on_term(int sig)
     at = put_int(buf, sizeof buf, at, sig_dist ? sig_dist->rank : 0);
     at = put_str(buf, sizeof buf, at, ": stopped by signal ");
     at = put_int(buf, sizeof buf, at, sig);
-    if (ud_dist_dead_peers(sig_dist, dead, sizeof dead)) {
+    if (worker_dist_dead_peers(sig_dist, dead, sizeof dead)) {
         at = put_str(buf, sizeof buf, at, " after losing ");
         at = put_str(buf, sizeof buf, at, dead);
         at = put_str(buf, sizeof buf, at, " (the process is gone)");
@@ -811,7 +812,7 @@ static void on_term(int sig)
     _exit(128 + sig);
 }
 
-void ud_dist_handle_signals(ud_dist_t *d, const char *prog)
+void worker_dist_handle_signals(worker_dist_t *d, const char *prog)
 {
     sig_dist = d;
     sig_prog = prog;
