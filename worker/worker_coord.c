@@ -13,11 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <sodium.h>
 #include <zmq.h>
 
+#include "updraft/ud_clock.h"
 #include "updraft/ud_zmq_event.h"
 
 #define RESEND_S       3.0  /* a request or reliable post without a reply is sent again */
@@ -54,13 +54,6 @@ struct worker_coord {
     double every_s;
     char pipe_name[64];
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void *dealer_new(void *ctx, const char *endpoint, const struct worker_coord_curve *curve,
                         struct ud_err *e)
@@ -287,16 +280,16 @@ int worker_coord_request(worker_coord_t *c, struct ud_msg *m, struct ud_msg *rep
     int rc = encode_numbered(c, m, &buf, &len, e);
     if (rc)
         return rc;
-    double start = now_s(), deadline = start + timeout_s, sent = -1e9;
+    double start = ud_clock_mono(), deadline = start + timeout_s, sent = -1e9;
     rc = UD_ETIMEOUT;
-    while (now_s() < deadline) {
-        if (now_s() - sent >= RESEND_S) {
+    while (ud_clock_mono() < deadline) {
+        if (ud_clock_mono() - sent >= RESEND_S) {
             if (zmq_send(c->req, buf, len, ZMQ_DONTWAIT) == (int)len)
-                sent = now_s();
+                sent = ud_clock_mono();
         }
         zmq_pollitem_t it[2] = {{.socket = c->req, .events = ZMQ_POLLIN},
                                 {.socket = c->monitor, .events = ZMQ_POLLIN}};
-        double wait = fmin(deadline - now_s(), sent > 0 ? RESEND_S : 0.1);
+        double wait = fmin(deadline - ud_clock_mono(), sent > 0 ? RESEND_S : 0.1);
         if (zmq_poll(it, 2, (long)(fmax(wait, 0.01) * 1000)) <= 0)
             continue;
         int lc = (it[1].revents & ZMQ_POLLIN) ? link_check(c, e) : 0;
@@ -390,7 +383,7 @@ static void on_reply(struct actor *a)
     while (recv_msg(a->dealer, &rb, &rl) == 0) {
         struct ud_err e = {0};
         struct ud_msg r;
-        a->last_contact = now_s();
+        a->last_contact = ud_clock_mono();
         if (ud_msg_decode(rb, rl, &r, &e) == 0) {
             if (r.type == UD_MSG_ACK && r.cancel)
                 atomic_store(&a->c->cancel, 1);
@@ -479,7 +472,7 @@ static void *actor_main(void *arg)
     }
     double next_hb = 0, flush_s = 0, stop_at = 0;
     for (;;) {
-        double t = now_s();
+        double t = ud_clock_mono();
         if (!stop_at && t >= next_hb) {
             /* Until the link is up (ZMQ_IMMEDIATE refuses), try again soon. */
             next_hb = t + (heartbeat(&a) ? c->every_s : 0.05);
@@ -495,7 +488,7 @@ static void *actor_main(void *arg)
         if (it[0].revents & ZMQ_POLLIN)
             on_reply(&a);
         if (!stop_at && (it[1].revents & ZMQ_POLLIN) && on_pipe(&a, &flush_s)) {
-            stop_at = now_s() + flush_s;
+            stop_at = ud_clock_mono() + flush_s;
             send_pending(&a, 0 /* now, whatever the resend clock says */);
         }
     }

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "updraft/ud_clock.h"
+
 #define DEFAULT_BUCKET_BYTES ((size_t)1 << 20)
 #define DEFAULT_TIMEOUT_S    60.0
 #define HOST_MAX             64
@@ -73,14 +75,15 @@ struct worker_dist {
     int64_t step, seq;
     enum wait_kind waiting;
     struct worker_dist_stats st;
-};
+    /* An error of grad_ready (which returns nothing), reported by the next grad_sync. */
+    struct ud_err ready_err;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+    /* For the signal handler: the program's name and the hint, in two buffers; the handler
+     * reads the one published last. */
+    char prog[64];
+    char hint_buf[2][1024];
+    atomic_int hint_cur;
+};
 
 int worker_dist_launched(void)
 {
@@ -90,6 +93,10 @@ int worker_dist_launched(void)
             return 1;
     return 0;
 }
+
+/* The one file-level variable: a signal handler reaches nothing but globals. Set once, by
+ * worker_dist_handle_signals; the handler reads the rank, the name and the hint through it. */
+static worker_dist_t *sig_dist;
 
 static int mpi_err(int rc, struct ud_err *e, const char *what)
 {
@@ -217,7 +224,7 @@ static int wait_for(worker_dist_t *d, enum wait_kind kind, done_fn done, void *a
                     const char *what, struct ud_err *e)
 {
     d->waiting = kind;
-    double t0 = now_s(), start_roll = t0 + d->timeout / 2, deadline = t0 + d->timeout;
+    double t0 = ud_clock_mono(), start_roll = t0 + d->timeout / 2, deadline = t0 + d->timeout;
     long spins = 0;
     for (;;) {
         int r = done(d, arg, e);
@@ -232,7 +239,7 @@ static int wait_for(worker_dist_t *d, enum wait_kind kind, done_fn done, void *a
          * that has become a stall sleeps between polls. */
         if (++spins < 100)
             continue;
-        double t = now_s();
+        double t = ud_clock_mono();
         if (t - t0 < 0.05) {
             sched_yield();
             continue;
@@ -268,9 +275,9 @@ static int req_done(worker_dist_t *d, void *arg, struct ud_err *e)
 static int wait_req(worker_dist_t *d, MPI_Request *r, const char *what, struct ud_err *e)
 {
     d->seq++;
-    double t0 = now_s();
+    double t0 = ud_clock_mono();
     int rc = wait_for(d, W_COLL, req_done, r, what, e);
-    d->st.collective_seconds += now_s() - t0;
+    d->st.collective_seconds += ud_clock_mono() - t0;
     return rc;
 }
 
@@ -289,6 +296,7 @@ worker_dist_t *worker_dist_init(int *argc, char ***argv, const struct worker_dis
         ud_err_set(e, UD_ENOMEM, "out of memory");
         return NULL;
     }
+    atomic_init(&d->hint_cur, -1);
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d->world);
@@ -363,6 +371,8 @@ void worker_dist_finalize(worker_dist_t **dp)
     }
     /* No rank may leave while another could still ask it something. */
     MPI_Barrier(d->hb);
+    if (sig_dist == d)
+        sig_dist = NULL;
     free_buckets(d);
     MPI_Comm_free(&d->comm);
     MPI_Comm_free(&d->hb);
@@ -615,9 +625,6 @@ static struct bucket *bucket_of(worker_dist_t *d, size_t off, int *idx)
     return NULL;
 }
 
-/* Errors here are kept and reported by grad_sync (grad_ready returns nothing). */
-static struct ud_err ready_err;
-
 void worker_dist_grad_ready(void *user, int layer, struct ud_span span)
 {
     worker_dist_t *d = user;
@@ -626,10 +633,10 @@ void worker_dist_grad_ready(void *user, int layer, struct ud_span span)
     struct bucket *b = bucket_of(d, span.offset, &idx);
     if (!b || span.count == 0)
         return;
-    if (--b->pending == 0 && !ready_err.code)
-        start_bucket(d, idx, &ready_err);
-    if (!ready_err.code)
-        progress(d, &ready_err);
+    if (--b->pending == 0 && !d->ready_err.code)
+        start_bucket(d, idx, &d->ready_err);
+    if (!d->ready_err.code)
+        progress(d, &d->ready_err);
     answer_pings(d);
 }
 
@@ -661,9 +668,9 @@ int worker_dist_grad_sync(void *user, float *grads, size_t n, ud_span_apply_fn a
 {
     worker_dist_t *d = user;
     (void)n;
-    double t0 = now_s();
-    if (ready_err.code) {
-        *e = ready_err;
+    double t0 = ud_clock_mono();
+    if (d->ready_err.code) {
+        *e = d->ready_err;
         return e->code;
     }
     d->grads = grads;
@@ -685,7 +692,7 @@ int worker_dist_grad_sync(void *user, float *grads, size_t n, ud_span_apply_fn a
     d->st.steps++;
     for (int i = 0; i < d->nb; i++)
         d->st.bytes += (double)d->b[i].cnt * sizeof(float);
-    d->st.wait_seconds += now_s() - t0;
+    d->st.wait_seconds += ud_clock_mono() - t0;
     return rc;
 }
 
@@ -767,27 +774,21 @@ size_t worker_dist_dead_peers(const worker_dist_t *d, char *buf, size_t cap)
     return at;
 }
 
-/* The hint: two buffers, the handler reads the one published last. */
-static char hint_buf[2][1024];
-static atomic_int hint_cur = -1;
-static const worker_dist_t *sig_dist;
-static const char *sig_prog = "updraft-worker";
-
-void worker_dist_set_hint(const char *fmt, ...)
+void worker_dist_set_hint(worker_dist_t *d, const char *fmt, ...)
 {
-    int next = atomic_load(&hint_cur) == 0 ? 1 : 0;
+    int next = atomic_load(&d->hint_cur) == 0 ? 1 : 0;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(hint_buf[next], sizeof hint_buf[next], fmt, ap);
+    vsnprintf(d->hint_buf[next], sizeof d->hint_buf[next], fmt, ap);
     va_end(ap);
-    atomic_store(&hint_cur, next);
+    atomic_store(&d->hint_cur, next);
 }
 
 static void on_term(int sig)
 {
     char buf[2048], dead[768];
     size_t at = 0;
-    at = put_str(buf, sizeof buf, at, sig_prog);
+    at = put_str(buf, sizeof buf, at, sig_dist ? sig_dist->prog : "updraft-worker");
     at = put_str(buf, sizeof buf, at, ": rank ");
     at = put_int(buf, sizeof buf, at, sig_dist ? sig_dist->rank : 0);
     at = put_str(buf, sizeof buf, at, ": stopped by signal ");
@@ -801,10 +802,10 @@ static void on_term(int sig)
                      " (from the launcher: another rank failed, or the job "
                      "was interrupted)");
     }
-    int h = atomic_load(&hint_cur);
+    int h = sig_dist ? atomic_load(&sig_dist->hint_cur) : -1;
     if (h >= 0) {
         at = put_str(buf, sizeof buf, at, "; ");
-        at = put_str(buf, sizeof buf, at, hint_buf[h]);
+        at = put_str(buf, sizeof buf, at, sig_dist->hint_buf[h]);
     }
     at = put_str(buf, sizeof buf, at, "\n");
     ssize_t wr = write(STDERR_FILENO, buf, at);
@@ -814,8 +815,8 @@ static void on_term(int sig)
 
 void worker_dist_handle_signals(worker_dist_t *d, const char *prog)
 {
+    snprintf(d->prog, sizeof d->prog, "%s", prog);
     sig_dist = d;
-    sig_prog = prog;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_term;

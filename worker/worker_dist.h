@@ -95,6 +95,7 @@ size_t worker_dist_dead_peers(const worker_dist_t *d, char *buf, size_t cap);
  * worker_dist_set_hint last set (e.g. the checkpoint to resume from). */
 void worker_dist_handle_signals(worker_dist_t *d, const char *prog);
 /* Sets the hint the signal handler prints (copied; safe against the handler). */
-void worker_dist_set_hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void worker_dist_set_hint(worker_dist_t *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -1193,10 +1193,10 @@ int main(int argc, char **argv)
 
     if (R.d && R.world > 1) {
         if (o.session)
-            worker_dist_set_hint("no checkpoint in %s was complete yet", o.session);
+            worker_dist_set_hint(R.d, "no checkpoint in %s was complete yet", o.session);
         else
             worker_dist_set_hint(
-                "nothing to resume from (run with --session DIR to keep checkpoints)");
+                R.d, "nothing to resume from (run with --session DIR to keep checkpoints)");
     }
     /* The session: resume, or refuse to mix a new run into an old one. */
     struct progress prog = {

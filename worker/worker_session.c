@@ -8,12 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "updraft/ud_clock.h"
 
 int worker_session_agree(worker_dist_t *d, int rc, const struct ud_err *local, const char *what,
                          struct ud_err *e)
@@ -43,7 +38,7 @@ static void params_words(const ud_model_t *m, int64_t w[4])
 
 int worker_session_checkpoint(struct worker_session *s, ud_update_task_t *t, struct ud_err *e)
 {
-    double t0 = now_s();
+    double t0 = ud_clock_mono();
     ud_model_t *m = ud_update_task_model(t);
     struct ud_update_metrics mt = ud_update_task_metrics(t);
     char dir[4096];
@@ -112,9 +107,9 @@ int worker_session_checkpoint(struct worker_session *s, ud_update_task_t *t, str
         return ud_err_prefix(e, "checkpoint at step %lld", (long long)mt.step);
     snprintf(s->last, sizeof s->last, "%s", dir);
     s->written++;
-    s->write_seconds += now_s() - t0;
+    s->write_seconds += ud_clock_mono() - t0;
     if (s->d)
-        worker_dist_set_hint("resume from %s with --resume", dir);
+        worker_dist_set_hint(s->d, "resume from %s with --resume", dir);
     return 0;
 }
 
@@ -215,6 +210,6 @@ int worker_session_resume(struct worker_session *s, ud_model_t *m, struct worker
     s->val_loss = r->st.metrics.val_loss;
     s->val_accuracy = r->st.metrics.val_accuracy;
     if (s->d)
-        worker_dist_set_hint("resume from %s with --resume", dir);
+        worker_dist_set_hint(s->d, "resume from %s with --resume", dir);
     return 0;
 }
