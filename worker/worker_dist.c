@@ -482,6 +482,19 @@ int worker_dist_agree(worker_dist_t *d, int rc, const char *msg, const char *wha
     return ud_err_set(e, m.code ? m.code : UD_EINTERNAL, "rank %d%s: %s", first, more, m.msg);
 }
 
+int worker_dist_agree_err(worker_dist_t *d, int rc, const struct ud_err *local, const char *what,
+                          struct ud_err *e)
+{
+    if (!d) {
+        if (rc && e != local)
+            *e = *local;
+        return rc;
+    }
+    char msg[sizeof local->msg];
+    snprintf(msg, sizeof msg, "%s", rc ? local->msg : "");
+    return worker_dist_agree(d, rc, msg, what, e);
+}
+
 /* ----------------------------------------------------------------------- ring allreduce */
 
 static size_t chunk_size(const struct bucket *b, int w)

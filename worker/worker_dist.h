@@ -62,6 +62,10 @@ int worker_dist_sum_f32(worker_dist_t *d, float *x, size_t n, const char *what, 
  * prefixed with "rank R" (and how many others failed). */
 int worker_dist_agree(worker_dist_t *d, int rc, const char *msg, const char *what,
                       struct ud_err *e);
+/* The same with this rank's error as a struct ud_err (local), and also standalone: with d
+ * NULL it returns rc, with local copied into e. */
+int worker_dist_agree_err(worker_dist_t *d, int rc, const struct ud_err *local, const char *what,
+                          struct ud_err *e);
 
 /* Changes the bucket cap for the next worker_dist_grad_setup (0: the default). */
 void worker_dist_set_bucket_bytes(worker_dist_t *d, size_t bytes);

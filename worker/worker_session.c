@@ -10,19 +10,6 @@
 
 #include "updraft/ud_clock.h"
 
-int worker_session_agree(worker_dist_t *d, int rc, const struct ud_err *local, const char *what,
-                         struct ud_err *e)
-{
-    if (!d) {
-        if (rc && e != local)
-            *e = *local;
-        return rc;
-    }
-    char msg[sizeof local->msg];
-    snprintf(msg, sizeof msg, "%s", rc ? local->msg : "");
-    return worker_dist_agree(d, rc, msg, what, e);
-}
-
 /* The parameters' SHA-256 as four words, for the replica check. */
 static void params_words(const ud_model_t *m, int64_t w[4])
 {
@@ -49,7 +36,7 @@ int worker_session_checkpoint(struct worker_session *s, ud_update_task_t *t, str
         return rc;
     /* 1. rank 0 prepares the directory. */
     rc = s->rank == 0 ? ud_ckpt_begin(dir, &le) : 0;
-    if ((rc = worker_session_agree(s->d, rc, &le, "preparing the checkpoint", e)))
+    if ((rc = worker_dist_agree_err(s->d, rc, &le, "preparing the checkpoint", e)))
         return ud_err_prefix(e, "checkpoint at step %lld", (long long)mt.step);
 
     /* 2. every rank its part. */
@@ -94,7 +81,7 @@ int worker_session_checkpoint(struct worker_session *s, ud_update_task_t *t, str
                             "diverged)",
                             (long long)mt.step);
     }
-    if ((rc = worker_session_agree(s->d, rc, &le, "writing the checkpoint", e)))
+    if ((rc = worker_dist_agree_err(s->d, rc, &le, "writing the checkpoint", e)))
         return ud_err_prefix(e, "checkpoint at step %lld", (long long)mt.step);
 
     /* 3. rank 0 marks it complete and prunes. */
@@ -103,7 +90,7 @@ int worker_session_checkpoint(struct worker_session *s, ud_update_task_t *t, str
         if (!rc)
             rc = ud_ckpt_prune(s->dir, s->keep, &le);
     }
-    if ((rc = worker_session_agree(s->d, rc, &le, "completing the checkpoint", e)))
+    if ((rc = worker_dist_agree_err(s->d, rc, &le, "completing the checkpoint", e)))
         return ud_err_prefix(e, "checkpoint at step %lld", (long long)mt.step);
     snprintf(s->last, sizeof s->last, "%s", dir);
     s->written++;
@@ -157,7 +144,7 @@ int worker_session_resume(struct worker_session *s, ud_model_t *m, struct worker
     int none = rc == UD_ENOTFOUND;
     if (none)
         rc = 0;
-    if ((rc = worker_session_agree(s->d, rc, &le, "finding the newest checkpoint", e)))
+    if ((rc = worker_dist_agree_err(s->d, rc, &le, "finding the newest checkpoint", e)))
         return rc;
     if (s->d) {
         int64_t flag = none;
@@ -202,7 +189,7 @@ int worker_session_resume(struct worker_session *s, ud_model_t *m, struct worker
                         (uint64_t)UD_RNG_DROPOUT + 0x100u * (uint64_t)(s->rank + 1));
         }
     }
-    if ((rc = worker_session_agree(s->d, rc, &le, "reading the checkpoint", e))) {
+    if ((rc = worker_dist_agree_err(s->d, rc, &le, "reading the checkpoint", e))) {
         ud_ckpt_state_deinit(&r->st);
         return rc;
     }

@@ -50,8 +50,4 @@ struct worker_resume {
 int worker_session_resume(struct worker_session *s, ud_model_t *m, struct worker_resume *r,
                           struct ud_err *e);
 
-/* Collective helpers that also work standalone (d == NULL). */
-int worker_session_agree(worker_dist_t *d, int rc, const struct ud_err *local, const char *what,
-                         struct ud_err *e);
-
 #endif
