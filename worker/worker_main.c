@@ -224,18 +224,27 @@ static void json_training_begin(const struct progress *p, struct ud_update_conte
     fflush(stdout);
 }
 
+/* The metrics of a JSON progress or epoch_end line, in the --json format's order (the
+ * validation scores on epoch_end lines only). */
+static void json_metrics(const struct ud_update_metrics *m, int with_validation)
+{
+    ud_json_field(stdout, "loss", m->loss);
+    ud_json_field(stdout, "accuracy", m->accuracy);
+    if (with_validation) {
+        ud_json_field(stdout, "val_loss", m->val_loss);
+        ud_json_field(stdout, "val_accuracy", m->val_accuracy);
+    }
+    ud_json_field(stdout, "samples_per_sec", m->samples_per_sec);
+    ud_json_field(stdout, "learning_rate", m->learning_rate);
+}
+
 /* An epoch's end: a JSON line, or the finished bar (a plain line when not on a terminal). */
 static void print_epoch_end(struct progress *p, const struct ud_update_metrics *m)
 {
     const struct worker_options *o = p->o;
     if (o->json) {
         printf("{\"event\":\"epoch_end\",\"epoch\":%lld", (long long)m->epoch_index);
-        ud_json_field(stdout, "loss", m->loss);
-        ud_json_field(stdout, "accuracy", m->accuracy);
-        ud_json_field(stdout, "val_loss", m->val_loss);
-        ud_json_field(stdout, "val_accuracy", m->val_accuracy);
-        ud_json_field(stdout, "samples_per_sec", m->samples_per_sec);
-        ud_json_field(stdout, "learning_rate", m->learning_rate);
+        json_metrics(m, 1);
         ud_json_field(stdout, "seconds", m->seconds);
         printf("}\n");
         fflush(stdout);
@@ -403,10 +412,7 @@ static void report_step(struct run *R, const struct ud_update_metrics *m)
     if (o->json) {
         printf("{\"event\":\"progress\",\"step\":%lld,\"epoch\":%lld,\"minibatch\":%lld",
                (long long)m->step, (long long)m->epoch_index, (long long)m->minibatch_index);
-        ud_json_field(stdout, "loss", m->loss);
-        ud_json_field(stdout, "accuracy", m->accuracy);
-        ud_json_field(stdout, "samples_per_sec", m->samples_per_sec);
-        ud_json_field(stdout, "learning_rate", m->learning_rate);
+        json_metrics(m, 0);
         printf("}\n");
         fflush(stdout);
     } else if (!o->quiet && !R->prog.tty) {
