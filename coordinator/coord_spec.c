@@ -3,7 +3,7 @@
  *  One table lists every key the spec may hold, its JSON type, its range and the worker option
  *  it becomes; the arguments come out in the table's order, so the same spec always gives the
  *  same command line. Ranges are the worker's own (worker_main.c parse_args), and the assembled
- *  hyper-parameters go through ud_update_params_validate as the worker's do, so a spec the
+ *  hyper-parameters go through ud_update_params_check_runnable as the worker's do, so a spec the
  *  coordinator accepts is one every rank accepts.
  */
 #include <jansson.h>

@@ -23,7 +23,7 @@
  *  range is refused naming the key (so typos never pass silently). Defaults are the worker's.
  *  Ranges: epochs 1..1e6, batch 1..65536 (and >= launch.np), lr > 0, np 1..256,
  *  max_restarts 0..100, report_every >= 1, ...: the same checks the worker makes
- *  (ud_update_params_validate) happen here, so a spec that is accepted starts.
+ *  (ud_update_params_check_runnable) happen here, so a spec that is accepted starts.
  */
 #ifndef COORD_SPEC_H
 #define COORD_SPEC_H

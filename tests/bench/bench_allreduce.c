@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ud_dist.h"
+#include "worker_dist.h"
 
-static double best_of(int rounds, int iters, ud_dist_t *d, float *x, size_t n, int ours)
+static double best_of(int rounds, int iters, worker_dist_t *d, float *x, size_t n, int ours)
 {
     double best = 1e30;
     for (int r = 0; r < rounds; r++) {
@@ -23,7 +23,7 @@ static double best_of(int rounds, int iters, ud_dist_t *d, float *x, size_t n, i
         for (int i = 0; i < iters; i++) {
             if (ours) {
                 struct ud_err e = {0};
-                if (ud_dist_sum_f32(d, x, n, "bench", &e)) {
+                if (worker_dist_sum_f32(d, x, n, "bench", &e)) {
                     fprintf(stderr, "bench_allreduce: %s\n", e.msg);
                     MPI_Abort(MPI_COMM_WORLD, 1);
                 }
@@ -44,12 +44,12 @@ static double best_of(int rounds, int iters, ud_dist_t *d, float *x, size_t n, i
 int main(int argc, char **argv)
 {
     struct ud_err e = {0};
-    ud_dist_t *d = ud_dist_init(&argc, &argv, NULL, &e);
+    worker_dist_t *d = worker_dist_init(&argc, &argv, NULL, &e);
     if (!d) {
         fprintf(stderr, "bench_allreduce: %s\n", e.msg);
         return 1;
     }
-    int rank = ud_dist_rank(d), w = ud_dist_world(d);
+    int rank = worker_dist_rank(d), w = worker_dist_world(d);
     size_t defaults[] = {535818, 262144, 1048576, 4194304};
     size_t nsizes = argc > 1 ? (size_t)(argc - 1) : sizeof defaults / sizeof *defaults;
     if (rank == 0)
@@ -74,6 +74,6 @@ int main(int argc, char **argv)
                    bytes / ours / 1e9 * bus, bytes / mpi / 1e9 * bus);
         free(x);
     }
-    ud_dist_finalize(&d);
+    worker_dist_finalize(&d);
     return 0;
 }

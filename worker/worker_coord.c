@@ -1,11 +1,11 @@
-/*  coord_client.c — a worker's link to the coordinator: synchronous requests on the caller's
- *  socket, heartbeats and posted messages on an actor thread's (see coord_client.h).
+/*  worker_coord.c — a worker's link to the coordinator: synchronous requests on the caller's
+ *  socket, heartbeats and posted messages on an actor thread's (see worker_coord.h).
  *
  *  The pipe between the main thread and the actor carries one frame per command: a kind byte
  *  ('B' best effort, 'R' reliable, 'X' stop) followed by an encoded message (for 'X': the flush
  *  budget as a double). Reliable messages wait in `pending` until a reply with their id comes.
  */
-#include "coord_client.h"
+#include "worker_coord.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -13,11 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <sodium.h>
 #include <zmq.h>
 
+#include "updraft/ud_clock.h"
 #include "updraft/ud_zmq_event.h"
 
 #define RESEND_S       3.0  /* a request or reliable post without a reply is sent again */
@@ -33,12 +33,12 @@ struct pending {
     double sent; /* 0: not sent yet */
 };
 
-struct coord_client {
+struct worker_coord {
     void *ctx;
     void *req;     /* the caller's DEALER */
     void *monitor; /* the caller's: req's connection events */
     int curve;     /* 1: the keys below are used */
-    struct coord_client_curve keys;
+    struct worker_coord_curve keys;
     int connected, cuts; /* the monitor's view: a connection is up; handshakes cut short */
     void *pipe_main;     /* the caller's end of the inproc pipe */
     char endpoint[512];
@@ -55,14 +55,7 @@ struct coord_client {
     char pipe_name[64];
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void *dealer_new(void *ctx, const char *endpoint, const struct coord_client_curve *curve,
+static void *dealer_new(void *ctx, const char *endpoint, const struct worker_coord_curve *curve,
                         struct ud_err *e)
 {
     void *s = zmq_socket(ctx, ZMQ_DEALER);
@@ -104,7 +97,7 @@ static void *dealer_new(void *ctx, const char *endpoint, const struct coord_clie
     return s;
 }
 
-static int monitor_attach(coord_client_t *c, const char *name, struct ud_err *e)
+static int monitor_attach(worker_coord_t *c, const char *name, struct ud_err *e)
 {
     int events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
                  ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
@@ -118,7 +111,7 @@ static int monitor_attach(coord_client_t *c, const char *name, struct ud_err *e)
     return 0;
 }
 
-static int connect_req(coord_client_t *c, struct ud_err *e)
+static int connect_req(worker_coord_t *c, struct ud_err *e)
 {
     if (zmq_connect(c->req, c->endpoint) != 0)
         return ud_err_set(e, UD_EINVAL, "--coordinator %s: %s", c->endpoint,
@@ -127,7 +120,7 @@ static int connect_req(coord_client_t *c, struct ud_err *e)
 }
 
 /* "CURVE handshake with tcp://...: failed: ..." for a ZMQ_EVENT_HANDSHAKE_FAILED_* event. */
-static int handshake_failed(coord_client_t *c, uint16_t event, uint32_t value, struct ud_err *e)
+static int handshake_failed(worker_coord_t *c, uint16_t event, uint32_t value, struct ud_err *e)
 {
     const char *mech = c->curve ? "CURVE" : "ZeroMQ";
     if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
@@ -165,8 +158,8 @@ static int handshake_failed(coord_client_t *c, uint16_t event, uint32_t value, s
 }
 
 /* Reads the waiting connection events of the caller's socket. Returns 0, or UD_EAUTH when the
- * handshake failed for good (see coord_client_request). */
-static int link_check(coord_client_t *c, struct ud_err *e)
+ * handshake failed for good (see worker_coord_request). */
+static int link_check(worker_coord_t *c, struct ud_err *e)
 {
     uint16_t event;
     uint32_t value;
@@ -200,10 +193,10 @@ static int link_check(coord_client_t *c, struct ud_err *e)
     return 0;
 }
 
-coord_client_t *coord_client_new(const char *endpoint, int rank,
-                                 const struct coord_client_curve *curve, struct ud_err *e)
+worker_coord_t *worker_coord_new(const char *endpoint, int rank,
+                                 const struct worker_coord_curve *curve, struct ud_err *e)
 {
-    coord_client_t *c = calloc(1, sizeof *c);
+    worker_coord_t *c = calloc(1, sizeof *c);
     if (!c) {
         ud_err_set(e, UD_ENOMEM, "out of memory");
         return NULL;
@@ -271,14 +264,14 @@ static int recv_msg(void *s, void **buf, size_t *len)
 }
 
 /* Numbers m with the next request id and encodes it. */
-static int encode_numbered(coord_client_t *c, struct ud_msg *m, void **buf, size_t *len,
+static int encode_numbered(worker_coord_t *c, struct ud_msg *m, void **buf, size_t *len,
                            struct ud_err *e)
 {
     m->id = atomic_fetch_add(&c->next_id, 1);
     return ud_msg_encode(m, buf, len, e);
 }
 
-int coord_client_request(coord_client_t *c, struct ud_msg *m, struct ud_msg *reply, void **raw,
+int worker_coord_request(worker_coord_t *c, struct ud_msg *m, struct ud_msg *reply, void **raw,
                          size_t *raw_len, double timeout_s, struct ud_err *e)
 {
     memset(reply, 0, sizeof *reply);
@@ -287,16 +280,16 @@ int coord_client_request(coord_client_t *c, struct ud_msg *m, struct ud_msg *rep
     int rc = encode_numbered(c, m, &buf, &len, e);
     if (rc)
         return rc;
-    double start = now_s(), deadline = start + timeout_s, sent = -1e9;
+    double start = ud_clock_mono(), deadline = start + timeout_s, sent = -1e9;
     rc = UD_ETIMEOUT;
-    while (now_s() < deadline) {
-        if (now_s() - sent >= RESEND_S) {
+    while (ud_clock_mono() < deadline) {
+        if (ud_clock_mono() - sent >= RESEND_S) {
             if (zmq_send(c->req, buf, len, ZMQ_DONTWAIT) == (int)len)
-                sent = now_s();
+                sent = ud_clock_mono();
         }
         zmq_pollitem_t it[2] = {{.socket = c->req, .events = ZMQ_POLLIN},
                                 {.socket = c->monitor, .events = ZMQ_POLLIN}};
-        double wait = fmin(deadline - now_s(), sent > 0 ? RESEND_S : 0.1);
+        double wait = fmin(deadline - ud_clock_mono(), sent > 0 ? RESEND_S : 0.1);
         if (zmq_poll(it, 2, (long)(fmax(wait, 0.01) * 1000)) <= 0)
             continue;
         int lc = (it[1].revents & ZMQ_POLLIN) ? link_check(c, e) : 0;
@@ -347,7 +340,7 @@ out:
 /* ------------------------------------------------------------------------------ the actor */
 
 struct actor {
-    coord_client_t *c;
+    worker_coord_t *c;
     void *dealer, *pipe;
     struct pending q[MAX_PENDING];
     int nq;
@@ -364,7 +357,7 @@ static void pending_drop(struct actor *a, int i)
 /* Returns 1 if the heartbeat went out (0 while the link is not up yet). */
 static int heartbeat(struct actor *a)
 {
-    coord_client_t *c = a->c;
+    worker_coord_t *c = a->c;
     struct ud_msg m = {.type = UD_MSG_HEARTBEAT,
                        .id = atomic_fetch_add(&c->next_id, 1),
                        .job = c->job,
@@ -390,7 +383,7 @@ static void on_reply(struct actor *a)
     while (recv_msg(a->dealer, &rb, &rl) == 0) {
         struct ud_err e = {0};
         struct ud_msg r;
-        a->last_contact = now_s();
+        a->last_contact = ud_clock_mono();
         if (ud_msg_decode(rb, rl, &r, &e) == 0) {
             if (r.type == UD_MSG_ACK && r.cancel)
                 atomic_store(&a->c->cancel, 1);
@@ -467,7 +460,7 @@ static int on_pipe(struct actor *a, double *flush_s)
 
 static void *actor_main(void *arg)
 {
-    coord_client_t *c = arg;
+    worker_coord_t *c = arg;
     struct ud_err e = {0};
     struct actor a = {.c = c};
     a.dealer = dealer_new(c->ctx, c->endpoint, c->curve ? &c->keys : NULL, &e);
@@ -479,7 +472,7 @@ static void *actor_main(void *arg)
     }
     double next_hb = 0, flush_s = 0, stop_at = 0;
     for (;;) {
-        double t = now_s();
+        double t = ud_clock_mono();
         if (!stop_at && t >= next_hb) {
             /* Until the link is up (ZMQ_IMMEDIATE refuses), try again soon. */
             next_hb = t + (heartbeat(&a) ? c->every_s : 0.05);
@@ -495,7 +488,7 @@ static void *actor_main(void *arg)
         if (it[0].revents & ZMQ_POLLIN)
             on_reply(&a);
         if (!stop_at && (it[1].revents & ZMQ_POLLIN) && on_pipe(&a, &flush_s)) {
-            stop_at = now_s() + flush_s;
+            stop_at = ud_clock_mono() + flush_s;
             send_pending(&a, 0 /* now, whatever the resend clock says */);
         }
     }
@@ -514,7 +507,7 @@ out:
     return NULL;
 }
 
-int coord_client_start(coord_client_t *c, const char *job, double every_s, struct ud_err *e)
+int worker_coord_start(worker_coord_t *c, const char *job, double every_s, struct ud_err *e)
 {
     if (c->started)
         return 0;
@@ -534,12 +527,12 @@ int coord_client_start(coord_client_t *c, const char *job, double every_s, struc
     return 0;
 }
 
-void coord_client_set_step(coord_client_t *c, int64_t step)
+void worker_coord_set_step(worker_coord_t *c, int64_t step)
 {
     atomic_store(&c->step, step);
 }
 
-int coord_client_post(coord_client_t *c, struct ud_msg *m, int reliable, struct ud_err *e)
+int worker_coord_post(worker_coord_t *c, struct ud_msg *m, int reliable, struct ud_err *e)
 {
     if (!c->started)
         return 0;
@@ -564,14 +557,14 @@ int coord_client_post(coord_client_t *c, struct ud_msg *m, int reliable, struct 
     return 0;
 }
 
-int coord_client_cancelled(const coord_client_t *c)
+int worker_coord_cancelled(const worker_coord_t *c)
 {
-    return atomic_load(&((coord_client_t *)c)->cancel);
+    return atomic_load(&((worker_coord_t *)c)->cancel);
 }
 
-void coord_client_destroy(coord_client_t **pc, double flush_s)
+void worker_coord_destroy(worker_coord_t **pc, double flush_s)
 {
-    coord_client_t *c = pc ? *pc : NULL;
+    worker_coord_t *c = pc ? *pc : NULL;
     if (!c)
         return;
     if (c->started) {

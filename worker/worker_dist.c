@@ -1,7 +1,7 @@
-/*  ud_dist.c — MPI for the data-parallel worker: ring allreduce in buckets overlapped with
- *  backward, small collectives, and waits that never hang (see ud_dist.h).
+/*  worker_dist.c — MPI for the data-parallel worker: ring allreduce in buckets overlapped with
+ *  backward, small collectives, and waits that never hang (see worker_dist.h).
  */
-#include "ud_dist.h"
+#include "worker_dist.h"
 
 #include <errno.h>
 #include <mpi.h>
@@ -14,6 +14,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "updraft/ud_clock.h"
 
 #define DEFAULT_BUCKET_BYTES ((size_t)1 << 20)
 #define DEFAULT_TIMEOUT_S    60.0
@@ -48,7 +50,7 @@ struct status_msg {
     int32_t pad;
 };
 
-struct ud_dist {
+struct worker_dist {
     int rank, world, local_size;
     MPI_Comm comm; /* gradients and collectives */
     MPI_Comm hb;   /* roll call */
@@ -72,17 +74,18 @@ struct ud_dist {
 
     int64_t step, seq;
     enum wait_kind waiting;
-    struct ud_dist_stats st;
+    struct worker_dist_stats st;
+    /* An error of grad_ready (which returns nothing), reported by the next grad_sync. */
+    struct ud_err ready_err;
+
+    /* For the signal handler: the program's name and the hint, in two buffers; the handler
+     * reads the one published last. */
+    char prog[64];
+    char hint_buf[2][1024];
+    atomic_int hint_cur;
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-int ud_dist_launched(void)
+int worker_dist_launched(void)
 {
     static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK"};
     for (size_t i = 0; i < sizeof vars / sizeof *vars; i++)
@@ -90,6 +93,10 @@ int ud_dist_launched(void)
             return 1;
     return 0;
 }
+
+/* The one file-level variable: a signal handler reaches nothing but globals. Set once, by
+ * worker_dist_handle_signals; the handler reads the rank, the name and the hint through it. */
+static worker_dist_t *sig_dist;
 
 static int mpi_err(int rc, struct ud_err *e, const char *what)
 {
@@ -101,14 +108,14 @@ static int mpi_err(int rc, struct ud_err *e, const char *what)
 
 /* ---------------------------------------------------------------------------- roll call */
 
-static void post_ping_recv(ud_dist_t *d)
+static void post_ping_recv(worker_dist_t *d)
 {
     MPI_Irecv(&d->ping_in, (int)sizeof d->ping_in, MPI_BYTE, MPI_ANY_SOURCE, TAG_PING, d->hb,
               &d->ping_rq);
 }
 
 /* Answers any roll call that has arrived: this rank is alive, and here is what it does. */
-static void answer_pings(ud_dist_t *d)
+static void answer_pings(worker_dist_t *d)
 {
     for (;;) {
         int flag = 0;
@@ -131,7 +138,7 @@ static void answer_pings(ud_dist_t *d)
     }
 }
 
-static void start_rollcall(ud_dist_t *d)
+static void start_rollcall(worker_dist_t *d)
 {
     static const struct status_msg ask = {0, 0, 0, 0};
     for (int q = 0; q < d->world; q++) {
@@ -149,7 +156,7 @@ static void start_rollcall(ud_dist_t *d)
     d->rollcall_open = 1;
 }
 
-static void collect_answers(ud_dist_t *d)
+static void collect_answers(worker_dist_t *d)
 {
     for (int q = 0; q < d->world; q++) {
         if (d->answered[q] || d->answer_rq[q] == MPI_REQUEST_NULL)
@@ -161,7 +168,7 @@ static void collect_answers(ud_dist_t *d)
 }
 
 /* Whether the process of rank q, on this host, has exited (-1: another host, cannot tell). */
-static int peer_gone(const ud_dist_t *d, int q)
+static int peer_gone(const worker_dist_t *d, int q)
 {
     if (strcmp(d->peers[q].host, d->peers[d->rank].host) != 0)
         return -1;
@@ -175,7 +182,7 @@ static const char *kind_name(int k)
 
 /* The verdict at the deadline: names who did not answer, or who is out of step. Returns 1 if
  * everyone answered from the same wait (slow, not stuck: keep waiting). */
-static int verdict(ud_dist_t *d, const char *what, struct ud_err *e)
+static int verdict(worker_dist_t *d, const char *what, struct ud_err *e)
 {
     collect_answers(d);
     char list[1024] = "";
@@ -210,14 +217,14 @@ static int verdict(ud_dist_t *d, const char *what, struct ud_err *e)
 
 /* --------------------------------------------------------------------------- the wait loop */
 
-typedef int (*done_fn)(ud_dist_t *d, void *arg, struct ud_err *e); /* 1 done, 0 not, <0 error */
+typedef int (*done_fn)(worker_dist_t *d, void *arg, struct ud_err *e); /* 1 done, 0 not, <0 error */
 
 /* Polls done() until it reports completion, answering roll calls, with the deadline. */
-static int wait_for(ud_dist_t *d, enum wait_kind kind, done_fn done, void *arg, const char *what,
-                    struct ud_err *e)
+static int wait_for(worker_dist_t *d, enum wait_kind kind, done_fn done, void *arg,
+                    const char *what, struct ud_err *e)
 {
     d->waiting = kind;
-    double t0 = now_s(), start_roll = t0 + d->timeout / 2, deadline = t0 + d->timeout;
+    double t0 = ud_clock_mono(), start_roll = t0 + d->timeout / 2, deadline = t0 + d->timeout;
     long spins = 0;
     for (;;) {
         int r = done(d, arg, e);
@@ -232,7 +239,7 @@ static int wait_for(ud_dist_t *d, enum wait_kind kind, done_fn done, void *arg, 
          * that has become a stall sleeps between polls. */
         if (++spins < 100)
             continue;
-        double t = now_s();
+        double t = ud_clock_mono();
         if (t - t0 < 0.05) {
             sched_yield();
             continue;
@@ -256,7 +263,7 @@ static int wait_for(ud_dist_t *d, enum wait_kind kind, done_fn done, void *arg, 
 }
 
 /* One non-blocking MPI request. */
-static int req_done(ud_dist_t *d, void *arg, struct ud_err *e)
+static int req_done(worker_dist_t *d, void *arg, struct ud_err *e)
 {
     int flag = 0, rc = MPI_Test((MPI_Request *)arg, &flag, MPI_STATUS_IGNORE);
     (void)d;
@@ -265,29 +272,31 @@ static int req_done(ud_dist_t *d, void *arg, struct ud_err *e)
     return flag;
 }
 
-static int wait_req(ud_dist_t *d, MPI_Request *r, const char *what, struct ud_err *e)
+static int wait_req(worker_dist_t *d, MPI_Request *r, const char *what, struct ud_err *e)
 {
     d->seq++;
-    double t0 = now_s();
+    double t0 = ud_clock_mono();
     int rc = wait_for(d, W_COLL, req_done, r, what, e);
-    d->st.collective_seconds += now_s() - t0;
+    d->st.collective_seconds += ud_clock_mono() - t0;
     return rc;
 }
 
 /* ------------------------------------------------------------------------------ set-up */
 
-ud_dist_t *ud_dist_init(int *argc, char ***argv, const struct ud_dist_opts *o, struct ud_err *e)
+worker_dist_t *worker_dist_init(int *argc, char ***argv, const struct worker_dist_opts *o,
+                                struct ud_err *e)
 {
     int provided = 0, rc;
     if ((rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided)) != MPI_SUCCESS) {
         mpi_err(rc, e, "MPI_Init");
         return NULL;
     }
-    ud_dist_t *d = calloc(1, sizeof *d);
+    worker_dist_t *d = calloc(1, sizeof *d);
     if (!d) {
         ud_err_set(e, UD_ENOMEM, "out of memory");
         return NULL;
     }
+    atomic_init(&d->hint_cur, -1);
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d->world);
@@ -312,7 +321,7 @@ ud_dist_t *ud_dist_init(int *argc, char ***argv, const struct ud_dist_opts *o, s
     if (!d->peers || !d->pong_out || !d->pong_send || !d->answers || !d->answer_rq ||
         !d->answered) {
         ud_err_set(e, UD_ENOMEM, "out of memory for %d ranks", d->world);
-        ud_dist_finalize(&d);
+        worker_dist_finalize(&d);
         return NULL;
     }
     for (size_t q = 0; q < W; q++)
@@ -328,13 +337,13 @@ ud_dist_t *ud_dist_init(int *argc, char ***argv, const struct ud_dist_opts *o, s
         wait_req(d, &r, "start-up (exchanging host names)", e)) {
         if (rc)
             mpi_err(rc, e, "start-up");
-        ud_dist_finalize(&d);
+        worker_dist_finalize(&d);
         return NULL;
     }
     return d;
 }
 
-static void free_buckets(ud_dist_t *d)
+static void free_buckets(worker_dist_t *d)
 {
     for (int i = 0; i < d->nb; i++)
         free(d->b[i].tmp);
@@ -343,9 +352,9 @@ static void free_buckets(ud_dist_t *d)
     d->nb = 0;
 }
 
-void ud_dist_finalize(ud_dist_t **dp)
+void worker_dist_finalize(worker_dist_t **dp)
 {
-    ud_dist_t *d = *dp;
+    worker_dist_t *d = *dp;
     if (!d)
         return;
     if (d->ping_rq != MPI_REQUEST_NULL) {
@@ -362,6 +371,8 @@ void ud_dist_finalize(ud_dist_t **dp)
     }
     /* No rank may leave while another could still ask it something. */
     MPI_Barrier(d->hb);
+    if (sig_dist == d)
+        sig_dist = NULL;
     free_buckets(d);
     MPI_Comm_free(&d->comm);
     MPI_Comm_free(&d->hb);
@@ -376,42 +387,42 @@ void ud_dist_finalize(ud_dist_t **dp)
     MPI_Finalize();
 }
 
-int ud_dist_rank(const ud_dist_t *d)
+int worker_dist_rank(const worker_dist_t *d)
 {
     return d->rank;
 }
-int ud_dist_world(const ud_dist_t *d)
+int worker_dist_world(const worker_dist_t *d)
 {
     return d->world;
 }
-int ud_dist_local_size(const ud_dist_t *d)
+int worker_dist_local_size(const worker_dist_t *d)
 {
     return d->local_size;
 }
-const char *ud_dist_host(const ud_dist_t *d, int rank)
+const char *worker_dist_host(const worker_dist_t *d, int rank)
 {
     return rank >= 0 && rank < d->world ? d->peers[rank].host : "?";
 }
-void ud_dist_set_step(ud_dist_t *d, int64_t step)
+void worker_dist_set_step(worker_dist_t *d, int64_t step)
 {
     d->step = step;
 }
-void ud_dist_stats(const ud_dist_t *d, struct ud_dist_stats *s)
+void worker_dist_stats(const worker_dist_t *d, struct worker_dist_stats *s)
 {
     *s = d->st;
 }
 
 /* ------------------------------------------------------------------------- collectives */
 
-int ud_dist_barrier(ud_dist_t *d, const char *what, struct ud_err *e)
+int worker_dist_barrier(worker_dist_t *d, const char *what, struct ud_err *e)
 {
     MPI_Request r;
     int rc = MPI_Ibarrier(d->comm, &r);
     return rc ? mpi_err(rc, e, what) : wait_req(d, &r, what, e);
 }
 
-int ud_dist_bcast(ud_dist_t *d, void *buf, size_t bytes, int root, const char *what,
-                  struct ud_err *e)
+int worker_dist_bcast(worker_dist_t *d, void *buf, size_t bytes, int root, const char *what,
+                      struct ud_err *e)
 {
     /* In pieces of at most 1 GiB: MPI counts are ints. */
     for (size_t off = 0; off < bytes || (bytes == 0 && off == 0);) {
@@ -429,31 +440,31 @@ int ud_dist_bcast(ud_dist_t *d, void *buf, size_t bytes, int root, const char *w
     return 0;
 }
 
-int ud_dist_sum_f64(ud_dist_t *d, double *v, size_t n, const char *what, struct ud_err *e)
+int worker_dist_sum_f64(worker_dist_t *d, double *v, size_t n, const char *what, struct ud_err *e)
 {
     MPI_Request r;
     int rc = MPI_Iallreduce(MPI_IN_PLACE, v, (int)n, MPI_DOUBLE, MPI_SUM, d->comm, &r);
     return rc ? mpi_err(rc, e, what) : wait_req(d, &r, what, e);
 }
 
-int ud_dist_max_i64(ud_dist_t *d, int64_t *v, size_t n, const char *what, struct ud_err *e)
+int worker_dist_max_i64(worker_dist_t *d, int64_t *v, size_t n, const char *what, struct ud_err *e)
 {
     MPI_Request r;
     int rc = MPI_Iallreduce(MPI_IN_PLACE, v, (int)n, MPI_INT64_T, MPI_MAX, d->comm, &r);
     return rc ? mpi_err(rc, e, what) : wait_req(d, &r, what, e);
 }
 
-int ud_dist_agree(ud_dist_t *d, int rc, const char *msg, const char *what, struct ud_err *e)
+int worker_dist_agree(worker_dist_t *d, int rc, const char *msg, const char *what, struct ud_err *e)
 {
     /* Codes first (cheap); the messages only when something failed. */
     int64_t v[2] = {rc ? 1 : 0, rc ? (int64_t)(d->world - d->rank) : 0};
-    int r = ud_dist_max_i64(d, v, 2, what, e);
+    int r = worker_dist_max_i64(d, v, 2, what, e);
     if (r)
         return r;
     if (!v[0])
         return 0;
     double c = rc ? 1 : 0; /* how many failed */
-    if ((r = ud_dist_sum_f64(d, &c, 1, what, e)))
+    if ((r = worker_dist_sum_f64(d, &c, 1, what, e)))
         return r;
     int first = d->world - (int)v[1]; /* the lowest failing rank */
     struct {
@@ -462,13 +473,26 @@ int ud_dist_agree(ud_dist_t *d, int rc, const char *msg, const char *what, struc
     } m = {rc, ""};
     if (d->rank == first)
         snprintf(m.msg, sizeof m.msg, "%s", msg ? msg : "");
-    if ((r = ud_dist_bcast(d, &m, sizeof m, first, what, e)))
+    if ((r = worker_dist_bcast(d, &m, sizeof m, first, what, e)))
         return r;
     int others = (int)c - 1;
     char more[64] = "";
     if (others > 0)
         snprintf(more, sizeof more, " (and %d other rank%s)", others, others == 1 ? "" : "s");
     return ud_err_set(e, m.code ? m.code : UD_EINTERNAL, "rank %d%s: %s", first, more, m.msg);
+}
+
+int worker_dist_agree_err(worker_dist_t *d, int rc, const struct ud_err *local, const char *what,
+                          struct ud_err *e)
+{
+    if (!d) {
+        if (rc && e != local)
+            *e = *local;
+        return rc;
+    }
+    char msg[sizeof local->msg];
+    snprintf(msg, sizeof msg, "%s", rc ? local->msg : "");
+    return worker_dist_agree(d, rc, msg, what, e);
 }
 
 /* ----------------------------------------------------------------------- ring allreduce */
@@ -490,7 +514,7 @@ static void chunk_range(const struct bucket *b, int w, int c, size_t *lo, size_t
 /* Posts the messages of the bucket's current phase. Phases 0 .. w-2 reduce-scatter (receive a
  * chunk into tmp, add it to ours), phases w-1 .. 2w-3 all-gather (receive final chunks in
  * place). */
-static int post_phase(ud_dist_t *d, struct bucket *b, int idx, struct ud_err *e)
+static int post_phase(worker_dist_t *d, struct bucket *b, int idx, struct ud_err *e)
 {
     int w = d->world, r = d->rank, k = b->phase;
     int nxt = (r + 1) % w, prv = (r - 1 + w) % w;
@@ -514,7 +538,7 @@ static int post_phase(ud_dist_t *d, struct bucket *b, int idx, struct ud_err *e)
     return 0;
 }
 
-static int start_bucket(ud_dist_t *d, int idx, struct ud_err *e)
+static int start_bucket(worker_dist_t *d, int idx, struct ud_err *e)
 {
     struct bucket *b = &d->b[idx];
     b->phase = 0;
@@ -526,7 +550,7 @@ static int start_bucket(ud_dist_t *d, int idx, struct ud_err *e)
 }
 
 /* Advances every bucket in flight as far as its messages allow. */
-static int progress(ud_dist_t *d, struct ud_err *e)
+static int progress(worker_dist_t *d, struct ud_err *e)
 {
     int w = d->world, last = 2 * (w - 1);
     for (int i = 0; i < d->nb; i++) {
@@ -550,17 +574,17 @@ static int progress(ud_dist_t *d, struct ud_err *e)
     return 0;
 }
 
-void ud_dist_set_bucket_bytes(ud_dist_t *d, size_t bytes)
+void worker_dist_set_bucket_bytes(worker_dist_t *d, size_t bytes)
 {
     d->bucket_cap = bytes ? bytes : DEFAULT_BUCKET_BYTES;
 }
 
-void ud_dist_set_timeout(ud_dist_t *d, double seconds)
+void worker_dist_set_timeout(worker_dist_t *d, double seconds)
 {
     d->timeout = seconds > 0 ? seconds : DEFAULT_TIMEOUT_S;
 }
 
-int ud_dist_grad_setup(ud_dist_t *d, ud_model_t *m, struct ud_err *e)
+int worker_dist_grad_setup(worker_dist_t *d, ud_model_t *m, struct ud_err *e)
 {
     free_buckets(d);
     const struct ud_arch *a = ud_model_arch(m);
@@ -604,7 +628,7 @@ int ud_dist_grad_setup(ud_dist_t *d, ud_model_t *m, struct ud_err *e)
     return 0;
 }
 
-static struct bucket *bucket_of(ud_dist_t *d, size_t off, int *idx)
+static struct bucket *bucket_of(worker_dist_t *d, size_t off, int *idx)
 {
     for (int i = 0; i < d->nb; i++)
         if (off >= d->b[i].off && off < d->b[i].off + d->b[i].cnt) {
@@ -614,21 +638,18 @@ static struct bucket *bucket_of(ud_dist_t *d, size_t off, int *idx)
     return NULL;
 }
 
-/* Errors here are kept and reported by grad_sync (grad_ready returns nothing). */
-static struct ud_err ready_err;
-
-void ud_dist_grad_ready(void *user, int layer, struct ud_span span)
+void worker_dist_grad_ready(void *user, int layer, struct ud_span span)
 {
-    ud_dist_t *d = user;
+    worker_dist_t *d = user;
     int idx;
     (void)layer;
     struct bucket *b = bucket_of(d, span.offset, &idx);
     if (!b || span.count == 0)
         return;
-    if (--b->pending == 0 && !ready_err.code)
-        start_bucket(d, idx, &ready_err);
-    if (!ready_err.code)
-        progress(d, &ready_err);
+    if (--b->pending == 0 && !d->ready_err.code)
+        start_bucket(d, idx, &d->ready_err);
+    if (!d->ready_err.code)
+        progress(d, &d->ready_err);
     answer_pings(d);
 }
 
@@ -637,7 +658,7 @@ struct sync_arg {
     void *actx;
 };
 
-static int buckets_done(ud_dist_t *d, void *arg, struct ud_err *e)
+static int buckets_done(worker_dist_t *d, void *arg, struct ud_err *e)
 {
     struct sync_arg *a = arg;
     int rc = progress(d, e), last = 2 * (d->world - 1), all = 1;
@@ -655,14 +676,14 @@ static int buckets_done(ud_dist_t *d, void *arg, struct ud_err *e)
     return all;
 }
 
-int ud_dist_grad_sync(void *user, float *grads, size_t n, ud_span_apply_fn apply, void *actx,
-                      struct ud_err *e)
+int worker_dist_grad_sync(void *user, float *grads, size_t n, ud_span_apply_fn apply, void *actx,
+                          struct ud_err *e)
 {
-    ud_dist_t *d = user;
+    worker_dist_t *d = user;
     (void)n;
-    double t0 = now_s();
-    if (ready_err.code) {
-        *e = ready_err;
+    double t0 = ud_clock_mono();
+    if (d->ready_err.code) {
+        *e = d->ready_err;
         return e->code;
     }
     d->grads = grads;
@@ -684,16 +705,16 @@ int ud_dist_grad_sync(void *user, float *grads, size_t n, ud_span_apply_fn apply
     d->st.steps++;
     for (int i = 0; i < d->nb; i++)
         d->st.bytes += (double)d->b[i].cnt * sizeof(float);
-    d->st.wait_seconds += now_s() - t0;
+    d->st.wait_seconds += ud_clock_mono() - t0;
     return rc;
 }
 
-int ud_dist_metric_sync(void *user, double *v, size_t n, struct ud_err *e)
+int worker_dist_metric_sync(void *user, double *v, size_t n, struct ud_err *e)
 {
-    return ud_dist_sum_f64(user, v, n, "the metrics allreduce", e);
+    return worker_dist_sum_f64(user, v, n, "the metrics allreduce", e);
 }
 
-int ud_dist_sum_f32(ud_dist_t *d, float *x, size_t n, const char *what, struct ud_err *e)
+int worker_dist_sum_f32(worker_dist_t *d, float *x, size_t n, const char *what, struct ud_err *e)
 {
     /* One bucket over x, through the same ring. */
     struct bucket b = {.off = 0, .cnt = n, .nlayers = 1, .phase = -1};
@@ -747,7 +768,7 @@ static size_t put_int(char *buf, size_t cap, size_t at, long v)
     return at;
 }
 
-size_t ud_dist_dead_peers(const ud_dist_t *d, char *buf, size_t cap)
+size_t worker_dist_dead_peers(const worker_dist_t *d, char *buf, size_t cap)
 {
     size_t at = 0;
     if (cap)
@@ -766,32 +787,26 @@ size_t ud_dist_dead_peers(const ud_dist_t *d, char *buf, size_t cap)
     return at;
 }
 
-/* The hint: two buffers, the handler reads the one published last. */
-static char hint_buf[2][1024];
-static atomic_int hint_cur = -1;
-static const ud_dist_t *sig_dist;
-static const char *sig_prog = "updraft-worker";
-
-void ud_dist_set_hint(const char *fmt, ...)
+void worker_dist_set_hint(worker_dist_t *d, const char *fmt, ...)
 {
-    int next = atomic_load(&hint_cur) == 0 ? 1 : 0;
+    int next = atomic_load(&d->hint_cur) == 0 ? 1 : 0;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(hint_buf[next], sizeof hint_buf[next], fmt, ap);
+    vsnprintf(d->hint_buf[next], sizeof d->hint_buf[next], fmt, ap);
     va_end(ap);
-    atomic_store(&hint_cur, next);
+    atomic_store(&d->hint_cur, next);
 }
 
 static void on_term(int sig)
 {
     char buf[2048], dead[768];
     size_t at = 0;
-    at = put_str(buf, sizeof buf, at, sig_prog);
+    at = put_str(buf, sizeof buf, at, sig_dist ? sig_dist->prog : "updraft-worker");
     at = put_str(buf, sizeof buf, at, ": rank ");
     at = put_int(buf, sizeof buf, at, sig_dist ? sig_dist->rank : 0);
     at = put_str(buf, sizeof buf, at, ": stopped by signal ");
     at = put_int(buf, sizeof buf, at, sig);
-    if (ud_dist_dead_peers(sig_dist, dead, sizeof dead)) {
+    if (worker_dist_dead_peers(sig_dist, dead, sizeof dead)) {
         at = put_str(buf, sizeof buf, at, " after losing ");
         at = put_str(buf, sizeof buf, at, dead);
         at = put_str(buf, sizeof buf, at, " (the process is gone)");
@@ -800,10 +815,10 @@ static void on_term(int sig)
                      " (from the launcher: another rank failed, or the job "
                      "was interrupted)");
     }
-    int h = atomic_load(&hint_cur);
+    int h = sig_dist ? atomic_load(&sig_dist->hint_cur) : -1;
     if (h >= 0) {
         at = put_str(buf, sizeof buf, at, "; ");
-        at = put_str(buf, sizeof buf, at, hint_buf[h]);
+        at = put_str(buf, sizeof buf, at, sig_dist->hint_buf[h]);
     }
     at = put_str(buf, sizeof buf, at, "\n");
     ssize_t wr = write(STDERR_FILENO, buf, at);
@@ -811,10 +826,10 @@ static void on_term(int sig)
     _exit(128 + sig);
 }
 
-void ud_dist_handle_signals(ud_dist_t *d, const char *prog)
+void worker_dist_handle_signals(worker_dist_t *d, const char *prog)
 {
+    snprintf(d->prog, sizeof d->prog, "%s", prog);
     sig_dist = d;
-    sig_prog = prog;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_term;

@@ -1,5 +1,6 @@
-/*  session.c — checkpoints written by all ranks together, and resume (see session.h). */
-#include "session.h"
+/*  worker_session.c — checkpoints written by all ranks together, and resume (see worker_session.h).
+ */
+#include "worker_session.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -7,25 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-int session_agree(ud_dist_t *d, int rc, const struct ud_err *local, const char *what,
-                  struct ud_err *e)
-{
-    if (!d) {
-        if (rc && e != local)
-            *e = *local;
-        return rc;
-    }
-    char msg[sizeof local->msg];
-    snprintf(msg, sizeof msg, "%s", rc ? local->msg : "");
-    return ud_dist_agree(d, rc, msg, what, e);
-}
+#include "updraft/ud_clock.h"
 
 /* The parameters' SHA-256 as four words, for the replica check. */
 static void params_words(const ud_model_t *m, int64_t w[4])
@@ -40,9 +23,9 @@ static void params_words(const ud_model_t *m, int64_t w[4])
     }
 }
 
-int session_checkpoint(struct session *s, ud_update_task_t *t, struct ud_err *e)
+int worker_session_checkpoint(struct worker_session *s, ud_update_task_t *t, struct ud_err *e)
 {
-    double t0 = now_s();
+    double t0 = ud_clock_mono();
     ud_model_t *m = ud_update_task_model(t);
     struct ud_update_metrics mt = ud_update_task_metrics(t);
     char dir[4096];
@@ -53,7 +36,7 @@ int session_checkpoint(struct session *s, ud_update_task_t *t, struct ud_err *e)
         return rc;
     /* 1. rank 0 prepares the directory. */
     rc = s->rank == 0 ? ud_ckpt_begin(dir, &le) : 0;
-    if ((rc = session_agree(s->d, rc, &le, "preparing the checkpoint", e)))
+    if ((rc = worker_dist_agree_err(s->d, rc, &le, "preparing the checkpoint", e)))
         return ud_err_prefix(e, "checkpoint at step %lld", (long long)mt.step);
 
     /* 2. every rank its part. */
@@ -90,7 +73,7 @@ int session_checkpoint(struct session *s, ud_update_task_t *t, struct ud_err *e)
         int64_t mine[4], ref[4];
         params_words(m, mine);
         memcpy(ref, mine, sizeof ref);
-        if ((rc = ud_dist_bcast(s->d, ref, sizeof ref, 0, "the replica check", e)))
+        if ((rc = worker_dist_bcast(s->d, ref, sizeof ref, 0, "the replica check", e)))
             return rc;
         if (memcmp(ref, mine, sizeof ref) != 0)
             rc = ud_err_set(&le, UD_EINTERNAL,
@@ -98,7 +81,7 @@ int session_checkpoint(struct session *s, ud_update_task_t *t, struct ud_err *e)
                             "diverged)",
                             (long long)mt.step);
     }
-    if ((rc = session_agree(s->d, rc, &le, "writing the checkpoint", e)))
+    if ((rc = worker_dist_agree_err(s->d, rc, &le, "writing the checkpoint", e)))
         return ud_err_prefix(e, "checkpoint at step %lld", (long long)mt.step);
 
     /* 3. rank 0 marks it complete and prunes. */
@@ -107,13 +90,13 @@ int session_checkpoint(struct session *s, ud_update_task_t *t, struct ud_err *e)
         if (!rc)
             rc = ud_ckpt_prune(s->dir, s->keep, &le);
     }
-    if ((rc = session_agree(s->d, rc, &le, "completing the checkpoint", e)))
+    if ((rc = worker_dist_agree_err(s->d, rc, &le, "completing the checkpoint", e)))
         return ud_err_prefix(e, "checkpoint at step %lld", (long long)mt.step);
     snprintf(s->last, sizeof s->last, "%s", dir);
     s->written++;
-    s->write_seconds += now_s() - t0;
+    s->write_seconds += ud_clock_mono() - t0;
     if (s->d)
-        ud_dist_set_hint("resume from %s with --resume", dir);
+        worker_dist_set_hint(s->d, "resume from %s with --resume", dir);
     return 0;
 }
 
@@ -150,7 +133,8 @@ static void strip_epochs(const char *in, char *out, size_t cap)
     out[o] = '\0';
 }
 
-int session_resume(struct session *s, ud_model_t *m, struct resume *r, struct ud_err *e)
+int worker_session_resume(struct worker_session *s, ud_model_t *m, struct worker_resume *r,
+                          struct ud_err *e)
 {
     struct ud_err le = {0};
     char dir[4096] = "";
@@ -160,12 +144,12 @@ int session_resume(struct session *s, ud_model_t *m, struct resume *r, struct ud
     int none = rc == UD_ENOTFOUND;
     if (none)
         rc = 0;
-    if ((rc = session_agree(s->d, rc, &le, "finding the newest checkpoint", e)))
+    if ((rc = worker_dist_agree_err(s->d, rc, &le, "finding the newest checkpoint", e)))
         return rc;
     if (s->d) {
         int64_t flag = none;
-        if ((rc = ud_dist_max_i64(s->d, &flag, 1, "finding the newest checkpoint", e)) ||
-            (rc = ud_dist_bcast(s->d, dir, sizeof dir, 0, "finding the newest checkpoint", e)))
+        if ((rc = worker_dist_max_i64(s->d, &flag, 1, "finding the newest checkpoint", e)) ||
+            (rc = worker_dist_bcast(s->d, dir, sizeof dir, 0, "finding the newest checkpoint", e)))
             return rc;
         none = (int)flag;
     }
@@ -205,7 +189,7 @@ int session_resume(struct session *s, ud_model_t *m, struct resume *r, struct ud
                         (uint64_t)UD_RNG_DROPOUT + 0x100u * (uint64_t)(s->rank + 1));
         }
     }
-    if ((rc = session_agree(s->d, rc, &le, "reading the checkpoint", e))) {
+    if ((rc = worker_dist_agree_err(s->d, rc, &le, "reading the checkpoint", e))) {
         ud_ckpt_state_deinit(&r->st);
         return rc;
     }
@@ -213,6 +197,6 @@ int session_resume(struct session *s, ud_model_t *m, struct resume *r, struct ud
     s->val_loss = r->st.metrics.val_loss;
     s->val_accuracy = r->st.metrics.val_accuracy;
     if (s->d)
-        ud_dist_set_hint("resume from %s with --resume", dir);
+        worker_dist_set_hint(s->d, "resume from %s with --resume", dir);
     return 0;
 }
