@@ -119,33 +119,18 @@ int ud_update_key_valid(const char *key, size_t len)
     return 1;
 }
 
-static void pack_key(msgpack_packer *pk, const char *s)
-{
-    size_t n = strlen(s);
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
-}
-
 static void pack_msg(msgpack_packer *pk, const void *ctx)
 {
     const struct ud_update_msg *m = ctx;
     msgpack_pack_map(pk, 8);
-    pack_key(pk, "v");
-    msgpack_pack_int64(pk, UD_UPDATE_MSG_VERSION);
-    pack_key(pk, "round");
-    msgpack_pack_int64(pk, m->round);
-    pack_key(pk, "base_version");
-    msgpack_pack_int64(pk, m->base_version);
-    pack_key(pk, "key");
-    pack_key(pk, m->key);
-    pack_key(pk, "samples");
-    msgpack_pack_int64(pk, m->samples);
-    pack_key(pk, "loss");
-    msgpack_pack_double(pk, m->loss);
-    pack_key(pk, "accuracy");
-    msgpack_pack_double(pk, m->accuracy);
-    pack_key(pk, "delta");
-    ud__env_pack_f32_bin(pk, m->delta, m->n);
+    ud__mpk_pack_key_int(pk, "v", UD_UPDATE_MSG_VERSION);
+    ud__mpk_pack_key_int(pk, "round", m->round);
+    ud__mpk_pack_key_int(pk, "base_version", m->base_version);
+    ud__mpk_pack_key_str(pk, "key", m->key);
+    ud__mpk_pack_key_int(pk, "samples", m->samples);
+    ud__mpk_pack_key_double(pk, "loss", m->loss);
+    ud__mpk_pack_key_double(pk, "accuracy", m->accuracy);
+    ud__mpk_pack_key_f32_bin(pk, "delta", m->delta, m->n);
 }
 
 int ud_update_msg_encode(const struct ud_update_msg *msg, char **buf, size_t *len, struct ud_err *e)
@@ -170,23 +155,7 @@ int ud_update_msg_encode(const struct ud_update_msg *msg, char **buf, size_t *le
     if (msg->n > (size_t)UINT32_MAX / 4 || (msg->n && !msg->delta))
         return ud_err_set(e, UD_EINVAL, "update message: delta of %zu floats cannot be sent",
                           msg->n);
-    /* Pack once to count, once into an exactly sized buffer. */
-    struct ud__env_out cnt = {0};
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &cnt, ud__env_out_write);
-    pack_msg(&pk, msg);
-    struct ud__env_out out = {.cap = cnt.len};
-    if (!(out.data = malloc(cnt.len ? cnt.len : 1)))
-        return ud_err_set(e, UD_ENOMEM, "update message: out of memory for %zu bytes", cnt.len);
-    msgpack_packer_init(&pk, &out, ud__env_out_write);
-    pack_msg(&pk, msg);
-    if (out.overflow || out.len != cnt.len) {
-        free(out.data);
-        return ud_err_set(e, UD_EINTERNAL, "update message: packed size changed");
-    }
-    *buf = out.data;
-    *len = out.len;
-    return 0;
+    return ud__mpk_pack_alloc(pack_msg, msg, SIZE_MAX, "update message", "message", buf, len, e);
 }
 
 static const char *const MSG_KEYS[] = {"v",       "round", "base_version", "key",
@@ -198,15 +167,15 @@ enum { K_V, K_ROUND, K_BASE, K_KEY, K_SAMPLES, K_LOSS, K_ACC, K_DELTA, NKEYS };
 static int find_keys(const msgpack_object *top, const msgpack_object **vals, struct ud_err *e)
 {
     if (top->type != MSGPACK_OBJECT_MAP)
-        return ud__env_type_err(top, "update message", "a map", e);
+        return ud__mpk_type_err(top, "update message", "a map", e);
     /* Linear in the map's size: only known keys are checked for repeats (a forged map of many
      * unknown keys costs one pass). */
     for (uint32_t i = 0; i < top->via.map.size; i++) {
         const msgpack_object_kv *kv = &top->via.map.ptr[i];
         if (kv->key.type != MSGPACK_OBJECT_STR)
-            return ud__env_type_err(&kv->key, "update message: a key", "a string", e);
+            return ud__mpk_type_err(&kv->key, "update message: a key", "a string", e);
         for (int k = 0; k < NKEYS; k++)
-            if (ud__env_key_is(&kv->key, MSG_KEYS[k])) {
+            if (ud__mpk_key_is(&kv->key, MSG_KEYS[k])) {
                 if (vals[k])
                     return ud_err_set(e, UD_EFORMAT, "update message: key \"%s\" appears twice",
                                       MSG_KEYS[k]);
@@ -221,7 +190,7 @@ static int find_keys(const msgpack_object *top, const msgpack_object **vals, str
 
 static int get_finite(const msgpack_object *o, const char *field, double *out, struct ud_err *e)
 {
-    int rc = ud__env_get_double(o, field, out, e);
+    int rc = ud__mpk_get_double(o, field, out, e);
     if (rc < 0)
         return rc;
     if (!isfinite(*out))
@@ -239,24 +208,24 @@ static int decode_top(const msgpack_object *top, size_t max_floats, struct ud_up
     /* The version first, so that a newer sender hears what to do. */
     if (v[K_V]->type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
         v[K_V]->type != MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        return ud__env_type_err(v[K_V], "update message.v", "an integer", e);
+        return ud__mpk_type_err(v[K_V], "update message.v", "an integer", e);
     if (v[K_V]->type == MSGPACK_OBJECT_NEGATIVE_INTEGER || v[K_V]->via.u64 != UD_UPDATE_MSG_VERSION)
         return ud_err_set(e, UD_EVERSION,
                           "update message.v: version %lld, this side reads %d: run the same "
                           "updraft release on the device and the coordinator",
                           (long long)v[K_V]->via.i64, UD_UPDATE_MSG_VERSION);
-    if ((rc = ud__env_get_int(v[K_ROUND], "update message.round", 0, INT64_MAX, &m->round, e)) <
+    if ((rc = ud__mpk_get_int(v[K_ROUND], "update message.round", 0, INT64_MAX, &m->round, e)) <
             0 ||
-        (rc = ud__env_get_int(v[K_BASE], "update message.base_version", 0, INT64_MAX,
+        (rc = ud__mpk_get_int(v[K_BASE], "update message.base_version", 0, INT64_MAX,
                               &m->base_version, e)) < 0 ||
-        (rc = ud__env_get_int(v[K_SAMPLES], "update message.samples", 1, INT64_MAX, &m->samples,
+        (rc = ud__mpk_get_int(v[K_SAMPLES], "update message.samples", 1, INT64_MAX, &m->samples,
                               e)) < 0 ||
         (rc = get_finite(v[K_LOSS], "update message.loss", &m->loss, e)) < 0 ||
         (rc = get_finite(v[K_ACC], "update message.accuracy", &m->accuracy, e)) < 0)
         return rc;
     const msgpack_object *k = v[K_KEY];
     if (k->type != MSGPACK_OBJECT_STR)
-        return ud__env_type_err(k, "update message.key", "a string", e);
+        return ud__mpk_type_err(k, "update message.key", "a string", e);
     if (!ud_update_key_valid(k->via.str.ptr, k->via.str.size))
         return ud_err_set(e, UD_EFORMAT,
                           "update message.key: %u bytes; it must be 1 to %d printable ASCII "
@@ -266,7 +235,7 @@ static int decode_top(const msgpack_object *top, size_t max_floats, struct ud_up
     m->key[k->via.str.size] = '\0';
     const msgpack_object *d = v[K_DELTA];
     if (d->type != MSGPACK_OBJECT_BIN)
-        return ud__env_type_err(d, "update message.delta", "bin (float32 little-endian)", e);
+        return ud__mpk_type_err(d, "update message.delta", "bin (float32 little-endian)", e);
     size_t bytes = d->via.bin.size;
     if (bytes % 4)
         return ud_err_set(e, UD_EFORMAT,
@@ -282,7 +251,7 @@ static int decode_top(const msgpack_object *top, size_t max_floats, struct ud_up
     float *copy = malloc(n ? n * sizeof *copy : 1);
     if (!copy)
         return ud_err_set(e, UD_ENOMEM, "update message.delta: out of memory for %zu floats", n);
-    ud__env_f32_from_le(copy, (const unsigned char *)d->via.bin.ptr, n);
+    ud__mpk_f32_from_le(copy, (const unsigned char *)d->via.bin.ptr, n);
     *delta = copy;
     m->delta = copy;
     return 0;
