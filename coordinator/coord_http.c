@@ -45,7 +45,7 @@
 #include "coord_http_impl.h"
 #include "coord_spec.h"
 #include "coord_store.h"
-#include "updraft/ud_proto.h"
+#include "updraft/ud_msg.h"
 
 #define BODY_CAP         COORD_SPEC_MAX_BYTES /* POST bodies */
 #define DISCARD_CAP      (16u << 20)          /* a chunked body this far past the cap: hang up */

@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #include "updraft/ud_error.h"
-#include "updraft/ud_proto.h"
+#include "updraft/ud_msg.h"
 
 typedef struct coord_client coord_client_t;
 

@@ -24,7 +24,7 @@
 #include "updraft/ud_ckpt.h"
 #include "updraft/ud_delta.h"
 #include "updraft/ud_model.h"
-#include "updraft/ud_proto.h"
+#include "updraft/ud_msg.h"
 #include "updraft/ud_rng.h"
 #include "updraft/ud_keys.h"
 #include "updraft/ud_seal.h"

@@ -11,7 +11,7 @@
 
 #include <msgpack.h>
 
-#include "updraft/ud_proto.h"
+#include "updraft/ud_msg.h"
 #include "updraft/ud_rng.h"
 
 #define assert_msg_has(e, s)                                                                       \

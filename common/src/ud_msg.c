@@ -1,4 +1,4 @@
-/*  ud_proto.c — the worker protocol's messages as msgpack maps (contract: ud_proto.h; for
+/*  ud_msg.c — the worker protocol's messages as msgpack maps (contract: ud_msg.h; for
  *  people: docs/protocol.md, which lists the same fields as the tables below).
  *
  *  One table per message type says which keys it has, their kinds, where they live in struct
@@ -15,7 +15,7 @@
  *  is copied out. Strings and bins in the unpacked object point into the caller's buffer; the
  *  message gets its own copies.
  */
-#include "updraft/ud_proto.h"
+#include "updraft/ud_msg.h"
 
 #include <math.h>
 #include <stdbool.h>
