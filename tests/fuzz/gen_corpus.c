@@ -22,7 +22,7 @@
 
 #include "ud_envelope_impl.h"
 #include "updraft/ud_ckpt.h"
-#include "updraft/ud_delta.h"
+#include "updraft/ud_update_msg.h"
 #include "updraft/ud_model.h"
 #include "updraft/ud_msg.h"
 #include "updraft/ud_rng.h"

@@ -11,6 +11,7 @@
 #include <msgpack.h>
 
 #include "updraft/ud_delta.h"
+#include "updraft/ud_update_msg.h"
 #include "updraft/ud_model.h"
 
 #define assert_msg_has(e, s)                                                                       \
