@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cli_local.h"
+#include "updraft/ud_arch.h"
 #include "updraft/ud_data.h"
 #include "updraft/ud_model.h"
 #include "updraft/ud_optim.h"

@@ -25,6 +25,7 @@
 
 #include "cli_local.h"
 #include "cli_remote.h"
+#include "updraft/ud_arch.h"
 #include "updraft/ud_ckpt.h"
 #include "updraft/ud_data.h"
 #include "updraft/ud_eval.h"

@@ -22,6 +22,7 @@
 #include "coord_client.h"
 #include "session.h"
 #include "ud_dist.h"
+#include "updraft/ud_arch.h"
 #include "updraft/ud_ckpt.h"
 #include "updraft/ud_data.h"
 #include "updraft/ud_eval.h"

@@ -1,7 +1,7 @@
-/*  ud_arch.c — architectures: presets, the text spec format, shape inference and checks. */
-#include "updraft/ud_model.h"
+/*  ud_arch.c — architectures: presets, the text spec format, shape inference and checks
+ *  (contract: ud_arch.h). */
+#include "updraft/ud_arch.h"
 #include "updraft/ud_file.h"
-#include "updraft/ud_udm.h"
 
 #include <ctype.h>
 #include <errno.h>

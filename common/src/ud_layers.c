@@ -6,6 +6,7 @@
  *  until flatten. Tests check the two against each other and against finite differences.
  */
 #include "ud_model_impl.h"
+#include "updraft/ud_arch.h"
 #include "updraft/ud_kernels.h"
 
 #include <float.h>

@@ -21,6 +21,7 @@
 #include <zlib.h>
 
 #include "ud_envelope_impl.h"
+#include "updraft/ud_arch.h"
 #include "updraft/ud_ckpt.h"
 #include "updraft/ud_update_msg.h"
 #include "updraft/ud_model.h"

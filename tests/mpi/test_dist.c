@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "ud_dist.h"
+#include "updraft/ud_arch.h"
 #include "updraft/ud_model.h"
 
 static ud_dist_t *D;

@@ -29,6 +29,7 @@
 
 #include <sodium.h>
 
+#include "updraft/ud_arch.h"
 #include "updraft/ud_model.h"
 #include "updraft/ud_msg.h"
 #include "updraft/ud_file.h"

@@ -10,6 +10,7 @@
 
 #include <msgpack.h>
 
+#include "updraft/ud_arch.h"
 #include "updraft/ud_delta.h"
 #include "updraft/ud_update_msg.h"
 #include "updraft/ud_model.h"
