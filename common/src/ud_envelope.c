@@ -212,6 +212,69 @@ struct env_scan {
     const char *what; /* names the data in messages: "body", "message" */
 };
 
+/* What a type byte from 0xc0 to 0xdf says follows it: a big-endian length of len_bytes bytes,
+ * or a fixed payload; ext types add their type byte (extra). container: 1 array, 2 map (the
+ * length counts elements). valid is false for 0xc1, which msgpack never uses. */
+struct env_head {
+    unsigned char valid, len_bytes, fixed, extra, container;
+};
+
+static const struct env_head ENV_HEADS[32] = {
+    [0x00] = {1, 0, 0, 0, 0},  /* c0 nil */
+    [0x02] = {1, 0, 0, 0, 0},  /* c2 false */
+    [0x03] = {1, 0, 0, 0, 0},  /* c3 true */
+    [0x04] = {1, 1, 0, 0, 0},  /* c4 bin 8 */
+    [0x05] = {1, 2, 0, 0, 0},  /* c5 bin 16 */
+    [0x06] = {1, 4, 0, 0, 0},  /* c6 bin 32 */
+    [0x07] = {1, 1, 0, 1, 0},  /* c7 ext 8 */
+    [0x08] = {1, 2, 0, 1, 0},  /* c8 ext 16 */
+    [0x09] = {1, 4, 0, 1, 0},  /* c9 ext 32 */
+    [0x0a] = {1, 0, 4, 0, 0},  /* ca float 32 */
+    [0x0b] = {1, 0, 8, 0, 0},  /* cb float 64 */
+    [0x0c] = {1, 0, 1, 0, 0},  /* cc uint 8 */
+    [0x0d] = {1, 0, 2, 0, 0},  /* cd uint 16 */
+    [0x0e] = {1, 0, 4, 0, 0},  /* ce uint 32 */
+    [0x0f] = {1, 0, 8, 0, 0},  /* cf uint 64 */
+    [0x10] = {1, 0, 1, 0, 0},  /* d0 int 8 */
+    [0x11] = {1, 0, 2, 0, 0},  /* d1 int 16 */
+    [0x12] = {1, 0, 4, 0, 0},  /* d2 int 32 */
+    [0x13] = {1, 0, 8, 0, 0},  /* d3 int 64 */
+    [0x14] = {1, 0, 2, 0, 0},  /* d4 fixext 1, with its type byte */
+    [0x15] = {1, 0, 3, 0, 0},  /* d5 fixext 2 */
+    [0x16] = {1, 0, 5, 0, 0},  /* d6 fixext 4 */
+    [0x17] = {1, 0, 9, 0, 0},  /* d7 fixext 8 */
+    [0x18] = {1, 0, 17, 0, 0}, /* d8 fixext 16 */
+    [0x19] = {1, 1, 0, 0, 0},  /* d9 str 8 */
+    [0x1a] = {1, 2, 0, 0, 0},  /* da str 16 */
+    [0x1b] = {1, 4, 0, 0, 0},  /* db str 32 */
+    [0x1c] = {1, 2, 0, 0, 1},  /* dc array 16 */
+    [0x1d] = {1, 4, 0, 0, 1},  /* dd array 32 */
+    [0x1e] = {1, 2, 0, 0, 2},  /* de map 16 */
+    [0x1f] = {1, 4, 0, 0, 2},  /* df map 32 */
+};
+
+static int env_scan_obj(struct env_scan *s, int depth, struct ud_err *e);
+
+/* The items of a container whose header started at byte `at` (a map's count doubled). */
+static int env_scan_items(struct env_scan *s, int depth, size_t at, uint64_t items,
+                          struct ud_err *e)
+{
+    if (items > s->len - s->off)
+        return ud_err_set(e, UD_EFORMAT,
+                          "%s: container at byte %zu declares %llu "
+                          "elements, more than the %zu bytes left",
+                          s->what, at, (unsigned long long)items, s->len - s->off);
+    if (depth >= UD__ENV_MAX_DEPTH)
+        return ud_err_set(e, UD_EFORMAT, "%s: nested deeper than %d at byte %zu", s->what,
+                          UD__ENV_MAX_DEPTH, at);
+    for (uint64_t i = 0; i < items; i++) {
+        int rc = env_scan_obj(s, depth + 1, e);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* Walks one msgpack object. Every declared length is checked against the bytes left (each
  * element of a container takes at least one byte), nesting is bounded by UD__ENV_MAX_DEPTH and the
  * number of objects by UD__ENV_MAX_OBJECTS, so what msgpack later allocates is bounded by the
@@ -226,115 +289,31 @@ static int env_scan_obj(struct env_scan *s, int depth, struct ud_err *e)
                           UD__ENV_MAX_OBJECTS);
     size_t at = s->off;
     unsigned char b = s->p[s->off++];
-    uint64_t n = 0, items = 0;
+    uint64_t n = 0;    /* payload bytes, or elements of a container */
     int container = 0; /* 1 array, 2 map */
-    bool ok = true;
 
-    if (b <= 0x7f || b >= 0xe0)
+    if (b <= 0x7f || b >= 0xe0) /* positive and negative fixint */
         return 0;
     if (b <= 0x8f) {
-        container = 2, items = b & 0x0f;
+        container = 2, n = b & 0x0f;
     } else if (b <= 0x9f) {
-        container = 1, items = b & 0x0f;
+        container = 1, n = b & 0x0f;
     } else if (b <= 0xbf) {
-        n = b & 0x1f;
+        n = b & 0x1f; /* fixstr */
     } else {
-        switch (b) {
-        case 0xc0: /* nil, false, true */
-        case 0xc2:
-        case 0xc3:
-            return 0;
-        case 0xc4: /* bin 8/16/32 */
-        case 0xd9: /* str 8/16/32 */
-            ok = env_be(s->p, s->len, &s->off, 1, &n);
-            break;
-        case 0xc5:
-        case 0xda:
-            ok = env_be(s->p, s->len, &s->off, 2, &n);
-            break;
-        case 0xc6:
-        case 0xdb:
-            ok = env_be(s->p, s->len, &s->off, 4, &n);
-            break;
-        case 0xc7: /* ext 8/16/32: length, then a type byte */
-            ok = env_be(s->p, s->len, &s->off, 1, &n), n += 1;
-            break;
-        case 0xc8:
-            ok = env_be(s->p, s->len, &s->off, 2, &n), n += 1;
-            break;
-        case 0xc9:
-            ok = env_be(s->p, s->len, &s->off, 4, &n), n += 1;
-            break;
-        case 0xcc: /* uint, int, float: fixed sizes */
-        case 0xd0:
-            n = 1;
-            break;
-        case 0xcd:
-        case 0xd1:
-            n = 2;
-            break;
-        case 0xca:
-        case 0xce:
-        case 0xd2:
-            n = 4;
-            break;
-        case 0xcb:
-        case 0xcf:
-        case 0xd3:
-            n = 8;
-            break;
-        case 0xd4: /* fixext 1/2/4/8/16 with their type byte */
-            n = 2;
-            break;
-        case 0xd5:
-            n = 3;
-            break;
-        case 0xd6:
-            n = 5;
-            break;
-        case 0xd7:
-            n = 9;
-            break;
-        case 0xd8:
-            n = 17;
-            break;
-        case 0xdc:
-            container = 1, ok = env_be(s->p, s->len, &s->off, 2, &items);
-            break;
-        case 0xdd:
-            container = 1, ok = env_be(s->p, s->len, &s->off, 4, &items);
-            break;
-        case 0xde:
-            container = 2, ok = env_be(s->p, s->len, &s->off, 2, &items);
-            break;
-        case 0xdf:
-            container = 2, ok = env_be(s->p, s->len, &s->off, 4, &items);
-            break;
-        default: /* 0xc1: never used */
+        const struct env_head *h = &ENV_HEADS[b - 0xc0];
+        if (!h->valid)
             return ud_err_set(e, UD_EFORMAT, "%s: invalid msgpack type byte 0x%02x at byte %zu",
                               s->what, b, at);
-        }
+        n = h->fixed;
+        if (h->len_bytes && !env_be(s->p, s->len, &s->off, h->len_bytes, &n))
+            return ud_err_set(e, UD_EFORMAT, "%s: msgpack header at byte %zu ends early", s->what,
+                              at);
+        n += h->extra;
+        container = h->container;
     }
-    if (!ok)
-        return ud_err_set(e, UD_EFORMAT, "%s: msgpack header at byte %zu ends early", s->what, at);
-    if (container) {
-        if (container == 2)
-            items *= 2;
-        if (items > s->len - s->off)
-            return ud_err_set(e, UD_EFORMAT,
-                              "%s: container at byte %zu declares %llu "
-                              "elements, more than the %zu bytes left",
-                              s->what, at, (unsigned long long)items, s->len - s->off);
-        if (depth >= UD__ENV_MAX_DEPTH)
-            return ud_err_set(e, UD_EFORMAT, "%s: nested deeper than %d at byte %zu", s->what,
-                              UD__ENV_MAX_DEPTH, at);
-        for (uint64_t i = 0; i < items; i++) {
-            int rc = env_scan_obj(s, depth + 1, e);
-            if (rc < 0)
-                return rc;
-        }
-        return 0;
-    }
+    if (container)
+        return env_scan_items(s, depth, at, container == 2 ? n * 2 : n, e);
     if (n > s->len - s->off)
         return ud_err_set(e, UD_EFORMAT,
                           "%s: msgpack value at byte %zu declares %llu bytes, "
