@@ -326,65 +326,35 @@ static void ckpt_metrics_nan(struct ud_ckpt_metrics *m)
 
 static int ckpt_parse_params(const msgpack_object *o, struct ud_update_params *p, struct ud_err *e)
 {
-    static const char *const keys[] = {"optimizer",       "learning_rate", "momentum", "nesterov",
-                                       "weight_decay",    "beta1",         "beta2",    "eps",
-                                       "mini_batch_size", "epochs",        "shuffle",  "seed",
-                                       "schedule",        "step_epochs",   "gamma"};
-    enum {
-        P_OPT,
-        P_LR,
-        P_MOM,
-        P_NEST,
-        P_WD,
-        P_B1,
-        P_B2,
-        P_EPS,
-        P_MB,
-        P_EP,
-        P_SH,
-        P_SEED,
-        P_SCHED,
-        P_STEP,
-        P_GAMMA,
-        P_N
+    char opt[32], sched[32];
+    const struct ud__mpk_field f[] = {
+        UD__MPK_STRBUF("optimizer", opt, sizeof opt),
+        UD__MPK_DOUBLE("learning_rate", &p->learning_rate),
+        UD__MPK_DOUBLE("momentum", &p->momentum),
+        UD__MPK_BOOL("nesterov", &p->nesterov),
+        UD__MPK_DOUBLE("weight_decay", &p->weight_decay),
+        UD__MPK_DOUBLE("beta1", &p->beta1),
+        UD__MPK_DOUBLE("beta2", &p->beta2),
+        UD__MPK_DOUBLE("eps", &p->eps),
+        UD__MPK_INT("mini_batch_size", &p->mini_batch_size, 0, INT64_MAX),
+        UD__MPK_INT("epochs", &p->epochs, 0, INT64_MAX),
+        UD__MPK_BOOL("shuffle", &p->shuffle),
+        UD__MPK_U64("seed", &p->seed),
+        UD__MPK_STRBUF("schedule", sched, sizeof sched),
+        UD__MPK_INT("step_epochs", &p->step_epochs, 0, INT64_MAX),
+        UD__MPK_DOUBLE("gamma", &p->gamma),
     };
-    const msgpack_object *v[P_N];
-    int rc = ud__mpk_fields(o, "params", keys, P_N, v, e);
+    int rc = ud__mpk_read_map(o, "params", "params", f, sizeof f / sizeof f[0], e);
     if (rc < 0)
         return rc;
     /* Enums by name, through ud_optim's own names. */
-    char name[32];
-    if ((rc = ud__mpk_get_strbuf(v[P_OPT], "params.optimizer", name, sizeof name, e)) < 0)
-        return rc;
-    if (ud_optimizer_parse(name, &p->optimizer) < 0)
+    if (ud_optimizer_parse(opt, &p->optimizer) < 0)
         return ud_err_set(e, UD_EFORMAT, "params.optimizer: unknown optimizer \"%s\" (sgd, adam)",
-                          name);
-    if ((rc = ud__mpk_get_strbuf(v[P_SCHED], "params.schedule", name, sizeof name, e)) < 0)
-        return rc;
-    if (ud_lr_schedule_parse(name, &p->schedule) < 0)
+                          opt);
+    if (ud_lr_schedule_parse(sched, &p->schedule) < 0)
         return ud_err_set(e, UD_EFORMAT,
                           "params.schedule: unknown schedule \"%s\" (constant, step, cosine)",
-                          name);
-    char field[48];
-    const int dk[] = {P_LR, P_WD, P_MOM, P_B1, P_B2, P_EPS, P_GAMMA};
-    double *dd[] = {&p->learning_rate, &p->weight_decay, &p->momentum, &p->beta1,
-                    &p->beta2,         &p->eps,          &p->gamma};
-    for (int i = 0; i < 7; i++) {
-        snprintf(field, sizeof field, "params.%s", keys[dk[i]]);
-        if ((rc = ud__mpk_get_double(v[dk[i]], field, dd[i], e)) < 0)
-            return rc;
-    }
-    const int ik[] = {P_MB, P_EP, P_STEP};
-    int64_t *id[] = {&p->mini_batch_size, &p->epochs, &p->step_epochs};
-    for (int i = 0; i < 3; i++) {
-        snprintf(field, sizeof field, "params.%s", keys[ik[i]]);
-        if ((rc = ud__mpk_get_int(v[ik[i]], field, 0, INT64_MAX, id[i], e)) < 0)
-            return rc;
-    }
-    if ((rc = ud__mpk_get_bool(v[P_NEST], "params.nesterov", &p->nesterov, e)) < 0 ||
-        (rc = ud__mpk_get_bool(v[P_SH], "params.shuffle", &p->shuffle, e)) < 0 ||
-        (rc = ud__mpk_get_u64(v[P_SEED], "params.seed", &p->seed, e)) < 0)
-        return rc;
+                          sched);
     return 0;
 }
 
@@ -393,68 +363,42 @@ static int ckpt_parse_params(const msgpack_object *o, struct ud_update_params *p
 static int ckpt_parse_state(const msgpack_object *body, struct ud_ckpt_state *st, bool load_optim,
                             struct ud_err *e)
 {
-    static const char *const keys[] = {
-        "phase",           "iteration",    "date",        "metrics",    "epoch",   "minibatch",
-        "steps_per_epoch", "total_steps",  "epoch_sums",  "world",      "threads", "params",
-        "fingerprint",     "optim_floats", "optim_state", "optim_steps"};
-    enum {
-        S_PHASE,
-        S_ITER,
-        S_DATE,
-        S_METRICS,
-        S_EPOCH,
-        S_MB,
-        S_SPE,
-        S_TOTAL,
-        S_SUMS,
-        S_WORLD,
-        S_THREADS,
-        S_PARAMS,
-        S_FP,
-        S_OFLOATS,
-        S_OSTATE,
-        S_OSTEPS,
-        S_N
-    };
-    const msgpack_object *v[S_N];
-    int rc = ud__mpk_fields(body, "body", keys, S_N, v, e);
-    if (rc < 0)
-        return rc;
-    if ((rc = ud__mpk_get_strbuf(v[S_PHASE], "phase", st->phase, sizeof st->phase, e)) < 0 ||
-        (rc = ud__mpk_get_strbuf(v[S_FP], "fingerprint", st->fingerprint, sizeof st->fingerprint,
-                                 e)) < 0)
-        return rc;
-    const int ik[] = {S_ITER, S_EPOCH, S_MB, S_SPE, S_TOTAL, S_OSTEPS};
-    int64_t *id[] = {&st->iteration,       &st->epoch,       &st->minibatch,
-                     &st->steps_per_epoch, &st->total_steps, &st->optim_steps};
-    for (int i = 0; i < 6; i++)
-        if ((rc = ud__mpk_get_int(v[ik[i]], keys[ik[i]], 0, INT64_MAX, id[i], e)) < 0)
-            return rc;
-    if ((rc = ud__mpk_get_int(v[S_DATE], "date", INT64_MIN, INT64_MAX, &st->date, e)) < 0)
-        return rc;
     int64_t w = 0, t = 0, nf = 0;
-    if ((rc = ud__mpk_get_int(v[S_WORLD], "world", 1, UD_CKPT_MAX_RANKS, &w, e)) < 0 ||
-        (rc = ud__mpk_get_int(v[S_THREADS], "threads", 0, CKPT_MAX_THREADS, &t, e)) < 0 ||
-        (rc = ud__mpk_get_int(v[S_OFLOATS], "optim_floats", 0, (int64_t)UD_CKPT_MAX_OPTIM_FLOATS,
-                              &nf, e)) < 0)
+    const msgpack_object *metrics = NULL, *sums = NULL, *params = NULL, *os = NULL;
+    const struct ud__mpk_field f[] = {
+        UD__MPK_STRBUF("phase", st->phase, sizeof st->phase),
+        UD__MPK_INT("iteration", &st->iteration, 0, INT64_MAX),
+        UD__MPK_INT("date", &st->date, INT64_MIN, INT64_MAX),
+        UD__MPK_OBJ("metrics", &metrics),
+        UD__MPK_INT("epoch", &st->epoch, 0, INT64_MAX),
+        UD__MPK_INT("minibatch", &st->minibatch, 0, INT64_MAX),
+        UD__MPK_INT("steps_per_epoch", &st->steps_per_epoch, 0, INT64_MAX),
+        UD__MPK_INT("total_steps", &st->total_steps, 0, INT64_MAX),
+        UD__MPK_OBJ("epoch_sums", &sums),
+        UD__MPK_INT("world", &w, 1, UD_CKPT_MAX_RANKS),
+        UD__MPK_INT("threads", &t, 0, CKPT_MAX_THREADS),
+        UD__MPK_OBJ("params", &params),
+        UD__MPK_STRBUF("fingerprint", st->fingerprint, sizeof st->fingerprint),
+        UD__MPK_INT("optim_floats", &nf, 0, (int64_t)UD_CKPT_MAX_OPTIM_FLOATS),
+        UD__MPK_OBJ("optim_state", &os),
+        UD__MPK_INT("optim_steps", &st->optim_steps, 0, INT64_MAX),
+    };
+    int rc = ud__mpk_read_map(body, "body", NULL, f, sizeof f / sizeof f[0], e);
+    if (rc < 0)
         return rc;
     st->world = (int32_t)w;
     st->threads = (int32_t)t;
 
-    static const char *const mkeys[] = {"loss", "accuracy", "val_loss", "val_accuracy",
-                                        "learning_rate"};
-    const msgpack_object *mv[5];
-    if ((rc = ud__mpk_fields(v[S_METRICS], "metrics", mkeys, 5, mv, e)) < 0)
+    const struct ud__mpk_field mf[] = {
+        UD__MPK_DOUBLE("loss", &st->metrics.loss),
+        UD__MPK_DOUBLE("accuracy", &st->metrics.accuracy),
+        UD__MPK_DOUBLE("val_loss", &st->metrics.val_loss),
+        UD__MPK_DOUBLE("val_accuracy", &st->metrics.val_accuracy),
+        UD__MPK_DOUBLE("learning_rate", &st->metrics.learning_rate),
+    };
+    if ((rc = ud__mpk_read_map(metrics, "metrics", "metrics", mf, sizeof mf / sizeof mf[0], e)) < 0)
         return rc;
-    double *md[] = {&st->metrics.loss, &st->metrics.accuracy, &st->metrics.val_loss,
-                    &st->metrics.val_accuracy, &st->metrics.learning_rate};
     char field[48];
-    for (int i = 0; i < 5; i++) {
-        snprintf(field, sizeof field, "metrics.%s", mkeys[i]);
-        if ((rc = ud__mpk_get_double(mv[i], field, md[i], e)) < 0)
-            return rc;
-    }
-    const msgpack_object *sums = v[S_SUMS];
     if (sums->type != MSGPACK_OBJECT_ARRAY || sums->via.array.size != 3)
         return ud_err_set(e, UD_EFORMAT, "epoch_sums: expected an array of 3 numbers");
     for (int i = 0; i < 3; i++) {
@@ -462,10 +406,9 @@ static int ckpt_parse_state(const msgpack_object *body, struct ud_ckpt_state *st
         if ((rc = ud__mpk_get_double(&sums->via.array.ptr[i], field, &st->epoch_sums[i], e)) < 0)
             return rc;
     }
-    if ((rc = ckpt_parse_params(v[S_PARAMS], &st->params, e)) < 0)
+    if ((rc = ckpt_parse_params(params, &st->params, e)) < 0)
         return rc;
 
-    const msgpack_object *os = v[S_OSTATE];
     if (os->type != MSGPACK_OBJECT_BIN)
         return ud__mpk_type_err(os, "optim_state", "bin (f32 little-endian)", e);
     if ((uint64_t)os->via.bin.size != (uint64_t)nf * 4)

@@ -458,3 +458,47 @@ int ud__mpk_get_u64(const msgpack_object *o, const char *field, uint64_t *out, s
     *out = o->via.u64;
     return 0;
 }
+
+/* One value as f says. */
+static int mpk_read_value(const msgpack_object *o, const char *name, const struct ud__mpk_field *f,
+                          struct ud_err *e)
+{
+    switch (f->as) {
+    case UD__MPK_AS_I64:
+        return ud__mpk_get_int(o, name, f->lo, f->hi, f->out, e);
+    case UD__MPK_AS_U64:
+        return ud__mpk_get_u64(o, name, f->out, e);
+    case UD__MPK_AS_DOUBLE:
+        return ud__mpk_get_double(o, name, f->out, e);
+    case UD__MPK_AS_BOOL:
+        return ud__mpk_get_bool(o, name, f->out, e);
+    case UD__MPK_AS_STRBUF:
+        return ud__mpk_get_strbuf(o, name, f->out, f->cap, e);
+    case UD__MPK_AS_OBJ:
+        *(const msgpack_object **)f->out = o;
+        return 0;
+    }
+    return ud_err_set(e, UD_EINTERNAL, "%s: unknown field kind", name);
+}
+
+int ud__mpk_read_map(const msgpack_object *map, const char *field, const char *prefix,
+                     const struct ud__mpk_field *f, size_t n, struct ud_err *e)
+{
+    enum { MAX_KEYS = 32 };
+    const char *keys[MAX_KEYS] = {0};
+    const msgpack_object *vals[MAX_KEYS];
+    if (n > MAX_KEYS)
+        return ud_err_set(e, UD_EINTERNAL, "%s: %zu keys, the reader takes %d", field, n, MAX_KEYS);
+    for (size_t i = 0; i < n; i++)
+        keys[i] = f[i].key;
+    int rc = ud__mpk_fields(map, field, keys, n, vals, e);
+    char name[128];
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (prefix)
+            snprintf(name, sizeof name, "%s.%s", prefix, f[i].key);
+        else
+            snprintf(name, sizeof name, "%s", f[i].key);
+        rc = mpk_read_value(vals[i], name, &f[i], e);
+    }
+    return rc;
+}

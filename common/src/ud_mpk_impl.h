@@ -91,6 +91,54 @@ int ud__mpk_lookup(const msgpack_object *map, const char *field, const char *key
                    const msgpack_object **val, struct ud_err *e);
 int ud__mpk_require(const msgpack_object *map, const char *field, const char *key,
                     const msgpack_object **val, struct ud_err *e);
+/* What ud__mpk_read_map reads a key's value as, and what `out` points at. */
+enum ud__mpk_as {
+    UD__MPK_AS_I64,    /* int64_t, in [lo, hi] (ud__mpk_get_int) */
+    UD__MPK_AS_U64,    /* uint64_t (ud__mpk_get_u64) */
+    UD__MPK_AS_DOUBLE, /* double, any number (ud__mpk_get_double) */
+    UD__MPK_AS_BOOL,   /* int, 0 or 1 (ud__mpk_get_bool) */
+    UD__MPK_AS_STRBUF, /* char[cap] (ud__mpk_get_strbuf) */
+    UD__MPK_AS_OBJ,    /* const msgpack_object *: the value, for the caller to read */
+};
+/* One key of a map read by ud__mpk_read_map. */
+struct ud__mpk_field {
+    const char *key;
+    enum ud__mpk_as as;
+    void *out;
+    int64_t lo, hi; /* UD__MPK_I64 */
+    size_t cap;     /* UD__MPK_STRBUF */
+};
+/* Rows of a field table: UD__MPK_INT("epochs", &p->epochs, 0, INT64_MAX). */
+#define UD__MPK_INT(k, p, min, max)                                                                \
+    {                                                                                              \
+        .key = (k), .as = UD__MPK_AS_I64, .out = (p), .lo = (min), .hi = (max)                     \
+    }
+#define UD__MPK_U64(k, p)                                                                          \
+    {                                                                                              \
+        .key = (k), .as = UD__MPK_AS_U64, .out = (p)                                               \
+    }
+#define UD__MPK_DOUBLE(k, p)                                                                       \
+    {                                                                                              \
+        .key = (k), .as = UD__MPK_AS_DOUBLE, .out = (p)                                            \
+    }
+#define UD__MPK_BOOL(k, p)                                                                         \
+    {                                                                                              \
+        .key = (k), .as = UD__MPK_AS_BOOL, .out = (p)                                              \
+    }
+#define UD__MPK_STRBUF(k, buf, size)                                                               \
+    {                                                                                              \
+        .key = (k), .as = UD__MPK_AS_STRBUF, .out = (buf), .cap = (size)                           \
+    }
+#define UD__MPK_OBJ(k, p)                                                                          \
+    {                                                                                              \
+        .key = (k), .as = UD__MPK_AS_OBJ, .out = (p)                                               \
+    }
+
+/* Expects a map with exactly the keys of f[0..n) (ud__mpk_fields' rules; `field` names the
+ * map) and reads each value, in f's order, into its out. A value is named "<prefix>.<key>" in
+ * messages, or "<key>" when prefix is NULL. */
+int ud__mpk_read_map(const msgpack_object *map, const char *field, const char *prefix,
+                     const struct ud__mpk_field *f, size_t n, struct ud_err *e);
 /* The index of the first key of a map (keys: strings) that repeats an earlier one, or -1. */
 long ud__mpk_dup_key(const msgpack_object *map);
 /* o must be one of the n strings names[]; *idx gets its index. */

@@ -707,6 +707,63 @@ static int udm_parse_labels(const msgpack_object *o, ud_model_t *m, struct ud_er
     return rc;
 }
 
+/* A free-form map of name -> value (metadata.additional, metrics): at most UD_UDM_MAX_ENTRIES
+ * entries, each key a string of at most UD_UDM_MAX_NAME bytes, no key twice. take() reads and
+ * stores each value; field names it ("metrics[\"loss\"]"). */
+typedef int (*udm_entry_fn)(ud_model_t *m, const char *key, const msgpack_object *val,
+                            const char *field, struct ud_err *e);
+
+static int udm_parse_entries(const msgpack_object *o, const char *section, ud_model_t *m,
+                             udm_entry_fn take, struct ud_err *e)
+{
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return ud__mpk_type_err(o, section, "a map", e);
+    if (o->via.map.size > UD_UDM_MAX_ENTRIES)
+        return ud_err_set(e, UD_EFORMAT, "%s: %u entries, the limit is %d", section,
+                          o->via.map.size, UD_UDM_MAX_ENTRIES);
+    char field[64];
+    for (uint32_t j = 0; j < o->via.map.size; j++) {
+        char *key = NULL;
+        snprintf(field, sizeof field, "%s key %u", section, j);
+        int rc = ud__mpk_get_str(&o->via.map.ptr[j].key, field, UD_UDM_MAX_NAME, false, &key, e);
+        if (rc < 0)
+            return rc;
+        snprintf(field, sizeof field, "%s[\"%.24s\"]", section, key);
+        rc = take(m, key, &o->via.map.ptr[j].val, field, e);
+        free(key);
+        if (rc < 0)
+            return rc;
+    }
+    long dup = ud__mpk_dup_key(o);
+    if (dup >= 0) {
+        const msgpack_object *k = &o->via.map.ptr[dup].key;
+        return ud_err_set(e, UD_EFORMAT, "%s: key \"%.*s\" appears twice", section,
+                          k->via.str.size > 64 ? 64 : (int)k->via.str.size, k->via.str.ptr);
+    }
+    return 0;
+}
+
+static int udm_take_additional(ud_model_t *m, const char *key, const msgpack_object *val,
+                               const char *field, struct ud_err *e)
+{
+    char *s = NULL;
+    int rc = ud__mpk_get_str(val, field, UD_UDM_MAX_STRING, false, &s, e);
+    if (rc == 0 && (rc = ud_metadata_set_additional(ud_model_metadata(m), key, s)) < 0)
+        ud_err_set(e, rc, "%s: cannot set", field);
+    free(s);
+    return rc;
+}
+
+static int udm_take_metric(ud_model_t *m, const char *key, const msgpack_object *val,
+                           const char *field, struct ud_err *e)
+{
+    double v = 0;
+    int rc = ud__mpk_get_double(val, field, &v, e);
+    if (rc == 0 && (rc = ud_model_set_metric(m, key, v)) < 0)
+        ud_err_set(e, rc, "%s: cannot set", field);
+    return rc;
+}
+
 static int udm_parse_metadata(const msgpack_object *o, ud_model_t *m, struct ud_err *e)
 {
     static const char *const keys[] = {"author", "short_description", "license", "version",
@@ -729,70 +786,33 @@ static int udm_parse_metadata(const msgpack_object *o, ud_model_t *m, struct ud_
             return ud_err_set(e, rc, "%s: cannot set", field);
     }
 
-    const msgpack_object *add = v[4];
-    if (add->type != MSGPACK_OBJECT_MAP)
-        return ud__mpk_type_err(add, "metadata.additional", "a map", e);
-    if (add->via.map.size > UD_UDM_MAX_ENTRIES)
-        return ud_err_set(e, UD_EFORMAT, "metadata.additional: %u entries, the limit is %d",
-                          add->via.map.size, UD_UDM_MAX_ENTRIES);
-    for (uint32_t j = 0; j < add->via.map.size; j++) {
-        char *key = NULL, *val = NULL;
-        snprintf(field, sizeof field, "metadata.additional key %u", j);
-        if ((rc = ud__mpk_get_str(&add->via.map.ptr[j].key, field, UD_UDM_MAX_NAME, false, &key,
-                                  e)) < 0)
-            return rc;
-        snprintf(field, sizeof field, "metadata.additional[\"%.24s\"]", key);
-        if ((rc = ud__mpk_get_str(&add->via.map.ptr[j].val, field, UD_UDM_MAX_STRING, false, &val,
-                                  e)) == 0) {
-            rc = ud_metadata_set_additional(md, key, val);
-            if (rc < 0)
-                ud_err_set(e, rc, "%s: cannot set", field);
-        }
-        free(key);
-        free(val);
-        if (rc < 0)
-            return rc;
-    }
-    long dup = ud__mpk_dup_key(add);
-    if (dup >= 0)
-        return ud_err_set(e, UD_EFORMAT, "metadata.additional: key \"%.*s\" appears twice",
-                          add->via.map.ptr[dup].key.via.str.size > 64
-                              ? 64
-                              : (int)add->via.map.ptr[dup].key.via.str.size,
-                          add->via.map.ptr[dup].key.via.str.ptr);
-    return 0;
+    return udm_parse_entries(v[4], "metadata.additional", m, udm_take_additional, e);
 }
 
 static int udm_parse_pd(const msgpack_object *o, const char *key, struct ud_param_double *p,
                         struct ud_err *e)
 {
-    static const char *const keys[] = {"value", "min", "max"};
-    const msgpack_object *v[3];
     char field[64];
     snprintf(field, sizeof field, "update_defaults.%s", key);
-    int rc = ud__mpk_fields(o, field, keys, 3, v, e);
-    double *dst[] = {&p->value, &p->min, &p->max};
-    for (int i = 0; i < 3 && rc == 0; i++) {
-        snprintf(field, sizeof field, "update_defaults.%s.%s", key, keys[i]);
-        rc = ud__mpk_get_double(v[i], field, dst[i], e);
-    }
-    return rc;
+    const struct ud__mpk_field f[] = {
+        UD__MPK_DOUBLE("value", &p->value),
+        UD__MPK_DOUBLE("min", &p->min),
+        UD__MPK_DOUBLE("max", &p->max),
+    };
+    return ud__mpk_read_map(o, field, field, f, 3, e);
 }
 
 static int udm_parse_pi(const msgpack_object *o, const char *key, struct ud_param_int *p,
                         struct ud_err *e)
 {
-    static const char *const keys[] = {"value", "min", "max"};
-    const msgpack_object *v[3];
     char field[64];
     snprintf(field, sizeof field, "update_defaults.%s", key);
-    int rc = ud__mpk_fields(o, field, keys, 3, v, e);
-    int64_t *dst[] = {&p->value, &p->min, &p->max};
-    for (int i = 0; i < 3 && rc == 0; i++) {
-        snprintf(field, sizeof field, "update_defaults.%s.%s", key, keys[i]);
-        rc = ud__mpk_get_int(v[i], field, INT64_MIN, INT64_MAX, dst[i], e);
-    }
-    return rc;
+    const struct ud__mpk_field f[] = {
+        UD__MPK_INT("value", &p->value, INT64_MIN, INT64_MAX),
+        UD__MPK_INT("min", &p->min, INT64_MIN, INT64_MAX),
+        UD__MPK_INT("max", &p->max, INT64_MIN, INT64_MAX),
+    };
+    return ud__mpk_read_map(o, field, field, f, 3, e);
 }
 
 static int udm_parse_defaults(const msgpack_object *o, struct ud_update_defaults *d,
@@ -844,38 +864,7 @@ static int udm_parse_params(const msgpack_object *o, ud_model_t *m, struct ud_er
 
 static int udm_parse_metrics(const msgpack_object *o, ud_model_t *m, struct ud_err *e)
 {
-    if (o->type != MSGPACK_OBJECT_MAP)
-        return ud__mpk_type_err(o, "metrics", "a map", e);
-    if (o->via.map.size > UD_UDM_MAX_ENTRIES)
-        return ud_err_set(e, UD_EFORMAT, "metrics: %u entries, the limit is %d", o->via.map.size,
-                          UD_UDM_MAX_ENTRIES);
-    char field[64];
-    for (uint32_t j = 0; j < o->via.map.size; j++) {
-        char *key = NULL;
-        double v = 0;
-        int rc;
-        snprintf(field, sizeof field, "metrics key %u", j);
-        if ((rc = ud__mpk_get_str(&o->via.map.ptr[j].key, field, UD_UDM_MAX_NAME, false, &key, e)) <
-            0)
-            return rc;
-        snprintf(field, sizeof field, "metrics[\"%.24s\"]", key);
-        if ((rc = ud__mpk_get_double(&o->via.map.ptr[j].val, field, &v, e)) == 0) {
-            rc = ud_model_set_metric(m, key, v);
-            if (rc < 0)
-                ud_err_set(e, rc, "%s: cannot set", field);
-        }
-        free(key);
-        if (rc < 0)
-            return rc;
-    }
-    long dup = ud__mpk_dup_key(o);
-    if (dup >= 0)
-        return ud_err_set(e, UD_EFORMAT, "metrics: key \"%.*s\" appears twice",
-                          o->via.map.ptr[dup].key.via.str.size > 64
-                              ? 64
-                              : (int)o->via.map.ptr[dup].key.via.str.size,
-                          o->via.map.ptr[dup].key.via.str.ptr);
-    return 0;
+    return udm_parse_entries(o, "metrics", m, udm_take_metric, e);
 }
 
 /* Builds the model from the body map. */
