@@ -930,6 +930,21 @@ int ud_ckpt_begin(const char *dir, struct ud_err *e)
     return 0;
 }
 
+/* Seals what pack(ctx) packs in an envelope of format f and writes it atomically to path.
+ * Errors start with path. */
+static int ckpt_write_sealed(const char *path, const struct ud__env_format *f, ud__mpk_pack_fn pack,
+                             const void *ctx, struct ud_err *e)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = ud__env_seal(f, f->version, pack, ctx, NULL, 0, &buf, &len, e);
+    if (rc < 0)
+        return ud_err_prefix(e, "%s", path);
+    rc = ud_file_write_atomic(path, buf, len, e);
+    free(buf);
+    return rc;
+}
+
 int ud_ckpt_write_model(const char *dir, const ud_model_t *m, struct ud_err *e)
 {
     struct ud_err local;
@@ -957,15 +972,7 @@ int ud_ckpt_write_state(const char *dir, const struct ud_ckpt_state *st, struct 
         return ud_err_set(e, UD_EINVAL, "%s: no state", path);
     if ((rc = ckpt_check_state(st, true, e)) < 0)
         return ud_err_prefix(e, "%s", path);
-    char *buf = NULL;
-    size_t len = 0;
-    rc = ud__env_seal(&ckpt_state_format, ckpt_state_format.version, ckpt_pack_state, st, NULL, 0,
-                      &buf, &len, e);
-    if (rc < 0)
-        return ud_err_prefix(e, "%s", path);
-    rc = ud_file_write_atomic(path, buf, len, e);
-    free(buf);
-    return rc;
+    return ckpt_write_sealed(path, &ckpt_state_format, ckpt_pack_state, st, e);
 }
 
 int ud_ckpt_write_rank(const char *dir, int rank, int world, const struct ud_rng *dropout,
@@ -987,15 +994,7 @@ int ud_ckpt_write_rank(const char *dir, int rank, int world, const struct ud_rng
     if (!dropout || !(dropout->s[0] | dropout->s[1] | dropout->s[2] | dropout->s[3]))
         return ud_err_set(e, UD_EINVAL, "%s: no dropout stream (or the all-zero state)", path);
     struct ckpt_rank r = {.rank = rank, .world = world, .rng = *dropout};
-    char *buf = NULL;
-    size_t len = 0;
-    rc = ud__env_seal(&ckpt_rank_format, ckpt_rank_format.version, ckpt_pack_rank, &r, NULL, 0,
-                      &buf, &len, e);
-    if (rc < 0)
-        return ud_err_prefix(e, "%s", path);
-    rc = ud_file_write_atomic(path, buf, len, e);
-    free(buf);
-    return rc;
+    return ckpt_write_sealed(path, &ckpt_rank_format, ckpt_pack_rank, &r, e);
 }
 
 /* Appends "file NAME SIZE SHA256\n" to DONE's text. */

@@ -592,6 +592,21 @@ static int dec_str(const msgpack_object *o, const char *field, size_t max, char 
     return rc;
 }
 
+/* o must be a map (map true) or an array of at most max elements, *n gets how many; more is
+ * UD_ELIMIT "<field>: N <noun>, the limit is M". */
+static int dec_sized(const msgpack_object *o, const char *field, bool map, uint32_t max,
+                     const char *noun, uint32_t *n, struct ud_err *e)
+{
+    *n = 0;
+    if (o->type != (map ? MSGPACK_OBJECT_MAP : MSGPACK_OBJECT_ARRAY))
+        return ud__mpk_type_err(o, field, map ? "a map" : "an array", e);
+    *n = map ? o->via.map.size : o->via.array.size;
+    if (*n > max)
+        return ud_err_set(e, UD_ELIMIT, "%s: %u %s, the limit is %u", field, (unsigned)*n, noun,
+                          (unsigned)max);
+    return 0;
+}
+
 /* A bin of uint32 little-endian values, copied into *out (never NULL on success). */
 static int dec_u32_bin(const msgpack_object *o, const char *field, uint32_t **out, size_t *n,
                        struct ud_err *e)
@@ -652,17 +667,15 @@ static int dec_plan(const msgpack_object *o, const char *where, struct ud_plan *
 
     /* Class names. */
     const msgpack_object *cl = v[P_CLASSES];
-    if (cl->type != MSGPACK_OBJECT_ARRAY)
-        return ud__mpk_type_err(cl, NAME(P_CLASSES), "an array", e);
-    if (cl->via.array.size > UD_PLAN_MAX_CLASSES)
-        return ud_err_set(e, UD_ELIMIT, "%s: %u classes, the limit is %d", NAME(P_CLASSES),
-                          (unsigned)cl->via.array.size, UD_PLAN_MAX_CLASSES);
-    if (cl->via.array.size) {
-        p->manifest.classes = calloc(cl->via.array.size, sizeof *p->manifest.classes);
+    uint32_t ncl;
+    if ((rc = dec_sized(cl, NAME(P_CLASSES), false, UD_PLAN_MAX_CLASSES, "classes", &ncl, e)) < 0)
+        return rc;
+    if (ncl) {
+        p->manifest.classes = calloc(ncl, sizeof *p->manifest.classes);
         if (!p->manifest.classes)
             return ud_err_set(e, UD_ENOMEM, "%s: out of memory", NAME(P_CLASSES));
-        p->manifest.nclasses = (int)cl->via.array.size;
-        for (uint32_t c = 0; c < cl->via.array.size; c++) {
+        p->manifest.nclasses = (int)ncl;
+        for (uint32_t c = 0; c < ncl; c++) {
             snprintf(name, sizeof name, "%s.classes[%u]", field, (unsigned)c);
             if ((rc = dec_str(&cl->via.array.ptr[c], name, UD_PROTO_MAX_STRING,
                               &p->manifest.classes[c], e)) < 0)
@@ -703,14 +716,10 @@ static int dec_metrics(const msgpack_object *o, const char *where, struct ud_msg
 {
     char field[96];
     snprintf(field, sizeof field, "%s.metrics", where);
-    if (o->type != MSGPACK_OBJECT_MAP)
-        return ud__mpk_type_err(o, field, "a map", e);
-    uint32_t n = o->via.map.size;
-    if (n > UD_PROTO_MAX_METRICS)
-        return ud_err_set(e, UD_ELIMIT, "%s: %u metrics, the limit is %d", field, (unsigned)n,
-                          UD_PROTO_MAX_METRICS);
-    if (n == 0)
-        return 0;
+    uint32_t n;
+    int rc = dec_sized(o, field, true, UD_PROTO_MAX_METRICS, "metrics", &n, e);
+    if (rc < 0 || n == 0)
+        return rc;
     m->metrics = calloc(n, sizeof *m->metrics);
     if (!m->metrics)
         return ud_err_set(e, UD_ENOMEM, "%s: out of memory", field);
@@ -725,8 +734,7 @@ static int dec_metrics(const msgpack_object *o, const char *where, struct ud_msg
                               (unsigned)k->via.str.size, UD_PROTO_MAX_KEY - 1);
         if (k->via.str.size == 0)
             return ud_err_set(e, UD_EFORMAT, "%s: an empty key", field);
-        int rc = ud__mpk_get_strbuf(k, field, x->key, sizeof x->key, e);
-        if (rc < 0)
+        if ((rc = ud__mpk_get_strbuf(k, field, x->key, sizeof x->key, e)) < 0)
             return rc;
         char vf[96 + UD_PROTO_MAX_KEY];
         snprintf(vf, sizeof vf, "%s.%s", field, x->key);
@@ -744,14 +752,10 @@ static int dec_args(const msgpack_object *o, const char *where, struct ud_msg *m
 {
     char field[96];
     snprintf(field, sizeof field, "%s.args", where);
-    if (o->type != MSGPACK_OBJECT_ARRAY)
-        return ud__mpk_type_err(o, field, "an array", e);
-    uint32_t n = o->via.array.size;
-    if (n > UD_PROTO_MAX_ARGS)
-        return ud_err_set(e, UD_ELIMIT, "%s: %u arguments, the limit is %d", field, (unsigned)n,
-                          UD_PROTO_MAX_ARGS);
-    if (n == 0)
-        return 0;
+    uint32_t n;
+    int rc = dec_sized(o, field, false, UD_PROTO_MAX_ARGS, "arguments", &n, e);
+    if (rc < 0 || n == 0)
+        return rc;
     m->args = calloc(n, sizeof *m->args);
     if (!m->args)
         return ud_err_set(e, UD_ENOMEM, "%s: out of memory", field);
@@ -759,8 +763,7 @@ static int dec_args(const msgpack_object *o, const char *where, struct ud_msg *m
     for (uint32_t i = 0; i < n; i++) {
         char af[128];
         snprintf(af, sizeof af, "%s[%u]", field, (unsigned)i);
-        int rc = dec_str(&o->via.array.ptr[i], af, UD_PROTO_MAX_STRING, &m->args[i], e);
-        if (rc < 0)
+        if ((rc = dec_str(&o->via.array.ptr[i], af, UD_PROTO_MAX_STRING, &m->args[i], e)) < 0)
             return rc;
     }
     return 0;

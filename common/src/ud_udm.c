@@ -133,17 +133,6 @@ static void udm_order_deinit(struct udm_order *o)
     memset(o, 0, sizeof *o);
 }
 
-static const char *udm_optimizer_name(enum ud_optimizer o)
-{
-    switch (o) {
-    case UD_OPT_SGD:
-        return "sgd";
-    case UD_OPT_ADAM:
-        return "adam";
-    }
-    return NULL;
-}
-
 static const char *udm_input_kind_name(enum ud_input_kind k)
 {
     switch (k) {
@@ -249,7 +238,7 @@ static int udm_check_metadata(const ud_model_t *m, struct udm_name **sorted, str
 static int udm_check_defaults(const struct ud_update_defaults *d, struct ud_err *e)
 {
     int rc;
-    if (!udm_optimizer_name(d->optimizer))
+    if (d->optimizer != UD_OPT_SGD && d->optimizer != UD_OPT_ADAM)
         return ud_err_set(e, UD_EINVAL, "update_defaults.optimizer: unknown optimizer %d",
                           (int)d->optimizer);
     if ((rc = udm_check_pd("learning_rate", &d->learning_rate, e)) < 0 ||
@@ -459,7 +448,7 @@ static void udm_pack_body(msgpack_packer *pk, const ud_model_t *m, const struct 
 
     ud__mpk_pack_str(pk, "update_defaults");
     msgpack_pack_map(pk, 12);
-    ud__mpk_pack_key_str(pk, "optimizer", udm_optimizer_name(d->optimizer));
+    ud__mpk_pack_key_str(pk, "optimizer", ud_optimizer_name(d->optimizer));
     udm_pack_pd(pk, "learning_rate", &d->learning_rate);
     udm_pack_pd(pk, "momentum", &d->momentum);
     udm_pack_pd(pk, "weight_decay", &d->weight_decay);
