@@ -458,6 +458,17 @@ static int enc_str_ok(const char *where, const char *key, const char *s, size_t 
     return 0;
 }
 
+/* n items of a list field (metrics, args), held in arr when n > 0: at most max. */
+static int enc_count(const char *where, const char *key, int n, int max, const char *noun,
+                     const void *arr, struct ud_err *e)
+{
+    if (n < 0 || n > max)
+        return ud_err_set(e, UD_ELIMIT, "%s.%s: %d %s, the limit is %d", where, key, n, noun, max);
+    if (n && !arr)
+        return ud_err_set(e, UD_EINVAL, "%s.%s: %d %s but no array", where, key, n, noun);
+    return 0;
+}
+
 /* Everything the decoder checks, before anything is packed. */
 static int enc_check(const struct ud_msg *m, const struct field *fs, const char *where,
                      struct ud_err *e)
@@ -498,12 +509,9 @@ static int enc_check(const struct ud_msg *m, const struct field *fs, const char 
             break;
         }
         case K_METRICS:
-            if (m->nmetrics < 0 || m->nmetrics > UD_PROTO_MAX_METRICS)
-                return ud_err_set(e, UD_ELIMIT, "%s.metrics: %d metrics, the limit is %d", where,
-                                  m->nmetrics, UD_PROTO_MAX_METRICS);
-            if (m->nmetrics && !m->metrics)
-                return ud_err_set(e, UD_EINVAL, "%s.metrics: %d metrics but no array", where,
-                                  m->nmetrics);
+            if ((rc = enc_count(where, "metrics", m->nmetrics, UD_PROTO_MAX_METRICS, "metrics",
+                                m->metrics, e)) < 0)
+                return rc;
             for (int i = 0; i < m->nmetrics; i++) {
                 const char *k = m->metrics[i].key;
                 if (!memchr(k, '\0', UD_PROTO_MAX_KEY) || !k[0])
@@ -522,12 +530,9 @@ static int enc_check(const struct ud_msg *m, const struct field *fs, const char 
                 return ud_err_set(e, UD_EINVAL, "%s: required field \"udm\" is not set", where);
             break;
         case K_ARGS:
-            if (m->nargs < 0 || m->nargs > UD_PROTO_MAX_ARGS)
-                return ud_err_set(e, UD_ELIMIT, "%s.args: %d arguments, the limit is %d", where,
-                                  m->nargs, UD_PROTO_MAX_ARGS);
-            if (m->nargs && !m->args)
-                return ud_err_set(e, UD_EINVAL, "%s.args: %d arguments but no array", where,
-                                  m->nargs);
+            if ((rc = enc_count(where, "args", m->nargs, UD_PROTO_MAX_ARGS, "arguments", m->args,
+                                e)) < 0)
+                return rc;
             for (int i = 0; i < m->nargs; i++) {
                 if (!m->args[i])
                     return ud_err_set(e, UD_EINVAL, "%s.args[%d] is not set", where, i);
