@@ -31,6 +31,7 @@
 #include "coord_store.h"
 #include "updraft/ud_delta.h"
 #include "updraft/ud_file.h"
+#include "updraft/ud_update_msg.h"
 #include "updraft/ud_seal.h"
 #include "updraft/ud_udm.h"
 

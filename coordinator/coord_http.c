@@ -51,7 +51,7 @@
 #include "coord_store.h"
 #include "updraft/ud_clock.h"
 #include "updraft/ud_limits.h"
-#include "updraft/ud_proto.h"
+#include "updraft/ud_msg.h"
 
 #define DISCARD_CAP      (16u << 20) /* a chunked body this far past the cap: hang up */
 #define MAX_URL          2048        /* longer paths name nothing we have */

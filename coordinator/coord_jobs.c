@@ -24,6 +24,7 @@
 #include "coord_jobs_impl.h"
 #include "coord_log.h"
 #include "coord_store.h"
+#include "updraft/ud_arch.h"
 #include "updraft/ud_data.h"
 #include "updraft/ud_model.h"
 #include "updraft/ud_udm.h"
@@ -396,7 +397,7 @@ out_free_ds:
 
 int coord_plan_pack(const struct ud_plan *p, void **buf, size_t *len, struct ud_err *e)
 {
-    /* A job message carrying only the plan: ud_proto.c already encodes and checks plans. */
+    /* A job message carrying only the plan: ud_msg.c already encodes and checks plans. */
     struct ud_msg m;
     memset(&m, 0, sizeof m);
     m.type = UD_MSG_JOB;

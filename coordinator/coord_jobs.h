@@ -33,7 +33,7 @@
 #include "coord_store.h"
 #include "updraft/ud_error.h"
 #include "updraft/ud_plan.h"
-#include "updraft/ud_proto.h"
+#include "updraft/ud_msg.h"
 
 struct coord_config {
     const char *state_dir;    /* absolute path */

@@ -16,7 +16,7 @@
 
 #include "coord_log.h"
 #include "coord_workers.h"
-#include "updraft/ud_proto.h"
+#include "updraft/ud_msg.h"
 #include "updraft/ud_zmq_event.h"
 
 #define COORD_EVENTS_ENDPOINT "inproc://coord-workers-events"

@@ -1,5 +1,5 @@
 /*  coord_workers.h — the worker protocol's server side: the ZeroMQ ROUTER socket workers
- *  connect to, and the dispatch of their requests (ud_proto.h) to coord_jobs.h.
+ *  connect to, and the dispatch of their requests (ud_msg.h) to coord_jobs.h.
  *
  *  Every request that decodes gets exactly one reply: the reply its type calls for, or
  *  `error {code, msg}`. A message that does not decode, one of a type workers do not send, or

@@ -36,6 +36,7 @@
 #include "agent_update.h"
 #include "updraft/ud_clock.h"
 #include "updraft/ud_delta.h"
+#include "updraft/ud_update_msg.h"
 #include "updraft/ud_kernels.h"
 #include "updraft/ud_net.h"
 #include "updraft/ud_file.h"

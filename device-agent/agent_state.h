@@ -16,7 +16,7 @@
 
 #include <stdint.h>
 
-#include "updraft/ud_delta.h"
+#include "updraft/ud_update_msg.h"
 #include "updraft/ud_error.h"
 
 #define AGENT_DONE_MAX 64 /* finished rounds remembered */

@@ -1,4 +1,4 @@
-/*  worker_coord.h — a worker's link to updraft-coordinator (the worker protocol, ud_proto.h).
+/*  worker_coord.h — a worker's link to updraft-coordinator (the worker protocol, ud_msg.h).
  *
  *  Two sockets, each owned by one thread (STYLE.md rule 10):
  *    - the caller's DEALER, for the synchronous requests that the run cannot go on without
@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #include "updraft/ud_error.h"
-#include "updraft/ud_proto.h"
+#include "updraft/ud_msg.h"
 
 typedef struct worker_coord worker_coord_t;
 

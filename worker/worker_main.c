@@ -23,6 +23,7 @@
 #include <sodium.h>
 #include <unistd.h>
 
+#include "updraft/ud_arch.h"
 #include "updraft/ud_ckpt.h"
 #include "updraft/ud_clock.h"
 #include "updraft/ud_data.h"
@@ -34,7 +35,8 @@
 #include "updraft/ud_model.h"
 #include "updraft/ud_num.h"
 #include "updraft/ud_plan.h"
-#include "updraft/ud_proto.h"
+#include "updraft/ud_msg.h"
+#include "updraft/ud_file.h"
 #include "updraft/ud_udm.h"
 #include "updraft/ud_update.h"
 #include "worker_coord.h"

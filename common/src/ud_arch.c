@@ -1,7 +1,7 @@
-/*  ud_arch.c — architectures: presets, the text spec format, shape inference and checks. */
-#include "updraft/ud_model.h"
+/*  ud_arch.c — architectures: presets, the text spec format, shape inference and checks
+ *  (contract: ud_arch.h). */
+#include "updraft/ud_arch.h"
 #include "updraft/ud_file.h"
-#include "updraft/ud_udm.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -100,10 +100,102 @@ static long parse_int(const char *s)
     return v;
 }
 
+/* "input C H W" (tok[0] is "input"). */
+static int arch_parse_input(char **tok, int nt, int lineno, struct ud_shape *in, struct ud_err *e)
+{
+    long c = nt == 4 ? parse_int(tok[1]) : -1, h = nt == 4 ? parse_int(tok[2]) : -1,
+         w = nt == 4 ? parse_int(tok[3]) : -1;
+    if (c <= 0 || h <= 0 || w <= 0)
+        return ud_err_set(e, UD_EFORMAT, "line %d: expected 'input C H W' with positive integers",
+                          lineno);
+    *in = (struct ud_shape){(int)c, (int)h, (int)w};
+    return 0;
+}
+
+/* The options and numbers after a layer's kind (L->kind is set): "frozen", "pad=", "stride=",
+ * a dropout rate, up to two positive integers into pos. *positional counts the numbers. */
+static int arch_parse_layer_args(char **tok, int nt, int lineno, struct ud_layer_spec *L,
+                                 long pos[2], int *positional, struct ud_err *e)
+{
+    for (int i = 1; i < nt; i++) {
+        if (strcmp(tok[i], "frozen") == 0 &&
+            (L->kind == UD_LAYER_DENSE || L->kind == UD_LAYER_CONV2D)) {
+            L->updatable = -1; /* marker, turned into 0 by the caller */
+        } else if (strncmp(tok[i], "pad=", 4) == 0 && L->kind == UD_LAYER_CONV2D) {
+            if ((L->pad = (int)parse_int(tok[i] + 4)) < 0)
+                return ud_err_set(e, UD_EFORMAT, "line %d: bad '%s'", lineno, tok[i]);
+        } else if (strncmp(tok[i], "stride=", 7) == 0 && L->kind == UD_LAYER_CONV2D) {
+            if ((L->stride = (int)parse_int(tok[i] + 7)) <= 0)
+                return ud_err_set(e, UD_EFORMAT, "line %d: bad '%s'", lineno, tok[i]);
+        } else if (L->kind == UD_LAYER_DROPOUT && *positional == 0) {
+            char *end;
+            double r = strtod(tok[i], &end);
+            if (*end || !(r >= 0.0 && r < 1.0))
+                return ud_err_set(e, UD_EFORMAT, "line %d: dropout rate '%s' must be in [0, 1)",
+                                  lineno, tok[i]);
+            L->rate = (float)r;
+            (*positional)++;
+        } else if (*positional < 2 && (pos[*positional] = parse_int(tok[i])) > 0) {
+            (*positional)++;
+        } else {
+            return ud_err_set(e, UD_EFORMAT, "line %d: unexpected '%s' for %s", lineno, tok[i],
+                              tok[0]);
+        }
+    }
+    return 0;
+}
+
+/* One layer line: "KIND [numbers] [options]". */
+static int arch_parse_layer(char **tok, int nt, int lineno, struct ud_layer_spec *out,
+                            struct ud_err *e)
+{
+    struct ud_layer_spec L = {0};
+    if (ud_layer_kind_parse(tok[0], &L.kind) != 0)
+        return ud_err_set(e, UD_EFORMAT,
+                          "line %d: unknown layer '%s' (dense, conv2d, maxpool, relu, "
+                          "flatten, dropout, softmax)",
+                          lineno, tok[0]);
+    int positional = 0;
+    long pos[2] = {-1, -1};
+    int rc = arch_parse_layer_args(tok, nt, lineno, &L, pos, &positional, e);
+    if (rc < 0)
+        return rc;
+    int want = L.kind == UD_LAYER_DENSE       ? 1
+               : L.kind == UD_LAYER_CONV2D    ? 2
+               : L.kind == UD_LAYER_MAXPOOL2D ? 1
+               : L.kind == UD_LAYER_DROPOUT   ? 1
+                                              : 0;
+    if (positional != want)
+        return ud_err_set(e, UD_EFORMAT,
+                          "line %d: %s takes %d number%s (dense UNITS, conv2d FILTERS KERNEL, "
+                          "maxpool SIZE, dropout RATE)",
+                          lineno, tok[0], want, want == 1 ? "" : "s");
+    switch (L.kind) {
+    case UD_LAYER_DENSE:
+        L.units = (int)pos[0];
+        break;
+    case UD_LAYER_CONV2D:
+        L.filters = (int)pos[0];
+        L.kernel = (int)pos[1];
+        if (L.stride == 0)
+            L.stride = 1;
+        break;
+    case UD_LAYER_MAXPOOL2D:
+        L.pool = (int)pos[0];
+        break;
+    default:
+        break;
+    }
+    if (L.kind == UD_LAYER_DENSE || L.kind == UD_LAYER_CONV2D)
+        L.updatable = L.updatable == -1 ? 0 : 1;
+    *out = L;
+    return 0;
+}
+
 int ud_arch_parse(const char *text, struct ud_arch *a, struct ud_err *e)
 {
     memset(a, 0, sizeof *a);
-    int have_input = 0, lineno = 0;
+    int have_input = 0, lineno = 0, rc;
     const char *p = text;
     while (*p) {
         lineno++;
@@ -128,12 +220,8 @@ int ud_arch_parse(const char *text, struct ud_arch *a, struct ud_err *e)
         if (strcmp(tok[0], "input") == 0) {
             if (have_input || a->nlayers)
                 return ud_err_set(e, UD_EFORMAT, "line %d: 'input' must come once, first", lineno);
-            long c = nt == 4 ? parse_int(tok[1]) : -1, h = nt == 4 ? parse_int(tok[2]) : -1,
-                 w = nt == 4 ? parse_int(tok[3]) : -1;
-            if (c <= 0 || h <= 0 || w <= 0)
-                return ud_err_set(e, UD_EFORMAT,
-                                  "line %d: expected 'input C H W' with positive integers", lineno);
-            a->input = (struct ud_shape){(int)c, (int)h, (int)w};
+            if ((rc = arch_parse_input(tok, nt, lineno, &a->input, e)) < 0)
+                return rc;
             have_input = 1;
             continue;
         }
@@ -142,68 +230,9 @@ int ud_arch_parse(const char *text, struct ud_arch *a, struct ud_err *e)
                               lineno);
         if (a->nlayers >= UD_MAX_LAYERS)
             return ud_err_set(e, UD_ELIMIT, "line %d: more than %d layers", lineno, UD_MAX_LAYERS);
-        struct ud_layer_spec L = {0};
-        if (ud_layer_kind_parse(tok[0], &L.kind) != 0)
-            return ud_err_set(e, UD_EFORMAT,
-                              "line %d: unknown layer '%s' (dense, conv2d, maxpool, relu, "
-                              "flatten, dropout, softmax)",
-                              lineno, tok[0]);
-        int positional = 0;
-        long pos[2] = {-1, -1};
-        for (int i = 1; i < nt; i++) {
-            if (strcmp(tok[i], "frozen") == 0 &&
-                (L.kind == UD_LAYER_DENSE || L.kind == UD_LAYER_CONV2D)) {
-                L.updatable = -1; /* marker, turned into 0 below */
-            } else if (strncmp(tok[i], "pad=", 4) == 0 && L.kind == UD_LAYER_CONV2D) {
-                if ((L.pad = (int)parse_int(tok[i] + 4)) < 0)
-                    return ud_err_set(e, UD_EFORMAT, "line %d: bad '%s'", lineno, tok[i]);
-            } else if (strncmp(tok[i], "stride=", 7) == 0 && L.kind == UD_LAYER_CONV2D) {
-                if ((L.stride = (int)parse_int(tok[i] + 7)) <= 0)
-                    return ud_err_set(e, UD_EFORMAT, "line %d: bad '%s'", lineno, tok[i]);
-            } else if (L.kind == UD_LAYER_DROPOUT && positional == 0) {
-                char *end;
-                double r = strtod(tok[i], &end);
-                if (*end || !(r >= 0.0 && r < 1.0))
-                    return ud_err_set(e, UD_EFORMAT, "line %d: dropout rate '%s' must be in [0, 1)",
-                                      lineno, tok[i]);
-                L.rate = (float)r;
-                positional++;
-            } else if (positional < 2 && (pos[positional] = parse_int(tok[i])) > 0) {
-                positional++;
-            } else {
-                return ud_err_set(e, UD_EFORMAT, "line %d: unexpected '%s' for %s", lineno, tok[i],
-                                  tok[0]);
-            }
-        }
-        int want = L.kind == UD_LAYER_DENSE       ? 1
-                   : L.kind == UD_LAYER_CONV2D    ? 2
-                   : L.kind == UD_LAYER_MAXPOOL2D ? 1
-                   : L.kind == UD_LAYER_DROPOUT   ? 1
-                                                  : 0;
-        if (positional != want)
-            return ud_err_set(e, UD_EFORMAT,
-                              "line %d: %s takes %d number%s (dense UNITS, conv2d FILTERS KERNEL, "
-                              "maxpool SIZE, dropout RATE)",
-                              lineno, tok[0], want, want == 1 ? "" : "s");
-        switch (L.kind) {
-        case UD_LAYER_DENSE:
-            L.units = (int)pos[0];
-            break;
-        case UD_LAYER_CONV2D:
-            L.filters = (int)pos[0];
-            L.kernel = (int)pos[1];
-            if (L.stride == 0)
-                L.stride = 1;
-            break;
-        case UD_LAYER_MAXPOOL2D:
-            L.pool = (int)pos[0];
-            break;
-        default:
-            break;
-        }
-        if (L.kind == UD_LAYER_DENSE || L.kind == UD_LAYER_CONV2D)
-            L.updatable = L.updatable == -1 ? 0 : 1;
-        a->layer[a->nlayers++] = L;
+        if ((rc = arch_parse_layer(tok, nt, lineno, &a->layer[a->nlayers], e)) < 0)
+            return rc;
+        a->nlayers++;
     }
     if (!have_input)
         return ud_err_set(e, UD_EFORMAT, "empty architecture: expected 'input C H W' and layers");

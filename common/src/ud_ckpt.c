@@ -209,7 +209,7 @@ static int ckpt_check_cbuf(const char *s, size_t cap, bool nonempty, const char 
     size_t n = (size_t)(nul - s);
     if (nonempty && n == 0)
         return ud_err_set(e, UD_EINVAL, "%s: empty", field);
-    if (!ud__env_utf8_ok((const unsigned char *)s, n))
+    if (!ud__mpk_utf8_ok((const unsigned char *)s, n))
         return ud_err_set(e, UD_EINVAL, "%s: not valid UTF-8", field);
     return 0;
 }
@@ -268,88 +268,55 @@ static int ckpt_check_state(const struct ud_ckpt_state *st, bool check_optim, st
     return 0;
 }
 
-static void ckpt_pack_str(msgpack_packer *pk, const char *s)
-{
-    msgpack_pack_str_with_body(pk, s, strlen(s));
-}
-
-static void ckpt_pack_double(msgpack_packer *pk, const char *key, double v)
-{
-    ckpt_pack_str(pk, key);
-    msgpack_pack_double(pk, v);
-}
-
-static void ckpt_pack_int(msgpack_packer *pk, const char *key, int64_t v)
-{
-    ckpt_pack_str(pk, key);
-    msgpack_pack_int64(pk, v);
-}
-
-static void ckpt_pack_bool(msgpack_packer *pk, const char *key, int v)
-{
-    ckpt_pack_str(pk, key);
-    if (v)
-        msgpack_pack_true(pk);
-    else
-        msgpack_pack_false(pk);
-}
-
 /* The body of state.ckpt, keys in the order of docs/checkpoints.md. */
 static void ckpt_pack_state(msgpack_packer *pk, const void *ctx)
 {
     const struct ud_ckpt_state *st = ctx;
     const struct ud_update_params *p = &st->params;
     msgpack_pack_map(pk, 16);
-    ckpt_pack_str(pk, "phase");
-    ckpt_pack_str(pk, st->phase);
-    ckpt_pack_int(pk, "iteration", st->iteration);
-    ckpt_pack_int(pk, "date", st->date);
-    ckpt_pack_str(pk, "metrics");
+    ud__mpk_pack_key_str(pk, "phase", st->phase);
+    ud__mpk_pack_key_int(pk, "iteration", st->iteration);
+    ud__mpk_pack_key_int(pk, "date", st->date);
+    ud__mpk_pack_str(pk, "metrics");
     msgpack_pack_map(pk, 5);
-    ckpt_pack_double(pk, "loss", st->metrics.loss);
-    ckpt_pack_double(pk, "accuracy", st->metrics.accuracy);
-    ckpt_pack_double(pk, "val_loss", st->metrics.val_loss);
-    ckpt_pack_double(pk, "val_accuracy", st->metrics.val_accuracy);
-    ckpt_pack_double(pk, "learning_rate", st->metrics.learning_rate);
-    ckpt_pack_int(pk, "epoch", st->epoch);
-    ckpt_pack_int(pk, "minibatch", st->minibatch);
-    ckpt_pack_int(pk, "steps_per_epoch", st->steps_per_epoch);
-    ckpt_pack_int(pk, "total_steps", st->total_steps);
-    ckpt_pack_str(pk, "epoch_sums");
+    ud__mpk_pack_key_double(pk, "loss", st->metrics.loss);
+    ud__mpk_pack_key_double(pk, "accuracy", st->metrics.accuracy);
+    ud__mpk_pack_key_double(pk, "val_loss", st->metrics.val_loss);
+    ud__mpk_pack_key_double(pk, "val_accuracy", st->metrics.val_accuracy);
+    ud__mpk_pack_key_double(pk, "learning_rate", st->metrics.learning_rate);
+    ud__mpk_pack_key_int(pk, "epoch", st->epoch);
+    ud__mpk_pack_key_int(pk, "minibatch", st->minibatch);
+    ud__mpk_pack_key_int(pk, "steps_per_epoch", st->steps_per_epoch);
+    ud__mpk_pack_key_int(pk, "total_steps", st->total_steps);
+    ud__mpk_pack_str(pk, "epoch_sums");
     msgpack_pack_array(pk, 3);
     for (int i = 0; i < 3; i++)
         msgpack_pack_double(pk, st->epoch_sums[i]);
-    ckpt_pack_int(pk, "world", st->world);
-    ckpt_pack_int(pk, "threads", st->threads);
+    ud__mpk_pack_key_int(pk, "world", st->world);
+    ud__mpk_pack_key_int(pk, "threads", st->threads);
 
-    ckpt_pack_str(pk, "params");
+    ud__mpk_pack_str(pk, "params");
     msgpack_pack_map(pk, 15);
-    ckpt_pack_str(pk, "optimizer");
-    ckpt_pack_str(pk, ud_optimizer_name(p->optimizer));
-    ckpt_pack_double(pk, "learning_rate", p->learning_rate);
-    ckpt_pack_double(pk, "momentum", p->momentum);
-    ckpt_pack_bool(pk, "nesterov", p->nesterov);
-    ckpt_pack_double(pk, "weight_decay", p->weight_decay);
-    ckpt_pack_double(pk, "beta1", p->beta1);
-    ckpt_pack_double(pk, "beta2", p->beta2);
-    ckpt_pack_double(pk, "eps", p->eps);
-    ckpt_pack_int(pk, "mini_batch_size", p->mini_batch_size);
-    ckpt_pack_int(pk, "epochs", p->epochs);
-    ckpt_pack_bool(pk, "shuffle", p->shuffle);
-    ckpt_pack_str(pk, "seed");
-    msgpack_pack_uint64(pk, p->seed);
-    ckpt_pack_str(pk, "schedule");
-    ckpt_pack_str(pk, ud_lr_schedule_name(p->schedule));
-    ckpt_pack_int(pk, "step_epochs", p->step_epochs);
-    ckpt_pack_double(pk, "gamma", p->gamma);
+    ud__mpk_pack_key_str(pk, "optimizer", ud_optimizer_name(p->optimizer));
+    ud__mpk_pack_key_double(pk, "learning_rate", p->learning_rate);
+    ud__mpk_pack_key_double(pk, "momentum", p->momentum);
+    ud__mpk_pack_key_bool(pk, "nesterov", p->nesterov);
+    ud__mpk_pack_key_double(pk, "weight_decay", p->weight_decay);
+    ud__mpk_pack_key_double(pk, "beta1", p->beta1);
+    ud__mpk_pack_key_double(pk, "beta2", p->beta2);
+    ud__mpk_pack_key_double(pk, "eps", p->eps);
+    ud__mpk_pack_key_int(pk, "mini_batch_size", p->mini_batch_size);
+    ud__mpk_pack_key_int(pk, "epochs", p->epochs);
+    ud__mpk_pack_key_bool(pk, "shuffle", p->shuffle);
+    ud__mpk_pack_key_uint(pk, "seed", p->seed);
+    ud__mpk_pack_key_str(pk, "schedule", ud_lr_schedule_name(p->schedule));
+    ud__mpk_pack_key_int(pk, "step_epochs", p->step_epochs);
+    ud__mpk_pack_key_double(pk, "gamma", p->gamma);
 
-    ckpt_pack_str(pk, "fingerprint");
-    ckpt_pack_str(pk, st->fingerprint);
-    ckpt_pack_str(pk, "optim_floats");
-    msgpack_pack_uint64(pk, st->optim_floats);
-    ckpt_pack_str(pk, "optim_state");
-    ud__env_pack_f32_bin(pk, st->optim_state, st->optim_floats);
-    ckpt_pack_int(pk, "optim_steps", st->optim_steps);
+    ud__mpk_pack_key_str(pk, "fingerprint", st->fingerprint);
+    ud__mpk_pack_key_uint(pk, "optim_floats", st->optim_floats);
+    ud__mpk_pack_key_f32_bin(pk, "optim_state", st->optim_state, st->optim_floats);
+    ud__mpk_pack_key_int(pk, "optim_steps", st->optim_steps);
 }
 
 static void ckpt_metrics_nan(struct ud_ckpt_metrics *m)
@@ -359,65 +326,35 @@ static void ckpt_metrics_nan(struct ud_ckpt_metrics *m)
 
 static int ckpt_parse_params(const msgpack_object *o, struct ud_update_params *p, struct ud_err *e)
 {
-    static const char *const keys[] = {"optimizer",       "learning_rate", "momentum", "nesterov",
-                                       "weight_decay",    "beta1",         "beta2",    "eps",
-                                       "mini_batch_size", "epochs",        "shuffle",  "seed",
-                                       "schedule",        "step_epochs",   "gamma"};
-    enum {
-        P_OPT,
-        P_LR,
-        P_MOM,
-        P_NEST,
-        P_WD,
-        P_B1,
-        P_B2,
-        P_EPS,
-        P_MB,
-        P_EP,
-        P_SH,
-        P_SEED,
-        P_SCHED,
-        P_STEP,
-        P_GAMMA,
-        P_N
+    char opt[32], sched[32];
+    const struct ud__mpk_field f[] = {
+        UD__MPK_STRBUF("optimizer", opt, sizeof opt),
+        UD__MPK_DOUBLE("learning_rate", &p->learning_rate),
+        UD__MPK_DOUBLE("momentum", &p->momentum),
+        UD__MPK_BOOL("nesterov", &p->nesterov),
+        UD__MPK_DOUBLE("weight_decay", &p->weight_decay),
+        UD__MPK_DOUBLE("beta1", &p->beta1),
+        UD__MPK_DOUBLE("beta2", &p->beta2),
+        UD__MPK_DOUBLE("eps", &p->eps),
+        UD__MPK_INT("mini_batch_size", &p->mini_batch_size, 0, INT64_MAX),
+        UD__MPK_INT("epochs", &p->epochs, 0, INT64_MAX),
+        UD__MPK_BOOL("shuffle", &p->shuffle),
+        UD__MPK_U64("seed", &p->seed),
+        UD__MPK_STRBUF("schedule", sched, sizeof sched),
+        UD__MPK_INT("step_epochs", &p->step_epochs, 0, INT64_MAX),
+        UD__MPK_DOUBLE("gamma", &p->gamma),
     };
-    const msgpack_object *v[P_N];
-    int rc = ud__env_fields(o, "params", keys, P_N, v, e);
+    int rc = ud__mpk_read_map(o, "params", "params", f, sizeof f / sizeof f[0], e);
     if (rc < 0)
         return rc;
     /* Enums by name, through ud_optim's own names. */
-    char name[32];
-    if ((rc = ud__env_get_strbuf(v[P_OPT], "params.optimizer", name, sizeof name, e)) < 0)
-        return rc;
-    if (ud_optimizer_parse(name, &p->optimizer) < 0)
+    if (ud_optimizer_parse(opt, &p->optimizer) < 0)
         return ud_err_set(e, UD_EFORMAT, "params.optimizer: unknown optimizer \"%s\" (sgd, adam)",
-                          name);
-    if ((rc = ud__env_get_strbuf(v[P_SCHED], "params.schedule", name, sizeof name, e)) < 0)
-        return rc;
-    if (ud_lr_schedule_parse(name, &p->schedule) < 0)
+                          opt);
+    if (ud_lr_schedule_parse(sched, &p->schedule) < 0)
         return ud_err_set(e, UD_EFORMAT,
                           "params.schedule: unknown schedule \"%s\" (constant, step, cosine)",
-                          name);
-    char field[48];
-    const int dk[] = {P_LR, P_WD, P_MOM, P_B1, P_B2, P_EPS, P_GAMMA};
-    double *dd[] = {&p->learning_rate, &p->weight_decay, &p->momentum, &p->beta1,
-                    &p->beta2,         &p->eps,          &p->gamma};
-    for (int i = 0; i < 7; i++) {
-        snprintf(field, sizeof field, "params.%s", keys[dk[i]]);
-        if ((rc = ud__env_get_double(v[dk[i]], field, dd[i], e)) < 0)
-            return rc;
-    }
-    const int ik[] = {P_MB, P_EP, P_STEP};
-    int64_t *id[] = {&p->mini_batch_size, &p->epochs, &p->step_epochs};
-    for (int i = 0; i < 3; i++) {
-        snprintf(field, sizeof field, "params.%s", keys[ik[i]]);
-        if ((rc = ud__env_get_int(v[ik[i]], field, 0, INT64_MAX, id[i], e)) < 0)
-            return rc;
-    }
-    if ((rc = ud__env_get_bool(v[P_NEST], "params.nesterov", &p->nesterov, e)) < 0 ||
-        (rc = ud__env_get_bool(v[P_SH], "params.shuffle", &p->shuffle, e)) < 0 ||
-        (rc = ud__env_get_u64(v[P_SEED], "params.seed", &p->seed, e)) < 0)
-        return rc;
+                          sched);
     return 0;
 }
 
@@ -426,81 +363,54 @@ static int ckpt_parse_params(const msgpack_object *o, struct ud_update_params *p
 static int ckpt_parse_state(const msgpack_object *body, struct ud_ckpt_state *st, bool load_optim,
                             struct ud_err *e)
 {
-    static const char *const keys[] = {
-        "phase",           "iteration",    "date",        "metrics",    "epoch",   "minibatch",
-        "steps_per_epoch", "total_steps",  "epoch_sums",  "world",      "threads", "params",
-        "fingerprint",     "optim_floats", "optim_state", "optim_steps"};
-    enum {
-        S_PHASE,
-        S_ITER,
-        S_DATE,
-        S_METRICS,
-        S_EPOCH,
-        S_MB,
-        S_SPE,
-        S_TOTAL,
-        S_SUMS,
-        S_WORLD,
-        S_THREADS,
-        S_PARAMS,
-        S_FP,
-        S_OFLOATS,
-        S_OSTATE,
-        S_OSTEPS,
-        S_N
-    };
-    const msgpack_object *v[S_N];
-    int rc = ud__env_fields(body, "body", keys, S_N, v, e);
-    if (rc < 0)
-        return rc;
-    if ((rc = ud__env_get_strbuf(v[S_PHASE], "phase", st->phase, sizeof st->phase, e)) < 0 ||
-        (rc = ud__env_get_strbuf(v[S_FP], "fingerprint", st->fingerprint, sizeof st->fingerprint,
-                                 e)) < 0)
-        return rc;
-    const int ik[] = {S_ITER, S_EPOCH, S_MB, S_SPE, S_TOTAL, S_OSTEPS};
-    int64_t *id[] = {&st->iteration,       &st->epoch,       &st->minibatch,
-                     &st->steps_per_epoch, &st->total_steps, &st->optim_steps};
-    for (int i = 0; i < 6; i++)
-        if ((rc = ud__env_get_int(v[ik[i]], keys[ik[i]], 0, INT64_MAX, id[i], e)) < 0)
-            return rc;
-    if ((rc = ud__env_get_int(v[S_DATE], "date", INT64_MIN, INT64_MAX, &st->date, e)) < 0)
-        return rc;
     int64_t w = 0, t = 0, nf = 0;
-    if ((rc = ud__env_get_int(v[S_WORLD], "world", 1, UD_CKPT_MAX_RANKS, &w, e)) < 0 ||
-        (rc = ud__env_get_int(v[S_THREADS], "threads", 0, CKPT_MAX_THREADS, &t, e)) < 0 ||
-        (rc = ud__env_get_int(v[S_OFLOATS], "optim_floats", 0, (int64_t)UD_CKPT_MAX_OPTIM_FLOATS,
-                              &nf, e)) < 0)
+    const msgpack_object *metrics = NULL, *sums = NULL, *params = NULL, *os = NULL;
+    const struct ud__mpk_field f[] = {
+        UD__MPK_STRBUF("phase", st->phase, sizeof st->phase),
+        UD__MPK_INT("iteration", &st->iteration, 0, INT64_MAX),
+        UD__MPK_INT("date", &st->date, INT64_MIN, INT64_MAX),
+        UD__MPK_OBJ("metrics", &metrics),
+        UD__MPK_INT("epoch", &st->epoch, 0, INT64_MAX),
+        UD__MPK_INT("minibatch", &st->minibatch, 0, INT64_MAX),
+        UD__MPK_INT("steps_per_epoch", &st->steps_per_epoch, 0, INT64_MAX),
+        UD__MPK_INT("total_steps", &st->total_steps, 0, INT64_MAX),
+        UD__MPK_OBJ("epoch_sums", &sums),
+        UD__MPK_INT("world", &w, 1, UD_CKPT_MAX_RANKS),
+        UD__MPK_INT("threads", &t, 0, CKPT_MAX_THREADS),
+        UD__MPK_OBJ("params", &params),
+        UD__MPK_STRBUF("fingerprint", st->fingerprint, sizeof st->fingerprint),
+        UD__MPK_INT("optim_floats", &nf, 0, (int64_t)UD_CKPT_MAX_OPTIM_FLOATS),
+        UD__MPK_OBJ("optim_state", &os),
+        UD__MPK_INT("optim_steps", &st->optim_steps, 0, INT64_MAX),
+    };
+    int rc = ud__mpk_read_map(body, "body", NULL, f, sizeof f / sizeof f[0], e);
+    if (rc < 0)
         return rc;
     st->world = (int32_t)w;
     st->threads = (int32_t)t;
 
-    static const char *const mkeys[] = {"loss", "accuracy", "val_loss", "val_accuracy",
-                                        "learning_rate"};
-    const msgpack_object *mv[5];
-    if ((rc = ud__env_fields(v[S_METRICS], "metrics", mkeys, 5, mv, e)) < 0)
+    const struct ud__mpk_field mf[] = {
+        UD__MPK_DOUBLE("loss", &st->metrics.loss),
+        UD__MPK_DOUBLE("accuracy", &st->metrics.accuracy),
+        UD__MPK_DOUBLE("val_loss", &st->metrics.val_loss),
+        UD__MPK_DOUBLE("val_accuracy", &st->metrics.val_accuracy),
+        UD__MPK_DOUBLE("learning_rate", &st->metrics.learning_rate),
+    };
+    if ((rc = ud__mpk_read_map(metrics, "metrics", "metrics", mf, sizeof mf / sizeof mf[0], e)) < 0)
         return rc;
-    double *md[] = {&st->metrics.loss, &st->metrics.accuracy, &st->metrics.val_loss,
-                    &st->metrics.val_accuracy, &st->metrics.learning_rate};
     char field[48];
-    for (int i = 0; i < 5; i++) {
-        snprintf(field, sizeof field, "metrics.%s", mkeys[i]);
-        if ((rc = ud__env_get_double(mv[i], field, md[i], e)) < 0)
-            return rc;
-    }
-    const msgpack_object *sums = v[S_SUMS];
     if (sums->type != MSGPACK_OBJECT_ARRAY || sums->via.array.size != 3)
         return ud_err_set(e, UD_EFORMAT, "epoch_sums: expected an array of 3 numbers");
     for (int i = 0; i < 3; i++) {
         snprintf(field, sizeof field, "epoch_sums[%d]", i);
-        if ((rc = ud__env_get_double(&sums->via.array.ptr[i], field, &st->epoch_sums[i], e)) < 0)
+        if ((rc = ud__mpk_get_double(&sums->via.array.ptr[i], field, &st->epoch_sums[i], e)) < 0)
             return rc;
     }
-    if ((rc = ckpt_parse_params(v[S_PARAMS], &st->params, e)) < 0)
+    if ((rc = ckpt_parse_params(params, &st->params, e)) < 0)
         return rc;
 
-    const msgpack_object *os = v[S_OSTATE];
     if (os->type != MSGPACK_OBJECT_BIN)
-        return ud__env_type_err(os, "optim_state", "bin (f32 little-endian)", e);
+        return ud__mpk_type_err(os, "optim_state", "bin (f32 little-endian)", e);
     if ((uint64_t)os->via.bin.size != (uint64_t)nf * 4)
         return ud_err_set(e, UD_ESHAPE, "optim_state: %u bytes, optim_floats says %lld floats",
                           os->via.bin.size, (long long)nf);
@@ -510,7 +420,7 @@ static int ckpt_parse_state(const msgpack_object *body, struct ud_ckpt_state *st
             return ud_err_set(e, UD_ENOMEM, "optim_state: cannot allocate %lld floats",
                               (long long)nf);
         st->optim_floats = (size_t)nf;
-        ud__env_f32_from_le(st->optim_state, (const unsigned char *)os->via.bin.ptr, (size_t)nf);
+        ud__mpk_f32_from_le(st->optim_state, (const unsigned char *)os->via.bin.ptr, (size_t)nf);
     }
     /* The rules the writer enforces hold for what was read. */
     if ((rc = ckpt_check_state(st, load_optim, e)) < 0 && rc != UD_ENONFINITE && rc != UD_ENOMEM)
@@ -559,9 +469,9 @@ static void ckpt_pack_rank(msgpack_packer *pk, const void *ctx)
 {
     const struct ckpt_rank *r = ctx;
     msgpack_pack_map(pk, 3);
-    ckpt_pack_int(pk, "rank", r->rank);
-    ckpt_pack_int(pk, "world", r->world);
-    ckpt_pack_str(pk, "dropout");
+    ud__mpk_pack_key_int(pk, "rank", r->rank);
+    ud__mpk_pack_key_int(pk, "world", r->world);
+    ud__mpk_pack_str(pk, "dropout");
     msgpack_pack_array(pk, 4);
     for (int i = 0; i < 4; i++)
         msgpack_pack_uint64(pk, r->rng.s[i]);
@@ -581,9 +491,9 @@ static int ckpt_rank_decode(const void *buf, size_t len, struct ckpt_rank *r, st
     static const char *const keys[] = {"rank", "world", "dropout"};
     const msgpack_object *v[3];
     int64_t rank = 0, world = 0;
-    if ((rc = ud__env_fields(&up.data, "body", keys, 3, v, e)) < 0 ||
-        (rc = ud__env_get_int(v[1], "world", 1, UD_CKPT_MAX_RANKS, &world, e)) < 0 ||
-        (rc = ud__env_get_int(v[0], "rank", 0, world - 1, &rank, e)) < 0)
+    if ((rc = ud__mpk_fields(&up.data, "body", keys, 3, v, e)) < 0 ||
+        (rc = ud__mpk_get_int(v[1], "world", 1, UD_CKPT_MAX_RANKS, &world, e)) < 0 ||
+        (rc = ud__mpk_get_int(v[0], "rank", 0, world - 1, &rank, e)) < 0)
         goto out;
     if (v[2]->type != MSGPACK_OBJECT_ARRAY || v[2]->via.array.size != 4) {
         rc = ud_err_set(e, UD_EFORMAT, "dropout: expected an array of 4 unsigned integers");
@@ -593,7 +503,7 @@ static int ckpt_rank_decode(const void *buf, size_t len, struct ckpt_rank *r, st
     for (int i = 0; i < 4 && rc == 0; i++) {
         char field[24];
         snprintf(field, sizeof field, "dropout[%d]", i);
-        rc = ud__env_get_u64(&v[2]->via.array.ptr[i], field, &r->rng.s[i], e);
+        rc = ud__mpk_get_u64(&v[2]->via.array.ptr[i], field, &r->rng.s[i], e);
         any |= r->rng.s[i];
     }
     if (rc == 0 && !any)
@@ -1020,6 +930,21 @@ int ud_ckpt_begin(const char *dir, struct ud_err *e)
     return 0;
 }
 
+/* Seals what pack(ctx) packs in an envelope of format f and writes it atomically to path.
+ * Errors start with path. */
+static int ckpt_write_sealed(const char *path, const struct ud__env_format *f, ud__mpk_pack_fn pack,
+                             const void *ctx, struct ud_err *e)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = ud__env_seal(f, f->version, pack, ctx, NULL, 0, &buf, &len, e);
+    if (rc < 0)
+        return ud_err_prefix(e, "%s", path);
+    rc = ud_file_write_atomic(path, buf, len, e);
+    free(buf);
+    return rc;
+}
+
 int ud_ckpt_write_model(const char *dir, const ud_model_t *m, struct ud_err *e)
 {
     struct ud_err local;
@@ -1047,15 +972,7 @@ int ud_ckpt_write_state(const char *dir, const struct ud_ckpt_state *st, struct 
         return ud_err_set(e, UD_EINVAL, "%s: no state", path);
     if ((rc = ckpt_check_state(st, true, e)) < 0)
         return ud_err_prefix(e, "%s", path);
-    char *buf = NULL;
-    size_t len = 0;
-    rc = ud__env_seal(&ckpt_state_format, ckpt_state_format.version, ckpt_pack_state, st, NULL, 0,
-                      &buf, &len, e);
-    if (rc < 0)
-        return ud_err_prefix(e, "%s", path);
-    rc = ud_file_write_atomic(path, buf, len, e);
-    free(buf);
-    return rc;
+    return ckpt_write_sealed(path, &ckpt_state_format, ckpt_pack_state, st, e);
 }
 
 int ud_ckpt_write_rank(const char *dir, int rank, int world, const struct ud_rng *dropout,
@@ -1077,15 +994,7 @@ int ud_ckpt_write_rank(const char *dir, int rank, int world, const struct ud_rng
     if (!dropout || !(dropout->s[0] | dropout->s[1] | dropout->s[2] | dropout->s[3]))
         return ud_err_set(e, UD_EINVAL, "%s: no dropout stream (or the all-zero state)", path);
     struct ckpt_rank r = {.rank = rank, .world = world, .rng = *dropout};
-    char *buf = NULL;
-    size_t len = 0;
-    rc = ud__env_seal(&ckpt_rank_format, ckpt_rank_format.version, ckpt_pack_rank, &r, NULL, 0,
-                      &buf, &len, e);
-    if (rc < 0)
-        return ud_err_prefix(e, "%s", path);
-    rc = ud_file_write_atomic(path, buf, len, e);
-    free(buf);
-    return rc;
+    return ckpt_write_sealed(path, &ckpt_rank_format, ckpt_pack_rank, &r, e);
 }
 
 /* Appends "file NAME SIZE SHA256\n" to DONE's text. */

@@ -194,6 +194,86 @@ int ud_key_next_line(const char *text, size_t len, size_t *pos, int *lineno, con
     return 0;
 }
 
+/* The key line "updraft-key 1 <type> <hex>" (buf, NUL-terminated) split into its type (*t, and
+ * its name in type[32]) and the hex digits (hex[260]). */
+static int key_parse_line(const char *buf, const char *what, int lineno, enum ud_key_type *t,
+                          char *type, char *hex, struct ud_err *e)
+{
+    char magic[32], extra[2];
+    unsigned ver = 0;
+    int got = sscanf(buf, "%31s %u %31s %257s %1s", magic, &ver, type, hex, extra);
+    if (got < 4 || strcmp(magic, KEY_MAGIC) != 0)
+        return ud_err_set(e, UD_EFORMAT,
+                          "%s:%d: not an updraft key file (expected '%s 1 <type> "
+                          "<hex>')",
+                          what, lineno, KEY_MAGIC);
+    if (ver != 1)
+        return ud_err_set(e, UD_EVERSION, "%s:%d: key file version %u (this build reads 1)", what,
+                          lineno, ver);
+    if (got == 5)
+        return ud_err_set(e, UD_EFORMAT, "%s:%d: unexpected text after the key", what, lineno);
+    if (ud_key_type_parse(type, t, e) != 0) {
+        ud_err_set(e, UD_EFORMAT, "%s:%d: unknown key type '%s'", what, lineno, type);
+        return UD_EFORMAT;
+    }
+    return 0;
+}
+
+/* Fills k (type t) from its decoded key material; a Curve25519 secret key's public half must
+ * match its secret. */
+static int key_from_material(enum ud_key_type t, const uint8_t *mat, size_t n, const char *what,
+                             int lineno, struct ud_key *k, struct ud_err *e)
+{
+    k->type = t;
+    switch (t) {
+    case UD_KEY_SIGN_SECRET:
+        memcpy(k->sec, mat, n);
+        crypto_sign_ed25519_sk_to_pk(k->pub, k->sec);
+        break;
+    case UD_KEY_MODEL:
+        memcpy(k->sec, mat, 32);
+        break;
+    case UD_KEY_CURVE_SECRET: {
+        uint8_t derived[32];
+        memcpy(k->sec, mat, 32);
+        crypto_scalarmult_base(derived, k->sec);
+        if (sodium_memcmp(derived, mat + 32, 32) != 0)
+            return ud_err_set(e, UD_EFORMAT, "%s:%d: the public half does not match the secret key",
+                              what, lineno);
+        memcpy(k->pub, derived, 32);
+        break;
+    }
+    default:
+        memcpy(k->pub, mat, 32);
+        break;
+    }
+    key_set_id(k);
+    return 0;
+}
+
+/* A key of another type than want is refused, except a secret key where its public half is
+ * wanted: k becomes that half. */
+static int key_narrow(struct ud_key *k, enum ud_key_type want, const char *what, const char *type,
+                      struct ud_err *e)
+{
+    enum ud_key_type t = k->type;
+    if (t == want)
+        return 0;
+    bool halves = (t == UD_KEY_SIGN_SECRET && want == UD_KEY_SIGN_PUBLIC) ||
+                  (t == UD_KEY_CURVE_SECRET && want == UD_KEY_CURVE_PUBLIC);
+    if (!halves) {
+        int rc = ud_err_set(e, UD_EINVAL, "%s is a %s key, not a %s key", what, type,
+                            ud_key_type_name(want) ? ud_key_type_name(want) : "?");
+        ud_key_wipe(k);
+        return rc;
+    }
+    struct ud_key p;
+    ud_key_public(k, &p, e);
+    ud_key_wipe(k);
+    *k = p;
+    return 0;
+}
+
 int ud_key_parse(const char *text, size_t len, const char *what, enum ud_key_type want,
                  struct ud_key *k, struct ud_err *e)
 {
@@ -217,34 +297,12 @@ int ud_key_parse(const char *text, size_t len, const char *what, enum ud_key_typ
                           "<hex>')",
                           what, KEY_MAGIC);
 
-    char buf[KEY_FILE_MAX + 1], magic[32], type[32], hex[260] /* sscanf takes at most 257 */;
+    char buf[KEY_FILE_MAX + 1], type[32], hex[260] /* sscanf takes at most 257 */;
     memcpy(buf, line, line_len);
     buf[line_len] = '\0';
-    unsigned ver = 0;
-    char extra[2];
-    int got = sscanf(buf, "%31s %u %31s %257s %1s", magic, &ver, type, hex, extra);
-    if (got < 4 || strcmp(magic, KEY_MAGIC) != 0) {
-        rc = ud_err_set(e, UD_EFORMAT,
-                        "%s:%d: not an updraft key file (expected '%s 1 <type> "
-                        "<hex>')",
-                        what, lineno, KEY_MAGIC);
-        goto out;
-    }
-    if (ver != 1) {
-        rc = ud_err_set(e, UD_EVERSION, "%s:%d: key file version %u (this build reads 1)", what,
-                        lineno, ver);
-        goto out;
-    }
-    if (got == 5) {
-        rc = ud_err_set(e, UD_EFORMAT, "%s:%d: unexpected text after the key", what, lineno);
-        goto out;
-    }
     enum ud_key_type t = UD_KEY_MODEL;
-    if ((rc = ud_key_type_parse(type, &t, e)) != 0) {
-        ud_err_set(e, UD_EFORMAT, "%s:%d: unknown key type '%s'", what, lineno, type);
-        rc = UD_EFORMAT;
+    if ((rc = key_parse_line(buf, what, lineno, &t, type, hex, e)) != 0)
         goto out;
-    }
     uint8_t mat[UD_KEY_SECRET_BYTES + 32];
     size_t n = material_len(t), bin_len = 0;
     if (strlen(hex) != 2 * n ||
@@ -254,47 +312,8 @@ int ud_key_parse(const char *text, size_t len, const char *what, enum ud_key_typ
                         lineno, type, 2 * n);
         goto out_mat;
     }
-    k->type = t;
-    switch (t) {
-    case UD_KEY_SIGN_SECRET:
-        memcpy(k->sec, mat, n);
-        crypto_sign_ed25519_sk_to_pk(k->pub, k->sec);
-        break;
-    case UD_KEY_MODEL:
-        memcpy(k->sec, mat, 32);
-        break;
-    case UD_KEY_CURVE_SECRET: {
-        uint8_t derived[32];
-        memcpy(k->sec, mat, 32);
-        crypto_scalarmult_base(derived, k->sec);
-        if (sodium_memcmp(derived, mat + 32, 32) != 0) {
-            rc = ud_err_set(e, UD_EFORMAT, "%s:%d: the public half does not match the secret key",
-                            what, lineno);
-            goto out_mat;
-        }
-        memcpy(k->pub, derived, 32);
-        break;
-    }
-    default:
-        memcpy(k->pub, mat, 32);
-        break;
-    }
-    key_set_id(k);
-
-    if (t != want) {
-        bool halves = (t == UD_KEY_SIGN_SECRET && want == UD_KEY_SIGN_PUBLIC) ||
-                      (t == UD_KEY_CURVE_SECRET && want == UD_KEY_CURVE_PUBLIC);
-        if (!halves) {
-            rc = ud_err_set(e, UD_EINVAL, "%s is a %s key, not a %s key", what, type,
-                            ud_key_type_name(want) ? ud_key_type_name(want) : "?");
-            ud_key_wipe(k);
-            goto out_mat;
-        }
-        struct ud_key p;
-        ud_key_public(k, &p, e);
-        ud_key_wipe(k);
-        *k = p;
-    }
+    if ((rc = key_from_material(t, mat, n, what, lineno, k, e)) == 0)
+        rc = key_narrow(k, want, what, type, e);
 out_mat:
     sodium_memzero(mat, sizeof mat);
 out:

@@ -10,6 +10,7 @@
  *  backends against each other and against finite differences.
  */
 #include "ud_model_impl.h"
+#include "updraft/ud_arch.h"
 #include "updraft/ud_kernels.h"
 
 #include <float.h>

@@ -67,7 +67,7 @@ static int udm_check_cstr(const char *s, size_t max, bool nullable, bool nonempt
         return ud_err_set(e, UD_ELIMIT, "%s: %zu bytes, the limit is %zu", field, n, max);
     if (nonempty && n == 0)
         return ud_err_set(e, UD_EINVAL, "%s: empty", field);
-    if (!ud__env_utf8_ok((const unsigned char *)s, n))
+    if (!ud__mpk_utf8_ok((const unsigned char *)s, n))
         return ud_err_set(e, UD_EINVAL, "%s: not valid UTF-8", field);
     return 0;
 }
@@ -131,17 +131,6 @@ static void udm_order_deinit(struct udm_order *o)
     free(o->additional);
     free(o->metrics);
     memset(o, 0, sizeof *o);
-}
-
-static const char *udm_optimizer_name(enum ud_optimizer o)
-{
-    switch (o) {
-    case UD_OPT_SGD:
-        return "sgd";
-    case UD_OPT_ADAM:
-        return "adam";
-    }
-    return NULL;
 }
 
 static const char *udm_input_kind_name(enum ud_input_kind k)
@@ -249,7 +238,7 @@ static int udm_check_metadata(const ud_model_t *m, struct udm_name **sorted, str
 static int udm_check_defaults(const struct ud_update_defaults *d, struct ud_err *e)
 {
     int rc;
-    if (!udm_optimizer_name(d->optimizer))
+    if (d->optimizer != UD_OPT_SGD && d->optimizer != UD_OPT_ADAM)
         return ud_err_set(e, UD_EINVAL, "update_defaults.optimizer: unknown optimizer %d",
                           (int)d->optimizer);
     if ((rc = udm_check_pd("learning_rate", &d->learning_rate, e)) < 0 ||
@@ -350,44 +339,22 @@ out_free_order:
 /* Encoding                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
-static void udm_pack_str(msgpack_packer *pk, const char *s)
-{
-    if (s)
-        msgpack_pack_str_with_body(pk, s, strlen(s));
-    else
-        msgpack_pack_nil(pk);
-}
-
-static void udm_pack_bool(msgpack_packer *pk, int b)
-{
-    if (b)
-        msgpack_pack_true(pk);
-    else
-        msgpack_pack_false(pk);
-}
-
 static void udm_pack_pd(msgpack_packer *pk, const char *key, const struct ud_param_double *p)
 {
-    udm_pack_str(pk, key);
+    ud__mpk_pack_str(pk, key);
     msgpack_pack_map(pk, 3);
-    udm_pack_str(pk, "value");
-    msgpack_pack_double(pk, p->value);
-    udm_pack_str(pk, "min");
-    msgpack_pack_double(pk, p->min);
-    udm_pack_str(pk, "max");
-    msgpack_pack_double(pk, p->max);
+    ud__mpk_pack_key_double(pk, "value", p->value);
+    ud__mpk_pack_key_double(pk, "min", p->min);
+    ud__mpk_pack_key_double(pk, "max", p->max);
 }
 
 static void udm_pack_pi(msgpack_packer *pk, const char *key, const struct ud_param_int *p)
 {
-    udm_pack_str(pk, key);
+    ud__mpk_pack_str(pk, key);
     msgpack_pack_map(pk, 3);
-    udm_pack_str(pk, "value");
-    msgpack_pack_int64(pk, p->value);
-    udm_pack_str(pk, "min");
-    msgpack_pack_int64(pk, p->min);
-    udm_pack_str(pk, "max");
-    msgpack_pack_int64(pk, p->max);
+    ud__mpk_pack_key_int(pk, "value", p->value);
+    ud__mpk_pack_key_int(pk, "min", p->min);
+    ud__mpk_pack_key_int(pk, "max", p->max);
 }
 
 static void udm_pack_layer(msgpack_packer *pk, const ud_model_t *m, int i)
@@ -409,34 +376,24 @@ static void udm_pack_layer(msgpack_packer *pk, const ud_model_t *m, int i)
         msgpack_pack_map(pk, 1);
         break;
     }
-    udm_pack_str(pk, "kind");
-    udm_pack_str(pk, ud_layer_kind_name(l->kind));
+    ud__mpk_pack_key_str(pk, "kind", ud_layer_kind_name(l->kind));
     switch (l->kind) {
     case UD_LAYER_DENSE:
-        udm_pack_str(pk, "units");
-        msgpack_pack_int64(pk, l->units);
-        udm_pack_str(pk, "updatable");
-        udm_pack_bool(pk, upd);
+        ud__mpk_pack_key_int(pk, "units", l->units);
+        ud__mpk_pack_key_bool(pk, "updatable", upd);
         break;
     case UD_LAYER_CONV2D:
-        udm_pack_str(pk, "filters");
-        msgpack_pack_int64(pk, l->filters);
-        udm_pack_str(pk, "kernel");
-        msgpack_pack_int64(pk, l->kernel);
-        udm_pack_str(pk, "stride");
-        msgpack_pack_int64(pk, l->stride);
-        udm_pack_str(pk, "pad");
-        msgpack_pack_int64(pk, l->pad);
-        udm_pack_str(pk, "updatable");
-        udm_pack_bool(pk, upd);
+        ud__mpk_pack_key_int(pk, "filters", l->filters);
+        ud__mpk_pack_key_int(pk, "kernel", l->kernel);
+        ud__mpk_pack_key_int(pk, "stride", l->stride);
+        ud__mpk_pack_key_int(pk, "pad", l->pad);
+        ud__mpk_pack_key_bool(pk, "updatable", upd);
         break;
     case UD_LAYER_MAXPOOL2D:
-        udm_pack_str(pk, "pool");
-        msgpack_pack_int64(pk, l->pool);
+        ud__mpk_pack_key_int(pk, "pool", l->pool);
         break;
     case UD_LAYER_DROPOUT:
-        udm_pack_str(pk, "rate");
-        msgpack_pack_float(pk, l->rate);
+        ud__mpk_pack_key_float(pk, "rate", l->rate);
         break;
     default:
         break;
@@ -453,53 +410,45 @@ static void udm_pack_body(msgpack_packer *pk, const ud_model_t *m, const struct 
 
     msgpack_pack_map(pk, 7);
 
-    udm_pack_str(pk, "metadata");
+    ud__mpk_pack_str(pk, "metadata");
     msgpack_pack_map(pk, 5);
-    udm_pack_str(pk, "author");
-    udm_pack_str(pk, md->author);
-    udm_pack_str(pk, "short_description");
-    udm_pack_str(pk, md->short_description);
-    udm_pack_str(pk, "license");
-    udm_pack_str(pk, md->license);
-    udm_pack_str(pk, "version");
-    udm_pack_str(pk, md->version);
-    udm_pack_str(pk, "additional");
+    ud__mpk_pack_key_str(pk, "author", md->author);
+    ud__mpk_pack_key_str(pk, "short_description", md->short_description);
+    ud__mpk_pack_key_str(pk, "license", md->license);
+    ud__mpk_pack_key_str(pk, "version", md->version);
+    ud__mpk_pack_str(pk, "additional");
     msgpack_pack_map(pk, o->nadditional);
     for (size_t k = 0; k < o->nadditional; k++) {
         size_t i = o->additional[k].i;
-        udm_pack_str(pk, md->additional[i].key);
-        udm_pack_str(pk, md->additional[i].value);
+        ud__mpk_pack_str(pk, md->additional[i].key);
+        ud__mpk_pack_str(pk, md->additional[i].value);
     }
 
-    udm_pack_str(pk, "input");
+    ud__mpk_pack_str(pk, "input");
     msgpack_pack_map(pk, 4);
-    udm_pack_str(pk, "shape");
+    ud__mpk_pack_str(pk, "shape");
     msgpack_pack_array(pk, 3);
     msgpack_pack_int64(pk, a->input.c);
     msgpack_pack_int64(pk, a->input.h);
     msgpack_pack_int64(pk, a->input.w);
-    udm_pack_str(pk, "kind");
-    udm_pack_str(pk, udm_input_kind_name(in->kind));
-    udm_pack_str(pk, "scale");
-    msgpack_pack_float(pk, in->scale);
-    udm_pack_str(pk, "offset");
-    msgpack_pack_float(pk, in->offset);
+    ud__mpk_pack_key_str(pk, "kind", udm_input_kind_name(in->kind));
+    ud__mpk_pack_key_float(pk, "scale", in->scale);
+    ud__mpk_pack_key_float(pk, "offset", in->offset);
 
     int nclasses = ud_model_num_classes(m);
-    udm_pack_str(pk, "labels");
+    ud__mpk_pack_str(pk, "labels");
     msgpack_pack_array(pk, (size_t)nclasses);
     for (int i = 0; i < nclasses; i++)
-        udm_pack_str(pk, ud_model_label(m, i));
+        ud__mpk_pack_str(pk, ud_model_label(m, i));
 
-    udm_pack_str(pk, "layers");
+    ud__mpk_pack_str(pk, "layers");
     msgpack_pack_array(pk, (size_t)a->nlayers);
     for (int i = 0; i < a->nlayers; i++)
         udm_pack_layer(pk, m, i);
 
-    udm_pack_str(pk, "update_defaults");
+    ud__mpk_pack_str(pk, "update_defaults");
     msgpack_pack_map(pk, 12);
-    udm_pack_str(pk, "optimizer");
-    udm_pack_str(pk, udm_optimizer_name(d->optimizer));
+    ud__mpk_pack_key_str(pk, "optimizer", ud_optimizer_name(d->optimizer));
     udm_pack_pd(pk, "learning_rate", &d->learning_rate);
     udm_pack_pd(pk, "momentum", &d->momentum);
     udm_pack_pd(pk, "weight_decay", &d->weight_decay);
@@ -509,22 +458,19 @@ static void udm_pack_body(msgpack_packer *pk, const ud_model_t *m, const struct 
     udm_pack_pi(pk, "mini_batch_size", &d->mini_batch_size);
     udm_pack_pi(pk, "epochs", &d->epochs);
     udm_pack_pi(pk, "seed", &d->seed);
-    udm_pack_str(pk, "shuffle");
-    udm_pack_bool(pk, d->shuffle);
-    udm_pack_str(pk, "nesterov");
-    udm_pack_bool(pk, d->nesterov);
+    ud__mpk_pack_key_bool(pk, "shuffle", d->shuffle);
+    ud__mpk_pack_key_bool(pk, "nesterov", d->nesterov);
 
     /* params: f32 little-endian whatever the host, converted a chunk at a time. */
-    udm_pack_str(pk, "params");
-    ud__env_pack_f32_bin(pk, ud_model_params_const(m), ud_model_param_count(m));
+    ud__mpk_pack_key_f32_bin(pk, "params", ud_model_params_const(m), ud_model_param_count(m));
 
-    udm_pack_str(pk, "metrics");
+    ud__mpk_pack_str(pk, "metrics");
     msgpack_pack_map(pk, o->nmetrics);
     for (size_t k = 0; k < o->nmetrics; k++) {
         const char *key;
         double v = 0;
         ud_model_metric_at(m, o->metrics[k].i, &key, &v);
-        udm_pack_str(pk, key);
+        ud__mpk_pack_str(pk, key);
         msgpack_pack_double(pk, v);
     }
 }
@@ -586,7 +532,7 @@ static int udm_get_dim(const msgpack_object *o, const char *field, int lo, int *
                        struct ud_err *e)
 {
     int64_t v;
-    int rc = ud__env_get_int(o, field, lo, UD_MAX_DIM, &v, e);
+    int rc = ud__mpk_get_int(o, field, lo, UD_MAX_DIM, &v, e);
     if (rc == 0)
         *out = (int)v;
     return rc;
@@ -597,7 +543,7 @@ static int udm_parse_input(const msgpack_object *o, struct ud_arch *a, struct ud
 {
     static const char *const keys[] = {"shape", "kind", "scale", "offset"};
     const msgpack_object *v[4];
-    int rc = ud__env_fields(o, "input", keys, 4, v, e);
+    int rc = ud__mpk_fields(o, "input", keys, 4, v, e);
     if (rc < 0)
         return rc;
     if (v[0]->type != MSGPACK_OBJECT_ARRAY || v[0]->via.array.size != 3)
@@ -608,11 +554,11 @@ static int udm_parse_input(const msgpack_object *o, struct ud_arch *a, struct ud
         return rc;
     static const char *const kinds[] = {"image", "tabular"};
     int k = 0;
-    if ((rc = ud__env_get_choice(v[1], "input.kind", kinds, 2, &k, e)) < 0)
+    if ((rc = ud__mpk_get_choice(v[1], "input.kind", kinds, 2, &k, e)) < 0)
         return rc;
     in->kind = k == 0 ? UD_INPUT_IMAGE : UD_INPUT_TABULAR;
-    if ((rc = ud__env_get_float(v[2], "input.scale", &in->scale, e)) < 0 ||
-        (rc = ud__env_get_float(v[3], "input.offset", &in->offset, e)) < 0)
+    if ((rc = ud__mpk_get_float(v[2], "input.scale", &in->scale, e)) < 0 ||
+        (rc = ud__mpk_get_float(v[3], "input.offset", &in->offset, e)) < 0)
         return rc;
     return 0;
 }
@@ -623,18 +569,18 @@ static int udm_parse_layer(const msgpack_object *o, int i, struct ud_layer_spec 
     char field[48], sub[64];
     snprintf(field, sizeof field, "layers[%d]", i);
     if (o->type != MSGPACK_OBJECT_MAP)
-        return ud__env_type_err(o, field, "a map", e);
+        return ud__mpk_type_err(o, field, "a map", e);
 
     /* The kind decides which other keys the layer has. */
     const msgpack_object *kind = NULL;
     for (uint32_t j = 0; j < o->via.map.size; j++)
-        if (ud__env_key_is(&o->via.map.ptr[j].key, "kind"))
+        if (ud__mpk_key_is(&o->via.map.ptr[j].key, "kind"))
             kind = &o->via.map.ptr[j].val;
     snprintf(sub, sizeof sub, "%s.kind", field);
     if (!kind)
         return ud_err_set(e, UD_EFORMAT, "%s: missing key \"kind\"", field);
     if (kind->type != MSGPACK_OBJECT_STR)
-        return ud__env_type_err(kind, sub, "a string", e);
+        return ud__mpk_type_err(kind, sub, "a string", e);
     char name[32];
     size_t n = kind->via.str.size;
     enum ud_layer_kind k;
@@ -653,18 +599,18 @@ static int udm_parse_layer(const msgpack_object *o, int i, struct ud_layer_spec 
     switch (k) {
     case UD_LAYER_DENSE: {
         static const char *const keys[] = {"kind", "units", "updatable"};
-        if ((rc = ud__env_fields(o, field, keys, 3, v, e)) < 0)
+        if ((rc = ud__mpk_fields(o, field, keys, 3, v, e)) < 0)
             return rc;
         snprintf(sub, sizeof sub, "%s.units", field);
         if ((rc = udm_get_dim(v[1], sub, 1, &l->units, e)) < 0)
             return rc;
         snprintf(sub, sizeof sub, "%s.updatable", field);
-        return ud__env_get_bool(v[2], sub, &l->updatable, e);
+        return ud__mpk_get_bool(v[2], sub, &l->updatable, e);
     }
     case UD_LAYER_CONV2D: {
         static const char *const keys[] = {"kind",   "filters", "kernel",
                                            "stride", "pad",     "updatable"};
-        if ((rc = ud__env_fields(o, field, keys, 6, v, e)) < 0)
+        if ((rc = ud__mpk_fields(o, field, keys, 6, v, e)) < 0)
             return rc;
         int *dst[] = {&l->filters, &l->kernel, &l->stride, &l->pad};
         for (int j = 0; j < 4; j++) {
@@ -673,21 +619,21 @@ static int udm_parse_layer(const msgpack_object *o, int i, struct ud_layer_spec 
                 return rc;
         }
         snprintf(sub, sizeof sub, "%s.updatable", field);
-        return ud__env_get_bool(v[5], sub, &l->updatable, e);
+        return ud__mpk_get_bool(v[5], sub, &l->updatable, e);
     }
     case UD_LAYER_MAXPOOL2D: {
         static const char *const keys[] = {"kind", "pool"};
-        if ((rc = ud__env_fields(o, field, keys, 2, v, e)) < 0)
+        if ((rc = ud__mpk_fields(o, field, keys, 2, v, e)) < 0)
             return rc;
         snprintf(sub, sizeof sub, "%s.pool", field);
         return udm_get_dim(v[1], sub, 1, &l->pool, e);
     }
     case UD_LAYER_DROPOUT: {
         static const char *const keys[] = {"kind", "rate"};
-        if ((rc = ud__env_fields(o, field, keys, 2, v, e)) < 0)
+        if ((rc = ud__mpk_fields(o, field, keys, 2, v, e)) < 0)
             return rc;
         snprintf(sub, sizeof sub, "%s.rate", field);
-        if ((rc = ud__env_get_float(v[1], sub, &l->rate, e)) < 0)
+        if ((rc = ud__mpk_get_float(v[1], sub, &l->rate, e)) < 0)
             return rc;
         if (!(l->rate >= 0.0f && l->rate < 1.0f))
             return ud_err_set(e, UD_EFORMAT, "%s: %g is outside [0, 1)", sub, (double)l->rate);
@@ -697,7 +643,7 @@ static int udm_parse_layer(const msgpack_object *o, int i, struct ud_layer_spec 
     case UD_LAYER_FLATTEN:
     case UD_LAYER_SOFTMAX: {
         static const char *const keys[] = {"kind"};
-        return ud__env_fields(o, field, keys, 1, v, e);
+        return ud__mpk_fields(o, field, keys, 1, v, e);
     }
     }
     return ud_err_set(e, UD_EFORMAT, "%s: layer kind \"%s\" is not part of format version 1", sub,
@@ -707,7 +653,7 @@ static int udm_parse_layer(const msgpack_object *o, int i, struct ud_layer_spec 
 static int udm_parse_layers(const msgpack_object *o, struct ud_arch *a, struct ud_err *e)
 {
     if (o->type != MSGPACK_OBJECT_ARRAY)
-        return ud__env_type_err(o, "layers", "an array", e);
+        return ud__mpk_type_err(o, "layers", "an array", e);
     if (o->via.array.size < 2 || o->via.array.size > UD_MAX_LAYERS)
         return ud_err_set(e, UD_EFORMAT, "layers: %u layers, the format allows 2 to %d",
                           o->via.array.size, UD_MAX_LAYERS);
@@ -723,7 +669,7 @@ static int udm_parse_layers(const msgpack_object *o, struct ud_arch *a, struct u
 static int udm_parse_labels(const msgpack_object *o, ud_model_t *m, struct ud_err *e)
 {
     if (o->type != MSGPACK_OBJECT_ARRAY)
-        return ud__env_type_err(o, "labels", "an array", e);
+        return ud__mpk_type_err(o, "labels", "an array", e);
     uint32_t n = o->via.array.size;
     if (n > UD_MAX_CLASSES)
         return ud_err_set(e, UD_EFORMAT, "labels: %u entries, the limit is %d", n, UD_MAX_CLASSES);
@@ -740,7 +686,7 @@ static int udm_parse_labels(const msgpack_object *o, ud_model_t *m, struct ud_er
     char field[32];
     for (uint32_t i = 0; i < n && rc == 0; i++) {
         snprintf(field, sizeof field, "labels[%u]", i);
-        rc = ud__env_get_str(&o->via.array.ptr[i], field, UD_UDM_MAX_NAME, false, &labels[i], e);
+        rc = ud__mpk_get_str(&o->via.array.ptr[i], field, UD_UDM_MAX_NAME, false, &labels[i], e);
     }
     if (rc == 0)
         rc = ud_model_set_labels(m, (const char *const *)labels, (int)n, e);
@@ -750,12 +696,69 @@ static int udm_parse_labels(const msgpack_object *o, ud_model_t *m, struct ud_er
     return rc;
 }
 
+/* A free-form map of name -> value (metadata.additional, metrics): at most UD_UDM_MAX_ENTRIES
+ * entries, each key a string of at most UD_UDM_MAX_NAME bytes, no key twice. take() reads and
+ * stores each value; field names it ("metrics[\"loss\"]"). */
+typedef int (*udm_entry_fn)(ud_model_t *m, const char *key, const msgpack_object *val,
+                            const char *field, struct ud_err *e);
+
+static int udm_parse_entries(const msgpack_object *o, const char *section, ud_model_t *m,
+                             udm_entry_fn take, struct ud_err *e)
+{
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return ud__mpk_type_err(o, section, "a map", e);
+    if (o->via.map.size > UD_UDM_MAX_ENTRIES)
+        return ud_err_set(e, UD_EFORMAT, "%s: %u entries, the limit is %d", section,
+                          o->via.map.size, UD_UDM_MAX_ENTRIES);
+    char field[64];
+    for (uint32_t j = 0; j < o->via.map.size; j++) {
+        char *key = NULL;
+        snprintf(field, sizeof field, "%s key %u", section, j);
+        int rc = ud__mpk_get_str(&o->via.map.ptr[j].key, field, UD_UDM_MAX_NAME, false, &key, e);
+        if (rc < 0)
+            return rc;
+        snprintf(field, sizeof field, "%s[\"%.24s\"]", section, key);
+        rc = take(m, key, &o->via.map.ptr[j].val, field, e);
+        free(key);
+        if (rc < 0)
+            return rc;
+    }
+    long dup = ud__mpk_dup_key(o);
+    if (dup >= 0) {
+        const msgpack_object *k = &o->via.map.ptr[dup].key;
+        return ud_err_set(e, UD_EFORMAT, "%s: key \"%.*s\" appears twice", section,
+                          k->via.str.size > 64 ? 64 : (int)k->via.str.size, k->via.str.ptr);
+    }
+    return 0;
+}
+
+static int udm_take_additional(ud_model_t *m, const char *key, const msgpack_object *val,
+                               const char *field, struct ud_err *e)
+{
+    char *s = NULL;
+    int rc = ud__mpk_get_str(val, field, UD_UDM_MAX_STRING, false, &s, e);
+    if (rc == 0 && (rc = ud_metadata_set_additional(ud_model_metadata(m), key, s)) < 0)
+        ud_err_set(e, rc, "%s: cannot set", field);
+    free(s);
+    return rc;
+}
+
+static int udm_take_metric(ud_model_t *m, const char *key, const msgpack_object *val,
+                           const char *field, struct ud_err *e)
+{
+    double v = 0;
+    int rc = ud__mpk_get_double(val, field, &v, e);
+    if (rc == 0 && (rc = ud_model_set_metric(m, key, v)) < 0)
+        ud_err_set(e, rc, "%s: cannot set", field);
+    return rc;
+}
+
 static int udm_parse_metadata(const msgpack_object *o, ud_model_t *m, struct ud_err *e)
 {
     static const char *const keys[] = {"author", "short_description", "license", "version",
                                        "additional"};
     const msgpack_object *v[5];
-    int rc = ud__env_fields(o, "metadata", keys, 5, v, e);
+    int rc = ud__mpk_fields(o, "metadata", keys, 5, v, e);
     if (rc < 0)
         return rc;
     struct ud_metadata *md = ud_model_metadata(m);
@@ -764,7 +767,7 @@ static int udm_parse_metadata(const msgpack_object *o, ud_model_t *m, struct ud_
     for (int i = 0; i < 4; i++) {
         char *s;
         snprintf(field, sizeof field, "metadata.%s", keys[i]);
-        if ((rc = ud__env_get_str(v[i], field, UD_UDM_MAX_STRING, true, &s, e)) < 0)
+        if ((rc = ud__mpk_get_str(v[i], field, UD_UDM_MAX_STRING, true, &s, e)) < 0)
             return rc;
         rc = ud_metadata_set(dst[i], s);
         free(s);
@@ -772,70 +775,33 @@ static int udm_parse_metadata(const msgpack_object *o, ud_model_t *m, struct ud_
             return ud_err_set(e, rc, "%s: cannot set", field);
     }
 
-    const msgpack_object *add = v[4];
-    if (add->type != MSGPACK_OBJECT_MAP)
-        return ud__env_type_err(add, "metadata.additional", "a map", e);
-    if (add->via.map.size > UD_UDM_MAX_ENTRIES)
-        return ud_err_set(e, UD_EFORMAT, "metadata.additional: %u entries, the limit is %d",
-                          add->via.map.size, UD_UDM_MAX_ENTRIES);
-    for (uint32_t j = 0; j < add->via.map.size; j++) {
-        char *key = NULL, *val = NULL;
-        snprintf(field, sizeof field, "metadata.additional key %u", j);
-        if ((rc = ud__env_get_str(&add->via.map.ptr[j].key, field, UD_UDM_MAX_NAME, false, &key,
-                                  e)) < 0)
-            return rc;
-        snprintf(field, sizeof field, "metadata.additional[\"%.24s\"]", key);
-        if ((rc = ud__env_get_str(&add->via.map.ptr[j].val, field, UD_UDM_MAX_STRING, false, &val,
-                                  e)) == 0) {
-            rc = ud_metadata_set_additional(md, key, val);
-            if (rc < 0)
-                ud_err_set(e, rc, "%s: cannot set", field);
-        }
-        free(key);
-        free(val);
-        if (rc < 0)
-            return rc;
-    }
-    long dup = ud__env_dup_key(add);
-    if (dup >= 0)
-        return ud_err_set(e, UD_EFORMAT, "metadata.additional: key \"%.*s\" appears twice",
-                          add->via.map.ptr[dup].key.via.str.size > 64
-                              ? 64
-                              : (int)add->via.map.ptr[dup].key.via.str.size,
-                          add->via.map.ptr[dup].key.via.str.ptr);
-    return 0;
+    return udm_parse_entries(v[4], "metadata.additional", m, udm_take_additional, e);
 }
 
 static int udm_parse_pd(const msgpack_object *o, const char *key, struct ud_param_double *p,
                         struct ud_err *e)
 {
-    static const char *const keys[] = {"value", "min", "max"};
-    const msgpack_object *v[3];
     char field[64];
     snprintf(field, sizeof field, "update_defaults.%s", key);
-    int rc = ud__env_fields(o, field, keys, 3, v, e);
-    double *dst[] = {&p->value, &p->min, &p->max};
-    for (int i = 0; i < 3 && rc == 0; i++) {
-        snprintf(field, sizeof field, "update_defaults.%s.%s", key, keys[i]);
-        rc = ud__env_get_double(v[i], field, dst[i], e);
-    }
-    return rc;
+    const struct ud__mpk_field f[] = {
+        UD__MPK_DOUBLE("value", &p->value),
+        UD__MPK_DOUBLE("min", &p->min),
+        UD__MPK_DOUBLE("max", &p->max),
+    };
+    return ud__mpk_read_map(o, field, field, f, 3, e);
 }
 
 static int udm_parse_pi(const msgpack_object *o, const char *key, struct ud_param_int *p,
                         struct ud_err *e)
 {
-    static const char *const keys[] = {"value", "min", "max"};
-    const msgpack_object *v[3];
     char field[64];
     snprintf(field, sizeof field, "update_defaults.%s", key);
-    int rc = ud__env_fields(o, field, keys, 3, v, e);
-    int64_t *dst[] = {&p->value, &p->min, &p->max};
-    for (int i = 0; i < 3 && rc == 0; i++) {
-        snprintf(field, sizeof field, "update_defaults.%s.%s", key, keys[i]);
-        rc = ud__env_get_int(v[i], field, INT64_MIN, INT64_MAX, dst[i], e);
-    }
-    return rc;
+    const struct ud__mpk_field f[] = {
+        UD__MPK_INT("value", &p->value, INT64_MIN, INT64_MAX),
+        UD__MPK_INT("min", &p->min, INT64_MIN, INT64_MAX),
+        UD__MPK_INT("max", &p->max, INT64_MIN, INT64_MAX),
+    };
+    return ud__mpk_read_map(o, field, field, f, 3, e);
 }
 
 static int udm_parse_defaults(const msgpack_object *o, struct ud_update_defaults *d,
@@ -845,13 +811,13 @@ static int udm_parse_defaults(const msgpack_object *o, struct ud_update_defaults
                                        "beta1",     "beta2",         "eps",      "mini_batch_size",
                                        "epochs",    "seed",          "shuffle",  "nesterov"};
     const msgpack_object *v[12];
-    int rc = ud__env_fields(o, "update_defaults", keys, 12, v, e);
+    int rc = ud__mpk_fields(o, "update_defaults", keys, 12, v, e);
     if (rc < 0)
         return rc;
     memset(d, 0, sizeof *d);
     static const char *const optimizers[] = {"sgd", "adam"};
     int k = 0;
-    if ((rc = ud__env_get_choice(v[0], "update_defaults.optimizer", optimizers, 2, &k, e)) < 0)
+    if ((rc = ud__mpk_get_choice(v[0], "update_defaults.optimizer", optimizers, 2, &k, e)) < 0)
         return rc;
     d->optimizer = k == 0 ? UD_OPT_SGD : UD_OPT_ADAM;
     struct ud_param_double *pd[] = {&d->learning_rate, &d->momentum, &d->weight_decay,
@@ -863,8 +829,8 @@ static int udm_parse_defaults(const msgpack_object *o, struct ud_update_defaults
     for (int i = 0; i < 3; i++)
         if ((rc = udm_parse_pi(v[7 + i], keys[7 + i], pi[i], e)) < 0)
             return rc;
-    if ((rc = ud__env_get_bool(v[10], "update_defaults.shuffle", &d->shuffle, e)) < 0 ||
-        (rc = ud__env_get_bool(v[11], "update_defaults.nesterov", &d->nesterov, e)) < 0)
+    if ((rc = ud__mpk_get_bool(v[10], "update_defaults.shuffle", &d->shuffle, e)) < 0 ||
+        (rc = ud__mpk_get_bool(v[11], "update_defaults.nesterov", &d->nesterov, e)) < 0)
         return rc;
     return 0;
 }
@@ -872,7 +838,7 @@ static int udm_parse_defaults(const msgpack_object *o, struct ud_update_defaults
 static int udm_parse_params(const msgpack_object *o, ud_model_t *m, struct ud_err *e)
 {
     if (o->type != MSGPACK_OBJECT_BIN)
-        return ud__env_type_err(o, "params", "bin (f32 little-endian)", e);
+        return ud__mpk_type_err(o, "params", "bin (f32 little-endian)", e);
     size_t bytes = o->via.bin.size, np = ud_model_param_count(m);
     if (bytes % 4)
         return ud_err_set(e, UD_EFORMAT, "params: %zu bytes is not a whole number of f32", bytes);
@@ -881,44 +847,13 @@ static int udm_parse_params(const msgpack_object *o, ud_model_t *m, struct ud_er
                           "params: the file holds %zu floats, the architecture "
                           "implies %zu",
                           bytes / 4, np);
-    ud__env_f32_from_le(ud_model_params(m), (const unsigned char *)o->via.bin.ptr, np);
+    ud__mpk_f32_from_le(ud_model_params(m), (const unsigned char *)o->via.bin.ptr, np);
     return 0;
 }
 
 static int udm_parse_metrics(const msgpack_object *o, ud_model_t *m, struct ud_err *e)
 {
-    if (o->type != MSGPACK_OBJECT_MAP)
-        return ud__env_type_err(o, "metrics", "a map", e);
-    if (o->via.map.size > UD_UDM_MAX_ENTRIES)
-        return ud_err_set(e, UD_EFORMAT, "metrics: %u entries, the limit is %d", o->via.map.size,
-                          UD_UDM_MAX_ENTRIES);
-    char field[64];
-    for (uint32_t j = 0; j < o->via.map.size; j++) {
-        char *key = NULL;
-        double v = 0;
-        int rc;
-        snprintf(field, sizeof field, "metrics key %u", j);
-        if ((rc = ud__env_get_str(&o->via.map.ptr[j].key, field, UD_UDM_MAX_NAME, false, &key, e)) <
-            0)
-            return rc;
-        snprintf(field, sizeof field, "metrics[\"%.24s\"]", key);
-        if ((rc = ud__env_get_double(&o->via.map.ptr[j].val, field, &v, e)) == 0) {
-            rc = ud_model_set_metric(m, key, v);
-            if (rc < 0)
-                ud_err_set(e, rc, "%s: cannot set", field);
-        }
-        free(key);
-        if (rc < 0)
-            return rc;
-    }
-    long dup = ud__env_dup_key(o);
-    if (dup >= 0)
-        return ud_err_set(e, UD_EFORMAT, "metrics: key \"%.*s\" appears twice",
-                          o->via.map.ptr[dup].key.via.str.size > 64
-                              ? 64
-                              : (int)o->via.map.ptr[dup].key.via.str.size,
-                          o->via.map.ptr[dup].key.via.str.ptr);
-    return 0;
+    return udm_parse_entries(o, "metrics", m, udm_take_metric, e);
 }
 
 /* Builds the model from the body map. */
@@ -937,7 +872,7 @@ static ud_model_t *udm_parse_body(const msgpack_object *body, struct ud_err *e)
     memset(&arch, 0, sizeof arch);
     memset(&in, 0, sizeof in);
     memset(&d, 0, sizeof d);
-    if ((rc = ud__env_fields(body, "body", keys, K_N, v, e)) < 0 ||
+    if ((rc = ud__mpk_fields(body, "body", keys, K_N, v, e)) < 0 ||
         (rc = udm_parse_input(v[K_INPUT], &arch, &in, e)) < 0 ||
         (rc = udm_parse_layers(v[K_LAYERS], &arch, e)) < 0 ||
         (rc = udm_parse_defaults(v[K_DEFAULTS], &d, e)) < 0)

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "updraft/ud_clock.h"
+#include "updraft/ud_arch.h"
 #include "updraft/ud_kernels.h"
 #include "updraft/ud_model.h"
 #include "updraft/ud_optim.h"

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "updraft/ud_arch.h"
 #include "updraft/ud_model.h"
 
 #include "fuzz.h"

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "updraft/ud_proto.h"
+#include "updraft/ud_msg.h"
 
 #include "fuzz.h"
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "ud_udm_impl.h"
+#include "updraft/ud_arch.h"
 #include "updraft/ud_model.h"
 #include "updraft/ud_udm.h"
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "updraft/ud_delta.h"
+#include "updraft/ud_update_msg.h"
 
 #include "fuzz.h"
 

@@ -21,11 +21,13 @@
 #include <zlib.h>
 
 #include "ud_envelope_impl.h"
+#include "updraft/ud_arch.h"
 #include "updraft/ud_ckpt.h"
 #include "updraft/ud_delta.h"
 #include "updraft/ud_file.h"
+#include "updraft/ud_update_msg.h"
 #include "updraft/ud_model.h"
-#include "updraft/ud_proto.h"
+#include "updraft/ud_msg.h"
 #include "updraft/ud_rng.h"
 #include "updraft/ud_keys.h"
 #include "updraft/ud_seal.h"

@@ -9,6 +9,7 @@
 
 #include <math.h>
 
+#include "updraft/ud_arch.h"
 #include "worker_dist.h"
 #include "updraft/ud_model.h"
 

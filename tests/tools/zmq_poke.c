@@ -29,8 +29,9 @@
 
 #include <sodium.h>
 
+#include "updraft/ud_arch.h"
 #include "updraft/ud_model.h"
-#include "updraft/ud_proto.h"
+#include "updraft/ud_msg.h"
 #include "updraft/ud_file.h"
 #include "updraft/ud_udm.h"
 

@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "ud_envelope_impl.h"
+#include "updraft/ud_arch.h"
 #include "updraft/ud_ckpt.h"
 #include "updraft/ud_file.h"
 #include "updraft/ud_udm.h"

@@ -10,7 +10,9 @@
 
 #include <msgpack.h>
 
+#include "updraft/ud_arch.h"
 #include "updraft/ud_delta.h"
+#include "updraft/ud_update_msg.h"
 #include "updraft/ud_model.h"
 
 /* A tiny network whose first dense layer is frozen: 16 -> 8 (frozen) -> 3. */

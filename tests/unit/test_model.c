@@ -5,6 +5,7 @@
 
 #include <math.h>
 
+#include "updraft/ud_arch.h"
 #include "updraft/ud_model.h"
 
 static ud_model_t *model_from(const char *spec)

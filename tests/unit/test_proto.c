@@ -11,7 +11,7 @@
 
 #include <msgpack.h>
 
-#include "updraft/ud_proto.h"
+#include "updraft/ud_msg.h"
 #include "updraft/ud_rng.h"
 
 static const char *const SHA = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";

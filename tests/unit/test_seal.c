@@ -12,6 +12,7 @@
 
 #include <sodium.h>
 
+#include "updraft/ud_arch.h"
 #include "updraft/ud_keys.h"
 #include "updraft/ud_model.h"
 #include "updraft/ud_seal.h"

@@ -12,6 +12,7 @@
 
 #include <msgpack.h>
 
+#include "updraft/ud_arch.h"
 #include "updraft/ud_file.h"
 #include "updraft/ud_udm.h"
 #include "ud_udm_impl.h"

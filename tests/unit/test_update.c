@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <time.h>
 
+#include "updraft/ud_arch.h"
 #include "updraft/ud_data.h"
 #include "updraft/ud_model.h"
 #include "updraft/ud_update.h"

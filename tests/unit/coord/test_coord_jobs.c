@@ -14,6 +14,7 @@
 #include "coord_jobs_impl.h"
 #include "coord_log.h"
 #include "coord_store.h"
+#include "updraft/ud_arch.h"
 #include "updraft/ud_model.h"
 #include "updraft/ud_udm.h"
 

@@ -1,4 +1,4 @@
-/*  ud_proto.c — the worker protocol's messages as msgpack maps (contract: ud_proto.h; for
+/*  ud_msg.c — the worker protocol's messages as msgpack maps (contract: ud_msg.h; for
  *  people: docs/protocol.md, which lists the same fields as the tables below).
  *
  *  One table per message type says which keys it has, their kinds, where they live in struct
@@ -15,7 +15,7 @@
  *  is copied out. Strings and bins in the unpacked object point into the caller's buffer; the
  *  message gets its own copies.
  */
-#include "updraft/ud_proto.h"
+#include "updraft/ud_msg.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -327,34 +327,11 @@ static int msg_cross_check(const struct ud_msg *m, int bad, struct ud_err *e)
 /* Encoding                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
-static void pack_str(msgpack_packer *pk, const char *s)
-{
-    msgpack_pack_str_with_body(pk, s, strlen(s));
-}
-
-/* uint32 values as a bin of little-endian bytes, whatever the host. */
-static void pack_u32_bin(msgpack_packer *pk, const uint32_t *v, size_t n)
-{
-    msgpack_pack_bin(pk, n * 4);
-    unsigned char chunk[4096];
-    for (size_t i = 0; i < n; i += sizeof chunk / 4) {
-        size_t c = n - i < sizeof chunk / 4 ? n - i : sizeof chunk / 4;
-        for (size_t j = 0; j < c; j++) {
-            uint32_t u = v[i + j];
-            chunk[4 * j + 0] = (unsigned char)u;
-            chunk[4 * j + 1] = (unsigned char)(u >> 8);
-            chunk[4 * j + 2] = (unsigned char)(u >> 16);
-            chunk[4 * j + 3] = (unsigned char)(u >> 24);
-        }
-        msgpack_pack_bin_body(pk, chunk, c * 4);
-    }
-}
-
 static void pack_plan(msgpack_packer *pk, const struct ud_plan *p)
 {
     msgpack_pack_map(pk, P_NKEYS);
     for (int k = 0; k < P_NKEYS; k++) {
-        pack_str(pk, PLAN_KEYS[k]);
+        ud__mpk_pack_str(pk, PLAN_KEYS[k]);
         switch (k) {
         case P_SAMPLES:
             msgpack_pack_uint64(pk, p->manifest.samples);
@@ -362,7 +339,7 @@ static void pack_plan(msgpack_packer *pk, const struct ud_plan *p)
         case P_CLASSES:
             msgpack_pack_array(pk, (size_t)p->manifest.nclasses);
             for (int c = 0; c < p->manifest.nclasses; c++)
-                pack_str(pk, p->manifest.classes[c]);
+                ud__mpk_pack_str(pk, p->manifest.classes[c]);
             break;
         case P_LABELS_HASH:
             msgpack_pack_uint64(pk, p->manifest.labels_hash);
@@ -374,21 +351,18 @@ static void pack_plan(msgpack_packer *pk, const struct ud_plan *p)
             msgpack_pack_int64(pk, p->batch);
             break;
         case P_SHUFFLE:
-            if (p->shuffle)
-                msgpack_pack_true(pk);
-            else
-                msgpack_pack_false(pk);
+            ud__mpk_pack_bool(pk, p->shuffle);
             break;
         case P_WORLD:
             msgpack_pack_int(pk, p->world);
             break;
         case P_VALIDATION:
-            pack_u32_bin(pk, p->validation, p->nvalidation);
+            ud__mpk_pack_u32_bin(pk, p->validation, p->nvalidation);
             break;
         case P_SHARDS:
             msgpack_pack_array(pk, (size_t)p->world);
             for (int r = 0; r < p->world; r++)
-                pack_u32_bin(pk, p->shards[r], p->shard_len[r]);
+                ud__mpk_pack_u32_bin(pk, p->shards[r], p->shard_len[r]);
             break;
         }
     }
@@ -413,21 +387,18 @@ static void pack_fields(msgpack_packer *pk, const struct ud_msg *m, const struct
     for (const struct field *f = fs; f->key; f++)
         n += field_present(m, f);
     msgpack_pack_map(pk, n);
-    pack_str(pk, "v");
-    msgpack_pack_uint64(pk, UD_PROTO_VERSION);
-    pack_str(pk, "t");
-    pack_str(pk, ud_msg_type_name(m->type));
-    pack_str(pk, "id");
-    msgpack_pack_uint64(pk, m->id);
+    ud__mpk_pack_key_uint(pk, "v", UD_PROTO_VERSION);
+    ud__mpk_pack_key_str(pk, "t", ud_msg_type_name(m->type));
+    ud__mpk_pack_key_uint(pk, "id", m->id);
     for (const struct field *f = fs; f->key; f++) {
         if (!field_present(m, f))
             continue;
-        pack_str(pk, f->key);
+        ud__mpk_pack_str(pk, f->key);
         switch (f->kind) {
         case K_STR:
         case K_SHA256:
         case K_STATUS:
-            pack_str(pk, *FIELD_CPTR(m, f, char *));
+            ud__mpk_pack_str(pk, *FIELD_CPTR(m, f, char *));
             break;
         case K_I32:
             msgpack_pack_int64(pk, *FIELD_CPTR(m, f, int32_t));
@@ -436,10 +407,7 @@ static void pack_fields(msgpack_packer *pk, const struct ud_msg *m, const struct
             msgpack_pack_int64(pk, *FIELD_CPTR(m, f, int64_t));
             break;
         case K_BOOL:
-            if (*FIELD_CPTR(m, f, int))
-                msgpack_pack_true(pk);
-            else
-                msgpack_pack_false(pk);
+            ud__mpk_pack_bool(pk, *FIELD_CPTR(m, f, int));
             break;
         case K_SECONDS:
             msgpack_pack_double(pk, *FIELD_CPTR(m, f, double));
@@ -447,7 +415,7 @@ static void pack_fields(msgpack_packer *pk, const struct ud_msg *m, const struct
         case K_METRICS:
             msgpack_pack_map(pk, (size_t)m->nmetrics);
             for (int i = 0; i < m->nmetrics; i++) {
-                pack_str(pk, m->metrics[i].key);
+                ud__mpk_pack_str(pk, m->metrics[i].key);
                 msgpack_pack_double(pk, m->metrics[i].value);
             }
             break;
@@ -457,13 +425,25 @@ static void pack_fields(msgpack_packer *pk, const struct ud_msg *m, const struct
         case K_ARGS:
             msgpack_pack_array(pk, (size_t)m->nargs);
             for (int i = 0; i < m->nargs; i++)
-                pack_str(pk, m->args[i]);
+                ud__mpk_pack_str(pk, m->args[i]);
             break;
         case K_PLAN:
             pack_plan(pk, &m->plan);
             break;
         }
     }
+}
+
+/* The message as ud__mpk_pack_alloc packs it. */
+struct msg_body {
+    const struct ud_msg *m;
+    const struct field *fs;
+};
+
+static void pack_body(msgpack_packer *pk, const void *ctx)
+{
+    const struct msg_body *b = ctx;
+    pack_fields(pk, b->m, b->fs);
 }
 
 /* A string the decoder will accept: at most max bytes of UTF-8 (and C strings hold no NUL). */
@@ -473,8 +453,19 @@ static int enc_str_ok(const char *where, const char *key, const char *s, size_t 
     size_t n = strlen(s);
     if (n > max)
         return ud_err_set(e, UD_ELIMIT, "%s.%s: %zu bytes, the limit is %zu", where, key, n, max);
-    if (!ud__env_utf8_ok((const unsigned char *)s, n))
+    if (!ud__mpk_utf8_ok((const unsigned char *)s, n))
         return ud_err_set(e, UD_EINVAL, "%s.%s: not valid UTF-8", where, key);
+    return 0;
+}
+
+/* n items of a list field (metrics, args), held in arr when n > 0: at most max. */
+static int enc_count(const char *where, const char *key, int n, int max, const char *noun,
+                     const void *arr, struct ud_err *e)
+{
+    if (n < 0 || n > max)
+        return ud_err_set(e, UD_ELIMIT, "%s.%s: %d %s, the limit is %d", where, key, n, noun, max);
+    if (n && !arr)
+        return ud_err_set(e, UD_EINVAL, "%s.%s: %d %s but no array", where, key, n, noun);
     return 0;
 }
 
@@ -518,12 +509,9 @@ static int enc_check(const struct ud_msg *m, const struct field *fs, const char 
             break;
         }
         case K_METRICS:
-            if (m->nmetrics < 0 || m->nmetrics > UD_PROTO_MAX_METRICS)
-                return ud_err_set(e, UD_ELIMIT, "%s.metrics: %d metrics, the limit is %d", where,
-                                  m->nmetrics, UD_PROTO_MAX_METRICS);
-            if (m->nmetrics && !m->metrics)
-                return ud_err_set(e, UD_EINVAL, "%s.metrics: %d metrics but no array", where,
-                                  m->nmetrics);
+            if ((rc = enc_count(where, "metrics", m->nmetrics, UD_PROTO_MAX_METRICS, "metrics",
+                                m->metrics, e)) < 0)
+                return rc;
             for (int i = 0; i < m->nmetrics; i++) {
                 const char *k = m->metrics[i].key;
                 if (!memchr(k, '\0', UD_PROTO_MAX_KEY) || !k[0])
@@ -542,12 +530,9 @@ static int enc_check(const struct ud_msg *m, const struct field *fs, const char 
                 return ud_err_set(e, UD_EINVAL, "%s: required field \"udm\" is not set", where);
             break;
         case K_ARGS:
-            if (m->nargs < 0 || m->nargs > UD_PROTO_MAX_ARGS)
-                return ud_err_set(e, UD_ELIMIT, "%s.args: %d arguments, the limit is %d", where,
-                                  m->nargs, UD_PROTO_MAX_ARGS);
-            if (m->nargs && !m->args)
-                return ud_err_set(e, UD_EINVAL, "%s.args: %d arguments but no array", where,
-                                  m->nargs);
+            if ((rc = enc_count(where, "args", m->nargs, UD_PROTO_MAX_ARGS, "arguments", m->args,
+                                e)) < 0)
+                return rc;
             for (int i = 0; i < m->nargs; i++) {
                 if (!m->args[i])
                     return ud_err_set(e, UD_EINVAL, "%s.args[%d] is not set", where, i);
@@ -586,57 +571,16 @@ int ud_msg_encode(const struct ud_msg *m, void **out, size_t *len, struct ud_err
     if (rc < 0)
         return rc;
 
-    /* Counting pass: the exact size, so the message is allocated once. */
-    struct ud__env_out o = {0};
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &o, ud__env_out_write);
-    pack_fields(&pk, m, fs);
-    if (o.len > UD_PROTO_MAX_MESSAGE)
-        return ud_err_set(e, UD_ELIMIT, "%s: the message would be %zu bytes, the limit is %u",
-                          where, o.len, UD_PROTO_MAX_MESSAGE);
-    size_t total = o.len;
-    o = (struct ud__env_out){.data = malloc(total), .cap = total};
-    if (!o.data)
-        return ud_err_set(e, UD_ENOMEM, "%s: cannot allocate %zu bytes for the message", where,
-                          total);
-    pack_fields(&pk, m, fs);
-    if (o.overflow || o.len != total) {
-        free(o.data);
-        return ud_err_set(e, UD_EINTERNAL, "%s: encoder size mismatch (%zu bytes, expected %zu)",
-                          where, o.len, total);
-    }
-    *out = o.data;
-    *len = total;
-    return 0;
+    struct msg_body body = {m, fs};
+    char *buf = NULL;
+    rc = ud__mpk_pack_alloc(pack_body, &body, UD_PROTO_MAX_MESSAGE, where, "message", &buf, len, e);
+    *out = buf;
+    return rc;
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* Decoding                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
-
-/* The value of key in map (NULL when absent). A key given twice is UD_EFORMAT: which of the
- * two a reader takes would otherwise be up to the reader. */
-static int lookup(const msgpack_object *map, const char *where, const char *key,
-                  const msgpack_object **val, struct ud_err *e)
-{
-    *val = NULL;
-    for (uint32_t j = 0; j < map->via.map.size; j++)
-        if (ud__env_key_is(&map->via.map.ptr[j].key, key)) {
-            if (*val)
-                return ud_err_set(e, UD_EFORMAT, "%s: key \"%s\" appears twice", where, key);
-            *val = &map->via.map.ptr[j].val;
-        }
-    return 0;
-}
-
-static int require(const msgpack_object *map, const char *where, const char *key,
-                   const msgpack_object **val, struct ud_err *e)
-{
-    int rc = lookup(map, where, key, val, e);
-    if (rc == 0 && !*val)
-        rc = ud_err_set(e, UD_EFORMAT, "%s: missing key \"%s\"", where, key);
-    return rc;
-}
 
 /* A string of at most max bytes (UD_ELIMIT beyond, checked before allocating), valid UTF-8
  * without NUL, copied into *out. */
@@ -645,12 +589,27 @@ static int dec_str(const msgpack_object *o, const char *field, size_t max, char 
 {
     *out = NULL;
     if (o->type != MSGPACK_OBJECT_STR)
-        return ud__env_type_err(o, field, "a string", e);
+        return ud__mpk_type_err(o, field, "a string", e);
     if (o->via.str.size > max)
         return ud_err_set(e, UD_ELIMIT, "%s: %u bytes, the limit is %zu", field,
                           (unsigned)o->via.str.size, max);
-    int rc = ud__env_get_str(o, field, max, false, out, e);
+    int rc = ud__mpk_get_str(o, field, max, false, out, e);
     return rc;
+}
+
+/* o must be a map (map true) or an array of at most max elements, *n gets how many; more is
+ * UD_ELIMIT "<field>: N <noun>, the limit is M". */
+static int dec_sized(const msgpack_object *o, const char *field, bool map, uint32_t max,
+                     const char *noun, uint32_t *n, struct ud_err *e)
+{
+    *n = 0;
+    if (o->type != (map ? MSGPACK_OBJECT_MAP : MSGPACK_OBJECT_ARRAY))
+        return ud__mpk_type_err(o, field, map ? "a map" : "an array", e);
+    *n = map ? o->via.map.size : o->via.array.size;
+    if (*n > max)
+        return ud_err_set(e, UD_ELIMIT, "%s: %u %s, the limit is %u", field, (unsigned)*n, noun,
+                          (unsigned)max);
+    return 0;
 }
 
 /* A bin of uint32 little-endian values, copied into *out (never NULL on success). */
@@ -660,7 +619,7 @@ static int dec_u32_bin(const msgpack_object *o, const char *field, uint32_t **ou
     *out = NULL;
     *n = 0;
     if (o->type != MSGPACK_OBJECT_BIN)
-        return ud__env_type_err(o, field, "bin", e);
+        return ud__mpk_type_err(o, field, "bin", e);
     size_t bytes = o->via.bin.size;
     if (bytes % 4)
         return ud_err_set(e, UD_EFORMAT, "%s: %zu bytes, not a whole number of uint32 values",
@@ -671,9 +630,7 @@ static int dec_u32_bin(const msgpack_object *o, const char *field, uint32_t **ou
     uint32_t *v = malloc(bytes ? bytes : 1);
     if (!v)
         return ud_err_set(e, UD_ENOMEM, "%s: out of memory for %zu indices", field, bytes / 4);
-    const unsigned char *b = (const unsigned char *)o->via.bin.ptr;
-    for (size_t i = 0; i < bytes / 4; i++, b += 4)
-        v[i] = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+    ud__mpk_u32_from_le(v, (const unsigned char *)o->via.bin.ptr, bytes / 4);
     *out = v;
     *n = bytes / 4;
     return 0;
@@ -684,29 +641,29 @@ static int dec_plan(const msgpack_object *o, const char *where, struct ud_plan *
     char field[96], name[128];
     snprintf(field, sizeof field, "%s.plan", where);
     if (o->type != MSGPACK_OBJECT_MAP)
-        return ud__env_type_err(o, field, "a map", e);
+        return ud__mpk_type_err(o, field, "a map", e);
     const msgpack_object *v[P_NKEYS];
     int rc;
     for (int k = 0; k < P_NKEYS; k++)
-        if ((rc = require(o, field, PLAN_KEYS[k], &v[k], e)) < 0)
+        if ((rc = ud__mpk_require(o, field, PLAN_KEYS[k], &v[k], e)) < 0)
             return rc;
 #define NAME(k) (snprintf(name, sizeof name, "%s.%s", field, PLAN_KEYS[k]), name)
     int64_t i64;
     int b;
     /* Scalars first: they bound what the arrays may hold. */
-    if ((rc = ud__env_get_u64(v[P_SAMPLES], NAME(P_SAMPLES), &p->manifest.samples, e)) < 0)
+    if ((rc = ud__mpk_get_u64(v[P_SAMPLES], NAME(P_SAMPLES), &p->manifest.samples, e)) < 0)
         return rc;
     if (p->manifest.samples > UD_PLAN_MAX_SAMPLES)
         return ud_err_set(e, UD_ELIMIT, "%s: %llu samples, the limit is %u", NAME(P_SAMPLES),
                           (unsigned long long)p->manifest.samples, UD_PLAN_MAX_SAMPLES);
-    if ((rc = ud__env_get_u64(v[P_LABELS_HASH], NAME(P_LABELS_HASH), &p->manifest.labels_hash, e)) <
+    if ((rc = ud__mpk_get_u64(v[P_LABELS_HASH], NAME(P_LABELS_HASH), &p->manifest.labels_hash, e)) <
             0 ||
-        (rc = ud__env_get_u64(v[P_SEED], NAME(P_SEED), &p->seed, e)) < 0 ||
-        (rc = ud__env_get_int(v[P_BATCH], NAME(P_BATCH), 1, INT64_MAX, &p->batch, e)) < 0 ||
-        (rc = ud__env_get_bool(v[P_SHUFFLE], NAME(P_SHUFFLE), &b, e)) < 0)
+        (rc = ud__mpk_get_u64(v[P_SEED], NAME(P_SEED), &p->seed, e)) < 0 ||
+        (rc = ud__mpk_get_int(v[P_BATCH], NAME(P_BATCH), 1, INT64_MAX, &p->batch, e)) < 0 ||
+        (rc = ud__mpk_get_bool(v[P_SHUFFLE], NAME(P_SHUFFLE), &b, e)) < 0)
         return rc;
     p->shuffle = b;
-    if ((rc = ud__env_get_int(v[P_WORLD], NAME(P_WORLD), 1, INT64_MAX, &i64, e)) < 0)
+    if ((rc = ud__mpk_get_int(v[P_WORLD], NAME(P_WORLD), 1, INT64_MAX, &i64, e)) < 0)
         return rc;
     if (i64 > UD_PLAN_MAX_WORLD)
         return ud_err_set(e, UD_ELIMIT, "%s: %lld ranks, the limit is %d", NAME(P_WORLD),
@@ -715,17 +672,15 @@ static int dec_plan(const msgpack_object *o, const char *where, struct ud_plan *
 
     /* Class names. */
     const msgpack_object *cl = v[P_CLASSES];
-    if (cl->type != MSGPACK_OBJECT_ARRAY)
-        return ud__env_type_err(cl, NAME(P_CLASSES), "an array", e);
-    if (cl->via.array.size > UD_PLAN_MAX_CLASSES)
-        return ud_err_set(e, UD_ELIMIT, "%s: %u classes, the limit is %d", NAME(P_CLASSES),
-                          (unsigned)cl->via.array.size, UD_PLAN_MAX_CLASSES);
-    if (cl->via.array.size) {
-        p->manifest.classes = calloc(cl->via.array.size, sizeof *p->manifest.classes);
+    uint32_t ncl;
+    if ((rc = dec_sized(cl, NAME(P_CLASSES), false, UD_PLAN_MAX_CLASSES, "classes", &ncl, e)) < 0)
+        return rc;
+    if (ncl) {
+        p->manifest.classes = calloc(ncl, sizeof *p->manifest.classes);
         if (!p->manifest.classes)
             return ud_err_set(e, UD_ENOMEM, "%s: out of memory", NAME(P_CLASSES));
-        p->manifest.nclasses = (int)cl->via.array.size;
-        for (uint32_t c = 0; c < cl->via.array.size; c++) {
+        p->manifest.nclasses = (int)ncl;
+        for (uint32_t c = 0; c < ncl; c++) {
             snprintf(name, sizeof name, "%s.classes[%u]", field, (unsigned)c);
             if ((rc = dec_str(&cl->via.array.ptr[c], name, UD_PROTO_MAX_STRING,
                               &p->manifest.classes[c], e)) < 0)
@@ -739,7 +694,7 @@ static int dec_plan(const msgpack_object *o, const char *where, struct ud_plan *
         return rc;
     const msgpack_object *sh = v[P_SHARDS];
     if (sh->type != MSGPACK_OBJECT_ARRAY)
-        return ud__env_type_err(sh, NAME(P_SHARDS), "an array", e);
+        return ud__mpk_type_err(sh, NAME(P_SHARDS), "an array", e);
     if (sh->via.array.size != (uint32_t)world)
         return ud_err_set(e, UD_EFORMAT, "%s: %u shards for a world of %d ranks", NAME(P_SHARDS),
                           (unsigned)sh->via.array.size, world);
@@ -766,14 +721,10 @@ static int dec_metrics(const msgpack_object *o, const char *where, struct ud_msg
 {
     char field[96];
     snprintf(field, sizeof field, "%s.metrics", where);
-    if (o->type != MSGPACK_OBJECT_MAP)
-        return ud__env_type_err(o, field, "a map", e);
-    uint32_t n = o->via.map.size;
-    if (n > UD_PROTO_MAX_METRICS)
-        return ud_err_set(e, UD_ELIMIT, "%s: %u metrics, the limit is %d", field, (unsigned)n,
-                          UD_PROTO_MAX_METRICS);
-    if (n == 0)
-        return 0;
+    uint32_t n;
+    int rc = dec_sized(o, field, true, UD_PROTO_MAX_METRICS, "metrics", &n, e);
+    if (rc < 0 || n == 0)
+        return rc;
     m->metrics = calloc(n, sizeof *m->metrics);
     if (!m->metrics)
         return ud_err_set(e, UD_ENOMEM, "%s: out of memory", field);
@@ -782,18 +733,17 @@ static int dec_metrics(const msgpack_object *o, const char *where, struct ud_msg
         struct ud_msg_metric *x = &m->metrics[i];
         if (k->type != MSGPACK_OBJECT_STR)
             return ud_err_set(e, UD_EFORMAT, "%s: a key is %s, keys are strings", field,
-                              ud__env_type_name(k));
+                              ud__mpk_type_name(k));
         if (k->via.str.size >= UD_PROTO_MAX_KEY)
             return ud_err_set(e, UD_ELIMIT, "%s: a key of %u bytes, the limit is %d", field,
                               (unsigned)k->via.str.size, UD_PROTO_MAX_KEY - 1);
         if (k->via.str.size == 0)
             return ud_err_set(e, UD_EFORMAT, "%s: an empty key", field);
-        int rc = ud__env_get_strbuf(k, field, x->key, sizeof x->key, e);
-        if (rc < 0)
+        if ((rc = ud__mpk_get_strbuf(k, field, x->key, sizeof x->key, e)) < 0)
             return rc;
         char vf[96 + UD_PROTO_MAX_KEY];
         snprintf(vf, sizeof vf, "%s.%s", field, x->key);
-        if ((rc = ud__env_get_double(val, vf, &x->value, e)) < 0)
+        if ((rc = ud__mpk_get_double(val, vf, &x->value, e)) < 0)
             return rc;
         for (uint32_t j = 0; j < i; j++)
             if (strcmp(m->metrics[j].key, x->key) == 0)
@@ -807,14 +757,10 @@ static int dec_args(const msgpack_object *o, const char *where, struct ud_msg *m
 {
     char field[96];
     snprintf(field, sizeof field, "%s.args", where);
-    if (o->type != MSGPACK_OBJECT_ARRAY)
-        return ud__env_type_err(o, field, "an array", e);
-    uint32_t n = o->via.array.size;
-    if (n > UD_PROTO_MAX_ARGS)
-        return ud_err_set(e, UD_ELIMIT, "%s: %u arguments, the limit is %d", field, (unsigned)n,
-                          UD_PROTO_MAX_ARGS);
-    if (n == 0)
-        return 0;
+    uint32_t n;
+    int rc = dec_sized(o, field, false, UD_PROTO_MAX_ARGS, "arguments", &n, e);
+    if (rc < 0 || n == 0)
+        return rc;
     m->args = calloc(n, sizeof *m->args);
     if (!m->args)
         return ud_err_set(e, UD_ENOMEM, "%s: out of memory", field);
@@ -822,8 +768,7 @@ static int dec_args(const msgpack_object *o, const char *where, struct ud_msg *m
     for (uint32_t i = 0; i < n; i++) {
         char af[128];
         snprintf(af, sizeof af, "%s[%u]", field, (unsigned)i);
-        int rc = dec_str(&o->via.array.ptr[i], af, UD_PROTO_MAX_STRING, &m->args[i], e);
-        if (rc < 0)
+        if ((rc = dec_str(&o->via.array.ptr[i], af, UD_PROTO_MAX_STRING, &m->args[i], e)) < 0)
             return rc;
     }
     return 0;
@@ -846,17 +791,17 @@ static int dec_field(const msgpack_object *o, const struct field *f, const char 
         return str_value_ok(f, where, s, strlen(s), UD_EFORMAT, e);
     }
     case K_I32:
-        if ((rc = ud__env_get_int(o, field, f->lo, f->hi, &v, e)) < 0)
+        if ((rc = ud__mpk_get_int(o, field, f->lo, f->hi, &v, e)) < 0)
             return rc;
         *FIELD_PTR(m, f, int32_t) = (int32_t)v;
         return 0;
     case K_I64:
-        return ud__env_get_int(o, field, f->lo, f->hi, FIELD_PTR(m, f, int64_t), e);
+        return ud__mpk_get_int(o, field, f->lo, f->hi, FIELD_PTR(m, f, int64_t), e);
     case K_BOOL:
-        return ud__env_get_bool(o, field, FIELD_PTR(m, f, int), e);
+        return ud__mpk_get_bool(o, field, FIELD_PTR(m, f, int), e);
     case K_SECONDS: {
         double d;
-        if ((rc = ud__env_get_double(o, field, &d, e)) < 0)
+        if ((rc = ud__mpk_get_double(o, field, &d, e)) < 0)
             return rc;
         if (!(isfinite(d) && d > 0))
             return ud_err_set(e, UD_EFORMAT, "%s: %g is not a positive number of seconds", field,
@@ -868,7 +813,7 @@ static int dec_field(const msgpack_object *o, const struct field *f, const char 
         return dec_metrics(o, where, m, e);
     case K_UDM:
         if (o->type != MSGPACK_OBJECT_BIN)
-            return ud__env_type_err(o, field, "bin", e);
+            return ud__mpk_type_err(o, field, "bin", e);
         /* Bounded by the message, itself bounded by UD_PROTO_MAX_MESSAGE. */
         if (!(m->udm = malloc(o->via.bin.size ? o->via.bin.size : 1)))
             return ud_err_set(e, UD_ENOMEM, "%s: out of memory for %u bytes", field,
@@ -889,7 +834,7 @@ static int dec_field(const msgpack_object *o, const struct field *f, const char 
 static int dec_message(const msgpack_object *top, struct ud_msg *m, struct ud_err *e)
 {
     if (top->type != MSGPACK_OBJECT_MAP)
-        return ud__env_type_err(top, "message", "a map", e);
+        return ud__mpk_type_err(top, "message", "a map", e);
     const msgpack_object *v, *t, *id;
     int rc;
     uint64_t ver;
@@ -902,10 +847,10 @@ static int dec_message(const msgpack_object *top, struct ud_msg *m, struct ud_er
             kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
             m->id = kv->val.via.u64;
     }
-    if ((rc = require(top, "message", "v", &v, e)) < 0)
+    if ((rc = ud__mpk_require(top, "message", "v", &v, e)) < 0)
         return rc;
     if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER && v->type != MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        return ud__env_type_err(v, "message.v", "an integer", e);
+        return ud__mpk_type_err(v, "message.v", "an integer", e);
     ver = v->via.u64;
     if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER || ver != UD_PROTO_VERSION)
         return ud_err_set(e, UD_EVERSION,
@@ -915,15 +860,15 @@ static int dec_message(const msgpack_object *top, struct ud_msg *m, struct ud_er
                                                                      : (long long)ver,
                           UD_PROTO_VERSION);
     /* The id next, so that a receiver can answer even a message it refuses. */
-    if ((rc = require(top, "message", "id", &id, e)) < 0 ||
-        (rc = ud__env_get_u64(id, "message.id", &m->id, e)) < 0)
+    if ((rc = ud__mpk_require(top, "message", "id", &id, e)) < 0 ||
+        (rc = ud__mpk_get_u64(id, "message.id", &m->id, e)) < 0)
         return rc;
-    if ((rc = require(top, "message", "t", &t, e)) < 0)
+    if ((rc = ud__mpk_require(top, "message", "t", &t, e)) < 0)
         return rc;
     if (t->type != MSGPACK_OBJECT_STR)
-        return ud__env_type_err(t, "message.t", "a string", e);
+        return ud__mpk_type_err(t, "message.t", "a string", e);
     for (int k = 1; k < NTYPES; k++)
-        if (ud__env_key_is(t, TYPE_NAMES[k]))
+        if (ud__mpk_key_is(t, TYPE_NAMES[k]))
             m->type = (enum ud_msg_type)k;
     if (m->type == UD_MSG_NONE)
         return ud_err_set(e, UD_EFORMAT, "message.t: unknown message type \"%.*s\"",
@@ -932,8 +877,8 @@ static int dec_message(const msgpack_object *top, struct ud_msg *m, struct ud_er
     const char *where = TYPE_NAMES[m->type];
     for (const struct field *f = FIELDS[m->type]; f->key; f++) {
         const msgpack_object *o;
-        if ((rc = f->required ? require(top, where, f->key, &o, e)
-                              : lookup(top, where, f->key, &o, e)) < 0)
+        if ((rc = f->required ? ud__mpk_require(top, where, f->key, &o, e)
+                              : ud__mpk_lookup(top, where, f->key, &o, e)) < 0)
             return rc;
         if (o && (rc = dec_field(o, f, where, m, e)) < 0)
             return rc;

@@ -1,4 +1,4 @@
-/*  ud_proto.h — the worker protocol: messages between updraft-worker and updraft-coordinator.
+/*  ud_msg.h — the worker protocol: messages between updraft-worker and updraft-coordinator.
  *
  *  Transport: ZeroMQ. The coordinator binds a ROUTER socket (default tcp://\*:8471); each worker
  *  process connects DEALER sockets. Every ZeroMQ message is one frame (after the ROUTER's
@@ -44,8 +44,8 @@
  *
  *  Thread-safety: functions touch only their arguments.
  */
-#ifndef UD_PROTO_H
-#define UD_PROTO_H
+#ifndef UD_MSG_H
+#define UD_MSG_H
 
 #include <stddef.h>
 #include <stdint.h>
