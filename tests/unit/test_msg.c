@@ -1,4 +1,4 @@
-/*  test_proto.c — the worker protocol's codec (ud_proto.h): a round trip of every message type
+/*  test_msg.c — the worker protocol's codec (ud_msg.h): a round trip of every message type
  *  (metrics with NaN, args, a plan, a model blob), and refusals: every truncation of every
  *  message, other protocol versions, unknown types, wrong field types, missing and repeated
  *  keys, forged huge lengths, sizes over the limits, bins that are not whole uint32 arrays,
