@@ -3,7 +3,7 @@
  *  message, other protocol versions, unknown types, wrong field types, missing and repeated
  *  keys, forged huge lengths, sizes over the limits, bins that are not whole uint32 arrays,
  *  plans with bad indices, and random corruption. Hand-made messages are packed here with
- *  msgpack directly, as docs/protocol.md describes them, not with ud_proto.c.
+ *  msgpack directly, as docs/protocol.md describes them, not with ud_msg.c.
  */
 #include "ud_test.h"
 
