@@ -24,97 +24,21 @@
 #include "coord_jobs_impl.h"
 #include "coord_log.h"
 #include "coord_store.h"
+#include "updraft/ud_clock.h"
 #include "updraft/ud_data.h"
 #include "updraft/ud_model.h"
 #include "updraft/ud_udm.h"
 
-double coord_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* ------------------------------------------------------------------------------------------ */
-/* Database helpers                                                                            */
+/* Rows and events                                                                             */
 /* ------------------------------------------------------------------------------------------ */
-
-int db_run(sqlite3 *db, struct ud_err *e, const char *sql, const char *types, ...)
-{
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        return coord_db_err(db, e, "database");
-    va_list ap;
-    va_start(ap, types);
-    int i = 1, rc = SQLITE_OK;
-    for (const char *t = types; *t && rc == SQLITE_OK; t++, i++) {
-        switch (*t) {
-        case 's': {
-            const char *s = va_arg(ap, const char *);
-            rc = s ? sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
-            break;
-        }
-        case 'i':
-            rc = sqlite3_bind_int64(st, i, va_arg(ap, int64_t));
-            break;
-        case 'd':
-            rc = sqlite3_bind_double(st, i, va_arg(ap, double));
-            break;
-        case 'b': {
-            const void *p = va_arg(ap, const void *);
-            size_t n = va_arg(ap, size_t);
-            rc = sqlite3_bind_blob64(st, i, p, (sqlite3_uint64)n, SQLITE_TRANSIENT);
-            break;
-        }
-        default:
-            rc = sqlite3_bind_null(st, i);
-            break;
-        }
-    }
-    va_end(ap);
-    if (rc == SQLITE_OK) {
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-            ;
-    }
-    int ret = (rc == SQLITE_DONE) ? sqlite3_changes(db) : coord_db_err(db, e, "database");
-    sqlite3_finalize(st);
-    return ret;
-}
-
-int db_begin(coord_jobs_t *j, struct ud_err *e)
-{
-    return db_run(j->db, e, "BEGIN IMMEDIATE", "") < 0 ? UD_EIO : 0;
-}
-
-int db_commit(coord_jobs_t *j, struct ud_err *e)
-{
-    if (db_run(j->db, e, "COMMIT", "") < 0) {
-        db_rollback(j);
-        return UD_EIO;
-    }
-    return 0;
-}
-
-void db_rollback(coord_jobs_t *j)
-{
-    if (!sqlite3_get_autocommit(j->db))
-        sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
-}
-
-int db_end(coord_jobs_t *j, int rc, struct ud_err *e)
-{
-    if (rc < 0) {
-        db_rollback(j);
-        return rc;
-    }
-    return db_commit(j, e) ? UD_EIO : rc;
-}
 
 int job_event(coord_jobs_t *j, const char *id, double now, const char *kind, const char *msg,
               struct ud_err *e)
 {
-    int rc = db_run(j->db, e, "INSERT INTO events (job, time, kind, message) VALUES (?, ?, ?, ?)",
-                    "sdss", id, now, kind, msg);
+    int rc =
+        coord_db_run(j->db, e, "INSERT INTO events (job, time, kind, message) VALUES (?, ?, ?, ?)",
+                     "sdss", id, now, kind, msg);
     return rc < 0 ? rc : 0;
 }
 
@@ -260,19 +184,19 @@ int job_transition(coord_jobs_t *j, struct job_row *r, const char *to, double no
         return ud_err_set(e, UD_EINTERNAL, "%s: no transition %s -> %s", r->id, r->state, to);
     }
     int rc;
-    if (!tx && (rc = db_begin(j, e)) != 0)
+    if (!tx && (rc = coord_db_begin(j->db, e)) != 0)
         return rc;
     int terminal = coord_job_state_terminal(to);
     int restarting = strcmp(to, "RESTARTING") == 0, running = strcmp(to, "RUNNING") == 0;
-    rc = db_run(j->db, e,
-                "UPDATE jobs SET state = ?1, message = ?2, updated = ?3,"
-                " started = CASE WHEN ?4 THEN COALESCE(started, ?3) ELSE started END,"
-                " finished = CASE WHEN ?5 THEN ?3 ELSE finished END,"
-                " restarting_since = CASE WHEN ?6 THEN ?3 WHEN ?4 THEN NULL"
-                " ELSE restarting_since END"
-                " WHERE id = ?7 AND state = ?8",
-                "ssdiiiss", to, msg, now, (int64_t)running, (int64_t)terminal, (int64_t)restarting,
-                r->id, r->state);
+    rc = coord_db_run(j->db, e,
+                      "UPDATE jobs SET state = ?1, message = ?2, updated = ?3,"
+                      " started = CASE WHEN ?4 THEN COALESCE(started, ?3) ELSE started END,"
+                      " finished = CASE WHEN ?5 THEN ?3 ELSE finished END,"
+                      " restarting_since = CASE WHEN ?6 THEN ?3 WHEN ?4 THEN NULL"
+                      " ELSE restarting_since END"
+                      " WHERE id = ?7 AND state = ?8",
+                      "ssdiiiss", to, msg, now, (int64_t)running, (int64_t)terminal,
+                      (int64_t)restarting, r->id, r->state);
     if (rc == 1) {
         char ev[1024];
         snprintf(ev, sizeof ev, "%s -> %s: %s", r->state, to, msg);
@@ -281,7 +205,7 @@ int job_transition(coord_jobs_t *j, struct job_row *r, const char *to, double no
             rc = erc;
     }
     if (!tx)
-        rc = db_end(j, rc, e);
+        rc = coord_db_end(j->db, rc, e);
     if (rc == 1) {
         coord_log(COORD_LOG_INFO, "%s: %s -> %s: %s", r->id, r->state, to, msg);
         snprintf(r->state, sizeof r->state, "%s", to);
@@ -543,7 +467,7 @@ int coord_jobs_register(coord_jobs_t *j, const struct ud_msg *req, struct ud_msg
                         struct ud_err *e)
 {
     memset(reply, 0, sizeof *reply);
-    double now = coord_now();
+    double now = ud_clock_wall();
     char id[32];
     int rc;
     if (req->rank != 0)
@@ -602,8 +526,8 @@ int coord_jobs_register(coord_jobs_t *j, const struct ud_msg *req, struct ud_msg
             if (r.np > 0 || r.launch)
                 job_transition(j, &r, "FAILED", now, e->msg, 0, &te);
             else
-                db_run(j->db, &te, "UPDATE jobs SET message = ?, updated = ? WHERE id = ?", "sds",
-                       e->msg, now, r.id);
+                coord_db_run(j->db, &te, "UPDATE jobs SET message = ?, updated = ? WHERE id = ?",
+                             "sds", e->msg, now, r.id);
             goto out;
         }
         if ((rc = coord_plan_pack(&plan, &packed, &packed_len, e)) != 0)
@@ -617,22 +541,24 @@ int coord_jobs_register(coord_jobs_t *j, const struct ud_msg *req, struct ud_msg
         snprintf(session, sizeof session, "%s/jobs/%s/session", j->cfg.state_dir, r.id);
     snprintf(out, sizeof out, "%s/jobs/%s/model.udm", j->cfg.state_dir, r.id);
 
-    if ((rc = db_begin(j, e)) != 0)
+    if ((rc = coord_db_begin(j->db, e)) != 0)
         goto out;
-    rc = db_run(j->db, e,
-                "UPDATE jobs SET np = COALESCE(np, ?1), session = ?2, epochs = COALESCE(epochs, "
-                "?3), updated = ?4 WHERE id = ?5",
-                "isids", (int64_t)req->world, session, (int64_t)spec.epochs, now, r.id);
+    rc = coord_db_run(
+        j->db, e,
+        "UPDATE jobs SET np = COALESCE(np, ?1), session = ?2, epochs = COALESCE(epochs, "
+        "?3), updated = ?4 WHERE id = ?5",
+        "isids", (int64_t)req->world, session, (int64_t)spec.epochs, now, r.id);
     if (rc >= 0 && packed)
-        rc = db_run(j->db, e, "UPDATE jobs SET plan = ? WHERE id = ? AND plan IS NULL", "bs",
-                    packed, packed_len, r.id);
+        rc = coord_db_run(j->db, e, "UPDATE jobs SET plan = ? WHERE id = ? AND plan IS NULL", "bs",
+                          packed, packed_len, r.id);
     if (rc >= 0)
-        rc = db_run(j->db, e,
-                    "INSERT INTO ranks (job, rank, host, pid, step, last_heartbeat)"
-                    " VALUES (?1, 0, ?2, ?3, COALESCE((SELECT step FROM ranks WHERE job = ?1 AND"
-                    " rank = 0), 0), ?4) ON CONFLICT (job, rank) DO UPDATE SET host = ?2,"
-                    " pid = ?3, last_heartbeat = ?4",
-                    "ssid", r.id, req->host, req->pid, now);
+        rc = coord_db_run(
+            j->db, e,
+            "INSERT INTO ranks (job, rank, host, pid, step, last_heartbeat)"
+            " VALUES (?1, 0, ?2, ?3, COALESCE((SELECT step FROM ranks WHERE job = ?1 AND"
+            " rank = 0), 0), ?4) ON CONFLICT (job, rank) DO UPDATE SET host = ?2,"
+            " pid = ?3, last_heartbeat = ?4",
+            "ssid", r.id, req->host, req->pid, now);
     char msg[1024];
     snprintf(msg, sizeof msg, "rank 0 of %d registered from %s (pid %lld)%s", req->world, req->host,
              (long long)req->pid, req->resume ? " with --resume" : "");
@@ -645,7 +571,7 @@ int coord_jobs_register(coord_jobs_t *j, const struct ud_msg *req, struct ud_msg
     } else if (rc >= 0) {
         rc = job_event(j, r.id, now, "register", msg, e);
     }
-    if ((rc = db_end(j, rc, e)) < 0)
+    if ((rc = coord_db_end(j->db, rc, e)) < 0)
         goto out;
     struct job_mem *m = job_mem_get(j, r.id);
     if (m) {
@@ -729,12 +655,12 @@ int coord_jobs_heartbeat(coord_jobs_t *j, const struct ud_msg *req, int *cancel,
     if (rc < 0)
         return rc;
     if (rc == 0) {
-        rc =
-            db_run(j->db, e,
-                   "INSERT INTO ranks (job, rank, host, pid, step, last_heartbeat)"
-                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (job, rank) DO UPDATE SET"
-                   " host = ?3, pid = ?4, step = ?5, last_heartbeat = ?6",
-                   "sisiid", r.id, (int64_t)req->rank, req->host, req->pid, req->step, coord_now());
+        rc = coord_db_run(j->db, e,
+                          "INSERT INTO ranks (job, rank, host, pid, step, last_heartbeat)"
+                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (job, rank) DO UPDATE SET"
+                          " host = ?3, pid = ?4, step = ?5, last_heartbeat = ?6",
+                          "sisiid", r.id, (int64_t)req->rank, req->host, req->pid, req->step,
+                          ud_clock_wall());
     }
     job_row_deinit(&r);
     return rc < 0 ? rc : 0;
@@ -746,28 +672,29 @@ int coord_jobs_progress(coord_jobs_t *j, const struct ud_msg *req, int *cancel, 
     int rc = load_for_report(j, req, &r, cancel, e);
     if (rc)
         return rc < 0 ? rc : 0;
-    double now = coord_now();
-    if ((rc = db_begin(j, e)) != 0)
+    double now = ud_clock_wall();
+    if ((rc = coord_db_begin(j->db, e)) != 0)
         goto out;
     for (int i = 0; i < req->nmetrics && rc >= 0; i++) {
         if (!isfinite(req->metrics[i].value))
             continue; /* JSON cannot carry NaN; a missing value says the same */
-        rc = db_run(j->db, e,
-                    "INSERT OR REPLACE INTO metrics (job, key, step, value, time)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    "ssidd", r.id, req->metrics[i].key, req->step, req->metrics[i].value, now);
+        rc =
+            coord_db_run(j->db, e,
+                         "INSERT OR REPLACE INTO metrics (job, key, step, value, time)"
+                         " VALUES (?, ?, ?, ?, ?)",
+                         "ssidd", r.id, req->metrics[i].key, req->step, req->metrics[i].value, now);
     }
     if (rc >= 0)
-        rc = db_run(j->db, e,
-                    "UPDATE jobs SET epoch = ?, iteration = ?, steps_per_epoch = ?,"
-                    " total_steps = ?, updated = ? WHERE id = ?",
-                    "iiiids", req->epoch, req->step, req->steps_per_epoch, req->total_steps, now,
-                    r.id);
+        rc = coord_db_run(j->db, e,
+                          "UPDATE jobs SET epoch = ?, iteration = ?, steps_per_epoch = ?,"
+                          " total_steps = ?, updated = ? WHERE id = ?",
+                          "iiiids", req->epoch, req->step, req->steps_per_epoch, req->total_steps,
+                          now, r.id);
     if (rc >= 0)
-        rc = db_run(j->db, e,
-                    "UPDATE ranks SET step = ?, last_heartbeat = ? WHERE job = ? AND rank = ?",
-                    "idsi", req->step, now, r.id, (int64_t)req->rank);
-    rc = db_end(j, rc, e);
+        rc = coord_db_run(
+            j->db, e, "UPDATE ranks SET step = ?, last_heartbeat = ? WHERE job = ? AND rank = ?",
+            "idsi", req->step, now, r.id, (int64_t)req->rank);
+    rc = coord_db_end(j->db, rc, e);
 out:
     job_row_deinit(&r);
     return rc < 0 ? rc : 0;
@@ -779,22 +706,23 @@ int coord_jobs_checkpoint(coord_jobs_t *j, const struct ud_msg *req, int *cancel
     int rc = load_for_report(j, req, &r, cancel, e);
     if (rc)
         return rc < 0 ? rc : 0;
-    double now = coord_now();
+    double now = ud_clock_wall();
     char msg[4200];
     snprintf(msg, sizeof msg, "checkpoint at iteration %lld (epoch %lld, minibatch %lld): %s",
              (long long)req->step, (long long)req->epoch, (long long)req->minibatch, req->path);
-    if ((rc = db_begin(j, e)) != 0)
+    if ((rc = coord_db_begin(j->db, e)) != 0)
         goto out;
-    rc = db_run(j->db, e,
-                "INSERT OR REPLACE INTO checkpoints (job, iteration, epoch, minibatch, path, time)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                "siiisd", r.id, req->step, req->epoch, req->minibatch, req->path, now);
+    rc = coord_db_run(
+        j->db, e,
+        "INSERT OR REPLACE INTO checkpoints (job, iteration, epoch, minibatch, path, time)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        "siiisd", r.id, req->step, req->epoch, req->minibatch, req->path, now);
     if (rc >= 0)
-        rc = db_run(j->db, e, "UPDATE jobs SET resume_from = ?, updated = ? WHERE id = ?", "sds",
-                    req->path, now, r.id);
+        rc = coord_db_run(j->db, e, "UPDATE jobs SET resume_from = ?, updated = ? WHERE id = ?",
+                          "sds", req->path, now, r.id);
     if (rc >= 0)
         rc = job_event(j, r.id, now, "checkpoint", msg, e);
-    rc = db_end(j, rc, e);
+    rc = coord_db_end(j->db, rc, e);
 out:
     job_row_deinit(&r);
     return rc < 0 ? rc : 0;
@@ -806,7 +734,7 @@ int coord_jobs_done(coord_jobs_t *j, const struct ud_msg *req, int *cancel, stru
     int rc = job_load(j, req->job, &r, e);
     if (rc)
         return rc;
-    double now = coord_now();
+    double now = ud_clock_wall();
     *cancel = r.cancel_requested;
     char msg[1024];
     const char *what = req->msg && req->msg[0] ? req->msg : "no message";
@@ -843,31 +771,6 @@ static void json_set_str(json_t *o, const char *k, const char *v)
     json_object_set_new(o, k, v ? json_string(v) : json_null());
 }
 
-/* The registry's metadata for a decoded model (coord_db.h, table models). */
-char *coord_model_metadata_json(const ud_model_t *m)
-{
-    json_t *o = json_object();
-    const struct ud_metadata *md = ud_model_metadata_const(m);
-    json_set_str(o, "description", md->short_description);
-    json_set_str(o, "author", md->author);
-    json_set_str(o, "license", md->license);
-    json_set_str(o, "version", md->version);
-    json_t *labels = json_array();
-    for (int i = 0; i < ud_model_num_classes(m); i++)
-        json_array_append_new(labels, json_string(ud_model_label(m, i)));
-    json_object_set_new(o, "labels", labels);
-    json_object_set_new(o, "parameters", json_integer((json_int_t)ud_model_param_count(m)));
-    if (md->nadditional) {
-        json_t *add = json_object();
-        for (size_t i = 0; i < md->nadditional; i++)
-            json_set_str(add, md->additional[i].key, md->additional[i].value);
-        json_object_set_new(o, "additional", add);
-    }
-    char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(o);
-    return s;
-}
-
 static char *metrics_json(const struct ud_msg *req, const ud_model_t *m)
 {
     json_t *o = json_object();
@@ -899,41 +802,6 @@ static char *lineage_json(const char *job, const struct coord_spec *s)
     return str;
 }
 
-/* The sha256 of a registered version, in buf; 0 or UD_ENOTFOUND / UD_EIO. */
-static int registered_sha(coord_jobs_t *j, const char *name, int64_t version, char buf[65],
-                          struct ud_err *e)
-{
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(j->db, "SELECT sha256 FROM models WHERE name = ? AND version = ?", -1,
-                           &st, NULL) != SQLITE_OK)
-        return coord_db_err(j->db, e, "reading the registry");
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 2, version);
-    int rc = sqlite3_step(st), ret = 0;
-    if (rc == SQLITE_ROW)
-        snprintf(buf, 65, "%s", (const char *)sqlite3_column_text(st, 0));
-    else if (rc == SQLITE_DONE)
-        ret = ud_err_set(e, UD_ENOTFOUND, "model %s version %lld is not registered", name,
-                         (long long)version);
-    else
-        ret = coord_db_err(j->db, e, "reading the registry");
-    sqlite3_finalize(st);
-    return ret;
-}
-
-static int64_t next_version(coord_jobs_t *j, const char *name, struct ud_err *e)
-{
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(j->db, "SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE name = ?",
-                           -1, &st, NULL) != SQLITE_OK)
-        return coord_db_err(j->db, e, "reading the registry");
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0)
-                                               : coord_db_err(j->db, e, "reading the registry");
-    sqlite3_finalize(st);
-    return v;
-}
-
 int coord_jobs_model(coord_jobs_t *j, const struct ud_msg *req, int64_t *version, struct ud_err *e)
 {
     struct ud_err local;
@@ -947,7 +815,7 @@ int coord_jobs_model(coord_jobs_t *j, const struct ud_msg *req, int64_t *version
     memset(&spec, 0, sizeof spec);
     ud_model_t *model = NULL;
     char *meta = NULL, *metrics = NULL, *lineage = NULL;
-    double now = coord_now();
+    double now = ud_clock_wall();
 
     /* The bytes must be what the worker says they are. */
     unsigned char sha[crypto_hash_sha256_BYTES];
@@ -957,7 +825,7 @@ int coord_jobs_model(coord_jobs_t *j, const struct ud_msg *req, int64_t *version
 
     if (strcmp(r.state, "SUCCEEDED") == 0 && r.model_version > 0) {
         char plain[65];
-        if ((rc = registered_sha(j, r.name, r.model_version, stored, e)) != 0 ||
+        if ((rc = coord_db_model_sha(j->db, r.name, r.model_version, stored, e)) != 0 ||
             (rc = coord_store_plain_sha256(j->cfg.state_dir, j->cfg.keys, stored, plain, e)) != 0)
             goto out;
         if (strcmp(plain, req->sha256) == 0 && strcmp(hex, req->sha256) == 0) {
@@ -1008,18 +876,23 @@ int coord_jobs_model(coord_jobs_t *j, const struct ud_msg *req, int64_t *version
     }
 
     /* One transaction: the new version and the job's success, or neither. */
-    if ((rc = db_begin(j, e)) != 0)
+    if ((rc = coord_db_begin(j->db, e)) != 0)
         goto out;
-    int64_t v = next_version(j, r.name, e);
+    int64_t v = coord_db_model_next_version(j->db, r.name, e);
     if (v < 0) {
         rc = (int)v;
         goto out_rollback;
     }
-    rc = db_run(j->db, e,
-                "INSERT INTO models (name, version, sha256, size, created, job, metrics, lineage,"
-                " metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                "sisidssss", r.name, v, stored, (int64_t)stored_len, now, r.id, metrics, lineage,
-                meta);
+    struct coord_db_model_row row = {.name = r.name,
+                                     .sha256 = stored,
+                                     .job = r.id,
+                                     .version = v,
+                                     .size = (int64_t)stored_len,
+                                     .created = now,
+                                     .metrics = metrics,
+                                     .lineage = lineage,
+                                     .metadata = meta};
+    rc = coord_db_model_insert(j->db, &row, e);
     if (rc < 0)
         goto out_rollback;
     char msg[512];
@@ -1030,17 +903,17 @@ int coord_jobs_model(coord_jobs_t *j, const struct ud_msg *req, int64_t *version
         rc = ud_err_set(e, UD_ESTATE, "job %s changed state during the upload: try again", r.id);
     if (rc < 0)
         goto out_rollback;
-    rc = db_run(j->db, e, "UPDATE jobs SET model_version = ? WHERE id = ?", "is", v, r.id);
+    rc = coord_db_run(j->db, e, "UPDATE jobs SET model_version = ? WHERE id = ?", "is", v, r.id);
     if (rc < 0)
         goto out_rollback;
-    if ((rc = db_commit(j, e)) != 0)
+    if ((rc = coord_db_commit(j->db, e)) != 0)
         goto out;
     *version = v;
     rc = 0;
     goto out;
 
 out_rollback:
-    db_rollback(j);
+    coord_db_rollback(j->db);
 out:
     free(meta);
     free(metrics);

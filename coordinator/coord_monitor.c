@@ -229,15 +229,15 @@ static int launch(coord_jobs_t *j, struct job_row *r, int relaunch, double now, 
              relaunch ? "relaunched" : "launched", (long long)pid, np,
              resume ? " with --resume" : "", logpath);
     struct ud_err de = {0};
-    if (db_begin(j, &de) == 0) {
-        int d = db_run(j->db, &de,
-                       "UPDATE jobs SET pid = ?, restarts = restarts + ?, updated = ?,"
-                       " message = CASE WHEN state = 'PENDING' THEN ? ELSE message END"
-                       " WHERE id = ?",
-                       "iidss", (int64_t)pid, (int64_t)(relaunch ? 1 : 0), now, msg, r->id);
+    if (coord_db_begin(j->db, &de) == 0) {
+        int d = coord_db_run(j->db, &de,
+                             "UPDATE jobs SET pid = ?, restarts = restarts + ?, updated = ?,"
+                             " message = CASE WHEN state = 'PENDING' THEN ? ELSE message END"
+                             " WHERE id = ?",
+                             "iidss", (int64_t)pid, (int64_t)(relaunch ? 1 : 0), now, msg, r->id);
         if (d >= 0)
             d = job_event(j, r->id, now, "launch", msg, &de);
-        db_end(j, d, &de);
+        coord_db_end(j->db, d, &de);
     }
     if (de.code)
         coord_log(COORD_LOG_ERROR, "%s: launched pid %lld but could not record it: %s", r->id,
@@ -284,7 +284,7 @@ static void mpirun_gone(coord_jobs_t *j, const char *id, int64_t pid, int status
     job_log_path(j, id, logpath, sizeof logpath);
     log_last_line(logpath, last, sizeof last);
 
-    db_run(j->db, &e, "UPDATE jobs SET pid = NULL WHERE id = ? AND pid = ?", "si", id, pid);
+    coord_db_run(j->db, &e, "UPDATE jobs SET pid = NULL WHERE id = ? AND pid = ?", "si", id, pid);
     snprintf(msg, sizeof msg, "mpirun (pid %lld) %s%s%s", (long long)pid, how,
              last[0] ? "; worker.log ends: " : "", last);
     job_event(j, id, now, "exit", msg, &e);
