@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "coord_db.h"
@@ -26,6 +25,7 @@
 #include "coord_store.h"
 #include "updraft/ud_clock.h"
 #include "updraft/ud_data.h"
+#include "updraft/ud_file.h"
 #include "updraft/ud_model.h"
 #include "updraft/ud_udm.h"
 
@@ -426,16 +426,11 @@ static int check_live_ranks(coord_jobs_t *j, const struct job_row *r, const stru
     return ret;
 }
 
-static int mkdir_job_dir(coord_jobs_t *j, const char *id, struct ud_err *e)
+int job_dir_make(coord_jobs_t *j, const char *id, struct ud_err *e)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/jobs", j->cfg.state_dir);
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return ud_err_set(e, UD_EIO, "%s: %s", path, strerror(errno));
     snprintf(path, sizeof path, "%s/jobs/%s", j->cfg.state_dir, id);
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return ud_err_set(e, UD_EIO, "%s: %s", path, strerror(errno));
-    return 0;
+    return ud_file_mkdirs(path, NULL, e);
 }
 
 /* The stored plan, or a new one (stored with the registration). */
@@ -508,7 +503,7 @@ int coord_jobs_register(coord_jobs_t *j, const struct ud_msg *req, struct ud_msg
         ud_err_prefix(e, "%s: stored spec", r.id);
         goto out;
     }
-    if ((rc = mkdir_job_dir(j, r.id, e)) != 0)
+    if ((rc = job_dir_make(j, r.id, e)) != 0)
         goto out;
 
     /* The plan: made once, on the first registration, for the world that registered. */

@@ -54,6 +54,10 @@ int job_load(coord_jobs_t *j, const char *id, struct job_row *r, struct ud_err *
 int job_event(coord_jobs_t *j, const char *id, double now, const char *kind, const char *msg,
               struct ud_err *e);
 
+/* Makes STATE/jobs/<id>/ (and STATE/jobs/) when missing: what the job's session, model and
+ * worker.log go in. Returns 0 or ud_file_mkdirs' error. */
+int job_dir_make(coord_jobs_t *j, const char *id, struct ud_err *e);
+
 /* The job's memory (created on first use; NULL only when out of memory). */
 struct job_mem *job_mem_get(coord_jobs_t *j, const char *id);
 
