@@ -458,115 +458,173 @@ static int has_option(const struct coord_spec *s, const char *opt)
     return 0;
 }
 
+/* The job rank 0 registers for: the one it names, or the oldest waiting one. */
+static int register_job_id(coord_jobs_t *j, const struct ud_msg *req, char *id, size_t n,
+                           struct ud_err *e)
+{
+    if (req->rank != 0)
+        return ud_err_set(e, UD_EINVAL, "register comes from rank 0, not rank %d", req->rank);
+    if (!req->job[0])
+        return find_waiting_job(j, id, n, e);
+    if (strlen(req->job) >= n)
+        return ud_err_set(e, UD_ENOTFOUND, "no job '%.40s...' (ids are like job-000001)", req->job);
+    snprintf(id, n, "%s", req->job);
+    return 0;
+}
+
+/* Whether job r takes this registration: not finished, the world it runs, no other live
+ * set of ranks. */
+static int register_check(coord_jobs_t *j, const struct job_row *r, const struct ud_msg *req,
+                          double now, struct ud_err *e)
+{
+    if (coord_job_state_terminal(r->state))
+        return ud_err_set(e, UD_ESTATE, "job %s is %s%s%s", r->id, r->state, r->message ? ": " : "",
+                          r->message ? r->message : "");
+    if (r->np > 0 && r->np != req->world)
+        return ud_err_set(e, UD_ECONFLICT,
+                          "job %s runs %d ranks (np %d) but the worker was started with %d (mpirun "
+                          "-np %d)",
+                          r->id, r->np, r->np, req->world, r->np);
+    if (strcmp(r->state, "RUNNING") == 0)
+        return check_live_ranks(j, r, req, now, e);
+    return 0;
+}
+
+/* What a registration stores and hands the worker. */
+struct registration {
+    struct coord_spec spec;
+    struct ud_plan plan;
+    void *packed; /* a plan made now, packed for jobs.plan; NULL: it was stored already */
+    size_t packed_len;
+    char session[4096], out[4096]; /* the job's checkpoint directory and model file */
+    char msg[1024];                /* "rank 0 of N registered from HOST (pid P)" */
+};
+
+static void registration_deinit(struct registration *g)
+{
+    free(g->packed);
+    ud_plan_deinit(&g->plan);
+    coord_spec_deinit(&g->spec);
+}
+
+/* The plan: made once, on the first registration, for the world that registered. A job
+ * whose plan cannot be made fails when its np is fixed (other workers cannot help it);
+ * one that takes any world stays PENDING for workers that fit, with the reason as message. */
+static int register_plan(coord_jobs_t *j, struct job_row *r, int world, double now,
+                         struct registration *g, struct ud_err *e)
+{
+    if (r->has_plan)
+        return load_plan(j, r->id, &g->plan, e);
+    coord_log(COORD_LOG_INFO, "%s: computing the shard plan for %d ranks from %s", r->id, world,
+              g->spec.data);
+    int rc = coord_plan_make(&g->spec, world, &g->plan, e);
+    if (rc != 0) {
+        ud_err_prefix(e, "%s: shard plan", r->id);
+        struct ud_err te = {0};
+        if (r->np > 0 || r->launch)
+            job_transition(j, r, "FAILED", now, e->msg, 0, &te);
+        else
+            coord_db_run(j->db, &te, "UPDATE jobs SET message = ?, updated = ? WHERE id = ?", "sds",
+                         e->msg, now, r->id);
+        return rc;
+    }
+    return coord_plan_pack(&g->plan, &g->packed, &g->packed_len, e);
+}
+
+/* One transaction: the job's np, session and plan, rank 0's row, and RUNNING (or, for a job
+ * RUNNING already, a register event). */
+static int register_commit(coord_jobs_t *j, struct job_row *r, const struct ud_msg *req,
+                           const struct registration *g, double now, struct ud_err *e)
+{
+    int rc = coord_db_begin(j->db, e);
+    if (rc != 0)
+        return rc;
+    rc = coord_db_run(
+        j->db, e,
+        "UPDATE jobs SET np = COALESCE(np, ?1), session = ?2, epochs = COALESCE(epochs,"
+        " ?3), updated = ?4 WHERE id = ?5",
+        "isids", (int64_t)req->world, g->session, (int64_t)g->spec.epochs, now, r->id);
+    if (rc >= 0 && g->packed)
+        rc = coord_db_run(j->db, e, "UPDATE jobs SET plan = ? WHERE id = ? AND plan IS NULL", "bs",
+                          g->packed, g->packed_len, r->id);
+    if (rc >= 0)
+        rc = coord_db_run(j->db, e,
+                          "INSERT INTO ranks (job, rank, host, pid, step, last_heartbeat)"
+                          " VALUES (?1, 0, ?2, ?3, COALESCE((SELECT step FROM ranks WHERE job = ?1"
+                          " AND rank = 0), 0), ?4) ON CONFLICT (job, rank) DO UPDATE SET host = ?2,"
+                          " pid = ?3, last_heartbeat = ?4",
+                          "ssid", r->id, req->host, req->pid, now);
+    if (rc >= 0 && strcmp(r->state, "RUNNING") != 0) {
+        rc = job_transition(j, r, "RUNNING", now, g->msg, 1, e);
+        if (rc == 0)
+            rc = ud_err_set(e, UD_ESTATE, "job %s changed state while registering: try again",
+                            r->id);
+    } else if (rc >= 0) {
+        rc = job_event(j, r->id, now, "register", g->msg, e);
+    }
+    return coord_db_end(j->db, rc, e);
+}
+
+/* The job message rank 0 is answered with: the job, where to write, the spec's worker
+ * options (with --report-every 20 unless it sets one) and the plan (moved out of g). */
+static int register_reply(const struct job_row *r, const struct ud_msg *req, struct registration *g,
+                          struct ud_msg *reply, struct ud_err *e)
+{
+    reply->type = UD_MSG_JOB;
+    reply->id = req->id;
+    reply->heartbeat_s = 1.0;
+    reply->resume = req->resume || r->resume_from != NULL;
+    int rc;
+    if ((rc = ud_msg_set_str(&reply->job, r->id)) || (rc = ud_msg_set_str(&reply->name, r->name)) ||
+        (rc = ud_msg_set_str(&reply->session, g->session)) ||
+        (rc = ud_msg_set_str(&reply->out, g->out)))
+        return ud_err_set(e, UD_ENOMEM, "out of memory");
+    for (int i = 0; i < g->spec.nargs && rc == 0; i++)
+        rc = ud_msg_add_arg(reply, g->spec.args[i]);
+    if (rc == 0 && !has_option(&g->spec, "--report-every")) {
+        rc = ud_msg_add_arg(reply, "--report-every");
+        if (rc == 0)
+            rc = ud_msg_add_arg(reply, "20");
+    }
+    if (rc)
+        return ud_err_set(e, rc, "job %s: building the reply: %s", r->id, ud_strerror(rc));
+    reply->plan = g->plan;
+    reply->has_plan = 1;
+    memset(&g->plan, 0, sizeof g->plan);
+    return 0;
+}
+
 int coord_jobs_register(coord_jobs_t *j, const struct ud_msg *req, struct ud_msg *reply,
                         struct ud_err *e)
 {
     memset(reply, 0, sizeof *reply);
     double now = ud_clock_wall();
     char id[32];
-    int rc;
-    if (req->rank != 0)
-        return ud_err_set(e, UD_EINVAL, "register comes from rank 0, not rank %d", req->rank);
-    if (!req->job[0]) {
-        if ((rc = find_waiting_job(j, id, sizeof id, e)) != 0)
-            return rc;
-    } else if (strlen(req->job) >= sizeof id) {
-        return ud_err_set(e, UD_ENOTFOUND, "no job '%.40s...' (ids are like job-000001)", req->job);
-    } else {
-        snprintf(id, sizeof id, "%s", req->job);
-    }
+    int rc = register_job_id(j, req, id, sizeof id, e);
+    if (rc != 0)
+        return rc;
     struct job_row r;
     if ((rc = job_load(j, id, &r, e)) != 0)
         return rc;
-    struct coord_spec spec;
-    struct ud_plan plan;
-    memset(&spec, 0, sizeof spec);
-    memset(&plan, 0, sizeof plan);
-    void *packed = NULL;
-    size_t packed_len = 0;
-
-    if (coord_job_state_terminal(r.state)) {
-        rc = ud_err_set(e, UD_ESTATE, "job %s is %s%s%s", r.id, r.state, r.message ? ": " : "",
-                        r.message ? r.message : "");
+    struct registration g;
+    memset(&g, 0, sizeof g);
+    if ((rc = register_check(j, &r, req, now, e)) != 0)
         goto out;
-    }
-    if (r.np > 0 && r.np != req->world) {
-        rc = ud_err_set(e, UD_ECONFLICT,
-                        "job %s runs %d ranks (np %d) but the worker was started with %d (mpirun "
-                        "-np %d)",
-                        r.id, r.np, r.np, req->world, r.np);
-        goto out;
-    }
-    if (strcmp(r.state, "RUNNING") == 0 && (rc = check_live_ranks(j, &r, req, now, e)) != 0)
-        goto out;
-    if ((rc = coord_spec_parse(r.spec, strlen(r.spec), &spec, e)) != 0) {
+    if ((rc = coord_spec_parse(r.spec, strlen(r.spec), &g.spec, e)) != 0) {
         ud_err_prefix(e, "%s: stored spec", r.id);
         goto out;
     }
-    if ((rc = job_dir_make(j, r.id, e)) != 0)
+    if ((rc = job_dir_make(j, r.id, e)) != 0 || (rc = register_plan(j, &r, req->world, now, &g, e)))
         goto out;
-
-    /* The plan: made once, on the first registration, for the world that registered. */
-    if (r.has_plan) {
-        if ((rc = load_plan(j, r.id, &plan, e)) != 0)
-            goto out;
-    } else {
-        coord_log(COORD_LOG_INFO, "%s: computing the shard plan for %d ranks from %s", r.id,
-                  req->world, spec.data);
-        if ((rc = coord_plan_make(&spec, req->world, &plan, e)) != 0) {
-            ud_err_prefix(e, "%s: shard plan", r.id);
-            /* A job with a fixed np cannot be helped by other workers: it fails. One that
-             * takes any world stays PENDING for workers that fit. */
-            struct ud_err te = {0};
-            if (r.np > 0 || r.launch)
-                job_transition(j, &r, "FAILED", now, e->msg, 0, &te);
-            else
-                coord_db_run(j->db, &te, "UPDATE jobs SET message = ?, updated = ? WHERE id = ?",
-                             "sds", e->msg, now, r.id);
-            goto out;
-        }
-        if ((rc = coord_plan_pack(&plan, &packed, &packed_len, e)) != 0)
-            goto out;
-    }
-
-    char session[4096], out[4096];
-    if (spec.session)
-        snprintf(session, sizeof session, "%s", spec.session);
+    if (g.spec.session)
+        snprintf(g.session, sizeof g.session, "%s", g.spec.session);
     else
-        snprintf(session, sizeof session, "%s/jobs/%s/session", j->cfg.state_dir, r.id);
-    snprintf(out, sizeof out, "%s/jobs/%s/model.udm", j->cfg.state_dir, r.id);
-
-    if ((rc = coord_db_begin(j->db, e)) != 0)
-        goto out;
-    rc = coord_db_run(
-        j->db, e,
-        "UPDATE jobs SET np = COALESCE(np, ?1), session = ?2, epochs = COALESCE(epochs, "
-        "?3), updated = ?4 WHERE id = ?5",
-        "isids", (int64_t)req->world, session, (int64_t)spec.epochs, now, r.id);
-    if (rc >= 0 && packed)
-        rc = coord_db_run(j->db, e, "UPDATE jobs SET plan = ? WHERE id = ? AND plan IS NULL", "bs",
-                          packed, packed_len, r.id);
-    if (rc >= 0)
-        rc = coord_db_run(
-            j->db, e,
-            "INSERT INTO ranks (job, rank, host, pid, step, last_heartbeat)"
-            " VALUES (?1, 0, ?2, ?3, COALESCE((SELECT step FROM ranks WHERE job = ?1 AND"
-            " rank = 0), 0), ?4) ON CONFLICT (job, rank) DO UPDATE SET host = ?2,"
-            " pid = ?3, last_heartbeat = ?4",
-            "ssid", r.id, req->host, req->pid, now);
-    char msg[1024];
-    snprintf(msg, sizeof msg, "rank 0 of %d registered from %s (pid %lld)%s", req->world, req->host,
-             (long long)req->pid, req->resume ? " with --resume" : "");
+        snprintf(g.session, sizeof g.session, "%s/jobs/%s/session", j->cfg.state_dir, r.id);
+    snprintf(g.out, sizeof g.out, "%s/jobs/%s/model.udm", j->cfg.state_dir, r.id);
+    snprintf(g.msg, sizeof g.msg, "rank 0 of %d registered from %s (pid %lld)%s", req->world,
+             req->host, (long long)req->pid, req->resume ? " with --resume" : "");
     int was_running = strcmp(r.state, "RUNNING") == 0;
-    if (rc >= 0 && !was_running) {
-        rc = job_transition(j, &r, "RUNNING", now, msg, 1, e);
-        if (rc == 0)
-            rc =
-                ud_err_set(e, UD_ESTATE, "job %s changed state while registering: try again", r.id);
-    } else if (rc >= 0) {
-        rc = job_event(j, r.id, now, "register", msg, e);
-    }
-    if ((rc = coord_db_end(j->db, rc, e)) < 0)
+    if ((rc = register_commit(j, &r, req, &g, now, e)) < 0)
         goto out;
     struct job_mem *m = job_mem_get(j, r.id);
     if (m) {
@@ -574,42 +632,11 @@ int coord_jobs_register(coord_jobs_t *j, const struct ud_msg *req, struct ud_msg
         m->cancel_seen = 0;
     }
     if (was_running)
-        coord_log(COORD_LOG_INFO, "%s: %s (again, while RUNNING)", r.id, msg);
-
-    /* The reply. */
-    reply->type = UD_MSG_JOB;
-    reply->id = req->id;
-    reply->heartbeat_s = 1.0;
-    reply->resume = req->resume || r.resume_from != NULL;
-    if ((rc = ud_msg_set_str(&reply->job, r.id)) || (rc = ud_msg_set_str(&reply->name, r.name)) ||
-        (rc = ud_msg_set_str(&reply->session, session)) ||
-        (rc = ud_msg_set_str(&reply->out, out))) {
-        rc = ud_err_set(e, UD_ENOMEM, "out of memory");
-        goto out_reply;
-    }
-    for (int i = 0; i < spec.nargs && rc == 0; i++)
-        rc = ud_msg_add_arg(reply, spec.args[i]);
-    if (rc == 0 && !has_option(&spec, "--report-every")) {
-        rc = ud_msg_add_arg(reply, "--report-every");
-        if (rc == 0)
-            rc = ud_msg_add_arg(reply, "20");
-    }
-    if (rc) {
-        rc = ud_err_set(e, rc, "job %s: building the reply: %s", r.id, ud_strerror(rc));
-        goto out_reply;
-    }
-    reply->plan = plan;
-    reply->has_plan = 1;
-    memset(&plan, 0, sizeof plan);
-    rc = 0;
-    goto out;
-
-out_reply:
-    ud_msg_deinit(reply);
+        coord_log(COORD_LOG_INFO, "%s: %s (again, while RUNNING)", r.id, g.msg);
+    if ((rc = register_reply(&r, req, &g, reply, e)) != 0)
+        ud_msg_deinit(reply);
 out:
-    free(packed);
-    ud_plan_deinit(&plan);
-    coord_spec_deinit(&spec);
+    registration_deinit(&g);
     job_row_deinit(&r);
     return rc;
 }
