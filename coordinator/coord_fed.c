@@ -599,7 +599,9 @@ static int round_open(coord_fed_t *f, struct fed_mem *m, const struct fed_row *r
     return 0;
 }
 
-int coord_fed_accumulate(const char *path, size_t n, double w, double *acc, struct ud_err *e)
+/* acc[0..n) += w * the delta in the file at path (n float32, little-endian), streamed through
+ * a buffer. Returns 0, or UD_EIO / UD_ESHAPE (the file is not n floats). */
+static int delta_accumulate(const char *path, size_t n, double w, double *acc, struct ud_err *e)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -716,7 +718,7 @@ static int round_accumulate(coord_fed_t *f, const struct fed_row *r, const struc
         snprintf(path, sizeof path, "%s/%s", f->state_dir,
                  (const char *)sqlite3_column_text(st, 2));
         struct ud_err fe = {0};
-        if (coord_fed_accumulate(path, n, (double)ns / (double)res->total, acc, &fe) != 0) {
+        if (delta_accumulate(path, n, (double)ns / (double)res->total, acc, &fe) != 0) {
             coord_log(COORD_LOG_ERROR,
                       "round %" PRId64 ": update of device %" PRId64 " left out: %s", rr->id, dev,
                       fe.msg);
