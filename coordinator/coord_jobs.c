@@ -688,66 +688,81 @@ int coord_jobs_heartbeat(coord_jobs_t *j, const struct ud_msg *req, int *cancel,
     return rc < 0 ? rc : 0;
 }
 
-int coord_jobs_progress(coord_jobs_t *j, const struct ud_msg *req, int *cancel, struct ud_err *e)
+/* What a report writes, inside the transaction report_write opened. */
+typedef int (*report_fn)(coord_jobs_t *j, const struct job_row *r, const struct ud_msg *req,
+                         double now, struct ud_err *e);
+
+/* A report from a rank of a live job, written in one transaction (a finished job's reports
+ * write nothing: the answer is *cancel). Returns 0 or an error. */
+static int report_write(coord_jobs_t *j, const struct ud_msg *req, int *cancel, report_fn write,
+                        struct ud_err *e)
 {
     struct job_row r;
     int rc = load_for_report(j, req, &r, cancel, e);
     if (rc)
         return rc < 0 ? rc : 0;
     double now = ud_clock_wall();
-    if ((rc = coord_db_begin(j->db, e)) != 0)
-        goto out;
+    if ((rc = coord_db_begin(j->db, e)) == 0)
+        rc = coord_db_end(j->db, write(j, &r, req, now, e), e);
+    job_row_deinit(&r);
+    return rc < 0 ? rc : 0;
+}
+
+/* progress: the metrics (finite ones: JSON cannot carry NaN, and a missing value says the
+ * same), the job's position, and the rank's step. */
+static int write_progress(coord_jobs_t *j, const struct job_row *r, const struct ud_msg *req,
+                          double now, struct ud_err *e)
+{
+    int rc = 0;
     for (int i = 0; i < req->nmetrics && rc >= 0; i++) {
         if (!isfinite(req->metrics[i].value))
-            continue; /* JSON cannot carry NaN; a missing value says the same */
-        rc =
-            coord_db_run(j->db, e,
-                         "INSERT OR REPLACE INTO metrics (job, key, step, value, time)"
-                         " VALUES (?, ?, ?, ?, ?)",
-                         "ssidd", r.id, req->metrics[i].key, req->step, req->metrics[i].value, now);
+            continue;
+        rc = coord_db_run(j->db, e,
+                          "INSERT OR REPLACE INTO metrics (job, key, step, value, time)"
+                          " VALUES (?, ?, ?, ?, ?)",
+                          "ssidd", r->id, req->metrics[i].key, req->step, req->metrics[i].value,
+                          now);
     }
     if (rc >= 0)
         rc = coord_db_run(j->db, e,
                           "UPDATE jobs SET epoch = ?, iteration = ?, steps_per_epoch = ?,"
                           " total_steps = ?, updated = ? WHERE id = ?",
                           "iiiids", req->epoch, req->step, req->steps_per_epoch, req->total_steps,
-                          now, r.id);
+                          now, r->id);
     if (rc >= 0)
         rc = coord_db_run(
             j->db, e, "UPDATE ranks SET step = ?, last_heartbeat = ? WHERE job = ? AND rank = ?",
-            "idsi", req->step, now, r.id, (int64_t)req->rank);
-    rc = coord_db_end(j->db, rc, e);
-out:
-    job_row_deinit(&r);
-    return rc < 0 ? rc : 0;
+            "idsi", req->step, now, r->id, (int64_t)req->rank);
+    return rc;
+}
+
+/* checkpoint: the checkpoint's row, what a restart resumes from, and an event. */
+static int write_checkpoint(coord_jobs_t *j, const struct job_row *r, const struct ud_msg *req,
+                            double now, struct ud_err *e)
+{
+    char msg[4200];
+    snprintf(msg, sizeof msg, "checkpoint at iteration %lld (epoch %lld, minibatch %lld): %s",
+             (long long)req->step, (long long)req->epoch, (long long)req->minibatch, req->path);
+    int rc = coord_db_run(j->db, e,
+                          "INSERT OR REPLACE INTO checkpoints (job, iteration, epoch, minibatch,"
+                          " path, time) VALUES (?, ?, ?, ?, ?, ?)",
+                          "siiisd", r->id, req->step, req->epoch, req->minibatch, req->path, now);
+    if (rc >= 0)
+        rc = coord_db_run(j->db, e, "UPDATE jobs SET resume_from = ?, updated = ? WHERE id = ?",
+                          "sds", req->path, now, r->id);
+    if (rc >= 0)
+        rc = job_event(j, r->id, now, "checkpoint", msg, e);
+    return rc;
+}
+
+int coord_jobs_progress(coord_jobs_t *j, const struct ud_msg *req, int *cancel, struct ud_err *e)
+{
+    return report_write(j, req, cancel, write_progress, e);
 }
 
 int coord_jobs_checkpoint(coord_jobs_t *j, const struct ud_msg *req, int *cancel, struct ud_err *e)
 {
-    struct job_row r;
-    int rc = load_for_report(j, req, &r, cancel, e);
-    if (rc)
-        return rc < 0 ? rc : 0;
-    double now = ud_clock_wall();
-    char msg[4200];
-    snprintf(msg, sizeof msg, "checkpoint at iteration %lld (epoch %lld, minibatch %lld): %s",
-             (long long)req->step, (long long)req->epoch, (long long)req->minibatch, req->path);
-    if ((rc = coord_db_begin(j->db, e)) != 0)
-        goto out;
-    rc = coord_db_run(
-        j->db, e,
-        "INSERT OR REPLACE INTO checkpoints (job, iteration, epoch, minibatch, path, time)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        "siiisd", r.id, req->step, req->epoch, req->minibatch, req->path, now);
-    if (rc >= 0)
-        rc = coord_db_run(j->db, e, "UPDATE jobs SET resume_from = ?, updated = ? WHERE id = ?",
-                          "sds", req->path, now, r.id);
-    if (rc >= 0)
-        rc = job_event(j, r.id, now, "checkpoint", msg, e);
-    rc = coord_db_end(j->db, rc, e);
-out:
-    job_row_deinit(&r);
-    return rc < 0 ? rc : 0;
+    return report_write(j, req, cancel, write_checkpoint, e);
 }
 
 int coord_jobs_done(coord_jobs_t *j, const struct ud_msg *req, int *cancel, struct ud_err *e)
