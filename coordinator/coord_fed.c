@@ -431,6 +431,8 @@ static ud_dataset_t *fed_eval(struct fed_mem *m, const struct fed_row *r, ud_mod
     return ds;
 }
 
+/* Fills r from a statement whose columns are FED_ROW_COLUMNS. */
+#define FED_ROW_COLUMNS "id, name, spec, base_version, current_version, rounds, round"
 static int read_fed(sqlite3_stmt *st, struct fed_row *r, struct ud_err *e)
 {
     memset(r, 0, sizeof *r);
@@ -1017,12 +1019,30 @@ static int fed_step(coord_fed_t *f, const struct fed_row *r, double now, struct 
     return 0;
 }
 
+/* Reads federation r->id again (a step may have moved it). 1 while it is RUNNING, else 0. */
+static int fed_reload(coord_fed_t *f, struct fed_row *r, struct ud_err *e)
+{
+    sqlite3_stmt *st = NULL;
+    int alive = 0;
+    int64_t id = r->id;
+    if (sqlite3_prepare_v2(f->db,
+                           "SELECT " FED_ROW_COLUMNS " FROM federations WHERE id = ? AND"
+                           " state = 'RUNNING'",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, id);
+        if (sqlite3_step(st) == SQLITE_ROW && read_fed(st, r, e) == 0)
+            alive = 1;
+    }
+    sqlite3_finalize(st);
+    return alive;
+}
+
 void coord_fed_tick(coord_fed_t *f, double now)
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(f->db,
-                           "SELECT id, name, spec, base_version, current_version, rounds, round"
-                           " FROM federations WHERE state = 'RUNNING' ORDER BY id",
+                           "SELECT " FED_ROW_COLUMNS " FROM federations WHERE state = 'RUNNING'"
+                           " ORDER BY id",
                            -1, &st, NULL) != SQLITE_OK) {
         struct ud_err e = {0};
         coord_db_err(f->db, &e, "reading federations");
@@ -1053,19 +1073,7 @@ void coord_fed_tick(coord_fed_t *f, double now)
                 coord_log(COORD_LOG_ERROR, "federation %" PRId64 ": %s", rows[i].id, e.msg);
                 break;
             }
-            /* Re-read the row: the step may have moved it. */
-            sqlite3_stmt *rs = NULL;
-            int alive = 0;
-            if (sqlite3_prepare_v2(f->db,
-                                   "SELECT id, name, spec, base_version, current_version, rounds,"
-                                   " round FROM federations WHERE id = ? AND state = 'RUNNING'",
-                                   -1, &rs, NULL) == SQLITE_OK) {
-                sqlite3_bind_int64(rs, 1, rows[i].id);
-                if (sqlite3_step(rs) == SQLITE_ROW && read_fed(rs, &rows[i], &e) == 0)
-                    alive = 1;
-            }
-            sqlite3_finalize(rs);
-            if (!alive)
+            if (!fed_reload(f, &rows[i], &e))
                 break;
         }
     }
