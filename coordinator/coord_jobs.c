@@ -839,6 +839,70 @@ static char *lineage_json(const char *job, const struct coord_spec *s)
     return str;
 }
 
+/* An upload for a job that is SUCCEEDED already: the same bytes again (a re-sent upload) get
+ * the same version; others are UD_ECONFLICT. */
+static int model_resent(coord_jobs_t *j, const struct job_row *r, const struct ud_msg *req,
+                        const char *hex, int64_t *version, struct ud_err *e)
+{
+    char stored[65], plain[65];
+    int rc;
+    if ((rc = coord_db_model_sha(j->db, r->name, r->model_version, stored, e)) != 0 ||
+        (rc = coord_store_plain_sha256(j->cfg.state_dir, j->cfg.keys, stored, plain, e)) != 0)
+        return rc;
+    if (strcmp(plain, req->sha256) == 0 && strcmp(hex, req->sha256) == 0) {
+        *version = r->model_version;
+        return 0;
+    }
+    return ud_err_set(e, UD_ECONFLICT,
+                      "job %s already registered %s version %lld (sha256 %.12s...), not this "
+                      "model (%.12s...)",
+                      r->id, r->name, (long long)r->model_version, plain, req->sha256);
+}
+
+/* Whether job r takes this upload: a live job, its model name, bytes that hash to what the
+ * message says (hex). */
+static int model_check(const struct job_row *r, const struct ud_msg *req, const char *hex,
+                       struct ud_err *e)
+{
+    if (coord_job_state_terminal(r->state) || strcmp(r->state, "PENDING") == 0)
+        return ud_err_set(e, UD_ESTATE, "job %s is %s: it takes no model", r->id, r->state);
+    if (strcmp(req->name, r->name) != 0)
+        return ud_err_set(e, UD_EINVAL, "job %s registers its model as '%s', not '%s'", r->id,
+                          r->name, req->name);
+    if (strcmp(hex, req->sha256) != 0)
+        return ud_err_set(e, UD_ECHECKSUM,
+                          "model upload for %s: the message says sha256 %.16s..., the %zu bytes "
+                          "hash to %.16s...",
+                          r->id, req->sha256, req->udm_len, hex);
+    return 0;
+}
+
+/* One transaction: the new version (row, numbered here) and the job's success, or neither. */
+static int model_commit(coord_jobs_t *j, struct job_row *r, struct coord_db_model_row *row,
+                        struct ud_err *e)
+{
+    int rc = coord_db_begin(j->db, e);
+    if (rc != 0)
+        return rc;
+    int64_t v = coord_db_model_next_version(j->db, r->name, e);
+    rc = v < 0 ? (int)v : 0;
+    row->version = v;
+    if (rc == 0)
+        rc = coord_db_model_insert(j->db, row, e);
+    char msg[512];
+    snprintf(msg, sizeof msg, "registered model %s version %lld (sha256 %.12s..., %zu bytes)",
+             r->name, (long long)v, row->sha256, (size_t)row->size);
+    if (rc >= 0)
+        rc = job_transition(j, r, "SUCCEEDED", row->created, msg, 1, e);
+    if (rc == 0)
+        rc = ud_err_set(e, UD_ESTATE, "job %s changed state during the upload: try again", r->id);
+    if (rc >= 0)
+        rc = coord_db_run(j->db, e, "UPDATE jobs SET model_version = ? WHERE id = ?", "is", v,
+                          r->id);
+    rc = coord_db_end(j->db, rc, e);
+    return rc < 0 ? rc : 0;
+}
+
 int coord_jobs_model(coord_jobs_t *j, const struct ud_msg *req, int64_t *version, struct ud_err *e)
 {
     struct ud_err local;
@@ -859,38 +923,12 @@ int coord_jobs_model(coord_jobs_t *j, const struct ud_msg *req, int64_t *version
     char hex[65], stored[65];
     crypto_hash_sha256(sha, req->udm, (unsigned long long)req->udm_len);
     sodium_bin2hex(hex, sizeof hex, sha, sizeof sha);
-
     if (strcmp(r.state, "SUCCEEDED") == 0 && r.model_version > 0) {
-        char plain[65];
-        if ((rc = coord_db_model_sha(j->db, r.name, r.model_version, stored, e)) != 0 ||
-            (rc = coord_store_plain_sha256(j->cfg.state_dir, j->cfg.keys, stored, plain, e)) != 0)
-            goto out;
-        if (strcmp(plain, req->sha256) == 0 && strcmp(hex, req->sha256) == 0) {
-            *version = r.model_version; /* a re-sent upload: the same answer */
-            goto out;
-        }
-        rc = ud_err_set(e, UD_ECONFLICT,
-                        "job %s already registered %s version %lld (sha256 %.12s...), not this "
-                        "model (%.12s...)",
-                        r.id, r.name, (long long)r.model_version, plain, req->sha256);
+        rc = model_resent(j, &r, req, hex, version, e);
         goto out;
     }
-    if (coord_job_state_terminal(r.state) || strcmp(r.state, "PENDING") == 0) {
-        rc = ud_err_set(e, UD_ESTATE, "job %s is %s: it takes no model", r.id, r.state);
+    if ((rc = model_check(&r, req, hex, e)) != 0)
         goto out;
-    }
-    if (strcmp(req->name, r.name) != 0) {
-        rc = ud_err_set(e, UD_EINVAL, "job %s registers its model as '%s', not '%s'", r.id, r.name,
-                        req->name);
-        goto out;
-    }
-    if (strcmp(hex, req->sha256) != 0) {
-        rc = ud_err_set(e, UD_ECHECKSUM,
-                        "model upload for %s: the message says sha256 %.16s..., the %zu bytes "
-                        "hash to %.16s...",
-                        r.id, req->sha256, req->udm_len, hex);
-        goto out;
-    }
     if (!(model = ud_udm_decode(req->udm, req->udm_len, e))) {
         rc = e->code ? e->code : UD_EFORMAT;
         ud_err_prefix(e, "model upload for %s: not a valid .udm", r.id);
@@ -911,46 +949,16 @@ int coord_jobs_model(coord_jobs_t *j, const struct ud_msg *req, int64_t *version
         rc = ud_err_set(e, UD_ENOMEM, "model upload: out of memory");
         goto out;
     }
-
-    /* One transaction: the new version and the job's success, or neither. */
-    if ((rc = coord_db_begin(j->db, e)) != 0)
-        goto out;
-    int64_t v = coord_db_model_next_version(j->db, r.name, e);
-    if (v < 0) {
-        rc = (int)v;
-        goto out_rollback;
-    }
     struct coord_db_model_row row = {.name = r.name,
                                      .sha256 = stored,
                                      .job = r.id,
-                                     .version = v,
                                      .size = (int64_t)stored_len,
                                      .created = now,
                                      .metrics = metrics,
                                      .lineage = lineage,
                                      .metadata = meta};
-    rc = coord_db_model_insert(j->db, &row, e);
-    if (rc < 0)
-        goto out_rollback;
-    char msg[512];
-    snprintf(msg, sizeof msg, "registered model %s version %lld (sha256 %.12s..., %zu bytes)",
-             r.name, (long long)v, stored, stored_len);
-    rc = job_transition(j, &r, "SUCCEEDED", now, msg, 1, e);
-    if (rc == 0)
-        rc = ud_err_set(e, UD_ESTATE, "job %s changed state during the upload: try again", r.id);
-    if (rc < 0)
-        goto out_rollback;
-    rc = coord_db_run(j->db, e, "UPDATE jobs SET model_version = ? WHERE id = ?", "is", v, r.id);
-    if (rc < 0)
-        goto out_rollback;
-    if ((rc = coord_db_commit(j->db, e)) != 0)
-        goto out;
-    *version = v;
-    rc = 0;
-    goto out;
-
-out_rollback:
-    coord_db_rollback(j->db);
+    if ((rc = model_commit(j, &r, &row, e)) == 0)
+        *version = row.version;
 out:
     free(meta);
     free(metrics);
