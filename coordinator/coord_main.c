@@ -1,11 +1,12 @@
 /*  coord_main.c — updraft-coordinator: the service workers and operators talk to.
  *
  *  One main thread owns the ZeroMQ ROUTER (the worker protocol, coord_workers.h), the one
- *  read-write SQLite connection and the job monitor (coord_jobs.h), ticked every 200 ms from
- *  the zmq_poll timeout. The REST API (coord_http.h) runs on libmicrohttpd's threads with
- *  connections of its own. SIGINT/SIGTERM stop the loop; the HTTP server is stopped and the
- *  database closed. Jobs' mpiruns are left running on purpose: they outlive the coordinator,
- *  and a restarted coordinator picks them up from the database.
+ *  read-write SQLite connection, the job monitor (coord_jobs.h) and the federations
+ *  (coord_fed.h), ticked every 200 ms from the zmq_poll timeout. The REST API (coord_http.h)
+ *  runs on libmicrohttpd's threads with connections of its own. SIGINT/SIGTERM stop the loop;
+ *  the HTTP server is stopped and the database closed. Jobs' mpiruns are left running on
+ *  purpose: they outlive the coordinator, and a restarted coordinator picks them up from the
+ *  database. main() reads as its phases: setup, the loop (serve), teardown.
  */
 #include <errno.h>
 #include <malloc.h>
