@@ -132,6 +132,63 @@ int coord_fed_failure_parse(const char *body, size_t len, char reason[COORD_FED_
     return 0;
 }
 
+/* One key of a federation spec into s (min_clients also sets *have_min). */
+static int fed_spec_key(const char *k, json_t *v, struct coord_fed_spec *s, int *have_min,
+                        struct ud_err *e)
+{
+    int64_t i = 0;
+    int rc;
+    if (strcmp(k, "name") == 0)
+        return spec_str(v, k, s->name, sizeof s->name, e);
+    if (strcmp(k, "model") == 0)
+        return spec_str(v, k, s->model, sizeof s->model, e);
+    if (strcmp(k, "version") == 0) {
+        if (json_is_string(v) && strcmp(json_string_value(v), "latest") == 0) {
+            s->version = 0;
+            return 0;
+        }
+        return spec_int(v, k, 1, INT64_MAX, &s->version, e);
+    }
+    if (strcmp(k, "strategy") == 0) {
+        if ((rc = spec_str(v, k, s->strategy, sizeof s->strategy, e)) != 0)
+            return rc;
+        if (strcmp(s->strategy, "fedavg") != 0)
+            return ud_err_set(e, UD_EINVAL, "'strategy' is '%s': the strategy offered is 'fedavg'",
+                              s->strategy);
+        return 0;
+    }
+    if (strcmp(k, "rounds") == 0)
+        return spec_int(v, k, 1, COORD_FED_MAX_ROUNDS, &s->rounds, e);
+    if (strcmp(k, "clients_per_round") == 0)
+        return spec_int(v, k, 1, COORD_FED_MAX_CLIENTS, &s->clients_per_round, e);
+    if (strcmp(k, "min_clients") == 0) {
+        *have_min = 1;
+        return spec_int(v, k, 1, COORD_FED_MAX_CLIENTS, &s->min_clients, e);
+    }
+    if (strcmp(k, "round_deadline") == 0)
+        return spec_num(v, k, 0.1, 7 * 86400, &s->round_deadline, e);
+    if (strcmp(k, "availability") == 0)
+        return spec_num(v, k, 1, 30 * 86400, &s->availability, e);
+    if (strcmp(k, "epochs") == 0)
+        return spec_int(v, k, 1, 10000, &s->epochs, e);
+    if (strcmp(k, "batch") == 0)
+        return spec_int(v, k, 1, 65536, &s->batch, e);
+    if (strcmp(k, "lr") == 0)
+        return spec_num(v, k, 0, 10, &s->lr, e);
+    if (strcmp(k, "max_norm") == 0)
+        return spec_num(v, k, 0, 1e30, &s->max_norm, e);
+    if (strcmp(k, "server_lr") == 0)
+        return spec_num(v, k, 1e-6, 100, &s->server_lr, e);
+    if (strcmp(k, "seed") == 0) {
+        rc = spec_int(v, k, 0, INT64_MAX, &i, e);
+        s->seed = (uint64_t)i;
+        return rc;
+    }
+    if (strcmp(k, "eval") == 0)
+        return json_is_null(v) ? 0 : spec_str(v, k, s->eval, sizeof s->eval, e);
+    return ud_err_set(e, UD_EINVAL, "unknown key '%.64s' (see docs/rest.md)", k);
+}
+
 int coord_fed_spec_parse(const char *json, size_t len, struct coord_fed_spec *s, struct ud_err *e)
 {
     memset(s, 0, sizeof *s);
@@ -160,52 +217,7 @@ int coord_fed_spec_parse(const char *json, size_t len, struct coord_fed_spec *s,
     json_t *v;
     json_object_foreach(o, k, v)
     {
-        int64_t i = 0;
-        if (strcmp(k, "name") == 0)
-            rc = spec_str(v, k, s->name, sizeof s->name, e);
-        else if (strcmp(k, "model") == 0)
-            rc = spec_str(v, k, s->model, sizeof s->model, e);
-        else if (strcmp(k, "version") == 0) {
-            if (json_is_string(v) && strcmp(json_string_value(v), "latest") == 0)
-                s->version = 0;
-            else
-                rc = spec_int(v, k, 1, INT64_MAX, &s->version, e);
-        } else if (strcmp(k, "strategy") == 0) {
-            rc = spec_str(v, k, s->strategy, sizeof s->strategy, e);
-            if (!rc && strcmp(s->strategy, "fedavg") != 0)
-                rc =
-                    ud_err_set(e, UD_EINVAL, "'strategy' is '%s': the strategy offered is 'fedavg'",
-                               s->strategy);
-        } else if (strcmp(k, "rounds") == 0)
-            rc = spec_int(v, k, 1, COORD_FED_MAX_ROUNDS, &s->rounds, e);
-        else if (strcmp(k, "clients_per_round") == 0)
-            rc = spec_int(v, k, 1, COORD_FED_MAX_CLIENTS, &s->clients_per_round, e);
-        else if (strcmp(k, "min_clients") == 0) {
-            rc = spec_int(v, k, 1, COORD_FED_MAX_CLIENTS, &s->min_clients, e);
-            have_min = 1;
-        } else if (strcmp(k, "round_deadline") == 0)
-            rc = spec_num(v, k, 0.1, 7 * 86400, &s->round_deadline, e);
-        else if (strcmp(k, "availability") == 0)
-            rc = spec_num(v, k, 1, 30 * 86400, &s->availability, e);
-        else if (strcmp(k, "epochs") == 0)
-            rc = spec_int(v, k, 1, 10000, &s->epochs, e);
-        else if (strcmp(k, "batch") == 0)
-            rc = spec_int(v, k, 1, 65536, &s->batch, e);
-        else if (strcmp(k, "lr") == 0)
-            rc = spec_num(v, k, 0, 10, &s->lr, e);
-        else if (strcmp(k, "max_norm") == 0)
-            rc = spec_num(v, k, 0, 1e30, &s->max_norm, e);
-        else if (strcmp(k, "server_lr") == 0)
-            rc = spec_num(v, k, 1e-6, 100, &s->server_lr, e);
-        else if (strcmp(k, "seed") == 0) {
-            rc = spec_int(v, k, 0, INT64_MAX, &i, e);
-            s->seed = (uint64_t)i;
-        } else if (strcmp(k, "eval") == 0) {
-            if (!json_is_null(v))
-                rc = spec_str(v, k, s->eval, sizeof s->eval, e);
-        } else
-            rc = ud_err_set(e, UD_EINVAL, "unknown key '%.64s' (see docs/rest.md)", k);
-        if (rc)
+        if ((rc = fed_spec_key(k, v, s, &have_min, e)) != 0)
             goto out;
     }
     if (!s->model[0]) {
