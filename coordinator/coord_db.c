@@ -1,4 +1,5 @@
-/*  coord_db.c — opening (and creating, and migrating) the coordinator's SQLite database.
+/*  coord_db.c — opening (and creating, and migrating) the coordinator's SQLite database, the
+ *  statement and transaction helpers every module writes with, and the model registry's rows.
  *
  *  The schema is the one coord_db.h describes, created with CREATE ... IF NOT EXISTS inside one
  *  transaction that also sets PRAGMA user_version, so a half-created database never exists.
@@ -6,7 +7,10 @@
  *  as the header says, so SQLite's own per-call mutex would only cost time.
  */
 #include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -219,4 +223,155 @@ int coord_job_state_terminal(const char *state)
 {
     return state && (strcmp(state, "SUCCEEDED") == 0 || strcmp(state, "FAILED") == 0 ||
                      strcmp(state, "CANCELLED") == 0);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Statements and transactions                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+int coord_db_run(sqlite3 *db, struct ud_err *e, const char *sql, const char *types, ...)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return coord_db_err(db, e, "database");
+    va_list ap;
+    va_start(ap, types);
+    int i = 1, rc = SQLITE_OK;
+    for (const char *t = types; *t && rc == SQLITE_OK; t++, i++) {
+        switch (*t) {
+        case 's': {
+            const char *s = va_arg(ap, const char *);
+            rc = s ? sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
+            break;
+        }
+        case 'i':
+            rc = sqlite3_bind_int64(st, i, va_arg(ap, int64_t));
+            break;
+        case 'd':
+            rc = sqlite3_bind_double(st, i, va_arg(ap, double));
+            break;
+        case 'b': {
+            const void *p = va_arg(ap, const void *);
+            size_t n = va_arg(ap, size_t);
+            rc = sqlite3_bind_blob64(st, i, p, (sqlite3_uint64)n, SQLITE_TRANSIENT);
+            break;
+        }
+        default:
+            rc = sqlite3_bind_null(st, i);
+            break;
+        }
+    }
+    va_end(ap);
+    if (rc == SQLITE_OK) {
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            ;
+    }
+    int ret = (rc == SQLITE_DONE) ? sqlite3_changes(db) : coord_db_err(db, e, "database");
+    sqlite3_finalize(st);
+    return ret;
+}
+
+int coord_db_begin(sqlite3 *db, struct ud_err *e)
+{
+    return coord_db_run(db, e, "BEGIN IMMEDIATE", "") < 0 ? UD_EIO : 0;
+}
+
+int coord_db_commit(sqlite3 *db, struct ud_err *e)
+{
+    if (coord_db_run(db, e, "COMMIT", "") < 0) {
+        coord_db_rollback(db);
+        return UD_EIO;
+    }
+    return 0;
+}
+
+void coord_db_rollback(sqlite3 *db)
+{
+    if (!sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int coord_db_end(sqlite3 *db, int rc, struct ud_err *e)
+{
+    if (rc < 0) {
+        coord_db_rollback(db);
+        return rc;
+    }
+    return coord_db_commit(db, e) ? UD_EIO : rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The model registry                                                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+int coord_db_model_sha(sqlite3 *db, const char *name, int64_t version, char sha256[65],
+                       struct ud_err *e)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT sha256 FROM models WHERE name = ? AND version = ?", -1, &st,
+                           NULL) != SQLITE_OK)
+        return coord_db_err(db, e, "reading the registry");
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, version);
+    int rc = sqlite3_step(st), ret = 0;
+    if (rc == SQLITE_ROW)
+        snprintf(sha256, 65, "%s", (const char *)sqlite3_column_text(st, 0));
+    else if (rc == SQLITE_DONE)
+        ret = ud_err_set(e, UD_ENOTFOUND, "model %s version %lld is not registered", name,
+                         (long long)version);
+    else
+        ret = coord_db_err(db, e, "reading the registry");
+    sqlite3_finalize(st);
+    return ret;
+}
+
+int64_t coord_db_model_next_version(sqlite3 *db, const char *name, struct ud_err *e)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE name = ?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return coord_db_err(db, e, "reading the registry");
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0)
+                                               : coord_db_err(db, e, "reading the registry");
+    sqlite3_finalize(st);
+    return v;
+}
+
+int coord_db_model_insert(sqlite3 *db, const struct coord_db_model_row *row, struct ud_err *e)
+{
+    return coord_db_run(db, e,
+                        "INSERT INTO models (name, version, sha256, size, created, job, metrics,"
+                        " lineage, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "sisidssss", row->name, row->version, row->sha256, row->size, row->created,
+                        row->job, row->metrics, row->lineage, row->metadata);
+}
+
+static void json_set_str(json_t *o, const char *k, const char *v)
+{
+    json_object_set_new(o, k, v ? json_string(v) : json_null());
+}
+
+char *coord_model_metadata_json(const ud_model_t *m)
+{
+    json_t *o = json_object();
+    const struct ud_metadata *md = ud_model_metadata_const(m);
+    json_set_str(o, "description", md->short_description);
+    json_set_str(o, "author", md->author);
+    json_set_str(o, "license", md->license);
+    json_set_str(o, "version", md->version);
+    json_t *labels = json_array();
+    for (int i = 0; i < ud_model_num_classes(m); i++)
+        json_array_append_new(labels, json_string(ud_model_label(m, i)));
+    json_object_set_new(o, "labels", labels);
+    json_object_set_new(o, "parameters", json_integer((json_int_t)ud_model_param_count(m)));
+    if (md->nadditional) {
+        json_t *add = json_object();
+        for (size_t i = 0; i < md->nadditional; i++)
+            json_set_str(add, md->additional[i].key, md->additional[i].value);
+        json_object_set_new(o, "additional", add);
+    }
+    char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
+    return s;
 }

@@ -91,8 +91,11 @@
 #define COORD_DB_H
 
 #include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "updraft/ud_error.h"
+#include "updraft/ud_model.h"
 
 #define COORD_DB_FILE           "updraft.db"
 #define COORD_DB_SCHEMA_VERSION 3
@@ -113,5 +116,48 @@ int coord_db_err(sqlite3 *db, struct ud_err *e, const char *what);
 
 /* Terminal states: SUCCEEDED, FAILED, CANCELLED. */
 int coord_job_state_terminal(const char *state);
+
+/* ---- Statements and transactions, on any connection (the caller's thread owns it) ---- */
+
+/* Runs one statement to its end (rows a SELECT returns are skipped). types names the arguments
+ * that follow, one letter each: 's' text (const char *; NULL binds null), 'i' int64_t, 'd'
+ * double, 'b' blob (const void *, then size_t), 'n' null (takes no argument). Returns the
+ * number of rows changed (>= 0), or UD_EIO with e set ("database: <SQLite's message>"). */
+int coord_db_run(sqlite3 *db, struct ud_err *e, const char *sql, const char *types, ...);
+/* BEGIN IMMEDIATE: the write lock is taken now (waiting up to busy_timeout), so the reads
+ * that follow see what the writes will be checked against. Returns 0 or UD_EIO. */
+int coord_db_begin(sqlite3 *db, struct ud_err *e);
+/* COMMIT. Returns 0, or UD_EIO after rolling back. */
+int coord_db_commit(sqlite3 *db, struct ud_err *e);
+/* ROLLBACK when a transaction is open; nothing otherwise. */
+void coord_db_rollback(sqlite3 *db);
+/* Ends the transaction coord_db_begin opened: rolls back when rc < 0 (returning rc), else
+ * commits (returning rc, or UD_EIO when the commit fails). */
+int coord_db_end(sqlite3 *db, int rc, struct ud_err *e);
+
+/* ---- The model registry (table models): jobs and federations add versions to it ---- */
+
+/* The stored object (coord_store.h) of version `version` of model name, into sha256. Returns
+ * 0, UD_ENOTFOUND ("model x version n is not registered") or UD_EIO. */
+int coord_db_model_sha(sqlite3 *db, const char *name, int64_t version, char sha256[65],
+                       struct ud_err *e);
+/* The number the next version of name gets (1 for a new name), or UD_EIO. Call it inside the
+ * transaction that inserts the version, so that no one else takes the number. */
+int64_t coord_db_model_next_version(sqlite3 *db, const char *name, struct ud_err *e);
+
+/* One row of table models; strings are borrowed. job NULL: not from a job (a federation). */
+struct coord_db_model_row {
+    const char *name, *sha256, *job;
+    int64_t version, size;
+    double created;
+    const char *metrics, *lineage, *metadata; /* JSON objects, as text */
+};
+/* Inserts a version (inside the caller's transaction). Returns 1, or UD_EIO (also when the
+ * version exists). */
+int coord_db_model_insert(sqlite3 *db, const struct coord_db_model_row *row, struct ud_err *e);
+/* The metadata column for a decoded model: the .udm's description, author, license, version,
+ * labels, parameter count and additional keys, as compact JSON with sorted keys. The caller
+ * frees it; NULL: out of memory. */
+char *coord_model_metadata_json(const ud_model_t *m);
 
 #endif

@@ -15,7 +15,6 @@
 
 #include "coord_db.h"
 #include "coord_fed.h"
-#include "coord_jobs_impl.h"
 #include "coord_log.h"
 #include "coord_store.h"
 #include "updraft/ud_data.h"
@@ -133,6 +132,63 @@ int coord_fed_failure_parse(const char *body, size_t len, char reason[COORD_FED_
     return 0;
 }
 
+/* One key of a federation spec into s (min_clients also sets *have_min). */
+static int fed_spec_key(const char *k, json_t *v, struct coord_fed_spec *s, int *have_min,
+                        struct ud_err *e)
+{
+    int64_t i = 0;
+    int rc;
+    if (strcmp(k, "name") == 0)
+        return spec_str(v, k, s->name, sizeof s->name, e);
+    if (strcmp(k, "model") == 0)
+        return spec_str(v, k, s->model, sizeof s->model, e);
+    if (strcmp(k, "version") == 0) {
+        if (json_is_string(v) && strcmp(json_string_value(v), "latest") == 0) {
+            s->version = 0;
+            return 0;
+        }
+        return spec_int(v, k, 1, INT64_MAX, &s->version, e);
+    }
+    if (strcmp(k, "strategy") == 0) {
+        if ((rc = spec_str(v, k, s->strategy, sizeof s->strategy, e)) != 0)
+            return rc;
+        if (strcmp(s->strategy, "fedavg") != 0)
+            return ud_err_set(e, UD_EINVAL, "'strategy' is '%s': the strategy offered is 'fedavg'",
+                              s->strategy);
+        return 0;
+    }
+    if (strcmp(k, "rounds") == 0)
+        return spec_int(v, k, 1, COORD_FED_MAX_ROUNDS, &s->rounds, e);
+    if (strcmp(k, "clients_per_round") == 0)
+        return spec_int(v, k, 1, COORD_FED_MAX_CLIENTS, &s->clients_per_round, e);
+    if (strcmp(k, "min_clients") == 0) {
+        *have_min = 1;
+        return spec_int(v, k, 1, COORD_FED_MAX_CLIENTS, &s->min_clients, e);
+    }
+    if (strcmp(k, "round_deadline") == 0)
+        return spec_num(v, k, 0.1, 7 * 86400, &s->round_deadline, e);
+    if (strcmp(k, "availability") == 0)
+        return spec_num(v, k, 1, 30 * 86400, &s->availability, e);
+    if (strcmp(k, "epochs") == 0)
+        return spec_int(v, k, 1, 10000, &s->epochs, e);
+    if (strcmp(k, "batch") == 0)
+        return spec_int(v, k, 1, 65536, &s->batch, e);
+    if (strcmp(k, "lr") == 0)
+        return spec_num(v, k, 0, 10, &s->lr, e);
+    if (strcmp(k, "max_norm") == 0)
+        return spec_num(v, k, 0, 1e30, &s->max_norm, e);
+    if (strcmp(k, "server_lr") == 0)
+        return spec_num(v, k, 1e-6, 100, &s->server_lr, e);
+    if (strcmp(k, "seed") == 0) {
+        rc = spec_int(v, k, 0, INT64_MAX, &i, e);
+        s->seed = (uint64_t)i;
+        return rc;
+    }
+    if (strcmp(k, "eval") == 0)
+        return json_is_null(v) ? 0 : spec_str(v, k, s->eval, sizeof s->eval, e);
+    return ud_err_set(e, UD_EINVAL, "unknown key '%.64s' (see docs/rest.md)", k);
+}
+
 int coord_fed_spec_parse(const char *json, size_t len, struct coord_fed_spec *s, struct ud_err *e)
 {
     memset(s, 0, sizeof *s);
@@ -161,52 +217,7 @@ int coord_fed_spec_parse(const char *json, size_t len, struct coord_fed_spec *s,
     json_t *v;
     json_object_foreach(o, k, v)
     {
-        int64_t i = 0;
-        if (strcmp(k, "name") == 0)
-            rc = spec_str(v, k, s->name, sizeof s->name, e);
-        else if (strcmp(k, "model") == 0)
-            rc = spec_str(v, k, s->model, sizeof s->model, e);
-        else if (strcmp(k, "version") == 0) {
-            if (json_is_string(v) && strcmp(json_string_value(v), "latest") == 0)
-                s->version = 0;
-            else
-                rc = spec_int(v, k, 1, INT64_MAX, &s->version, e);
-        } else if (strcmp(k, "strategy") == 0) {
-            rc = spec_str(v, k, s->strategy, sizeof s->strategy, e);
-            if (!rc && strcmp(s->strategy, "fedavg") != 0)
-                rc =
-                    ud_err_set(e, UD_EINVAL, "'strategy' is '%s': the strategy offered is 'fedavg'",
-                               s->strategy);
-        } else if (strcmp(k, "rounds") == 0)
-            rc = spec_int(v, k, 1, COORD_FED_MAX_ROUNDS, &s->rounds, e);
-        else if (strcmp(k, "clients_per_round") == 0)
-            rc = spec_int(v, k, 1, COORD_FED_MAX_CLIENTS, &s->clients_per_round, e);
-        else if (strcmp(k, "min_clients") == 0) {
-            rc = spec_int(v, k, 1, COORD_FED_MAX_CLIENTS, &s->min_clients, e);
-            have_min = 1;
-        } else if (strcmp(k, "round_deadline") == 0)
-            rc = spec_num(v, k, 0.1, 7 * 86400, &s->round_deadline, e);
-        else if (strcmp(k, "availability") == 0)
-            rc = spec_num(v, k, 1, 30 * 86400, &s->availability, e);
-        else if (strcmp(k, "epochs") == 0)
-            rc = spec_int(v, k, 1, 10000, &s->epochs, e);
-        else if (strcmp(k, "batch") == 0)
-            rc = spec_int(v, k, 1, 65536, &s->batch, e);
-        else if (strcmp(k, "lr") == 0)
-            rc = spec_num(v, k, 0, 10, &s->lr, e);
-        else if (strcmp(k, "max_norm") == 0)
-            rc = spec_num(v, k, 0, 1e30, &s->max_norm, e);
-        else if (strcmp(k, "server_lr") == 0)
-            rc = spec_num(v, k, 1e-6, 100, &s->server_lr, e);
-        else if (strcmp(k, "seed") == 0) {
-            rc = spec_int(v, k, 0, INT64_MAX, &i, e);
-            s->seed = (uint64_t)i;
-        } else if (strcmp(k, "eval") == 0) {
-            if (!json_is_null(v))
-                rc = spec_str(v, k, s->eval, sizeof s->eval, e);
-        } else
-            rc = ud_err_set(e, UD_EINVAL, "unknown key '%.64s' (see docs/rest.md)", k);
-        if (rc)
+        if ((rc = fed_spec_key(k, v, s, &have_min, e)) != 0)
             goto out;
     }
     if (!s->model[0]) {
@@ -385,23 +396,9 @@ struct fed_row {
 /* The model file of a registered version, decoded. */
 static ud_model_t *load_version(coord_fed_t *f, const char *name, int64_t version, struct ud_err *e)
 {
-    sqlite3_stmt *st = NULL;
-    char sha[65] = "";
-    if (sqlite3_prepare_v2(f->db, "SELECT sha256 FROM models WHERE name = ? AND version = ?", -1,
-                           &st, NULL) != SQLITE_OK) {
-        coord_db_err(f->db, e, "reading the registry");
+    char sha[65];
+    if (coord_db_model_sha(f->db, name, version, sha, e) != 0)
         return NULL;
-    }
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 2, version);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        snprintf(sha, sizeof sha, "%s", (const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-    if (!sha[0]) {
-        ud_err_set(e, UD_ENOTFOUND, "model %s version %" PRId64 " is not registered", name,
-                   version);
-        return NULL;
-    }
     return coord_store_read_model(f->state_dir, f->keys, sha, e);
 }
 
@@ -446,6 +443,8 @@ static ud_dataset_t *fed_eval(struct fed_mem *m, const struct fed_row *r, ud_mod
     return ds;
 }
 
+/* Fills r from a statement whose columns are FED_ROW_COLUMNS. */
+#define FED_ROW_COLUMNS "id, name, spec, base_version, current_version, rounds, round"
 static int read_fed(sqlite3_stmt *st, struct fed_row *r, struct ud_err *e)
 {
     memset(r, 0, sizeof *r);
@@ -505,10 +504,10 @@ static int latest_round(coord_fed_t *f, int64_t fed, struct round_row *rr, struc
 static int fed_finish(coord_fed_t *f, const struct fed_row *r, const char *state, const char *msg,
                       double now, struct ud_err *e)
 {
-    int rc = db_run(f->db, e,
-                    "UPDATE federations SET state = ?, message = ?, updated = ?, finished = ?"
-                    " WHERE id = ? AND state = 'RUNNING'",
-                    "ssddi", state, msg, now, now, r->id);
+    int rc = coord_db_run(f->db, e,
+                          "UPDATE federations SET state = ?, message = ?, updated = ?, finished = ?"
+                          " WHERE id = ? AND state = 'RUNNING'",
+                          "ssddi", state, msg, now, now, r->id);
     if (rc >= 0)
         coord_log(COORD_LOG_WARN, "federation %" PRId64 " (%s) %s: %s", r->id, r->name, state, msg);
     mem_drop(f, r->id);
@@ -522,24 +521,18 @@ static int round_create(coord_fed_t *f, struct fed_mem *m, const struct fed_row 
     ud_model_t *base = fed_base(f, m, r, e);
     if (!base)
         return e->code ? e->code : UD_EIO;
-    if (db_run(f->db, e, "BEGIN IMMEDIATE", "") < 0)
+    if (coord_db_begin(f->db, e) != 0)
         return UD_EIO;
-    int rc = db_run(f->db, e,
-                    "INSERT INTO rounds (federation, number, state, base_version, delta_floats,"
-                    " created) VALUES (?, ?, 'WAITING', ?, ?, ?)",
-                    "iiiid", r->id, number, r->current_version, (int64_t)ud_delta_size(base), now);
+    int rc =
+        coord_db_run(f->db, e,
+                     "INSERT INTO rounds (federation, number, state, base_version,"
+                     " delta_floats, created) VALUES (?, ?, 'WAITING', ?, ?, ?)",
+                     "iiiid", r->id, number, r->current_version, (int64_t)ud_delta_size(base), now);
     if (rc >= 0)
-        rc = db_run(f->db, e, "UPDATE federations SET round = ?, updated = ? WHERE id = ?", "idi",
-                    number, now, r->id);
-    if (rc < 0) {
-        db_run(f->db, NULL, "ROLLBACK", "");
-        return rc;
-    }
-    if (db_run(f->db, e, "COMMIT", "") < 0) {
-        db_run(f->db, NULL, "ROLLBACK", "");
-        return UD_EIO;
-    }
-    return 0;
+        rc = coord_db_run(f->db, e, "UPDATE federations SET round = ?, updated = ? WHERE id = ?",
+                          "idi", number, now, r->id);
+    rc = coord_db_end(f->db, rc, e);
+    return rc < 0 ? rc : 0;
 }
 
 /* WAITING -> OPEN when enough devices are available: samples the participants. */
@@ -598,22 +591,21 @@ static int round_open(coord_fed_t *f, struct fed_mem *m, const struct fed_row *r
         ids[i] = ids[j];
         ids[j] = t;
     }
-    if (db_run(f->db, e, "BEGIN IMMEDIATE", "") < 0) {
+    if (coord_db_begin(f->db, e) != 0) {
         free(ids);
         return UD_EIO;
     }
-    rc = db_run(f->db, e,
-                "UPDATE rounds SET state = 'OPEN', opened = ?, deadline = ? WHERE id = ? AND"
-                " state = 'WAITING'",
-                "ddi", now, now + r->spec.round_deadline, rr->id);
+    rc = coord_db_run(f->db, e,
+                      "UPDATE rounds SET state = 'OPEN', opened = ?, deadline = ? WHERE id = ? AND"
+                      " state = 'WAITING'",
+                      "ddi", now, now + r->spec.round_deadline, rr->id);
     for (size_t i = 0; i < k && rc >= 0; i++)
-        rc = db_run(f->db, e, "INSERT OR IGNORE INTO participants (round, device) VALUES (?, ?)",
-                    "ii", rr->id, ids[i]);
+        rc = coord_db_run(f->db, e,
+                          "INSERT OR IGNORE INTO participants (round, device) VALUES (?, ?)", "ii",
+                          rr->id, ids[i]);
     free(ids);
-    if (rc < 0 || db_run(f->db, e, "COMMIT", "") < 0) {
-        db_run(f->db, NULL, "ROLLBACK", "");
+    if (coord_db_end(f->db, rc, e) < 0)
         return UD_EIO;
-    }
     coord_log(COORD_LOG_INFO,
               "federation %" PRId64 " round %" PRId64 " (id %" PRId64 ") open: %zu of %zu "
               "available devices sampled, deadline in %.0f s",
@@ -621,7 +613,9 @@ static int round_open(coord_fed_t *f, struct fed_mem *m, const struct fed_row *r
     return 0;
 }
 
-int coord_fed_accumulate(const char *path, size_t n, double w, double *acc, struct ud_err *e)
+/* acc[0..n) += w * the delta in the file at path (n float32, little-endian), streamed through
+ * a buffer. Returns 0, or UD_EIO / UD_ESHAPE (the file is not n floats). */
+static int delta_accumulate(const char *path, size_t n, double w, double *acc, struct ud_err *e)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -672,157 +666,177 @@ static void round_files_remove(coord_fed_t *f, int64_t round)
     rmdir(dir); /* fails harmlessly while refused uploads' leftovers remain */
 }
 
-/* CLOSING -> PUBLISHED: aggregates the round's accepted deltas into the next version. */
-static int round_publish(coord_fed_t *f, struct fed_mem *m, const struct fed_row *r,
-                         const struct round_row *rr, double now, struct ud_err *e)
+/* What a closing round turns into on its way to the registry. */
+struct round_result {
+    ud_model_t *next;           /* the base plus the weighted mean of the deltas */
+    json_t *parts;              /* the devices whose updates went in */
+    int64_t total, used;        /* samples over all updates, and over those that read back */
+    double loss_sum, acc_sum;   /* sample-weighted training loss and accuracy, summed */
+    double eval_acc, eval_loss; /* on the evaluation dataset; NAN: not scored */
+    int64_t version;            /* the version it is published as */
+    char sha[65];               /* the stored object */
+    size_t stored_len;
+    char *meta, *metrics, *lineage; /* the registry row's JSON columns */
+};
+
+static void round_result_deinit(struct round_result *res)
 {
-    ud_model_t *base = fed_base(f, m, r, e);
-    if (!base)
+    ud_model_destroy(&res->next);
+    json_decref(res->parts);
+    free(res->meta);
+    free(res->metrics);
+    free(res->lineage);
+    memset(res, 0, sizeof *res);
+}
+
+/* The base model a round's deltas apply to, checked against the round's row. */
+static int round_base(coord_fed_t *f, struct fed_mem *m, const struct fed_row *r,
+                      const struct round_row *rr, ud_model_t **base, struct ud_err *e)
+{
+    if (!(*base = fed_base(f, m, r, e)))
         return e->code ? e->code : UD_EIO;
     if (m->version != rr->base_version)
         return ud_err_set(e, UD_EINTERNAL,
                           "round %" PRId64 " is based on version %" PRId64 " but the federation is "
                           "at %" PRId64,
                           rr->id, rr->base_version, m->version);
-    size_t n = ud_delta_size(base);
+    size_t n = ud_delta_size(*base);
     if ((int64_t)n != rr->delta_floats)
         return ud_err_set(e, UD_ESHAPE,
                           "round %" PRId64 ": %" PRId64 " floats per delta, the "
                           "base model has %zu",
                           rr->id, rr->delta_floats, n);
-    double *acc = calloc(n ? n : 1, sizeof *acc);
-    ud_model_t *next = NULL;
-    char *buf = NULL, *meta = NULL, *metrics = NULL, *lineage = NULL;
-    json_t *parts = json_array();
-    int rc = 0;
-    if (!acc || !parts) {
-        rc = ud_err_set(e, UD_ENOMEM, "out of memory");
-        goto out;
-    }
-    /* The weights: samples over the total of the updates whose files read back. */
+    return 0;
+}
+
+/* acc[0..n) = the sample-weighted sum of the round's deltas, each weighted by its samples over
+ * the total of all rows; a file that cannot be read (the disk lost it) is left out, and the
+ * caller renormalises by res->used. Returns 0, UD_EEMPTY (fewer readable updates than
+ * min_clients) or UD_EIO. */
+static int round_accumulate(coord_fed_t *f, const struct fed_row *r, const struct round_row *rr,
+                            size_t n, double *acc, struct round_result *res, struct ud_err *e)
+{
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(f->db,
                            "SELECT device, samples, path, loss, accuracy FROM updates WHERE"
                            " round = ? ORDER BY device",
-                           -1, &st, NULL) != SQLITE_OK) {
-        rc = coord_db_err(f->db, e, "reading updates");
-        goto out;
-    }
+                           -1, &st, NULL) != SQLITE_OK)
+        return coord_db_err(f->db, e, "reading updates");
     sqlite3_bind_int64(st, 1, rr->id);
-    int64_t total = 0, used = 0;
-    double loss_sum = 0, acc_sum = 0;
     while (sqlite3_step(st) == SQLITE_ROW)
-        total += sqlite3_column_int64(st, 1);
+        res->total += sqlite3_column_int64(st, 1);
     sqlite3_reset(st);
-    while (total > 0 && sqlite3_step(st) == SQLITE_ROW) {
+    while (res->total > 0 && sqlite3_step(st) == SQLITE_ROW) {
         int64_t dev = sqlite3_column_int64(st, 0), ns = sqlite3_column_int64(st, 1);
         char path[4096 + 512];
         snprintf(path, sizeof path, "%s/%s", f->state_dir,
                  (const char *)sqlite3_column_text(st, 2));
         struct ud_err fe = {0};
-        /* The weight over the total of all rows; a file that cannot be read (the disk lost it)
-         * is left out and the rest renormalised below. */
-        if (coord_fed_accumulate(path, n, (double)ns / (double)total, acc, &fe) != 0) {
+        if (delta_accumulate(path, n, (double)ns / (double)res->total, acc, &fe) != 0) {
             coord_log(COORD_LOG_ERROR,
                       "round %" PRId64 ": update of device %" PRId64 " left out: %s", rr->id, dev,
                       fe.msg);
             continue;
         }
-        used += ns;
-        loss_sum += (double)ns * sqlite3_column_double(st, 3);
-        acc_sum += (double)ns * sqlite3_column_double(st, 4);
-        json_array_append_new(parts, json_integer(dev));
+        res->used += ns;
+        res->loss_sum += (double)ns * sqlite3_column_double(st, 3);
+        res->acc_sum += (double)ns * sqlite3_column_double(st, 4);
+        json_array_append_new(res->parts, json_integer(dev));
     }
     sqlite3_finalize(st);
-    if (used <= 0 || (int64_t)json_array_size(parts) < r->spec.min_clients) {
-        rc = ud_err_set(e, UD_EEMPTY, "round %" PRId64 ": %zu readable updates, %" PRId64 " needed",
-                        rr->id, json_array_size(parts), r->spec.min_clients);
-        goto out;
-    }
-    double scale = r->spec.server_lr * (double)total / (double)used;
-    if (!(next = ud_model_clone(base, e))) {
-        rc = e->code ? e->code : UD_ENOMEM;
-        goto out;
-    }
-    {
-        float *p = ud_model_params(next);
-        const struct ud_span *sp;
-        size_t ns = ud_model_updatable_spans(next, &sp), k = 0;
-        for (size_t s = 0; s < ns; s++)
-            for (size_t i = 0; i < sp[s].count; i++, k++) {
-                float v = p[sp[s].offset + i] + (float)(scale * acc[k]);
-                if (!isfinite(v)) {
-                    rc = ud_err_set(e, UD_ENONFINITE,
-                                    "round %" PRId64 ": the aggregate is not "
-                                    "finite at parameter %zu",
-                                    rr->id, sp[s].offset + i);
-                    goto out;
-                }
-                p[sp[s].offset + i] = v;
-            }
-    }
-    free(acc);
-    acc = NULL;
+    if (res->used <= 0 || (int64_t)json_array_size(res->parts) < r->spec.min_clients)
+        return ud_err_set(e, UD_EEMPTY,
+                          "round %" PRId64 ": %zu readable updates, %" PRId64 " needed", rr->id,
+                          json_array_size(res->parts), r->spec.min_clients);
+    return 0;
+}
 
-    /* Score it. */
-    double eval_acc = NAN, eval_loss = NAN;
-    ud_dataset_t *ds = fed_eval(m, r, next);
-    if (ds) {
-        struct ud_batch_provider p;
-        ud_dataset_provider(ds, NULL, 0, &p);
-        struct ud_eval_result er;
-        struct ud_err ee = {0};
-        if (ud_model_evaluate(next, &p, 256, &er, &ee) == 0) {
-            eval_acc = er.accuracy;
-            eval_loss = er.loss;
-            ud_eval_result_deinit(&er);
-        } else
-            coord_log(COORD_LOG_ERROR, "round %" PRId64 ": evaluation: %s", rr->id, ee.msg);
-    }
-    int64_t version = 0;
-    {
-        sqlite3_stmt *vs = NULL;
-        if (sqlite3_prepare_v2(f->db,
-                               "SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE name = ?",
-                               -1, &vs, NULL) == SQLITE_OK) {
-            sqlite3_bind_text(vs, 1, r->spec.model, -1, SQLITE_TRANSIENT);
-            if (sqlite3_step(vs) == SQLITE_ROW)
-                version = sqlite3_column_int64(vs, 0);
+/* res->next = base + server_lr * the mean delta (acc renormalised to the updates used). */
+static int round_apply(const ud_model_t *base, const struct fed_row *r, const struct round_row *rr,
+                       const double *acc, struct round_result *res, struct ud_err *e)
+{
+    double scale = r->spec.server_lr * (double)res->total / (double)res->used;
+    if (!(res->next = ud_model_clone(base, e)))
+        return e->code ? e->code : UD_ENOMEM;
+    float *p = ud_model_params(res->next);
+    const struct ud_span *sp;
+    size_t ns = ud_model_updatable_spans(res->next, &sp), k = 0;
+    for (size_t s = 0; s < ns; s++)
+        for (size_t i = 0; i < sp[s].count; i++, k++) {
+            float v = p[sp[s].offset + i] + (float)(scale * acc[k]);
+            if (!isfinite(v))
+                return ud_err_set(e, UD_ENONFINITE,
+                                  "round %" PRId64 ": the aggregate is not "
+                                  "finite at parameter %zu",
+                                  rr->id, sp[s].offset + i);
+            p[sp[s].offset + i] = v;
         }
-        sqlite3_finalize(vs);
-        if (version <= 0) {
-            rc = coord_db_err(f->db, e, "reading the registry");
-            goto out;
-        }
-    }
+    return 0;
+}
+
+/* Scores res->next on the federation's evaluation dataset, when it has one. */
+static void round_score(struct fed_mem *m, const struct fed_row *r, const struct round_row *rr,
+                        struct round_result *res)
+{
+    res->eval_acc = NAN;
+    res->eval_loss = NAN;
+    ud_dataset_t *ds = fed_eval(m, r, res->next);
+    if (!ds)
+        return;
+    struct ud_batch_provider p;
+    ud_dataset_provider(ds, NULL, 0, &p);
+    struct ud_eval_result er;
+    struct ud_err ee = {0};
+    if (ud_model_evaluate(res->next, &p, 256, &er, &ee) == 0) {
+        res->eval_acc = er.accuracy;
+        res->eval_loss = er.loss;
+        ud_eval_result_deinit(&er);
+    } else
+        coord_log(COORD_LOG_ERROR, "round %" PRId64 ": evaluation: %s", rr->id, ee.msg);
+}
+
+/* Numbers res->next as the model's next version, records where it came from in its metadata,
+ * seals and stores it. */
+static int round_store(coord_fed_t *f, const struct fed_row *r, const struct round_row *rr,
+                       struct round_result *res, struct ud_err *e)
+{
+    res->version = coord_db_model_next_version(f->db, r->spec.model, e);
+    if (res->version <= 0)
+        return coord_db_err(f->db, e, "reading the registry");
     char vbuf[64];
-    snprintf(vbuf, sizeof vbuf, "%" PRId64, version);
-    struct ud_metadata *md = ud_model_metadata(next);
+    snprintf(vbuf, sizeof vbuf, "%" PRId64, res->version);
+    struct ud_metadata *md = ud_model_metadata(res->next);
     ud_metadata_set(&md->version, vbuf);
-    char fbuf[64];
-    snprintf(fbuf, sizeof fbuf, "%" PRId64, r->id);
-    ud_metadata_set_additional(md, "federation", fbuf);
-    snprintf(fbuf, sizeof fbuf, "%" PRId64, rr->number);
-    ud_metadata_set_additional(md, "round", fbuf);
-    if (isfinite(eval_acc))
-        ud_model_set_metric(next, "eval_accuracy", eval_acc);
+    snprintf(vbuf, sizeof vbuf, "%" PRId64, r->id);
+    ud_metadata_set_additional(md, "federation", vbuf);
+    snprintf(vbuf, sizeof vbuf, "%" PRId64, rr->number);
+    ud_metadata_set_additional(md, "round", vbuf);
+    if (isfinite(res->eval_acc))
+        ud_model_set_metric(res->next, "eval_accuracy", res->eval_acc);
+    char *buf = NULL;
     size_t len = 0;
-    if ((rc = ud_udm_encode(next, &buf, &len, e)) != 0)
-        goto out;
-    char sha[65];
-    size_t stored_len = 0;
-    if ((rc = coord_store_put_model(f->state_dir, f->keys, buf, len, sha, &stored_len, e)) != 0)
-        goto out;
-    meta = coord_model_metadata_json(next);
+    int rc = ud_udm_encode(res->next, &buf, &len, e);
+    if (rc == 0)
+        rc = coord_store_put_model(f->state_dir, f->keys, buf, len, res->sha, &res->stored_len, e);
+    free(buf);
+    return rc;
+}
+
+/* The registry row's JSON columns: metadata, metrics (evaluation and training) and lineage
+ * (the base version, the round and its participants). */
+static int round_registry_json(const struct fed_row *r, const struct round_row *rr,
+                               struct round_result *res, struct ud_err *e)
+{
+    res->meta = coord_model_metadata_json(res->next);
     json_t *mo = json_object(), *lo = json_object(), *bo = json_object();
-    if (isfinite(eval_acc)) {
-        json_object_set_new(mo, "eval_accuracy", json_real(eval_acc));
-        json_object_set_new(mo, "eval_loss", json_real(eval_loss));
+    if (isfinite(res->eval_acc)) {
+        json_object_set_new(mo, "eval_accuracy", json_real(res->eval_acc));
+        json_object_set_new(mo, "eval_loss", json_real(res->eval_loss));
     }
-    json_object_set_new(mo, "train_loss", json_real(loss_sum / (double)used));
-    json_object_set_new(mo, "train_accuracy", json_real(acc_sum / (double)used));
-    json_object_set_new(mo, "samples", json_integer(used));
-    metrics = json_dumps(mo, JSON_COMPACT | JSON_SORT_KEYS);
+    json_object_set_new(mo, "train_loss", json_real(res->loss_sum / (double)res->used));
+    json_object_set_new(mo, "train_accuracy", json_real(res->acc_sum / (double)res->used));
+    json_object_set_new(mo, "samples", json_integer(res->used));
+    res->metrics = json_dumps(mo, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(mo);
     json_object_set_new(bo, "name", json_string(r->spec.model));
     json_object_set_new(bo, "version", json_integer(rr->base_version));
@@ -831,74 +845,94 @@ static int round_publish(coord_fed_t *f, struct fed_mem *m, const struct fed_row
     json_object_set_new(lo, "round", json_integer(rr->number));
     json_object_set_new(lo, "round_id", json_integer(rr->id));
     json_object_set_new(lo, "strategy", json_string(r->spec.strategy));
-    json_object_set_new(lo, "participants", json_incref(parts));
+    json_object_set_new(lo, "participants", json_incref(res->parts));
     json_object_set_new(lo, "job", json_null());
-    lineage = json_dumps(lo, JSON_COMPACT | JSON_SORT_KEYS);
+    res->lineage = json_dumps(lo, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(lo);
-    if (!meta || !metrics || !lineage) {
-        rc = ud_err_set(e, UD_ENOMEM, "out of memory");
-        goto out;
-    }
+    if (!res->meta || !res->metrics || !res->lineage)
+        return ud_err_set(e, UD_ENOMEM, "out of memory");
+    return 0;
+}
 
-    /* One transaction: the version, the round published, the federation moved on. */
-    if (db_run(f->db, e, "BEGIN IMMEDIATE", "") < 0) {
-        rc = UD_EIO;
-        goto out;
-    }
-    char msg[256];
-    snprintf(msg, sizeof msg,
-             "published version %" PRId64 " from %zu updates (%" PRId64 " samples)", version,
-             json_array_size(parts), used);
-    rc = db_run(f->db, e,
-                "INSERT INTO models (name, version, sha256, size, created, job, metrics, lineage,"
-                " metadata) VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?)",
-                "sisidsss", r->spec.model, version, sha, (int64_t)stored_len, now, metrics, lineage,
-                meta);
+/* One transaction: the version registered, the round PUBLISHED (msg), the federation moved on. */
+static int round_commit(coord_fed_t *f, const struct fed_row *r, const struct round_row *rr,
+                        const struct round_result *res, const char *msg, double now,
+                        struct ud_err *e)
+{
+    if (coord_db_begin(f->db, e) != 0)
+        return UD_EIO;
+    struct coord_db_model_row row = {.name = r->spec.model,
+                                     .sha256 = res->sha,
+                                     .job = NULL,
+                                     .version = res->version,
+                                     .size = (int64_t)res->stored_len,
+                                     .created = now,
+                                     .metrics = res->metrics,
+                                     .lineage = res->lineage,
+                                     .metadata = res->meta};
+    int rc = coord_db_model_insert(f->db, &row, e);
     if (rc >= 0)
-        rc = db_run(f->db, e,
-                    "UPDATE rounds SET state = 'PUBLISHED', closed = coalesce(closed, ?),"
-                    " published_version = ?, eval_accuracy = ?, eval_loss = ?, message = ?"
-                    " WHERE id = ? AND state = 'CLOSING'",
-                    "didds"
-                    "i",
-                    now, version, eval_acc, eval_loss, msg, rr->id);
+        rc = coord_db_run(f->db, e,
+                          "UPDATE rounds SET state = 'PUBLISHED', closed = coalesce(closed, ?),"
+                          " published_version = ?, eval_accuracy = ?, eval_loss = ?, message = ?"
+                          " WHERE id = ? AND state = 'CLOSING'",
+                          "diddsi", now, res->version, res->eval_acc, res->eval_loss, msg, rr->id);
     if (rc == 0)
         rc = ud_err_set(e, UD_ESTATE, "round %" PRId64 " left CLOSING", rr->id);
     if (rc >= 0)
-        rc =
-            db_run(f->db, e, "UPDATE federations SET current_version = ?, updated = ? WHERE id = ?",
-                   "idi", version, now, r->id);
-    if (rc < 0) {
-        db_run(f->db, NULL, "ROLLBACK", "");
-        goto out;
-    }
-    if (db_run(f->db, e, "COMMIT", "") < 0) {
-        db_run(f->db, NULL, "ROLLBACK", "");
-        rc = UD_EIO;
-        goto out;
-    }
-    rc = 0;
-    if (isfinite(eval_acc))
-        coord_log(COORD_LOG_WARN,
-                  "federation %" PRId64 " round %" PRId64 ": %s; eval accuracy %.4f loss %.4f",
-                  r->id, rr->number, msg, eval_acc, eval_loss);
-    else
-        coord_log(COORD_LOG_WARN, "federation %" PRId64 " round %" PRId64 ": %s", r->id, rr->number,
-                  msg);
-    /* The new base is `next` (the cache moves on without re-reading the file). */
-    ud_model_destroy(&m->base);
-    m->base = next;
-    m->version = version;
-    next = NULL;
-    round_files_remove(f, rr->id);
-out:
+        rc = coord_db_run(f->db, e,
+                          "UPDATE federations SET current_version = ?, updated = ? WHERE id = ?",
+                          "idi", res->version, now, r->id);
+    rc = coord_db_end(f->db, rc, e);
+    return rc < 0 ? rc : 0;
+}
+
+/* CLOSING -> PUBLISHED: aggregates the round's accepted deltas into the next version. */
+static int round_publish(coord_fed_t *f, struct fed_mem *m, const struct fed_row *r,
+                         const struct round_row *rr, double now, struct ud_err *e)
+{
+    ud_model_t *base = NULL;
+    int rc = round_base(f, m, r, rr, &base, e);
+    if (rc)
+        return rc;
+    size_t n = ud_delta_size(base);
+    struct round_result res = {.parts = json_array()};
+    double *acc = calloc(n ? n : 1, sizeof *acc);
+    if (!acc || !res.parts)
+        rc = ud_err_set(e, UD_ENOMEM, "out of memory");
+    if (rc == 0)
+        rc = round_accumulate(f, r, rr, n, acc, &res, e);
+    if (rc == 0)
+        rc = round_apply(base, r, rr, acc, &res, e);
     free(acc);
-    free(buf);
-    free(meta);
-    free(metrics);
-    free(lineage);
-    json_decref(parts);
-    ud_model_destroy(&next);
+    if (rc == 0) {
+        round_score(m, r, rr, &res);
+        rc = round_store(f, r, rr, &res, e);
+    }
+    if (rc == 0)
+        rc = round_registry_json(r, rr, &res, e);
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "published version %" PRId64 " from %zu updates (%" PRId64 " samples)", res.version,
+             res.parts ? json_array_size(res.parts) : 0, res.used);
+    if (rc == 0)
+        rc = round_commit(f, r, rr, &res, msg, now, e);
+    if (rc == 0) {
+        if (isfinite(res.eval_acc))
+            coord_log(COORD_LOG_WARN,
+                      "federation %" PRId64 " round %" PRId64 ": %s; eval accuracy %.4f loss %.4f",
+                      r->id, rr->number, msg, res.eval_acc, res.eval_loss);
+        else
+            coord_log(COORD_LOG_WARN, "federation %" PRId64 " round %" PRId64 ": %s", r->id,
+                      rr->number, msg);
+        /* The new base is the published model (the cache moves on without re-reading it). */
+        ud_model_destroy(&m->base);
+        m->base = res.next;
+        m->version = res.version;
+        res.next = NULL;
+        round_files_remove(f, rr->id);
+    }
+    round_result_deinit(&res);
     return rc;
 }
 
@@ -916,10 +950,11 @@ static int round_fail(coord_fed_t *f, const struct fed_row *r, const struct roun
         snprintf(msg, sizeof msg,
                  "%" PRId64 " update%s by the deadline, %" PRId64 " needed: nothing published",
                  rr->accepted, rr->accepted == 1 ? "" : "s", r->spec.min_clients);
-    int rc = db_run(f->db, e,
-                    "UPDATE rounds SET state = 'FAILED', closed = coalesce(closed, ?), message = ?"
-                    " WHERE id = ? AND state = 'CLOSING'",
-                    "dsi", now, msg, rr->id);
+    int rc =
+        coord_db_run(f->db, e,
+                     "UPDATE rounds SET state = 'FAILED', closed = coalesce(closed, ?), message = ?"
+                     " WHERE id = ? AND state = 'CLOSING'",
+                     "dsi", now, msg, rr->id);
     if (rc < 0)
         return rc;
     coord_log(COORD_LOG_WARN, "federation %" PRId64 " round %" PRId64 " failed: %s", r->id,
@@ -967,10 +1002,10 @@ static int fed_step(coord_fed_t *f, const struct fed_row *r, double now, struct 
         int full = rr.participants > 0 && rr.accepted + rr.failed >= rr.participants;
         if (!full && now < rr.deadline)
             return 0;
-        int rc = db_run(f->db, e,
-                        "UPDATE rounds SET state = 'CLOSING', closed = ? WHERE id = ? AND"
-                        " state = 'OPEN'",
-                        "di", now, rr.id);
+        int rc = coord_db_run(f->db, e,
+                              "UPDATE rounds SET state = 'CLOSING', closed = ? WHERE id = ? AND"
+                              " state = 'OPEN'",
+                              "di", now, rr.id);
         if (rc <= 0)
             return rc;
         /* Re-read: uploads committed up to the close are all counted. */
@@ -996,12 +1031,30 @@ static int fed_step(coord_fed_t *f, const struct fed_row *r, double now, struct 
     return 0;
 }
 
+/* Reads federation r->id again (a step may have moved it). 1 while it is RUNNING, else 0. */
+static int fed_reload(coord_fed_t *f, struct fed_row *r, struct ud_err *e)
+{
+    sqlite3_stmt *st = NULL;
+    int alive = 0;
+    int64_t id = r->id;
+    if (sqlite3_prepare_v2(f->db,
+                           "SELECT " FED_ROW_COLUMNS " FROM federations WHERE id = ? AND"
+                           " state = 'RUNNING'",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, id);
+        if (sqlite3_step(st) == SQLITE_ROW && read_fed(st, r, e) == 0)
+            alive = 1;
+    }
+    sqlite3_finalize(st);
+    return alive;
+}
+
 void coord_fed_tick(coord_fed_t *f, double now)
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(f->db,
-                           "SELECT id, name, spec, base_version, current_version, rounds, round"
-                           " FROM federations WHERE state = 'RUNNING' ORDER BY id",
+                           "SELECT " FED_ROW_COLUMNS " FROM federations WHERE state = 'RUNNING'"
+                           " ORDER BY id",
                            -1, &st, NULL) != SQLITE_OK) {
         struct ud_err e = {0};
         coord_db_err(f->db, &e, "reading federations");
@@ -1032,19 +1085,7 @@ void coord_fed_tick(coord_fed_t *f, double now)
                 coord_log(COORD_LOG_ERROR, "federation %" PRId64 ": %s", rows[i].id, e.msg);
                 break;
             }
-            /* Re-read the row: the step may have moved it. */
-            sqlite3_stmt *rs = NULL;
-            int alive = 0;
-            if (sqlite3_prepare_v2(f->db,
-                                   "SELECT id, name, spec, base_version, current_version, rounds,"
-                                   " round FROM federations WHERE id = ? AND state = 'RUNNING'",
-                                   -1, &rs, NULL) == SQLITE_OK) {
-                sqlite3_bind_int64(rs, 1, rows[i].id);
-                if (sqlite3_step(rs) == SQLITE_ROW && read_fed(rs, &rows[i], &e) == 0)
-                    alive = 1;
-            }
-            sqlite3_finalize(rs);
-            if (!alive)
+            if (!fed_reload(f, &rows[i], &e))
                 break;
         }
     }

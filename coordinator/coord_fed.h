@@ -106,8 +106,4 @@ int coord_fed_recover(coord_fed_t *f, struct ud_err *e);
  * logged and retried at the next tick. */
 void coord_fed_tick(coord_fed_t *f, double now);
 
-/* Aggregation, exposed for tests: acc[0..n) += w * delta read from the file at path (n
- * float32, little-endian), streamed. 0, or UD_EIO / UD_ESHAPE (the file is not n floats). */
-int coord_fed_accumulate(const char *path, size_t n, double w, double *acc, struct ud_err *e);
-
 #endif

@@ -27,7 +27,6 @@
 #include "coord_db.h"
 #include "coord_fed.h"
 #include "coord_http_impl.h"
-#include "coord_jobs_impl.h"
 #include "coord_store.h"
 #include "updraft/ud_delta.h"
 #include "updraft/ud_file.h"

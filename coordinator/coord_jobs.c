@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "coord_db.h"
@@ -25,97 +24,22 @@
 #include "coord_log.h"
 #include "coord_store.h"
 #include "updraft/ud_arch.h"
+#include "updraft/ud_clock.h"
 #include "updraft/ud_data.h"
+#include "updraft/ud_file.h"
 #include "updraft/ud_model.h"
 #include "updraft/ud_udm.h"
 
-double coord_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* ------------------------------------------------------------------------------------------ */
-/* Database helpers                                                                            */
+/* Rows and events                                                                             */
 /* ------------------------------------------------------------------------------------------ */
-
-int db_run(sqlite3 *db, struct ud_err *e, const char *sql, const char *types, ...)
-{
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        return coord_db_err(db, e, "database");
-    va_list ap;
-    va_start(ap, types);
-    int i = 1, rc = SQLITE_OK;
-    for (const char *t = types; *t && rc == SQLITE_OK; t++, i++) {
-        switch (*t) {
-        case 's': {
-            const char *s = va_arg(ap, const char *);
-            rc = s ? sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
-            break;
-        }
-        case 'i':
-            rc = sqlite3_bind_int64(st, i, va_arg(ap, int64_t));
-            break;
-        case 'd':
-            rc = sqlite3_bind_double(st, i, va_arg(ap, double));
-            break;
-        case 'b': {
-            const void *p = va_arg(ap, const void *);
-            size_t n = va_arg(ap, size_t);
-            rc = sqlite3_bind_blob64(st, i, p, (sqlite3_uint64)n, SQLITE_TRANSIENT);
-            break;
-        }
-        default:
-            rc = sqlite3_bind_null(st, i);
-            break;
-        }
-    }
-    va_end(ap);
-    if (rc == SQLITE_OK) {
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-            ;
-    }
-    int ret = (rc == SQLITE_DONE) ? sqlite3_changes(db) : coord_db_err(db, e, "database");
-    sqlite3_finalize(st);
-    return ret;
-}
-
-int db_begin(coord_jobs_t *j, struct ud_err *e)
-{
-    return db_run(j->db, e, "BEGIN IMMEDIATE", "") < 0 ? UD_EIO : 0;
-}
-
-int db_commit(coord_jobs_t *j, struct ud_err *e)
-{
-    if (db_run(j->db, e, "COMMIT", "") < 0) {
-        db_rollback(j);
-        return UD_EIO;
-    }
-    return 0;
-}
-
-void db_rollback(coord_jobs_t *j)
-{
-    if (!sqlite3_get_autocommit(j->db))
-        sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
-}
-
-int db_end(coord_jobs_t *j, int rc, struct ud_err *e)
-{
-    if (rc < 0) {
-        db_rollback(j);
-        return rc;
-    }
-    return db_commit(j, e) ? UD_EIO : rc;
-}
 
 int job_event(coord_jobs_t *j, const char *id, double now, const char *kind, const char *msg,
               struct ud_err *e)
 {
-    int rc = db_run(j->db, e, "INSERT INTO events (job, time, kind, message) VALUES (?, ?, ?, ?)",
-                    "sdss", id, now, kind, msg);
+    int rc =
+        coord_db_run(j->db, e, "INSERT INTO events (job, time, kind, message) VALUES (?, ?, ?, ?)",
+                     "sdss", id, now, kind, msg);
     return rc < 0 ? rc : 0;
 }
 
@@ -261,19 +185,19 @@ int job_transition(coord_jobs_t *j, struct job_row *r, const char *to, double no
         return ud_err_set(e, UD_EINTERNAL, "%s: no transition %s -> %s", r->id, r->state, to);
     }
     int rc;
-    if (!tx && (rc = db_begin(j, e)) != 0)
+    if (!tx && (rc = coord_db_begin(j->db, e)) != 0)
         return rc;
     int terminal = coord_job_state_terminal(to);
     int restarting = strcmp(to, "RESTARTING") == 0, running = strcmp(to, "RUNNING") == 0;
-    rc = db_run(j->db, e,
-                "UPDATE jobs SET state = ?1, message = ?2, updated = ?3,"
-                " started = CASE WHEN ?4 THEN COALESCE(started, ?3) ELSE started END,"
-                " finished = CASE WHEN ?5 THEN ?3 ELSE finished END,"
-                " restarting_since = CASE WHEN ?6 THEN ?3 WHEN ?4 THEN NULL"
-                " ELSE restarting_since END"
-                " WHERE id = ?7 AND state = ?8",
-                "ssdiiiss", to, msg, now, (int64_t)running, (int64_t)terminal, (int64_t)restarting,
-                r->id, r->state);
+    rc = coord_db_run(j->db, e,
+                      "UPDATE jobs SET state = ?1, message = ?2, updated = ?3,"
+                      " started = CASE WHEN ?4 THEN COALESCE(started, ?3) ELSE started END,"
+                      " finished = CASE WHEN ?5 THEN ?3 ELSE finished END,"
+                      " restarting_since = CASE WHEN ?6 THEN ?3 WHEN ?4 THEN NULL"
+                      " ELSE restarting_since END"
+                      " WHERE id = ?7 AND state = ?8",
+                      "ssdiiiss", to, msg, now, (int64_t)running, (int64_t)terminal,
+                      (int64_t)restarting, r->id, r->state);
     if (rc == 1) {
         char ev[1024];
         snprintf(ev, sizeof ev, "%s -> %s: %s", r->state, to, msg);
@@ -282,7 +206,7 @@ int job_transition(coord_jobs_t *j, struct job_row *r, const char *to, double no
             rc = erc;
     }
     if (!tx)
-        rc = db_end(j, rc, e);
+        rc = coord_db_end(j->db, rc, e);
     if (rc == 1) {
         coord_log(COORD_LOG_INFO, "%s: %s -> %s: %s", r->id, r->state, to, msg);
         snprintf(r->state, sizeof r->state, "%s", to);
@@ -503,16 +427,11 @@ static int check_live_ranks(coord_jobs_t *j, const struct job_row *r, const stru
     return ret;
 }
 
-static int mkdir_job_dir(coord_jobs_t *j, const char *id, struct ud_err *e)
+int job_dir_make(coord_jobs_t *j, const char *id, struct ud_err *e)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/jobs", j->cfg.state_dir);
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return ud_err_set(e, UD_EIO, "%s: %s", path, strerror(errno));
     snprintf(path, sizeof path, "%s/jobs/%s", j->cfg.state_dir, id);
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return ud_err_set(e, UD_EIO, "%s: %s", path, strerror(errno));
-    return 0;
+    return ud_file_mkdirs(path, NULL, e);
 }
 
 /* The stored plan, or a new one (stored with the registration). */
@@ -540,113 +459,173 @@ static int has_option(const struct coord_spec *s, const char *opt)
     return 0;
 }
 
+/* The job rank 0 registers for: the one it names, or the oldest waiting one. */
+static int register_job_id(coord_jobs_t *j, const struct ud_msg *req, char *id, size_t n,
+                           struct ud_err *e)
+{
+    if (req->rank != 0)
+        return ud_err_set(e, UD_EINVAL, "register comes from rank 0, not rank %d", req->rank);
+    if (!req->job[0])
+        return find_waiting_job(j, id, n, e);
+    if (strlen(req->job) >= n)
+        return ud_err_set(e, UD_ENOTFOUND, "no job '%.40s...' (ids are like job-000001)", req->job);
+    snprintf(id, n, "%s", req->job);
+    return 0;
+}
+
+/* Whether job r takes this registration: not finished, the world it runs, no other live
+ * set of ranks. */
+static int register_check(coord_jobs_t *j, const struct job_row *r, const struct ud_msg *req,
+                          double now, struct ud_err *e)
+{
+    if (coord_job_state_terminal(r->state))
+        return ud_err_set(e, UD_ESTATE, "job %s is %s%s%s", r->id, r->state, r->message ? ": " : "",
+                          r->message ? r->message : "");
+    if (r->np > 0 && r->np != req->world)
+        return ud_err_set(e, UD_ECONFLICT,
+                          "job %s runs %d ranks (np %d) but the worker was started with %d (mpirun "
+                          "-np %d)",
+                          r->id, r->np, r->np, req->world, r->np);
+    if (strcmp(r->state, "RUNNING") == 0)
+        return check_live_ranks(j, r, req, now, e);
+    return 0;
+}
+
+/* What a registration stores and hands the worker. */
+struct registration {
+    struct coord_spec spec;
+    struct ud_plan plan;
+    void *packed; /* a plan made now, packed for jobs.plan; NULL: it was stored already */
+    size_t packed_len;
+    char session[4096], out[4096]; /* the job's checkpoint directory and model file */
+    char msg[1024];                /* "rank 0 of N registered from HOST (pid P)" */
+};
+
+static void registration_deinit(struct registration *g)
+{
+    free(g->packed);
+    ud_plan_deinit(&g->plan);
+    coord_spec_deinit(&g->spec);
+}
+
+/* The plan: made once, on the first registration, for the world that registered. A job
+ * whose plan cannot be made fails when its np is fixed (other workers cannot help it);
+ * one that takes any world stays PENDING for workers that fit, with the reason as message. */
+static int register_plan(coord_jobs_t *j, struct job_row *r, int world, double now,
+                         struct registration *g, struct ud_err *e)
+{
+    if (r->has_plan)
+        return load_plan(j, r->id, &g->plan, e);
+    coord_log(COORD_LOG_INFO, "%s: computing the shard plan for %d ranks from %s", r->id, world,
+              g->spec.data);
+    int rc = coord_plan_make(&g->spec, world, &g->plan, e);
+    if (rc != 0) {
+        ud_err_prefix(e, "%s: shard plan", r->id);
+        struct ud_err te = {0};
+        if (r->np > 0 || r->launch)
+            job_transition(j, r, "FAILED", now, e->msg, 0, &te);
+        else
+            coord_db_run(j->db, &te, "UPDATE jobs SET message = ?, updated = ? WHERE id = ?", "sds",
+                         e->msg, now, r->id);
+        return rc;
+    }
+    return coord_plan_pack(&g->plan, &g->packed, &g->packed_len, e);
+}
+
+/* One transaction: the job's np, session and plan, rank 0's row, and RUNNING (or, for a job
+ * RUNNING already, a register event). */
+static int register_commit(coord_jobs_t *j, struct job_row *r, const struct ud_msg *req,
+                           const struct registration *g, double now, struct ud_err *e)
+{
+    int rc = coord_db_begin(j->db, e);
+    if (rc != 0)
+        return rc;
+    rc = coord_db_run(
+        j->db, e,
+        "UPDATE jobs SET np = COALESCE(np, ?1), session = ?2, epochs = COALESCE(epochs,"
+        " ?3), updated = ?4 WHERE id = ?5",
+        "isids", (int64_t)req->world, g->session, (int64_t)g->spec.epochs, now, r->id);
+    if (rc >= 0 && g->packed)
+        rc = coord_db_run(j->db, e, "UPDATE jobs SET plan = ? WHERE id = ? AND plan IS NULL", "bs",
+                          g->packed, g->packed_len, r->id);
+    if (rc >= 0)
+        rc = coord_db_run(j->db, e,
+                          "INSERT INTO ranks (job, rank, host, pid, step, last_heartbeat)"
+                          " VALUES (?1, 0, ?2, ?3, COALESCE((SELECT step FROM ranks WHERE job = ?1"
+                          " AND rank = 0), 0), ?4) ON CONFLICT (job, rank) DO UPDATE SET host = ?2,"
+                          " pid = ?3, last_heartbeat = ?4",
+                          "ssid", r->id, req->host, req->pid, now);
+    if (rc >= 0 && strcmp(r->state, "RUNNING") != 0) {
+        rc = job_transition(j, r, "RUNNING", now, g->msg, 1, e);
+        if (rc == 0)
+            rc = ud_err_set(e, UD_ESTATE, "job %s changed state while registering: try again",
+                            r->id);
+    } else if (rc >= 0) {
+        rc = job_event(j, r->id, now, "register", g->msg, e);
+    }
+    return coord_db_end(j->db, rc, e);
+}
+
+/* The job message rank 0 is answered with: the job, where to write, the spec's worker
+ * options (with --report-every 20 unless it sets one) and the plan (moved out of g). */
+static int register_reply(const struct job_row *r, const struct ud_msg *req, struct registration *g,
+                          struct ud_msg *reply, struct ud_err *e)
+{
+    reply->type = UD_MSG_JOB;
+    reply->id = req->id;
+    reply->heartbeat_s = 1.0;
+    reply->resume = req->resume || r->resume_from != NULL;
+    int rc;
+    if ((rc = ud_msg_set_str(&reply->job, r->id)) || (rc = ud_msg_set_str(&reply->name, r->name)) ||
+        (rc = ud_msg_set_str(&reply->session, g->session)) ||
+        (rc = ud_msg_set_str(&reply->out, g->out)))
+        return ud_err_set(e, UD_ENOMEM, "out of memory");
+    for (int i = 0; i < g->spec.nargs && rc == 0; i++)
+        rc = ud_msg_add_arg(reply, g->spec.args[i]);
+    if (rc == 0 && !has_option(&g->spec, "--report-every")) {
+        rc = ud_msg_add_arg(reply, "--report-every");
+        if (rc == 0)
+            rc = ud_msg_add_arg(reply, "20");
+    }
+    if (rc)
+        return ud_err_set(e, rc, "job %s: building the reply: %s", r->id, ud_strerror(rc));
+    reply->plan = g->plan;
+    reply->has_plan = 1;
+    memset(&g->plan, 0, sizeof g->plan);
+    return 0;
+}
+
 int coord_jobs_register(coord_jobs_t *j, const struct ud_msg *req, struct ud_msg *reply,
                         struct ud_err *e)
 {
     memset(reply, 0, sizeof *reply);
-    double now = coord_now();
+    double now = ud_clock_wall();
     char id[32];
-    int rc;
-    if (req->rank != 0)
-        return ud_err_set(e, UD_EINVAL, "register comes from rank 0, not rank %d", req->rank);
-    if (!req->job[0]) {
-        if ((rc = find_waiting_job(j, id, sizeof id, e)) != 0)
-            return rc;
-    } else if (strlen(req->job) >= sizeof id) {
-        return ud_err_set(e, UD_ENOTFOUND, "no job '%.40s...' (ids are like job-000001)", req->job);
-    } else {
-        snprintf(id, sizeof id, "%s", req->job);
-    }
+    int rc = register_job_id(j, req, id, sizeof id, e);
+    if (rc != 0)
+        return rc;
     struct job_row r;
     if ((rc = job_load(j, id, &r, e)) != 0)
         return rc;
-    struct coord_spec spec;
-    struct ud_plan plan;
-    memset(&spec, 0, sizeof spec);
-    memset(&plan, 0, sizeof plan);
-    void *packed = NULL;
-    size_t packed_len = 0;
-
-    if (coord_job_state_terminal(r.state)) {
-        rc = ud_err_set(e, UD_ESTATE, "job %s is %s%s%s", r.id, r.state, r.message ? ": " : "",
-                        r.message ? r.message : "");
+    struct registration g;
+    memset(&g, 0, sizeof g);
+    if ((rc = register_check(j, &r, req, now, e)) != 0)
         goto out;
-    }
-    if (r.np > 0 && r.np != req->world) {
-        rc = ud_err_set(e, UD_ECONFLICT,
-                        "job %s runs %d ranks (np %d) but the worker was started with %d (mpirun "
-                        "-np %d)",
-                        r.id, r.np, r.np, req->world, r.np);
-        goto out;
-    }
-    if (strcmp(r.state, "RUNNING") == 0 && (rc = check_live_ranks(j, &r, req, now, e)) != 0)
-        goto out;
-    if ((rc = coord_spec_parse(r.spec, strlen(r.spec), &spec, e)) != 0) {
+    if ((rc = coord_spec_parse(r.spec, strlen(r.spec), &g.spec, e)) != 0) {
         ud_err_prefix(e, "%s: stored spec", r.id);
         goto out;
     }
-    if ((rc = mkdir_job_dir(j, r.id, e)) != 0)
+    if ((rc = job_dir_make(j, r.id, e)) != 0 || (rc = register_plan(j, &r, req->world, now, &g, e)))
         goto out;
-
-    /* The plan: made once, on the first registration, for the world that registered. */
-    if (r.has_plan) {
-        if ((rc = load_plan(j, r.id, &plan, e)) != 0)
-            goto out;
-    } else {
-        coord_log(COORD_LOG_INFO, "%s: computing the shard plan for %d ranks from %s", r.id,
-                  req->world, spec.data);
-        if ((rc = coord_plan_make(&spec, req->world, &plan, e)) != 0) {
-            ud_err_prefix(e, "%s: shard plan", r.id);
-            /* A job with a fixed np cannot be helped by other workers: it fails. One that
-             * takes any world stays PENDING for workers that fit. */
-            struct ud_err te = {0};
-            if (r.np > 0 || r.launch)
-                job_transition(j, &r, "FAILED", now, e->msg, 0, &te);
-            else
-                db_run(j->db, &te, "UPDATE jobs SET message = ?, updated = ? WHERE id = ?", "sds",
-                       e->msg, now, r.id);
-            goto out;
-        }
-        if ((rc = coord_plan_pack(&plan, &packed, &packed_len, e)) != 0)
-            goto out;
-    }
-
-    char session[4096], out[4096];
-    if (spec.session)
-        snprintf(session, sizeof session, "%s", spec.session);
+    if (g.spec.session)
+        snprintf(g.session, sizeof g.session, "%s", g.spec.session);
     else
-        snprintf(session, sizeof session, "%s/jobs/%s/session", j->cfg.state_dir, r.id);
-    snprintf(out, sizeof out, "%s/jobs/%s/model.udm", j->cfg.state_dir, r.id);
-
-    if ((rc = db_begin(j, e)) != 0)
-        goto out;
-    rc = db_run(j->db, e,
-                "UPDATE jobs SET np = COALESCE(np, ?1), session = ?2, epochs = COALESCE(epochs, "
-                "?3), updated = ?4 WHERE id = ?5",
-                "isids", (int64_t)req->world, session, (int64_t)spec.epochs, now, r.id);
-    if (rc >= 0 && packed)
-        rc = db_run(j->db, e, "UPDATE jobs SET plan = ? WHERE id = ? AND plan IS NULL", "bs",
-                    packed, packed_len, r.id);
-    if (rc >= 0)
-        rc = db_run(j->db, e,
-                    "INSERT INTO ranks (job, rank, host, pid, step, last_heartbeat)"
-                    " VALUES (?1, 0, ?2, ?3, COALESCE((SELECT step FROM ranks WHERE job = ?1 AND"
-                    " rank = 0), 0), ?4) ON CONFLICT (job, rank) DO UPDATE SET host = ?2,"
-                    " pid = ?3, last_heartbeat = ?4",
-                    "ssid", r.id, req->host, req->pid, now);
-    char msg[1024];
-    snprintf(msg, sizeof msg, "rank 0 of %d registered from %s (pid %lld)%s", req->world, req->host,
-             (long long)req->pid, req->resume ? " with --resume" : "");
+        snprintf(g.session, sizeof g.session, "%s/jobs/%s/session", j->cfg.state_dir, r.id);
+    snprintf(g.out, sizeof g.out, "%s/jobs/%s/model.udm", j->cfg.state_dir, r.id);
+    snprintf(g.msg, sizeof g.msg, "rank 0 of %d registered from %s (pid %lld)%s", req->world,
+             req->host, (long long)req->pid, req->resume ? " with --resume" : "");
     int was_running = strcmp(r.state, "RUNNING") == 0;
-    if (rc >= 0 && !was_running) {
-        rc = job_transition(j, &r, "RUNNING", now, msg, 1, e);
-        if (rc == 0)
-            rc =
-                ud_err_set(e, UD_ESTATE, "job %s changed state while registering: try again", r.id);
-    } else if (rc >= 0) {
-        rc = job_event(j, r.id, now, "register", msg, e);
-    }
-    if ((rc = db_end(j, rc, e)) < 0)
+    if ((rc = register_commit(j, &r, req, &g, now, e)) < 0)
         goto out;
     struct job_mem *m = job_mem_get(j, r.id);
     if (m) {
@@ -654,42 +633,11 @@ int coord_jobs_register(coord_jobs_t *j, const struct ud_msg *req, struct ud_msg
         m->cancel_seen = 0;
     }
     if (was_running)
-        coord_log(COORD_LOG_INFO, "%s: %s (again, while RUNNING)", r.id, msg);
-
-    /* The reply. */
-    reply->type = UD_MSG_JOB;
-    reply->id = req->id;
-    reply->heartbeat_s = 1.0;
-    reply->resume = req->resume || r.resume_from != NULL;
-    if ((rc = ud_msg_set_str(&reply->job, r.id)) || (rc = ud_msg_set_str(&reply->name, r.name)) ||
-        (rc = ud_msg_set_str(&reply->session, session)) ||
-        (rc = ud_msg_set_str(&reply->out, out))) {
-        rc = ud_err_set(e, UD_ENOMEM, "out of memory");
-        goto out_reply;
-    }
-    for (int i = 0; i < spec.nargs && rc == 0; i++)
-        rc = ud_msg_add_arg(reply, spec.args[i]);
-    if (rc == 0 && !has_option(&spec, "--report-every")) {
-        rc = ud_msg_add_arg(reply, "--report-every");
-        if (rc == 0)
-            rc = ud_msg_add_arg(reply, "20");
-    }
-    if (rc) {
-        rc = ud_err_set(e, rc, "job %s: building the reply: %s", r.id, ud_strerror(rc));
-        goto out_reply;
-    }
-    reply->plan = plan;
-    reply->has_plan = 1;
-    memset(&plan, 0, sizeof plan);
-    rc = 0;
-    goto out;
-
-out_reply:
-    ud_msg_deinit(reply);
+        coord_log(COORD_LOG_INFO, "%s: %s (again, while RUNNING)", r.id, g.msg);
+    if ((rc = register_reply(&r, req, &g, reply, e)) != 0)
+        ud_msg_deinit(reply);
 out:
-    free(packed);
-    ud_plan_deinit(&plan);
-    coord_spec_deinit(&spec);
+    registration_deinit(&g);
     job_row_deinit(&r);
     return rc;
 }
@@ -730,75 +678,92 @@ int coord_jobs_heartbeat(coord_jobs_t *j, const struct ud_msg *req, int *cancel,
     if (rc < 0)
         return rc;
     if (rc == 0) {
-        rc =
-            db_run(j->db, e,
-                   "INSERT INTO ranks (job, rank, host, pid, step, last_heartbeat)"
-                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (job, rank) DO UPDATE SET"
-                   " host = ?3, pid = ?4, step = ?5, last_heartbeat = ?6",
-                   "sisiid", r.id, (int64_t)req->rank, req->host, req->pid, req->step, coord_now());
+        rc = coord_db_run(j->db, e,
+                          "INSERT INTO ranks (job, rank, host, pid, step, last_heartbeat)"
+                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (job, rank) DO UPDATE SET"
+                          " host = ?3, pid = ?4, step = ?5, last_heartbeat = ?6",
+                          "sisiid", r.id, (int64_t)req->rank, req->host, req->pid, req->step,
+                          ud_clock_wall());
     }
     job_row_deinit(&r);
     return rc < 0 ? rc : 0;
+}
+
+/* What a report writes, inside the transaction report_write opened. */
+typedef int (*report_fn)(coord_jobs_t *j, const struct job_row *r, const struct ud_msg *req,
+                         double now, struct ud_err *e);
+
+/* A report from a rank of a live job, written in one transaction (a finished job's reports
+ * write nothing: the answer is *cancel). Returns 0 or an error. */
+static int report_write(coord_jobs_t *j, const struct ud_msg *req, int *cancel, report_fn write,
+                        struct ud_err *e)
+{
+    struct job_row r;
+    int rc = load_for_report(j, req, &r, cancel, e);
+    if (rc)
+        return rc < 0 ? rc : 0;
+    double now = ud_clock_wall();
+    if ((rc = coord_db_begin(j->db, e)) == 0)
+        rc = coord_db_end(j->db, write(j, &r, req, now, e), e);
+    job_row_deinit(&r);
+    return rc < 0 ? rc : 0;
+}
+
+/* progress: the metrics (finite ones: JSON cannot carry NaN, and a missing value says the
+ * same), the job's position, and the rank's step. */
+static int write_progress(coord_jobs_t *j, const struct job_row *r, const struct ud_msg *req,
+                          double now, struct ud_err *e)
+{
+    int rc = 0;
+    for (int i = 0; i < req->nmetrics && rc >= 0; i++) {
+        if (!isfinite(req->metrics[i].value))
+            continue;
+        rc = coord_db_run(j->db, e,
+                          "INSERT OR REPLACE INTO metrics (job, key, step, value, time)"
+                          " VALUES (?, ?, ?, ?, ?)",
+                          "ssidd", r->id, req->metrics[i].key, req->step, req->metrics[i].value,
+                          now);
+    }
+    if (rc >= 0)
+        rc = coord_db_run(j->db, e,
+                          "UPDATE jobs SET epoch = ?, iteration = ?, steps_per_epoch = ?,"
+                          " total_steps = ?, updated = ? WHERE id = ?",
+                          "iiiids", req->epoch, req->step, req->steps_per_epoch, req->total_steps,
+                          now, r->id);
+    if (rc >= 0)
+        rc = coord_db_run(
+            j->db, e, "UPDATE ranks SET step = ?, last_heartbeat = ? WHERE job = ? AND rank = ?",
+            "idsi", req->step, now, r->id, (int64_t)req->rank);
+    return rc;
+}
+
+/* checkpoint: the checkpoint's row, what a restart resumes from, and an event. */
+static int write_checkpoint(coord_jobs_t *j, const struct job_row *r, const struct ud_msg *req,
+                            double now, struct ud_err *e)
+{
+    char msg[4200];
+    snprintf(msg, sizeof msg, "checkpoint at iteration %lld (epoch %lld, minibatch %lld): %s",
+             (long long)req->step, (long long)req->epoch, (long long)req->minibatch, req->path);
+    int rc = coord_db_run(j->db, e,
+                          "INSERT OR REPLACE INTO checkpoints (job, iteration, epoch, minibatch,"
+                          " path, time) VALUES (?, ?, ?, ?, ?, ?)",
+                          "siiisd", r->id, req->step, req->epoch, req->minibatch, req->path, now);
+    if (rc >= 0)
+        rc = coord_db_run(j->db, e, "UPDATE jobs SET resume_from = ?, updated = ? WHERE id = ?",
+                          "sds", req->path, now, r->id);
+    if (rc >= 0)
+        rc = job_event(j, r->id, now, "checkpoint", msg, e);
+    return rc;
 }
 
 int coord_jobs_progress(coord_jobs_t *j, const struct ud_msg *req, int *cancel, struct ud_err *e)
 {
-    struct job_row r;
-    int rc = load_for_report(j, req, &r, cancel, e);
-    if (rc)
-        return rc < 0 ? rc : 0;
-    double now = coord_now();
-    if ((rc = db_begin(j, e)) != 0)
-        goto out;
-    for (int i = 0; i < req->nmetrics && rc >= 0; i++) {
-        if (!isfinite(req->metrics[i].value))
-            continue; /* JSON cannot carry NaN; a missing value says the same */
-        rc = db_run(j->db, e,
-                    "INSERT OR REPLACE INTO metrics (job, key, step, value, time)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    "ssidd", r.id, req->metrics[i].key, req->step, req->metrics[i].value, now);
-    }
-    if (rc >= 0)
-        rc = db_run(j->db, e,
-                    "UPDATE jobs SET epoch = ?, iteration = ?, steps_per_epoch = ?,"
-                    " total_steps = ?, updated = ? WHERE id = ?",
-                    "iiiids", req->epoch, req->step, req->steps_per_epoch, req->total_steps, now,
-                    r.id);
-    if (rc >= 0)
-        rc = db_run(j->db, e,
-                    "UPDATE ranks SET step = ?, last_heartbeat = ? WHERE job = ? AND rank = ?",
-                    "idsi", req->step, now, r.id, (int64_t)req->rank);
-    rc = db_end(j, rc, e);
-out:
-    job_row_deinit(&r);
-    return rc < 0 ? rc : 0;
+    return report_write(j, req, cancel, write_progress, e);
 }
 
 int coord_jobs_checkpoint(coord_jobs_t *j, const struct ud_msg *req, int *cancel, struct ud_err *e)
 {
-    struct job_row r;
-    int rc = load_for_report(j, req, &r, cancel, e);
-    if (rc)
-        return rc < 0 ? rc : 0;
-    double now = coord_now();
-    char msg[4200];
-    snprintf(msg, sizeof msg, "checkpoint at iteration %lld (epoch %lld, minibatch %lld): %s",
-             (long long)req->step, (long long)req->epoch, (long long)req->minibatch, req->path);
-    if ((rc = db_begin(j, e)) != 0)
-        goto out;
-    rc = db_run(j->db, e,
-                "INSERT OR REPLACE INTO checkpoints (job, iteration, epoch, minibatch, path, time)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                "siiisd", r.id, req->step, req->epoch, req->minibatch, req->path, now);
-    if (rc >= 0)
-        rc = db_run(j->db, e, "UPDATE jobs SET resume_from = ?, updated = ? WHERE id = ?", "sds",
-                    req->path, now, r.id);
-    if (rc >= 0)
-        rc = job_event(j, r.id, now, "checkpoint", msg, e);
-    rc = db_end(j, rc, e);
-out:
-    job_row_deinit(&r);
-    return rc < 0 ? rc : 0;
+    return report_write(j, req, cancel, write_checkpoint, e);
 }
 
 int coord_jobs_done(coord_jobs_t *j, const struct ud_msg *req, int *cancel, struct ud_err *e)
@@ -807,7 +772,7 @@ int coord_jobs_done(coord_jobs_t *j, const struct ud_msg *req, int *cancel, stru
     int rc = job_load(j, req->job, &r, e);
     if (rc)
         return rc;
-    double now = coord_now();
+    double now = ud_clock_wall();
     *cancel = r.cancel_requested;
     char msg[1024];
     const char *what = req->msg && req->msg[0] ? req->msg : "no message";
@@ -844,31 +809,6 @@ static void json_set_str(json_t *o, const char *k, const char *v)
     json_object_set_new(o, k, v ? json_string(v) : json_null());
 }
 
-/* The registry's metadata for a decoded model (coord_db.h, table models). */
-char *coord_model_metadata_json(const ud_model_t *m)
-{
-    json_t *o = json_object();
-    const struct ud_metadata *md = ud_model_metadata_const(m);
-    json_set_str(o, "description", md->short_description);
-    json_set_str(o, "author", md->author);
-    json_set_str(o, "license", md->license);
-    json_set_str(o, "version", md->version);
-    json_t *labels = json_array();
-    for (int i = 0; i < ud_model_num_classes(m); i++)
-        json_array_append_new(labels, json_string(ud_model_label(m, i)));
-    json_object_set_new(o, "labels", labels);
-    json_object_set_new(o, "parameters", json_integer((json_int_t)ud_model_param_count(m)));
-    if (md->nadditional) {
-        json_t *add = json_object();
-        for (size_t i = 0; i < md->nadditional; i++)
-            json_set_str(add, md->additional[i].key, md->additional[i].value);
-        json_object_set_new(o, "additional", add);
-    }
-    char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(o);
-    return s;
-}
-
 static char *metrics_json(const struct ud_msg *req, const ud_model_t *m)
 {
     json_t *o = json_object();
@@ -900,39 +840,68 @@ static char *lineage_json(const char *job, const struct coord_spec *s)
     return str;
 }
 
-/* The sha256 of a registered version, in buf; 0 or UD_ENOTFOUND / UD_EIO. */
-static int registered_sha(coord_jobs_t *j, const char *name, int64_t version, char buf[65],
-                          struct ud_err *e)
+/* An upload for a job that is SUCCEEDED already: the same bytes again (a re-sent upload) get
+ * the same version; others are UD_ECONFLICT. */
+static int model_resent(coord_jobs_t *j, const struct job_row *r, const struct ud_msg *req,
+                        const char *hex, int64_t *version, struct ud_err *e)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(j->db, "SELECT sha256 FROM models WHERE name = ? AND version = ?", -1,
-                           &st, NULL) != SQLITE_OK)
-        return coord_db_err(j->db, e, "reading the registry");
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 2, version);
-    int rc = sqlite3_step(st), ret = 0;
-    if (rc == SQLITE_ROW)
-        snprintf(buf, 65, "%s", (const char *)sqlite3_column_text(st, 0));
-    else if (rc == SQLITE_DONE)
-        ret = ud_err_set(e, UD_ENOTFOUND, "model %s version %lld is not registered", name,
-                         (long long)version);
-    else
-        ret = coord_db_err(j->db, e, "reading the registry");
-    sqlite3_finalize(st);
-    return ret;
+    char stored[65], plain[65];
+    int rc;
+    if ((rc = coord_db_model_sha(j->db, r->name, r->model_version, stored, e)) != 0 ||
+        (rc = coord_store_plain_sha256(j->cfg.state_dir, j->cfg.keys, stored, plain, e)) != 0)
+        return rc;
+    if (strcmp(plain, req->sha256) == 0 && strcmp(hex, req->sha256) == 0) {
+        *version = r->model_version;
+        return 0;
+    }
+    return ud_err_set(e, UD_ECONFLICT,
+                      "job %s already registered %s version %lld (sha256 %.12s...), not this "
+                      "model (%.12s...)",
+                      r->id, r->name, (long long)r->model_version, plain, req->sha256);
 }
 
-static int64_t next_version(coord_jobs_t *j, const char *name, struct ud_err *e)
+/* Whether job r takes this upload: a live job, its model name, bytes that hash to what the
+ * message says (hex). */
+static int model_check(const struct job_row *r, const struct ud_msg *req, const char *hex,
+                       struct ud_err *e)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(j->db, "SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE name = ?",
-                           -1, &st, NULL) != SQLITE_OK)
-        return coord_db_err(j->db, e, "reading the registry");
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0)
-                                               : coord_db_err(j->db, e, "reading the registry");
-    sqlite3_finalize(st);
-    return v;
+    if (coord_job_state_terminal(r->state) || strcmp(r->state, "PENDING") == 0)
+        return ud_err_set(e, UD_ESTATE, "job %s is %s: it takes no model", r->id, r->state);
+    if (strcmp(req->name, r->name) != 0)
+        return ud_err_set(e, UD_EINVAL, "job %s registers its model as '%s', not '%s'", r->id,
+                          r->name, req->name);
+    if (strcmp(hex, req->sha256) != 0)
+        return ud_err_set(e, UD_ECHECKSUM,
+                          "model upload for %s: the message says sha256 %.16s..., the %zu bytes "
+                          "hash to %.16s...",
+                          r->id, req->sha256, req->udm_len, hex);
+    return 0;
+}
+
+/* One transaction: the new version (row, numbered here) and the job's success, or neither. */
+static int model_commit(coord_jobs_t *j, struct job_row *r, struct coord_db_model_row *row,
+                        struct ud_err *e)
+{
+    int rc = coord_db_begin(j->db, e);
+    if (rc != 0)
+        return rc;
+    int64_t v = coord_db_model_next_version(j->db, r->name, e);
+    rc = v < 0 ? (int)v : 0;
+    row->version = v;
+    if (rc == 0)
+        rc = coord_db_model_insert(j->db, row, e);
+    char msg[512];
+    snprintf(msg, sizeof msg, "registered model %s version %lld (sha256 %.12s..., %zu bytes)",
+             r->name, (long long)v, row->sha256, (size_t)row->size);
+    if (rc >= 0)
+        rc = job_transition(j, r, "SUCCEEDED", row->created, msg, 1, e);
+    if (rc == 0)
+        rc = ud_err_set(e, UD_ESTATE, "job %s changed state during the upload: try again", r->id);
+    if (rc >= 0)
+        rc = coord_db_run(j->db, e, "UPDATE jobs SET model_version = ? WHERE id = ?", "is", v,
+                          r->id);
+    rc = coord_db_end(j->db, rc, e);
+    return rc < 0 ? rc : 0;
 }
 
 int coord_jobs_model(coord_jobs_t *j, const struct ud_msg *req, int64_t *version, struct ud_err *e)
@@ -948,45 +917,19 @@ int coord_jobs_model(coord_jobs_t *j, const struct ud_msg *req, int64_t *version
     memset(&spec, 0, sizeof spec);
     ud_model_t *model = NULL;
     char *meta = NULL, *metrics = NULL, *lineage = NULL;
-    double now = coord_now();
+    double now = ud_clock_wall();
 
     /* The bytes must be what the worker says they are. */
     unsigned char sha[crypto_hash_sha256_BYTES];
     char hex[65], stored[65];
     crypto_hash_sha256(sha, req->udm, (unsigned long long)req->udm_len);
     sodium_bin2hex(hex, sizeof hex, sha, sizeof sha);
-
     if (strcmp(r.state, "SUCCEEDED") == 0 && r.model_version > 0) {
-        char plain[65];
-        if ((rc = registered_sha(j, r.name, r.model_version, stored, e)) != 0 ||
-            (rc = coord_store_plain_sha256(j->cfg.state_dir, j->cfg.keys, stored, plain, e)) != 0)
-            goto out;
-        if (strcmp(plain, req->sha256) == 0 && strcmp(hex, req->sha256) == 0) {
-            *version = r.model_version; /* a re-sent upload: the same answer */
-            goto out;
-        }
-        rc = ud_err_set(e, UD_ECONFLICT,
-                        "job %s already registered %s version %lld (sha256 %.12s...), not this "
-                        "model (%.12s...)",
-                        r.id, r.name, (long long)r.model_version, plain, req->sha256);
+        rc = model_resent(j, &r, req, hex, version, e);
         goto out;
     }
-    if (coord_job_state_terminal(r.state) || strcmp(r.state, "PENDING") == 0) {
-        rc = ud_err_set(e, UD_ESTATE, "job %s is %s: it takes no model", r.id, r.state);
+    if ((rc = model_check(&r, req, hex, e)) != 0)
         goto out;
-    }
-    if (strcmp(req->name, r.name) != 0) {
-        rc = ud_err_set(e, UD_EINVAL, "job %s registers its model as '%s', not '%s'", r.id, r.name,
-                        req->name);
-        goto out;
-    }
-    if (strcmp(hex, req->sha256) != 0) {
-        rc = ud_err_set(e, UD_ECHECKSUM,
-                        "model upload for %s: the message says sha256 %.16s..., the %zu bytes "
-                        "hash to %.16s...",
-                        r.id, req->sha256, req->udm_len, hex);
-        goto out;
-    }
     if (!(model = ud_udm_decode(req->udm, req->udm_len, e))) {
         rc = e->code ? e->code : UD_EFORMAT;
         ud_err_prefix(e, "model upload for %s: not a valid .udm", r.id);
@@ -1007,41 +950,16 @@ int coord_jobs_model(coord_jobs_t *j, const struct ud_msg *req, int64_t *version
         rc = ud_err_set(e, UD_ENOMEM, "model upload: out of memory");
         goto out;
     }
-
-    /* One transaction: the new version and the job's success, or neither. */
-    if ((rc = db_begin(j, e)) != 0)
-        goto out;
-    int64_t v = next_version(j, r.name, e);
-    if (v < 0) {
-        rc = (int)v;
-        goto out_rollback;
-    }
-    rc = db_run(j->db, e,
-                "INSERT INTO models (name, version, sha256, size, created, job, metrics, lineage,"
-                " metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                "sisidssss", r.name, v, stored, (int64_t)stored_len, now, r.id, metrics, lineage,
-                meta);
-    if (rc < 0)
-        goto out_rollback;
-    char msg[512];
-    snprintf(msg, sizeof msg, "registered model %s version %lld (sha256 %.12s..., %zu bytes)",
-             r.name, (long long)v, stored, stored_len);
-    rc = job_transition(j, &r, "SUCCEEDED", now, msg, 1, e);
-    if (rc == 0)
-        rc = ud_err_set(e, UD_ESTATE, "job %s changed state during the upload: try again", r.id);
-    if (rc < 0)
-        goto out_rollback;
-    rc = db_run(j->db, e, "UPDATE jobs SET model_version = ? WHERE id = ?", "is", v, r.id);
-    if (rc < 0)
-        goto out_rollback;
-    if ((rc = db_commit(j, e)) != 0)
-        goto out;
-    *version = v;
-    rc = 0;
-    goto out;
-
-out_rollback:
-    db_rollback(j);
+    struct coord_db_model_row row = {.name = r.name,
+                                     .sha256 = stored,
+                                     .job = r.id,
+                                     .size = (int64_t)stored_len,
+                                     .created = now,
+                                     .metrics = metrics,
+                                     .lineage = lineage,
+                                     .metadata = meta};
+    if ((rc = model_commit(j, &r, &row, e)) == 0)
+        *version = row.version;
 out:
     free(meta);
     free(metrics);

@@ -9,7 +9,6 @@
 #include <stdint.h>
 
 #include "coord_jobs.h"
-#include "updraft/ud_model.h"
 
 /* What the coordinator remembers about a job between ticks, in memory only: after a restart
  * it starts empty, and every use falls back to something safe (the coordinator's start time,
@@ -51,19 +50,13 @@ void job_row_deinit(struct job_row *r);
 /* Loads job id. Returns 0, UD_ENOTFOUND ("no job 'x'") or UD_EIO. */
 int job_load(coord_jobs_t *j, const char *id, struct job_row *r, struct ud_err *e);
 
-/* Runs one statement; types names the arguments that follow: 's' text (NULL: null), 'i'
- * int64_t, 'd' double, 'b' blob (const void *, size_t), 'n' null (no argument). Returns the
- * number of rows changed (>= 0) or UD_EIO with e set. */
-int db_run(sqlite3 *db, struct ud_err *e, const char *sql, const char *types, ...);
-int db_begin(coord_jobs_t *j, struct ud_err *e); /* BEGIN IMMEDIATE */
-int db_commit(coord_jobs_t *j, struct ud_err *e);
-void db_rollback(coord_jobs_t *j);
-/* Ends a transaction: rolls back when rc < 0 (returning rc), else commits (returning rc, or
- * UD_EIO when the commit fails). */
-int db_end(coord_jobs_t *j, int rc, struct ud_err *e);
 /* Adds an events row (inside the caller's transaction, or on its own). */
 int job_event(coord_jobs_t *j, const char *id, double now, const char *kind, const char *msg,
               struct ud_err *e);
+
+/* Makes STATE/jobs/<id>/ (and STATE/jobs/) when missing: what the job's session, model and
+ * worker.log go in. Returns 0 or ud_file_mkdirs' error. */
+int job_dir_make(coord_jobs_t *j, const char *id, struct ud_err *e);
 
 /* The job's memory (created on first use; NULL only when out of memory). */
 struct job_mem *job_mem_get(coord_jobs_t *j, const char *id);
@@ -80,10 +73,5 @@ int job_to_restarting(coord_jobs_t *j, struct job_row *r, double now, const char
                       struct ud_err *e);
 /* Sends SIGTERM to the process group of mpirun pid (once; coord_monitor escalates). */
 void job_stop_mpirun(coord_jobs_t *j, struct job_mem *m, int64_t pid, double now, const char *why);
-
-double coord_now(void);
-
-/* The registry's metadata column for a model (JSON text; the caller frees; NULL: no memory). */
-char *coord_model_metadata_json(const ud_model_t *m);
 
 #endif

@@ -1,11 +1,12 @@
 /*  coord_main.c — updraft-coordinator: the service workers and operators talk to.
  *
  *  One main thread owns the ZeroMQ ROUTER (the worker protocol, coord_workers.h), the one
- *  read-write SQLite connection and the job monitor (coord_jobs.h), ticked every 200 ms from
- *  the zmq_poll timeout. The REST API (coord_http.h) runs on libmicrohttpd's threads with
- *  connections of its own. SIGINT/SIGTERM stop the loop; the HTTP server is stopped and the
- *  database closed. Jobs' mpiruns are left running on purpose: they outlive the coordinator,
- *  and a restarted coordinator picks them up from the database.
+ *  read-write SQLite connection, the job monitor (coord_jobs.h) and the federations
+ *  (coord_fed.h), ticked every 200 ms from the zmq_poll timeout. The REST API (coord_http.h)
+ *  runs on libmicrohttpd's threads with connections of its own. SIGINT/SIGTERM stop the loop;
+ *  the HTTP server is stopped and the database closed. Jobs' mpiruns are left running on
+ *  purpose: they outlive the coordinator, and a restarted coordinator picks them up from the
+ *  database. main() reads as its phases: setup, the loop (serve), teardown.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -33,13 +34,15 @@
 #include "coord_tls.h"
 #include "coord_workers.h"
 #include "coord_zap.h"
+#include "updraft/ud_clock.h"
+#include "updraft/ud_file.h"
 #include "updraft/ud_keys.h"
 #include "updraft/ud_net.h"
-#include "updraft/ud_file.h"
-#include "updraft/ud_udm.h"
+#include "updraft/ud_num.h"
 
-#define PROG         "updraft-coordinator"
-#define TICK_SECONDS 0.2
+#define PROG             "updraft-coordinator"
+#define TICK_SECONDS     0.2
+#define HTTP_THREADS_MAX 1024 /* --http-threads: libmicrohttpd's pool */
 
 static volatile sig_atomic_t stop_signal;
 
@@ -108,63 +111,137 @@ static void die(int code, const char *fmt, ...)
     exit(code);
 }
 
-static double parse_seconds(const char *opt, const char *s, double lo)
+enum {
+    O_STATE = 256,
+    O_HTTP,
+    O_ZMQ,
+    O_ADV,
+    O_TOKEN,
+    O_HB,
+    O_RESTART,
+    O_GRACE,
+    O_WORKER,
+    O_MPIRUN,
+    O_QUIET,
+    O_THREADS,
+    O_SIGNKEY,
+    O_MODELKEY,
+    O_HELP,
+    O_TLS_CERT,
+    O_TLS_KEY,
+    O_CURVE_SECRET,
+    O_CURVE_CLIENTS,
+    O_CURVE_WORKER
+};
+
+static const struct option LONG_OPTIONS[] = {
+    {"state", required_argument, 0, O_STATE},
+    {"http", required_argument, 0, O_HTTP},
+    {"zmq", required_argument, 0, O_ZMQ},
+    {"advertise", required_argument, 0, O_ADV},
+    {"token-file", required_argument, 0, O_TOKEN},
+    {"heartbeat-timeout", required_argument, 0, O_HB},
+    {"restart-timeout", required_argument, 0, O_RESTART},
+    {"cancel-grace", required_argument, 0, O_GRACE},
+    {"worker", required_argument, 0, O_WORKER},
+    {"mpirun", required_argument, 0, O_MPIRUN},
+    {"http-threads", required_argument, 0, O_THREADS},
+    {"signing-key", required_argument, 0, O_SIGNKEY},
+    {"model-key", required_argument, 0, O_MODELKEY},
+    {"quiet", no_argument, 0, O_QUIET},
+    {"help", no_argument, 0, O_HELP},
+    {"tls-cert", required_argument, 0, O_TLS_CERT},
+    {"tls-key", required_argument, 0, O_TLS_KEY},
+    {"curve-secret", required_argument, 0, O_CURVE_SECRET},
+    {"curve-clients", required_argument, 0, O_CURVE_CLIENTS},
+    {"curve-worker-key", required_argument, 0, O_CURVE_WORKER},
+    {0, 0, 0, 0},
+};
+
+/* Seconds in [lo, 1e7], or exit 2 saying what the option takes. */
+static double seconds_arg(const char *opt, const char *text, double lo)
 {
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo) || v > 1e7)
-        die(2, "%s: expected seconds >= %g, got '%s'", opt, lo, s);
+    struct ud_err e = {0};
+    double v = 0;
+    if (ud_num_double(opt, text, lo, 1e7, &v, &e) != 0)
+        die(2, "%s", e.msg);
     return v;
+}
+
+/* The text option c points at in o, or NULL when c takes no text. */
+static const char **text_option(struct options *o, int c)
+{
+    switch (c) {
+    case O_STATE:
+        return &o->state;
+    case O_HTTP:
+        return &o->http;
+    case O_ZMQ:
+        return &o->zmq;
+    case O_ADV:
+        return &o->advertise;
+    case O_TOKEN:
+        return &o->token_file;
+    case O_WORKER:
+        return &o->worker;
+    case O_MPIRUN:
+        return &o->mpirun;
+    case O_SIGNKEY:
+        return &o->signing_key;
+    case O_MODELKEY:
+        return &o->model_key;
+    case O_TLS_CERT:
+        return &o->tls_cert;
+    case O_TLS_KEY:
+        return &o->tls_key;
+    case O_CURVE_SECRET:
+        return &o->curve_secret;
+    case O_CURVE_CLIENTS:
+        return &o->curve_clients;
+    case O_CURVE_WORKER:
+        return &o->curve_worker_key;
+    default:
+        return NULL;
+    }
+}
+
+/* One option from getopt_long: stored in o, or --help / a bad option (which exit). */
+static void set_option(struct options *o, int c, const char *arg)
+{
+    const char **text = text_option(o, c);
+    struct ud_err e = {0};
+    if (text) {
+        *text = arg;
+        return;
+    }
+    switch (c) {
+    case O_HB:
+        o->heartbeat_timeout = seconds_arg("--heartbeat-timeout", arg, 0.1);
+        break;
+    case O_RESTART:
+        o->restart_timeout = seconds_arg("--restart-timeout", arg, 0.1);
+        break;
+    case O_GRACE:
+        o->cancel_grace = seconds_arg("--cancel-grace", arg, 0);
+        break;
+    case O_THREADS:
+        if (ud_num_int("--http-threads", arg, 1, HTTP_THREADS_MAX, &o->http_threads, &e) != 0)
+            die(2, "%s", e.msg);
+        break;
+    case O_QUIET:
+        o->quiet = 1;
+        break;
+    case O_HELP:
+        usage(stdout);
+        exit(0);
+    default:
+        usage(stderr);
+        exit(2);
+    }
 }
 
 static void parse_args(int argc, char **argv, struct options *o)
 {
-    enum {
-        O_STATE = 256,
-        O_HTTP,
-        O_ZMQ,
-        O_ADV,
-        O_TOKEN,
-        O_HB,
-        O_RESTART,
-        O_GRACE,
-        O_WORKER,
-        O_MPIRUN,
-        O_QUIET,
-        O_THREADS,
-        O_SIGNKEY,
-        O_MODELKEY,
-        O_HELP,
-        O_TLS_CERT,
-        O_TLS_KEY,
-        O_CURVE_SECRET,
-        O_CURVE_CLIENTS,
-        O_CURVE_WORKER
-    };
-    static const struct option longs[] = {
-        {"state", required_argument, 0, O_STATE},
-        {"http", required_argument, 0, O_HTTP},
-        {"zmq", required_argument, 0, O_ZMQ},
-        {"advertise", required_argument, 0, O_ADV},
-        {"token-file", required_argument, 0, O_TOKEN},
-        {"heartbeat-timeout", required_argument, 0, O_HB},
-        {"restart-timeout", required_argument, 0, O_RESTART},
-        {"cancel-grace", required_argument, 0, O_GRACE},
-        {"worker", required_argument, 0, O_WORKER},
-        {"mpirun", required_argument, 0, O_MPIRUN},
-        {"http-threads", required_argument, 0, O_THREADS},
-        {"signing-key", required_argument, 0, O_SIGNKEY},
-        {"model-key", required_argument, 0, O_MODELKEY},
-        {"quiet", no_argument, 0, O_QUIET},
-        {"help", no_argument, 0, O_HELP},
-        {"tls-cert", required_argument, 0, O_TLS_CERT},
-        {"tls-key", required_argument, 0, O_TLS_KEY},
-        {"curve-secret", required_argument, 0, O_CURVE_SECRET},
-        {"curve-clients", required_argument, 0, O_CURVE_CLIENTS},
-        {"curve-worker-key", required_argument, 0, O_CURVE_WORKER},
-        {0, 0, 0, 0},
-    };
     memset(o, 0, sizeof *o);
     o->http = "127.0.0.1:8470";
     o->zmq = "tcp://*:8471";
@@ -173,73 +250,8 @@ static void parse_args(int argc, char **argv, struct options *o)
     o->restart_timeout = 300;
     o->cancel_grace = 30;
     int c;
-    while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
-        switch (c) {
-        case O_STATE:
-            o->state = optarg;
-            break;
-        case O_HTTP:
-            o->http = optarg;
-            break;
-        case O_ZMQ:
-            o->zmq = optarg;
-            break;
-        case O_ADV:
-            o->advertise = optarg;
-            break;
-        case O_TOKEN:
-            o->token_file = optarg;
-            break;
-        case O_HB:
-            o->heartbeat_timeout = parse_seconds("--heartbeat-timeout", optarg, 0.1);
-            break;
-        case O_RESTART:
-            o->restart_timeout = parse_seconds("--restart-timeout", optarg, 0.1);
-            break;
-        case O_GRACE:
-            o->cancel_grace = parse_seconds("--cancel-grace", optarg, 0);
-            break;
-        case O_WORKER:
-            o->worker = optarg;
-            break;
-        case O_MPIRUN:
-            o->mpirun = optarg;
-            break;
-        case O_THREADS:
-            o->http_threads = (int)parse_seconds("--http-threads", optarg, 1);
-            break;
-        case O_SIGNKEY:
-            o->signing_key = optarg;
-            break;
-        case O_MODELKEY:
-            o->model_key = optarg;
-            break;
-        case O_QUIET:
-            o->quiet = 1;
-            break;
-        case O_HELP:
-            usage(stdout);
-            exit(0);
-        case O_TLS_CERT:
-            o->tls_cert = optarg;
-            break;
-        case O_TLS_KEY:
-            o->tls_key = optarg;
-            break;
-        case O_CURVE_SECRET:
-            o->curve_secret = optarg;
-            break;
-        case O_CURVE_CLIENTS:
-            o->curve_clients = optarg;
-            break;
-        case O_CURVE_WORKER:
-            o->curve_worker_key = optarg;
-            break;
-        default:
-            usage(stderr);
-            exit(2);
-        }
-    }
+    while ((c = getopt_long(argc, argv, "", LONG_OPTIONS, NULL)) != -1)
+        set_option(o, c, optarg);
     if (optind < argc)
         die(2, "unexpected argument '%s' (see --help)", argv[optind]);
     if (!o->state || !*o->state)
@@ -354,58 +366,69 @@ static void advertise_from(const char *bound, char *out, size_t n)
         snprintf(out, n, "%s", bound);
 }
 
-int main(int argc, char **argv)
-{
+/* The one server: what main sets up, the loop runs on, and the teardown undoes. Static
+ * because the jobs' and the REST API's configurations borrow its strings and keys. */
+static struct server {
     struct options o;
-    parse_args(argc, argv, &o);
-    coord_log_set_level(o.quiet ? COORD_LOG_WARN : COORD_LOG_INFO);
-    if (sodium_init() < 0)
-        die(1, "libsodium failed to initialise");
-    double started = 0;
-    {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        started = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-    }
+    char state[PATH_MAX];         /* --state, absolute */
+    char worker[PATH_MAX];        /* updraft-worker for local launches, absolute when found */
+    char token_path[PATH_MAX];    /* where the admin token came from (for the log) */
+    char advertise[512];          /* what launched workers connect to */
+    double started;               /* unix time of the start */
+    char *token;                  /* the admin token */
+    sqlite3 *db;                  /* the main thread's read-write connection */
+    struct coord_model_keys keys; /* every registered version is sealed with these */
+    struct coord_tls_creds tls;
+    struct curve_setup curve;
+    void *ctx; /* ZeroMQ */
+    coord_jobs_t *jobs;
+    coord_fed_t *fed;
+    coord_zap_t *zap;
+    coord_workers_t *workers;
+    coord_http_t *http;
+} server;
 
-    /* The state directory, as an absolute path (workers and mpirun get paths inside it). */
-    if (mkdir(o.state, 0700) != 0 && errno != EEXIST)
-        die(1, "--state %s: cannot create: %s", o.state, strerror(errno));
-    char state[PATH_MAX];
-    if (!realpath(o.state, state))
-        die(1, "--state %s: %s", o.state, strerror(errno));
-
-    char worker[PATH_MAX];
-    if (o.worker) {
-        snprintf(worker, sizeof worker, "%s", o.worker);
+/* The state directory, as an absolute path (workers and mpirun get paths inside it), and the
+ * worker program: --worker, or updraft-worker next to this program. */
+static void setup_paths(struct server *s)
+{
+    if (mkdir(s->o.state, 0700) != 0 && errno != EEXIST)
+        die(1, "--state %s: cannot create: %s", s->o.state, strerror(errno));
+    if (!realpath(s->o.state, s->state))
+        die(1, "--state %s: %s", s->o.state, strerror(errno));
+    if (s->o.worker) {
+        snprintf(s->worker, sizeof s->worker, "%s", s->o.worker);
     } else {
         char self[PATH_MAX];
         ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
         if (n <= 0)
             die(1, "cannot find this program's path (/proc/self/exe): pass --worker PATH");
         self[n] = '\0';
-        snprintf(worker, sizeof worker, "%s/updraft-worker", dirname(self));
+        snprintf(s->worker, sizeof s->worker, "%s/updraft-worker", dirname(self));
     }
-    if (worker[0] != '/') {
+    if (s->worker[0] != '/') {
         char abs[PATH_MAX];
-        if (realpath(worker, abs))
-            snprintf(worker, sizeof worker, "%s", abs);
+        if (realpath(s->worker, abs))
+            snprintf(s->worker, sizeof s->worker, "%s", abs);
     }
+}
 
+/* The database, the admin token and the model keys. */
+static void setup_state(struct server *s)
+{
     struct ud_err e = {0};
-    sqlite3 *db = NULL;
-    if (coord_db_open(state, 0, &db, &e) != 0)
+    if (coord_db_open(s->state, 0, &s->db, &e) != 0)
         die(1, "%s", e.msg);
-    char token_path[PATH_MAX];
-    char *token = load_token(state, o.token_file, token_path, sizeof token_path);
-    if (!token)
+    s->token = load_token(s->state, s->o.token_file, s->token_path, sizeof s->token_path);
+    if (!s->token)
         die(1, "out of memory");
-    static struct coord_model_keys keys; /* every registered version is sealed with these */
-    if (coord_model_keys_load(state, o.signing_key, o.model_key, &keys, &e) != 0)
+    if (coord_model_keys_load(s->state, s->o.signing_key, s->o.model_key, &s->keys, &e) != 0)
         die(1, "%s", e.msg);
+}
 
-    /* Signals: SIGINT/SIGTERM stop the loop. They are blocked while the REST threads start,
-     * so those threads never take them and the main thread's zmq_poll is interrupted. */
+/* SIGINT/SIGTERM stop the loop; a closed peer is an error return, not SIGPIPE. */
+static void setup_signals(void)
+{
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -413,185 +436,235 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+}
+
+/* The job manager and the federation engine over the database, and what they need first:
+ * the ZeroMQ context, the HTTPS credentials and the CURVE keys. */
+static void setup_engines(struct server *s)
+{
+    struct ud_err e = {0};
+    if (!(s->ctx = zmq_ctx_new()))
+        die(1, "ZeroMQ: %s", zmq_strerror(zmq_errno()));
+    if (s->o.tls_cert && coord_tls_creds_load(s->o.tls_cert, s->o.tls_key, &s->tls, &e) != 0)
+        die(1, "%s", e.msg);
+    curve_setup(&s->o, s->state, &s->curve);
+    int curve_workers = s->curve.worker_key[0] != '\0';
+    struct coord_config cfg = {
+        .state_dir = s->state,
+        .advertise = s->advertise, /* filled in once the ROUTER is bound */
+        .worker_path = s->worker,
+        .mpirun_path = s->o.mpirun,
+        .heartbeat_timeout = s->o.heartbeat_timeout,
+        .restart_timeout = s->o.restart_timeout,
+        .cancel_grace = s->o.cancel_grace,
+        .started = s->started,
+        .keys = &s->keys,
+        .curve_server_pub = curve_workers ? s->curve.server_pub : NULL,
+        .curve_worker_secret = curve_workers ? s->curve.worker_key : NULL,
+    };
+    if (!(s->jobs = coord_jobs_new(&cfg, s->db, &e)))
+        die(1, "%s", e.msg);
+    if (!(s->fed = coord_fed_new(s->state, &s->keys, s->db, &e)))
+        die(1, "%s", e.msg);
+}
+
+/* The threads: the ZAP handler (up before the bind, it answers the ROUTER's CURVE
+ * handshakes), the worker protocol's ROUTER and the REST API. SIGINT/SIGTERM are blocked
+ * while they start, so that only the main thread takes them and its zmq_poll is
+ * interrupted. */
+static void setup_listeners(struct server *s)
+{
+    struct ud_err e = {0};
     sigset_t block, old;
     sigemptyset(&block);
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGTERM);
-
-    void *ctx = zmq_ctx_new();
-    if (!ctx)
-        die(1, "ZeroMQ: %s", zmq_strerror(zmq_errno()));
-    struct coord_tls_creds tls = {0};
-    if (o.tls_cert && coord_tls_creds_load(o.tls_cert, o.tls_key, &tls, &e) != 0)
-        die(1, "%s", e.msg);
-    struct curve_setup curve = {0};
-    curve_setup(&o, state, &curve);
-    char advertise[512] = ""; /* filled in once the ROUTER is bound (cfg borrows it) */
-    struct coord_config cfg = {
-        .state_dir = state,
-        .advertise = advertise,
-        .worker_path = worker,
-        .mpirun_path = o.mpirun,
-        .heartbeat_timeout = o.heartbeat_timeout,
-        .restart_timeout = o.restart_timeout,
-        .cancel_grace = o.cancel_grace,
-        .started = started,
-        .keys = &keys,
-        .curve_server_pub = curve.worker_key[0] ? curve.server_pub : NULL,
-        .curve_worker_secret = curve.worker_key[0] ? curve.worker_key : NULL,
-    };
-    coord_jobs_t *jobs = coord_jobs_new(&cfg, db, &e);
-    if (!jobs)
-        die(1, "%s", e.msg);
-    coord_fed_t *fed = coord_fed_new(state, &keys, db, &e);
-    if (!fed)
-        die(1, "%s", e.msg);
-    /* The ZeroMQ background threads start here: keep the signals for the main thread. */
     pthread_sigmask(SIG_BLOCK, &block, &old);
-    /* The ZAP handler answers for the ROUTER's CURVE handshakes: it is up before the bind. */
-    coord_zap_t *zap = NULL;
-    if (o.curve_secret && (o.curve_clients || curve.worker_key[0]) &&
-        !(zap = coord_zap_new(ctx, o.curve_clients, curve.worker_key[0] ? curve.worker.pub : NULL,
-                              &e)))
+    const char *curve_secret = s->o.curve_secret;
+    int curve_workers = s->curve.worker_key[0] != '\0';
+    if (curve_secret && (s->o.curve_clients || curve_workers) &&
+        !(s->zap = coord_zap_new(s->ctx, s->o.curve_clients,
+                                 curve_workers ? s->curve.worker.pub : NULL, &e)))
         die(1, "%s", e.msg);
-    coord_workers_t *workers =
-        coord_workers_new(ctx, o.zmq, jobs, o.curve_secret ? &curve.server : NULL, &e);
-    ud_key_wipe(&curve.server);
-    ud_key_wipe(&curve.worker);
-    if (!workers)
+    s->workers =
+        coord_workers_new(s->ctx, s->o.zmq, s->jobs, curve_secret ? &s->curve.server : NULL, &e);
+    ud_key_wipe(&s->curve.server);
+    ud_key_wipe(&s->curve.worker);
+    if (!s->workers)
         die(1, "%s", e.msg);
-    if (o.advertise)
-        snprintf(advertise, sizeof advertise, "%s", o.advertise);
+    if (s->o.advertise)
+        snprintf(s->advertise, sizeof s->advertise, "%s", s->o.advertise);
     else
-        advertise_from(coord_workers_endpoint(workers), advertise, sizeof advertise);
-
-    coord_http_t *http = NULL;
-    if (strcmp(o.http, "none") != 0) {
+        advertise_from(coord_workers_endpoint(s->workers), s->advertise, sizeof s->advertise);
+    if (strcmp(s->o.http, "none") != 0) {
         struct coord_http_config hc = {
-            .state_dir = state,
-            .listen = o.http,
-            .admin_token = token,
-            .heartbeat_timeout = o.heartbeat_timeout,
-            .started = started,
-            .threads = o.http_threads,
-            .keys = &keys,
-            .tls_cert_pem = tls.cert_pem,
-            .tls_key_pem = tls.key_pem,
+            .state_dir = s->state,
+            .listen = s->o.http,
+            .admin_token = s->token,
+            .heartbeat_timeout = s->o.heartbeat_timeout,
+            .started = s->started,
+            .threads = s->o.http_threads,
+            .keys = &s->keys,
+            .tls_cert_pem = s->tls.cert_pem,
+            .tls_key_pem = s->tls.key_pem,
         };
-        if (!(http = coord_http_start(&hc, &e)))
+        if (!(s->http = coord_http_start(&hc, &e)))
             die(1, "%s", e.msg);
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
 
-    if (http) {
-        char host[256];
-        snprintf(host, sizeof host, "%s", o.http);
-        char *colon = strrchr(host, ':');
-        if (colon)
-            *colon = '\0';
-        if (tls.cert_pem) {
-            char until[32] = "?";
-            time_t t = (time_t)tls.not_after;
-            struct tm tm;
-            if (t > 0 && gmtime_r(&t, &tm))
-                strftime(until, sizeof until, "%Y-%m-%d", &tm);
-            coord_log(COORD_LOG_WARN,
-                      "serving HTTPS on https://%s:%d (certificate %s, valid until %s)", host,
-                      coord_http_port(http), tls.subject, until);
-            if (t > 0 && (double)t < started)
-                coord_log(COORD_LOG_WARN, "warning: the --tls-cert certificate expired on %s",
-                          until);
-        } else {
-            coord_log(COORD_LOG_WARN, "REST API at http://%s:%d", host, coord_http_port(http));
-            if (!ud_net_host_is_loopback(host))
-                coord_log(COORD_LOG_WARN,
-                          "warning: plain HTTP on %s, which is not loopback: tokens and models "
-                          "cross the network unencrypted; use --tls-cert/--tls-key",
-                          host);
-        }
-    } else {
+/* Where the REST API is, and a warning when it is plain HTTP off loopback or its
+ * certificate has expired. */
+static void log_rest_api(const struct server *s)
+{
+    if (!s->http) {
         coord_log(COORD_LOG_WARN, "REST API off (--http none)");
+        return;
     }
-    coord_log(COORD_LOG_WARN, "workers connect to %s (bound %s)", advertise,
-              coord_workers_endpoint(workers));
-    if (o.curve_secret)
+    char host[256];
+    snprintf(host, sizeof host, "%s", s->o.http);
+    char *colon = strrchr(host, ':');
+    if (colon)
+        *colon = '\0';
+    if (s->tls.cert_pem) {
+        char until[32] = "?";
+        time_t t = (time_t)s->tls.not_after;
+        struct tm tm;
+        if (t > 0 && gmtime_r(&t, &tm))
+            strftime(until, sizeof until, "%Y-%m-%d", &tm);
+        coord_log(COORD_LOG_WARN, "serving HTTPS on https://%s:%d (certificate %s, valid until %s)",
+                  host, coord_http_port(s->http), s->tls.subject, until);
+        if (t > 0 && (double)t < s->started)
+            coord_log(COORD_LOG_WARN, "warning: the --tls-cert certificate expired on %s", until);
+    } else {
+        coord_log(COORD_LOG_WARN, "REST API at http://%s:%d", host, coord_http_port(s->http));
+        if (!ud_net_host_is_loopback(host))
+            coord_log(COORD_LOG_WARN,
+                      "warning: plain HTTP on %s, which is not loopback: tokens and models "
+                      "cross the network unencrypted; use --tls-cert/--tls-key",
+                      host);
+    }
+}
+
+/* What the operator needs to know at start: endpoints, keys, the token's file, the state. */
+static void log_startup(const struct server *s)
+{
+    log_rest_api(s);
+    coord_log(COORD_LOG_WARN, "workers connect to %s (bound %s)", s->advertise,
+              coord_workers_endpoint(s->workers));
+    if (s->o.curve_secret)
         coord_log(COORD_LOG_WARN,
                   "worker link encrypted with CURVE (server key %s, public half in %s); %s",
-                  curve.server_id, curve.server_pub,
-                  zap ? "only listed worker keys are accepted"
-                      : "no --curve-clients: any worker that knows the server's public key "
-                        "is accepted");
-    if (zap)
-        coord_log(COORD_LOG_INFO, "%zu worker CURVE key(s) allowed", coord_zap_count(zap));
-    coord_log(COORD_LOG_WARN, "admin token in %s", token_path);
+                  s->curve.server_id, s->curve.server_pub,
+                  s->zap ? "only listed worker keys are accepted"
+                         : "no --curve-clients: any worker that knows the server's public key "
+                           "is accepted");
+    if (s->zap)
+        coord_log(COORD_LOG_INFO, "%zu worker CURVE key(s) allowed", coord_zap_count(s->zap));
+    coord_log(COORD_LOG_WARN, "admin token in %s", s->token_path);
     coord_log(COORD_LOG_WARN,
               "model versions are signed with key %s (%s; devices verify with its "
               "public half, updraft keys generate/show)%s%s",
-              keys.sign.id, keys.sign_path, keys.has_model ? " and encrypted with model key " : "",
-              keys.has_model ? keys.model.id : "");
+              s->keys.sign.id, s->keys.sign_path,
+              s->keys.has_model ? " and encrypted with model key " : "",
+              s->keys.has_model ? s->keys.model.id : "");
     coord_log(COORD_LOG_INFO,
               "state in %s; worker %s; heartbeat timeout %.1f s, restart timeout "
               "%.0f s",
-              state, worker, o.heartbeat_timeout, o.restart_timeout);
-    int recovered = coord_jobs_recover(jobs, &e);
-    if (recovered < 0)
-        coord_log(COORD_LOG_ERROR, "%s", e.msg);
-    if (coord_fed_recover(fed, &e) < 0)
-        coord_log(COORD_LOG_ERROR, "%s", e.msg);
+              s->state, s->worker, s->o.heartbeat_timeout, s->o.restart_timeout);
+}
 
+/* Logs the jobs and federations a previous run left unfinished. */
+static void recover(struct server *s)
+{
+    struct ud_err e = {0};
+    if (coord_jobs_recover(s->jobs, &e) < 0)
+        coord_log(COORD_LOG_ERROR, "%s", e.msg);
+    if (coord_fed_recover(s->fed, &e) < 0)
+        coord_log(COORD_LOG_ERROR, "%s", e.msg);
+}
+
+/* The loop, until a signal: worker messages as they come, and every TICK_SECONDS the job
+ * monitor and the federations (with the wall-clock time: they compare it with stored
+ * times). The schedule runs on the monotonic clock, so setting the clock never stalls it. */
+static void serve(struct server *s)
+{
     double next_tick = 0, next_trim = 0;
     while (!stop_signal) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        double now = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-        if (now >= next_tick) {
-            coord_jobs_tick(jobs, now);
-            coord_fed_tick(fed, now);
-            next_tick = now + TICK_SECONDS;
+        double mono = ud_clock_mono();
+        if (mono >= next_tick) {
+            double now = ud_clock_wall();
+            coord_jobs_tick(s->jobs, now);
+            coord_fed_tick(s->fed, now);
+            next_tick = mono + TICK_SECONDS;
             /* Device updates are megabytes each; the REST threads' malloc arenas keep what
              * a burst of them used. Hand the idle part back every second, so the resident
              * memory follows what is in flight, not the largest burst seen (measured with
              * tests/bench/fed_ingest.sh: +38 MB over a 500-update round without this). */
-            if (now >= next_trim) {
+            if (mono >= next_trim) {
                 malloc_trim(0);
-                next_trim = now + 1.0;
+                next_trim = mono + 1.0;
             }
         }
-        long wait_ms = (long)((next_tick - now) * 1000.0) + 1;
+        long wait_ms = (long)((next_tick - mono) * 1000.0) + 1;
         if (wait_ms < 0)
             wait_ms = 0;
         zmq_pollitem_t items[2] = {
-            {coord_workers_socket(workers), 0, ZMQ_POLLIN, 0},
-            {coord_workers_events(workers), 0, ZMQ_POLLIN, 0},
+            {coord_workers_socket(s->workers), 0, ZMQ_POLLIN, 0},
+            {coord_workers_events(s->workers), 0, ZMQ_POLLIN, 0},
         };
-        int rc = zmq_poll(items, 2, wait_ms);
-        if (rc < 0) {
+        if (zmq_poll(items, 2, wait_ms) < 0) {
             if (zmq_errno() == EINTR)
                 continue;
             coord_log(COORD_LOG_ERROR, "zmq_poll: %s", zmq_strerror(zmq_errno()));
-            break;
+            return;
         }
         if (items[0].revents & ZMQ_POLLIN)
-            coord_workers_serve(workers, 64);
+            coord_workers_serve(s->workers, 64);
         if (items[1].revents & ZMQ_POLLIN)
-            coord_workers_drain_events(workers);
+            coord_workers_drain_events(s->workers);
     }
+}
 
+/* Stops the threads and frees everything, in the reverse order of the setup. Launched jobs'
+ * mpiruns keep running. */
+static void teardown(struct server *s)
+{
     coord_log(COORD_LOG_WARN, "stopping (%s); running jobs keep running",
               stop_signal == SIGINT    ? "SIGINT"
               : stop_signal == SIGTERM ? "SIGTERM"
                                        : "error");
-    coord_http_stop(&http);
-    coord_tls_creds_deinit(&tls);
-    coord_workers_destroy(&workers);
-    coord_zap_destroy(&zap);
-    zmq_ctx_term(ctx);
-    coord_jobs_destroy(&jobs);
-    coord_fed_destroy(&fed);
-    coord_db_close(&db);
-    ud_key_wipe(&keys.sign);
-    ud_key_wipe(&keys.model);
-    sodium_memzero(token, strlen(token));
-    free(token);
+    coord_http_stop(&s->http);
+    coord_tls_creds_deinit(&s->tls);
+    coord_workers_destroy(&s->workers);
+    coord_zap_destroy(&s->zap);
+    zmq_ctx_term(s->ctx);
+    coord_jobs_destroy(&s->jobs);
+    coord_fed_destroy(&s->fed);
+    coord_db_close(&s->db);
+    ud_key_wipe(&s->keys.sign);
+    ud_key_wipe(&s->keys.model);
+    sodium_memzero(s->token, strlen(s->token));
+    free(s->token);
+}
+
+int main(int argc, char **argv)
+{
+    struct server *s = &server;
+    parse_args(argc, argv, &s->o);
+    coord_log_set_level(s->o.quiet ? COORD_LOG_WARN : COORD_LOG_INFO);
+    if (sodium_init() < 0)
+        die(1, "libsodium failed to initialise");
+    s->started = ud_clock_wall();
+    setup_paths(s);
+    setup_state(s);
+    setup_signals();
+    setup_engines(s);
+    setup_listeners(s);
+    log_startup(s);
+    recover(s);
+    serve(s);
+    teardown(s);
     return stop_signal ? 0 : 1;
 }

@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -91,57 +90,54 @@ static void job_log_path(coord_jobs_t *j, const char *id, char *buf, size_t n)
     snprintf(buf, n, "%s/jobs/%s/worker.log", j->cfg.state_dir, id);
 }
 
-/* Starts mpirun for job r. Returns 0, or an error (e says why) after which the job cannot be
- * launched at all (the caller fails it). */
-static int launch(coord_jobs_t *j, struct job_row *r, int relaunch, double now, struct ud_err *e)
+/* The ranks job r runs: its np, or the spec's launch.np. Returns > 0, or an error. */
+static int launch_ranks(const struct job_row *r, struct ud_err *e)
 {
-    struct job_mem *mem = job_mem_get(j, r->id);
-    if (!mem)
-        return ud_err_set(e, UD_ENOMEM, "out of memory");
-    char mpirun[4096], dir[4096], logpath[4096], np[16];
-    if (resolve_exe(j->cfg.mpirun_path, mpirun, sizeof mpirun) != 0)
-        return ud_err_set(e, UD_ENOTFOUND, "cannot launch: mpirun '%s' not found or not executable",
-                          j->cfg.mpirun_path);
-    if (access(j->cfg.worker_path, X_OK) != 0)
-        return ud_err_set(e, UD_ENOTFOUND, "cannot launch: worker '%s' is not executable: %s",
-                          j->cfg.worker_path, strerror(errno));
-    int nranks = r->np;
-    if (nranks <= 0) {
-        struct coord_spec spec;
-        int rc = coord_spec_parse(r->spec, strlen(r->spec), &spec, e);
-        if (rc) {
-            ud_err_prefix(e, "stored spec");
-            return rc;
-        }
-        nranks = spec.np;
-        coord_spec_deinit(&spec);
+    if (r->np > 0)
+        return r->np;
+    struct coord_spec spec;
+    int rc = coord_spec_parse(r->spec, strlen(r->spec), &spec, e);
+    if (rc) {
+        ud_err_prefix(e, "stored spec");
+        return rc;
     }
-    if (nranks <= 0)
+    int n = spec.np;
+    coord_spec_deinit(&spec);
+    if (n <= 0)
         return ud_err_set(e, UD_EINVAL, "cannot launch: the spec has no launch.np");
-    snprintf(np, sizeof np, "%d", nranks);
-    snprintf(dir, sizeof dir, "%s/jobs", j->cfg.state_dir);
-    mkdir(dir, 0755);
-    snprintf(dir, sizeof dir, "%s/jobs/%s", j->cfg.state_dir, r->id);
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return ud_err_set(e, UD_EIO, "cannot launch: %s: %s", dir, strerror(errno));
-    job_log_path(j, r->id, logpath, sizeof logpath);
+    return n;
+}
 
-    int resume = relaunch && r->resume_from != NULL;
-    const char *argv[16] = {mpirun,          "--oversubscribe", "-np",   np,   j->cfg.worker_path,
-                            "--coordinator", j->cfg.advertise,  "--job", r->id};
-    int argc = 9;
-    int curve = j->cfg.curve_server_pub && j->cfg.curve_worker_secret;
-    if (curve) {
-        argv[argc++] = "--curve-server-key";
-        argv[argc++] = j->cfg.curve_server_pub;
-        argv[argc++] = "--curve-secret";
-        argv[argc++] = j->cfg.curve_worker_secret;
+/* What a launch runs: mpirun's path, the rank count and the command line (argv borrows them,
+ * the job's id and the configuration). */
+struct launch_cmd {
+    char mpirun[4096], np[16], logpath[4096];
+    const char *argv[16];
+    int curve, resume;
+};
+
+static void launch_argv(coord_jobs_t *j, const struct job_row *r, struct launch_cmd *c)
+{
+    const char *head[] = {c->mpirun,       "--oversubscribe", "-np",   c->np, j->cfg.worker_path,
+                          "--coordinator", j->cfg.advertise,  "--job", r->id};
+    int argc = 0;
+    for (size_t i = 0; i < sizeof head / sizeof head[0]; i++)
+        c->argv[argc++] = head[i];
+    if (c->curve) {
+        c->argv[argc++] = "--curve-server-key";
+        c->argv[argc++] = j->cfg.curve_server_pub;
+        c->argv[argc++] = "--curve-secret";
+        c->argv[argc++] = j->cfg.curve_worker_secret;
     }
-    if (resume)
-        argv[argc++] = "--resume";
-    argv[argc] = NULL;
+    if (c->resume)
+        c->argv[argc++] = "--resume";
+    c->argv[argc] = NULL;
+}
 
-    /* The environment: ours, with mpirun allowed as root and shared memory / TCP only. */
+/* The child's environment: ours, with mpirun allowed as root and shared memory / TCP only.
+ * The array is the caller's to free (its strings are borrowed); NULL when out of memory. */
+static const char **launch_envp(void)
+{
     static const char *const SET[] = {"OMPI_ALLOW_RUN_AS_ROOT=1",
                                       "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
                                       "OMPI_MCA_btl=self,vader,tcp"};
@@ -150,7 +146,7 @@ static int launch(coord_jobs_t *j, struct job_row *r, int relaunch, double now, 
         nenv++;
     const char **envp = calloc(nenv + 4, sizeof *envp);
     if (!envp)
-        return ud_err_set(e, UD_ENOMEM, "out of memory");
+        return NULL;
     size_t k = 0;
     for (size_t i = 0; i < nenv; i++) {
         int overridden = 0;
@@ -165,14 +161,13 @@ static int launch(coord_jobs_t *j, struct job_row *r, int relaunch, double now, 
     for (size_t s = 0; s < 3; s++)
         envp[k++] = SET[s];
     envp[k] = NULL;
+    return envp;
+}
 
-    int rc = 0;
-    int logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (logfd < 0 || nullfd < 0) {
-        rc = ud_err_set(e, UD_EIO, "cannot launch: %s: %s", logpath, strerror(errno));
-        goto out_close;
-    }
+/* The "=== updraft-coordinator TIME: launch ..." line that opens each run in worker.log. */
+static void launch_log_head(coord_jobs_t *j, const struct job_row *r, const struct launch_cmd *c,
+                            int relaunch, double now, int logfd)
+{
     char head[8192];
     time_t t = (time_t)now;
     struct tm tm;
@@ -183,61 +178,64 @@ static int launch(coord_jobs_t *j, struct job_row *r, int relaunch, double now, 
         snprintf(head, sizeof head,
                  "=== updraft-coordinator %s: %s %s --oversubscribe -np %s %s --coordinator %s "
                  "--job %s%s%s%s%s%s\n",
-                 stamp, relaunch ? "relaunch" : "launch", mpirun, np, j->cfg.worker_path,
-                 j->cfg.advertise, r->id, curve ? " --curve-server-key " : "",
-                 curve ? j->cfg.curve_server_pub : "", curve ? " --curve-secret " : "",
-                 curve ? j->cfg.curve_worker_secret : "", resume ? " --resume" : "");
+                 stamp, relaunch ? "relaunch" : "launch", c->mpirun, c->np, j->cfg.worker_path,
+                 j->cfg.advertise, r->id, c->curve ? " --curve-server-key " : "",
+                 c->curve ? j->cfg.curve_server_pub : "", c->curve ? " --curve-secret " : "",
+                 c->curve ? j->cfg.curve_worker_secret : "", c->resume ? " --resume" : "");
     if (hn > 0 && write(logfd, head, (size_t)hn < sizeof head ? (size_t)hn : sizeof head - 1) < 0)
-        coord_log(COORD_LOG_WARN, "%s: cannot write %s: %s", r->id, logpath, strerror(errno));
+        coord_log(COORD_LOG_WARN, "%s: cannot write %s: %s", r->id, c->logpath, strerror(errno));
+}
+
+/* fork + exec of mpirun in a session of its own, stdin from nullfd, stdout and stderr to
+ * logfd. Returns the child's pid, or -1 (errno: fork's). */
+static pid_t launch_spawn(const struct launch_cmd *c, const char **envp, int nullfd, int logfd)
+{
     long maxfd = sysconf(_SC_OPEN_MAX);
     if (maxfd < 0 || maxfd > 65536)
         maxfd = 65536;
-
     pid_t pid = fork();
-    if (pid < 0) {
-        rc = ud_err_set(e, UD_EIO, "cannot launch: fork: %s", strerror(errno));
-        goto out_close;
-    }
-    if (pid == 0) {
-        /* The child: async-signal-safe calls only. */
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        setsid();
-        dup2(nullfd, 0);
-        dup2(logfd, 1);
-        dup2(logfd, 2);
+    if (pid != 0)
+        return pid;
+    /* The child: async-signal-safe calls only. */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    setsid();
+    dup2(nullfd, 0);
+    dup2(logfd, 1);
+    dup2(logfd, 2);
 #ifdef SYS_close_range
-        if (syscall(SYS_close_range, 3u, ~0u, 0u) != 0)
+    if (syscall(SYS_close_range, 3u, ~0u, 0u) != 0)
 #endif
-            for (long fd = 3; fd < maxfd; fd++)
-                close((int)fd);
-        execve(mpirun, (char *const *)argv, (char *const *)envp);
-        static const char msg[] = "updraft-coordinator: exec of mpirun failed\n";
-        ssize_t ignored = write(2, msg, sizeof msg - 1);
-        (void)ignored;
-        _exit(127);
-    }
-    mem->child_pid = pid;
-    mem->killed_pid = 0;
-    mem->sigkilled = 0;
-    mem->leftover_seen = 0;
+        for (long fd = 3; fd < maxfd; fd++)
+            close((int)fd);
+    execve(c->mpirun, (char *const *)c->argv, (char *const *)envp);
+    static const char msg[] = "updraft-coordinator: exec of mpirun failed\n";
+    ssize_t ignored = write(2, msg, sizeof msg - 1);
+    (void)ignored;
+    _exit(127);
+}
 
+/* Records a started mpirun: its pid, the restart count and a launch event (a failure to
+ * record is logged: the job runs anyway, and the monitor finds it by its registration). */
+static void launch_record(coord_jobs_t *j, struct job_row *r, const struct launch_cmd *c, pid_t pid,
+                          int relaunch, double now)
+{
     char msg[1024];
     snprintf(msg, sizeof msg, "%s mpirun (pid %lld, np %s)%s; output in %s",
-             relaunch ? "relaunched" : "launched", (long long)pid, np,
-             resume ? " with --resume" : "", logpath);
+             relaunch ? "relaunched" : "launched", (long long)pid, c->np,
+             c->resume ? " with --resume" : "", c->logpath);
     struct ud_err de = {0};
-    if (db_begin(j, &de) == 0) {
-        int d = db_run(j->db, &de,
-                       "UPDATE jobs SET pid = ?, restarts = restarts + ?, updated = ?,"
-                       " message = CASE WHEN state = 'PENDING' THEN ? ELSE message END"
-                       " WHERE id = ?",
-                       "iidss", (int64_t)pid, (int64_t)(relaunch ? 1 : 0), now, msg, r->id);
+    if (coord_db_begin(j->db, &de) == 0) {
+        int d = coord_db_run(j->db, &de,
+                             "UPDATE jobs SET pid = ?, restarts = restarts + ?, updated = ?,"
+                             " message = CASE WHEN state = 'PENDING' THEN ? ELSE message END"
+                             " WHERE id = ?",
+                             "iidss", (int64_t)pid, (int64_t)(relaunch ? 1 : 0), now, msg, r->id);
         if (d >= 0)
             d = job_event(j, r->id, now, "launch", msg, &de);
-        db_end(j, d, &de);
+        coord_db_end(j->db, d, &de);
     }
     if (de.code)
         coord_log(COORD_LOG_ERROR, "%s: launched pid %lld but could not record it: %s", r->id,
@@ -246,6 +244,54 @@ static int launch(coord_jobs_t *j, struct job_row *r, int relaunch, double now, 
     r->pid = pid;
     if (relaunch)
         r->restarts++;
+}
+
+/* Starts mpirun for job r. Returns 0, or an error (e says why) after which the job cannot be
+ * launched at all (the caller fails it). */
+static int launch(coord_jobs_t *j, struct job_row *r, int relaunch, double now, struct ud_err *e)
+{
+    struct job_mem *mem = job_mem_get(j, r->id);
+    if (!mem)
+        return ud_err_set(e, UD_ENOMEM, "out of memory");
+    struct launch_cmd c = {0};
+    if (resolve_exe(j->cfg.mpirun_path, c.mpirun, sizeof c.mpirun) != 0)
+        return ud_err_set(e, UD_ENOTFOUND, "cannot launch: mpirun '%s' not found or not executable",
+                          j->cfg.mpirun_path);
+    if (access(j->cfg.worker_path, X_OK) != 0)
+        return ud_err_set(e, UD_ENOTFOUND, "cannot launch: worker '%s' is not executable: %s",
+                          j->cfg.worker_path, strerror(errno));
+    int nranks = launch_ranks(r, e);
+    if (nranks < 0)
+        return nranks;
+    snprintf(c.np, sizeof c.np, "%d", nranks);
+    if (job_dir_make(j, r->id, e) != 0)
+        return ud_err_prefix(e, "cannot launch");
+    job_log_path(j, r->id, c.logpath, sizeof c.logpath);
+    c.resume = relaunch && r->resume_from != NULL;
+    c.curve = j->cfg.curve_server_pub && j->cfg.curve_worker_secret;
+    launch_argv(j, r, &c);
+    const char **envp = launch_envp();
+    if (!envp)
+        return ud_err_set(e, UD_ENOMEM, "out of memory");
+
+    int rc = 0;
+    int logfd = open(c.logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (logfd < 0 || nullfd < 0) {
+        rc = ud_err_set(e, UD_EIO, "cannot launch: %s: %s", c.logpath, strerror(errno));
+        goto out_close;
+    }
+    launch_log_head(j, r, &c, relaunch, now, logfd);
+    pid_t pid = launch_spawn(&c, envp, nullfd, logfd);
+    if (pid < 0) {
+        rc = ud_err_set(e, UD_EIO, "cannot launch: fork: %s", strerror(errno));
+        goto out_close;
+    }
+    mem->child_pid = pid;
+    mem->killed_pid = 0;
+    mem->sigkilled = 0;
+    mem->leftover_seen = 0;
+    launch_record(j, r, &c, pid, relaunch, now);
 out_close:
     if (logfd >= 0)
         close(logfd);
@@ -284,7 +330,7 @@ static void mpirun_gone(coord_jobs_t *j, const char *id, int64_t pid, int status
     job_log_path(j, id, logpath, sizeof logpath);
     log_last_line(logpath, last, sizeof last);
 
-    db_run(j->db, &e, "UPDATE jobs SET pid = NULL WHERE id = ? AND pid = ?", "si", id, pid);
+    coord_db_run(j->db, &e, "UPDATE jobs SET pid = NULL WHERE id = ? AND pid = ?", "si", id, pid);
     snprintf(msg, sizeof msg, "mpirun (pid %lld) %s%s%s", (long long)pid, how,
              last[0] ? "; worker.log ends: " : "", last);
     job_event(j, id, now, "exit", msg, &e);

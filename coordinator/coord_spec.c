@@ -222,122 +222,158 @@ static int parse_launch(const json_t *v, struct coord_spec *s, struct ud_err *e)
     return 0;
 }
 
+/* A string key: a path the spec owns, the job's name, or an option checked here. */
+static int parse_str_key(const struct spec_key *k, const json_t *v, struct coord_spec *s,
+                         struct ud_update_params *p, struct ud_err *e)
+{
+    if (!json_is_string(v))
+        return ud_err_set(e, UD_EINVAL, "job spec: '%s' must be a string, not %s", k->key,
+                          type_name(v));
+    const char *str = json_string_value(v);
+    size_t n = json_string_length(v);
+    if (n == 0 || n >= MAX_PATH_LEN)
+        return ud_err_set(e, UD_EINVAL, "job spec: '%s' must have 1 to %d characters", k->key,
+                          MAX_PATH_LEN - 1);
+    char **own = NULL;
+    int rc;
+    if (strcmp(k->key, "name") == 0) {
+        if ((rc = check_name(str, e)) != 0)
+            return rc;
+        snprintf(s->name, sizeof s->name, "%s", str);
+        return 0;
+    } else if (strcmp(k->key, "data") == 0) {
+        own = &s->data;
+    } else if (strcmp(k->key, "test") == 0) {
+        own = &s->test;
+    } else if (strcmp(k->key, "arch") == 0) {
+        own = &s->arch;
+    } else if (strcmp(k->key, "session") == 0) {
+        own = &s->session;
+    } else if (strcmp(k->key, "optimizer") == 0) {
+        enum ud_optimizer o;
+        if (ud_optimizer_parse(str, &o) != 0)
+            return ud_err_set(e, UD_EINVAL,
+                              "job spec: 'optimizer' must be \"sgd\" or "
+                              "\"adam\"");
+        p->optimizer = o;
+    } else if (strcmp(k->key, "schedule") == 0) {
+        enum ud_lr_schedule sc;
+        if (ud_lr_schedule_parse(str, &sc) != 0)
+            return ud_err_set(e, UD_EINVAL,
+                              "job spec: 'schedule' must be \"constant\", "
+                              "\"step\" or \"cosine\"");
+        p->schedule = sc;
+    } else if (strcmp(k->key, "input") == 0) {
+        if ((rc = check_input(str, s, e)) != 0)
+            return rc;
+        return add_opt(s, k->opt, s->input, e);
+    }
+    if (own && !(*own = strdup(str)))
+        return ud_err_set(e, UD_ENOMEM, "job spec: out of memory");
+    return k->opt ? add_opt(s, k->opt, str, e) : 0;
+}
+
+static int parse_int_key(const struct spec_key *k, const json_t *v, struct coord_spec *s,
+                         struct ud_update_params *p, struct ud_err *e)
+{
+    int64_t i = 0;
+    int rc = check_integer(k->key, v, k->lo, k->hi, &i, e);
+    if (rc != 0)
+        return rc;
+    if (strcmp(k->key, "epochs") == 0)
+        s->epochs = p->epochs = i;
+    else if (strcmp(k->key, "batch") == 0)
+        s->batch = p->mini_batch_size = i;
+    else if (strcmp(k->key, "step_epochs") == 0)
+        p->step_epochs = i;
+    else if (strcmp(k->key, "seed") == 0)
+        s->seed = p->seed = (uint64_t)i;
+    else if (strcmp(k->key, "max_samples") == 0)
+        s->max_samples = i;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%lld", (long long)i);
+    return add_opt(s, k->opt, buf, e);
+}
+
+static int parse_num_key(const struct spec_key *k, const json_t *v, struct coord_spec *s,
+                         struct ud_update_params *p, struct ud_err *e)
+{
+    double d = 0;
+    int rc = check_number(k, v, &d, e);
+    if (rc != 0)
+        return rc;
+    if (strcmp(k->key, "lr") == 0)
+        p->learning_rate = d;
+    else if (strcmp(k->key, "momentum") == 0)
+        p->momentum = d;
+    else if (strcmp(k->key, "weight_decay") == 0)
+        p->weight_decay = d;
+    else if (strcmp(k->key, "beta1") == 0)
+        p->beta1 = d;
+    else if (strcmp(k->key, "beta2") == 0)
+        p->beta2 = d;
+    else if (strcmp(k->key, "eps") == 0)
+        p->eps = d;
+    else if (strcmp(k->key, "gamma") == 0)
+        p->gamma = d;
+    char buf[64];
+    fmt_double(buf, sizeof buf, d);
+    return add_opt(s, k->opt, buf, e);
+}
+
+/* A flag: its option when true ("shuffle" the other way round: --no-shuffle when false). */
+static int parse_bool_key(const struct spec_key *k, const json_t *v, struct coord_spec *s,
+                          struct ud_update_params *p, struct ud_err *e)
+{
+    if (!json_is_boolean(v))
+        return ud_err_set(e, UD_EINVAL, "job spec: '%s' must be true or false, not %s", k->key,
+                          type_name(v));
+    if (strcmp(k->key, "shuffle") == 0) {
+        s->shuffle = p->shuffle = json_is_true(v);
+        return s->shuffle ? 0 : add_opt(s, k->opt, NULL, e);
+    }
+    if (strcmp(k->key, "nesterov") == 0)
+        p->nesterov = json_is_true(v);
+    else if (strcmp(k->key, "skip_bad") == 0)
+        s->skip_bad = json_is_true(v);
+    return json_is_true(v) ? add_opt(s, k->opt, NULL, e) : 0;
+}
+
+static int parse_validation(const struct spec_key *k, const json_t *v, struct coord_spec *s,
+                            struct ud_err *e)
+{
+    if (json_is_string(v) &&
+        (strcmp(json_string_value(v), "auto") == 0 || strcmp(json_string_value(v), "none") == 0)) {
+        snprintf(s->validation, sizeof s->validation, "%s", json_string_value(v));
+    } else if (json_is_number(v)) {
+        double d = 0;
+        int rc = check_number(k, v, &d, e);
+        if (rc != 0)
+            return rc;
+        fmt_double(s->validation, sizeof s->validation, d);
+    } else {
+        return ud_err_set(e, UD_EINVAL,
+                          "job spec: 'validation' must be \"auto\", \"none\" or a ratio in "
+                          "[0, 1]");
+    }
+    return add_opt(s, k->opt, s->validation, e);
+}
+
 /* Checks one key's value, records it in s and p, and appends its worker option. */
 static int parse_key(const struct spec_key *k, const json_t *v, struct coord_spec *s,
                      struct ud_update_params *p, struct ud_err *e)
 {
-    char buf[64];
-    int64_t i = 0;
-    double d = 0;
-    int rc;
     switch (k->type) {
-    case T_STR: {
-        if (!json_is_string(v))
-            return ud_err_set(e, UD_EINVAL, "job spec: '%s' must be a string, not %s", k->key,
-                              type_name(v));
-        const char *str = json_string_value(v);
-        size_t n = json_string_length(v);
-        if (n == 0 || n >= MAX_PATH_LEN)
-            return ud_err_set(e, UD_EINVAL, "job spec: '%s' must have 1 to %d characters", k->key,
-                              MAX_PATH_LEN - 1);
-        char **own = NULL;
-        if (strcmp(k->key, "name") == 0) {
-            if ((rc = check_name(str, e)) != 0)
-                return rc;
-            snprintf(s->name, sizeof s->name, "%s", str);
-            return 0;
-        } else if (strcmp(k->key, "data") == 0) {
-            own = &s->data;
-        } else if (strcmp(k->key, "test") == 0) {
-            own = &s->test;
-        } else if (strcmp(k->key, "arch") == 0) {
-            own = &s->arch;
-        } else if (strcmp(k->key, "session") == 0) {
-            own = &s->session;
-        } else if (strcmp(k->key, "optimizer") == 0) {
-            enum ud_optimizer o;
-            if (ud_optimizer_parse(str, &o) != 0)
-                return ud_err_set(e, UD_EINVAL,
-                                  "job spec: 'optimizer' must be \"sgd\" or "
-                                  "\"adam\"");
-            p->optimizer = o;
-        } else if (strcmp(k->key, "schedule") == 0) {
-            enum ud_lr_schedule sc;
-            if (ud_lr_schedule_parse(str, &sc) != 0)
-                return ud_err_set(e, UD_EINVAL,
-                                  "job spec: 'schedule' must be \"constant\", "
-                                  "\"step\" or \"cosine\"");
-            p->schedule = sc;
-        } else if (strcmp(k->key, "input") == 0) {
-            if ((rc = check_input(str, s, e)) != 0)
-                return rc;
-            return add_opt(s, k->opt, s->input, e);
-        }
-        if (own && !(*own = strdup(str)))
-            return ud_err_set(e, UD_ENOMEM, "job spec: out of memory");
-        return k->opt ? add_opt(s, k->opt, str, e) : 0;
-    }
+    case T_STR:
+        return parse_str_key(k, v, s, p, e);
     case T_INT:
-        if ((rc = check_integer(k->key, v, k->lo, k->hi, &i, e)) != 0)
-            return rc;
-        if (strcmp(k->key, "epochs") == 0)
-            s->epochs = p->epochs = i;
-        else if (strcmp(k->key, "batch") == 0)
-            s->batch = p->mini_batch_size = i;
-        else if (strcmp(k->key, "step_epochs") == 0)
-            p->step_epochs = i;
-        else if (strcmp(k->key, "seed") == 0)
-            s->seed = p->seed = (uint64_t)i;
-        else if (strcmp(k->key, "max_samples") == 0)
-            s->max_samples = i;
-        snprintf(buf, sizeof buf, "%lld", (long long)i);
-        return add_opt(s, k->opt, buf, e);
+        return parse_int_key(k, v, s, p, e);
     case T_NUM:
-        if ((rc = check_number(k, v, &d, e)) != 0)
-            return rc;
-        if (strcmp(k->key, "lr") == 0)
-            p->learning_rate = d;
-        else if (strcmp(k->key, "momentum") == 0)
-            p->momentum = d;
-        else if (strcmp(k->key, "weight_decay") == 0)
-            p->weight_decay = d;
-        else if (strcmp(k->key, "beta1") == 0)
-            p->beta1 = d;
-        else if (strcmp(k->key, "beta2") == 0)
-            p->beta2 = d;
-        else if (strcmp(k->key, "eps") == 0)
-            p->eps = d;
-        else if (strcmp(k->key, "gamma") == 0)
-            p->gamma = d;
-        fmt_double(buf, sizeof buf, d);
-        return add_opt(s, k->opt, buf, e);
+        return parse_num_key(k, v, s, p, e);
     case T_BOOL:
-        if (!json_is_boolean(v))
-            return ud_err_set(e, UD_EINVAL, "job spec: '%s' must be true or false, not %s", k->key,
-                              type_name(v));
-        if (strcmp(k->key, "shuffle") == 0) {
-            s->shuffle = p->shuffle = json_is_true(v);
-            return s->shuffle ? 0 : add_opt(s, k->opt, NULL, e);
-        }
-        if (strcmp(k->key, "nesterov") == 0)
-            p->nesterov = json_is_true(v);
-        else if (strcmp(k->key, "skip_bad") == 0)
-            s->skip_bad = json_is_true(v);
-        return json_is_true(v) ? add_opt(s, k->opt, NULL, e) : 0;
+        return parse_bool_key(k, v, s, p, e);
     case T_VALIDATION:
-        if (json_is_string(v) && (strcmp(json_string_value(v), "auto") == 0 ||
-                                  strcmp(json_string_value(v), "none") == 0)) {
-            snprintf(s->validation, sizeof s->validation, "%s", json_string_value(v));
-        } else if (json_is_number(v)) {
-            if ((rc = check_number(k, v, &d, e)) != 0)
-                return rc;
-            fmt_double(s->validation, sizeof s->validation, d);
-        } else {
-            return ud_err_set(e, UD_EINVAL,
-                              "job spec: 'validation' must be \"auto\", \"none\" or a ratio in "
-                              "[0, 1]");
-        }
-        return add_opt(s, k->opt, s->validation, e);
+        return parse_validation(k, v, s, e);
     case T_LAUNCH:
         return parse_launch(v, s, e);
     }

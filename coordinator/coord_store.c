@@ -6,7 +6,6 @@
  */
 #include "coord_store.h"
 
-#include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +15,6 @@
 
 #include "updraft/ud_seal.h"
 #include "updraft/ud_file.h"
-#include "updraft/ud_udm.h"
 
 static int store_hex_ok(const char *s)
 {
@@ -42,14 +40,6 @@ int coord_store_path(const char *state_dir, const char *sha256, char *buf, size_
     return 0;
 }
 
-/* mkdir that accepts an existing directory. */
-static int store_mkdir(const char *path, struct ud_err *e)
-{
-    if (mkdir(path, 0755) == 0 || errno == EEXIST)
-        return 0;
-    return ud_err_set(e, UD_EIO, "%s: cannot create directory: %s", path, strerror(errno));
-}
-
 int coord_store_put(const char *state_dir, const void *bytes, size_t len, char sha256_out[65],
                     struct ud_err *e)
 {
@@ -65,14 +55,8 @@ int coord_store_put(const char *state_dir, const void *bytes, size_t len, char s
     int rc = coord_store_path(state_dir, sha256_out, path, sizeof path, e);
     if (rc)
         return rc;
-    snprintf(dir, sizeof dir, "%s/models", state_dir);
-    if ((rc = store_mkdir(dir, e)))
-        return rc;
-    snprintf(dir, sizeof dir, "%s/models/sha256", state_dir);
-    if ((rc = store_mkdir(dir, e)))
-        return rc;
     snprintf(dir, sizeof dir, "%s/models/sha256/%.2s", state_dir, sha256_out);
-    if ((rc = store_mkdir(dir, e)))
+    if ((rc = ud_file_mkdirs(dir, NULL, e)))
         return rc;
 
     struct stat st;

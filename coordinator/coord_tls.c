@@ -15,7 +15,6 @@
 #include <string.h>
 
 #include "updraft/ud_file.h"
-#include "updraft/ud_udm.h"
 
 #define PEM_MAX (1u << 20) /* a certificate chain or key file */
 

@@ -190,6 +190,50 @@ static void send_error(coord_workers_t *w, zmq_msg_t *frames, int nenv, uint64_t
     send_reply(w, frames, nenv, &m, peer);
 }
 
+/* What a request asks of the jobs: reply (register), *version (model) or *cancel (the
+ * others). Returns 0 or the error the worker is answered with. */
+static int dispatch(coord_workers_t *w, const struct ud_msg *req, struct ud_msg *reply, int *cancel,
+                    int64_t *version, struct ud_err *e)
+{
+    switch (req->type) {
+    case UD_MSG_REGISTER:
+        return coord_jobs_register(w->jobs, req, reply, e);
+    case UD_MSG_HEARTBEAT:
+        return coord_jobs_heartbeat(w->jobs, req, cancel, e);
+    case UD_MSG_PROGRESS:
+        return coord_jobs_progress(w->jobs, req, cancel, e);
+    case UD_MSG_CHECKPOINT:
+        return coord_jobs_checkpoint(w->jobs, req, cancel, e);
+    case UD_MSG_DONE:
+        return coord_jobs_done(w->jobs, req, cancel, e);
+    case UD_MSG_MODEL:
+        return coord_jobs_model(w->jobs, req, version, e);
+    default:
+        return ud_err_set(e, UD_EFORMAT,
+                          "'%s' is a message the coordinator sends, not one it takes",
+                          ud_msg_type_name(req->type));
+    }
+}
+
+/* The acknowledgement of a request that succeeded: a model_ack with the version for a model
+ * upload, an ack with the cancel flag for the others. */
+static void send_ack(coord_workers_t *w, zmq_msg_t *frames, int nenv, const struct ud_msg *req,
+                     int cancel, int64_t version, const char *peer)
+{
+    struct ud_msg ack;
+    memset(&ack, 0, sizeof ack);
+    ack.id = req->id;
+    if (req->type == UD_MSG_MODEL) {
+        ack.type = UD_MSG_MODEL_ACK;
+        ack.version = version;
+        ack.sha256 = req->sha256;
+    } else {
+        ack.type = UD_MSG_ACK;
+        ack.cancel = cancel;
+    }
+    send_reply(w, frames, nenv, &ack, peer);
+}
+
 static void handle(coord_workers_t *w, zmq_msg_t *frames, int nframes)
 {
     char peer[128];
@@ -218,31 +262,7 @@ static void handle(coord_workers_t *w, zmq_msg_t *frames, int nframes)
 
     int cancel = 0;
     int64_t version = 0;
-    switch (req.type) {
-    case UD_MSG_REGISTER:
-        rc = coord_jobs_register(w->jobs, &req, &reply, &e);
-        break;
-    case UD_MSG_HEARTBEAT:
-        rc = coord_jobs_heartbeat(w->jobs, &req, &cancel, &e);
-        break;
-    case UD_MSG_PROGRESS:
-        rc = coord_jobs_progress(w->jobs, &req, &cancel, &e);
-        break;
-    case UD_MSG_CHECKPOINT:
-        rc = coord_jobs_checkpoint(w->jobs, &req, &cancel, &e);
-        break;
-    case UD_MSG_DONE:
-        rc = coord_jobs_done(w->jobs, &req, &cancel, &e);
-        break;
-    case UD_MSG_MODEL:
-        rc = coord_jobs_model(w->jobs, &req, &version, &e);
-        break;
-    default:
-        rc = ud_err_set(&e, UD_EFORMAT, "'%s' is a message the coordinator sends, not one it takes",
-                        ud_msg_type_name(req.type));
-        break;
-    }
-
+    rc = dispatch(w, &req, &reply, &cancel, &version, &e);
     if (rc) {
         if (rc == UD_ENOTFOUND || rc == UD_EFORMAT)
             coord_log(COORD_LOG_WARN, "dropped message from %s: %s: %s", peer,
@@ -253,21 +273,8 @@ static void handle(coord_workers_t *w, zmq_msg_t *frames, int nframes)
         send_error(w, frames, nenv, req.id, rc, e.msg, peer);
     } else if (req.type == UD_MSG_REGISTER) {
         send_reply(w, frames, nenv, &reply, peer);
-    } else if (req.type == UD_MSG_MODEL) {
-        struct ud_msg ack;
-        memset(&ack, 0, sizeof ack);
-        ack.type = UD_MSG_MODEL_ACK;
-        ack.id = req.id;
-        ack.version = version;
-        ack.sha256 = req.sha256;
-        send_reply(w, frames, nenv, &ack, peer);
     } else {
-        struct ud_msg ack;
-        memset(&ack, 0, sizeof ack);
-        ack.type = UD_MSG_ACK;
-        ack.id = req.id;
-        ack.cancel = cancel;
-        send_reply(w, frames, nenv, &ack, peer);
+        send_ack(w, frames, nenv, &req, cancel, version, peer);
     }
     ud_msg_deinit(&reply);
     ud_msg_deinit(&req);

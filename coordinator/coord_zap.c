@@ -19,7 +19,6 @@
 #include "coord_log.h"
 #include "updraft/ud_keys.h"
 #include "updraft/ud_file.h"
-#include "updraft/ud_udm.h"
 
 #define ZAP_ENDPOINT "inproc://zeromq.zap.01"
 #define LIST_MAX     (4u << 20) /* a key list file */
@@ -35,7 +34,8 @@ struct coord_zap {
     char pipe_name[64];
 };
 
-void coord_zap_key_id(const uint8_t pub[32], char id[17])
+/* The id ud_keys.h gives a curve public key, into id (17 bytes with the NUL). */
+static void key_id(const uint8_t pub[32], char id[17])
 {
     uint8_t h[8];
     crypto_generichash(h, sizeof h, pub, 32, NULL, 0); /* as ud_keys.c's key_set_id */
@@ -179,7 +179,7 @@ static void answer(coord_zap_t *z, void *rep)
             goto out;
         }
     char id[17];
-    coord_zap_key_id(pub, id);
+    key_id(pub, id);
     coord_log(COORD_LOG_WARN,
               "refused worker CURVE key %s from %s: not in --curve-clients (add its public key "
               "file to allow it)",

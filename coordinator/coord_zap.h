@@ -34,7 +34,4 @@ size_t coord_zap_count(const coord_zap_t *z);
 /* Stops the actor, closes its sockets and frees it. Accepts NULL; NULLs *z. */
 void coord_zap_destroy(coord_zap_t **z);
 
-/* The id ud_keys.h gives a curve public key, into id (17 bytes with the NUL). */
-void coord_zap_key_id(const uint8_t pub[32], char id[17]);
-
 #endif

@@ -15,6 +15,7 @@
 #include "coord_log.h"
 #include "coord_store.h"
 #include "updraft/ud_arch.h"
+#include "updraft/ud_clock.h"
 #include "updraft/ud_model.h"
 #include "updraft/ud_udm.h"
 
@@ -180,10 +181,10 @@ static const char *add_job(struct fixture *f, const char *name)
     snprintf(spec, sizeof spec, "{\"arch\":\"mlp\",\"batch\":4,\"data\":\"%s\",\"name\":\"%s\"}",
              f->data, name);
     struct ud_err e = {0};
-    assert_int_equal(db_run(f->db, &e,
-                            "INSERT INTO jobs (id, seq, name, state, spec, launch, created)"
-                            " VALUES (?, ?, ?, 'PENDING', ?, 0, 1.0)",
-                            "siss", id, (int64_t)f->seq, name, spec),
+    assert_int_equal(coord_db_run(f->db, &e,
+                                  "INSERT INTO jobs (id, seq, name, state, spec, launch, created)"
+                                  " VALUES (?, ?, ?, 'PENDING', ?, 0, 1.0)",
+                                  "siss", id, (int64_t)f->seq, name, spec),
                      1);
     return id;
 }
@@ -337,7 +338,7 @@ static void test_done(void **state)
     assert_string_equal(state_of(f, id), "RUNNING");
     /* After a cancel request, a retryable failure ends the job instead. */
     assert_int_equal(
-        db_run(f->db, &e, "UPDATE jobs SET cancel_requested = 1 WHERE id = ?", "s", id), 1);
+        coord_db_run(f->db, &e, "UPDATE jobs SET cancel_requested = 1 WHERE id = ?", "s", id), 1);
     d.code = UD_ENET;
     assert_int_equal(coord_jobs_done(f->j, &d, &cancel, &e), 0);
     assert_int_equal(cancel, 1);
@@ -365,7 +366,7 @@ static void test_silence(void **state)
     char id[32];
     snprintf(id, sizeof id, "%s", add_job(f, "quiet"));
     do_register(f, id, 0);
-    double now = coord_now();
+    double now = ud_clock_wall();
     coord_jobs_tick(f->j, now + 5); /* within the heartbeat timeout */
     assert_string_equal(state_of(f, id), "RUNNING");
     coord_jobs_tick(f->j, now + 11); /* rank 1 never spoke, rank 0 not since registering */
