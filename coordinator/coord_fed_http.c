@@ -157,13 +157,11 @@ enum MHD_Result fed_post_devices(struct coord_http *h, struct MHD_Connection *c,
 enum MHD_Result fed_get_devices(struct coord_http *h, struct MHD_Connection *c,
                                 const struct coord_call *q)
 {
-    struct ud_err e = {0};
-    sqlite3 *db = http_db_ro(h, &e);
-    if (!db)
-        return http_reply_db_error(h, c, &e);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, DEVICE_SELECT " ORDER BY id", -1, &st, NULL) != SQLITE_OK)
-        return http_db_fail(h, c, db, "reading devices");
+    enum MHD_Result ret;
+    sqlite3_stmt *st = http_select(h, c, DEVICE_SELECT " ORDER BY id", "reading devices", &ret);
+    if (!st)
+        return ret;
+    sqlite3 *db = sqlite3_db_handle(st);
     struct ud_buf b = {0};
     int n = 0;
     ud_buf_puts(&b, "{\"devices\":");
@@ -181,13 +179,11 @@ enum MHD_Result fed_get_devices(struct coord_http *h, struct MHD_Connection *c,
 enum MHD_Result fed_get_device(struct coord_http *h, struct MHD_Connection *c,
                                const struct coord_call *q)
 {
-    struct ud_err e = {0};
-    sqlite3 *db = http_db_ro(h, &e);
-    if (!db)
-        return http_reply_db_error(h, c, &e);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, DEVICE_SELECT " WHERE id = ?", -1, &st, NULL) != SQLITE_OK)
-        return http_db_fail(h, c, db, "reading devices");
+    enum MHD_Result ret;
+    sqlite3_stmt *st = http_select(h, c, DEVICE_SELECT " WHERE id = ?", "reading devices", &ret);
+    if (!st)
+        return ret;
+    sqlite3 *db = sqlite3_db_handle(st);
     sqlite3_bind_int64(st, 1, seg_id(q->arg[0]));
     int rc = sqlite3_step(st);
     struct ud_buf b = {0};
@@ -236,22 +232,20 @@ enum MHD_Result fed_get_task(struct coord_http *h, struct MHD_Connection *c,
         return http_reply_error(h, c, MHD_HTTP_FORBIDDEN,
                                 "this token belongs to device %" PRId64 ", not to '%.32s'", dev,
                                 sid);
-    struct ud_err e = {0};
-    sqlite3 *db = http_db_ro(h, &e);
-    if (!db)
-        return http_reply_db_error(h, c, &e);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(
-            db,
-            "SELECT r.id, r.number, r.federation, r.base_version, r.deadline, f.spec, m.sha256,"
-            " m.size FROM participants p JOIN rounds r ON r.id = p.round JOIN federations f ON"
-            " f.id = r.federation JOIN models m ON m.name = f.model AND m.version ="
-            " r.base_version WHERE p.device = ?1 AND r.state = 'OPEN' AND f.state = 'RUNNING'"
-            " AND NOT EXISTS (SELECT 1 FROM updates u WHERE u.round = r.id AND u.device = ?1)"
-            " AND NOT EXISTS (SELECT 1 FROM failures x WHERE x.round = r.id AND x.device = ?1)"
-            " ORDER BY r.id LIMIT 1",
-            -1, &st, NULL) != SQLITE_OK)
-        return http_db_fail(h, c, db, "reading tasks");
+    enum MHD_Result ret;
+    sqlite3_stmt *st = http_select(
+        h, c,
+        "SELECT r.id, r.number, r.federation, r.base_version, r.deadline, f.spec, m.sha256,"
+        " m.size FROM participants p JOIN rounds r ON r.id = p.round JOIN federations f ON"
+        " f.id = r.federation JOIN models m ON m.name = f.model AND m.version ="
+        " r.base_version WHERE p.device = ?1 AND r.state = 'OPEN' AND f.state = 'RUNNING'"
+        " AND NOT EXISTS (SELECT 1 FROM updates u WHERE u.round = r.id AND u.device = ?1)"
+        " AND NOT EXISTS (SELECT 1 FROM failures x WHERE x.round = r.id AND x.device = ?1)"
+        " ORDER BY r.id LIMIT 1",
+        "reading tasks", &ret);
+    if (!st)
+        return ret;
+    sqlite3 *db = sqlite3_db_handle(st);
     sqlite3_bind_int64(st, 1, dev);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) {
@@ -270,6 +264,7 @@ enum MHD_Result fed_get_task(struct coord_http *h, struct MHD_Connection *c,
     snprintf(sha, sizeof sha, "%s", (const char *)sqlite3_column_text(st, 6));
     int64_t size = sqlite3_column_int64(st, 7);
     struct coord_fed_spec s;
+    struct ud_err e = {0};
     int prc = coord_fed_spec_parse(spec_text, strlen(spec_text), &s, &e);
     sqlite3_finalize(st);
     if (prc)
@@ -677,14 +672,12 @@ enum MHD_Result fed_get_federations(struct coord_http *h, struct MHD_Connection 
 enum MHD_Result fed_get_round(struct coord_http *h, struct MHD_Connection *c,
                               const struct coord_call *q)
 {
-    struct ud_err e = {0};
-    sqlite3 *db = http_db_ro(h, &e);
-    if (!db)
-        return http_reply_db_error(h, c, &e);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT " ROUND_COLS ", federation FROM rounds WHERE id = ?", -1,
-                           &st, NULL) != SQLITE_OK)
-        return http_db_fail(h, c, db, "reading rounds");
+    enum MHD_Result ret;
+    sqlite3_stmt *st = http_select(
+        h, c, "SELECT " ROUND_COLS ", federation FROM rounds WHERE id = ?", "reading rounds", &ret);
+    if (!st)
+        return ret;
+    sqlite3 *db = sqlite3_db_handle(st);
     sqlite3_bind_int64(st, 1, seg_id(q->arg[0]));
     int rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {

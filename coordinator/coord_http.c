@@ -437,6 +437,23 @@ enum MHD_Result http_reply_errorf(struct coord_http *h, struct MHD_Connection *c
 }
 
 /* A failure on our side (the database): 503 when it is busy or missing, else 500. */
+sqlite3_stmt *http_select(struct coord_http *h, struct MHD_Connection *c, const char *sql,
+                          const char *what, enum MHD_Result *ret)
+{
+    struct ud_err e = {0};
+    sqlite3 *db = http_db_ro(h, &e);
+    if (!db) {
+        *ret = http_reply_db_error(h, c, &e);
+        return NULL;
+    }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        *ret = http_db_fail(h, c, db, what);
+        return NULL;
+    }
+    return st;
+}
+
 enum MHD_Result http_reply_db_error(struct coord_http *h, struct MHD_Connection *c,
                                     const struct ud_err *e)
 {

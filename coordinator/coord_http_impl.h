@@ -79,6 +79,11 @@ enum MHD_Result http_db_fail(struct coord_http *h, struct MHD_Connection *c, sql
 
 /* This thread's read-only / read-write connection, opened on first use; NULL with e set. */
 sqlite3 *http_db_ro(struct coord_http *h, struct ud_err *e);
+/* A GET handler's statement, prepared on this thread's read-only connection: NULL when the
+ * database cannot be opened (503) or sql not prepared (500, naming what), with *ret the reply
+ * already queued. The caller finalizes the statement; sqlite3_db_handle(st) is the connection. */
+sqlite3_stmt *http_select(struct coord_http *h, struct MHD_Connection *c, const char *sql,
+                          const char *what, enum MHD_Result *ret);
 sqlite3 *http_db_rw(struct coord_http *h, struct ud_err *e);
 /* The state directory (as given, and absolute). */
 const char *http_state_dir(const struct coord_http *h);
