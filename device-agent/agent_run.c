@@ -167,6 +167,8 @@ static void answer_field(const struct agent_http_resp *r, const char *key, char 
 
 /* ------------------------------------------------------------------------------- options */
 
+static void check_run_opts(const struct run_opts *o);
+
 static void parse_run(int argc, char **argv, struct run_opts *o)
 {
     enum {
@@ -247,6 +249,12 @@ static void parse_run(int argc, char **argv, struct run_opts *o)
     }
     if (optind < argc)
         agent_die(2, "run: unexpected argument '%s' (try --help)", argv[optind]);
+    check_run_opts(o);
+}
+
+/* What the options must say together; dies (exit 2) naming what is missing or contradicts. */
+static void check_run_opts(const struct run_opts *o)
+{
     if (!o->url || !o->data || !o->state)
         agent_die(2, "run: --coordinator, --data and --state are required (try --help)");
     if (!o->token == !o->token_file)
@@ -583,6 +591,40 @@ static int ensure_model(struct daemon *d, const struct agent_task *t, char *out,
 
 /* ---------------------------------------------------------------------------------- upload */
 
+/* What an answer to an upload means for good ("accepted", "duplicate", "stale", "shape", ...),
+ * or NULL when it is worth sending again (no answer, 429, 5xx). 401 is the caller's. */
+static const char *upload_outcome(long st, const char *status, const char *reason)
+{
+    if (st == 200)
+        return strcmp(status, "duplicate") == 0 ? "duplicate" : "accepted";
+    if (st == 409)
+        return strcmp(reason, "stale") == 0 || strcmp(reason, "closed") == 0 ? reason : "conflict";
+    if (st == 422)
+        return strcmp(reason, "shape") == 0 || strcmp(reason, "nonfinite") == 0 ||
+                       strcmp(reason, "norm") == 0 || strcmp(reason, "malformed") == 0
+                   ? reason
+                   : "rejected";
+    if (st == 404)
+        return "not_found";
+    if (st == 413)
+        return "too_large";
+    if (st >= 400 && st < 500 && st != 429)
+        return "rejected";
+    return NULL;
+}
+
+static void retry_event(const struct agent_log *log, int64_t round, int attempt, double wait,
+                        const char *why)
+{
+    agent_json_open(log, "retry");
+    agent_json_int(log, "round", (long long)round);
+    agent_json_int(log, "attempt", attempt + 1);
+    agent_json_num(log, "wait", wait);
+    agent_json_str(log, "reason", why);
+    agent_json_close(log);
+    agent_warn(log, "round %" PRId64 ": %s; retrying in %.2f s", round, why, wait);
+}
+
 /* Sends the stored upload until it is answered for good or the deadline passes. Writes the
  * result ("accepted", "duplicate", "stale", ...) into result. Exits on 401 and on a stop. */
 static void send_upload(struct daemon *d, int64_t round, const char *upload, const char *key,
@@ -616,30 +658,14 @@ static void send_upload(struct daemon *d, int64_t round, const char *upload, con
             if (!reason[0])
                 answer_field(&r, "error", reason, sizeof reason);
         }
-        const char *final = NULL;
         if (st == 401) {
             free(body);
             die_token_refused(upload);
-        } else if (st == 200) {
-            final = strcmp(status, "duplicate") == 0 ? "duplicate" : "accepted";
-            if (strcmp(status, "accepted") != 0 && strcmp(status, "duplicate") != 0)
-                agent_warn(log, "round %" PRId64 ": 200 with status \"%s\": taken as accepted",
-                           round, status);
-        } else if (st == 409) {
-            final =
-                strcmp(reason, "stale") == 0 || strcmp(reason, "closed") == 0 ? reason : "conflict";
-        } else if (st == 422) {
-            final = strcmp(reason, "shape") == 0 || strcmp(reason, "nonfinite") == 0 ||
-                            strcmp(reason, "norm") == 0 || strcmp(reason, "malformed") == 0
-                        ? reason
-                        : "rejected";
-        } else if (st == 404) {
-            final = "not_found";
-        } else if (st == 413) {
-            final = "too_large";
-        } else if (st >= 400 && st < 500 && st != 429) {
-            final = "rejected";
         }
+        if (st == 200 && strcmp(status, "accepted") != 0 && strcmp(status, "duplicate") != 0)
+            agent_warn(log, "round %" PRId64 ": 200 with status \"%s\": taken as accepted", round,
+                       status);
+        const char *final = upload_outcome(st, status, reason);
         agent_json_open(log, "upload");
         agent_json_int(log, "round", (long long)round);
         agent_json_int(log, "attempt", attempt + 1);
@@ -680,13 +706,7 @@ static void send_upload(struct daemon *d, int64_t round, const char *upload, con
             snprintf(result, cap, "deadline");
             break;
         }
-        agent_json_open(log, "retry");
-        agent_json_int(log, "round", (long long)round);
-        agent_json_int(log, "attempt", attempt + 1);
-        agent_json_num(log, "wait", wait);
-        agent_json_str(log, "reason", why);
-        agent_json_close(log);
-        agent_warn(log, "round %" PRId64 ": %s; retrying in %.2f s", round, why, wait);
+        retry_event(log, round, attempt, wait, why);
         nap(wait);
         if (agent_update_stopping()) {
             free(body);
@@ -718,20 +738,18 @@ static void finish_round(struct daemon *d, int64_t round, const char *result)
 
 /* ---------------------------------------------------------------------------------- a round */
 
-/* Trains on the verified model and stores the encoded update in STATE/upload-<round>.msgpack.
- * Returns 0, or a negative code with result set to what to record (ROUND_LATER as positive:
- * try again later, nothing recorded). */
-static int build_upload(struct daemon *d, const struct agent_task *t, const char *model_path,
-                        char *result, size_t cap)
+/* The round's model, verified and decrypted with the device's keys, into *model. Returns 0; a
+ * model this device does not trust (unsigned, another key, altered) is deleted and the round
+ * given up (its code, result "model_refused"); bytes that do not decode are deleted to be
+ * fetched again (ROUND_LATER). */
+static int open_round_model(struct daemon *d, const struct agent_task *t, const char *model_path,
+                            ud_model_t **model, char *result, size_t cap)
 {
     const struct agent_log *log = d->log;
     struct ud_err e = {0};
     struct ud_seal_info seal;
-    ud_model_t *model = agent_open_model(&d->keys, model_path, &seal, &e), *base = NULL;
-    float *delta = NULL;
-    char *buf = NULL;
-    int rc = 0;
-    if (!model && (e.code == UD_EUNSIGNED || e.code == UD_EWRONGKEY || e.code == UD_ETAMPERED)) {
+    *model = agent_open_model(&d->keys, model_path, &seal, &e);
+    if (!*model && (e.code == UD_EUNSIGNED || e.code == UD_EWRONGKEY || e.code == UD_ETAMPERED)) {
         /* The bytes are the ones the coordinator announced, but they are not a model this
          * device trusts: never train on them; give the round up and say why. */
         agent_json_open(log, "model_refused");
@@ -745,7 +763,7 @@ static int build_upload(struct daemon *d, const struct agent_task *t, const char
         snprintf(result, cap, "model_refused");
         return e.code;
     }
-    if (!model) {
+    if (!*model) {
         agent_error(log, "round %" PRId64 ": %s", t->round, e.msg);
         unlink(model_path); /* verified bytes that do not decode: fetch again next time */
         return ROUND_LATER;
@@ -759,6 +777,56 @@ static int build_upload(struct daemon *d, const struct agent_task *t, const char
         agent_say(log, "round %" PRId64 ": model signed by key %s: the signature verifies%s",
                   t->round, seal.sign_key_id, seal.encrypted ? "; decrypted in memory" : "");
     }
+    return 0;
+}
+
+/* Encodes the update message (the delta and the training's figures) and stores it atomically
+ * in STATE/upload-<round>.msgpack. Returns 0, ROUND_LATER when it could not be written, or the
+ * encoder's code with result "failed". */
+static int store_upload(struct daemon *d, const struct agent_task *t,
+                        const struct agent_update_result *res, float *delta, size_t n, char *result,
+                        size_t cap)
+{
+    struct ud_err e = {0};
+    struct ud_update_msg msg = {.round = t->round,
+                                .base_version = t->model_version,
+                                .samples = res->samples,
+                                .loss = res->loss,
+                                .accuracy = res->accuracy,
+                                .delta = delta,
+                                .n = n};
+    snprintf(msg.key, sizeof msg.key, "%s", d->st.key);
+    char *buf = NULL;
+    size_t len;
+    int rc = ud_update_msg_encode(&msg, &buf, &len, &e);
+    if (rc < 0) {
+        agent_error(d->log, "round %" PRId64 ": %s", t->round, e.msg);
+        snprintf(result, cap, "failed");
+        return rc;
+    }
+    char path[PATH_CAP];
+    upload_path(path, d, t->round);
+    if ((rc = ud_file_write_atomic(path, buf, len, &e)) < 0) {
+        agent_error(d->log, "%s", e.msg);
+        rc = ROUND_LATER;
+    }
+    free(buf);
+    return rc;
+}
+
+/* Trains on the verified model and stores the encoded update in STATE/upload-<round>.msgpack.
+ * Returns 0, or a negative code with result set to what to record (ROUND_LATER as positive:
+ * try again later, nothing recorded). */
+static int build_upload(struct daemon *d, const struct agent_task *t, const char *model_path,
+                        char *result, size_t cap)
+{
+    const struct agent_log *log = d->log;
+    struct ud_err e = {0};
+    ud_model_t *model = NULL, *base = NULL;
+    float *delta = NULL;
+    int rc = open_round_model(d, t, model_path, &model, result, cap);
+    if (rc != 0)
+        return rc;
     if (!(base = ud_model_clone(model, &e))) {
         agent_error(log, "%s", e.msg);
         rc = ROUND_LATER;
@@ -813,27 +881,7 @@ static int build_upload(struct daemon *d, const struct agent_task *t, const char
     }
     if (rc == UD_ERANGE) /* clipping is the coordinator's call: send it, say so */
         agent_warn(log, "round %" PRId64 ": %s; sending it anyway", t->round, e.msg);
-    struct ud_update_msg msg = {.round = t->round,
-                                .base_version = t->model_version,
-                                .samples = res.samples,
-                                .loss = res.loss,
-                                .accuracy = res.accuracy,
-                                .delta = delta,
-                                .n = n};
-    snprintf(msg.key, sizeof msg.key, "%s", d->st.key);
-    size_t len;
-    if ((rc = ud_update_msg_encode(&msg, &buf, &len, &e)) < 0) {
-        agent_error(log, "round %" PRId64 ": %s", t->round, e.msg);
-        snprintf(result, cap, "failed");
-        goto out_free_delta;
-    }
-    char path[PATH_CAP];
-    upload_path(path, d, t->round);
-    if ((rc = ud_file_write_atomic(path, buf, len, &e)) < 0) {
-        agent_error(log, "%s", e.msg);
-        rc = ROUND_LATER;
-    }
-    free(buf);
+    rc = store_upload(d, t, &res, delta, n, result, cap);
 out_free_delta:
     free(delta);
 out_free_base:
@@ -944,11 +992,10 @@ static int do_round(struct daemon *d, const struct agent_task *t)
 
 /* --------------------------------------------------------------------------------- main */
 
-int agent_cmd_run(int argc, char **argv)
+/* The daemon's start: keys, libraries, signals, the state directory, the HTTP client, and the
+ * state kept from an earlier run. Dies with a message on anything it cannot start with. */
+static void daemon_start(struct daemon *d)
 {
-    static struct daemon D;
-    struct daemon *d = &D;
-    parse_run(argc, argv, &d->o);
     d->log = &d->o.common.log;
     d->skipped_round = -1;
     load_token(d);
@@ -989,32 +1036,48 @@ int agent_cmd_run(int argc, char **argv)
     agent_json_int(d->log, "rounds_done", d->st.ndone);
     agent_json_close(d->log);
     agent_say(d->log, "device %s, coordinator %s, state %s", d->device, d->o.url, d->o.state);
+}
 
-    /* Restart: an update stored but not answered is sent again, with the same key. */
-    if (d->st.round >= 0 && !agent_state_is_done(&d->st, d->st.round)) {
-        char path[PATH_CAP];
-        upload_path(path, d, d->st.round);
-        if (access(path, F_OK) == 0) {
-            char result[32];
-            agent_json_open(d->log, "resend");
-            agent_json_int(d->log, "round", (long long)d->st.round);
-            agent_json_str(d->log, "key", d->st.key);
-            agent_json_close(d->log);
-            agent_say(d->log, "round %" PRId64 ": sending the stored update again (key %s)",
-                      d->st.round, d->st.key);
-            int64_t round = d->st.round;
-            char key[sizeof d->st.key], upload[sizeof d->st.upload];
-            snprintf(key, sizeof key, "%s", d->st.key);
-            snprintf(upload, sizeof upload, "%s", d->st.upload);
-            send_upload(d, round, upload, key, d->st.deadline, result, sizeof result);
-            finish_round(d, round, result);
-        }
-    }
-    if (d->o.max_rounds && d->contributed >= d->o.max_rounds)
-        goto out_done;
+/* Restart: an update stored but not answered is sent again, with the same key. */
+static void resend_stored_upload(struct daemon *d)
+{
+    if (d->st.round < 0 || agent_state_is_done(&d->st, d->st.round))
+        return;
+    char path[PATH_CAP];
+    upload_path(path, d, d->st.round);
+    if (access(path, F_OK) != 0)
+        return;
+    char result[32];
+    agent_json_open(d->log, "resend");
+    agent_json_int(d->log, "round", (long long)d->st.round);
+    agent_json_str(d->log, "key", d->st.key);
+    agent_json_close(d->log);
+    agent_say(d->log, "round %" PRId64 ": sending the stored update again (key %s)", d->st.round,
+              d->st.key);
+    int64_t round = d->st.round;
+    char key[sizeof d->st.key], upload[sizeof d->st.upload];
+    snprintf(key, sizeof key, "%s", d->st.key);
+    snprintf(upload, sizeof upload, "%s", d->st.upload);
+    send_upload(d, round, upload, key, d->st.deadline, result, sizeof result);
+    finish_round(d, round, result);
+}
 
+static int enough_rounds(const struct daemon *d)
+{
+    return d->o.max_rounds && d->contributed >= d->o.max_rounds;
+}
+
+int agent_cmd_run(int argc, char **argv)
+{
+    static struct daemon D;
+    struct daemon *d = &D;
+    parse_run(argc, argv, &d->o);
+    daemon_start(d);
+    resend_stored_upload(d);
     int said_idle = 0;
-    while (!agent_update_stopping()) {
+    while (!enough_rounds(d)) {
+        if (agent_update_stopping())
+            exit_stopped(d);
         struct agent_task t;
         if (fetch_task(d, &t) != 0) {
             if (!said_idle) {
@@ -1034,15 +1097,9 @@ int agent_cmd_run(int argc, char **argv)
             nap(poll_jitter(d->o.poll));
             continue;
         }
-        if (do_round(d, &t) == ROUND_LATER) {
+        if (do_round(d, &t) == ROUND_LATER)
             nap(poll_jitter(d->o.poll));
-            continue;
-        }
-        if (d->o.max_rounds && d->contributed >= d->o.max_rounds)
-            goto out_done;
     }
-    exit_stopped(d);
-out_done:
     agent_say(d->log, "contributed to %" PRId64 " round%s; exiting", d->contributed,
               d->contributed == 1 ? "" : "s");
     agent_http_destroy(&d->http);
