@@ -34,6 +34,7 @@
 #include "coord_tls.h"
 #include "coord_workers.h"
 #include "coord_zap.h"
+#include "updraft/ud_signal.h"
 #include "updraft/ud_clock.h"
 #include "updraft/ud_file.h"
 #include "updraft/ud_keys.h"
@@ -429,12 +430,7 @@ static void setup_state(struct server *s)
 /* SIGINT/SIGTERM stop the loop; a closed peer is an error return, not SIGPIPE. */
 static void setup_signals(void)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    ud_signal_on_stop(on_signal);
     signal(SIGPIPE, SIG_IGN);
 }
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "updraft/ud_signal.h"
 #include "updraft/ud_clock.h"
 #include "updraft/ud_data.h"
 #include "updraft/ud_delta.h"
@@ -27,12 +28,7 @@ void agent_update_on_signal(int sig)
 
 void agent_update_handle_signals(void)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = agent_update_on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    ud_signal_on_stop(agent_update_on_signal);
 }
 
 int agent_update_stopping(void)

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "updraft/ud_signal.h"
 #include "updraft/ud_clock.h"
 
 #define DEFAULT_BUCKET_BYTES ((size_t)1 << 20)
@@ -830,10 +831,5 @@ void worker_dist_handle_signals(worker_dist_t *d, const char *prog)
 {
     snprintf(d->prog, sizeof d->prog, "%s", prog);
     sig_dist = d;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_term;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    ud_signal_on_stop(on_term);
 }
