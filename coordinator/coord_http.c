@@ -52,6 +52,7 @@
 #include "updraft/ud_clock.h"
 #include "updraft/ud_limits.h"
 #include "updraft/ud_msg.h"
+#include "updraft/ud_num.h"
 
 #define DISCARD_CAP      (16u << 20) /* a chunked body this far past the cap: hang up */
 #define MAX_URL          2048        /* longer paths name nothing we have */
@@ -493,12 +494,9 @@ enum MHD_Result http_reply_created(struct coord_http *h, struct MHD_Connection *
 /* A whole decimal number, nothing else (no spaces, no "+"). */
 int http_parse_i64(const char *s, int64_t *out)
 {
-    if (!s || !*s || !(*s == '-' || (*s >= '0' && *s <= '9')))
-        return -1;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end)
+    long long v;
+    if (!s || !(*s == '-' || (*s >= '0' && *s <= '9')) ||
+        ud_num_ll("", s, INT64_MIN, INT64_MAX, &v, NULL) < 0)
         return -1;
     *out = v;
     return 0;

@@ -34,12 +34,12 @@
 #include "coord_tls.h"
 #include "coord_workers.h"
 #include "coord_zap.h"
-#include "updraft/ud_signal.h"
 #include "updraft/ud_clock.h"
 #include "updraft/ud_file.h"
 #include "updraft/ud_keys.h"
 #include "updraft/ud_net.h"
 #include "updraft/ud_num.h"
+#include "updraft/ud_signal.h"
 
 #define PROG             "updraft-coordinator"
 #define TICK_SECONDS     0.2

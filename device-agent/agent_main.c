@@ -25,8 +25,8 @@
 #include "agent_log.h"
 #include "agent_update.h"
 #include "updraft/ud_delta.h"
-#include "updraft/ud_kernels.h"
 #include "updraft/ud_file.h"
+#include "updraft/ud_kernels.h"
 #include "updraft/ud_num.h"
 #include "updraft/ud_udm.h"
 

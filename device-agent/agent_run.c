@@ -36,11 +36,11 @@
 #include "agent_update.h"
 #include "updraft/ud_clock.h"
 #include "updraft/ud_delta.h"
-#include "updraft/ud_update_msg.h"
+#include "updraft/ud_file.h"
 #include "updraft/ud_kernels.h"
 #include "updraft/ud_net.h"
-#include "updraft/ud_file.h"
 #include "updraft/ud_udm.h"
+#include "updraft/ud_update_msg.h"
 
 #define RESP_MAX_BYTES    (64 * 1024) /* an upload's JSON answer */
 #define BACKOFF_BASE_S    0.5

@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "updraft/ud_signal.h"
 #include "updraft/ud_clock.h"
 #include "updraft/ud_data.h"
 #include "updraft/ud_delta.h"
+#include "updraft/ud_signal.h"
 #include "updraft/ud_update.h"
 
 /* The running task, for the signal handler; the program is single-threaded around it. */

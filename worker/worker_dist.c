@@ -15,8 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "updraft/ud_signal.h"
 #include "updraft/ud_clock.h"
+#include "updraft/ud_signal.h"
 
 #define DEFAULT_BUCKET_BYTES ((size_t)1 << 20)
 #define DEFAULT_TIMEOUT_S    60.0

@@ -41,6 +41,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "updraft/ud_clock.h"
+
 /* Validation is scored in chunks of at least this many samples (when it has that many). */
 #define UD_UPDATE_VAL_CHUNK 256
 
@@ -101,13 +103,6 @@ struct ud_update_task {
     int bad_layer;    /* the first such span's layer, or -1 when not known (grad_sync's apply) */
     struct epoch_acc *acc; /* the current epoch's sums (train's) */
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 const char *ud_task_state_name(enum ud_task_state s)
 {
@@ -406,7 +401,7 @@ static int end_minibatch(ud_update_task_t *t, int64_t e, int64_t s, const double
     acc->loss_sum += v[0];
     acc->correct += v[1];
     acc->samples += v[2];
-    double now = now_s();
+    double now = ud_clock_mono();
     struct ud_update_metrics m = {
         .loss = v[2] > 0 ? v[0] / v[2] : NAN,
         .epoch_index = e,
@@ -512,7 +507,7 @@ static int train(ud_update_task_t *t)
 {
     struct ud_update_params *P = &t->cfg.params;
     int64_t e0 = t->cfg.start_epoch, s0 = t->cfg.start_minibatch;
-    t->t0 = now_s();
+    t->t0 = ud_clock_mono();
     t->step = e0 * t->spe + s0;
     struct ud_update_metrics m = {
         .loss = NAN,
@@ -532,7 +527,7 @@ static int train(ud_update_task_t *t)
             t->cfg.hooks.epoch_order(t->cfg.hooks.user, e, t->order, t->n);
         else
             ud_update_epoch_order(P->seed, e, P->shuffle, t->order, t->n);
-        struct epoch_acc acc = {.start = now_s()};
+        struct epoch_acc acc = {.start = ud_clock_mono()};
         if (e == e0 && s0 > 0) {
             acc.loss_sum = t->cfg.start_sums[0];
             acc.correct = t->cfg.start_sums[1];
@@ -557,7 +552,7 @@ static int train(ud_update_task_t *t)
             if (rc)
                 return ud_err_prefix(&t->err, "epoch %lld", (long long)e);
         }
-        double now = now_s();
+        double now = ud_clock_mono();
         m.epoch_seconds = now - acc.start;
         m.seconds = now - t->t0;
         m.samples_per_sec =
