@@ -6,8 +6,12 @@
 #
 #   deploy/install-deps.sh            build + test + demo dependencies
 #   deploy/install-deps.sh --peers    also PyTorch and NumPy, for the side-by-side benchmarks
+#   deploy/install-deps.sh --cross    also the arm64/armhf cross compilers, qemu-user and the
+#                                     agent's private sysroots in /opt/updraft-sysroot/{arm64,armhf}
+#                                     (deploy/make-sysroot.sh; no amd64 package changes; docs/cross.md)
 set -euo pipefail
 
+cross=0
 pkgs=(
     build-essential cmake pkg-config git clang-format python3
     clang libclang-rt-dev
@@ -21,7 +25,11 @@ pkgs=(
 for arg in "$@"; do
     case "$arg" in
     --peers) pkgs+=(python3-torch python3-numpy) ;;
-    -h | --help) sed -n '2,9p' "$0"; exit 0 ;;
+    --cross)
+        cross=1
+        pkgs+=(gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf qemu-user)
+        ;;
+    -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "install-deps.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -32,12 +40,25 @@ for p in "${pkgs[@]}"; do
         missing+=("$p")
     fi
 done
+# The sysroots, once the packages are in (each is a no-op when its stamp matches).
+sysroots()
+{
+    [ "$cross" = 1 ] || return 0
+    local arch as=""
+    if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
+        as=sudo
+    fi
+    for arch in arm64 armhf; do
+        $as "$(dirname "$0")/make-sysroot.sh" "$arch"
+    done
+}
+sudo=""
 if [ ${#missing[@]} -eq 0 ]; then
+    sysroots
     exit 0
 fi
 
 echo "install-deps.sh: installing ${missing[*]}" >&2
-sudo=""
 if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null 2>&1; then
         sudo="sudo"
@@ -59,3 +80,4 @@ if ! $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/
         exit 1
     }
 fi
+sysroots
