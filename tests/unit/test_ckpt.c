@@ -869,7 +869,7 @@ static void pack_state(msgpack_sbuffer *sb, const struct ud_ckpt_state *st,
     if (pk_key(&pk, mu, "fingerprint"))
         pk_str(&pk, st->fingerprint);
     if (pk_key(&pk, mu, "optim_floats"))
-        msgpack_pack_uint64(&pk, mu->floats >= 0 ? (size_t)mu->floats : st->optim_floats);
+        msgpack_pack_uint64(&pk, mu->floats >= 0 ? (uint64_t)mu->floats : st->optim_floats);
     if (pk_key(&pk, mu, "optim_state")) {
         size_t bytes = mu->bin_bytes != SIZE_MAX ? mu->bin_bytes : 4 * st->optim_floats;
         msgpack_pack_bin(&pk, bytes);
