@@ -19,7 +19,7 @@ arch=${1:-}
 case "$arch" in
 arm64) triple=aarch64-linux-gnu ;;
 armhf) triple=arm-linux-gnueabihf ;;
-*) echo "make-sysroot.sh: ARCH must be arm64 or armhf, not '$arch' (see --help in the header)" >&2; exit 2 ;;
+*) echo "make-sysroot.sh: ARCH must be arm64 or armhf, not '$arch' (usage: make-sysroot.sh arm64|armhf [DIR])" >&2; exit 2 ;;
 esac
 dir=${2:-/opt/updraft-sysroot/$arch}
 

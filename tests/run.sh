@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/run.sh — the one command that runs updraft's tests on a fresh Debian machine.
 #
-# Installs what is missing (deploy/install-deps.sh), configures build/ with warnings as errors,
+# Installs what is missing (deploy/install-deps.sh --cross: with the ARM cross compilers, qemu-user
+# and the agent's sysroots, for build_cross), configures build/ with warnings as errors,
 # builds everything, and runs every test through ctest (unit tests, integration tests that drive
 # the real programs, and the clang-format check). Extra arguments go to ctest (e.g. -R data).
 #
@@ -18,7 +19,7 @@ if [ "${1:-}" = "--sanitize" ]; then
     cmake_args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DUD_WERROR=ON -DUD_SANITIZE=ON)
 fi
 
-deploy/install-deps.sh
+deploy/install-deps.sh --cross
 cmake -S . -B "$build" "${cmake_args[@]}" >/dev/null
 cmake --build "$build" -j"$(nproc)"
 cd "$build"
