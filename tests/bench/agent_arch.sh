@@ -22,17 +22,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=tests/bench/lib.bash
 source tests/bench/lib.bash
-F=/usr/share/datasets/fashion-mnist
 SYSROOTS=${UD_SYSROOT_BASE:-/opt/updraft-sysroot}
-bench_require_bins "$bin" updraft
-[ -f "$F/t10k-images-idx3-ubyte.gz" ] || { echo "agent_arch.sh: needs $F (deploy/install-deps.sh)" >&2; exit 2; }
 work=$(mktemp -d /tmp/updraft-agent-arch.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
-
-"$bin/updraft" dataset partition --data "$F/t10k-images-idx3-ubyte.gz" --skip 9400 --clients 1 \
-    --scheme iid --seed 1 --out "$work/dev" >/dev/null 2>&1
-"$bin/updraft" init --arch mlp --data "$F/t10k-images-idx3-ubyte.gz" --seed 1 --out "$work/m.udm" >/dev/null
+bench_agent_workload "$work"
 
 # row ARCH BLAS: builds build-arch/ARCH-BLAS and prints one table row.
 row()

@@ -9,16 +9,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=tests/bench/lib.bash
 source tests/bench/lib.bash
-F=/usr/share/datasets/fashion-mnist
 [ -x "$bin/updraft-agent" ] || { echo "agent_rss.sh: build first" >&2; exit 2; }
-[ -f "$F/t10k-images-idx3-ubyte.gz" ] || { echo "agent_rss.sh: needs $F" >&2; exit 2; }
 work=$(mktemp -d /tmp/updraft-agent-rss.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 # 600 test images as one device's labeled folder (PNG files), and an untrained reference mlp.
-"$bin/updraft" dataset partition --data "$F/t10k-images-idx3-ubyte.gz" --skip 9400 --clients 1 \
-    --scheme iid --seed 1 --out "$work/dev" >/dev/null 2>&1
-"$bin/updraft" init --arch mlp --data "$F/t10k-images-idx3-ubyte.gz" --seed 1 --out "$work/m.udm" >/dev/null
+bench_agent_workload "$work"
 ours=$("$bin/updraft-agent" update --model "$work/m.udm" --data "$work/dev/client-000" --epochs 1 \
     --batch 32 --out "$work/m2.udm" --json | tail -1 |
     $PY -c 'import json,sys; print(json.load(sys.stdin)["peak_rss_mb"])')

@@ -8,6 +8,10 @@
 #   bench_require_bins DIR NAME...  exits 2 saying which DIR/NAME is missing, unless each is
 #                               an executable
 #   free_port                   prints a free loopback TCP port
+#   bench_agent_workload DIR    the device agent's workload (agent_rss.sh, agent_arch.sh): 600
+#                               Fashion-MNIST test images as one device's labeled folder
+#                               (DIR/dev/client-000, PNG files) and an untrained reference mlp
+#                               (DIR/m.udm); exits 2 without the dataset or the built updraft
 #   ratio A B                   A / B with two decimals, or n/a when B is not positive
 #   max A B                     the larger of two numbers
 # and sets root (the checkout), bin (the built programs: $UD_BIN_DIR, else build/bin) and PY
@@ -45,6 +49,17 @@ bench_require_bins()
 free_port()
 {
     /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+bench_agent_workload()
+{
+    local F=/usr/share/datasets/fashion-mnist
+    bench_require_bins "$bin" updraft
+    [ -f "$F/t10k-images-idx3-ubyte.gz" ] ||
+        { echo "$(basename "$0"): needs $F (deploy/install-deps.sh)" >&2; exit 2; }
+    "$bin/updraft" dataset partition --data "$F/t10k-images-idx3-ubyte.gz" --skip 9400 --clients 1 \
+        --scheme iid --seed 1 --out "$1/dev" >/dev/null 2>&1
+    "$bin/updraft" init --arch mlp --data "$F/t10k-images-idx3-ubyte.gz" --seed 1 --out "$1/m.udm" >/dev/null
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
