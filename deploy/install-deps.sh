@@ -2,7 +2,7 @@
 # install-deps.sh — install what updraft needs to build, test and run its demo on Debian 12.
 #
 # Idempotent: asks dpkg what is already there and runs apt-get only for what is missing.
-# Needs root (or sudo) only when something is missing.
+# Needs root (or sudo) only when something is missing (with --cross: or a sysroot is to be made).
 #
 #   deploy/install-deps.sh            build + test + demo dependencies
 #   deploy/install-deps.sh --peers    also PyTorch and NumPy, for the side-by-side benchmarks
@@ -29,7 +29,7 @@ for arg in "$@"; do
         cross=1
         pkgs+=(gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf qemu-user)
         ;;
-    -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "install-deps.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
     esac
 done
