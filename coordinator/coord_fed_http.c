@@ -73,6 +73,35 @@ int64_t fed_device_auth(struct coord_http *h, struct MHD_Connection *c)
     return ok ? id : 0;
 }
 
+int fed_device_task_model(struct coord_http *h, int64_t dev, const char *name, const char *v)
+{
+    int64_t version;
+    if (!name || !v || http_parse_i64(v, &version) != 0 || version < 1)
+        return 0;
+    struct ud_err e = {0};
+    sqlite3 *db = http_db_ro(h, &e);
+    if (!db)
+        return 0;
+    sqlite3_stmt *st = NULL;
+    int ok = 0;
+    if (sqlite3_prepare_v2(
+            db,
+            "SELECT 1 FROM participants p JOIN rounds r ON r.id = p.round JOIN federations f ON"
+            " f.id = r.federation WHERE p.device = ?1 AND r.state = 'OPEN' AND f.state ="
+            " 'RUNNING' AND f.model = ?2 AND r.base_version = ?3"
+            " AND NOT EXISTS (SELECT 1 FROM updates u WHERE u.round = r.id AND u.device = ?1)"
+            " AND NOT EXISTS (SELECT 1 FROM failures x WHERE x.round = r.id AND x.device = ?1)"
+            " LIMIT 1",
+            -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, dev);
+        sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, version);
+        ok = sqlite3_step(st) == SQLITE_ROW;
+    }
+    sqlite3_finalize(st);
+    return ok;
+}
+
 /* Records a device's call as its last sign of life. */
 static void device_touch(struct coord_http *h, int64_t id)
 {
@@ -175,7 +204,7 @@ enum MHD_Result fed_get_devices(struct coord_http *h, struct MHD_Connection *c,
     return http_reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
-/* GET /v1/devices/{id} (admin): one device, as in the list; 404 for an unknown id. */
+/* GET /v1/devices/{id} (reader): one device, as in the list; 404 for an unknown id. */
 enum MHD_Result fed_get_device(struct coord_http *h, struct MHD_Connection *c,
                                const struct coord_call *q)
 {
