@@ -27,6 +27,7 @@
 #include "coord_db.h"
 #include "coord_fed.h"
 #include "coord_http_impl.h"
+#include "coord_spec.h"
 #include "coord_store.h"
 #include "updraft/ud_delta.h"
 #include "updraft/ud_file.h"
@@ -486,10 +487,8 @@ enum MHD_Result fed_post_federation(struct coord_http *h, struct MHD_Connection 
     enum MHD_Result ret;
     if (fed_base_model(h, c, db, &s, &version, &ret) != 0)
         return ret;
-    if (s.eval[0] && access(s.eval, R_OK) != 0)
-        return http_reply_error(h, c, HTTP_UNPROCESSABLE,
-                                "'eval': %s cannot be read on the coordinator: %s", s.eval,
-                                strerror(errno));
+    if (s.eval[0] && coord_spec_check_path("eval", s.eval, &e) != 0)
+        return http_reply_error(h, c, MHD_HTTP_BAD_REQUEST, "%s", e.msg);
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return http_db_fail(h, c, db, "begin");
     int64_t id = 0;

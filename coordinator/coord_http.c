@@ -1290,6 +1290,10 @@ static enum MHD_Result post_job(struct coord_http *h, struct MHD_Connection *c,
         return http_reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", e.msg);
     if (rc)
         return http_reply_error(h, c, MHD_HTTP_BAD_REQUEST, "%s", e.msg);
+    if (coord_spec_check_paths(&s, &e) != 0) {
+        coord_spec_deinit(&s);
+        return http_reply_error(h, c, MHD_HTTP_BAD_REQUEST, "%s", e.msg);
+    }
     if (!http_db_rw(h, &e)) {
         coord_spec_deinit(&s);
         return http_reply_db_error(h, c, &e);

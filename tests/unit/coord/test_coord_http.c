@@ -31,6 +31,7 @@ static coord_http_t *g_http;
 static sqlite3 *g_db;
 static char g_base[64], g_sha[65];
 static unsigned char g_file[FILE_SIZE];
+static char g_data[1024]; /* a readable file for the specs' "data" */
 static CURL *g_curl;
 static long g_fresh; /* 1: every request on a new connection */
 /* Sent with every GET and HEAD that names no Authorization of its own (NULL: none). */
@@ -270,6 +271,8 @@ static int setup(void **state)
         execf("INSERT INTO events (job, time, kind, message) VALUES ('job-000001', %f, 'progress',"
               " 'event %d')",
               t - 60 + i, i);
+
+    snprintf(g_data, sizeof g_data, "%s", ud_test_write("train.gz", "x", 1));
 
     /* A model file in the store, under its SHA-256. */
     for (int i = 0; i < FILE_SIZE; i++)
@@ -787,8 +790,11 @@ static void test_hostile_input(void **state)
 static void test_submit(void **state)
 {
     struct resp r;
-    const char *spec = "{\"name\":\"fashion-mlp\",\"data\":\"/d/train.gz\",\"arch\":\"mlp\","
-                       "\"epochs\":2,\"launch\":{\"np\":2}}";
+    char spec[2048], nolaunch[2048], bad[2048];
+    snprintf(spec, sizeof spec,
+             "{\"name\":\"fashion-mlp\",\"data\":\"%s\",\"arch\":\"mlp\",\"epochs\":2,"
+             "\"launch\":{\"np\":2}}",
+             g_data);
     const char *auth[] = {"Authorization: Bearer " TOKEN, "Content-Type: application/json", NULL};
     const char *wrong[] = {"Authorization: Bearer nope", NULL};
     const char *basic[] = {"Authorization: Basic " TOKEN, NULL};
@@ -836,13 +842,42 @@ static void test_submit(void **state)
     sqlite3_finalize(st);
 
     /* Without launch: np NULL, launch false. */
-    const char *nolaunch = "{\"name\":\"m\",\"data\":\"d\",\"arch\":\"cnn\"}";
+    snprintf(nolaunch, sizeof nolaunch, "{\"name\":\"m\",\"data\":\"%s\",\"arch\":\"cnn\"}",
+             g_data);
     request(&r, "POST", "/v1/jobs", nolaunch, strlen(nolaunch), 0, auth);
     assert_string_equal(jstr(expect(&r, 201), "id"), "job-000005");
     resp_free(&r);
     assert_int_equal(query_int("SELECT count(*) FROM jobs WHERE id = 'job-000005' AND np IS NULL"
                                " AND launch = 0"),
                      1);
+
+    /* Paths the coordinator cannot read: 400 naming the key and the path, nothing stored. */
+    const char *garbage = ud_test_write("garbage.arch", "not a layer\n", 12);
+    const char *dir = ud_test_path("");
+    struct {
+        const char *data, *test, *arch, *want;
+    } paths[] = {
+        {"/nonexistent/train.gz", NULL, "mlp", "'data': /nonexistent/train.gz cannot be read"},
+        {g_data, "/nonexistent/t10k.gz", "mlp", "'test': /nonexistent/t10k.gz cannot be read"},
+        {g_data, NULL, "resnet9000", "'arch': 'resnet9000' is neither a preset"},
+        {g_data, NULL, "/nonexistent/net.arch", "'arch': '/nonexistent/net.arch'"},
+        {g_data, NULL, dir, "'arch': "},
+        {g_data, NULL, garbage, "'arch': "},
+    };
+    long long jobs_before = query_int("SELECT count(*) FROM jobs");
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
+        char test[1100] = "";
+        if (paths[i].test)
+            snprintf(test, sizeof test, ",\"test\":\"%s\"", paths[i].test);
+        snprintf(bad, sizeof bad, "{\"name\":\"m\",\"data\":\"%s\",\"arch\":\"%s\"%s}",
+                 paths[i].data, paths[i].arch, test);
+        request(&r, "POST", "/v1/jobs", bad, strlen(bad), 0, auth);
+        expect(&r, 400);
+        if (!strstr(message_of(&r), paths[i].want))
+            fail_msg("%s: '%s' does not say \"%s\"", bad, message_of(&r), paths[i].want);
+        resp_free(&r);
+    }
+    assert_int_equal(query_int("SELECT count(*) FROM jobs"), jobs_before);
 
     /* Refusals. */
     const char *malformed = "{\"name\":\"m\",\n\"data\": }";
@@ -997,9 +1032,9 @@ static void test_cli(void **state)
 
     /* submit and cancel, with the token from a file. */
     const char *tok = ud_test_write("token", TOKEN "\n", strlen(TOKEN) + 1);
-    const char *spec =
-        ud_test_write("spec.json", "{\"name\":\"c\",\"data\":\"d\",\"arch\":\"mlp\"}",
-                      strlen("{\"name\":\"c\",\"data\":\"d\",\"arch\":\"mlp\"}"));
+    char text[2048];
+    snprintf(text, sizeof text, "{\"name\":\"c\",\"data\":\"%s\",\"arch\":\"mlp\"}", g_data);
+    const char *spec = ud_test_write("spec.json", text, strlen(text));
     snprintf(args, sizeof args, "job submit '%s'", spec);
     assert_int_equal(cli(args, &out), 1); /* the reader token does not submit */
     snprintf(args, sizeof args, "--token-file '%s' job submit '%s'", tok, spec);
