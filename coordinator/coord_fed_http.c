@@ -48,6 +48,17 @@ static int64_t seg_id(const char *s)
     return http_parse_i64(s, &v) == 0 && v > 0 ? v : 0;
 }
 
+/* Device ?1's open tasks: the rounds (r) of running federations (f) it was sampled in (p)
+ * that are OPEN and that it has neither uploaded to nor reported a failure for. A task's
+ * query and the model-file rule share it, so a device may read exactly what its task names. */
+#define OPEN_TASKS_FROM                                                                            \
+    " FROM participants p JOIN rounds r ON r.id = p.round JOIN federations f ON"                   \
+    " f.id = r.federation"
+#define OPEN_TASKS_WHERE                                                                           \
+    " WHERE p.device = ?1 AND r.state = 'OPEN' AND f.state = 'RUNNING'"                            \
+    " AND NOT EXISTS (SELECT 1 FROM updates u WHERE u.round = r.id AND u.device = ?1)"             \
+    " AND NOT EXISTS (SELECT 1 FROM failures x WHERE x.round = r.id AND x.device = ?1)"
+
 int64_t fed_device_auth(struct coord_http *h, struct MHD_Connection *c)
 {
     size_t n;
@@ -85,15 +96,10 @@ int fed_device_task_model(struct coord_http *h, int64_t dev, const char *name, c
         return 0;
     sqlite3_stmt *st = NULL;
     int ok = 0;
-    if (sqlite3_prepare_v2(
-            db,
-            "SELECT 1 FROM participants p JOIN rounds r ON r.id = p.round JOIN federations f ON"
-            " f.id = r.federation WHERE p.device = ?1 AND r.state = 'OPEN' AND f.state ="
-            " 'RUNNING' AND f.model = ?2 AND r.base_version = ?3"
-            " AND NOT EXISTS (SELECT 1 FROM updates u WHERE u.round = r.id AND u.device = ?1)"
-            " AND NOT EXISTS (SELECT 1 FROM failures x WHERE x.round = r.id AND x.device = ?1)"
-            " LIMIT 1",
-            -1, &st, NULL) == SQLITE_OK) {
+    if (sqlite3_prepare_v2(db,
+                           "SELECT 1" OPEN_TASKS_FROM OPEN_TASKS_WHERE
+                           " AND f.model = ?2 AND r.base_version = ?3",
+                           -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, dev);
         sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, version);
@@ -266,12 +272,8 @@ enum MHD_Result fed_get_task(struct coord_http *h, struct MHD_Connection *c,
     sqlite3_stmt *st = http_select(
         h, c,
         "SELECT r.id, r.number, r.federation, r.base_version, r.deadline, f.spec, m.sha256,"
-        " m.size FROM participants p JOIN rounds r ON r.id = p.round JOIN federations f ON"
-        " f.id = r.federation JOIN models m ON m.name = f.model AND m.version ="
-        " r.base_version WHERE p.device = ?1 AND r.state = 'OPEN' AND f.state = 'RUNNING'"
-        " AND NOT EXISTS (SELECT 1 FROM updates u WHERE u.round = r.id AND u.device = ?1)"
-        " AND NOT EXISTS (SELECT 1 FROM failures x WHERE x.round = r.id AND x.device = ?1)"
-        " ORDER BY r.id LIMIT 1",
+        " m.size" OPEN_TASKS_FROM " JOIN models m ON m.name = f.model AND m.version ="
+        " r.base_version" OPEN_TASKS_WHERE " ORDER BY r.id LIMIT 1",
         "reading tasks", &ret);
     if (!st)
         return ret;

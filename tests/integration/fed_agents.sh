@@ -99,7 +99,11 @@ for i in range(4):
             j = json.loads(line)
         except ValueError:
             continue
+        # round_done, or an accepted upload: a kill between the state's save and the
+        # round_done line loses the line, not the contribution (the next start counts it)
         if j.get("event") == "round_done" and j.get("contributed"):
+            rounds.add(j.get("round"))
+        if j.get("event") == "upload" and j.get("result") in ("accepted", "duplicate"):
             rounds.add(j.get("round"))
     out.append(len(rounds))
 print(out)

@@ -174,13 +174,13 @@ for ((i = 0; i < 100; i++)); do
 done
 it_expect_grep "plain HTTP on 0.0.0.0: the coordinator warns" out/coord-open.log \
     "warning: plain HTTP on 0.0.0.0"
-it_run cli_open "$UPDRAFT" --url "http://0.0.0.0:$P2" status
+it_run cli_open "$UPDRAFT" --url "http://0.0.0.0:$P2" --token-file state-open/reader.token status
 it_expect_rc "the CLI still talks to http://0.0.0.0" 0
 it_expect_grep "... and warns that the URL is not loopback" "$ERR" "is plain HTTP to a host that is not loopback"
 it_run agent_open "$AGENT" run --coordinator "http://0.0.0.0:$P2" --allow-unsigned --token "dev-9.00ff" \
     --data parts/client-000 --state agent-open --poll 0.2
 it_expect_grep "the agent warns for a plain-HTTP URL off loopback" "$ERR" "is plain HTTP to a host that is not loopback"
-it_run cli_lo "$UPDRAFT" --url "http://127.0.0.1:$P2" status
+it_run cli_lo "$UPDRAFT" --url "http://127.0.0.1:$P2" --token-file state-open/reader.token status
 it_expect_nogrep "... the CLI does not for http://127.0.0.1" "$ERR" "plain HTTP"
 kill -TERM $OPEN_PID 2>/dev/null || true
 wait $OPEN_PID 2>/dev/null || true
