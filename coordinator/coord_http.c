@@ -1564,6 +1564,8 @@ static enum MHD_Result route_call(struct coord_http *h, struct MHD_Connection *c
     return ret;
 }
 
+/* Which operator token a request carries (bearer_role). */
+enum { BEARER_NONE, BEARER_READER, BEARER_ADMIN };
 static int bearer_role(const struct coord_http *h, struct MHD_Connection *c);
 
 /* A read (COORD_WHO_READER, COORD_WHO_READER_OR_TASK_MODEL): 0 when the request may go on
@@ -1603,13 +1605,13 @@ static int route_refuse(struct coord_http *h, struct MHD_Connection *c,
 {
     if (rt->who == COORD_WHO_READER || rt->who == COORD_WHO_READER_OR_TASK_MODEL)
         return read_refuse(h, c, rt, q, ret);
-    int role = rt->who == COORD_WHO_ADMIN ? bearer_role(h, c) : 2;
-    if (role == 1) {
+    int role = rt->who == COORD_WHO_ADMIN ? bearer_role(h, c) : BEARER_ADMIN;
+    if (role == BEARER_READER) {
         *ret = http_reply_error(h, c, MHD_HTTP_FORBIDDEN,
                                 "the reader token only reads: this call needs the admin token");
         return 1;
     }
-    if (role == 0) {
+    if (role == BEARER_NONE) {
         *ret = http_reply_error_h(h, c, MHD_HTTP_UNAUTHORIZED, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                                   "Bearer realm=\"updraft\"",
                                   "this call needs the admin token: Authorization: Bearer TOKEN");
@@ -1683,8 +1685,8 @@ static enum MHD_Result post_more(struct coord_http *h, struct MHD_Connection *c,
     return route_call(h, c, r->route, &r->q);
 }
 
-/* Which of the two tokens the request carries: 2 the admin token, 1 the reader token, 0
- * neither. Digests are compared in constant time: neither the content nor the length leaks. */
+/* Which of the two tokens the request carries: BEARER_ADMIN, BEARER_READER or BEARER_NONE.
+ * Digests are compared in constant time: neither the content nor the length leaks. */
 static int bearer_role(const struct coord_http *h, struct MHD_Connection *c)
 {
     size_t n;
@@ -1695,17 +1697,17 @@ static int bearer_role(const struct coord_http *h, struct MHD_Connection *c)
     crypto_generichash(d, sizeof d, (const unsigned char *)a, n, NULL, 0);
     int admin = h->have_token && sodium_memcmp(d, h->token_hash, sizeof d) == 0;
     int reader = h->have_reader && sodium_memcmp(d, h->reader_hash, sizeof d) == 0;
-    return admin ? 2 : reader ? 1 : 0;
+    return admin ? BEARER_ADMIN : reader ? BEARER_READER : BEARER_NONE;
 }
 
 int http_authorized(const struct coord_http *h, struct MHD_Connection *c)
 {
-    return bearer_role(h, c) == 2;
+    return bearer_role(h, c) == BEARER_ADMIN;
 }
 
 int http_reader_authorized(const struct coord_http *h, struct MHD_Connection *c)
 {
-    return bearer_role(h, c) > 0;
+    return bearer_role(h, c) != BEARER_NONE;
 }
 
 const char *http_bearer(struct MHD_Connection *c, size_t *n)
