@@ -46,6 +46,7 @@ coord_start()
         if curl -sf "${CURL_TLS[@]}" "$URL/healthz" >/dev/null 2>&1; then
             TOKEN=$(cat "$state/admin.token" 2>/dev/null || true)
             READER=$(cat "$state/reader.token" 2>/dev/null || true)
+            # shellcheck disable=SC2034 # read by the scripts
             READ_AUTH=(-H "Authorization: Bearer $READER")
             export UPDRAFT_TOKEN=$TOKEN
             return 0
