@@ -53,6 +53,9 @@ it_expect_grep "... and says which range" "$API_BODY" "learningRate"
 api POST /v1/federations '{"model": "tab", "rounds": 2, "colour": "blue"}'
 it_expect_eq "an unknown key is 400" 400 "$API_STATUS"
 it_expect_grep "... naming it" "$API_BODY" "colour"
+api POST /v1/federations '{"model": "tab", "rounds": 1, "eval": "/nonexistent/eval.csv"}'
+it_expect_eq "an eval dataset the coordinator cannot read is 400" 400 "$API_STATUS"
+it_expect_grep "... naming the key and the path" "$API_BODY" "'eval': /nonexistent/eval.csv cannot be read"
 # A model whose update defaults say 20000 epochs (a .udm allows it, a federation spec does not):
 # a spec leaving epochs to the model is refused, not stored unreadable (found by fuzz_rest_json).
 "$PY" - base.udm e20k.udm <<'PYEOF'
