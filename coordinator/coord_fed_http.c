@@ -59,6 +59,20 @@ static int64_t seg_id(const char *s)
     " AND NOT EXISTS (SELECT 1 FROM updates u WHERE u.round = r.id AND u.device = ?1)"             \
     " AND NOT EXISTS (SELECT 1 FROM failures x WHERE x.round = r.id AND x.device = ?1)"
 
+/* sql prepared on this thread's read-only connection (the caller finalizes it); NULL when the
+ * database cannot be opened or sql not prepared: the router's checks then refuse. */
+static sqlite3_stmt *ro_prepare(struct coord_http *h, const char *sql)
+{
+    struct ud_err e = {0};
+    sqlite3 *db = http_db_ro(h, &e);
+    sqlite3_stmt *st = NULL;
+    if (db && sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        st = NULL;
+    }
+    return st;
+}
+
 int64_t fed_device_auth(struct coord_http *h, struct MHD_Connection *c)
 {
     size_t n;
@@ -69,14 +83,9 @@ int64_t fed_device_auth(struct coord_http *h, struct MHD_Connection *c)
     unsigned char hash[32];
     if (coord_device_token_parse(a, n, &id, hash) != 0)
         return 0;
-    struct ud_err e = {0};
-    sqlite3 *db = http_db_ro(h, &e);
-    if (!db)
-        return 0;
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *st = ro_prepare(h, "SELECT token_hash FROM devices WHERE id = ? AND revoked = 0");
     int ok = 0;
-    if (sqlite3_prepare_v2(db, "SELECT token_hash FROM devices WHERE id = ? AND revoked = 0", -1,
-                           &st, NULL) == SQLITE_OK) {
+    if (st) {
         sqlite3_bind_int64(st, 1, id);
         if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 32)
             ok = sodium_memcmp(sqlite3_column_blob(st, 0), hash, 32) == 0;
@@ -90,16 +99,10 @@ int fed_device_task_model(struct coord_http *h, int64_t dev, const char *name, c
     int64_t version;
     if (!name || !v || http_parse_i64(v, &version) != 0 || version < 1)
         return 0;
-    struct ud_err e = {0};
-    sqlite3 *db = http_db_ro(h, &e);
-    if (!db)
-        return 0;
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *st = ro_prepare(h, "SELECT 1" OPEN_TASKS_FROM OPEN_TASKS_WHERE
+                                     " AND f.model = ?2 AND r.base_version = ?3");
     int ok = 0;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT 1" OPEN_TASKS_FROM OPEN_TASKS_WHERE
-                           " AND f.model = ?2 AND r.base_version = ?3",
-                           -1, &st, NULL) == SQLITE_OK) {
+    if (st) {
         sqlite3_bind_int64(st, 1, dev);
         sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, version);
