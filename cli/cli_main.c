@@ -144,9 +144,9 @@ const struct cli_cmd cli_commands[] = {
          "  job show ID                         a job: progress, ETA, ranks, metrics, events\n"},
     {"job", "submit", "SPEC.json", .remote = cli_job_submit,
      .help = "  job submit SPEC.json                submits a job spec (- for stdin); needs the "
-             "token\n"},
+             "admin token\n"},
     {"job", "cancel", "ID", .remote = cli_job_cancel,
-     .help = "  job cancel ID                       cancels a job; needs the token\n"},
+     .help = "  job cancel ID                       cancels a job; needs the admin token\n"},
     {"job", "wait", "ID", "--timeout=", .remote = cli_job_wait,
      .help = "  job wait ID [--timeout S]           waits until the job ends; exit 0 only on "
              "success\n"},
@@ -160,30 +160,29 @@ const struct cli_cmd cli_commands[] = {
     {"model", "push", "FILE.udm", "--name=", .remote = cli_model_push,
      .help =
          "  model push FILE.udm --name NAME     registers a .udm as NAME's next version; needs\n"
-         "                                      the token\n"},
+         "                                      the admin token\n"},
     {"devices", .remote = cli_devices,
      .help =
          "  devices                             enrolled devices: last seen, updates, revoked\n"},
     {"devices", "add", .opts = "--name= --count= --out=", .remote = cli_devices_add,
-     .help =
-         "  devices add [--name N] [--count K] [--out F]\n"
-         "                                      enrols devices; needs the token. Prints each id\n"
-         "                                      and token, or with --out writes \"ID TOKEN\" "
-         "lines\n"
-         "                                      to F (mode 0600) and no token\n"},
+     .help = "  devices add [--name N] [--count K] [--out F]\n"
+             "                                      enrols devices; needs the admin token. Prints\n"
+             "                                      each id and token, or with --out writes\n"
+             "                                      \"ID TOKEN\" lines to F (mode 0600) and no "
+             "token\n"},
     {"devices", "revoke", "ID", .remote = cli_devices_revoke,
      .help =
          "  devices revoke ID                   revokes a device: its token is refused from now\n"
-         "                                      on; needs the token\n"},
+         "                                      on; needs the admin token\n"},
     {"fed", "start", "SPEC.json", .remote = cli_fed_start,
      .help = "  fed start SPEC.json                 starts a federation (- for stdin); needs the "
-             "token\n"},
+             "admin token\n"},
     {"fed", "list", .remote = cli_fed_list,
      .help = "  fed list                            federations: state, model versions, round\n"},
     {"fed", "show", "ID", .remote = cli_fed_show,
      .help = "  fed show ID                         a federation and each of its rounds\n"},
     {"fed", "cancel", "ID", .remote = cli_fed_cancel,
-     .help = "  fed cancel ID                       cancels a federation; needs the token\n"},
+     .help = "  fed cancel ID                       cancels a federation; needs the admin token\n"},
     {"fed", "wait", "ID", "--timeout= --progress", .remote = cli_fed_wait,
      .help = "  fed wait ID [--timeout S] [--progress]\n"
              "                                      waits until it ends (--progress: a line per\n"
@@ -191,7 +190,9 @@ const struct cli_cmd cli_commands[] = {
     {.help =
          "                                      URL: --url, $UPDRAFT_URL or http://127.0.0.1:8470\n"
          "                                      token: --token, --token-file, $UPDRAFT_TOKEN,\n"
-         "                                      $UPDRAFT_TOKEN_FILE\n"
+         "                                      $UPDRAFT_TOKEN_FILE; every command sends it:\n"
+         "                                      reads take the reader token (the coordinator's\n"
+         "                                      STATE/reader.token) or the admin token\n"
          "                                      https: --cacert F or $UPDRAFT_CACERT (a CA file;\n"
          "                                      default: the system store), --pin P or\n"
          "                                      $UPDRAFT_PIN (sha256//BASE64 or a key file)\n"},

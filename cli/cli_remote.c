@@ -105,8 +105,8 @@ static int tls_refused(const struct cli_remote *o, CURLcode cc, const char *reas
  * be reached (printed unless quiet), or HTTP_TLS_REFUSED when it failed TLS verification
  * (always printed: waiting will not mend it). */
 static int http_ct(const struct cli_remote *o, const char *method, const char *path,
-                   const char *ctype, const char *body, size_t len, int auth, FILE *file,
-                   struct reply *r, int quiet)
+                   const char *ctype, const char *body, size_t len, FILE *file, struct reply *r,
+                   int quiet)
 {
     memset(r, 0, sizeof *r);
     CURL *c = curl_easy_init();
@@ -117,7 +117,7 @@ static int http_ct(const struct cli_remote *o, const char *method, const char *p
     char url[4096], errbuf[CURL_ERROR_SIZE] = "", authz[1100];
     snprintf(url, sizeof url, "%s%s", o->url, path);
     struct curl_slist *hdrs = NULL;
-    if (auth && o->token[0]) {
+    if (o->token[0]) { /* every call: reads need the reader or admin token too */
         snprintf(authz, sizeof authz, "Authorization: Bearer %s", o->token);
         hdrs = curl_slist_append(hdrs, authz);
     }
@@ -176,9 +176,9 @@ static int http_ct(const struct cli_remote *o, const char *method, const char *p
 
 /* http_ct with a JSON body (or none). */
 static int http(const struct cli_remote *o, const char *method, const char *path, const char *body,
-                size_t len, int auth, FILE *file, struct reply *r, int quiet)
+                size_t len, FILE *file, struct reply *r, int quiet)
 {
-    return http_ct(o, method, path, "application/json", body, len, auth, file, r, quiet);
+    return http_ct(o, method, path, "application/json", body, len, file, r, quiet);
 }
 
 /* The server said no: its message (and with --json its body), exit code 1. */
@@ -194,8 +194,12 @@ static int server_error(const struct cli_remote *o, const struct reply *r, const
                                       : "unexpected answer",
             r->code);
     if (r->code == 401)
-        fprintf(stderr, "updraft: pass the admin token with --token, --token-file or "
-                        "$UPDRAFT_TOKEN (the coordinator prints where it keeps it)\n");
+        fprintf(stderr, "updraft: pass a token with --token, --token-file or $UPDRAFT_TOKEN: "
+                        "the admin token (STATE/admin.token), or for reads the reader token "
+                        "(STATE/reader.token); the coordinator's log says where they are\n");
+    else if (r->code == 403)
+        fprintf(stderr, "updraft: this token may not do that: reads need the reader or the admin "
+                        "token, changes the admin token\n");
     return 1;
 }
 
@@ -210,8 +214,8 @@ static int print_json(const struct reply *r)
 }
 
 /* One request for call_and_print: ok is the status that means success; list, when set, the
- * key of the array the answer must hold; body (of Content-Type ctype, JSON when NULL) is sent
- * with the admin token, as every request but a GET is. */
+ * key of the array the answer must hold; body of Content-Type ctype (JSON when NULL). Every
+ * request carries the token: a GET the reader or admin token, the rest the admin token. */
 struct call {
     const char *method, *path;
     long ok;
@@ -226,9 +230,8 @@ static int call_and_print(const struct cli_remote *o, const struct call *c, cons
                           void (*print)(const struct cli_remote *, json_t *))
 {
     struct reply r;
-    int auth = strcmp(c->method, "GET") != 0;
     if (http_ct(o, c->method, c->path, c->ctype ? c->ctype : "application/json", c->body, c->len,
-                auth, NULL, &r, 0))
+                NULL, &r, 0))
         return 1;
     int ret = 0;
     int ok = r.code == c->ok &&
@@ -548,7 +551,7 @@ static int wait_until_final(const struct cli_remote *o, const char *path, const 
     int unreachable = 0;
     for (;;) {
         struct reply r;
-        int hr = http(o, "GET", path, NULL, 0, 0, NULL, &r, 1);
+        int hr = http(o, "GET", path, NULL, 0, NULL, &r, 1);
         if (hr == HTTP_TLS_REFUSED)
             return 1;
         if (hr != 0) {
@@ -724,7 +727,7 @@ int cli_model_pull(const struct cli_remote *o, const char *ref)
         return ret;
     /* The metadata first: it pins "latest" to a version and gives the hash to check. */
     struct reply meta;
-    if (http(o, "GET", path, NULL, 0, 0, NULL, &meta, 0))
+    if (http(o, "GET", path, NULL, 0, NULL, &meta, 0))
         return 1;
     if (meta.code != 200 || !json_is_object(meta.json)) {
         ret = server_error(o, &meta, ref);
@@ -741,7 +744,7 @@ int cli_model_pull(const struct cli_remote *o, const char *ref)
         return 1;
     }
     struct reply r;
-    int fail = http(o, "GET", str(meta.json, "file"), NULL, 0, 0, f, &r, 0);
+    int fail = http(o, "GET", str(meta.json, "file"), NULL, 0, f, &r, 0);
     int werr = fclose(f) != 0;
     if (fail || r.code != 200) {
         ret = fail ? 1 : server_error(o, &r, ref);
@@ -926,7 +929,7 @@ int cli_devices_add(const struct cli_remote *o, const char *arg)
         return 1;
     }
     struct reply r;
-    int fail = http(o, "POST", "/v1/devices", body, strlen(body), 1, NULL, &r, 0);
+    int fail = http(o, "POST", "/v1/devices", body, strlen(body), NULL, &r, 0);
     free(body);
     if (fail) {
         if (o->out)

@@ -27,6 +27,7 @@
 #include "coord_db.h"
 #include "coord_fed.h"
 #include "coord_http_impl.h"
+#include "coord_spec.h"
 #include "coord_store.h"
 #include "updraft/ud_delta.h"
 #include "updraft/ud_file.h"
@@ -47,6 +48,31 @@ static int64_t seg_id(const char *s)
     return http_parse_i64(s, &v) == 0 && v > 0 ? v : 0;
 }
 
+/* Device ?1's open tasks: the rounds (r) of running federations (f) it was sampled in (p)
+ * that are OPEN and that it has neither uploaded to nor reported a failure for. A task's
+ * query and the model-file rule share it, so a device may read exactly what its task names. */
+#define OPEN_TASKS_FROM                                                                            \
+    " FROM participants p JOIN rounds r ON r.id = p.round JOIN federations f ON"                   \
+    " f.id = r.federation"
+#define OPEN_TASKS_WHERE                                                                           \
+    " WHERE p.device = ?1 AND r.state = 'OPEN' AND f.state = 'RUNNING'"                            \
+    " AND NOT EXISTS (SELECT 1 FROM updates u WHERE u.round = r.id AND u.device = ?1)"             \
+    " AND NOT EXISTS (SELECT 1 FROM failures x WHERE x.round = r.id AND x.device = ?1)"
+
+/* sql prepared on this thread's read-only connection (the caller finalizes it); NULL when the
+ * database cannot be opened or sql not prepared: the router's checks then refuse. */
+static sqlite3_stmt *ro_prepare(struct coord_http *h, const char *sql)
+{
+    struct ud_err e = {0};
+    sqlite3 *db = http_db_ro(h, &e);
+    sqlite3_stmt *st = NULL;
+    if (db && sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        st = NULL;
+    }
+    return st;
+}
+
 int64_t fed_device_auth(struct coord_http *h, struct MHD_Connection *c)
 {
     size_t n;
@@ -57,20 +83,33 @@ int64_t fed_device_auth(struct coord_http *h, struct MHD_Connection *c)
     unsigned char hash[32];
     if (coord_device_token_parse(a, n, &id, hash) != 0)
         return 0;
-    struct ud_err e = {0};
-    sqlite3 *db = http_db_ro(h, &e);
-    if (!db)
-        return 0;
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *st = ro_prepare(h, "SELECT token_hash FROM devices WHERE id = ? AND revoked = 0");
     int ok = 0;
-    if (sqlite3_prepare_v2(db, "SELECT token_hash FROM devices WHERE id = ? AND revoked = 0", -1,
-                           &st, NULL) == SQLITE_OK) {
+    if (st) {
         sqlite3_bind_int64(st, 1, id);
         if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 32)
             ok = sodium_memcmp(sqlite3_column_blob(st, 0), hash, 32) == 0;
     }
     sqlite3_finalize(st);
     return ok ? id : 0;
+}
+
+int fed_device_task_model(struct coord_http *h, int64_t dev, const char *name, const char *v)
+{
+    int64_t version;
+    if (!name || !v || http_parse_i64(v, &version) != 0 || version < 1)
+        return 0;
+    sqlite3_stmt *st = ro_prepare(h, "SELECT 1" OPEN_TASKS_FROM OPEN_TASKS_WHERE
+                                     " AND f.model = ?2 AND r.base_version = ?3");
+    int ok = 0;
+    if (st) {
+        sqlite3_bind_int64(st, 1, dev);
+        sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, version);
+        ok = sqlite3_step(st) == SQLITE_ROW;
+    }
+    sqlite3_finalize(st);
+    return ok;
 }
 
 /* Records a device's call as its last sign of life. */
@@ -175,7 +214,7 @@ enum MHD_Result fed_get_devices(struct coord_http *h, struct MHD_Connection *c,
     return http_reply_json(h, c, MHD_HTTP_OK, &b);
 }
 
-/* GET /v1/devices/{id} (admin): one device, as in the list; 404 for an unknown id. */
+/* GET /v1/devices/{id} (reader): one device, as in the list; 404 for an unknown id. */
 enum MHD_Result fed_get_device(struct coord_http *h, struct MHD_Connection *c,
                                const struct coord_call *q)
 {
@@ -236,12 +275,8 @@ enum MHD_Result fed_get_task(struct coord_http *h, struct MHD_Connection *c,
     sqlite3_stmt *st = http_select(
         h, c,
         "SELECT r.id, r.number, r.federation, r.base_version, r.deadline, f.spec, m.sha256,"
-        " m.size FROM participants p JOIN rounds r ON r.id = p.round JOIN federations f ON"
-        " f.id = r.federation JOIN models m ON m.name = f.model AND m.version ="
-        " r.base_version WHERE p.device = ?1 AND r.state = 'OPEN' AND f.state = 'RUNNING'"
-        " AND NOT EXISTS (SELECT 1 FROM updates u WHERE u.round = r.id AND u.device = ?1)"
-        " AND NOT EXISTS (SELECT 1 FROM failures x WHERE x.round = r.id AND x.device = ?1)"
-        " ORDER BY r.id LIMIT 1",
+        " m.size" OPEN_TASKS_FROM " JOIN models m ON m.name = f.model AND m.version ="
+        " r.base_version" OPEN_TASKS_WHERE " ORDER BY r.id LIMIT 1",
         "reading tasks", &ret);
     if (!st)
         return ret;
@@ -457,10 +492,8 @@ enum MHD_Result fed_post_federation(struct coord_http *h, struct MHD_Connection 
     enum MHD_Result ret;
     if (fed_base_model(h, c, db, &s, &version, &ret) != 0)
         return ret;
-    if (s.eval[0] && access(s.eval, R_OK) != 0)
-        return http_reply_error(h, c, HTTP_UNPROCESSABLE,
-                                "'eval': %s cannot be read on the coordinator: %s", s.eval,
-                                strerror(errno));
+    if (s.eval[0] && coord_spec_check_path("eval", s.eval, &e) != 0)
+        return http_reply_error(h, c, MHD_HTTP_BAD_REQUEST, "%s", e.msg);
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return http_db_fail(h, c, db, "begin");
     int64_t id = 0;

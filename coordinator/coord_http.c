@@ -273,8 +273,8 @@ struct coord_http {
     pthread_key_t key;
     int key_made;
     char *state_dir, *state_abs;
-    unsigned char token_hash[crypto_generichash_BYTES];
-    int have_token;
+    unsigned char token_hash[crypto_generichash_BYTES], reader_hash[crypto_generichash_BYTES];
+    int have_token, have_reader;
     double heartbeat_timeout, started;
     int port;
     const struct coord_model_keys *keys; /* borrowed */
@@ -1290,6 +1290,10 @@ static enum MHD_Result post_job(struct coord_http *h, struct MHD_Connection *c,
         return http_reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", e.msg);
     if (rc)
         return http_reply_error(h, c, MHD_HTTP_BAD_REQUEST, "%s", e.msg);
+    if (coord_spec_check_paths(&s, &e) != 0) {
+        coord_spec_deinit(&s);
+        return http_reply_error(h, c, MHD_HTTP_BAD_REQUEST, "%s", e.msg);
+    }
     if (!http_db_rw(h, &e)) {
         coord_spec_deinit(&s);
         return http_reply_db_error(h, c, &e);
@@ -1413,37 +1417,38 @@ static enum MHD_Result get_healthz(struct coord_http *h, struct MHD_Connection *
 /* The REST API, one row a route (docs/rest.md lists the same; test_coord_http checks it). */
 static const struct coord_route ROUTES[] = {
     {"GET", "/healthz", get_healthz, 0, COORD_WHO_ANYONE, 0, NULL},
-    {"GET", "/metrics", get_prometheus, 0, COORD_WHO_ANYONE, 0, NULL},
-    {"GET", "/v1/status", get_status, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"GET", "/metrics", get_prometheus, 0, COORD_WHO_READER, 0, NULL},
+    {"GET", "/v1/status", get_status, 0, COORD_WHO_READER, 0, NULL},
     /* jobs */
-    {"GET", "/v1/jobs", get_jobs, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"GET", "/v1/jobs", get_jobs, 0, COORD_WHO_READER, 0, NULL},
     {"POST", "/v1/jobs", post_job, UD_LIMIT_JOB_SPEC_BYTES, COORD_WHO_ADMIN, 0, NULL},
-    {"GET", "/v1/jobs/{id}", get_job, 0, COORD_WHO_ANYONE, 0, NULL},
-    {"GET", "/v1/jobs/{id}/metrics", get_job_metrics, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"GET", "/v1/jobs/{id}", get_job, 0, COORD_WHO_READER, 0, NULL},
+    {"GET", "/v1/jobs/{id}/metrics", get_job_metrics, 0, COORD_WHO_READER, 0, NULL},
     {"POST", "/v1/jobs/{id}/cancel", post_cancel, UD_LIMIT_JOB_SPEC_BYTES, COORD_WHO_ADMIN, 0,
      NULL},
     /* the model registry */
-    {"GET", "/v1/models", get_models, 0, COORD_WHO_ANYONE, 0, NULL},
-    {"GET", "/v1/models/{name}/versions", get_model_versions, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"GET", "/v1/models", get_models, 0, COORD_WHO_READER, 0, NULL},
+    {"GET", "/v1/models/{name}/versions", get_model_versions, 0, COORD_WHO_READER, 0, NULL},
     {"POST", "/v1/models/{name}/versions", fed_post_model, UD_LIMIT_MODEL_PUSH_BYTES,
      COORD_WHO_ADMIN, 1, NULL},
-    {"GET", "/v1/models/{name}/versions/{v}", get_model_version, 0, COORD_WHO_ANYONE, 0, NULL},
-    {"GET", "/v1/models/{name}/versions/{v}/file", get_model_file, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"GET", "/v1/models/{name}/versions/{v}", get_model_version, 0, COORD_WHO_READER, 0, NULL},
+    {"GET", "/v1/models/{name}/versions/{v}/file", get_model_file, 0,
+     COORD_WHO_READER_OR_TASK_MODEL, 0, NULL},
     /* devices (coord_fed_http.c) */
-    {"GET", "/v1/devices", fed_get_devices, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"GET", "/v1/devices", fed_get_devices, 0, COORD_WHO_READER, 0, NULL},
     {"POST", "/v1/devices", fed_post_devices, UD_LIMIT_SMALL_BODY_BYTES, COORD_WHO_ADMIN, 1, NULL},
-    {"GET", "/v1/devices/{id}", fed_get_device, 0, COORD_WHO_ADMIN, 0, NULL},
+    {"GET", "/v1/devices/{id}", fed_get_device, 0, COORD_WHO_READER, 0, NULL},
     {"GET", "/v1/devices/{id}/task", fed_get_task, 0, COORD_WHO_DEVICE, 0, NULL},
     {"POST", "/v1/devices/{id}/revoke", fed_post_revoke, UD_LIMIT_SMALL_BODY_BYTES, COORD_WHO_ADMIN,
      1, NULL},
     /* federations and their rounds (coord_fed_http.c) */
-    {"GET", "/v1/federations", fed_get_federations, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"GET", "/v1/federations", fed_get_federations, 0, COORD_WHO_READER, 0, NULL},
     {"POST", "/v1/federations", fed_post_federation, UD_LIMIT_FED_SPEC_BYTES, COORD_WHO_ADMIN, 1,
      NULL},
-    {"GET", "/v1/federations/{id}", fed_get_federations, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"GET", "/v1/federations/{id}", fed_get_federations, 0, COORD_WHO_READER, 0, NULL},
     {"POST", "/v1/federations/{id}/cancel", fed_post_cancel, UD_LIMIT_SMALL_BODY_BYTES,
      COORD_WHO_ADMIN, 1, NULL},
-    {"GET", "/v1/rounds/{id}", fed_get_round, 0, COORD_WHO_ANYONE, 0, NULL},
+    {"GET", "/v1/rounds/{id}", fed_get_round, 0, COORD_WHO_READER, 0, NULL},
     {"POST", "/v1/rounds/{id}/updates", fed_post_update, UD_LIMIT_UPDATE_BYTES, COORD_WHO_DEVICE, 0,
      fed_update_cap},
     {"POST", "/v1/rounds/{id}/failures", fed_post_failure, UD_LIMIT_SMALL_BODY_BYTES,
@@ -1559,11 +1564,54 @@ static enum MHD_Result route_call(struct coord_http *h, struct MHD_Connection *c
     return ret;
 }
 
-/* 401 unless the request carries what the row's "who" asks for (a device's id into q). */
+/* Which operator token a request carries (bearer_role). */
+enum { BEARER_NONE, BEARER_READER, BEARER_ADMIN };
+static int bearer_role(const struct coord_http *h, struct MHD_Connection *c);
+
+/* A read (COORD_WHO_READER, COORD_WHO_READER_OR_TASK_MODEL): 0 when the request may go on
+ * (the reader or admin token; a device's own task model, its id into q), else 1 with 401 (no
+ * token we know) or 403 (a device's token where devices may not read) queued in *ret. */
+static int read_refuse(struct coord_http *h, struct MHD_Connection *c, const struct coord_route *rt,
+                       struct coord_call *q, enum MHD_Result *ret)
+{
+    if (http_reader_authorized(h, c))
+        return 0;
+    int64_t dev = fed_device_auth(h, c);
+    if (!dev) {
+        *ret = http_reply_error_h(
+            h, c, MHD_HTTP_UNAUTHORIZED, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+            "Bearer realm=\"updraft\"",
+            "this call needs the reader or the admin token: Authorization: Bearer TOKEN");
+        return 1;
+    }
+    if (rt->who == COORD_WHO_READER_OR_TASK_MODEL &&
+        fed_device_task_model(h, dev, q->arg[0], q->arg[1])) {
+        q->device = dev;
+        return 0;
+    }
+    *ret = http_reply_error(
+        h, c, MHD_HTTP_FORBIDDEN, "%s",
+        rt->who == COORD_WHO_READER_OR_TASK_MODEL
+            ? "a device may read only the model version of its own open task (GET "
+              "/v1/devices/ID/task says which)"
+            : "a device's token cannot read this: it needs the reader or the admin token");
+    return 1;
+}
+
+/* 401 (or 403) unless the request carries what the row's "who" asks for (a device's id into
+ * q). */
 static int route_refuse(struct coord_http *h, struct MHD_Connection *c,
                         const struct coord_route *rt, struct coord_call *q, enum MHD_Result *ret)
 {
-    if (rt->who == COORD_WHO_ADMIN && !http_authorized(h, c)) {
+    if (rt->who == COORD_WHO_READER || rt->who == COORD_WHO_READER_OR_TASK_MODEL)
+        return read_refuse(h, c, rt, q, ret);
+    int role = rt->who == COORD_WHO_ADMIN ? bearer_role(h, c) : BEARER_ADMIN;
+    if (role == BEARER_READER) {
+        *ret = http_reply_error(h, c, MHD_HTTP_FORBIDDEN,
+                                "the reader token only reads: this call needs the admin token");
+        return 1;
+    }
+    if (role == BEARER_NONE) {
         *ret = http_reply_error_h(h, c, MHD_HTTP_UNAUTHORIZED, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                                   "Bearer realm=\"updraft\"",
                                   "this call needs the admin token: Authorization: Bearer TOKEN");
@@ -1637,16 +1685,29 @@ static enum MHD_Result post_more(struct coord_http *h, struct MHD_Connection *c,
     return route_call(h, c, r->route, &r->q);
 }
 
-int http_authorized(const struct coord_http *h, struct MHD_Connection *c)
+/* Which of the two tokens the request carries: BEARER_ADMIN, BEARER_READER or BEARER_NONE.
+ * Digests are compared in constant time: neither the content nor the length leaks. */
+static int bearer_role(const struct coord_http *h, struct MHD_Connection *c)
 {
     size_t n;
     const char *a = http_bearer(c, &n);
-    if (!h->have_token || !a)
+    if (!a)
         return 0;
-    /* Compare digests in constant time: neither the content nor the length leaks. */
     unsigned char d[crypto_generichash_BYTES];
     crypto_generichash(d, sizeof d, (const unsigned char *)a, n, NULL, 0);
-    return sodium_memcmp(d, h->token_hash, sizeof d) == 0;
+    int admin = h->have_token && sodium_memcmp(d, h->token_hash, sizeof d) == 0;
+    int reader = h->have_reader && sodium_memcmp(d, h->reader_hash, sizeof d) == 0;
+    return admin ? BEARER_ADMIN : reader ? BEARER_READER : BEARER_NONE;
+}
+
+int http_authorized(const struct coord_http *h, struct MHD_Connection *c)
+{
+    return bearer_role(h, c) == BEARER_ADMIN;
+}
+
+int http_reader_authorized(const struct coord_http *h, struct MHD_Connection *c)
+{
+    return bearer_role(h, c) != BEARER_NONE;
 }
 
 const char *http_bearer(struct MHD_Connection *c, size_t *n)
@@ -1789,6 +1850,12 @@ coord_http_t *coord_http_start(const struct coord_http_config *cfg, struct ud_er
                            (const unsigned char *)cfg->admin_token, strlen(cfg->admin_token), NULL,
                            0);
         h->have_token = 1;
+    }
+    if (cfg->reader_token && cfg->reader_token[0]) {
+        crypto_generichash(h->reader_hash, sizeof h->reader_hash,
+                           (const unsigned char *)cfg->reader_token, strlen(cfg->reader_token),
+                           NULL, 0);
+        h->have_reader = 1;
     }
     if (!h->state_dir || !h->state_abs) {
         ud_err_set(e, UD_ENOMEM, "coord_http_start: out of memory");

@@ -17,7 +17,8 @@ typedef struct coord_http coord_http_t;
 struct coord_http_config {
     const char *state_dir;
     const char *listen;       /* "HOST:PORT", e.g. "127.0.0.1:8470"; port 0: any free port */
-    const char *admin_token;  /* Bearer token for mutating calls */
+    const char *admin_token;  /* Bearer token for every call (mutating ones need it) */
+    const char *reader_token; /* Bearer token for the read-only calls (NULL: none) */
     double heartbeat_timeout; /* seconds: a rank heard from within this is a live worker */
     double started;           /* unix time the coordinator started (uptime) */
     int threads;              /* libmicrohttpd thread pool size (0: 2) */

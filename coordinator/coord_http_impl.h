@@ -60,6 +60,8 @@ enum MHD_Result http_reply_created(struct coord_http *h, struct MHD_Connection *
                                    const char *location);
 /* Does the request carry the admin token (constant-time compare)? */
 int http_authorized(const struct coord_http *h, struct MHD_Connection *c);
+/* Does it carry the reader token or the admin token (constant-time compares)? */
+int http_reader_authorized(const struct coord_http *h, struct MHD_Connection *c);
 /* The request's bearer token (after "Bearer ", spaces trimmed) and its length in *n; NULL when
  * there is none. Borrowed from the connection. */
 const char *http_bearer(struct MHD_Connection *c, size_t *n);
@@ -91,9 +93,18 @@ const struct coord_model_keys *http_keys(const struct coord_http *h);
 
 /* ---- the route table (coord_http.c), docs/rest.md lists the same routes ---- */
 
-/* Who may call a route: anyone, the admin token holder (else 401, realm "updraft"), or an
- * enrolled, unrevoked device (else 401, realm "updraft-device"). */
-enum coord_who { COORD_WHO_ANYONE, COORD_WHO_ADMIN, COORD_WHO_DEVICE };
+/* Who may call a route: anyone; the reader or the admin token holder (else 401, realm
+ * "updraft", or 403 when the token is a device's); the admin token holder (else 401, realm
+ * "updraft"); an enrolled, unrevoked device (else 401, realm "updraft-device"); or the
+ * model-file rule: the reader or admin token, or a device whose open task's base version is
+ * the {name}/{v} asked for (any other device: 403). */
+enum coord_who {
+    COORD_WHO_ANYONE,
+    COORD_WHO_READER,
+    COORD_WHO_ADMIN,
+    COORD_WHO_DEVICE,
+    COORD_WHO_READER_OR_TASK_MODEL,
+};
 
 #define COORD_ROUTE_ARGS 2 /* {...} segments in a pattern, at most */
 
@@ -102,8 +113,8 @@ struct coord_call {
     struct coord_http_thread *t;       /* this thread's state (coord_http.c's) */
     const char *method;                /* "GET", "HEAD" or "POST" */
     const char *arg[COORD_ROUTE_ARGS]; /* the path's {...} segments in order; NULL past them */
-    int64_t device;                    /* COORD_WHO_DEVICE: the caller's id */
-    const char *body;                  /* POST: the body (NULL when empty) */
+    int64_t device;   /* COORD_WHO_DEVICE (and a device on the model-file rule): the caller's id */
+    const char *body; /* POST: the body (NULL when empty) */
     size_t len;
     int too_big; /* the body went over the row's body_cap and was dropped (body_cap rows only) */
 };
@@ -134,6 +145,10 @@ const struct coord_route *coord_http_routes(size_t *n);
 /* The device whose token the request carries: its id (> 0), 0 when the token is missing, wrong
  * or revoked. */
 int64_t fed_device_auth(struct coord_http *h, struct MHD_Connection *c);
+/* Is version v (a whole number) of model name the base version of an open task of device
+ * dev (a participant of an OPEN round of a RUNNING federation that has neither uploaded nor
+ * reported a failure)? 1 yes, 0 no (or the database could not say). */
+int fed_device_task_model(struct coord_http *h, int64_t dev, const char *name, const char *v);
 /* POST /v1/rounds/{id}/updates: the round's own limit (its delta's bytes and some slack). */
 size_t fed_update_cap(struct coord_http *h, const struct coord_call *q);
 

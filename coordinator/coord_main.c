@@ -76,8 +76,8 @@ static void usage(FILE *f)
             "  --zmq ENDPOINT         worker protocol (default tcp://*:8471)\n"
             "  --advertise ENDPOINT   what locally launched workers connect to (default: the\n"
             "                         bound --zmq endpoint with * as 127.0.0.1)\n"
-            "  --token-file F         admin token for mutating REST calls (default: made once\n"
-            "                         as DIR/admin.token)\n"
+            "  --token-file F         admin token for every REST call (default: made once as\n"
+            "                         DIR/admin.token); reads take DIR/reader.token too\n"
             "  --heartbeat-timeout S  silence before a RUNNING job is RESTARTING (default 10)\n"
             "  --restart-timeout S    RESTARTING this long becomes FAILED (default 300)\n"
             "  --cancel-grace S       a launched job has this long to stop after a cancel (30)\n"
@@ -275,8 +275,10 @@ static char *trim(char *s)
     return s;
 }
 
-/* The admin token: --token-file's content, or STATE/admin.token (made on first start). */
-static char *load_token(const char *state, const char *token_file, char *path, size_t n)
+/* A token: token_file's content, or STATE/name (made on first start, mode 0600): the admin
+ * token (--token-file or admin.token) and the reader token (reader.token). */
+static char *load_token(const char *state, const char *name, const char *token_file, char *path,
+                        size_t n)
 {
     struct ud_err e = {0};
     char *data = NULL;
@@ -292,7 +294,7 @@ static char *load_token(const char *state, const char *token_file, char *path, s
         free(data);
         return tok;
     }
-    snprintf(path, n, "%s/admin.token", state);
+    snprintf(path, n, "%s/%s", state, name);
     if (ud_file_read(path, 4096, &data, &len, &e) == 0) {
         char *t = trim(data);
         if (*t) {
@@ -374,9 +376,11 @@ static struct server {
     char state[PATH_MAX];         /* --state, absolute */
     char worker[PATH_MAX];        /* updraft-worker for local launches, absolute when found */
     char token_path[PATH_MAX];    /* where the admin token came from (for the log) */
+    char reader_path[PATH_MAX];   /* the reader token's file */
     char advertise[512];          /* what launched workers connect to */
     double started;               /* unix time of the start */
     char *token;                  /* the admin token */
+    char *reader;                 /* the read-only operator token */
     sqlite3 *db;                  /* the main thread's read-write connection */
     struct coord_model_keys keys; /* every registered version is sealed with these */
     struct coord_tls_creds tls;
@@ -414,15 +418,22 @@ static void setup_paths(struct server *s)
     }
 }
 
-/* The database, the admin token and the model keys. */
+/* The database, the admin and reader tokens and the model keys. */
 static void setup_state(struct server *s)
 {
     struct ud_err e = {0};
     if (coord_db_open(s->state, 0, &s->db, &e) != 0)
         die(1, "%s", e.msg);
-    s->token = load_token(s->state, s->o.token_file, s->token_path, sizeof s->token_path);
-    if (!s->token)
+    s->token =
+        load_token(s->state, "admin.token", s->o.token_file, s->token_path, sizeof s->token_path);
+    s->reader = load_token(s->state, "reader.token", NULL, s->reader_path, sizeof s->reader_path);
+    if (!s->token || !s->reader)
         die(1, "out of memory");
+    if (strcmp(s->token, s->reader) == 0)
+        die(1,
+            "%s holds the admin token: the reader token must differ (delete %s to have a new "
+            "one made)",
+            s->reader_path, s->reader_path);
     if (coord_model_keys_load(s->state, s->o.signing_key, s->o.model_key, &s->keys, &e) != 0)
         die(1, "%s", e.msg);
 }
@@ -497,6 +508,7 @@ static void setup_listeners(struct server *s)
             .state_dir = s->state,
             .listen = s->o.http,
             .admin_token = s->token,
+            .reader_token = s->reader,
             .heartbeat_timeout = s->o.heartbeat_timeout,
             .started = s->started,
             .threads = s->o.http_threads,
@@ -558,7 +570,8 @@ static void log_startup(const struct server *s)
                            "is accepted");
     if (s->zap)
         coord_log(COORD_LOG_INFO, "%zu worker CURVE key(s) allowed", coord_zap_count(s->zap));
-    coord_log(COORD_LOG_WARN, "admin token in %s", s->token_path);
+    coord_log(COORD_LOG_WARN, "admin token in %s; read-only (reader) token in %s", s->token_path,
+              s->reader_path);
     coord_log(COORD_LOG_WARN,
               "model versions are signed with key %s (%s; devices verify with its "
               "public half, updraft keys generate/show)%s%s",
@@ -643,6 +656,8 @@ static void teardown(struct server *s)
     ud_key_wipe(&s->keys.model);
     sodium_memzero(s->token, strlen(s->token));
     free(s->token);
+    sodium_memzero(s->reader, strlen(s->reader));
+    free(s->reader);
 }
 
 int main(int argc, char **argv)

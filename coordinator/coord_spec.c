@@ -6,13 +6,17 @@
  *  hyper-parameters go through ud_update_params_check_runnable as the worker's do, so a spec the
  *  coordinator accepts is one every rank accepts.
  */
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "coord_spec.h"
+#include "updraft/ud_arch.h"
 #include "updraft/ud_model.h"
 #include "updraft/ud_optim.h"
 
@@ -495,4 +499,36 @@ void coord_spec_deinit(struct coord_spec *s)
     for (int i = 0; i < s->nargs; i++)
         free(s->args[i]);
     memset(s, 0, sizeof *s);
+}
+
+int coord_spec_check_path(const char *key, const char *path, struct ud_err *e)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0 || access(path, S_ISDIR(sb.st_mode) ? R_OK | X_OK : R_OK) != 0) {
+        int err = errno;
+        return ud_err_set(e, err == ENOENT ? UD_ENOTFOUND : UD_EIO,
+                          "'%s': %s cannot be read on the coordinator: %s", key, path,
+                          strerror(err));
+    }
+    return 0;
+}
+
+int coord_spec_check_paths(const struct coord_spec *s, struct ud_err *e)
+{
+    if (coord_spec_check_path("data", s->data, e) != 0)
+        return e->code;
+    if (s->test && coord_spec_check_path("test", s->test, e) != 0)
+        return e->code;
+    struct ud_arch a;
+    int preset = 0;
+    struct ud_err ae = {0};
+    int rc = ud_arch_from_option(s->arch, &a, &preset, &ae);
+    if (rc == UD_ENOTFOUND)
+        return ud_err_set(e, rc,
+                          "'arch': '%s' is neither a preset (mlp, cnn) nor a spec file the "
+                          "coordinator can read",
+                          s->arch);
+    if (rc)
+        return ud_err_set(e, rc, "'arch': %s", ae.msg);
+    return 0;
 }

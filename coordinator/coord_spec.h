@@ -6,7 +6,9 @@
  *    "data": "/path/train-images-idx3-ubyte.gz",   required: image folder, IDX or CSV (absolute
  *                                                   or relative to the coordinator's cwd)
  *    "test": "/path/t10k-images-idx3-ubyte.gz",    optional: scored at the end
- *    "arch": "mlp",                  required: mlp | cnn | path of a spec file
+ *    "arch": "mlp",                  required: mlp | cnn | path of a spec file (data, test and
+ *                                     a spec file must be readable by the coordinator at submit:
+ *                                     coord_spec_check_paths)
  *    "epochs": 10, "batch": 128, "lr": 0.05, "momentum": 0.9, "nesterov": false,
  *    "weight_decay": 0, "optimizer": "sgd"|"adam", "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
  *    "schedule": "constant"|"step"|"cosine", "step_epochs": N, "gamma": G,
@@ -61,5 +63,16 @@ struct coord_spec {
  * Does not look at the file system. */
 int coord_spec_parse(const char *json, size_t len, struct coord_spec *s, struct ud_err *e);
 void coord_spec_deinit(struct coord_spec *s);
+
+/* Can the coordinator read path, the value of spec key key: a readable file, or a directory it
+ * may list (an image folder)? Returns 0, or UD_ENOTFOUND / UD_IO with e naming the key, the
+ * path and the reason ("'data': /x cannot be read on the coordinator: No such file or
+ * directory"). */
+int coord_spec_check_path(const char *key, const char *path, struct ud_err *e);
+/* The paths of a parsed spec, as the coordinator sees them at submit (it plans from the data,
+ * and workers on one file system see the same): data, test when given, and arch when it is not
+ * a preset (a spec file that must also parse). Returns 0 or the first failure, e naming the
+ * key and the path (coord_spec_check_path). */
+int coord_spec_check_paths(const struct coord_spec *s, struct ud_err *e);
 
 #endif

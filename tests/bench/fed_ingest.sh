@@ -63,18 +63,18 @@ while read -r id t; do
     curl -s -o /dev/null -H "Authorization: Bearer $t" "$url/v1/devices/$id/task"
 done <"$work/tokens"
 for _ in $(seq 100); do
-    [ "$(curl -s "$url/v1/rounds/1" | $PY -c 'import json,sys; print(json.load(sys.stdin)["state"])')" = OPEN ] && break
+    [ "$(curl -s "${auth[@]}" "$url/v1/rounds/1" | $PY -c 'import json,sys; print(json.load(sys.stdin)["state"])')" = OPEN ] && break
     sleep 0.2
 done
 rss0=$(awk '/VmRSS/ {print $2/1024}' "/proc/$coord_pid/status")
-floats=$(curl -s "$url/v1/rounds/1" | $PY -c 'import json,sys; print(json.load(sys.stdin)["delta_floats"])')
+floats=$(curl -s "${auth[@]}" "$url/v1/rounds/1" | $PY -c 'import json,sys; print(json.load(sys.stdin)["delta_floats"])')
 
 echo "coordinator: $threads REST threads; $devices devices; deltas of $floats floats; $conc uploaders"
 $PY "$root/tests/tools/fed_ingest.py" "$url" "$work/tokens" 1 1 "$floats" "$coord_pid" \
     --concurrency "$conc" --marks "50,$devices" >"$work/ingest.json"
 t0=$(date +%s.%N)
 for _ in $(seq 600); do
-    st=$(curl -s "$url/v1/rounds/1" | $PY -c 'import json,sys; print(json.load(sys.stdin)["state"])')
+    st=$(curl -s "${auth[@]}" "$url/v1/rounds/1" | $PY -c 'import json,sys; print(json.load(sys.stdin)["state"])')
     [ "$st" = PUBLISHED ] || [ "$st" = FAILED ] && break
     sleep 0.1
 done

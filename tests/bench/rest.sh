@@ -115,7 +115,7 @@ if [ "$with_job" = 1 ]; then
     echo "job $job submitted (np $np, $max_samples samples); waiting for its first progress..."
     it=
     for _ in $(seq 600); do
-        detail=$(curl -s "$url/v1/jobs/$job")
+        detail=$(curl -s -H "Authorization: Bearer $token" "$url/v1/jobs/$job")
         st=$(printf '%s' "$detail" | jfield state)
         it=$(printf '%s' "$detail" | jfield iteration)
         case "$st" in
@@ -142,7 +142,9 @@ to_ms() {
 failed=0
 measure() { # measure PATH GATED
     local path=$1 gated=$2 out rps p99 non2xx verdict
-    out=$(wrk -t2 -c"$conns" -d"${duration}s" --latency "$url$path" 2>&1)
+    # every GET but /healthz needs a token: the admin token, as a dashboard's reader token would
+    out=$(wrk -t2 -c"$conns" -d"${duration}s" --latency -H "Authorization: Bearer $token" \
+        "$url$path" 2>&1)
     rps=$(printf '%s\n' "$out" | awk '/^Requests\/sec:/ {printf "%.0f", $2}')
     p99=$(to_ms "$(printf '%s\n' "$out" | awk '$1 == "99%" {print $2}')")
     non2xx=$(printf '%s\n' "$out" | awk '/Non-2xx/ {print $NF}')
@@ -168,15 +170,15 @@ measure() { # measure PATH GATED
 
 echo "wrk -t2 -c$conns -d${duration}s --latency on $url ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
 it0=
-[ -n "$job" ] && it0=$(curl -s "$url/v1/jobs/$job" | jfield iteration)
+[ -n "$job" ] && it0=$(curl -s -H "Authorization: Bearer $token" "$url/v1/jobs/$job" | jfield iteration)
 measure /v1/status 1
 measure /healthz 0
 if [ -n "$job" ]; then
-    it1=$(curl -s "$url/v1/jobs/$job" | jfield iteration)
+    it1=$(curl -s -H "Authorization: Bearer $token" "$url/v1/jobs/$job" | jfield iteration)
     echo "job $job went from step $it0 to $it1 during the measurements (reporting every 5 steps)"
     curl -s -X POST "$url/v1/jobs/$job/cancel" -H "Authorization: Bearer $token" >/dev/null
     for _ in $(seq 150); do
-        st=$(curl -s "$url/v1/jobs/$job" | jfield state)
+        st=$(curl -s -H "Authorization: Bearer $token" "$url/v1/jobs/$job" | jfield state)
         [ "$st" = CANCELLED ] || [ "$st" = FAILED ] && break
         sleep 0.2
     done

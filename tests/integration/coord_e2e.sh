@@ -9,6 +9,8 @@
 #      are killed, the job goes RESTARTING naming the checkpoint; the workers relaunched with
 #      --resume finish it. A cancelled job stops after a checkpoint.
 #   4. Another kill -9 once models are registered: versions, files and metrics all survive.
+#   Roles: /healthz is open, every other GET needs a token; the reader token (STATE/reader.token,
+#   0600, named in the log) reads through the CLI and changes nothing.
 # shellcheck source=SCRIPTDIR/lib/common.bash
 source "$(dirname "$0")/lib/common.bash"
 it_require_bins "$WORKER" "$UPDRAFT" "$UD_BIN_DIR/updraft-coordinator"
@@ -24,6 +26,14 @@ export OMPI_MCA_btl_base_warn_component_unused=0
 coord_start "$STATE" --heartbeat-timeout 4 --restart-timeout 120 || { it_fail "coordinator starts" "no /healthz"; it_finish; }
 it_pass "coordinator starts and answers /healthz"
 it_expect_eq "admin token created (64 hex digits)" 64 "${#TOKEN}"
+it_expect_eq "reader token created (64 hex digits, mode 600)" "64 600" "${#READER} $(stat -c %a "$STATE/reader.token")"
+if grep -q "reader) token in $STATE/reader.token" "$COORD_LOG"; then it_pass "... and the log says where"; else it_fail "log names the reader token" "$(grep token "$COORD_LOG")"; fi
+it_expect_eq "GET /v1/status with no token → 401, /healthz → 200" "401 200" \
+    "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/status") $(curl -s -o /dev/null -w '%{http_code}' "$URL/healthz")"
+it_run reader_status "$UPDRAFT" --token "$READER" status
+it_expect_rc "updraft status with the reader token" 0
+it_run reader_cancel "$UPDRAFT" --token "$READER" job cancel job-000001
+if [ "$RC" = 1 ] && grep -q "403" "$ERR"; then it_pass "... which cannot cancel (403)"; else it_fail "reader cancel refused" "exit $RC: $(cat "$ERR")"; fi
 
 # ---- 1. local launch, kill -9 of the coordinator mid-job
 spec=$(cat <<EOF
@@ -81,11 +91,11 @@ SHA=$(jq_ out/version.json 'j["sha256"]')
 it_run pull "$UPDRAFT" model pull "fashion-mlp@$VERSION" --out model.udm
 it_expect_rc "updraft model pull" 0
 it_expect_eq "downloaded file has the registered sha256" "$SHA" "$(sha256sum model.udm | cut -d' ' -f1)"
-etag=$(curl -sI "$URL/v1/models/fashion-mlp/versions/$VERSION/file" | tr -d '\r' | sed -n 's/^[Ee][Tt]ag: //p')
+etag=$(curl -sI "${READ_AUTH[@]}" "$URL/v1/models/fashion-mlp/versions/$VERSION/file" | tr -d '\r' | sed -n 's/^[Ee][Tt]ag: //p')
 it_expect_eq "ETag is the sha256" "\"$SHA\"" "$etag"
-code=$(curl -s -o /dev/null -w '%{http_code}' -H "If-None-Match: \"$SHA\"" "$URL/v1/models/fashion-mlp/versions/$VERSION/file")
+code=$(curl -s "${READ_AUTH[@]}" -o /dev/null -w '%{http_code}' -H "If-None-Match: \"$SHA\"" "$URL/v1/models/fashion-mlp/versions/$VERSION/file")
 it_expect_eq "If-None-Match → 304" 304 "$code"
-curl -s -H 'Range: bytes=100-199' "$URL/v1/models/fashion-mlp/versions/$VERSION/file" -o part.bin
+curl -s "${READ_AUTH[@]}" -H 'Range: bytes=100-199' "$URL/v1/models/fashion-mlp/versions/$VERSION/file" -o part.bin
 it_expect_eq "Range bytes=100-199 gives those bytes" "$(dd if=model.udm bs=1 skip=100 count=100 2>/dev/null | sha256sum)" "$(sha256sum <part.bin)"
 it_run eval "$UPDRAFT" eval model.udm --data "$TEST" --json
 it_expect_rc "updraft eval scores the downloaded model" 0
@@ -145,7 +155,7 @@ coord_kill9
 coord_start "$STATE" --heartbeat-timeout 4 --restart-timeout 120 || it_fail "coordinator restarts again" "no /healthz"
 api GET /v1/models
 it_expect_eq "after another kill -9: fashion-mlp still has 2 versions" 2 "$(jq_ "$API_BODY" '[m["versions"] for m in j["models"] if m["name"] == "fashion-mlp"][0]')"
-curl -s "$URL/v1/models/fashion-mlp/versions/1/file" -o again.udm
+curl -s "${READ_AUTH[@]}" "$URL/v1/models/fashion-mlp/versions/1/file" -o again.udm
 it_expect_eq "and version 1's file is byte for byte the one registered" "$SHA" "$(sha256sum again.udm | cut -d' ' -f1)"
 api GET "/v1/jobs/$JOB/metrics?key=loss"
 it_expect_py "job 1's loss history is intact" 'v[0] > v[1]' "$(jq_ "$API_BODY" 'len(j["metrics"])')" "$before"

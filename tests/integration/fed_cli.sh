@@ -14,6 +14,8 @@
 #      round PUBLISHES version 2, `fed wait --progress` prints it with its eval accuracy, exit 0.
 #   5. `fed cancel`, `fed wait --timeout`, and usage errors.
 #   6. `devices revoke ID`: the device then shows revoked=yes and its token gets 401.
+#   Roles: a sampled device downloads its task's model with its token until its update is in;
+#   another device, another model and the job list are 403 to it; no token is 401.
 # shellcheck source=SCRIPTDIR/lib/common.bash
 source "$(dirname "$0")/lib/common.bash"
 it_require_bins "$WORKER" "$UPDRAFT" "$UD_BIN_DIR/updraft-coordinator"
@@ -26,6 +28,12 @@ UPLOAD=$UD_SOURCE_DIR/tests/tools/fed_upload.py
 
 coord_start "$STATE" || { it_fail "coordinator starts" "no /healthz"; it_finish; }
 it_pass "coordinator starts"
+
+# device_get TOKEN PATH — GET PATH with a device's token; the status code.
+device_get()
+{
+    curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $1" "$URL$2" 2>/dev/null || echo 000
+}
 
 # device_poll TOKEN — GET its task (which also marks the device available); the status code.
 device_poll()
@@ -186,10 +194,19 @@ SEL=()
 for t in "$T1" "$T2" "$T3"; do [ "$(device_poll "$t")" = 200 ] && SEL+=("$t"); done
 it_expect_eq "the sampled devices, and only they, get a task" 2 "${#SEL[@]}"
 ROUND=$(jq_ "out/task-${SEL[0]%%.*}.json" 'j["round"]')
+# Roles: a device reads its task's model file and nothing else.
+MODEL_URL=$(jq_ "out/task-${SEL[0]%%.*}.json" 'j["model"]["url"]')
+for t in "$T1" "$T2" "$T3"; do case " ${SEL[*]} " in *" $t "*) ;; *) UNSEL=$t ;; esac; done
+it_expect_eq "a sampled device downloads its task's model ($MODEL_URL) with its token" 200 "$(device_get "${SEL[0]}" "$MODEL_URL")"
+it_expect_eq "... the unsampled device may not (403)" 403 "$(device_get "$UNSEL" "$MODEL_URL")"
+it_expect_eq "... nor another model (403)" 403 "$(device_get "${SEL[0]}" /v1/models/fm-copy/versions/1/file)"
+it_expect_eq "... nor the job list (403)" 403 "$(device_get "${SEL[0]}" /v1/jobs)"
+it_expect_eq "... and no token at all is 401" 401 "$(curl -s -o /dev/null -w '%{http_code}' "$URL$MODEL_URL")"
 api GET "/v1/rounds/$ROUND"
 FLOATS=$(jq_ "$API_BODY" 'j["delta_floats"]')
 it_run up1 "$SYSPY" "$UPLOAD" "$URL" "${SEL[0]}" "$ROUND" --base 1 --floats "$FLOATS" --random 1 --value 0.001
 it_expect_grep "the first sampled device's update is accepted" "$OUT" '200 {"status":"accepted"'
+it_expect_eq "once its update is in, the device's model read is over (403)" 403 "$(device_get "${SEL[0]}" "$MODEL_URL")"
 it_run dup "$SYSPY" "$UPLOAD" "$URL" "${SEL[0]}" "$ROUND" --base 1 --floats "$FLOATS" --random 1 --value 0.001
 it_expect_grep "sent again: duplicate" "$OUT" '"status":"duplicate"'
 it_run stale "$SYSPY" "$UPLOAD" "$URL" "${SEL[1]:-x}" "$ROUND" --base 7 --floats "$FLOATS"

@@ -53,6 +53,9 @@ it_expect_grep "... and says which range" "$API_BODY" "learningRate"
 api POST /v1/federations '{"model": "tab", "rounds": 2, "colour": "blue"}'
 it_expect_eq "an unknown key is 400" 400 "$API_STATUS"
 it_expect_grep "... naming it" "$API_BODY" "colour"
+api POST /v1/federations '{"model": "tab", "rounds": 1, "eval": "/nonexistent/eval.csv"}'
+it_expect_eq "an eval dataset the coordinator cannot read is 400" 400 "$API_STATUS"
+it_expect_grep "... naming the key and the path" "$API_BODY" "'eval': /nonexistent/eval.csv cannot be read"
 # A model whose update defaults say 20000 epochs (a .udm allows it, a federation spec does not):
 # a spec leaving epochs to the model is refused, not stored unreadable (found by fuzz_rest_json).
 "$PY" - base.udm e20k.udm <<'PYEOF'
@@ -163,7 +166,7 @@ it_expect_eq "device 4 accepted" 200 "$(code "$(up "$T4" 1 --base 1 --value 0.02
 wait_state /v1/rounds/1 PUBLISHED 10 || true
 it_expect_eq "round 1 published version 2 (all 4 reported)" "PUBLISHED 2 1000" \
     "$(jq_ "$API_BODY" 'j["state"] + " " + str(j["published_version"]) + " " + str(j["samples"])')"
-curl -s -o v2.udm "$URL/v1/models/tab/versions/2/file"
+curl -s "${READ_AUTH[@]}" -o v2.udm "$URL/v1/models/tab/versions/2/file"
 "$DIFF" base.udm v2.udm >diff.json 2>&1 || true
 it_expect_py "version 2 = base + 0.019 on every updatable float" \
     'abs(v[0]-0.019) < 1e-6 and abs(v[1]-0.019) < 1e-6' \

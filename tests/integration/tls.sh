@@ -105,11 +105,11 @@ it_run pulled_verify "$UPDRAFT" keys verify --key state/signing.pub pulled.udm
 it_expect_rc "... the pushed model, signed by the coordinator" 0
 if cmp -s base.udm <(tail -c +65 pulled.udm | head -c "$(stat -c %s base.udm)"); then it_pass "... around the same bytes"; else it_fail "pulled = pushed" "files differ"; fi
 FILE_URL=$URL/v1/models/tab/versions/1/file
-code=$(curl -s --cacert pki/ca.pem -r 100-199 -D out/range.hdr -o range.bin -w '%{http_code}' "$FILE_URL")
+code=$(curl -s --cacert pki/ca.pem "${READ_AUTH[@]}" -r 100-199 -D out/range.hdr -o range.bin -w '%{http_code}' "$FILE_URL")
 it_expect_eq "a Range request for the model file over HTTPS → 206" 206 "$code"
 if cmp -s range.bin <(tail -c +101 pulled.udm | head -c 100); then it_pass "... with bytes 100..199"; else it_fail "range bytes" "differ"; fi
 etag=$(tr -d '\r' <out/range.hdr | sed -n 's/^[Ee][Tt][Aa][Gg]: //p')
-code=$(curl -s --cacert pki/ca.pem -H "If-None-Match: $etag" -o /dev/null -w '%{http_code}' "$FILE_URL")
+code=$(curl -s --cacert pki/ca.pem "${READ_AUTH[@]}" -H "If-None-Match: $etag" -o /dev/null -w '%{http_code}' "$FILE_URL")
 it_expect_eq "... and its ETag answers If-None-Match with 304" 304 "$code"
 
 it_run enrol "$UPDRAFT" --cacert pki/ca.pem devices add --count 2 --name tls --out tokens
@@ -174,13 +174,13 @@ for ((i = 0; i < 100; i++)); do
 done
 it_expect_grep "plain HTTP on 0.0.0.0: the coordinator warns" out/coord-open.log \
     "warning: plain HTTP on 0.0.0.0"
-it_run cli_open "$UPDRAFT" --url "http://0.0.0.0:$P2" status
+it_run cli_open "$UPDRAFT" --url "http://0.0.0.0:$P2" --token-file state-open/reader.token status
 it_expect_rc "the CLI still talks to http://0.0.0.0" 0
 it_expect_grep "... and warns that the URL is not loopback" "$ERR" "is plain HTTP to a host that is not loopback"
 it_run agent_open "$AGENT" run --coordinator "http://0.0.0.0:$P2" --allow-unsigned --token "dev-9.00ff" \
     --data parts/client-000 --state agent-open --poll 0.2
 it_expect_grep "the agent warns for a plain-HTTP URL off loopback" "$ERR" "is plain HTTP to a host that is not loopback"
-it_run cli_lo "$UPDRAFT" --url "http://127.0.0.1:$P2" status
+it_run cli_lo "$UPDRAFT" --url "http://127.0.0.1:$P2" --token-file state-open/reader.token status
 it_expect_nogrep "... the CLI does not for http://127.0.0.1" "$ERR" "plain HTTP"
 kill -TERM $OPEN_PID 2>/dev/null || true
 wait $OPEN_PID 2>/dev/null || true

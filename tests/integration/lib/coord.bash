@@ -2,7 +2,9 @@
 # common.bash. Picks free loopback ports, starts and kills updraft-coordinator, and talks REST.
 #
 #   coord_start STATE [ARGS...]   starts it in the background (log: out/coordinator-N.log),
-#                                 waits until /healthz answers; sets COORD_PID, URL, TOKEN, ZMQ
+#                                 waits until /healthz answers; sets COORD_PID, URL, TOKEN
+#                                 (admin), READER (the read-only token), READ_AUTH (curl's
+#                                 -H for it: every GET but /healthz needs a token), ZMQ
 #   coord_kill9                   kill -9 (as a crash would), waits for the process to go
 #   coord_stop                    SIGTERM, waits
 #   api METHOD PATH [BODY]        curl with the admin token; body in $API_BODY (file),
@@ -43,6 +45,9 @@ coord_start()
     for ((i = 0; i < 100; i++)); do
         if curl -sf "${CURL_TLS[@]}" "$URL/healthz" >/dev/null 2>&1; then
             TOKEN=$(cat "$state/admin.token" 2>/dev/null || true)
+            READER=$(cat "$state/reader.token" 2>/dev/null || true)
+            # shellcheck disable=SC2034 # read by the scripts
+            READ_AUTH=(-H "Authorization: Bearer $READER")
             export UPDRAFT_TOKEN=$TOKEN
             return 0
         fi

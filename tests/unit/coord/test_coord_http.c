@@ -1,8 +1,9 @@
 /*  test_coord_http.c — the REST API end to end over loopback: a state directory filled with
  *  rows written straight into the database (jobs, ranks, metrics, checkpoints, events, models
  *  and a model file in the store), the server on a free port, and libcurl asking every endpoint:
- *  JSON shapes, status codes (200 201 202 206 304 400 401 404 405 409 413 416), the Prometheus
- *  text, job submission and cancel semantics, and inputs meant to break it. */
+ *  JSON shapes, status codes (200 201 202 206 304 400 401 403 404 405 409 413 416), the
+ *  Prometheus text, job submission and cancel semantics, who may call what (the admin and
+ *  reader tokens, a device's token), and inputs meant to break it. */
 #include "ud_test.h"
 
 #include <arpa/inet.h>
@@ -11,6 +12,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <sodium.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -22,14 +24,18 @@
 #include "updraft/ud_clock.h"
 
 #define TOKEN     "0123456789abcdef-test-token"
+#define READER    "fedcba9876543210-reader-token"
 #define FILE_SIZE 1000
 
 static coord_http_t *g_http;
 static sqlite3 *g_db;
 static char g_base[64], g_sha[65];
 static unsigned char g_file[FILE_SIZE];
+static char g_data[1024]; /* a readable file for the specs' "data" */
 static CURL *g_curl;
 static long g_fresh; /* 1: every request on a new connection */
+/* Sent with every GET and HEAD that names no Authorization of its own (NULL: none). */
+static const char *g_read_auth = "Authorization: Bearer " READER;
 
 static void exec(const char *sql)
 {
@@ -127,8 +133,14 @@ static void request(struct resp *r, const char *method, const char *path, const 
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
     curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, g_fresh);
     struct curl_slist *sl = NULL;
-    for (const char **h = hdrs; h && *h; h++)
+    int has_auth = 0;
+    for (const char **h = hdrs; h && *h; h++) {
         sl = curl_slist_append(sl, *h);
+        has_auth |= strncasecmp(*h, "Authorization:", 14) == 0;
+    }
+    int read = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    if (read && !has_auth && g_read_auth)
+        sl = curl_slist_append(sl, g_read_auth);
     size_t left = chunked_len;
     if (strcmp(method, "HEAD") == 0)
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
@@ -156,9 +168,19 @@ static void request(struct resp *r, const char *method, const char *path, const 
     }
 }
 
+/* GET with the reader token. */
 static void get(struct resp *r, const char *path)
 {
     request(r, "GET", path, NULL, 0, 0, NULL);
+}
+
+/* GET with no token at all. */
+static void get_anon(struct resp *r, const char *path)
+{
+    const char *keep = g_read_auth;
+    g_read_auth = NULL;
+    request(r, "GET", path, NULL, 0, 0, NULL);
+    g_read_auth = keep;
 }
 
 /* The response must be code with a JSON body (and an error body for >= 400). */
@@ -250,6 +272,8 @@ static int setup(void **state)
               " 'event %d')",
               t - 60 + i, i);
 
+    snprintf(g_data, sizeof g_data, "%s", ud_test_write("train.gz", "x", 1));
+
     /* A model file in the store, under its SHA-256. */
     for (int i = 0; i < FILE_SIZE; i++)
         g_file[i] = (unsigned char)(i * 7 + 3);
@@ -276,6 +300,7 @@ static int setup(void **state)
     struct coord_http_config cfg = {.state_dir = dir,
                                     .listen = "127.0.0.1:0",
                                     .admin_token = TOKEN,
+                                    .reader_token = READER,
                                     .heartbeat_timeout = 10,
                                     .started = t - 5,
                                     .threads = 2};
@@ -765,8 +790,11 @@ static void test_hostile_input(void **state)
 static void test_submit(void **state)
 {
     struct resp r;
-    const char *spec = "{\"name\":\"fashion-mlp\",\"data\":\"/d/train.gz\",\"arch\":\"mlp\","
-                       "\"epochs\":2,\"launch\":{\"np\":2}}";
+    char spec[2048], nolaunch[2048], bad[2048];
+    snprintf(spec, sizeof spec,
+             "{\"name\":\"fashion-mlp\",\"data\":\"%s\",\"arch\":\"mlp\",\"epochs\":2,"
+             "\"launch\":{\"np\":2}}",
+             g_data);
     const char *auth[] = {"Authorization: Bearer " TOKEN, "Content-Type: application/json", NULL};
     const char *wrong[] = {"Authorization: Bearer nope", NULL};
     const char *basic[] = {"Authorization: Basic " TOKEN, NULL};
@@ -814,13 +842,42 @@ static void test_submit(void **state)
     sqlite3_finalize(st);
 
     /* Without launch: np NULL, launch false. */
-    const char *nolaunch = "{\"name\":\"m\",\"data\":\"d\",\"arch\":\"cnn\"}";
+    snprintf(nolaunch, sizeof nolaunch, "{\"name\":\"m\",\"data\":\"%s\",\"arch\":\"cnn\"}",
+             g_data);
     request(&r, "POST", "/v1/jobs", nolaunch, strlen(nolaunch), 0, auth);
     assert_string_equal(jstr(expect(&r, 201), "id"), "job-000005");
     resp_free(&r);
     assert_int_equal(query_int("SELECT count(*) FROM jobs WHERE id = 'job-000005' AND np IS NULL"
                                " AND launch = 0"),
                      1);
+
+    /* Paths the coordinator cannot read: 400 naming the key and the path, nothing stored. */
+    const char *garbage = ud_test_write("garbage.arch", "not a layer\n", 12);
+    const char *dir = ud_test_path("");
+    struct {
+        const char *data, *test, *arch, *want;
+    } paths[] = {
+        {"/nonexistent/train.gz", NULL, "mlp", "'data': /nonexistent/train.gz cannot be read"},
+        {g_data, "/nonexistent/t10k.gz", "mlp", "'test': /nonexistent/t10k.gz cannot be read"},
+        {g_data, NULL, "resnet9000", "'arch': 'resnet9000' is neither a preset"},
+        {g_data, NULL, "/nonexistent/net.arch", "'arch': '/nonexistent/net.arch'"},
+        {g_data, NULL, dir, "'arch': "},
+        {g_data, NULL, garbage, "'arch': "},
+    };
+    long long jobs_before = query_int("SELECT count(*) FROM jobs");
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
+        char test[1100] = "";
+        if (paths[i].test)
+            snprintf(test, sizeof test, ",\"test\":\"%s\"", paths[i].test);
+        snprintf(bad, sizeof bad, "{\"name\":\"m\",\"data\":\"%s\",\"arch\":\"%s\"%s}",
+                 paths[i].data, paths[i].arch, test);
+        request(&r, "POST", "/v1/jobs", bad, strlen(bad), 0, auth);
+        expect(&r, 400);
+        if (!strstr(message_of(&r), paths[i].want))
+            fail_msg("%s: '%s' does not say \"%s\"", bad, message_of(&r), paths[i].want);
+        resp_free(&r);
+    }
+    assert_int_equal(query_int("SELECT count(*) FROM jobs"), jobs_before);
 
     /* Refusals. */
     const char *malformed = "{\"name\":\"m\",\n\"data\": }";
@@ -932,6 +989,10 @@ static void test_cli(void **state)
     char path[1024];
     ud_test_bin("updraft", path, sizeof path);
     const char *out;
+    /* reads need a token: none is refused, the reader token reads */
+    unsetenv("UPDRAFT_TOKEN");
+    assert_int_equal(cli("status", &out), 1);
+    assert_int_equal(setenv("UPDRAFT_TOKEN", READER, 1), 0);
     assert_int_equal(cli("status", &out), 0);
     assert_non_null(strstr(out, "1 running"));
     assert_non_null(strstr(out, "2 live"));
@@ -971,11 +1032,11 @@ static void test_cli(void **state)
 
     /* submit and cancel, with the token from a file. */
     const char *tok = ud_test_write("token", TOKEN "\n", strlen(TOKEN) + 1);
-    const char *spec =
-        ud_test_write("spec.json", "{\"name\":\"c\",\"data\":\"d\",\"arch\":\"mlp\"}",
-                      strlen("{\"name\":\"c\",\"data\":\"d\",\"arch\":\"mlp\"}"));
+    char text[2048];
+    snprintf(text, sizeof text, "{\"name\":\"c\",\"data\":\"%s\",\"arch\":\"mlp\"}", g_data);
+    const char *spec = ud_test_write("spec.json", text, strlen(text));
     snprintf(args, sizeof args, "job submit '%s'", spec);
-    assert_int_equal(cli(args, &out), 1); /* no token */
+    assert_int_equal(cli(args, &out), 1); /* the reader token does not submit */
     snprintf(args, sizeof args, "--token-file '%s' job submit '%s'", tok, spec);
     assert_int_equal(cli(args, &out), 0);
     assert_non_null(strstr(out, "submitted"));
@@ -993,16 +1054,136 @@ static void test_cli(void **state)
     assert_int_equal(cli("status extra", &out), 2);
     assert_int_equal(cli("jobs --bogus", &out), 2);
     assert_int_equal(cli("job wait x --timeout -1", &out), 2);
+    unsetenv("UPDRAFT_TOKEN");
 }
 
-/* GET /v1/devices/{id}: one enrolled device for the admin, as in the list; 404 otherwise. */
+/* Roles: /healthz open; every other GET needs the reader or the admin token (401 without, 403
+ * for a device's token); a device reads only the model file of its own open task; the reader
+ * token changes nothing (403). */
+static void test_roles(void **state)
+{
+    static const char *reads[] = {"/metrics",
+                                  "/v1/status",
+                                  "/v1/jobs",
+                                  "/v1/jobs/job-000001",
+                                  "/v1/jobs/job-000001/metrics",
+                                  "/v1/models",
+                                  "/v1/models/fashion-mlp/versions",
+                                  "/v1/models/fashion-mlp/versions/1",
+                                  "/v1/models/fashion-mlp/versions/1/file",
+                                  "/v1/devices",
+                                  "/v1/devices/1",
+                                  "/v1/federations",
+                                  "/v1/federations/1",
+                                  "/v1/rounds/1"};
+    /* device 9 with a known token, in round 1 (OPEN, base fashion-mlp v1) of federation 1 */
+    const char *secret = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    unsigned char hash[32];
+    char hex[65], dev_auth[160];
+    crypto_generichash(hash, sizeof hash, (const unsigned char *)secret, 64, NULL, 0);
+    sodium_bin2hex(hex, sizeof hex, hash, sizeof hash);
+    snprintf(dev_auth, sizeof dev_auth, "Authorization: Bearer 9.%s", secret);
+    double t = ud_clock_wall();
+    execf("INSERT INTO devices (id, name, token_hash, created, updates, revoked)"
+          " VALUES (9, 'phone-9', X'%s', %f, 0, 0)",
+          hex, t);
+    execf("INSERT INTO federations (id, name, state, spec, model, base_version, current_version,"
+          " rounds, round, created, updated) VALUES (1, 'f', 'RUNNING', '{}', 'fashion-mlp', 1,"
+          " 1, 3, 1, %f, %f)",
+          t, t);
+    execf("INSERT INTO rounds (id, federation, number, state, base_version, delta_floats,"
+          " created, opened, deadline) VALUES (1, 1, 1, 'OPEN', 1, 10, %f, %f, %f)",
+          t, t, t + 600);
+    exec("INSERT INTO participants VALUES (1, 9)");
+
+    struct resp r;
+    const char *admin[] = {"Authorization: Bearer " TOKEN, NULL};
+    const char *wrong[] = {"Authorization: Bearer not-a-token", NULL};
+    const char *dev[] = {dev_auth, NULL};
+    for (size_t i = 0; i < sizeof reads / sizeof *reads; i++) {
+        get_anon(&r, reads[i]);
+        if (r.code != 401)
+            fail_msg("GET %s with no token: %ld, not 401", reads[i], r.code);
+        assert_true(has_header(&r, "WWW-Authenticate: Bearer realm=\"updraft\""));
+        resp_free(&r);
+        request(&r, "GET", reads[i], NULL, 0, 0, wrong);
+        assert_int_equal(r.code, 401);
+        resp_free(&r);
+        get(&r, reads[i]); /* the reader token */
+        if (r.code >= 400 && r.code != 404)
+            fail_msg("GET %s with the reader token: %ld", reads[i], r.code);
+        resp_free(&r);
+        request(&r, "GET", reads[i], NULL, 0, 0, admin);
+        if (r.code >= 400 && r.code != 404)
+            fail_msg("GET %s with the admin token: %ld", reads[i], r.code);
+        resp_free(&r);
+        request(&r, "HEAD", reads[i], NULL, 0, 0, dev);
+        int own = strcmp(reads[i], "/v1/models/fashion-mlp/versions/1/file") == 0;
+        if (r.code != (own ? 200 : 403))
+            fail_msg("HEAD %s with the device's token: %ld", reads[i], r.code);
+        resp_free(&r);
+    }
+    get_anon(&r, "/healthz");
+    expect(&r, 200);
+    resp_free(&r);
+
+    /* the device: its task's base version, and nothing else */
+    request(&r, "GET", "/v1/models/fashion-mlp/versions/1/file", NULL, 0, 0, dev);
+    assert_int_equal(r.code, 200);
+    assert_int_equal(r.len, FILE_SIZE);
+    resp_free(&r);
+    static const char *not_own[] = {"/v1/models/fashion-mlp/versions/2/file",
+                                    "/v1/models/fashion-mlp/versions/latest/file",
+                                    "/v1/models/other/versions/1/file"};
+    for (size_t i = 0; i < 3; i++) {
+        request(&r, "GET", not_own[i], NULL, 0, 0, dev);
+        expect(&r, 403);
+        assert_non_null(strstr(message_of(&r), "its own open task"));
+        resp_free(&r);
+    }
+    request(&r, "GET", "/v1/jobs", NULL, 0, 0, dev);
+    expect(&r, 403);
+    assert_non_null(strstr(message_of(&r), "reader or the admin token"));
+    resp_free(&r);
+    /* once it has uploaded, the task is done: no more reads */
+    exec("INSERT INTO updates (round, device, key, samples, path) VALUES (1, 9, 'k', 1, 'p')");
+    request(&r, "GET", "/v1/models/fashion-mlp/versions/1/file", NULL, 0, 0, dev);
+    expect(&r, 403);
+    resp_free(&r);
+    exec("DELETE FROM updates");
+    /* a revoked device is nobody: 401 */
+    exec("UPDATE devices SET revoked = 1 WHERE id = 9");
+    request(&r, "GET", "/v1/models/fashion-mlp/versions/1/file", NULL, 0, 0, dev);
+    expect(&r, 401);
+    resp_free(&r);
+
+    /* the reader token changes nothing */
+    const char *reader[] = {"Authorization: Bearer " READER, NULL};
+    long long was = query_int("SELECT cancel_requested FROM jobs WHERE id = 'job-000001'");
+    exec("UPDATE jobs SET cancel_requested = 0 WHERE id = 'job-000001'");
+    request(&r, "POST", "/v1/jobs/job-000001/cancel", "", 0, 0, reader);
+    expect(&r, 403);
+    assert_non_null(strstr(message_of(&r), "needs the admin token"));
+    resp_free(&r);
+    request(&r, "POST", "/v1/devices", "{\"count\":1}", 12, 0, reader);
+    expect(&r, 403);
+    resp_free(&r);
+    assert_int_equal(query_int("SELECT count(*) FROM devices"), 1);
+    assert_int_equal(query_int("SELECT cancel_requested FROM jobs WHERE id = 'job-000001'"), 0);
+    execf("UPDATE jobs SET cancel_requested = %lld WHERE id = 'job-000001'", was);
+
+    exec("DELETE FROM participants; DELETE FROM rounds; DELETE FROM federations;"
+         " DELETE FROM devices");
+}
+
+/* GET /v1/devices/{id}: one enrolled device for a reader, as in the list; 404 otherwise. */
 static void test_device_one(void **state)
 {
     struct resp r;
     const char *auth[] = {"Authorization: Bearer " TOKEN, NULL};
     exec("INSERT INTO devices (id, name, token_hash, created, last_seen, updates, revoked)"
          " VALUES (7, 'phone-7', zeroblob(32), 1700000000.5, NULL, 3, 1)");
-    request(&r, "GET", "/v1/devices/7", NULL, 0, 0, NULL);
+    get_anon(&r, "/v1/devices/7");
     expect(&r, 401);
     assert_true(has_header(&r, "WWW-Authenticate: Bearer realm=\"updraft\""));
     resp_free(&r);
@@ -1124,6 +1305,7 @@ int main(void)
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_cli),
         cmocka_unit_test(test_device_one),
+        cmocka_unit_test(test_roles),
         cmocka_unit_test(test_routes_documented),
         cmocka_unit_test(test_start_errors),
     };

@@ -1,6 +1,8 @@
 /*  test_coord_spec.c — job specs: a good one becomes the worker's options in order; unknown
  *  keys, wrong types, out-of-range values, duplicate keys, malformed JSON, non-objects and
- *  oversized bodies are refused naming what is wrong. Also the database's schema version. */
+ *  oversized bodies are refused naming what is wrong; paths the coordinator cannot read (data,
+ *  test, an arch spec file) are refused naming the key and the path. Also the database's schema
+ *  version. */
 #include "ud_test.h"
 
 #include "coord_db.h"
@@ -185,6 +187,50 @@ static void test_size_limit(void **state)
     free(big);
 }
 
+/* coord_spec_check_paths: data and test readable (a file or a directory), arch a preset or a
+ * spec file that reads and parses. */
+static void test_paths(void **state)
+{
+    const char *data = ud_test_write("train.csv", "label,a\n1,2\n", 12);
+    const char *dir = ud_test_path("images");
+    ud_test_mkdirs(dir);
+    const char *good = ud_test_write("net.arch", "input 1 2 2\nflatten\ndense 3\nsoftmax\n", 36);
+    const char *broken = ud_test_write("broken.arch", "dense\n", 6);
+    struct {
+        const char *data, *test, *arch;
+        int code;
+        const char *word;
+    } cases[] = {
+        {data, NULL, "mlp", 0, NULL},
+        {dir, data, "cnn", 0, NULL},
+        {data, NULL, good, 0, NULL},
+        {"/nonexistent/x.csv", NULL, "mlp", UD_ENOTFOUND, "'data': /nonexistent/x.csv"},
+        {data, "/nonexistent/t.csv", "mlp", UD_ENOTFOUND, "'test': /nonexistent/t.csv"},
+        {data, NULL, "resnet9000", UD_ENOTFOUND, "'arch': 'resnet9000' is neither a preset"},
+        {data, NULL, broken, UD_EFORMAT, "'arch': "},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char json[4096], test[1100] = "";
+        if (cases[i].test)
+            snprintf(test, sizeof test, ",\"test\":\"%s\"", cases[i].test);
+        snprintf(json, sizeof json, "{\"name\":\"m\",\"data\":\"%s\",\"arch\":\"%s\"%s}",
+                 cases[i].data, cases[i].arch, test);
+        struct coord_spec s;
+        struct ud_err e = {0};
+        assert_int_equal(parse(json, &s, &e), 0);
+        int rc = coord_spec_check_paths(&s, &e);
+        if (cases[i].code == 0 && rc != 0)
+            fail_msg("%s: %s", json, e.msg);
+        if (cases[i].code != 0 && (rc == 0 || !strstr(e.msg, cases[i].word)))
+            fail_msg("%s: %d '%s', wanted \"%s\"", json, rc, e.msg, cases[i].word);
+        coord_spec_deinit(&s);
+    }
+    struct ud_err e = {0};
+    assert_int_equal(coord_spec_check_path("eval", dir, &e), 0);
+    assert_int_equal(coord_spec_check_path("eval", "/nonexistent", &e), UD_ENOTFOUND);
+    assert_msg_has(&e, "'eval': /nonexistent cannot be read on the coordinator");
+}
+
 static void test_db_schema(void **state)
 {
     const char *dir = ud_test_path("db");
@@ -260,7 +306,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_spec), cmocka_unit_test(test_minimal_spec_defaults),
         cmocka_unit_test(test_refused),   cmocka_unit_test(test_size_limit),
-        cmocka_unit_test(test_db_schema),
+        cmocka_unit_test(test_db_schema), cmocka_unit_test(test_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
