@@ -9,6 +9,7 @@
 #      loop run from that root's programs: a standalone training, `updraft info`, the coordinator
 #      on a state directory, the model pushed and pulled (signed), `updraft-agent update` on it;
 #      the same C program built against the root's libupdraft-dev;
+#      the coordinator's log lines as the journal wants them when stderr is the journal;
 #   4. the systemd units: `systemd-analyze verify` inside the root (no warnings), their hardening
 #      (`systemd-analyze security --offline`), and a broken copy that verify does flag.
 # shellcheck source=SCRIPTDIR/../integration/lib/common.bash
@@ -171,6 +172,31 @@ it_run unsigned "$B/updraft-agent" update --model mlp.udm --model-pubkey state/s
     --data imgs --out never.udm
 it_expect_rc "installed agent refuses the unsigned original (exit 3)" 3
 coord_stop
+
+# Under systemd, stderr is the journal (JOURNAL_STREAM=DEV:INODE names it): the coordinator's
+# lines go without their timestamp and with a priority prefix; elsewhere they keep the time.
+journal_lines()
+{
+    local log=$1 stream=$2 pid i
+    : >"$log"
+    [ "$stream" = self ] && stream=$(stat -c '%d:%i' "$log")
+    JOURNAL_STREAM=$stream "$B/updraft-coordinator" --state "$UD_TEST_SCRATCH/state" \
+        --http "127.0.0.1:$(free_port)" --zmq "tcp://127.0.0.1:$(free_port)" 2>>"$log" &
+    pid=$!
+    for ((i = 0; i < 100; i++)); do
+        grep -q "REST API at" "$log" && break
+        sleep 0.1
+    done
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+journal_lines out/journal.log self
+it_expect_grep "journal: a line with the warning priority and no timestamp" out/journal.log "<4>coordinator: REST API at"
+it_expect_eq "journal: every line starts with a <N> priority" "" "$(grep -v '^<[346]>coordinator: ' out/journal.log || true)"
+journal_lines out/notjournal.log "1:1"
+it_expect_py "JOURNAL_STREAM naming another file (inherited): lines keep their timestamp" \
+    'v[0] >= 1 and v[1] == 0' "$(grep -c '^20[0-9-]*T[0-9:.]*Z coordinator: ' out/notjournal.log)" \
+    "$(grep -c '^<' out/notjournal.log)"
 
 # ---- the C program against the prefix and against the root's libupdraft-dev ----------------
 for where in prefix root; do
