@@ -4,8 +4,8 @@
 # with include/updraft/*.h and lib/pkgconfig/updraft.pc, share/doc/updraft (README, docs/),
 # share/man/man1 (man pages made at build time from each program's --help by help2man), the
 # systemd units in lib/systemd/system and their environment files in etc/default. With the
-# prefix /usr (the Debian packages) the units go to /lib/systemd/system and the environment
-# files to /etc/default, as Debian 12 places them.
+# prefix /usr (the Debian packages) the units go to /lib/systemd/system, the environment files
+# to /etc/default and the library to the multiarch lib/x86_64-linux-gnu, as Debian 12 has them.
 #
 # `cpack -G DEB` in the build directory makes one package per role (install component):
 #   coordinator -> updraft-coordinator   worker -> updraft-worker   agent -> updraft-agent
@@ -64,19 +64,35 @@ else()
 endif()
 
 # ---- libupdraft: the static library, its headers and its pkg-config file -----------------------
+# The library directory is chosen at install time, when the prefix is known: lib/ under any
+# prefix, the multiarch lib/x86_64-linux-gnu (CMAKE_LIBRARY_ARCHITECTURE) under /usr, as Debian's
+# -dev packages have it. updraft.pc finds the prefix from its own place (${pcfiledir}), so an
+# installed tree can also be moved.
 set(_ud_pkg_dev libupdraft-dev)
-install(TARGETS updraft_common ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT dev)
-install(DIRECTORY ${CMAKE_SOURCE_DIR}/common/include/updraft
-        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT dev FILES_MATCHING PATTERN "*.h")
-# The prefix relative to the .pc file, so that the installed tree can move (--prefix at install).
-file(RELATIVE_PATH UD_PC_RELPREFIX /prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig /prefix)
 set(UD_PC_REQUIRES_PRIVATE "msgpack zlib libpng libjpeg libsodium")
 if(UD_WITH_OPENBLAS)
     string(APPEND UD_PC_REQUIRES_PRIVATE " openblas")
 endif()
-configure_file(${_deploy}/updraft.pc.in ${CMAKE_BINARY_DIR}/updraft.pc @ONLY)
-install(FILES ${CMAKE_BINARY_DIR}/updraft.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig
-        COMPONENT dev)
+set(_ud_libdirs lib)
+if(CMAKE_LIBRARY_ARCHITECTURE)
+    list(APPEND _ud_libdirs lib/${CMAKE_LIBRARY_ARCHITECTURE})
+endif()
+foreach(UD_PC_LIBDIR IN LISTS _ud_libdirs)
+    file(RELATIVE_PATH UD_PC_RELPREFIX /prefix/${UD_PC_LIBDIR}/pkgconfig /prefix)
+    string(REGEX REPLACE "/$" "" UD_PC_RELPREFIX "${UD_PC_RELPREFIX}")
+    string(REPLACE "/" "-" _dir "${UD_PC_LIBDIR}")
+    configure_file(${_deploy}/updraft.pc.in ${CMAKE_BINARY_DIR}/pc/${_dir}/updraft.pc @ONLY)
+endforeach()
+install(CODE "set(UD_LIBDIR lib)
+if(CMAKE_INSTALL_PREFIX STREQUAL \"/usr\" AND NOT \"${CMAKE_LIBRARY_ARCHITECTURE}\" STREQUAL \"\")
+    set(UD_LIBDIR lib/${CMAKE_LIBRARY_ARCHITECTURE})
+endif()
+string(REPLACE / - _ud_pc \"\${UD_LIBDIR}\")
+file(INSTALL DESTINATION \"\${CMAKE_INSTALL_PREFIX}/\${UD_LIBDIR}/pkgconfig\" TYPE FILE
+     FILES \"${CMAKE_BINARY_DIR}/pc/\${_ud_pc}/updraft.pc\")" COMPONENT dev)
+install(TARGETS updraft_common ARCHIVE DESTINATION "\${UD_LIBDIR}" COMPONENT dev)
+install(DIRECTORY ${CMAKE_SOURCE_DIR}/common/include/updraft
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT dev FILES_MATCHING PATTERN "*.h")
 
 # ---- documentation: the README and docs/ with the operator's tool; each package's copyright and
 # changelog in share/doc/PACKAGE, as Debian wants them.
