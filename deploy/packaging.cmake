@@ -39,11 +39,11 @@ foreach(row IN LISTS _ud_programs)
     list(APPEND _ud_components ${comp})
     set(_ud_pkg_${comp} ${pkg})
     install(TARGETS ${prog} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT ${comp})
-    if(UD_HELP2MAN AND NOT CMAKE_CROSSCOMPILING)
+    if(UD_HELP2MAN AND NOT CMAKE_CROSSCOMPILING AND NOT UD_FUZZ)
         set(man ${CMAKE_BINARY_DIR}/man/${prog}.1)
         add_custom_command(OUTPUT ${man}.gz
             COMMAND ${CMAKE_COMMAND} -E make_directory ${CMAKE_BINARY_DIR}/man
-            COMMAND ${CMAKE_COMMAND} -E env SOURCE_DATE_EPOCH=0 OPENBLAS_NUM_THREADS=1
+            COMMAND ${CMAKE_COMMAND} -E env OPENBLAS_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=0
                     ${UD_HELP2MAN} --no-info --no-discard-stderr --version-string=${PROJECT_VERSION}
                     --name=${what} --output=${man} $<TARGET_FILE:${prog}>
             COMMAND gzip -9nf ${man}
@@ -57,6 +57,8 @@ endforeach()
 if(_ud_man_outputs)
     add_custom_target(man ALL DEPENDS ${_ud_man_outputs})
     set(UD_MAN_PAGES "yes (help2man)")
+elseif(UD_FUZZ)
+    set(UD_MAN_PAGES "no (a fuzzing build)")
 elseif(CMAKE_CROSSCOMPILING)
     set(UD_MAN_PAGES "no (cross-compiling: the programs cannot run to print --help)")
 else()
@@ -72,6 +74,10 @@ set(_ud_pkg_dev libupdraft-dev)
 set(UD_PC_REQUIRES_PRIVATE "msgpack zlib libpng libjpeg libsodium")
 if(UD_WITH_OPENBLAS)
     string(APPEND UD_PC_REQUIRES_PRIVATE " openblas")
+endif()
+set(UD_PC_LIBS_PRIVATE "-pthread -lm")
+if(UD_SANITIZE) # the objects call the sanitizers' runtimes: programs linking them need them too
+    string(APPEND UD_PC_LIBS_PRIVATE " -fsanitize=address,undefined")
 endif()
 set(_ud_libdirs lib)
 if(CMAKE_LIBRARY_ARCHITECTURE)
