@@ -7,7 +7,9 @@
 #      lintian on each (no errors; warnings are listed);
 #   3. the packages unpacked into a scratch root (dpkg -x: this machine is not touched), and the
 #      loop run from that root's programs: a standalone training, `updraft info`, the coordinator
-#      on a state directory, the model pushed and pulled (signed), `updraft-agent update` on it;
+#      started by its unit's command line and environment file, the model pushed and pulled
+#      (signed), `updraft-agent update` on it, and the agent started by its unit's command line
+#      taking part in a one-round federation;
 #      the same C program built against the root's libupdraft-dev;
 #      the coordinator's log lines as the journal wants them when stderr is the journal;
 #   4. the systemd units: `systemd-analyze verify` inside the root (no warnings), their hardening
@@ -17,6 +19,14 @@ source "$(dirname "$0")/../integration/lib/common.bash"
 # shellcheck source=SCRIPTDIR/../integration/lib/coord.bash
 source "$IT_LIB/coord.bash"
 BUILD=${UD_BUILD_DIR:-$(dirname "$UD_BIN_DIR")}
+AGENT_PID=""
+# shellcheck disable=SC2317 # the EXIT trap
+cleanup()
+{
+    [ -z "$AGENT_PID" ] || kill -KILL "$AGENT_PID" 2>/dev/null || true
+    coord_cleanup
+}
+trap cleanup EXIT
 it_require_bins "$WORKER" "$UPDRAFT" "$COORDINATOR" "$UD_BIN_DIR/updraft-agent"
 for tool in cpack dpkg-deb lintian systemd-analyze pkg-config cc; do
     if ! command -v "$tool" >/dev/null; then
@@ -57,9 +67,10 @@ EOF
 # build_against PCDIR OUT: compiles use_lib.c with that pkg-config directory only.
 build_against()
 {
-    local flags
-    flags=$(PKG_CONFIG_PATH=$1 pkg-config --cflags --libs --static updraft) &&
-        cc -std=c11 -Wall -Werror -o "$2" use_lib.c $flags
+    local text flags
+    text=$(PKG_CONFIG_PATH=$1 pkg-config --cflags --libs --static updraft) || return 1
+    read -ra flags <<<"$text"
+    cc -std=c11 -Wall -Werror -o "$2" use_lib.c "${flags[@]}"
 }
 
 # ---- 1. cmake --install --prefix P ---------------------------------------------------------
@@ -147,19 +158,51 @@ it_expect_eq "info: 784-512-256-3 mlp, 3 labels" '[534019, ["checker", "hstripes
     "$(it_json "$OUT" '[last["params"], last["labels"]]')"
 sha=$(it_json "$OUT" 'last["params_sha256"]')
 
-COORDINATOR=$B/updraft-coordinator
-if coord_start "$UD_TEST_SCRATCH/state"; then
-    it_pass "installed updraft-coordinator starts on a state directory and answers /healthz"
+# unit_cmd UNIT ENVFILE: the unit's ExecStart as systemd would run it from the root: %S the
+# state root, %d the credentials directory, /usr/bin the root's, and the environment file's
+# variables (word-split, as systemd splits an unbraced $VAR). Sets CMD (an array).
+CRED=$UD_TEST_SCRATCH/credentials
+mkdir -p "$CRED" "$R/var/lib"
+unit_cmd()
+{
+    local line
+    line=$(sed -n 's/^ExecStart=//p' "$R/lib/systemd/system/$1")
+    line=${line//%S/$R/var/lib}
+    line=${line//%d/$CRED}
+    line=${line//\/usr\/bin\//$B/}
+    # shellcheck disable=SC1090
+    set -a && source "$2" && set +a
+    eval "CMD=($line)"
+}
+# The coordinator as its unit starts it, with the packaged /etc/default file (its ports moved to
+# free ones): the state directory is the unit's StateDirectory.
+STATE=$R/var/lib/updraft
+sed -e "s/127.0.0.1:8470/127.0.0.1:$HTTP_PORT/" -e "s/127.0.0.1:8471/127.0.0.1:$ZMQ_PORT/" \
+    "$R/etc/default/updraft-coordinator" >coordinator.env
+unit_cmd updraft-coordinator.service coordinator.env
+echo "coordinator unit runs: ${CMD[*]}"
+COORD_LOG=$UD_TEST_SCRATCH/out/coordinator-unit.log
+"${CMD[@]}" >"$COORD_LOG" 2>&1 &
+COORD_PID=$!
+for ((i = 0; i < 100; i++)); do
+    curl -sf "$URL/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+if curl -sf "$URL/healthz" >/dev/null 2>&1; then
+    it_pass "installed updraft-coordinator, from its unit's command line and environment file, answers /healthz"
 else
-    it_fail "installed updraft-coordinator starts on a state directory and answers /healthz" "see its log above"
+    it_fail "installed updraft-coordinator, from its unit's command line and environment file, answers /healthz" \
+        "$(tail -5 "$COORD_LOG" | tr '\n' '|')"
 fi
-it_expect_eq "it made its admin token and signing key in the state directory" "admin.token signing.pub" \
-    "$(cd state && ls admin.token signing.pub 2>/dev/null | tr '\n' ' ' | sed 's/ $//')"
+TOKEN=$(cat "$STATE/admin.token" 2>/dev/null || true)
+export UPDRAFT_TOKEN=$TOKEN
+it_expect_eq "it made its admin token and signing key in the unit's state directory" "admin.token signing.pub" \
+    "$(cd "$STATE" && ls admin.token signing.pub 2>/dev/null | tr '\n' ' ' | sed 's/ $//')"
 it_run push "$B/updraft" model push mlp.udm --name pkgtest
 it_expect_rc "installed updraft model push registers the model" 0
 it_run pull "$B/updraft" model pull pkgtest@latest --out pulled.udm
 it_expect_rc "installed updraft model pull downloads it (signed by the coordinator)" 0
-it_run update "$B/updraft-agent" update --model pulled.udm --model-pubkey state/signing.pub \
+it_run update "$B/updraft-agent" update --model pulled.udm --model-pubkey "$STATE/signing.pub" \
     --data imgs --epochs 1 --seed 2 --out updated.udm --delta updated.delta --json
 it_expect_rc "installed updraft-agent update verifies the signature and updates the model" 0
 it_expect_eq "its last event is completed, on 600 samples" '["completed", 600]' \
@@ -168,9 +211,35 @@ it_run info2 "$B/updraft" info updated.udm --json
 it_expect_py "the updated model reads back, with other parameters than the trained one" \
     'v[0] == 534019 and v[1] != v[2]' "$(it_json "$OUT" 'last["params"]')" \
     "$(it_json "$OUT" 'last["params_sha256"]')" "$sha"
-it_run unsigned "$B/updraft-agent" update --model mlp.udm --model-pubkey state/signing.pub \
+it_run unsigned "$B/updraft-agent" update --model mlp.udm --model-pubkey "$STATE/signing.pub" \
     --data imgs --out never.udm
 it_expect_rc "installed agent refuses the unsigned original (exit 3)" 3
+
+# The agent as its unit starts it (the packaged /etc/default file pointed at this coordinator,
+# its key and the test's images, polling faster): one federated round publishes version 2.
+it_run enrol "$B/updraft" devices add --count 1 --name pkg --out tokens
+it_expect_rc "installed updraft devices add enrols a device" 0
+cut -d' ' -f2 tokens >"$CRED/device.token"
+sed -e "s|http://127.0.0.1:8470|$URL|" -e "s|/etc/updraft-agent/signing.pub|$STATE/signing.pub|" \
+    -e "s|/srv/updraft-agent/data|$UD_TEST_SCRATCH/imgs --poll 0.2|" \
+    "$R/etc/default/updraft-agent" >agent.env
+unit_cmd updraft-agent.service agent.env
+echo "agent unit runs: ${CMD[*]}"
+"${CMD[@]}" >out/agent-unit.log 2>&1 &
+AGENT_PID=$!
+echo '{"model": "pkgtest", "rounds": 1, "clients_per_round": 1, "min_clients": 1, "round_deadline": 60,
+ "epochs": 1, "batch": 32, "lr": 0.05}' >fed.json
+it_run fed_start "$B/updraft" fed start fed.json
+it_expect_rc "installed updraft fed start starts a federation of one round" 0
+it_run fed_wait "$B/updraft" fed wait 1
+it_expect_rc "the agent, from its unit's command line, takes part: the federation SUCCEEDED" 0
+api GET /v1/federations/1
+it_expect_eq "... and published the model's version 2" 2 "$(jq_ "$API_BODY" 'j["current_version"]')"
+it_expect_eq "the agent's state is in the unit's StateDirectory" yes \
+    "$([ -n "$(ls -A "$R/var/lib/updraft-agent" 2>/dev/null)" ] && echo yes || echo no)"
+kill -TERM "$AGENT_PID" 2>/dev/null || true
+wait "$AGENT_PID" 2>/dev/null || true
+AGENT_PID=""
 coord_stop
 
 # Under systemd, stderr is the journal (JOURNAL_STREAM=DEV:INODE names it): the coordinator's
@@ -180,7 +249,7 @@ journal_lines()
     local log=$1 stream=$2 pid i
     : >"$log"
     [ "$stream" = self ] && stream=$(stat -c '%d:%i' "$log")
-    JOURNAL_STREAM=$stream "$B/updraft-coordinator" --state "$UD_TEST_SCRATCH/state" \
+    JOURNAL_STREAM=$stream "$B/updraft-coordinator" --state "$STATE" \
         --http "127.0.0.1:$(free_port)" --zmq "tcp://127.0.0.1:$(free_port)" 2>>"$log" &
     pid=$!
     for ((i = 0; i < 100; i++)); do
