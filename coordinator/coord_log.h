@@ -10,10 +10,12 @@
 enum coord_log_level { COORD_LOG_ERROR = 0, COORD_LOG_WARN = 1, COORD_LOG_INFO = 2 };
 
 /* Lines above level are skipped (formatting included). Default COORD_LOG_INFO; --quiet sets
- * COORD_LOG_WARN. Set once at start-up, before any thread starts. */
+ * COORD_LOG_WARN. Set once at start-up, before any thread starts. Also looks whether stderr is
+ * systemd's journal (JOURNAL_STREAM names it): then lines go without the timestamp, which the
+ * journal adds, and with sd-daemon(3) priority prefixes ("<3>coordinator: error: ..."). */
 void coord_log_set_level(enum coord_log_level level);
-/* Writes "2026-01-02T03:04:05.678Z coordinator: <message>\n" to stderr when level is enabled.
- * Thread-safe. */
+/* Writes "2026-01-02T03:04:05.678Z coordinator: <message>\n" to stderr when level is enabled
+ * ("<6>coordinator: <message>\n" to the journal). Thread-safe. */
 void coord_log(enum coord_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -21,6 +21,7 @@ pkgs=(
     libcurl4-openssl-dev libcmocka-dev libgnutls28-dev openssl
     zlib1g-dev libpng-dev libjpeg62-turbo-dev libsodium-dev
     dataset-fashion-mnist
+    help2man lintian file systemd  # man pages; it_packages (lintian: 16 MB with its Perl)
 )
 for arg in "$@"; do
     case "$arg" in
