@@ -17,6 +17,7 @@ pkgs=(
     libcurl4-openssl-dev libcmocka-dev libgnutls28-dev openssl
     zlib1g-dev libpng-dev libjpeg62-turbo-dev libsodium-dev
     dataset-fashion-mnist
+    iproute2 # ip netns: the multi-host tests' "hosts" (tests/integration/lib/netns.bash)
 )
 for arg in "$@"; do
     case "$arg" in

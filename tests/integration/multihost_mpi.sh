@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# multihost_mpi.sh — updraft-worker under mpirun across two "hosts" (network namespaces joined
+# through a bridge, lib/netns.bash), launched with a hostfile and no ssh (lib/netns-launch as
+# OpenMPI's plm_rsh_agent), TCP over the veth links only: the same per-epoch loss and the same
+# model, bit for bit, as 2 ranks on one host; a host's rank killed, or its link cut, ends the job
+# within the peer timeout with a message naming the rank and its host. Needs root.
+# shellcheck source=SCRIPTDIR/lib/common.bash
+source "$(dirname "$0")/lib/common.bash"
+it_require_bins "$WORKER" "$UPDRAFT"
+source "$IT_LIB/mpi.bash"
+source "$IT_LIB/netns.bash"
+
+netns_up ud-mh- 10.231.14 2
+netns_mpi_env
+netns_hostfile hosts 1
+H1=${NETNS_HOSTS[1]}
+A1=$(netns_addr 1)
+PT=5 # --peer-timeout
+
+TRAIN=$FASHION/train-images-idx3-ubyte.gz
+base=(--data "$TRAIN" --arch mlp --batch 64 --lr 0.05 --max-samples 2000 --validation none
+      --threads 1 --json)
+sha() { "$UPDRAFT" info "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["params_sha256"])'; }
+losses() { it_json "$1" '[l["loss"] for l in lines if l["event"] == "epoch_end"]'; }
+rx() { ip -n "$H1" -s -j link show ud0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["rx"]["bytes"])'; }
+
+# ---- 1. two ranks on one host, then two ranks on two hosts ------------------------------------
+it_run onehost "$MPI" 2 "$WORKER" "${base[@]}" --epochs 3 --out one.udm
+it_expect_rc "2 ranks on one host exit 0" 0
+cp "$OUT" out/one.json
+RX0=$(rx)
+it_run twohosts "$NETNS_LAUNCH" --exec "${NETNS_HOSTS[0]}" \
+    mpirun -np 2 --hostfile hosts "$WORKER" "${base[@]}" --epochs 3 --out two.udm
+it_expect_rc "2 ranks on 2 hosts (mpirun --hostfile, no ssh) exit 0" 0
+cp "$OUT" out/two.json
+it_expect_eq "the 2-host run reports world 2" 2 "$(it_json out/two.json 'last["world"]')"
+it_expect_py "the gradients crossed the veth link: $H1 received >= 96 steps x the gradient's bytes" \
+    'v[1] - v[0] >= 96 * v[2]' "$RX0" "$(rx)" "$(it_json out/two.json 'last["grad_bytes_per_step"]')"
+it_expect_eq "3 epochs each" 3 "$(it_json out/two.json 'len([l for l in lines if l["event"] == "epoch_end"])')"
+it_expect_eq "the per-epoch train loss is the one-host run's, exactly" "$(losses out/one.json)" "$(losses out/two.json)"
+it_expect_eq "and so is the model, bit for bit" "$(sha one.udm)" "$(sha two.udm)"
+
+# ---- 2. a host's rank killed; a host's link cut ------------------------------------------------
+# Starts a long 2-host run in the background (output in out/$1.{out,err}) and waits until it
+# has finished an epoch, so that both ranks are in the training loop.
+launch()
+{
+    OUT=$UD_TEST_SCRATCH/out/$1.out
+    ERR=$UD_TEST_SCRATCH/out/$1.err
+    IT_LAST_CMD="mpirun -np 2 --hostfile hosts updraft-worker --peer-timeout $PT ($1)"
+    timeout 60 "$NETNS_LAUNCH" --exec "${NETNS_HOSTS[0]}" mpirun -np 2 --hostfile hosts \
+        "$WORKER" "${base[@]}" --epochs 500 --peer-timeout "$PT" --out "$1.udm" >"$OUT" 2>"$ERR" &
+    MPI_PID=$!
+    local i
+    for ((i = 0; i < 300; i++)); do
+        grep -q '"event":"epoch_end"' "$OUT" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+# Waits for the background run; RC its exit code, ELAPSED the seconds since $1.
+reap()
+{
+    RC=0
+    wait "$MPI_PID" || RC=$?
+    ELAPSED=$(python3 -c "import time; print(round(time.time() - $1, 1))")
+}
+
+if launch killed; then
+    pid=$(netns_pids 1 updraft-worker)
+    it_expect_eq "the one worker in $H1 is rank 1" 1 \
+        "$(tr '\0' '\n' <"/proc/$pid/environ" | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')"
+    T0=$(date +%s.%N)
+    kill -KILL "$pid"
+    reap "$T0"
+    it_expect_py "rank 1 killed in $H1: the job ends non-zero within the peer timeout ($PT s; took ${ELAPSED} s)" \
+        'v[0] not in (0, 124) and v[1] < v[2]' "$RC" "$ELAPSED" "$PT"
+    it_expect_grep "mpirun names the rank, its pid and its host" "$ERR" "rank 1 with PID $pid on node $A1"
+else
+    it_fail "the run to kill reached an epoch's end" "$(tail -3 "$ERR" | tr '\n' '|')"
+    kill "$MPI_PID" 2>/dev/null || true
+    wait "$MPI_PID" || true
+fi
+
+if launch cut; then
+    pid=$(netns_pids 1 updraft-worker)
+    T0=$(date +%s.%N)
+    netns_link 1 down
+    TM=""
+    for ((i = 0; i < 300; i++)); do
+        if grep -q "missing: rank 1" "$ERR"; then
+            TM=$(python3 -c "import time; print(round(time.time() - $T0, 1))")
+            break
+        fi
+        kill -0 "$MPI_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    reap "$T0"
+    netns_link 1 up
+    it_expect_py "link of $H1 cut: rank 0 gives up after the peer timeout ($PT s; said so after ${TM:-never} s)" \
+        'v[0] != "" and v[0] < v[1] + 2' "$TM" "$PT"
+    it_expect_grep "it names the rank, its pid and its host" "$ERR" "missing: rank 1 (pid $pid on $H1: no answer)"
+    it_expect_py "and the job ends non-zero soon after (exit $RC after ${ELAPSED} s; TCP gives up in ~3 s)" \
+        'v[0] not in (0, 124) and v[1] < v[2] + 15' "$RC" "$ELAPSED" "$PT"
+else
+    it_fail "the run to cut off reached an epoch's end" "$(tail -3 "$ERR" | tr '\n' '|')"
+    kill "$MPI_PID" 2>/dev/null || true
+    wait "$MPI_PID" || true
+fi
+
+it_finish
