@@ -196,7 +196,10 @@ static int verdict(worker_dist_t *d, const char *what, struct ud_err *e)
         char buf[256];
         if (!d->answered[q]) {
             int g = peer_gone(d, q);
-            state = g == 1 ? "its process has exited" : g == 0 ? "not responding" : "no answer";
+            state = g == 1   ? "its process has exited"
+                    : g == 0 ? "not responding"
+                             : "no answer over the network: its process, its host or the link "
+                               "to it is down";
             silent++;
         } else if (d->answers[q].seq != d->seq) {
             snprintf(buf, sizeof buf, "out of step: in %s at step %lld",
