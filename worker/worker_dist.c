@@ -835,4 +835,8 @@ void worker_dist_handle_signals(worker_dist_t *d, const char *prog)
     snprintf(d->prog, sizeof d->prog, "%s", prog);
     sig_dist = d;
     ud_signal_on_stop(on_term);
+    /* A peer that died leaves a TCP connection that fails on the next write: an error for MPI
+     * to report (and the launcher to name the dead rank), not a silent death by SIGPIPE of
+     * this rank, which the launcher would then blame. */
+    signal(SIGPIPE, SIG_IGN);
 }
