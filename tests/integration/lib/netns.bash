@@ -65,8 +65,12 @@ netns_up()
     NETNS_HOSTS=()
     NETNS_ADDRS=()
     NETNS_MAP=""
-    local sw=${prefix}sw
-    ip netns add "$sw"
+    local sw=${prefix}sw err
+    if ! err=$(ip netns add "$sw" 2>&1); then
+        echo "netns_up: cannot make a network namespace here (root with CAP_SYS_ADMIN and" \
+            "CAP_NET_ADMIN is needed, e.g. not in an unprivileged container): $err" >&2
+        return 1
+    fi
     ip -n "$sw" link set lo up
     ip -n "$sw" link add br0 type bridge
     ip -n "$sw" link set br0 up
