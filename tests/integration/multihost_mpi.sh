@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# multihost_mpi.sh — updraft-worker under mpirun across two "hosts" (network namespaces joined
-# through a bridge, lib/netns.bash), launched with a hostfile and no ssh (lib/netns-launch as
-# OpenMPI's plm_rsh_agent), TCP over the veth links only: the same per-epoch loss and the same
-# model, bit for bit, as 2 ranks on one host; a host's rank killed, or its link cut, ends the job
-# within the peer timeout with a message naming the rank and its host. Needs root.
+# multihost_mpi.sh — updraft-worker under mpirun across two and three "hosts" (network
+# namespaces joined through a bridge, lib/netns.bash), launched with a hostfile and no ssh
+# (lib/netns-launch as OpenMPI's plm_rsh_agent), TCP over the veth links only: the same
+# per-epoch loss and the same model, bit for bit, as 2 ranks on one host (and 3 ranks on 3 hosts
+# as 3 on one); a host's rank killed, or its link cut, ends the job within the peer timeout
+# with a message naming the rank and its host. Needs root.
 # shellcheck source=SCRIPTDIR/lib/common.bash
 source "$(dirname "$0")/lib/common.bash"
 it_require_bins "$WORKER" "$UPDRAFT"
 source "$IT_LIB/mpi.bash"
 source "$IT_LIB/netns.bash"
 
-netns_up ud-mh- 10.231.14 2
+netns_up ud-mh- 10.231.14 3
 netns_mpi_env
-netns_hostfile hosts 1
+netns_hostfile hosts3 1
+head -2 hosts3 >hosts # hosts 0 and 1
 H1=${NETNS_HOSTS[1]}
 A1=$(netns_addr 1)
 PT=10 # --peer-timeout
@@ -38,7 +40,20 @@ it_expect_py "the gradients crossed the veth link: $H1 received >= 96 steps x th
     'v[1] - v[0] >= 96 * v[2]' "$RX0" "$(rx)" "$(it_json out/two.json 'last["grad_bytes_per_step"]')"
 it_expect_eq "3 epochs each" 3 "$(it_json out/two.json 'len([l for l in lines if l["event"] == "epoch_end"])')"
 it_expect_eq "the per-epoch train loss is the one-host run's, exactly" "$(losses out/one.json)" "$(losses out/two.json)"
-it_expect_eq "and so is the model, bit for bit" "$(sha one.udm)" "$(sha two.udm)"
+same_model() { it_expect_py "$1" 'len(v[0]) == 64 and v[0] == v[1]' "$(sha "$2")" "$(sha "$3")"; }
+same_model "and so is the model, bit for bit" one.udm two.udm
+
+# The same with 3 ranks, on 3 hosts and on one (a global batch of 63, 21 per rank).
+base3=("${base[@]}" --batch 63 --epochs 2)
+it_run onehost3 "$MPI" 3 "$WORKER" "${base3[@]}" --out one3.udm
+it_expect_rc "3 ranks on one host exit 0" 0
+cp "$OUT" out/one3.json
+it_run threehosts "$NETNS_LAUNCH" --exec "${NETNS_HOSTS[0]}" \
+    mpirun -np 3 --hostfile hosts3 "$WORKER" "${base3[@]}" --out three.udm
+it_expect_rc "3 ranks on 3 hosts exit 0" 0
+it_expect_eq "... with the per-epoch loss of 3 ranks on one host (2 epochs)" "$(losses out/one3.json)" \
+    "$(it_json "$OUT" 'len([l for l in lines if l["event"] == "epoch_end"]) == 2 and [l["loss"] for l in lines if l["event"] == "epoch_end"]')"
+same_model "... and its model, bit for bit" one3.udm three.udm
 
 # ---- 2. a host's rank killed; a host's link cut ------------------------------------------------
 # Starts a long 2-host run in the background (output in out/$1.{out,err}) and waits until it
