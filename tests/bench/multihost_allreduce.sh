@@ -57,5 +57,5 @@ if [ -n "$rate" ]; then
 fi
 echo
 echo "== 2 ranks on one host (shared memory), for comparison"
-env -u OMPI_MCA_plm_rsh_agent -u OMPI_MCA_btl_tcp_if_include -u OMPI_MCA_oob_tcp_if_include \
-    OMPI_MCA_btl=self,vader,tcp timeout 600 mpirun --oversubscribe -np 2 "$bin/bench_allreduce" "$@"
+netns_exec 0 env OMPI_MCA_btl=self,vader,tcp timeout 600 mpirun --oversubscribe -np 2 \
+    "$bin/bench_allreduce" "$@"

@@ -26,8 +26,8 @@ sha() { "$UPDRAFT" info "$1" --json | python3 -c 'import json,sys; print(json.lo
 losses() { it_json "$1" '[l["loss"] for l in lines if l["event"] == "epoch_end"]'; }
 rx() { ip -n "$H1" -s -j link show ud0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["rx"]["bytes"])'; }
 
-# ---- 1. two ranks on one host, then two ranks on two hosts ------------------------------------
-it_run onehost "$MPI" 2 "$WORKER" "${base[@]}" --epochs 3 --out one.udm
+# ---- 1. two ranks on one host (shared memory), then two ranks on two hosts ---------------------
+it_run onehost "$NETNS_LAUNCH" --exec "${NETNS_HOSTS[0]}" "$MPI" 2 "$WORKER" "${base[@]}" --epochs 3 --out one.udm
 it_expect_rc "2 ranks on one host exit 0" 0
 cp "$OUT" out/one.json
 RX0=$(rx)
@@ -45,7 +45,7 @@ same_model "and so is the model, bit for bit" one.udm two.udm
 
 # The same with 3 ranks, on 3 hosts and on one (a global batch of 63, 21 per rank).
 base3=("${base[@]}" --batch 63 --epochs 2)
-it_run onehost3 "$MPI" 3 "$WORKER" "${base3[@]}" --out one3.udm
+it_run onehost3 "$NETNS_LAUNCH" --exec "${NETNS_HOSTS[0]}" "$MPI" 3 "$WORKER" "${base3[@]}" --out one3.udm
 it_expect_rc "3 ranks on one host exit 0" 0
 cp "$OUT" out/one3.json
 it_run threehosts "$NETNS_LAUNCH" --exec "${NETNS_HOSTS[0]}" \
@@ -85,6 +85,12 @@ if launch killed; then
     pid=$(netns_pids 1 updraft-worker)
     it_expect_eq "the one worker in $H1 is rank 1" 1 \
         "$(tr '\0' '\n' <"/proc/$pid/environ" | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')"
+    # What $H1 connects to on host 0: mpirun's fixed port and rank 0's, as a firewall would allow.
+    ports=$(ip netns exec "$H1" ss -tnH state established dst "$(netns_addr 0)" |
+        awk '{print $NF}' | sed 's/.*://' | sort -n | tr '\n' ' ')
+    it_expect_py "$H1 reaches host 0 on the fixed ports only ($NETNS_OOB_PORT, $NETNS_BTL_PORT+; got: $ports)" \
+        'len(v[2].split()) >= 2 and all(p == v[0] or v[1] <= p < v[1] + 100 for p in map(int, v[2].split()))' \
+        "$NETNS_OOB_PORT" "$NETNS_BTL_PORT" "$ports"
     T0=$(date +%s.%N)
     kill -KILL "$pid"
     reap "$T0"

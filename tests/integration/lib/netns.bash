@@ -23,7 +23,9 @@
 #                           (net.ipv4.tcp_retries2=3 in each namespace)
 #   netns_mpi_env           exports the OMPI_MCA_* settings for mpirun across the hosts:
 #                           the launch agent netns-launch instead of ssh, TCP restricted to
-#                           NET.0/24, and running as root allowed
+#                           NET.0/24 and to fixed ports (the daemons $NETNS_OOB_PORT, the
+#                           ranks $NETNS_BTL_PORT + 0..99), and running as root allowed. Run
+#                           every mpirun in a host then (the root namespace has no NET)
 #   netns_hostfile FILE SLOTS  writes an OpenMPI hostfile naming every host by address
 NETNS_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 NETNS_LAUNCH=$NETNS_LIB/netns-launch
@@ -32,6 +34,8 @@ NETNS_HOSTS=()
 NETNS_ADDRS=()
 NETNS_MAP=""
 NETNS_NET=""
+NETNS_OOB_PORT=50000 # mpirun's and the orteds' port (netns_mpi_env)
+NETNS_BTL_PORT=50100 # the ranks' ports: 50100 to 50199
 
 netns_down()
 {
@@ -144,6 +148,9 @@ netns_mpi_env()
     export OMPI_MCA_btl=self,tcp OMPI_MCA_btl_base_warn_component_unused=0
     export OMPI_MCA_btl_tcp_if_include=$NETNS_NET.0/24
     export OMPI_MCA_oob_tcp_if_include=$NETNS_NET.0/24
+    # Fixed ports, as a firewall between real hosts wants them (docs/deploy.md, section 3)
+    export OMPI_MCA_oob_tcp_static_ipv4_ports=$NETNS_OOB_PORT
+    export OMPI_MCA_btl_tcp_port_min_v4=$NETNS_BTL_PORT OMPI_MCA_btl_tcp_port_range_v4=100
 }
 
 netns_hostfile()
