@@ -81,7 +81,7 @@ reap()
     ELAPSED=$(python3 -c "import time; print(round(time.time() - $1, 1))")
 }
 
-if launch killed; then
+if launch lostrank; then
     pid=$(netns_pids 1 updraft-worker)
     it_expect_eq "the one worker in $H1 is rank 1" 1 \
         "$(tr '\0' '\n' <"/proc/$pid/environ" | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')"
@@ -103,7 +103,7 @@ else
     wait "$MPI_PID" || true
 fi
 
-if launch cut; then
+if launch lostlink; then
     pid=$(netns_pids 1 updraft-worker)
     T0=$(date +%s.%N)
     netns_link 1 down
