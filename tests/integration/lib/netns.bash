@@ -9,9 +9,8 @@
 #                           of your own, e.g. 10.231.7), the switch a bridge joining them.
 #                           Removes leftovers of the same PREFIX first (a killed run), and
 #                           registers netns_down with the EXIT trap (before the one the
-#                           script had). Sets NETNS_HOSTS (names),
-#                           NETNS_ADDRS (addresses), NETNS_MAP ("ADDR=NS ..." for the agent)
-#                           and NETNS_NET.
+#                           script had). Sets NETNS_HOSTS (names), NETNS_ADDRS (addresses),
+#                           NETNS_MAP ("ADDR=NS ..." for the agent) and NETNS_NET.
 #   netns_down              kills what runs in the namespaces and deletes them (idempotent)
 #   netns_addr I            the address of host I
 #   netns_exec I CMD...     runs CMD in host I: its network namespace and a UTS namespace
