@@ -22,6 +22,7 @@ pkgs=(
     zlib1g-dev libpng-dev libjpeg62-turbo-dev libsodium-dev
     dataset-fashion-mnist
     help2man lintian file systemd  # man pages; it_packages (lintian: 16 MB with its Perl)
+    iproute2 # ip netns: the multi-host tests' "hosts" (tests/integration/lib/netns.bash)
 )
 for arg in "$@"; do
     case "$arg" in

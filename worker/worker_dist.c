@@ -196,7 +196,10 @@ static int verdict(worker_dist_t *d, const char *what, struct ud_err *e)
         char buf[256];
         if (!d->answered[q]) {
             int g = peer_gone(d, q);
-            state = g == 1 ? "its process has exited" : g == 0 ? "not responding" : "no answer";
+            state = g == 1   ? "its process has exited"
+                    : g == 0 ? "not responding"
+                             : "no answer over the network: its process, its host or the link "
+                               "to it is down";
             silent++;
         } else if (d->answers[q].seq != d->seq) {
             snprintf(buf, sizeof buf, "out of step: in %s at step %lld",
@@ -832,4 +835,8 @@ void worker_dist_handle_signals(worker_dist_t *d, const char *prog)
     snprintf(d->prog, sizeof d->prog, "%s", prog);
     sig_dist = d;
     ud_signal_on_stop(on_term);
+    /* A peer that died leaves a TCP connection that fails on the next write: an error for MPI
+     * to report (and the launcher to name the dead rank), not a silent death by SIGPIPE of
+     * this rank, which the launcher would then blame. */
+    signal(SIGPIPE, SIG_IGN);
 }

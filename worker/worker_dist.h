@@ -96,7 +96,8 @@ size_t worker_dist_dead_peers(const worker_dist_t *d, char *buf, size_t cap);
 /* Installs handlers for SIGTERM and SIGINT (what mpirun sends the other ranks when one dies, or
  * when it is interrupted): they print "PROG: rank R: stopped by signal S; <dead peers>; <hint>"
  * and exit with 128 + S at once (collectives with a dead peer cannot finish). hint is what
- * worker_dist_set_hint last set (e.g. the checkpoint to resume from). */
+ * worker_dist_set_hint last set (e.g. the checkpoint to resume from). Also ignores SIGPIPE, so
+ * that a write to a dead peer's connection is an error, not this rank's death. */
 void worker_dist_handle_signals(worker_dist_t *d, const char *prog);
 /* Sets the hint the signal handler prints (copied; safe against the handler). */
 void worker_dist_set_hint(worker_dist_t *d, const char *fmt, ...)
