@@ -1321,14 +1321,15 @@ static enum MHD_Result post_job(struct coord_http *h, struct MHD_Connection *c,
                    "INSERT INTO jobs (id, seq, name, state, spec, np, launch, created, updated,"
                    " epochs, cancel_requested, restarts, session)"
                    " VALUES (?1, ?2, ?3, 'PENDING', ?4, ?5, ?6, ?7, ?7, ?8, 0, 0, ?9)",
-                   "sissNidis", id, seq, s.name, s.canonical, (int64_t)s.np, (int64_t)(s.np > 0),
-                   now, (int64_t)s.epochs, session);
+                   "sissNidis", id, seq, s.name, s.canonical, (int64_t)s.np,
+                   (int64_t)(s.np > 0 ? s.scheduler : 0), now, (int64_t)s.epochs, session);
     if (rc != SQLITE_OK) {
         ret = http_db_fail(h, c, t->rw, "insert job");
         goto out;
     }
     if (s.np > 0)
-        snprintf(msg, sizeof msg, "submitted over REST: model '%s', launch np %d", s.name, s.np);
+        snprintf(msg, sizeof msg, "submitted over REST: model '%s', launch np %d%s", s.name, s.np,
+                 s.scheduler == COORD_SCHED_SLURM ? " through Slurm" : "");
     else
         snprintf(msg, sizeof msg, "submitted over REST: model '%s', waiting for workers", s.name);
     if (http_exec(t->rw,

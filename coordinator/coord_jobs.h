@@ -36,14 +36,16 @@
 #include "updraft/ud_msg.h"
 
 struct coord_config {
-    const char *state_dir;    /* absolute path */
-    const char *advertise;    /* the ZeroMQ endpoint handed to locally launched workers */
-    const char *worker_path;  /* updraft-worker (absolute) */
-    const char *mpirun_path;  /* mpirun: a path, or a name looked up in PATH at launch */
-    double heartbeat_timeout; /* seconds of silence before RUNNING -> RESTARTING */
-    double restart_timeout;   /* seconds in RESTARTING before FAILED */
-    double cancel_grace;      /* seconds a launched job has to stop after a cancel */
-    double started;           /* unix time the coordinator started */
+    const char *state_dir;   /* absolute path */
+    const char *advertise;   /* the ZeroMQ endpoint handed to locally launched workers */
+    const char *worker_path; /* updraft-worker (absolute) */
+    const char *mpirun_path; /* mpirun: a path, or a name looked up in PATH at launch */
+    /* Slurm's sbatch, squeue, scancel: paths, or names looked up in PATH when used */
+    const char *sbatch_path, *squeue_path, *scancel_path;
+    double heartbeat_timeout;            /* seconds of silence before RUNNING -> RESTARTING */
+    double restart_timeout;              /* seconds in RESTARTING before FAILED */
+    double cancel_grace;                 /* seconds a launched job has to stop after a cancel */
+    double started;                      /* unix time the coordinator started */
     const struct coord_model_keys *keys; /* seal registered versions (NULL: as given) */
     /* CURVE for launched workers: both set (absolute paths: the coordinator's public key file
      * and the workers' keypair file), passed as --curve-server-key and --curve-secret; or NULL */
