@@ -17,6 +17,7 @@ pkgs=(
     libcurl4-openssl-dev libcmocka-dev libgnutls28-dev openssl
     zlib1g-dev libpng-dev libjpeg62-turbo-dev libsodium-dev
     dataset-fashion-mnist
+    slurm-wlm munge
 )
 for arg in "$@"; do
     case "$arg" in
