@@ -22,7 +22,16 @@ if ! slurm_available; then
     echo "$IT_NAME: skipped: needs root and slurmctld, slurmd, munged (deploy/install-deps.sh)"
     exit 77
 fi
-trap 'coord_cleanup; slurm_down' EXIT
+# A watchdog below ctest's timeout, so that the EXIT trap always stops the daemons.
+(
+    sleep 240 >/dev/null 2>&1 & # not holding ctest's pipe open once this subshell is killed
+    wait $!
+    echo "$IT_NAME: still running after 240 s: stopping"
+    kill -TERM $$
+) &
+WATCHDOG=$!
+trap 'exit 1' TERM
+trap 'kill "$WATCHDOG" 2>/dev/null || true; coord_cleanup; slurm_down' EXIT
 
 TRAIN=$FASHION/train-images-idx3-ubyte.gz
 STATE=$UD_TEST_SCRATCH/state
@@ -126,6 +135,17 @@ scancel "$K2"
 if wait_job "$K" FAILED 20; then it_pass "... scancelled again: FAILED"; else it_fail "... scancelled again: FAILED" "state $JOB_STATE: $(message "$K")"; fi
 it_expect_grep "... gave up after one relaunch" <(message "$K") "gave up after 1 relaunch (launch.max_restarts 1)"
 it_expect_grep "... naming the Slurm state" <(message "$K") "Slurm job $K2 ended CANCELLED"
+
+# ---- 6. a batch script the user writes (deploy/slurm/workers.sbatch, docs/slurm.md) for a job
+# that waits for its workers
+spec_plain=$(spec slurm-user 2 '"np": 1' | python3 -c 'import json,sys; s=json.load(sys.stdin); del s["launch"]; print(json.dumps(s))')
+U=$(submit "$spec_plain")
+it_run user_sbatch env UPDRAFT_JOB="$U" UPDRAFT_COORDINATOR="$ZMQ" UPDRAFT_WORKER="$WORKER" \
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+    sbatch --parsable --ntasks=1 --output="$UD_TEST_SCRATCH/out/user-%j.log" "$UD_SOURCE_DIR/deploy/slurm/workers.sbatch"
+it_expect_rc "sbatch of deploy/slurm/workers.sbatch" 0
+if wait_job "$U" SUCCEEDED 60; then it_pass "... its workers join job $U: SUCCEEDED"; else it_fail "... its workers join the job: SUCCEEDED" "state $JOB_STATE: $(message "$U"); $(tail -3 "out/user-$(cat "$OUT").log" 2>&1)"; fi
+it_expect_grep "... the script's log names the allocation" "out/user-$(cat "$OUT").log" "Slurm job $(cat "$OUT"), 1 tasks on $SLURM_HOST"
 
 # ---- 5. the time limit
 if wait_job "$T" FAILED 100; then it_pass "time limit expired: FAILED"; else it_fail "time limit expired: FAILED" "state $JOB_STATE: $(message "$T")"; fi

@@ -5,7 +5,8 @@
 # (docs/slurm.md; the recipe is the one in the project's notes on Slurm without systemd.)
 #
 #   slurm_available     0 when this machine can run it (root, slurmctld, slurmd, munged, sbatch)
-#   slurm_up            starts munged (unless one answers already), slurmctld -i and slurmd,
+#   slurm_up            stops daemons an earlier, killed run of the same scratch directory left
+#                       (found by their SLURM_CONF), starts munged (unless one answers already), slurmctld -i and slurmd,
 #                       waits until sinfo says the node is idle; returns 1 (saying why) if not
 #   slurm_down          stops what slurm_up started (slurmd, slurmctld, and munged when it was
 #                       ours); called by slurm_cleanup, which the caller's EXIT trap runs
@@ -74,9 +75,25 @@ PartitionName=debug Nodes=$SLURM_HOST Default=YES MaxTime=INFINITE State=UP
 EOF
 }
 
+# Daemons an earlier run of this test left behind (killed by ctest's timeout before its trap
+# ran): the processes whose environment holds this very SLURM_CONF.
+slurm_kill_leftovers()
+{
+    local p comm
+    for p in /proc/[0-9]*; do
+        comm=$(cat "$p/comm" 2>/dev/null) || continue
+        case $comm in slurmctld | slurmd | slurmstepd | munged) ;; *) continue ;; esac
+        if { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qxF "SLURM_CONF=$SLURM_CONF"; then
+            echo "slurm_up: stopping $comm (pid ${p#/proc/}) left by an earlier run"
+            kill -KILL "${p#/proc/}" 2>/dev/null || true
+        fi
+    done
+}
+
 slurm_up()
 {
     local i
+    slurm_kill_leftovers
     slurm_write_conf
     mkdir -p /run/munge && chown munge:munge /run/munge
     if [ ! -s /etc/munge/munge.key ]; then
