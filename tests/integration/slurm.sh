@@ -99,6 +99,8 @@ slurm_events "$S" >out/s-events.txt
 it_expect_grep "... recorded: submitted PENDING" out/s-events.txt "Slurm job $(slurm_id "$S") submitted: PENDING"
 it_expect_grep "... PENDING -> RUNNING" out/s-events.txt "PENDING -> RUNNING"
 it_expect_grep "... RUNNING -> ... COMPLETED" out/s-events.txt "-> COMPLETED"
+api GET "/v1/jobs/$S"
+it_expect_eq "... GET /v1/jobs/ID shows the Slurm job" "$(slurm_id "$S") COMPLETED" "$(jq_ "$API_BODY" 'j["slurm"]["id"] + " " + j["slurm"]["state"]')"
 api GET "/v1/models/slurm-ok/versions"
 it_expect_eq "... and its model is registered" 200 "$API_STATUS"
 
