@@ -156,6 +156,22 @@ static int check_integer(const char *key, const json_t *v, double lo, double hi,
     return 0;
 }
 
+/* s holds only [A-Za-z0-9._-] (a model name, a Slurm partition or account); else UD_EINVAL
+ * naming key and the first other character. */
+static int check_name_chars(const char *key, const char *s, struct ud_err *e)
+{
+    for (size_t i = 0; s[i]; i++) {
+        char c = s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return ud_err_set(e, UD_EINVAL,
+                              "job spec: '%s' may hold only letters, digits, '.', '_' and '-'"
+                              " (character %zu is not one)",
+                              key, i + 1);
+    }
+    return 0;
+}
+
 static int check_name(const char *name, struct ud_err *e)
 {
     size_t n = strlen(name);
@@ -164,16 +180,7 @@ static int check_name(const char *name, struct ud_err *e)
                           n);
     if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
         return ud_err_set(e, UD_EINVAL, "job spec: 'name' cannot be '%s'", name);
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return ud_err_set(e, UD_EINVAL,
-                              "job spec: 'name' may hold only letters, digits, '.', '_' and '-'"
-                              " (character %zu is not one)",
-                              i + 1);
-    }
-    return 0;
+    return check_name_chars("name", name, e);
 }
 
 static int check_input(const char *in, struct coord_spec *s, struct ud_err *e)
@@ -200,15 +207,9 @@ static int check_slurm_name(const char *key, const json_t *x, char *out, size_t 
     size_t len = strlen(v);
     if (len < 1 || len >= n)
         return ud_err_set(e, UD_EINVAL, "job spec: '%s' must have 1 to %zu characters", key, n - 1);
-    for (size_t i = 0; i < len; i++) {
-        char c = v[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return ud_err_set(e, UD_EINVAL,
-                              "job spec: '%s' may hold only letters, digits, '.', '_' and '-'"
-                              " (character %zu is not one)",
-                              key, i + 1);
-    }
+    int rc = check_name_chars(key, v, e);
+    if (rc)
+        return rc;
     memcpy(out, v, len + 1);
     return 0;
 }
