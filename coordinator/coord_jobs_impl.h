@@ -32,6 +32,7 @@ struct coord_jobs {
     sqlite3 *db;
     struct job_mem *mem;
     size_t nmem, capmem;
+    double slurm_quiet_until; /* after a Slurm command missed its deadline: none until then */
 };
 
 /* A jobs row as the coordinator reads it. Strings are owned (job_row_deinit). */

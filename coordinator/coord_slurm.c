@@ -13,8 +13,9 @@
  *
  *  sbatch, squeue and scancel run in the main loop's thread, each with a deadline
  *  (SBATCH_DEADLINE_S, QUERY_DEADLINE_S): a slurmctld that does not answer costs the loop that
- *  long once, then the command is killed and tried again later. Their children are waited for
- *  here by pid, before the monitor's waitpid(-1) could see them.
+ *  long once, then the command is killed, and no squeue or scancel runs for QUIET_AFTER_MISS_S
+ *  (for any job), so a hung slurmctld blocks the loop at most 3 s in 18. Their children are
+ *  waited for here by pid, before the monitor's waitpid(-1) could see them.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,11 +37,12 @@
 
 extern char **environ;
 
-#define SBATCH_DEADLINE_S 10.0 /* sbatch answers at once unless slurmctld is down */
-#define QUERY_DEADLINE_S  3.0  /* squeue, scancel */
-#define POLL_EVERY_S      1.0  /* squeue per job at most this often */
-#define SCANCEL_RETRY_S   5.0
-#define WARN_EVERY_S      30.0
+#define SBATCH_DEADLINE_S  10.0 /* sbatch answers at once unless slurmctld is down */
+#define QUERY_DEADLINE_S   3.0  /* squeue, scancel */
+#define POLL_EVERY_S       1.0  /* squeue per job at most this often */
+#define SCANCEL_RETRY_S    5.0
+#define WARN_EVERY_S       30.0
+#define QUIET_AFTER_MISS_S 15.0 /* after a deadline miss, squeue and scancel wait this long */
 
 /* Slurm's states after which nothing of the job runs, and GONE (squeue no longer knows the
  * id). The same list as SLURM_LIVE_JOBS_SQL. */
@@ -227,15 +229,16 @@ static void warn_limited(struct job_mem *m, double now, const char *job, const c
     if (now - m->slurm_warned < WARN_EVERY_S)
         return;
     m->slurm_warned = now;
-    coord_log(COORD_LOG_WARN, "%s: %s (tried again every %.0f s; warned every %.0f s)", job, what,
-              POLL_EVERY_S, WARN_EVERY_S);
+    coord_log(COORD_LOG_WARN, "%s: %s (this warning: at most every %.0f s)", job, what,
+              WARN_EVERY_S);
 }
 
 /* Asks squeue for the Slurm job's state (at most every POLL_EVERY_S) and records a change. */
 static void slurm_poll(coord_jobs_t *j, const char *job, struct slurm_row *s, struct job_mem *m,
                        double now)
 {
-    if (slurm_state_ended(s->state) || now - m->slurm_polled < POLL_EVERY_S)
+    if (slurm_state_ended(s->state) || now - m->slurm_polled < POLL_EVERY_S ||
+        now < j->slurm_quiet_until)
         return;
     m->slurm_polled = now;
     char exe[4096], out[1024], why[1200];
@@ -247,6 +250,8 @@ static void slurm_poll(coord_jobs_t *j, const char *job, struct slurm_row *s, st
     }
     const char *argv[] = {exe, "--noheader", "--states=all", "--jobs", s->id, "--format=%T", NULL};
     int rc = run_cmd(argv, QUERY_DEADLINE_S, out, sizeof out);
+    if (rc == RUN_DEADLINE)
+        j->slurm_quiet_until = now + QUERY_DEADLINE_S + QUIET_AFTER_MISS_S;
     const char *state = NULL;
     if (rc == 0) {
         char *line = first_line(out);
@@ -259,7 +264,8 @@ static void slurm_poll(coord_jobs_t *j, const char *job, struct slurm_row *s, st
         strlen(state) >= sizeof s->state) {
         char fail[1024];
         run_failure(rc, QUERY_DEADLINE_S, out, fail, sizeof fail);
-        snprintf(why, sizeof why, "squeue for Slurm job %s %s", s->id, fail);
+        snprintf(why, sizeof why, "squeue for Slurm job %s %s%s", s->id, fail,
+                 rc == RUN_DEADLINE ? ": no Slurm queries for a while" : "");
         warn_limited(m, now, job, why);
         return;
     }
@@ -272,7 +278,7 @@ static void slurm_poll(coord_jobs_t *j, const char *job, struct slurm_row *s, st
 static void slurm_scancel(coord_jobs_t *j, const char *job, struct slurm_row *s, struct job_mem *m,
                           double now, const char *why)
 {
-    if (now - m->scancel_at < SCANCEL_RETRY_S)
+    if (now - m->scancel_at < SCANCEL_RETRY_S || now < j->slurm_quiet_until)
         return;
     m->scancel_at = now;
     char exe[4096], out[1024], fail[1200];
@@ -283,6 +289,8 @@ static void slurm_scancel(coord_jobs_t *j, const char *job, struct slurm_row *s,
     }
     const char *argv[] = {exe, s->id, NULL};
     int rc = run_cmd(argv, QUERY_DEADLINE_S, out, sizeof out);
+    if (rc == RUN_DEADLINE)
+        j->slurm_quiet_until = now + QUERY_DEADLINE_S + QUIET_AFTER_MISS_S;
     if (rc != 0) {
         run_failure(rc, QUERY_DEADLINE_S, out, fail, sizeof fail);
         coord_log(COORD_LOG_ERROR, "%s: scancel %s %s", job, s->id, fail);
