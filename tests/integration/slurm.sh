@@ -7,8 +7,10 @@
 #      events record the Slurm job PENDING, RUNNING, COMPLETED.
 #   3. A job whose Slurm job waits for resources is cancelled over REST: the Slurm job is
 #      scancelled (its state CANCELLED is recorded).
-#   4. scancel of a running Slurm job from outside: the job goes RESTARTING naming CANCELLED,
-#      is submitted again (launch.max_restarts 1) and, scancelled again, ends FAILED.
+#   4. scancel of a running Slurm job from outside: the job goes RESTARTING, is submitted again
+#      (launch.max_restarts 1) and, scancelled again, ends FAILED naming CANCELLED.
+#   6. deploy/slurm/workers.sbatch, submitted by hand, joins a job that waits for workers.
+#   7. A running job cancelled over REST: CANCELLED, and its Slurm job ends.
 #   5. "time": "0:10" (Slurm rounds it up to a minute; slurmctld checks limits every 30 s): the
 #      Slurm job ends TIMEOUT and the job FAILED naming it. It runs beside 3 and 4.
 # Needs root and Slurm (deploy/install-deps.sh installs slurm-wlm and munge); exits 77 (skipped)
@@ -89,7 +91,7 @@ if wait_job "$P" FAILED 15; then it_pass "unknown partition: FAILED"; else it_fa
 it_expect_grep "... with sbatch's error" <(message "$P") "invalid partition"
 
 # ---- 2. a 2-rank job runs to SUCCEEDED
-S=$(submit "$(spec slurm-ok 2 '"np": 2, "time": 5, "partition": "debug"')")
+S=$(submit "$(spec slurm-ok 40 '"np": 2, "time": 5, "partition": "debug"')")
 if wait_job "$S" SUCCEEDED 60; then it_pass "2-rank job through Slurm: SUCCEEDED"; else it_fail "2-rank job through Slurm: SUCCEEDED" "state $JOB_STATE: $(message "$S")"; fi
 it_expect_grep "... the batch script asks for 2 tasks" "$STATE/jobs/$S/slurm.sh" "#SBATCH --ntasks=2"
 it_expect_grep "... in the partition, with the time limit" <(grep SBATCH "$STATE/jobs/$S/slurm.sh" | tr '\n' ' ') "--partition=debug #SBATCH --time=5"
@@ -148,6 +150,18 @@ it_run user_sbatch env UPDRAFT_JOB="$U" UPDRAFT_COORDINATOR="$ZMQ" UPDRAFT_WORKE
 it_expect_rc "sbatch of deploy/slurm/workers.sbatch" 0
 if wait_job "$U" SUCCEEDED 60; then it_pass "... its workers join job $U: SUCCEEDED"; else it_fail "... its workers join the job: SUCCEEDED" "state $JOB_STATE: $(message "$U"); $(tail -3 "out/user-$(cat "$OUT").log" 2>&1)"; fi
 it_expect_grep "... the script's log names the allocation" "out/user-$(cat "$OUT").log" "Slurm job $(cat "$OUT"), 1 tasks on $SLURM_HOST"
+
+# ---- 7. a REST cancel of a running job: the workers stop, the job is CANCELLED, its Slurm job ends
+X=$(submit "$(spec slurm-cancel-run 100000 '"np": 1')")
+if wait_job "$X" RUNNING 30; then it_pass "job to cancel RUNNING"; else it_fail "job to cancel RUNNING" "state $JOB_STATE: $(message "$X")"; fi
+api POST "/v1/jobs/$X/cancel"
+if wait_job "$X" CANCELLED 20; then it_pass "... cancelled over REST: CANCELLED"; else it_fail "... cancelled over REST: CANCELLED" "state $JOB_STATE: $(message "$X")"; fi
+for _ in $(seq 50); do
+    case $(jq_ "$API_BODY" 'j["slurm"]["state"]') in COMPLETED | CANCELLED) break ;; esac
+    sleep 0.2
+    api GET "/v1/jobs/$X"
+done
+it_expect_py "... and its Slurm job ends" 'v[0] in ("COMPLETED", "CANCELLED")' "$(jq_ "$API_BODY" 'j["slurm"]["state"]')"
 
 # ---- 5. the time limit
 if wait_job "$T" FAILED 100; then it_pass "time limit expired: FAILED"; else it_fail "time limit expired: FAILED" "state $JOB_STATE: $(message "$T")"; fi

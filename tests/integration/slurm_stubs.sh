@@ -96,6 +96,19 @@ it_expect_grep "... events: submitted" out/d-events.txt "Slurm job 42 submitted:
 it_expect_grep "... PENDING -> RUNNING" out/d-events.txt "Slurm job 42: PENDING -> RUNNING"
 it_expect_grep "... RUNNING -> TIMEOUT" out/d-events.txt "Slurm job 42: RUNNING -> TIMEOUT"
 
+# ---- a coordinator restarted (kill -9) goes on following the Slurm job it submitted
+echo PENDING >"$STUB/squeue-mode"
+F=$(submit)
+wait_state "/v1/jobs/$F" PENDING 5 || true
+sleep 1.5
+coord_kill9
+coord_start "$STATE" --sbatch "$STUB/sbatch" --squeue "$STUB/squeue" --scancel "$STUB/scancel" \
+    --cancel-grace 2 || it_fail "coordinator restarts" "no /healthz"
+echo FAILED >"$STUB/squeue-mode"
+if wait_job "$F" FAILED 10; then it_pass "after a kill -9 and restart: the Slurm job's end is seen"; else it_fail "restart: Slurm job followed" "state $JOB_STATE"; fi
+it_expect_grep "... naming it" <(message "$F") "Slurm job 42 ended FAILED before rank 0 registered"
+it_expect_eq "... submitted once" 1 "$(grep -c "jobs/$F/slurm.sh" "$STUB/sbatch.args")"
+
 # ---- squeue hangs: the loop is held at most the 3 s deadline, then left alone for a while
 echo PENDING >"$STUB/squeue-mode"
 E=$(submit)
