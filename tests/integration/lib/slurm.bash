@@ -1,15 +1,17 @@
 # tests/integration/lib/slurm.bash — a single-node Slurm for integration tests, sourced after
 # common.bash (and coord.bash, whose free_port it uses). No systemd: munged runs as user munge,
 # slurmctld and slurmd as root, each from a slurm.conf in the test's scratch directory
-# (SLURM_CONF), on free ports; nothing is written to /etc/slurm.
+# (SLURM_CONF), on free ports; nothing is written to /etc/slurm. The daemons talk over
+# 127.0.0.1 whatever the host name resolves to (SlurmctldHost=NAME(127.0.0.1), NodeAddr).
 # (docs/slurm.md; the recipe is the one in the project's notes on Slurm without systemd.)
 #
 #   slurm_available     0 when this machine can run it (root, slurmctld, slurmd, munged, sbatch)
-#   slurm_up            stops daemons an earlier, killed run of the same scratch directory left
-#                       (found by their SLURM_CONF), starts munged (unless one answers already), slurmctld -i and slurmd,
-#                       waits until sinfo says the node is idle; returns 1 (saying why) if not
-#   slurm_down          stops what slurm_up started (slurmd, slurmctld, and munged when it was
-#                       ours); called by slurm_cleanup, which the caller's EXIT trap runs
+#   slurm_up            stops daemons that an earlier, killed run of the same scratch directory
+#                       left (found by their SLURM_CONF); starts munged (unless one answers
+#                       already), slurmctld -i and slurmd; waits until sinfo says the node is
+#                       idle; returns 1 (saying why) if not
+#   slurm_down          cancels the jobs, stops slurmd, slurmctld, and munged when slurm_up
+#                       started it; the caller's EXIT trap runs it
 # Liveness is checked with `munge -n` and the pid files, never pgrep: PID 1 reaps orphans
 # slowly here, and pgrep matches the <defunct> entries daemonizing leaves behind.
 SLURM_DIR=$UD_TEST_SCRATCH/slurm
@@ -46,7 +48,7 @@ slurm_write_conf()
     mkdir -p "$SLURM_DIR/state" "$SLURM_DIR/log" "$SLURM_DIR/spool/slurmd-$SLURM_HOST"
     cat >"$SLURM_CONF" <<EOF
 ClusterName=updraft-test
-SlurmctldHost=$SLURM_HOST
+SlurmctldHost=$SLURM_HOST(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -70,7 +72,7 @@ MpiDefault=pmix
 ReturnToService=2
 MailProg=/bin/true
 KillWait=5
-$node State=UNKNOWN
+$node NodeAddr=127.0.0.1 State=UNKNOWN
 PartitionName=debug Nodes=$SLURM_HOST Default=YES MaxTime=INFINITE State=UP
 EOF
 }
