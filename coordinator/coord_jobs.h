@@ -1,5 +1,6 @@
 /*  coord_jobs.h — jobs: the state machine, the shard planner, the worker protocol's effects on
- *  the database, the model registry, and the monitor that launches and watches local mpiruns.
+ *  the database, the model registry, and the monitor that launches and watches local mpiruns
+ *  and Slurm jobs.
  *
  *  States and the transitions this module makes (each one a conditional UPDATE on the state
  *  read, so a concurrent REST cancel is never overwritten; each records jobs.message and an
@@ -17,6 +18,11 @@
  *    RESTARTING -> RUNNING     rank 0 registered again (a relaunch, or workers started by hand)
  *    RESTARTING -> FAILED      restart timeout, or launch.max_restarts relaunches used up
  *    RESTARTING -> SUCCEEDED   a model upload from workers that were only thought lost
+ *  A job launched through Slurm (coord_slurm.c, docs/slurm.md) moves the same ways, with its
+ *  Slurm job's end (squeue) standing in for mpirun's exit: PENDING -> FAILED (sbatch fails, or
+ *  the Slurm job ends before rank 0 registered), RUNNING -> RESTARTING (it ends early, or a
+ *  rank reports "cancelled" without a cancel request: Slurm's signal), RUNNING -> FAILED (it
+ *  COMPLETED without a model); a RESTARTING one is submitted again.
  *  The REST side makes PENDING/RESTARTING -> CANCELLED and sets cancel_requested.
  *
  *  Thread-safety: a coord_jobs_t belongs to the coordinator's main thread (it uses the one

@@ -6,6 +6,8 @@
  *  coordinator crash, and the next coordinator finds its pid in the database and watches it
  *  with kill(pid, 0) (it is no longer our child, so there is no exit status).
  *
+ *  Jobs whose launch is COORD_SCHED_SLURM are handed to coord_slurm.c (slurm_tick_job).
+ *
  *  The coordinator runs REST threads, so the child only calls async-signal-safe functions
  *  between fork and exec: everything (argv, envp, the resolved mpirun path, the log file) is
  *  prepared before the fork.
