@@ -198,6 +198,29 @@ static int slurm_row_load(coord_jobs_t *j, const char *job, struct slurm_row *s,
     return 0;
 }
 
+/* One change to the Slurm job's row (a new state, or NULL to keep it; scancelled 1 to mark
+ * the scancel) and a "slurm" event saying msg, in one transaction; logged. Returns 0 or < 0. */
+static int slurm_row_update(coord_jobs_t *j, const char *job, const struct slurm_row *s,
+                            const char *state, int scancelled, double now, const char *msg)
+{
+    struct ud_err e = {0};
+    int rc = coord_db_begin(j->db, &e);
+    if (rc == 0) {
+        rc = coord_db_run(j->db, &e,
+                          "UPDATE slurm_jobs SET state = coalesce(?, state), updated = ?,"
+                          " scancelled = max(scancelled, ?) WHERE job = ? AND slurm_id = ?",
+                          "sdiss", state, now, (int64_t)scancelled, job, s->id);
+        if (rc >= 0)
+            rc = job_event(j, job, now, "slurm", msg, &e);
+        rc = coord_db_end(j->db, rc, &e);
+    }
+    if (rc < 0)
+        coord_log(COORD_LOG_ERROR, "%s: %s: not recorded: %s", job, msg, e.msg);
+    else
+        coord_log(COORD_LOG_INFO, "%s: %s", job, msg);
+    return rc < 0 ? rc : 0;
+}
+
 /* Records the Slurm job's new state and a "slurm" event. */
 static void slurm_state_set(coord_jobs_t *j, const char *job, struct slurm_row *s, const char *to,
                             double now)
@@ -205,23 +228,8 @@ static void slurm_state_set(coord_jobs_t *j, const char *job, struct slurm_row *
     char msg[256];
     snprintf(msg, sizeof msg, "Slurm job %s: %s -> %s%s", s->id, s->state, to,
              strcmp(to, "GONE") == 0 ? " (squeue no longer knows it)" : "");
-    struct ud_err e = {0};
-    int rc = coord_db_begin(j->db, &e);
-    if (rc == 0) {
-        rc = coord_db_run(j->db, &e,
-                          "UPDATE slurm_jobs SET state = ?, updated = ? WHERE job = ? AND"
-                          " slurm_id = ?",
-                          "sdss", to, now, job, s->id);
-        if (rc >= 0)
-            rc = job_event(j, job, now, "slurm", msg, &e);
-        rc = coord_db_end(j->db, rc, &e);
-    }
-    if (rc < 0) {
-        coord_log(COORD_LOG_ERROR, "%s: %s: not recorded: %s", job, msg, e.msg);
-        return;
-    }
-    coord_log(COORD_LOG_INFO, "%s: %s", job, msg);
-    snprintf(s->state, sizeof s->state, "%s", to);
+    if (slurm_row_update(j, job, s, to, 0, now, msg) == 0)
+        snprintf(s->state, sizeof s->state, "%s", to);
 }
 
 static void warn_limited(struct job_mem *m, double now, const char *job, const char *what)
@@ -301,17 +309,7 @@ static void slurm_scancel(coord_jobs_t *j, const char *job, struct slurm_row *s,
         return;
     char msg[512];
     snprintf(msg, sizeof msg, "scancel of Slurm job %s: %s", s->id, why);
-    struct ud_err e = {0};
-    int d = coord_db_begin(j->db, &e);
-    if (d == 0) {
-        d = coord_db_run(j->db, &e, "UPDATE slurm_jobs SET scancelled = 1 WHERE job = ?", "s", job);
-        if (d >= 0)
-            d = job_event(j, job, now, "slurm", msg, &e);
-        coord_db_end(j->db, d, &e);
-    }
-    if (e.code)
-        coord_log(COORD_LOG_ERROR, "%s: %s: not recorded: %s", job, msg, e.msg);
-    coord_log(COORD_LOG_INFO, "%s: %s", job, msg);
+    slurm_row_update(j, job, s, NULL, 1, now, msg);
     s->scancelled = 1;
 }
 
