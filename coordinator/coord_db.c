@@ -109,7 +109,12 @@ static const char SCHEMA_V1[] =
     "CREATE TABLE IF NOT EXISTS rejections ("
     " round INTEGER NOT NULL REFERENCES rounds (id) ON DELETE CASCADE,"
     " reason TEXT NOT NULL, count INTEGER NOT NULL,"
-    " PRIMARY KEY (round, reason)) WITHOUT ROWID;";
+    " PRIMARY KEY (round, reason)) WITHOUT ROWID;"
+    /* Version 4: the Slurm job of a job launched through Slurm. */
+    "CREATE TABLE IF NOT EXISTS slurm_jobs ("
+    " job TEXT PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,"
+    " slurm_id TEXT NOT NULL, state TEXT NOT NULL, script TEXT,"
+    " submitted REAL, updated REAL, scancelled INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;";
 
 int coord_db_err(sqlite3 *db, struct ud_err *e, const char *what)
 {

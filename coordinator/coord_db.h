@@ -11,7 +11,7 @@
  *  which SQLite serialises with the main thread's (busy_timeout 5 s). Time columns are unix
  *  seconds (REAL).
  *
- *  The schema (version 1 below, versions 2 and 3 after it; `PRAGMA user_version` holds it):
+ *  The schema (version 1 below, versions 2 to 4 after it; `PRAGMA user_version` holds it):
  *
  *  jobs        one row per job
  *    id TEXT PRIMARY KEY            "job-000001" (seq, zero-padded to 6)
@@ -20,7 +20,8 @@
  *    state TEXT NOT NULL            PENDING | RUNNING | RESTARTING | SUCCEEDED | FAILED | CANCELLED
  *    spec TEXT NOT NULL             the accepted JSON spec, canonical (coord_spec.h)
  *    np INTEGER                     ranks: the spec's launch.np, or the world that registered
- *    launch INTEGER NOT NULL        1: the coordinator starts mpirun on this host
+ *    launch INTEGER NOT NULL        1: the coordinator starts mpirun on this host; 2: it submits
+ *                                   the workers to Slurm (sbatch); 0: workers come on their own
  *    message TEXT                   why the job is in its state ("rank 1 silent for 10.0 s", ...)
  *    created, started, updated, finished REAL   (started/finished NULL until then)
  *    epochs INTEGER, epoch INTEGER, iteration INTEGER, steps_per_epoch INTEGER,
@@ -85,6 +86,14 @@
  *    not_selected, shape, nonfinite, norm, malformed, too_large, conflict, replayed),
  *    count INTEGER
  *
+ *  Version 4 adds the Slurm job of a job whose spec says "launch": {"scheduler": "slurm"}
+ *  (coord_slurm.c; one row per job, replaced when a restart submits again):
+ *
+ *  slurm_jobs  job TEXT PRIMARY KEY, slurm_id TEXT (sbatch --parsable's id), state TEXT (Slurm's
+ *    state as squeue last reported it: PENDING, RUNNING, COMPLETING, COMPLETED, FAILED,
+ *    CANCELLED, TIMEOUT, NODE_FAIL, ...; GONE when squeue no longer knows the id), script TEXT
+ *    (the batch script's path), submitted, updated REAL, scancelled INTEGER (1: we ran scancel)
+ *
  *  Thread-safety: a connection belongs to one thread at a time.
  */
 #ifndef COORD_DB_H
@@ -98,7 +107,7 @@
 #include "updraft/ud_model.h"
 
 #define COORD_DB_FILE           "updraft.db"
-#define COORD_DB_SCHEMA_VERSION 3
+#define COORD_DB_SCHEMA_VERSION 4
 
 /* Job states, as stored. */
 #define COORD_JOB_STATES(X) X(PENDING) X(RUNNING) X(RESTARTING) X(SUCCEEDED) X(FAILED) X(CANCELLED)

@@ -214,7 +214,9 @@ static const char *const SQL[N_STMTS] = {
                       " ORDER BY seq DESC",
     [ST_JOB] = "SELECT id, name, state, message, spec, np, launch, created, started, updated,"
                " finished, epoch, epochs, iteration, steps_per_epoch, total_steps, " PROGRESS_SQL
-               ", cancel_requested, restarts, resume_from, model_version FROM jobs WHERE id = ?1",
+               ", cancel_requested, restarts, resume_from, model_version,"
+               " (SELECT slurm_id FROM slurm_jobs WHERE job = ?1),"
+               " (SELECT state FROM slurm_jobs WHERE job = ?1) FROM jobs WHERE id = ?1",
     [ST_JOB_RANKS] = "SELECT rank, host, pid, step, last_heartbeat, ?2 - last_heartbeat"
                      " FROM ranks WHERE job = ?1 ORDER BY rank",
     /* SQLite: with max(), the bare columns come from the row holding the maximum. */
@@ -691,6 +693,14 @@ static int job_detail(struct coord_http *h, struct coord_http_thread *t, const c
         ud_buf_puts(&model, "{\"name\":");
         http_json_col(&model, st, 1);
         ud_buf_printf(&model, ",\"version\":%lld}", (long long)sqlite3_column_int64(st, 20));
+    }
+    ud_buf_puts(b, ",\"slurm\":"); /* the Slurm job of a job launched through Slurm */
+    if (sqlite3_column_type(st, 21) != SQLITE_NULL) {
+        ud_buf_puts(b, "{");
+        http_json_cols(b, st, 21, "id state");
+        ud_buf_puts(b, "}");
+    } else {
+        ud_buf_puts(b, "null");
     }
     done(st);
 
@@ -1325,14 +1335,15 @@ static enum MHD_Result post_job(struct coord_http *h, struct MHD_Connection *c,
                    "INSERT INTO jobs (id, seq, name, state, spec, np, launch, created, updated,"
                    " epochs, cancel_requested, restarts, session)"
                    " VALUES (?1, ?2, ?3, 'PENDING', ?4, ?5, ?6, ?7, ?7, ?8, 0, 0, ?9)",
-                   "sissNidis", id, seq, s.name, s.canonical, (int64_t)s.np, (int64_t)(s.np > 0),
-                   now, (int64_t)s.epochs, session);
+                   "sissNidis", id, seq, s.name, s.canonical, (int64_t)s.np,
+                   (int64_t)(s.np > 0 ? s.scheduler : 0), now, (int64_t)s.epochs, session);
     if (rc != SQLITE_OK) {
         ret = http_db_fail(h, c, t->rw, "insert job");
         goto out;
     }
     if (s.np > 0)
-        snprintf(msg, sizeof msg, "submitted over REST: model '%s', launch np %d", s.name, s.np);
+        snprintf(msg, sizeof msg, "submitted over REST: model '%s', launch np %d%s", s.name, s.np,
+                 s.scheduler == COORD_SCHED_SLURM ? " through Slurm" : "");
     else
         snprintf(msg, sizeof msg, "submitted over REST: model '%s', waiting for workers", s.name);
     if (http_exec(t->rw,

@@ -779,6 +779,16 @@ int coord_jobs_done(coord_jobs_t *j, const struct ud_msg *req, int *cancel, stru
     if (coord_job_state_terminal(r.state)) {
         *cancel = strcmp(r.state, "SUCCEEDED") != 0;
         rc = 0; /* a repeated or late done changes nothing */
+    } else if (strcmp(req->status, "cancelled") == 0 && !r.cancel_requested &&
+               r.launch == COORD_SCHED_SLURM) {
+        /* Nobody here asked: Slurm's signal (a time limit, scancel). The Slurm job's end
+         * decides what follows (coord_slurm.c). */
+        snprintf(msg, sizeof msg, "rank %d was stopped by a signal from outside: %s", req->rank,
+                 what);
+        if (strcmp(r.state, "RUNNING") == 0)
+            rc = job_to_restarting(j, &r, now, msg, e);
+        else
+            rc = job_event(j, r.id, now, "done", msg, e);
     } else if (strcmp(req->status, "cancelled") == 0) {
         snprintf(msg, sizeof msg, "rank %d stopped after the cancel: %s", req->rank, what);
         rc = job_transition(j, &r, "CANCELLED", now, msg, 0, e);

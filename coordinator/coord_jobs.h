@@ -1,5 +1,6 @@
 /*  coord_jobs.h — jobs: the state machine, the shard planner, the worker protocol's effects on
- *  the database, the model registry, and the monitor that launches and watches local mpiruns.
+ *  the database, the model registry, and the monitor that launches and watches local mpiruns
+ *  and Slurm jobs.
  *
  *  States and the transitions this module makes (each one a conditional UPDATE on the state
  *  read, so a concurrent REST cancel is never overwritten; each records jobs.message and an
@@ -17,6 +18,11 @@
  *    RESTARTING -> RUNNING     rank 0 registered again (a relaunch, or workers started by hand)
  *    RESTARTING -> FAILED      restart timeout, or launch.max_restarts relaunches used up
  *    RESTARTING -> SUCCEEDED   a model upload from workers that were only thought lost
+ *  A job launched through Slurm (coord_slurm.c, docs/slurm.md) moves the same ways, with its
+ *  Slurm job's end (squeue) standing in for mpirun's exit: PENDING -> FAILED (sbatch fails, or
+ *  the Slurm job ends before rank 0 registered), RUNNING -> RESTARTING (it ends early, or a
+ *  rank reports "cancelled" without a cancel request: Slurm's signal), RUNNING -> FAILED (it
+ *  COMPLETED without a model); a RESTARTING one is submitted again.
  *  The REST side makes PENDING/RESTARTING -> CANCELLED and sets cancel_requested.
  *
  *  Thread-safety: a coord_jobs_t belongs to the coordinator's main thread (it uses the one
@@ -36,14 +42,16 @@
 #include "updraft/ud_msg.h"
 
 struct coord_config {
-    const char *state_dir;    /* absolute path */
-    const char *advertise;    /* the ZeroMQ endpoint handed to locally launched workers */
-    const char *worker_path;  /* updraft-worker (absolute) */
-    const char *mpirun_path;  /* mpirun: a path, or a name looked up in PATH at launch */
-    double heartbeat_timeout; /* seconds of silence before RUNNING -> RESTARTING */
-    double restart_timeout;   /* seconds in RESTARTING before FAILED */
-    double cancel_grace;      /* seconds a launched job has to stop after a cancel */
-    double started;           /* unix time the coordinator started */
+    const char *state_dir;   /* absolute path */
+    const char *advertise;   /* the ZeroMQ endpoint handed to locally launched workers */
+    const char *worker_path; /* updraft-worker (absolute) */
+    const char *mpirun_path; /* mpirun: a path, or a name looked up in PATH at launch */
+    /* Slurm's sbatch, squeue, scancel: paths, or names looked up in PATH when used */
+    const char *sbatch_path, *squeue_path, *scancel_path;
+    double heartbeat_timeout;            /* seconds of silence before RUNNING -> RESTARTING */
+    double restart_timeout;              /* seconds in RESTARTING before FAILED */
+    double cancel_grace;                 /* seconds a launched job has to stop after a cancel */
+    double started;                      /* unix time the coordinator started */
     const struct coord_model_keys *keys; /* seal registered versions (NULL: as given) */
     /* CURVE for launched workers: both set (absolute paths: the coordinator's public key file
      * and the workers' keypair file), passed as --curve-server-key and --curve-secret; or NULL */

@@ -22,6 +22,9 @@ struct job_mem {
     int64_t killed_pid;   /* the mpirun we sent SIGTERM to, and when */
     double killed_at;
     int sigkilled;
+    double slurm_polled; /* last squeue of its Slurm job (coord_slurm.c) */
+    double slurm_warned; /* last warning that squeue failed (one per 30 s) */
+    double scancel_at;   /* last scancel we ran (retried every few seconds while it runs) */
 };
 
 struct coord_jobs {
@@ -29,6 +32,7 @@ struct coord_jobs {
     sqlite3 *db;
     struct job_mem *mem;
     size_t nmem, capmem;
+    double slurm_quiet_until; /* after a Slurm command missed its deadline: none until then */
 };
 
 /* A jobs row as the coordinator reads it. Strings are owned (job_row_deinit). */
@@ -73,5 +77,30 @@ int job_to_restarting(coord_jobs_t *j, struct job_row *r, double now, const char
                       struct ud_err *e);
 /* Sends SIGTERM to the process group of mpirun pid (once; coord_monitor escalates). */
 void job_stop_mpirun(coord_jobs_t *j, struct job_mem *m, int64_t pid, double now, const char *why);
+
+/* ---- Shared by the monitor (coord_monitor.c) and the Slurm launcher (coord_slurm.c) ---- */
+
+/* name with a '/' as is; else the first executable PATH entry, into out. Returns 0 or -1. */
+int job_resolve_exe(const char *name, char *out, size_t n);
+/* STATE/jobs/ID/worker.log, where the workers' output goes. */
+void job_log_path(coord_jobs_t *j, const char *id, char *buf, size_t n);
+/* The line of a worker.log that best says why it ended (at most n-1 bytes; "" if none). */
+void job_log_last_line(const char *path, char *buf, size_t n);
+/* RUNNING job r: ranks silent for the heartbeat timeout move it to RESTARTING. */
+void job_check_silence(coord_jobs_t *j, struct job_row *r, struct job_mem *m, double now);
+/* The spec's launch.max_restarts (0 when the stored spec does not parse). */
+int job_max_restarts(const struct job_row *r);
+
+/* The monitor's step for a job whose launch is COORD_SCHED_SLURM, in any state, and for a
+ * finished one whose Slurm job has not ended yet: submits it (sbatch), follows the Slurm job
+ * (squeue at most once a second, each call with a short deadline), records the Slurm job's
+ * state changes as "slurm" events, moves the job when the Slurm job ends before the workers
+ * finished, and scancels a Slurm job whose job is over. Errors are logged. */
+void slurm_tick_job(coord_jobs_t *j, struct job_row *r, struct job_mem *m, double now);
+/* SQL: the job ids whose Slurm job has not ended (the monitor looks at them every tick). */
+#define SLURM_LIVE_JOBS_SQL                                                                        \
+    "SELECT job FROM slurm_jobs WHERE state NOT IN ('COMPLETED', 'FAILED', 'CANCELLED',"           \
+    " 'TIMEOUT', 'NODE_FAIL', 'PREEMPTED', 'BOOT_FAIL', 'DEADLINE', 'OUT_OF_MEMORY',"              \
+    " 'SPECIAL_EXIT', 'REVOKED', 'GONE')"
 
 #endif

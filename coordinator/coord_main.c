@@ -54,6 +54,7 @@ static void on_signal(int sig)
 
 struct options {
     const char *state, *http, *zmq, *advertise, *token_file, *worker, *mpirun;
+    const char *sbatch, *squeue, *scancel;
     const char *signing_key, *model_key;
     const char *tls_cert, *tls_key, *curve_secret, *curve_clients, *curve_worker_key;
     double heartbeat_timeout, restart_timeout, cancel_grace;
@@ -66,6 +67,7 @@ static void usage(FILE *f)
             "usage: " PROG " --state DIR [--http HOST:PORT|none] [--zmq ENDPOINT]\n"
             "       [--advertise ENDPOINT] [--token-file F] [--heartbeat-timeout S]\n"
             "       [--restart-timeout S] [--cancel-grace S] [--worker PATH] [--mpirun PATH]\n"
+            "       [--sbatch PATH] [--squeue PATH] [--scancel PATH]\n"
             "       [--http-threads N] [--signing-key F] [--model-key F]\n"
             "       [--tls-cert F --tls-key F] [--curve-secret F\n"
             "       [--curve-clients F|DIR] [--curve-worker-key F]] [--quiet]\n"
@@ -83,7 +85,10 @@ static void usage(FILE *f)
             "  --cancel-grace S       a launched job has this long to stop after a cancel (30)\n"
             "  --worker PATH          updraft-worker for local launches (default: next to this\n"
             "                         program)\n"
-            "  --mpirun PATH          mpirun for local launches (default: mpirun in PATH)\n"
+            "  --mpirun PATH          mpirun for local launches and in Slurm batch scripts\n"
+            "                         (default: mpirun in PATH)\n"
+            "  --sbatch PATH, --squeue PATH, --scancel PATH  Slurm's commands, for jobs with\n"
+            "                         \"launch\": {\"scheduler\": \"slurm\"} (default: in PATH)\n"
             "  --signing-key F        Ed25519 key that signs every model version (default:\n"
             "                         DIR/signing.key, made on first start with signing.pub)\n"
             "  --model-key F          also encrypt every model version with this key\n"
@@ -132,7 +137,10 @@ enum {
     O_TLS_KEY,
     O_CURVE_SECRET,
     O_CURVE_CLIENTS,
-    O_CURVE_WORKER
+    O_CURVE_WORKER,
+    O_SBATCH,
+    O_SQUEUE,
+    O_SCANCEL
 };
 
 static const struct option LONG_OPTIONS[] = {
@@ -156,6 +164,9 @@ static const struct option LONG_OPTIONS[] = {
     {"curve-secret", required_argument, 0, O_CURVE_SECRET},
     {"curve-clients", required_argument, 0, O_CURVE_CLIENTS},
     {"curve-worker-key", required_argument, 0, O_CURVE_WORKER},
+    {"sbatch", required_argument, 0, O_SBATCH},
+    {"squeue", required_argument, 0, O_SQUEUE},
+    {"scancel", required_argument, 0, O_SCANCEL},
     {0, 0, 0, 0},
 };
 
@@ -201,6 +212,12 @@ static const char **text_option(struct options *o, int c)
         return &o->curve_clients;
     case O_CURVE_WORKER:
         return &o->curve_worker_key;
+    case O_SBATCH:
+        return &o->sbatch;
+    case O_SQUEUE:
+        return &o->squeue;
+    case O_SCANCEL:
+        return &o->scancel;
     default:
         return NULL;
     }
@@ -247,6 +264,9 @@ static void parse_args(int argc, char **argv, struct options *o)
     o->http = "127.0.0.1:8470";
     o->zmq = "tcp://*:8471";
     o->mpirun = "mpirun";
+    o->sbatch = "sbatch";
+    o->squeue = "squeue";
+    o->scancel = "scancel";
     o->heartbeat_timeout = 10;
     o->restart_timeout = 300;
     o->cancel_grace = 30;
@@ -461,6 +481,9 @@ static void setup_engines(struct server *s)
         .advertise = s->advertise, /* filled in once the ROUTER is bound */
         .worker_path = s->worker,
         .mpirun_path = s->o.mpirun,
+        .sbatch_path = s->o.sbatch,
+        .squeue_path = s->o.squeue,
+        .scancel_path = s->o.scancel,
         .heartbeat_timeout = s->o.heartbeat_timeout,
         .restart_timeout = s->o.restart_timeout,
         .cancel_grace = s->o.cancel_grace,

@@ -6,6 +6,8 @@
  *  coordinator crash, and the next coordinator finds its pid in the database and watches it
  *  with kill(pid, 0) (it is no longer our child, so there is no exit status).
  *
+ *  Jobs whose launch is COORD_SCHED_SLURM are handed to coord_slurm.c (slurm_tick_job).
+ *
  *  The coordinator runs REST threads, so the child only calls async-signal-safe functions
  *  between fork and exec: everything (argv, envp, the resolved mpirun path, the log file) is
  *  prepared before the fork.
@@ -34,7 +36,7 @@ extern char **environ;
 /* ------------------------------------------------------------------------------------------ */
 
 /* name with a '/' as is; else the first executable PATH entry. */
-static int resolve_exe(const char *name, char *out, size_t n)
+int job_resolve_exe(const char *name, char *out, size_t n)
 {
     if (strchr(name, '/')) {
         snprintf(out, n, "%s", name);
@@ -57,7 +59,7 @@ static int resolve_exe(const char *name, char *out, size_t n)
 /* The line of the job's worker.log that best says why it ended, at most n-1 bytes: the last
  * line a worker wrote ("updraft-worker: ..."), else the last line that is not blank or one of
  * mpirun's rules of dashes. Only the last 8 KiB are read. */
-static void log_last_line(const char *path, char *buf, size_t n)
+void job_log_last_line(const char *path, char *buf, size_t n)
 {
     buf[0] = '\0';
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -85,7 +87,7 @@ static void log_last_line(const char *path, char *buf, size_t n)
     snprintf(buf, n, "%s", worker ? worker : other ? other : "");
 }
 
-static void job_log_path(coord_jobs_t *j, const char *id, char *buf, size_t n)
+void job_log_path(coord_jobs_t *j, const char *id, char *buf, size_t n)
 {
     snprintf(buf, n, "%s/jobs/%s/worker.log", j->cfg.state_dir, id);
 }
@@ -254,7 +256,7 @@ static int launch(coord_jobs_t *j, struct job_row *r, int relaunch, double now, 
     if (!mem)
         return ud_err_set(e, UD_ENOMEM, "out of memory");
     struct launch_cmd c = {0};
-    if (resolve_exe(j->cfg.mpirun_path, c.mpirun, sizeof c.mpirun) != 0)
+    if (job_resolve_exe(j->cfg.mpirun_path, c.mpirun, sizeof c.mpirun) != 0)
         return ud_err_set(e, UD_ENOTFOUND, "cannot launch: mpirun '%s' not found or not executable",
                           j->cfg.mpirun_path);
     if (access(j->cfg.worker_path, X_OK) != 0)
@@ -328,7 +330,7 @@ static void mpirun_gone(coord_jobs_t *j, const char *id, int64_t pid, int status
     else
         snprintf(how, sizeof how, "ended (status %#x)", status);
     job_log_path(j, id, logpath, sizeof logpath);
-    log_last_line(logpath, last, sizeof last);
+    job_log_last_line(logpath, last, sizeof last);
 
     coord_db_run(j->db, &e, "UPDATE jobs SET pid = NULL WHERE id = ? AND pid = ?", "si", id, pid);
     snprintf(msg, sizeof msg, "mpirun (pid %lld) %s%s%s", (long long)pid, how,
@@ -405,7 +407,7 @@ static void escalate(struct job_mem *m, int64_t pid, double now)
 /* The tick                                                                                    */
 /* ------------------------------------------------------------------------------------------ */
 
-static void check_silence(coord_jobs_t *j, struct job_row *r, struct job_mem *m, double now)
+void job_check_silence(coord_jobs_t *j, struct job_row *r, struct job_mem *m, double now)
 {
     double base = j->cfg.started;
     if (m && m->registered_at > base)
@@ -449,7 +451,7 @@ static void check_silence(coord_jobs_t *j, struct job_row *r, struct job_mem *m,
         coord_log(COORD_LOG_ERROR, "%s: %s", r->id, e.msg);
 }
 
-static int max_restarts(const struct job_row *r)
+int job_max_restarts(const struct job_row *r)
 {
     struct coord_spec spec;
     if (coord_spec_parse(r->spec, strlen(r->spec), &spec, NULL) != 0)
@@ -476,7 +478,7 @@ static void tick_restarting(coord_jobs_t *j, struct job_row *r, struct job_mem *
         if (alive) {
             escalate(m, r->pid, now); /* the old mpirun on its way out, or the new one waiting */
         } else {
-            int limit = max_restarts(r);
+            int limit = job_max_restarts(r);
             if (r->restarts >= limit) {
                 snprintf(msg, sizeof msg,
                          "gave up after %d relaunch%s (launch.max_restarts %d): %s", r->restarts,
@@ -496,6 +498,10 @@ static void tick_job(coord_jobs_t *j, struct job_row *r, double now)
     struct job_mem *m = job_mem_get(j, r->id);
     if (!m)
         return;
+    if (r->launch == COORD_SCHED_SLURM) {
+        slurm_tick_job(j, r, m, now);
+        return;
+    }
     struct ud_err e = {0};
     /* A previous coordinator's mpirun: no SIGCHLD for us, so look. */
     if (r->pid > 1 && m->child_pid != r->pid && !mpirun_alive(j, m, r->pid)) {
@@ -520,7 +526,7 @@ static void tick_job(coord_jobs_t *j, struct job_row *r, double now)
                 goto out;
             }
         }
-        check_silence(j, r, m, now);
+        job_check_silence(j, r, m, now);
     } else if (strcmp(r->state, "RESTARTING") == 0) {
         tick_restarting(j, r, m, now);
     } else if (r->pid > 1 && mpirun_alive(j, m, r->pid)) {
@@ -543,10 +549,12 @@ void coord_jobs_tick(coord_jobs_t *j, double now)
 {
     reap_children(j, now);
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(j->db,
-                           "SELECT " JOB_ROW_COLUMNS " FROM jobs WHERE state IN ('PENDING',"
-                           " 'RUNNING', 'RESTARTING') OR pid IS NOT NULL ORDER BY seq",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(
+            j->db,
+            "SELECT " JOB_ROW_COLUMNS " FROM jobs WHERE state IN ('PENDING',"
+            " 'RUNNING', 'RESTARTING') OR pid IS NOT NULL OR id IN (" SLURM_LIVE_JOBS_SQL
+            ") ORDER BY seq",
+            -1, &st, NULL) != SQLITE_OK) {
         coord_log(COORD_LOG_ERROR, "monitor: %s", sqlite3_errmsg(j->db));
         return;
     }

@@ -160,6 +160,22 @@ static int check_integer(const char *key, const json_t *v, double lo, double hi,
     return 0;
 }
 
+/* s holds only [A-Za-z0-9._-] (a model name, a Slurm partition or account); else UD_EINVAL
+ * naming key and the first other character. */
+static int check_name_chars(const char *key, const char *s, struct ud_err *e)
+{
+    for (size_t i = 0; s[i]; i++) {
+        char c = s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return ud_err_set(e, UD_EINVAL,
+                              "job spec: '%s' may hold only letters, digits, '.', '_' and '-'"
+                              " (character %zu is not one)",
+                              key, i + 1);
+    }
+    return 0;
+}
+
 static int check_name(const char *name, struct ud_err *e)
 {
     size_t n = strlen(name);
@@ -168,16 +184,7 @@ static int check_name(const char *name, struct ud_err *e)
                           n);
     if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
         return ud_err_set(e, UD_EINVAL, "job spec: 'name' cannot be '%s'", name);
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return ud_err_set(e, UD_EINVAL,
-                              "job spec: 'name' may hold only letters, digits, '.', '_' and '-'"
-                              " (character %zu is not one)",
-                              i + 1);
-    }
-    return 0;
+    return check_name_chars("name", name, e);
 }
 
 static int check_input(const char *in, struct coord_spec *s, struct ud_err *e)
@@ -193,6 +200,95 @@ static int check_input(const char *in, struct coord_spec *s, struct ud_err *e)
     return 0;
 }
 
+/* A Slurm name (partition, account): 1..63 of [A-Za-z0-9._-], so that it goes into the batch
+ * script's #SBATCH lines as it is. */
+static int check_slurm_name(const char *key, const json_t *x, char *out, size_t n, struct ud_err *e)
+{
+    if (!json_is_string(x))
+        return ud_err_set(e, UD_EINVAL, "job spec: '%s' must be a string, not %s", key,
+                          type_name(x));
+    const char *v = json_string_value(x);
+    size_t len = strlen(v);
+    if (len < 1 || len >= n)
+        return ud_err_set(e, UD_EINVAL, "job spec: '%s' must have 1 to %zu characters", key, n - 1);
+    int rc = check_name_chars(key, v, e);
+    if (rc)
+        return rc;
+    memcpy(out, v, len + 1);
+    return 0;
+}
+
+/* launch.time: whole minutes (an integer, 1..525600), or one of Slurm's --time forms as a
+ * string: "M", "M:S", "H:M:S", "D-H", "D-H:M", "D-H:M:S" (fields are digits). */
+static int check_slurm_time(const json_t *x, char *out, size_t n, struct ud_err *e)
+{
+    if (json_is_integer(x)) {
+        int64_t m;
+        int rc = check_integer("launch.time", x, 1, 525600, &m, e);
+        if (rc == 0)
+            snprintf(out, n, "%lld", (long long)m);
+        return rc;
+    }
+    if (!json_is_string(x))
+        return ud_err_set(e, UD_EINVAL,
+                          "job spec: 'launch.time' must be minutes (an integer) or a string "
+                          "like \"MM:SS\", not %s",
+                          type_name(x));
+    const char *v = json_string_value(x);
+    size_t len = strlen(v), digits = 0;
+    int colons = 0, dashes = 0, ok = len > 0 && len < n;
+    for (size_t i = 0; ok && i < len; i++) {
+        if (v[i] >= '0' && v[i] <= '9') {
+            digits++;
+            continue;
+        }
+        ok = digits > 0 && i + 1 < len &&
+             ((v[i] == ':' && ++colons <= 2) || (v[i] == '-' && colons == 0 && ++dashes == 1));
+        digits = 0;
+    }
+    if (!ok)
+        return ud_err_set(e, UD_EINVAL,
+                          "job spec: 'launch.time' \"%.40s\" is not a Slurm time limit (minutes, "
+                          "\"MM:SS\", \"HH:MM:SS\" or \"D-HH[:MM[:SS]]\")",
+                          v);
+    memcpy(out, v, len + 1);
+    return 0;
+}
+
+/* One key of the launch object. Returns 1 when k is not a launch key. */
+static int parse_launch_key(const char *k, const json_t *x, struct coord_spec *s, struct ud_err *e)
+{
+    int64_t i;
+    int rc;
+    if (strcmp(k, "np") == 0) {
+        if ((rc = check_integer("launch.np", x, 1, 256, &i, e)) != 0)
+            return rc;
+        s->np = (int)i;
+    } else if (strcmp(k, "max_restarts") == 0) {
+        if ((rc = check_integer("launch.max_restarts", x, 0, 100, &i, e)) != 0)
+            return rc;
+        s->max_restarts = (int)i;
+    } else if (strcmp(k, "scheduler") == 0) {
+        const char *v = json_is_string(x) ? json_string_value(x) : "";
+        if (strcmp(v, "local") == 0)
+            s->scheduler = COORD_SCHED_LOCAL;
+        else if (strcmp(v, "slurm") == 0)
+            s->scheduler = COORD_SCHED_SLURM;
+        else
+            return ud_err_set(e, UD_EINVAL,
+                              "job spec: 'launch.scheduler' must be \"local\" or \"slurm\"");
+    } else if (strcmp(k, "partition") == 0) {
+        return check_slurm_name("launch.partition", x, s->partition, sizeof s->partition, e);
+    } else if (strcmp(k, "account") == 0) {
+        return check_slurm_name("launch.account", x, s->account, sizeof s->account, e);
+    } else if (strcmp(k, "time") == 0) {
+        return check_slurm_time(x, s->time, sizeof s->time, e);
+    } else {
+        return 1;
+    }
+    return 0;
+}
+
 static int parse_launch(const json_t *v, struct coord_spec *s, struct ud_err *e)
 {
     if (!json_is_object(v))
@@ -200,29 +296,24 @@ static int parse_launch(const json_t *v, struct coord_spec *s, struct ud_err *e)
                           type_name(v));
     const char *k;
     json_t *x;
-    int have_np = 0;
     json_object_foreach((json_t *)v, k, x)
     {
-        int64_t i;
-        int rc;
-        if (strcmp(k, "np") == 0) {
-            if ((rc = check_integer("launch.np", x, 1, 256, &i, e)) != 0)
-                return rc;
-            s->np = (int)i;
-            have_np = 1;
-        } else if (strcmp(k, "max_restarts") == 0) {
-            if ((rc = check_integer("launch.max_restarts", x, 0, 100, &i, e)) != 0)
-                return rc;
-            s->max_restarts = (int)i;
-        } else {
+        int rc = parse_launch_key(k, x, s, e);
+        if (rc == 1)
             return ud_err_set(e, UD_EINVAL,
-                              "job spec: unknown key 'launch.%s' (launch takes np "
-                              "and max_restarts)",
+                              "job spec: unknown key 'launch.%s' (launch takes np, max_restarts, "
+                              "scheduler, and for Slurm partition, time and account)",
                               k);
-        }
+        if (rc)
+            return rc;
     }
-    if (!have_np)
+    if (s->np <= 0)
         return ud_err_set(e, UD_EINVAL, "job spec: 'launch' needs 'np' (the number of ranks)");
+    if (s->scheduler != COORD_SCHED_SLURM && (s->partition[0] || s->account[0] || s->time[0]))
+        return ud_err_set(e, UD_EINVAL, "job spec: 'launch.%s' needs \"scheduler\": \"slurm\"",
+                          s->partition[0] ? "partition"
+                          : s->account[0] ? "account"
+                                          : "time");
     return 0;
 }
 
@@ -432,6 +523,7 @@ int coord_spec_parse(const char *json, size_t len, struct coord_spec *s, struct 
     s->seed = p.seed;
     s->shuffle = 1;
     s->max_restarts = 3;
+    s->scheduler = COORD_SCHED_LOCAL;
     snprintf(s->validation, sizeof s->validation, "auto");
 
     /* Every key must be known... */

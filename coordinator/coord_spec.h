@@ -19,6 +19,8 @@
  *    "session": "/shared/dir",       optional: checkpoint directory (default STATE/jobs/ID/session)
  *    "launch": {"np": 2, "max_restarts": 3}   optional: the coordinator runs mpirun itself;
  *                                     max_restarts (default 3) relaunches with --resume
+ *      also "scheduler": "local" (the default) | "slurm" (sbatch of a generated script,
+ *      docs/slurm.md), and for Slurm "partition", "account" and "time" (minutes, or "MM:SS"...)
  *  }
  *
  *  Every key is optional unless marked; an unknown key, a value of the wrong JSON type or out of
@@ -39,12 +41,20 @@
 #define COORD_SPEC_MAX_BYTES UD_LIMIT_JOB_SPEC_BYTES /* a spec (a REST body) */
 #define COORD_SPEC_MAX_ARGS  96
 
+/* Who starts the workers of a spec with "launch" (jobs.launch stores it; 0: no launch). */
+#define COORD_SCHED_LOCAL 1 /* the coordinator runs mpirun on its own host */
+#define COORD_SCHED_SLURM 2 /* the coordinator submits a batch script with sbatch */
+
 struct coord_spec {
     char name[65];
     char *data, *test, *arch, *session; /* owned; test and session may be NULL */
     char *canonical;                    /* owned: the spec as stored (compact JSON, sorted keys) */
     int np;                             /* launch.np; 0: no launch, workers come on their own */
     int max_restarts;
+    int scheduler; /* launch.scheduler: COORD_SCHED_LOCAL or _SLURM */
+    /* Slurm only ("" when not given): launch.partition, launch.account ([A-Za-z0-9._-]) and
+     * launch.time (Slurm's --time syntax, checked: minutes, "M:S", "H:M:S", "D-H[:M[:S]]") */
+    char partition[64], account[64], time[32];
     /* what the shard plan needs (the same values are in args) */
     int64_t epochs, batch, max_samples; /* max_samples 0: all */
     uint64_t seed;

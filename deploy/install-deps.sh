@@ -23,6 +23,7 @@ pkgs=(
     dataset-fashion-mnist
     help2man lintian file systemd  # man pages; it_packages (lintian: 16 MB with its Perl)
     iproute2 # ip netns: the multi-host tests' "hosts" (tests/integration/lib/netns.bash)
+    slurm-wlm munge # a real single-node Slurm for it_slurm (8 MB)
 )
 for arg in "$@"; do
     case "$arg" in

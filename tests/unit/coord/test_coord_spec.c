@@ -1,8 +1,8 @@
 /*  test_coord_spec.c — job specs: a good one becomes the worker's options in order; unknown
  *  keys, wrong types, out-of-range values, duplicate keys, malformed JSON, non-objects and
  *  oversized bodies are refused naming what is wrong; paths the coordinator cannot read (data,
- *  test, an arch spec file) are refused naming the key and the path. Also the database's schema
- *  version. */
+ *  test, an arch spec file) are refused naming the key and the path; the Slurm launch keys. Also
+ *  the database's schema version. */
 #include "ud_test.h"
 
 #include "coord_db.h"
@@ -231,6 +231,73 @@ static void test_paths(void **state)
     assert_msg_has(&e, "'eval': /nonexistent cannot be read on the coordinator");
 }
 
+/* launch.scheduler "slurm" and its keys; Slurm keys without it, bad names and bad times are
+ * refused naming the key. */
+static void test_slurm_launch(void **state)
+{
+    struct coord_spec s;
+    struct ud_err e = {0};
+    const char *json = "{" BASE ",\"launch\":{\"scheduler\":\"slurm\",\"np\":4,"
+                       "\"partition\":\"gpu-a100\",\"account\":\"ml.team_1\","
+                       "\"time\":\"1-02:30:00\",\"max_restarts\":0}}";
+    assert_int_equal(parse(json, &s, &e), 0);
+    assert_int_equal(s.scheduler, COORD_SCHED_SLURM);
+    assert_int_equal(s.np, 4);
+    assert_int_equal(s.max_restarts, 0);
+    assert_string_equal(s.partition, "gpu-a100");
+    assert_string_equal(s.account, "ml.team_1");
+    assert_string_equal(s.time, "1-02:30:00");
+    coord_spec_deinit(&s);
+    /* Minutes as an integer; a default scheduler is local, with no Slurm keys. */
+    json = "{" BASE ",\"launch\":{\"scheduler\":\"slurm\",\"np\":1,\"time\":90}}";
+    assert_int_equal(parse(json, &s, &e), 0);
+    assert_string_equal(s.time, "90");
+    assert_string_equal(s.partition, "");
+    coord_spec_deinit(&s);
+    assert_int_equal(parse("{" BASE ",\"launch\":{\"np\":1}}", &s, &e), 0);
+    assert_int_equal(s.scheduler, COORD_SCHED_LOCAL);
+    coord_spec_deinit(&s);
+    const char *good_times[] = {"10", "0:10", "1:00:00", "2-0", "2-12:30", "2-12:30:15"};
+    for (size_t i = 0; i < sizeof good_times / sizeof good_times[0]; i++) {
+        char buf[256];
+        snprintf(buf, sizeof buf,
+                 "{" BASE ",\"launch\":{\"scheduler\":\"slurm\",\"np\":1,\"time\":\"%s\"}}",
+                 good_times[i]);
+        assert_int_equal(parse(buf, &s, &e), 0);
+        assert_string_equal(s.time, good_times[i]);
+        coord_spec_deinit(&s);
+    }
+
+#define SL "\"scheduler\":\"slurm\",\"np\":1"
+    expect_refused("{" BASE ",\"launch\":{\"np\":1,\"partition\":\"p\"}}", UD_EINVAL,
+                   "'launch.partition' needs \"scheduler\": \"slurm\"");
+    expect_refused("{" BASE ",\"launch\":{\"np\":1,\"scheduler\":\"local\",\"time\":5}}", UD_EINVAL,
+                   "'launch.time' needs");
+    expect_refused("{" BASE ",\"launch\":{\"np\":1,\"scheduler\":\"pbs\"}}", UD_EINVAL,
+                   "launch.scheduler");
+    expect_refused("{" BASE ",\"launch\":{\"np\":1,\"scheduler\":1}}", UD_EINVAL,
+                   "launch.scheduler");
+    expect_refused("{" BASE ",\"launch\":{\"scheduler\":\"slurm\"}}", UD_EINVAL, "needs 'np'");
+    expect_refused("{" BASE ",\"launch\":{" SL ",\"partition\":\"a b\"}}", UD_EINVAL,
+                   "launch.partition");
+    expect_refused("{" BASE ",\"launch\":{" SL ",\"account\":\"x;rm\"}}", UD_EINVAL,
+                   "launch.account");
+    expect_refused("{" BASE ",\"launch\":{" SL ",\"partition\":\"\"}}", UD_EINVAL,
+                   "launch.partition");
+    expect_refused("{" BASE ",\"launch\":{" SL ",\"partition\":7}}", UD_EINVAL,
+                   "'launch.partition' must be a string");
+    const char *bad_times[] = {"", ":10", "10:", "1:2:3:4", "1-2-3", "1:2-3", "ten", "1 0", "-5"};
+    for (size_t i = 0; i < sizeof bad_times / sizeof bad_times[0]; i++) {
+        char buf[256];
+        snprintf(buf, sizeof buf, "{" BASE ",\"launch\":{" SL ",\"time\":\"%s\"}}", bad_times[i]);
+        expect_refused(buf, UD_EINVAL, "'launch.time'");
+    }
+    expect_refused("{" BASE ",\"launch\":{" SL ",\"time\":0}}", UD_EINVAL, "launch.time");
+    expect_refused("{" BASE ",\"launch\":{" SL ",\"time\":1.5}}", UD_EINVAL, "launch.time");
+    expect_refused("{" BASE ",\"launch\":{" SL ",\"time\":true}}", UD_EINVAL, "launch.time");
+#undef SL
+}
+
 static void test_db_schema(void **state)
 {
     const char *dir = ud_test_path("db");
@@ -275,13 +342,14 @@ static void test_db_schema(void **state)
                                   "DROP TABLE rejections; DROP TABLE updates;"
                                   " DROP TABLE participants; DROP TABLE rounds;"
                                   " DROP TABLE federations; DROP TABLE devices;"
+                                  " DROP TABLE slurm_jobs;"
                                   " PRAGMA user_version = 1",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     coord_db_close(&db);
     assert_int_equal(coord_db_open(dir, 0, &db, &e), 0);
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM jobs, devices", -1, &st, NULL),
-                     0);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM jobs, devices, slurm_jobs", -1, &st, NULL), 0);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     sqlite3_finalize(st);
     /* A newer schema is refused. */
@@ -304,9 +372,10 @@ static void test_db_schema(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_good_spec), cmocka_unit_test(test_minimal_spec_defaults),
-        cmocka_unit_test(test_refused),   cmocka_unit_test(test_size_limit),
-        cmocka_unit_test(test_db_schema), cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_good_spec),    cmocka_unit_test(test_minimal_spec_defaults),
+        cmocka_unit_test(test_refused),      cmocka_unit_test(test_size_limit),
+        cmocka_unit_test(test_db_schema),    cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_slurm_launch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
