@@ -133,7 +133,7 @@ wait "$AGENT_PID" || RC=$?
 AGENT_PID=""
 it_expect_rc "the emulated agent exits 0 after its one round" 0
 it_expect_eq "its log: round 1 accepted" '[1, "accepted"]' "$(it_json out/agent.jsonl '[last["round"], last["result"]]')"
-curl -s -o v2.udm "$URL/v1/models/mlp/versions/2/file"
+curl -s "${READ_AUTH[@]}" -o v2.udm "$URL/v1/models/mlp/versions/2/file"
 "$DIFF" m.udm v2.udm >diff-v2.json 2>&1 || true
 it_expect_py "version 2 = the base moved by the aarch64 update" 'v[0] > 0' \
     "$(jq_ diff-v2.json 'max(abs(j["min"]), abs(j["max"]))')"
