@@ -81,28 +81,6 @@ static void *walloc(size_t bytes)
     return p;
 }
 
-/* Does layer i write its output into its input's buffer? */
-static int layer_inplace(const struct ud_model *m, int i, enum ud_backend be)
-{
-    enum ud_layer_kind k = m->arch.layer[i].kind;
-    if (k == UD_LAYER_RELU || k == UD_LAYER_DROPOUT)
-        return 1;
-    if (k == UD_LAYER_FLATTEN) {
-        /* Only a channel-major input needs a transpose. */
-        if (be == UD_BACKEND_REFERENCE)
-            return 1;
-        for (int j = i - 1; j >= 0; j--) {
-            enum ud_layer_kind kj = m->arch.layer[j].kind;
-            if (kj == UD_LAYER_CONV2D || kj == UD_LAYER_MAXPOOL2D)
-                return 0;
-            if (kj == UD_LAYER_FLATTEN || kj == UD_LAYER_DENSE)
-                return 1;
-        }
-        return 1;
-    }
-    return 0;
-}
-
 /* The fast conv works on chunks of samples so that the im2col columns of a chunk (and the
  * GEMM's output block) stay in L2 instead of streaming a (C*K*K, B*Ho*Wo) matrix through
  * memory: for the cnn's second conv at B = 128 that matrix is 29 MB. */
@@ -228,7 +206,11 @@ static void plan_layers(struct ud_model *m)
                 plan_fast(m, i, layout[be], p);
             else
                 plan_reference(m, i, p);
-            p->inplace = layer_inplace(m, i, (enum ud_backend)be);
+            /* ReLU and dropout work in place, and so does a flatten of (B, C, H, W) data: only
+             * a channel-major input needs the transpose. */
+            enum ud_layer_kind k = m->arch.layer[i].kind;
+            p->inplace = k == UD_LAYER_RELU || k == UD_LAYER_DROPOUT ||
+                         (k == UD_LAYER_FLATTEN && p->layout_in == UD_LAYOUT_BCHW);
             layout[be] = p->layout_out;
         }
 }
