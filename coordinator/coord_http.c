@@ -1711,11 +1711,6 @@ static int bearer_role(const struct coord_http *h, struct MHD_Connection *c)
     return admin ? BEARER_ADMIN : reader ? BEARER_READER : BEARER_NONE;
 }
 
-int http_authorized(const struct coord_http *h, struct MHD_Connection *c)
-{
-    return bearer_role(h, c) == BEARER_ADMIN;
-}
-
 int http_reader_authorized(const struct coord_http *h, struct MHD_Connection *c)
 {
     return bearer_role(h, c) != BEARER_NONE;

@@ -58,8 +58,6 @@ enum MHD_Result http_reply_json(struct coord_http *h, struct MHD_Connection *c, 
 /* The same with 201 and a Location header. */
 enum MHD_Result http_reply_created(struct coord_http *h, struct MHD_Connection *c, struct ud_buf *b,
                                    const char *location);
-/* Does the request carry the admin token (constant-time compare)? */
-int http_authorized(const struct coord_http *h, struct MHD_Connection *c);
 /* Does it carry the reader token or the admin token (constant-time compares)? */
 int http_reader_authorized(const struct coord_http *h, struct MHD_Connection *c);
 /* The request's bearer token (after "Bearer ", spaces trimmed) and its length in *n; NULL when

@@ -403,10 +403,6 @@ int worker_dist_local_size(const worker_dist_t *d)
 {
     return d->local_size;
 }
-const char *worker_dist_host(const worker_dist_t *d, int rank)
-{
-    return rank >= 0 && rank < d->world ? d->peers[rank].host : "?";
-}
 void worker_dist_set_step(worker_dist_t *d, int64_t step)
 {
     d->step = step;

@@ -45,7 +45,6 @@ void worker_dist_finalize(worker_dist_t **d);
 int worker_dist_rank(const worker_dist_t *d);
 int worker_dist_world(const worker_dist_t *d);
 int worker_dist_local_size(const worker_dist_t *d); /* ranks on this host */
-const char *worker_dist_host(const worker_dist_t *d, int rank);
 /* The step number that failure messages quote (the worker sets it as training advances). */
 void worker_dist_set_step(worker_dist_t *d, int64_t step);
 

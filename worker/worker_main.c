@@ -36,7 +36,6 @@
 #include "updraft/ud_num.h"
 #include "updraft/ud_plan.h"
 #include "updraft/ud_msg.h"
-#include "updraft/ud_file.h"
 #include "updraft/ud_udm.h"
 #include "updraft/ud_update.h"
 #include "worker_coord.h"

@@ -50,20 +50,6 @@ if [ "$with_job" = 1 ] && [ ! -x "$bin/updraft-worker" ]; then
     exit 2
 fi
 
-# A port nobody listens on (bash's /dev/tcp connect fails).
-free_port() {
-    local p
-    for _ in $(seq 200); do
-        p=$((20000 + RANDOM % 20000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            echo "$p"
-            return
-        fi
-    done
-    echo "rest.sh: no free port found" >&2
-    exit 2
-}
-
 state=$(mktemp -d /tmp/updraft-rest-bench.XXXXXX)
 pid=
 cleanup() {

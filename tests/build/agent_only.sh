@@ -5,8 +5,8 @@
 # Configures a build of updraft-agent alone (UD_BUILD_WORKER/COORDINATOR/CLI=OFF) in a scratch
 # directory where pkg-config cannot see libzmq, SQLite, libmicrohttpd, GnuTLS or MPI and CMake's
 # MPI lookup is disabled, as on a phone-class device image. Checks that the configure summary
-# reports them absent, that the agent and the common unit tests build, that the agent links none
-# of them, and that the unit tests of the training core and the update engine pass in that build.
+# reports them absent, that the agent and the common unit tests build, that the agent links no
+# MPI, ZeroMQ, SQLite or libmicrohttpd (GnuTLS may still come in through libcurl), and that the unit tests of the training core and the update engine pass in that build.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 scratch=${UD_TEST_SCRATCH:-$(mktemp -d)}

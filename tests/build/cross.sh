@@ -22,7 +22,7 @@ SYSROOTS=${UD_SYSROOT_BASE:-/opt/updraft-sysroot}
 for arch in arm64 armhf; do
     if [ ! -f "$SYSROOTS/$arch/.updraft-sysroot" ]; then
         echo "build_cross: SKIPPED: no $arch sysroot in $SYSROOTS (deploy/install-deps.sh --cross installs it)"
-        exit 0
+        exit 77 # ctest: not run (SKIP_RETURN_CODE), never a pass
     fi
 done
 # shellcheck source=SCRIPTDIR/../integration/lib/coord.bash
@@ -86,7 +86,7 @@ upd() # LABEL RUNNER... : one update of m.udm, seed 7, into LABEL.udm
 }
 upd native "$AGENT"
 upd arm64 qemu-aarch64 -L "$SYSROOTS/arm64" build-arm64/bin/updraft-agent
-it_expect_grep "the aarch64 agent really ran under emulation" "$OUT" '"event":"completed"'
+it_expect_grep "the emulated update reported its end" "$OUT" '"event":"completed"'
 "$DIFF" native.udm arm64.udm >diff-arm64.json 2>&1 || true
 "$DIFF" m.udm native.udm >diff-update.json 2>&1 || true
 it_expect_py "OpenBLAS: aarch64 and x86-64 models within 1e-6 on every parameter" \

@@ -96,10 +96,11 @@ man_has()
     zcat "$P/share/man/man1/$1.1.gz" | grep -c -F -e "$2" || true
 }
 it_expect_py "man updraft-worker: .TH header and its options (--data, --arch, --epochs)" \
-    'v[0] >= 1 and v[1] >= 1 and v[2] >= 1' "$(man_has updraft-worker '.TH UPDRAFT-WORKER')" \
-    "$(man_has updraft-worker 'data')" "$(man_has updraft-worker 'epochs')"
+    'min(v) >= 1' "$(man_has updraft-worker '.TH UPDRAFT-WORKER')" \
+    "$(man_has updraft-worker '\-\-data')" "$(man_has updraft-worker '\-\-arch')" \
+    "$(man_has updraft-worker '\-\-epochs')"
 it_expect_py "man updraft-coordinator: its options (--state, --tls-cert)" 'v[0] >= 1 and v[1] >= 1' \
-    "$(man_has updraft-coordinator 'state')" "$(man_has updraft-coordinator 'tls\-cert')"
+    "$(man_has updraft-coordinator '\-\-state')" "$(man_has updraft-coordinator 'tls\-cert')"
 it_expect_py "man updraft-agent, man updraft: their commands" 'v[0] >= 1 and v[1] >= 1' \
     "$(man_has updraft-agent 'model\-pubkey')" "$(man_has updraft 'checkpoints')"
 it_expect_grep "the coordinator unit under P runs P/bin/updraft-coordinator" \
@@ -270,15 +271,15 @@ it_expect_py "JOURNAL_STREAM naming another file (inherited): lines keep their t
 # ---- the C program against the prefix and against the root's libupdraft-dev ----------------
 for where in prefix root; do
     case $where in
-    prefix) pcdir=$P/lib/pkgconfig ;;
-    root) pcdir=$(dirname "$(find "$R/usr/lib" -name updraft.pc | head -1)") ;;
+    prefix) pcdir=$P/lib/pkgconfig inc=$P/include ;;
+    root) pcdir=$(dirname "$(find "$R/usr/lib" -name updraft.pc | head -1)") inc=$R/usr/include ;;
     esac
     IT_LAST_CMD="pkg-config --cflags --libs --static updraft (PKG_CONFIG_PATH=$pcdir); cc use_lib.c"
     RC=0
     build_against "$pcdir" "use_lib_$where" >"out/cc_$where.err" 2>&1 || RC=$?
     ERR=out/cc_$where.err
     it_expect_rc "a C program compiles and links against the $where with pkg-config --static" 0
-    it_expect_grep "... with the $where's headers" <(PKG_CONFIG_PATH=$pcdir pkg-config --cflags updraft) "$where/"
+    it_expect_grep "... with the $where's headers" <(PKG_CONFIG_PATH=$pcdir pkg-config --cflags updraft) "-I$inc"
     it_run "use_lib_$where" "./use_lib_$where" updated.udm
     it_expect_eq "... and runs: it reads the model's parameter count" 534019 "$(cat "$OUT")"
 done
