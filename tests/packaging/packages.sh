@@ -279,7 +279,9 @@ for where in prefix root; do
     build_against "$pcdir" "use_lib_$where" >"out/cc_$where.err" 2>&1 || RC=$?
     ERR=out/cc_$where.err
     it_expect_rc "a C program compiles and links against the $where with pkg-config --static" 0
-    it_expect_grep "... with the $where's headers" <(PKG_CONFIG_PATH=$pcdir pkg-config --cflags updraft) "-I$inc"
+    it_expect_eq "... with the $where's headers (its first -I, resolved)" "$(realpath "$inc")" \
+        "$(PKG_CONFIG_PATH=$pcdir pkg-config --cflags-only-I updraft | tr ' ' '\n' | sed -n 's/^-I//p' |
+            head -1 | xargs realpath)"
     it_run "use_lib_$where" "./use_lib_$where" updated.udm
     it_expect_eq "... and runs: it reads the model's parameter count" 534019 "$(cat "$OUT")"
 done
