@@ -89,7 +89,7 @@ void ud_json_num(FILE *f, double v)
 {
     if (!isfinite(v))
         fputs("null", f);
-    else if (v == (double)(long long)v && fabs(v) < 1e15)
+    else if (fabs(v) < 1e15 && v == (double)(long long)v) /* in range before the cast */
         fprintf(f, "%lld", (long long)v);
     else
         fprintf(f, "%.9g", v);

@@ -68,12 +68,34 @@ static void test_buf_grows(void **state)
     assert_int_equal(b.len, 0);
 }
 
+/* Numbers: whole values as integers, others in %.9g, non-finite as null; a huge finite value
+ * is range-checked before it is cast to an integer (the cast would be undefined). */
+static void test_numbers(void **state)
+{
+    (void)state;
+    const struct {
+        double v;
+        const char *want;
+    } cases[] = {{3, "3"},          {-2, "-2"},          {0.5, "0.5"},
+                 {1e300, "1e+300"}, {-1e300, "-1e+300"}, {1e15, "1e+15"},
+                 {NAN, "null"},     {INFINITY, "null"}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char out[64] = "";
+        FILE *f = fmemopen(out, sizeof out - 1, "w");
+        assert_non_null(f);
+        ud_json_num(f, cases[i].v);
+        fclose(f);
+        assert_string_equal(out, cases[i].want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_escapes),
         cmocka_unit_test(test_invalid_utf8),
         cmocka_unit_test(test_buf_grows),
+        cmocka_unit_test(test_numbers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
