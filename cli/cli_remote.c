@@ -697,24 +697,6 @@ int cli_model_show(const struct cli_remote *o, const char *ref)
 }
 
 /* Hex SHA-256 of a file; 0 or -1. */
-static int file_sha256(const char *path, char hex[65])
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    crypto_hash_sha256_state st;
-    crypto_hash_sha256_init(&st);
-    unsigned char buf[1 << 16], h[crypto_hash_sha256_BYTES];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        crypto_hash_sha256_update(&st, buf, n);
-    int bad = ferror(f);
-    fclose(f);
-    crypto_hash_sha256_final(&st, h);
-    sodium_bin2hex(hex, 65, h, sizeof h);
-    return bad ? -1 : 0;
-}
-
 int cli_model_pull(const struct cli_remote *o, const char *ref)
 {
     if (!o->out) {
@@ -748,7 +730,7 @@ int cli_model_pull(const struct cli_remote *o, const char *ref)
     int werr = fclose(f) != 0;
     if (fail || r.code != 200) {
         ret = fail ? 1 : server_error(o, &r, ref);
-    } else if (werr || file_sha256(tmp, got) != 0) {
+    } else if (werr || ud_file_sha256(tmp, got, NULL) != 0) {
         fprintf(stderr, "updraft: %s: cannot write\n", tmp);
         ret = 1;
     } else if (strcmp(got, want) != 0) {

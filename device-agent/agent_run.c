@@ -371,27 +371,6 @@ static int fetch_task(struct daemon *d, struct agent_task *t)
 
 /* ------------------------------------------------------------------------------- download */
 
-static int file_sha256(const char *path, char hex[65], struct ud_err *e)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ud_err_set(e, UD_EIO, "%s: %s", path, strerror(errno));
-    crypto_hash_sha256_state s;
-    crypto_hash_sha256_init(&s);
-    unsigned char buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        crypto_hash_sha256_update(&s, buf, n);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad)
-        return ud_err_set(e, UD_EIO, "%s: read error", path);
-    unsigned char out[crypto_hash_sha256_BYTES];
-    crypto_hash_sha256_final(&s, out);
-    sodium_bin2hex(hex, 65, out, sizeof out);
-    return 0;
-}
-
 /* Deletes every model-*.udm in the state directory except keep (a file name). */
 static void prune_models(struct daemon *d, const char *keep)
 {
@@ -563,7 +542,7 @@ static int ensure_model(struct daemon *d, const struct agent_task *t, char *out,
             continue;
         }
         char hex[65];
-        if ((rc = file_sha256(part, hex, e)) < 0)
+        if ((rc = ud_file_sha256(part, hex, e)) < 0)
             return rc;
         if (strcmp(hex, t->sha256) != 0) {
             mismatches++;

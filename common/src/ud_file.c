@@ -348,6 +348,29 @@ out_close:
     return rc;
 }
 
+int ud_file_sha256(const char *path, char hex[65], struct ud_err *e)
+{
+    if (sodium_init() < 0)
+        return ud_err_set(e, UD_EINTERNAL, "libsodium failed to initialise");
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ud_err_set(e, UD_EIO, "%s: %s", path, strerror(errno));
+    crypto_hash_sha256_state s;
+    crypto_hash_sha256_init(&s);
+    unsigned char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        crypto_hash_sha256_update(&s, buf, n);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad)
+        return ud_err_set(e, UD_EIO, "%s: read error", path);
+    unsigned char out[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_final(&s, out);
+    sodium_bin2hex(hex, 65, out, sizeof out);
+    return 0;
+}
+
 int ud_file_check_writable(const char *path, struct ud_err *e)
 {
     char dir[UD_FILE_PATH_MAX];

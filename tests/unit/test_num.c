@@ -1,7 +1,7 @@
 /*  test_num.c — ud_num, the one number parser of every program's options: the whole text must be
  *  the number, inside [lo, hi]; the message names the option, what it got and what it takes; on
  *  error the output is untouched. And ud_file's directory helpers: mkdir -p with its "created",
- *  the writable-output check, and tree removal with the entry removed first. */
+ *  the writable-output check, a file's SHA-256, and tree removal with the entry removed first. */
 #include "ud_test.h"
 
 #include <sys/stat.h>
@@ -71,6 +71,10 @@ static void test_directories(void **state)
     assert_false(created); /* it was there */
     snprintf(file, sizeof file, "%s/DONE", deep);
     assert_int_equal(ud_file_write_atomic(file, "x", 1, &e), 0);
+    char hex[65];
+    assert_int_equal(ud_file_sha256(file, hex, &e), 0);
+    assert_string_equal(hex, "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881");
+    assert_int_equal(ud_file_sha256(deep, hex, &e), UD_EIO); /* a directory does not read */
     /* A file where a directory is wanted is refused, naming it. */
     char clash[1200];
     snprintf(clash, sizeof clash, "%s/sub", file);

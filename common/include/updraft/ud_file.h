@@ -46,6 +46,10 @@ int ud_file_mkdirs(const char *path, bool *created, struct ud_err *e);
  * deeper than 8 directories is refused. Returns 0 or UD_EIO. */
 int ud_file_remove_tree(const char *path, bool keep_top, const char *first, struct ud_err *e);
 
+/* SHA-256 of the file at path, read as a stream, as 64 lowercase hex digits and a NUL in hex.
+ * Returns 0, or UD_EIO when it cannot be opened or read. */
+int ud_file_sha256(const char *path, char hex[65], struct ud_err *e);
+
 /* Checks, before long work, that a file could be written at path: its directory exists and
  * is writable, and path is not a directory. Returns 0 or UD_EIO saying which. */
 int ud_file_check_writable(const char *path, struct ud_err *e);
