@@ -17,7 +17,9 @@ rank_pid()
 {
     local pat=$1 r=$2 p
     for p in $(pgrep -f "updraft-worker.*$pat" || true); do
-        if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$r"; then
+        # grep reads it all (no -q): under pipefail, a grep that quit at the match could leave
+        # tr killed by SIGPIPE on a large environment, and the rank would look absent.
+        if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -x "OMPI_COMM_WORLD_RANK=$r" >/dev/null; then
             echo "$p"
             return 0
         fi
